@@ -1,0 +1,1 @@
+//! Study configuration, search spaces, the search loop, storage and the plugin host.

@@ -1,0 +1,212 @@
+//! Host side: open plugin libraries, check their ABI, and call them through plain methods.
+
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::lib_header_from_path;
+use abi_stable::std_types::{RResult, RStr};
+
+use crate::abi::{ABI_VERSION, PluginInstanceBox, PluginKind, PluginModuleRef, SDK_VERSION};
+use crate::messages::{
+    EvalRequest, EvalResult, EvaluatorContext, Observation, Proposal, StrategyContext,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot load plugin {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error(
+        "plugin {path} was built against an incompatible plugin SDK ({reason}); \
+         rebuild it against nas-plugin {SDK_VERSION} (ABI {ABI_VERSION}), e.g. `cargo build --release` in its crate"
+    )]
+    Incompatible { path: PathBuf, reason: String },
+}
+
+/// An error from one call into a plugin, naming the plugin and the method.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin `{plugin}` failed in `{method}`: {message}")]
+pub struct CallError {
+    pub plugin: String,
+    pub method: String,
+    pub message: String,
+}
+
+/// An opened plugin library whose ABI has been checked. Libraries are never unloaded.
+#[derive(Clone)]
+pub struct PluginLibrary {
+    pub path: PathBuf,
+    pub name: String,
+    pub kind: PluginKind,
+    module: PluginModuleRef,
+}
+
+impl std::fmt::Debug for PluginLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginLibrary")
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+/// Keeps only the lines of abi_stable's (often 40 KB) layout report that say what differs.
+fn summarize_abi_error(raw: &str) -> String {
+    let lines: Vec<&str> = raw
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("error") || l.contains("mismatch") || l.contains("version")
+        })
+        .take(4)
+        .collect();
+    let summary = if lines.is_empty() {
+        raw.lines()
+            .next()
+            .unwrap_or("layout check failed")
+            .trim()
+            .to_string()
+    } else {
+        lines.join("; ")
+    };
+    summary.chars().take(400).collect()
+}
+
+impl PluginLibrary {
+    /// Opens one library. Each library gets its own root module (not abi_stable's per-type
+    /// cache), so several plugins of one kind load side by side.
+    pub fn open(path: &Path) -> Result<PluginLibrary, LoadError> {
+        let header = lib_header_from_path(path).map_err(|e| LoadError::Open {
+            path: path.to_path_buf(),
+            reason: summarize_abi_error(&e.to_string()),
+        })?;
+        let module =
+            header
+                .init_root_module::<PluginModuleRef>()
+                .map_err(|e| LoadError::Incompatible {
+                    path: path.to_path_buf(),
+                    reason: summarize_abi_error(&e.to_string()),
+                })?;
+        let abi = (module.abi_version())();
+        let sdk = (module.sdk_version())().to_string();
+        if abi != ABI_VERSION || sdk != SDK_VERSION {
+            return Err(LoadError::Incompatible {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it has ABI {abi} / SDK {sdk}, this program has ABI {ABI_VERSION} / SDK {SDK_VERSION}"
+                ),
+            });
+        }
+        Ok(PluginLibrary {
+            path: path.to_path_buf(),
+            name: (module.name())().to_string(),
+            kind: (module.kind())(),
+            module,
+        })
+    }
+
+    fn create(&self, context: String) -> Result<PluginHandle, CallError> {
+        match (self.module.create())(RStr::from_str(&context)) {
+            RResult::ROk(instance) => Ok(PluginHandle {
+                name: self.name.clone(),
+                instance,
+            }),
+            RResult::RErr(e) => Err(CallError {
+                plugin: self.name.clone(),
+                method: "new".into(),
+                message: e.into_string(),
+            }),
+        }
+    }
+
+    fn expect_kind(&self, kind: PluginKind) -> Result<(), CallError> {
+        if self.kind == kind {
+            Ok(())
+        } else {
+            Err(CallError {
+                plugin: self.name.clone(),
+                method: "new".into(),
+                message: format!(
+                    "{} is a {} plugin, not a {} plugin",
+                    self.path.display(),
+                    self.kind.as_str(),
+                    kind.as_str()
+                ),
+            })
+        }
+    }
+
+    pub fn create_strategy(&self, ctx: &StrategyContext) -> Result<StrategyHandle, CallError> {
+        self.expect_kind(PluginKind::Strategy)?;
+        let json = serde_json::to_string(ctx).expect("context serializes");
+        Ok(StrategyHandle(self.create(json)?))
+    }
+
+    pub fn create_evaluator(&self, ctx: &EvaluatorContext) -> Result<EvaluatorHandle, CallError> {
+        self.expect_kind(PluginKind::Evaluator)?;
+        let json = serde_json::to_string(ctx).expect("context serializes");
+        Ok(EvaluatorHandle(self.create(json)?))
+    }
+}
+
+/// A live plugin instance.
+struct PluginHandle {
+    name: String,
+    instance: PluginInstanceBox,
+}
+
+impl PluginHandle {
+    fn call<T: serde::de::DeserializeOwned>(
+        &mut self,
+        method: &str,
+        payload: &impl serde::Serialize,
+    ) -> Result<T, CallError> {
+        let err = |message: String| CallError {
+            plugin: self.name.clone(),
+            method: method.to_string(),
+            message,
+        };
+        let payload = serde_json::to_string(payload).map_err(|e| err(e.to_string()))?;
+        match self
+            .instance
+            .call(RStr::from_str(method), RStr::from_str(&payload))
+        {
+            RResult::ROk(reply) => serde_json::from_str(reply.as_str())
+                .map_err(|e| err(format!("unreadable reply: {e}"))),
+            RResult::RErr(e) => Err(err(e.into_string())),
+        }
+    }
+}
+
+/// A strategy plugin instance, called like the `Strategy` trait.
+pub struct StrategyHandle(PluginHandle);
+
+impl StrategyHandle {
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+    pub fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, CallError> {
+        self.0.call("ask", &n)
+    }
+    pub fn tell(&mut self, observations: &[Observation]) -> Result<(), CallError> {
+        self.0.call("tell", &observations)
+    }
+    pub fn save(&mut self) -> Result<serde_json::Value, CallError> {
+        self.0.call("save", &())
+    }
+    pub fn restore(&mut self, state: &serde_json::Value) -> Result<(), CallError> {
+        self.0.call("restore", state)
+    }
+}
+
+/// An evaluator plugin instance, called like the `Evaluator` trait.
+pub struct EvaluatorHandle(PluginHandle);
+
+impl EvaluatorHandle {
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+    pub fn evaluate(&mut self, request: &EvalRequest) -> Result<EvalResult, CallError> {
+        self.0.call("evaluate", request)
+    }
+}

@@ -1,0 +1,31 @@
+//! The plugin SDK.
+//!
+//! Plugin authors implement [`Strategy`] or [`Evaluator`] and call [`export_strategy!`] or
+//! [`export_evaluator!`] in a `cdylib` crate. The host opens libraries with
+//! [`host::PluginLibrary`]. abi_stable is an implementation detail of this crate.
+
+pub mod abi;
+mod export;
+pub mod host;
+pub mod messages;
+pub mod traits;
+
+pub use messages::*;
+pub use traits::{Evaluator, PluginError, Strategy};
+
+/// Re-exports used by the export macros; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use abi_stable;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn export_macro_uses_the_symbol_abi_stable_looks_up() {
+        assert_eq!(
+            crate::export::ROOT_MODULE_SYMBOL,
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! ONNX Runtime loading and session building.
