@@ -1,0 +1,1 @@
+//! Search spaces: each turns a choice vector into an IR graph.
