@@ -1,1 +1,97 @@
-fn main() {}
+//! `nas`: run and inspect neural architecture searches described by one TOML file.
+
+mod commands;
+mod progress;
+mod trial_view;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "nas", version, about = "Neural architecture search with plugin strategies and ONNX Runtime scoring")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run (or resume) the study described by CONFIG.
+    Search {
+        config: PathBuf,
+        /// Study directory (default: `[study] directory` of the config). An existing study
+        /// there is resumed.
+        #[arg(long)]
+        study_dir: Option<PathBuf>,
+    },
+    /// Show every trial of a study.
+    Status {
+        study_dir: PathBuf,
+        /// Print a JSON array of trials (stable format for scripts).
+        #[arg(long)]
+        json: bool,
+        /// Print the config the study was created with.
+        #[arg(long, conflicts_with = "json")]
+        config: bool,
+    },
+    /// Show the best trial(s): the top K, or the Pareto set for several objectives.
+    Best {
+        study_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1)]
+        top: usize,
+    },
+    /// Write a trial's network as an ONNX model.
+    Export {
+        study_dir: PathBuf,
+        #[arg(long)]
+        trial: u64,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// List the plugins found on the plugin search path.
+    Plugins {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NAS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Search { config, study_dir } => commands::search(&config, study_dir),
+        Command::Status {
+            study_dir,
+            json,
+            config,
+        } => commands::status(&study_dir, json, config),
+        Command::Best {
+            study_dir,
+            json,
+            top,
+        } => commands::best(&study_dir, json, top),
+        Command::Export {
+            study_dir,
+            trial,
+            output,
+        } => commands::export(&study_dir, trial, &output),
+        Command::Plugins { json } => commands::plugins(json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

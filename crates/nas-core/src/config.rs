@@ -1,0 +1,571 @@
+//! The study TOML file: the one home of its schema.
+//!
+//! Parsing is strict (unknown keys and wrong types are errors) and every error names the file,
+//! line and column. Plugin tables (`[[strategy]]`, `[[evaluator]]`) keep the keys the core owns
+//! (`plugin`, `until`, ...) and pass the rest to the plugin, which validates them itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nas_plugin::{Direction, Objective, RuntimeSettings};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::space::{CellSpaceConfig, ChainSpaceConfig, SPACE_KINDS, SpaceConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Whole { path: PathBuf, message: String },
+}
+
+/// A parsed, validated study configuration.
+#[derive(Clone, Debug)]
+pub struct StudyConfig {
+    /// Where the config came from (for error messages).
+    pub path: PathBuf,
+    /// The file's text, stored with the study so a resume can compare.
+    pub source: String,
+    pub name: String,
+    pub seed: u64,
+    pub directory: PathBuf,
+    pub budget: Budget,
+    pub space: SpaceConfig,
+    pub strategies: Vec<StrategySpec>,
+    pub evaluators: Vec<EvaluatorSpec>,
+    pub objectives: Vec<Objective>,
+    pub constraints: Vec<Constraint>,
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Budget {
+    /// Trials that reach the evaluators (infeasible and duplicate proposals are not counted).
+    pub trials: Option<u64>,
+    /// Study time summed over every run of the study (a resume continues the clock).
+    pub wall_time: Option<Duration>,
+}
+
+/// When a strategy phase hands over to the next `[[strategy]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Until {
+    /// After this many trials proposed by the phase.
+    Trials(u64),
+    /// After this much study time in the phase.
+    WallTime(Duration),
+    /// After this many consecutive finished trials without improving the best.
+    NoImprovement(u64),
+}
+
+#[derive(Clone, Debug)]
+pub struct StrategySpec {
+    /// `random`, or a path to a library.
+    pub plugin: String,
+    pub until: Option<Until>,
+    /// Plugin-specific keys.
+    pub config: serde_json::Value,
+    /// `file:line:column` of the table, for messages.
+    pub location: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct EvaluatorSpec {
+    pub plugin: String,
+    pub config: serde_json::Value,
+    pub location: String,
+}
+
+/// A hard limit on a metric: candidates outside it are recorded as infeasible.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Constraint {
+    pub metric: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Constraint {
+    /// `None` when satisfied, otherwise why not.
+    pub fn violation(&self, value: f64) -> Option<String> {
+        if let Some(min) = self.min
+            && !(value >= min)
+        {
+            return Some(format!("{} = {value} is below the minimum {min}", self.metric));
+        }
+        if let Some(max) = self.max
+            && !(value <= max)
+        {
+            return Some(format!("{} = {value} is above the maximum {max}", self.metric));
+        }
+        None
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuntimeConfig {
+    pub execution_provider: String,
+    pub fallback: Option<String>,
+    pub threads: usize,
+    pub ort_library: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    /// What evaluators receive; the library path is resolved by the caller.
+    pub fn settings(&self, ort_library: Option<String>) -> RuntimeSettings {
+        RuntimeSettings {
+            execution_provider: self.execution_provider.clone(),
+            fallback: self.fallback.clone(),
+            threads: self.threads,
+            ort_library,
+        }
+    }
+}
+
+/// The `[space]` table as JSON (stored with the study and compared on resume).
+pub fn space_json(space: &SpaceConfig) -> serde_json::Value {
+    match space {
+        SpaceConfig::Cell(c) => serde_json::to_value(c),
+        SpaceConfig::Chain(c) => serde_json::to_value(c),
+    }
+    .expect("space configs serialize")
+}
+
+pub const EXECUTION_PROVIDERS: &[&str] = &["cpu", "cuda", "tensorrt"];
+
+// ---- raw serde shapes -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile<S> {
+    study: RawStudy,
+    budget: RawBudget,
+    space: S,
+    #[serde(default)]
+    strategy: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    evaluator: Vec<Spanned<toml::Table>>,
+    objective: Spanned<RawObjective>,
+    #[serde(default)]
+    constraints: BTreeMap<String, RawBound>,
+    #[serde(default)]
+    runtime: RawRuntime,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStudy {
+    name: String,
+    #[serde(default)]
+    seed: u64,
+    directory: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    trials: Option<u64>,
+    wall_time: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjective {
+    minimize: Option<String>,
+    maximize: Option<String>,
+    objectives: Option<Vec<RawObjectiveEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjectiveEntry {
+    minimize: Option<String>,
+    maximize: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBound {
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    #[serde(default = "default_provider")]
+    execution_provider: Spanned<String>,
+    fallback: Option<Spanned<String>>,
+    #[serde(default = "default_threads")]
+    threads: usize,
+    ort_library: Option<PathBuf>,
+}
+
+impl Default for RawRuntime {
+    fn default() -> Self {
+        RawRuntime {
+            execution_provider: default_provider(),
+            fallback: None,
+            threads: default_threads(),
+            ort_library: None,
+        }
+    }
+}
+
+fn default_provider() -> Spanned<String> {
+    Spanned::new(0..0, "cpu".to_string())
+}
+
+fn default_threads() -> usize {
+    1
+}
+
+// ---- loading ----------------------------------------------------------------------------
+
+/// Turns byte offsets into `line:column` messages for one file.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        (line, column)
+    }
+
+    fn at(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+        let (line, column) = self.line_col(offset);
+        ConfigError::At {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn location(&self, offset: usize) -> String {
+        let (line, column) = self.line_col(offset);
+        format!("{}:{line}:{column}", self.path.display())
+    }
+
+    fn whole(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::Whole {
+            path: self.path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    /// Converts a toml error into `file:line:column: message`.
+    fn toml(&self, error: toml::de::Error) -> ConfigError {
+        let message = error.message().to_string();
+        match error.span() {
+            Some(span) => self.at(span.start, message),
+            None => self.whole(message),
+        }
+    }
+}
+
+pub fn load(path: &Path) -> Result<StudyConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses a config's text; `path` is only used in messages and to name the study.
+pub fn parse(path: &Path, text: &str) -> Result<StudyConfig, ConfigError> {
+    let loc = Locator { path, text };
+    // First pass: syntax, and which space kind decides the shape of `[space]`.
+    let table: toml::Table = toml::from_str(text).map_err(|e| loc.toml(e))?;
+    let kind = table
+        .get("space")
+        .and_then(|s| s.get("kind"))
+        .and_then(|k| k.as_str())
+        .map(str::to_string);
+    let expected = SPACE_KINDS.join(" | ");
+    match kind.as_deref() {
+        Some("cell") => {
+            let raw: RawFile<CellSpaceConfig> = toml::from_str(text).map_err(|e| loc.toml(e))?;
+            let space = SpaceConfig::Cell(raw.space.clone());
+            finish(&loc, raw, space)
+        }
+        Some("chain") => {
+            let raw: RawFile<ChainSpaceConfig> = toml::from_str(text).map_err(|e| loc.toml(e))?;
+            let space = SpaceConfig::Chain(raw.space.clone());
+            finish(&loc, raw, space)
+        }
+        Some(other) => {
+            let offset = text.find(&format!("\"{other}\"")).unwrap_or(0);
+            Err(loc.at(
+                offset,
+                format!("unknown space kind `{other}`, expected one of: {expected}"),
+            ))
+        }
+        None => Err(loc.whole(format!(
+            "missing `[space]` table with `kind = \"...\"` (one of: {expected})"
+        ))),
+    }
+}
+
+fn finish<S>(
+    loc: &Locator<'_>,
+    raw: RawFile<S>,
+    space: SpaceConfig,
+) -> Result<StudyConfig, ConfigError> {
+    let budget = Budget {
+        trials: raw.budget.trials,
+        wall_time: raw
+            .budget
+            .wall_time
+            .as_ref()
+            .map(|w| parse_duration(loc, w))
+            .transpose()?,
+    };
+    if budget.trials.is_none() && budget.wall_time.is_none() {
+        return Err(loc.whole(
+            "`[budget]` needs `trials = N` or `wall_time = \"10m\"` (or both), otherwise the study never ends",
+        ));
+    }
+    if raw.strategy.is_empty() {
+        return Err(loc.whole(
+            "no `[[strategy]]` table: add at least one, e.g. `[[strategy]]\\nplugin = \"random\"`",
+        ));
+    }
+    if raw.evaluator.is_empty() {
+        return Err(loc.whole(
+            "no `[[evaluator]]` table: add at least one, e.g. `[[evaluator]]\\nplugin = \"cost\"`",
+        ));
+    }
+    let last = raw.strategy.len() - 1;
+    let strategies = raw
+        .strategy
+        .iter()
+        .enumerate()
+        .map(|(i, t)| strategy_spec(loc, t, i == last))
+        .collect::<Result<Vec<_>, _>>()?;
+    let evaluators = raw
+        .evaluator
+        .iter()
+        .map(|t| evaluator_spec(loc, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let objectives = objectives(loc, &raw.objective)?;
+    let constraints = raw
+        .constraints
+        .into_iter()
+        .map(|(metric, b)| Constraint {
+            metric,
+            min: b.min,
+            max: b.max,
+        })
+        .collect();
+    let runtime = runtime(loc, raw.runtime)?;
+    let directory = raw
+        .study
+        .directory
+        .unwrap_or_else(|| PathBuf::from("runs").join(&raw.study.name));
+    Ok(StudyConfig {
+        path: loc.path.to_path_buf(),
+        source: loc.text.to_string(),
+        name: raw.study.name,
+        seed: raw.study.seed,
+        directory,
+        budget,
+        space,
+        strategies,
+        evaluators,
+        objectives,
+        constraints,
+        runtime,
+    })
+}
+
+fn parse_duration(loc: &Locator<'_>, s: &Spanned<String>) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(s.get_ref()).map_err(|e| {
+        loc.at(
+            s.span().start,
+            format!(
+                "invalid duration {:?}: {e}; write e.g. \"90s\", \"10m\" or \"1h 30m\"",
+                s.get_ref()
+            ),
+        )
+    })
+}
+
+/// Takes a required string key out of a plugin table.
+fn take_plugin(
+    loc: &Locator<'_>,
+    table: &Spanned<toml::Table>,
+    what: &str,
+) -> Result<(String, toml::Table), ConfigError> {
+    let mut rest = table.get_ref().clone();
+    match rest.remove("plugin") {
+        Some(toml::Value::String(p)) => Ok((p, rest)),
+        Some(other) => Err(loc.at(
+            table.span().start,
+            format!(
+                "`plugin` in this [[{what}]] must be a string (a plugin name or a library path), found {}",
+                other.type_str()
+            ),
+        )),
+        None => Err(loc.at(
+            table.span().start,
+            format!("this [[{what}]] has no `plugin = \"name\"`"),
+        )),
+    }
+}
+
+fn to_json(table: toml::Table) -> serde_json::Value {
+    serde_json::to_value(table).expect("TOML values convert to JSON")
+}
+
+fn strategy_spec(
+    loc: &Locator<'_>,
+    table: &Spanned<toml::Table>,
+    is_last: bool,
+) -> Result<StrategySpec, ConfigError> {
+    let at = table.span().start;
+    let (plugin, mut rest) = take_plugin(loc, table, "strategy")?;
+    let until = match rest.remove("until") {
+        None => None,
+        Some(value) => Some(parse_until(loc, at, value)?),
+    };
+    if until.is_some() && is_last {
+        return Err(loc.at(
+            at,
+            "the last [[strategy]] has `until`, but there is no next strategy to take over; remove it or add another [[strategy]]",
+        ));
+    }
+    if let Some(weight) = rest.get("weight") {
+        let _ = weight;
+        return Err(loc.at(
+            at,
+            "`weight` (portfolios of simultaneously active strategies) is not supported yet; use phases with `until`",
+        ));
+    }
+    Ok(StrategySpec {
+        plugin,
+        until,
+        config: to_json(rest),
+        location: loc.location(at),
+    })
+}
+
+fn parse_until(loc: &Locator<'_>, at: usize, value: toml::Value) -> Result<Until, ConfigError> {
+    let shape = "`until` must be one of `{ trials = N }`, `{ wall_time = \"10m\" }`, `{ no_improvement = N }`";
+    let toml::Value::Table(t) = value else {
+        return Err(loc.at(at, shape));
+    };
+    if t.len() != 1 {
+        return Err(loc.at(at, shape));
+    }
+    let (key, v) = t.into_iter().next().expect("one entry");
+    let count = |v: &toml::Value| v.as_integer().filter(|n| *n > 0).map(|n| n as u64);
+    match (key.as_str(), &v) {
+        ("trials", v) if count(v).is_some() => Ok(Until::Trials(count(v).unwrap())),
+        ("no_improvement", v) if count(v).is_some() => {
+            Ok(Until::NoImprovement(count(v).unwrap()))
+        }
+        ("wall_time", toml::Value::String(s)) => humantime::parse_duration(s)
+            .map(Until::WallTime)
+            .map_err(|e| loc.at(at, format!("invalid `until.wall_time` {s:?}: {e}"))),
+        _ => Err(loc.at(at, format!("{shape} (positive integers); found `{key} = {v}`"))),
+    }
+}
+
+fn evaluator_spec(
+    loc: &Locator<'_>,
+    table: &Spanned<toml::Table>,
+) -> Result<EvaluatorSpec, ConfigError> {
+    let (plugin, rest) = take_plugin(loc, table, "evaluator")?;
+    Ok(EvaluatorSpec {
+        plugin,
+        config: to_json(rest),
+        location: loc.location(table.span().start),
+    })
+}
+
+fn objectives(
+    loc: &Locator<'_>,
+    raw: &Spanned<RawObjective>,
+) -> Result<Vec<Objective>, ConfigError> {
+    let at = raw.span().start;
+    let one = |min: &Option<String>, max: &Option<String>| match (min, max) {
+        (Some(m), None) => Ok(Objective {
+            metric: m.clone(),
+            direction: Direction::Minimize,
+        }),
+        (None, Some(m)) => Ok(Objective {
+            metric: m.clone(),
+            direction: Direction::Maximize,
+        }),
+        _ => Err(loc.at(
+            at,
+            "each objective needs exactly one of `minimize = \"metric\"` or `maximize = \"metric\"`",
+        )),
+    };
+    let r = raw.get_ref();
+    let list = match (&r.objectives, r.minimize.is_some() || r.maximize.is_some()) {
+        (Some(_), true) => {
+            return Err(loc.at(
+                at,
+                "use either `minimize`/`maximize` or `objectives = [...]` in [objective], not both",
+            ));
+        }
+        (Some(list), false) => list
+            .iter()
+            .map(|e| one(&e.minimize, &e.maximize))
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, _) => vec![one(&r.minimize, &r.maximize)?],
+    };
+    if list.is_empty() {
+        return Err(loc.at(at, "`objectives` is empty: name at least one metric"));
+    }
+    let mut names: Vec<&str> = list.iter().map(|o| o.metric.as_str()).collect();
+    names.sort();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(loc.at(at, "an objective metric is listed twice"));
+    }
+    Ok(list)
+}
+
+fn runtime(loc: &Locator<'_>, raw: RawRuntime) -> Result<RuntimeConfig, ConfigError> {
+    let check = |p: &Spanned<String>| {
+        if EXECUTION_PROVIDERS.contains(&p.get_ref().as_str()) {
+            Ok(p.get_ref().clone())
+        } else {
+            Err(loc.at(
+                p.span().start,
+                format!(
+                    "unknown execution provider `{}`, expected one of: {}",
+                    p.get_ref(),
+                    EXECUTION_PROVIDERS.join(" | ")
+                ),
+            ))
+        }
+    };
+    if raw.threads == 0 {
+        return Err(loc.whole("`[runtime] threads` must be at least 1"));
+    }
+    Ok(RuntimeConfig {
+        execution_provider: check(&raw.execution_provider)?,
+        fallback: raw.fallback.as_ref().map(check).transpose()?,
+        threads: raw.threads,
+        ort_library: raw.ort_library,
+    })
+}

@@ -1,0 +1,128 @@
+//! The evaluator pipeline: evaluators run in the order given, each seeing the metrics of the
+//! ones before; a violated constraint, a pruned result or an error stops the pipeline.
+
+use nas_graph::Graph;
+use nas_plugin::abi::PluginKind;
+use nas_plugin::host::EvaluatorHandle;
+use nas_plugin::{EvalRequest, EvalStatus, EvaluatorContext, Metrics, RuntimeSettings, TrialState};
+
+use crate::config::{Constraint, EvaluatorSpec};
+use crate::plugins;
+use crate::storage::Outcome;
+
+pub struct Pipeline {
+    evaluators: Vec<EvaluatorHandle>,
+    constraints: Vec<Constraint>,
+}
+
+/// Metrics the core computes itself from the IR, before any evaluator runs.
+pub fn static_metrics(graph: &Graph) -> Result<Metrics, String> {
+    let params = graph.param_count().map_err(|e| e.to_string())?;
+    let flops = graph.flops().map_err(|e| e.to_string())?;
+    Ok(Metrics::from([
+        ("params".to_string(), params as f64),
+        ("flops".to_string(), flops as f64),
+    ]))
+}
+
+/// First violated constraint among those whose metric is known.
+pub fn violation(constraints: &[Constraint], metrics: &Metrics) -> Option<String> {
+    constraints
+        .iter()
+        .filter_map(|c| metrics.get(&c.metric).and_then(|v| c.violation(*v)))
+        .next()
+}
+
+impl Pipeline {
+    /// Loads and creates every evaluator of the config.
+    pub fn new(
+        specs: &[EvaluatorSpec],
+        constraints: &[Constraint],
+        runtime: &RuntimeSettings,
+        seed: u64,
+        study_dir: &str,
+    ) -> anyhow::Result<Pipeline> {
+        let mut evaluators = Vec::new();
+        for spec in specs {
+            let library = plugins::load(PluginKind::Evaluator, &spec.plugin)
+                .map_err(|e| anyhow::anyhow!("[[evaluator]] at {}: {e}", spec.location))?;
+            let ctx = EvaluatorContext {
+                config: spec.config.clone(),
+                runtime: runtime.clone(),
+                seed,
+                study_dir: study_dir.to_string(),
+            };
+            let handle = library
+                .create_evaluator(&ctx)
+                .map_err(|e| anyhow::anyhow!("[[evaluator]] at {}: {e}", spec.location))?;
+            evaluators.push(handle);
+        }
+        Ok(Pipeline {
+            evaluators,
+            constraints: constraints.to_vec(),
+        })
+    }
+
+    /// Runs every stage on one candidate. Never fails: problems become the trial's outcome.
+    pub fn run(&mut self, mut request: EvalRequest) -> Outcome {
+        let mut details = serde_json::Map::new();
+        for evaluator in &mut self.evaluators {
+            let name = evaluator.name().to_string();
+            let result = match evaluator.evaluate(&request) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Outcome {
+                        state: TrialState::Failed,
+                        metrics: request.metrics,
+                        details: serde_json::Value::Object(details),
+                        error: Some(e.to_string()),
+                    };
+                }
+            };
+            request.metrics.extend(result.metrics);
+            if !result.details.is_null() {
+                details.insert(name, result.details);
+            }
+            if let Some(why) = violation(&self.constraints, &request.metrics) {
+                return Outcome {
+                    state: TrialState::Infeasible,
+                    metrics: request.metrics,
+                    details: serde_json::Value::Object(details),
+                    error: Some(why),
+                };
+            }
+            if result.status == EvalStatus::Pruned {
+                return Outcome {
+                    state: TrialState::Pruned,
+                    metrics: request.metrics,
+                    details: serde_json::Value::Object(details),
+                    error: None,
+                };
+            }
+        }
+        let unmeasured: Vec<&str> = self
+            .constraints
+            .iter()
+            .filter(|c| !request.metrics.contains_key(&c.metric))
+            .map(|c| c.metric.as_str())
+            .collect();
+        if !unmeasured.is_empty() {
+            return Outcome {
+                state: TrialState::Failed,
+                error: Some(format!(
+                    "no evaluator produced the constrained metric(s) {}; produced: {}",
+                    unmeasured.join(", "),
+                    request.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
+                metrics: request.metrics,
+                details: serde_json::Value::Object(details),
+            };
+        }
+        Outcome {
+            state: TrialState::Complete,
+            metrics: request.metrics,
+            details: serde_json::Value::Object(details),
+            error: None,
+        }
+    }
+}

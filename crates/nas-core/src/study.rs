@@ -1,0 +1,602 @@
+//! The study loop: ask the active strategy, decode, dedup, check constraints, store, evaluate,
+//! store, tell every strategy, checkpoint; until the budget is spent.
+//!
+//! Everything needed to continue is in `study.db`: on resume the strategies are restored from
+//! their checkpoints, trials left `pending`/`running` by a killed process are evaluated again,
+//! and the budget counts what is already stored. Only one process runs a study at a time
+//! (`study.lock`); the trial table's lease columns are there for multi-worker runs.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use nas_plugin::abi::PluginKind;
+use nas_plugin::host::StrategyHandle;
+use nas_plugin::{EvalRequest, Metrics, Observation, SpaceDescriptor, StrategyContext, TrialState};
+
+use crate::config::{StudyConfig, Until};
+use crate::objectives;
+use crate::pipeline::{Pipeline, static_metrics, violation};
+use crate::plugins;
+use crate::space::{SearchSpace, build_space};
+use crate::storage::{Checkpoint, NewTrial, Outcome, Storage, TrialRecord, now};
+
+const LOCK_FILE: &str = "study.lock";
+/// Proposals in a row that produce no new evaluation before the study gives up.
+const MAX_FRUITLESS_PROPOSALS: u64 = 10_000;
+/// How long a claimed trial stays reserved for its worker.
+const LEASE_SECONDS: f64 = 3600.0;
+
+/// What the loop reports while it runs (the CLI draws a progress bar from it).
+pub trait Observer {
+    fn trial_finished(&mut self, trial: &TrialRecord, progress: &Progress);
+    fn note(&mut self, message: &str);
+}
+
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Trials that reached the evaluators (what the trial budget counts).
+    pub evaluated: u64,
+    pub budget_trials: Option<u64>,
+    pub study_seconds: f64,
+    pub budget_seconds: Option<f64>,
+    /// Best first-objective value so far (in its own direction) and its trial.
+    pub best: Option<(f64, u64)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub evaluated: u64,
+    pub duplicates: u64,
+    pub stop_reason: String,
+}
+
+struct Phase {
+    name: String,
+    handle: StrategyHandle,
+    until: Option<Until>,
+    /// Trials this phase proposed that reached the evaluators.
+    evaluated: u64,
+    /// Study seconds spent while this phase was active.
+    seconds: f64,
+    /// Finished trials of this phase since the best last improved.
+    since_improvement: u64,
+}
+
+impl Phase {
+    fn done(&self) -> bool {
+        match &self.until {
+            None => false,
+            Some(Until::Trials(n)) => self.evaluated >= *n,
+            Some(Until::WallTime(d)) => self.seconds >= d.as_secs_f64(),
+            Some(Until::NoImprovement(n)) => self.since_improvement >= *n,
+        }
+    }
+}
+
+pub struct Study {
+    config: StudyConfig,
+    dir: PathBuf,
+    storage: Storage,
+    space: Box<dyn SearchSpace>,
+    descriptor: SpaceDescriptor,
+    phases: Vec<Phase>,
+    pipeline: Pipeline,
+    /// Canonical hash prefix -> trial id, for dedup without keeping records in memory.
+    seen: HashMap<u64, u64>,
+    evaluated: u64,
+    best: Option<(Vec<f64>, f64, u64)>,
+    prior_seconds: f64,
+    started: Instant,
+    worker: String,
+    _lock: File,
+}
+
+fn hash_key(hash: &str) -> u64 {
+    u64::from_str_radix(hash.get(..16).unwrap_or(hash), 16).unwrap_or(0)
+}
+
+/// Independent seeds for each strategy from the study seed (splitmix64).
+pub fn derive_seed(seed: u64, stream: u64) -> u64 {
+    let mut z = seed.wrapping_add(stream.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The parts of a config that define what a study is; changing them makes stored results
+/// incomparable, so a resume with a different one is refused. Budget and runtime may change.
+fn identity(config: &StudyConfig) -> serde_json::Value {
+    serde_json::json!({
+        "seed": config.seed,
+        "space": crate::config::space_json(&config.space),
+        "strategy": config.strategies.iter().map(|s| serde_json::json!({
+            "plugin": s.plugin, "until": format!("{:?}", s.until), "config": s.config,
+        })).collect::<Vec<_>>(),
+        "evaluator": config.evaluators.iter().map(|e| serde_json::json!({
+            "plugin": e.plugin, "config": e.config,
+        })).collect::<Vec<_>>(),
+        "objective": config.objectives,
+        "constraints": config.constraints.iter().map(|c| (c.metric.clone(), c.min, c.max)).collect::<Vec<_>>(),
+    })
+}
+
+fn lock(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "study {} is being run by another process (it holds {}); wait for it or use another --study-dir",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+impl Study {
+    /// Opens the study directory (creating or resuming) and loads every plugin.
+    pub fn open(config: StudyConfig, dir: Option<PathBuf>) -> anyhow::Result<Study> {
+        let dir = dir.unwrap_or_else(|| config.directory.clone());
+        let mut storage = Storage::create(&dir)?;
+        let lock = lock(&dir)?;
+        let identity = identity(&config);
+        match storage.meta("identity")? {
+            None => {
+                storage.set_meta("identity", &identity.to_string())?;
+                storage.set_meta("config", &config.source)?;
+                storage.set_meta("config_path", &config.path.display().to_string())?;
+                storage.set_meta("objectives", &serde_json::to_string(&config.objectives)?)?;
+                storage.set_meta("name", &config.name)?;
+            }
+            Some(stored) => {
+                let stored: serde_json::Value = serde_json::from_str(&stored)?;
+                let changed: Vec<&str> = ["seed", "space", "strategy", "evaluator", "objective", "constraints"]
+                    .into_iter()
+                    .filter(|k| stored.get(k) != identity.get(k))
+                    .collect();
+                if !changed.is_empty() {
+                    bail!(
+                        "{} holds a study created from a different config (changed: {}); \
+                         only [budget] and [runtime] may change on resume. Use another --study-dir, \
+                         or restore the original config (stored in the study: `nas status {} --config`)",
+                        dir.display(),
+                        changed.join(", "),
+                        dir.display()
+                    );
+                }
+                storage.set_meta("config", &config.source)?;
+            }
+        }
+
+        let space = build_space(&config.space)?;
+        let descriptor = space.descriptor().clone();
+        let checkpoints = storage.checkpoints()?;
+        let mut phases = Vec::new();
+        for (index, spec) in config.strategies.iter().enumerate() {
+            let library = plugins::load(PluginKind::Strategy, &spec.plugin)
+                .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
+            let ctx = StrategyContext {
+                space: descriptor.clone(),
+                objectives: config.objectives.clone(),
+                seed: derive_seed(config.seed, index as u64),
+                config: spec.config.clone(),
+            };
+            let mut handle = library
+                .create_strategy(&ctx)
+                .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
+            if let Some(cp) = checkpoints.iter().find(|c| c.strategy_index == index) {
+                handle.restore(&cp.state)?;
+            }
+            phases.push(Phase {
+                name: library.name.clone(),
+                handle,
+                until: spec.until.clone(),
+                evaluated: 0,
+                seconds: 0.0,
+                since_improvement: 0,
+            });
+        }
+
+        let ort = nas_runtime::locate_library(config.runtime.ort_library.as_deref())
+            .ok()
+            .map(|p| p.display().to_string());
+        let runtime = config.runtime.settings(ort);
+        let pipeline = Pipeline::new(
+            &config.evaluators,
+            &config.constraints,
+            &runtime,
+            config.seed,
+            &dir.display().to_string(),
+        )?;
+
+        let prior_seconds = storage
+            .meta("study_seconds")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let mut study = Study {
+            dir,
+            storage,
+            space,
+            descriptor,
+            phases,
+            pipeline,
+            seen: HashMap::new(),
+            evaluated: 0,
+            best: None,
+            prior_seconds,
+            started: Instant::now(),
+            worker: format!("{host}:{}", std::process::id()),
+            _lock: lock,
+            config,
+        };
+        study.replay_history()?;
+        Ok(study)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &StudyConfig {
+        &self.config
+    }
+
+    /// Rebuilds the in-memory counters (dedup index, budget, phases, best) from storage.
+    fn replay_history(&mut self) -> anyhow::Result<()> {
+        for t in self.storage.trials()? {
+            self.seen.insert(hash_key(&t.hash), t.id);
+            let reached_evaluators =
+                t.started_at.is_some() || matches!(t.state, TrialState::Pending | TrialState::Running);
+            if reached_evaluators {
+                self.evaluated += 1;
+                if let Some(p) = self.phases.get_mut(t.strategy_index) {
+                    p.evaluated += 1;
+                }
+            }
+            if t.state.is_finished() {
+                self.account_finished(&t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates best-so-far and the phase counters for a finished trial.
+    fn account_finished(&mut self, t: &TrialRecord) {
+        let improved = if t.state == TrialState::Complete
+            && let Some(l) = objectives::losses(&self.config.objectives, &t.metrics)
+        {
+            let better = self.best.as_ref().is_none_or(|(b, _, _)| l[0] < b[0]);
+            if better {
+                let raw = t.metrics[&self.config.objectives[0].metric];
+                self.best = Some((l, raw, t.id));
+            }
+            better
+        } else {
+            false
+        };
+        if let Some(p) = self.phases.get_mut(t.strategy_index) {
+            p.since_improvement = if improved { 0 } else { p.since_improvement + 1 };
+            if let (Some(s), Some(f)) = (t.started_at.or(Some(t.created_at)), t.finished_at) {
+                p.seconds += (f - s).max(0.0);
+            }
+        }
+    }
+
+    fn study_seconds(&self) -> f64 {
+        self.prior_seconds + self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress {
+            evaluated: self.evaluated,
+            budget_trials: self.config.budget.trials,
+            study_seconds: self.study_seconds(),
+            budget_seconds: self.config.budget.wall_time.map(|d| d.as_secs_f64()),
+            best: self.best.as_ref().map(|(_, raw, id)| (*raw, *id)),
+        }
+    }
+
+    fn budget_left(&self) -> Option<String> {
+        if let Some(n) = self.config.budget.trials
+            && self.evaluated >= n
+        {
+            return Some(format!("trial budget of {n} reached"));
+        }
+        if let Some(d) = self.config.budget.wall_time
+            && self.study_seconds() >= d.as_secs_f64()
+        {
+            return Some(format!(
+                "wall-time budget of {} reached",
+                humantime::format_duration(d)
+            ));
+        }
+        None
+    }
+
+    fn active_phase(&self) -> usize {
+        self.phases
+            .iter()
+            .position(|p| !p.done())
+            .unwrap_or(self.phases.len() - 1)
+    }
+
+    fn checkpoint(&mut self, indices: &[usize]) -> anyhow::Result<Vec<Checkpoint>> {
+        indices
+            .iter()
+            .map(|&i| {
+                let p = &mut self.phases[i];
+                Ok(Checkpoint {
+                    strategy_index: i,
+                    name: p.name.clone(),
+                    state: p.handle.save()?,
+                })
+            })
+            .collect()
+    }
+
+    fn all_indices(&self) -> Vec<usize> {
+        (0..self.phases.len()).collect()
+    }
+
+    fn observation(&self, t: &TrialRecord) -> Observation {
+        Observation {
+            trial_id: t.id,
+            values: t.values.clone(),
+            fidelity: t.fidelity,
+            state: t.state,
+            losses: if t.state == TrialState::Complete {
+                objectives::losses(&self.config.objectives, &t.metrics).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            metrics: t.metrics.clone(),
+            proposer: t.strategy.clone(),
+        }
+    }
+
+    /// Tells every strategy about a finished trial and returns their checkpoints.
+    fn tell_all(&mut self, t: &TrialRecord) -> anyhow::Result<Vec<Checkpoint>> {
+        let obs = [self.observation(t)];
+        for p in &mut self.phases {
+            p.handle.tell(&obs)?;
+        }
+        self.checkpoint(&self.all_indices())
+    }
+
+    /// Runs until the budget is spent or no strategy has anything new to propose.
+    pub fn run(&mut self, observer: &mut dyn Observer) -> anyhow::Result<Summary> {
+        let mut summary = Summary::default();
+        // Trials a killed process left behind are evaluated first, with their stored choices.
+        for t in self.storage.unfinished()? {
+            observer.note(&format!("re-running trial {} left unfinished by an earlier run", t.id));
+            self.evaluate(t, observer)?;
+        }
+        let mut fruitless = 0u64;
+        loop {
+            if let Some(reason) = self.budget_left() {
+                summary.stop_reason = reason;
+                break;
+            }
+            if fruitless >= MAX_FRUITLESS_PROPOSALS {
+                summary.stop_reason = format!(
+                    "{fruitless} proposals in a row were duplicates or infeasible; the space is probably exhausted"
+                );
+                break;
+            }
+            let index = self.active_phase();
+            let proposals = self.phases[index].handle.ask(1)?;
+            let Some(proposal) = proposals.into_iter().next() else {
+                summary.stop_reason = format!(
+                    "strategy `{}` has nothing more to propose",
+                    self.phases[index].name
+                );
+                break;
+            };
+            let name = self.phases[index].name.clone();
+            proposals_len_check(&self.descriptor, &proposal.values, &name)?;
+            let arch = self.space.arch_string(&proposal.values);
+            let mut new = NewTrial {
+                state: TrialState::Pending,
+                strategy: name.clone(),
+                strategy_index: index,
+                values: proposal.values.clone(),
+                arch,
+                hash: String::new(),
+                fidelity: proposal.fidelity,
+                metrics: Metrics::new(),
+                error: None,
+            };
+            let graph = match self.space.decode(&proposal.values) {
+                Ok(g) => g,
+                Err(e) => {
+                    new.state = TrialState::Failed;
+                    new.error = Some(format!("cannot decode the candidate: {e}"));
+                    new.hash = format!("undecodable:{}", new.arch);
+                    self.record_without_evaluation(new, observer)?;
+                    fruitless += 1;
+                    continue;
+                }
+            };
+            new.hash = graph.canonical_hash();
+            if let Some(&original) = self.seen.get(&hash_key(&new.hash)) {
+                // Not evaluated again: the proposer is told the cached result.
+                let cached = self
+                    .storage
+                    .trial(original)?
+                    .context("dedup index points at a missing trial")?;
+                let mut obs = self.observation(&cached);
+                obs.values = proposal.values.clone();
+                obs.proposer = name.clone();
+                if cached.state.is_finished() {
+                    self.phases[index].handle.tell(&[obs])?;
+                }
+                let cps = self.checkpoint(&[index])?;
+                self.storage.save_checkpoints(&cps)?;
+                summary.duplicates += 1;
+                fruitless += 1;
+                continue;
+            }
+            match static_metrics(&graph) {
+                Ok(m) => new.metrics = m,
+                Err(e) => {
+                    new.state = TrialState::Failed;
+                    new.error = Some(format!("invalid network: {e}"));
+                    self.record_without_evaluation(new, observer)?;
+                    fruitless += 1;
+                    continue;
+                }
+            }
+            if let Some(why) = violation(&self.config.constraints, &new.metrics) {
+                new.state = TrialState::Infeasible;
+                new.error = Some(why);
+                self.record_without_evaluation(new, observer)?;
+                fruitless += 1;
+                continue;
+            }
+            fruitless = 0;
+            let cps = self.checkpoint(&[index])?;
+            let id = self.storage.insert_trial(&new, &cps)?;
+            self.seen.insert(hash_key(&new.hash), id);
+            self.evaluated += 1;
+            self.phases[index].evaluated += 1;
+            let trial = self.storage.trial(id)?.context("trial vanished after insert")?;
+            self.evaluate_graph(trial, graph, observer)?;
+            summary.evaluated += 1;
+        }
+        Ok(summary)
+    }
+
+    /// Stores a trial that never reaches the evaluators (infeasible, undecodable) and tells
+    /// every strategy about it.
+    fn record_without_evaluation(
+        &mut self,
+        new: NewTrial,
+        observer: &mut dyn Observer,
+    ) -> anyhow::Result<()> {
+        let id = self.storage.insert_trial(&new, &[])?;
+        self.seen.insert(hash_key(&new.hash), id);
+        let trial = self.storage.trial(id)?.context("trial vanished after insert")?;
+        let cps = self.tell_all(&trial)?;
+        self.storage.save_checkpoints(&cps)?;
+        self.account_finished(&trial);
+        observer.trial_finished(&trial, &self.progress());
+        Ok(())
+    }
+
+    /// Evaluates a stored pending/running trial (decoding its choices again).
+    fn evaluate(&mut self, trial: TrialRecord, observer: &mut dyn Observer) -> anyhow::Result<()> {
+        match self.space.decode(&trial.values) {
+            Ok(graph) => self.evaluate_graph(trial, graph, observer),
+            Err(e) => {
+                let outcome = Outcome {
+                    state: TrialState::Failed,
+                    metrics: trial.metrics.clone(),
+                    details: serde_json::Value::Null,
+                    error: Some(format!("cannot decode the candidate: {e}")),
+                };
+                self.finish(trial.id, outcome, observer)
+            }
+        }
+    }
+
+    fn evaluate_graph(
+        &mut self,
+        trial: TrialRecord,
+        graph: nas_graph::Graph,
+        observer: &mut dyn Observer,
+    ) -> anyhow::Result<()> {
+        self.storage
+            .claim(trial.id, &self.worker, now() + LEASE_SECONDS)?;
+        let request = EvalRequest {
+            trial_id: trial.id,
+            values: trial.values.clone(),
+            arch: trial.arch.clone(),
+            graph,
+            fidelity: trial.fidelity,
+            metrics: trial.metrics.clone(),
+        };
+        let mut outcome = self.pipeline.run(request);
+        let mut fatal = None;
+        if outcome.state == TrialState::Complete
+            && objectives::losses(&self.config.objectives, &outcome.metrics).is_none()
+        {
+            let missing: Vec<&str> = self
+                .config
+                .objectives
+                .iter()
+                .filter(|o| !outcome.metrics.contains_key(&o.metric))
+                .map(|o| o.metric.as_str())
+                .collect();
+            let produced = outcome.metrics.keys().cloned().collect::<Vec<_>>().join(", ");
+            if missing.is_empty() {
+                outcome.error = Some("an objective metric is not a finite number".into());
+            } else {
+                let message = format!(
+                    "the evaluator pipeline does not produce the objective metric(s) {} (it produces: {produced}); fix [objective] or add an evaluator that measures it",
+                    missing.join(", ")
+                );
+                outcome.error = Some(message.clone());
+                fatal = Some(message);
+            }
+            outcome.state = TrialState::Failed;
+        }
+        self.finish(trial.id, outcome, observer)?;
+        if let Some(message) = fatal {
+            bail!("{message}");
+        }
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        id: u64,
+        outcome: Outcome,
+        observer: &mut dyn Observer,
+    ) -> anyhow::Result<()> {
+        let mut trial = self.storage.trial(id)?.context("trial vanished")?;
+        trial.state = outcome.state;
+        trial.metrics = outcome.metrics.clone();
+        trial.error = outcome.error.clone();
+        let cps = self.tell_all(&trial)?;
+        let seconds = self.study_seconds();
+        self.storage.finish(id, &outcome, &cps, seconds)?;
+        let trial = self.storage.trial(id)?.context("trial vanished")?;
+        self.account_finished(&trial);
+        observer.trial_finished(&trial, &self.progress());
+        Ok(())
+    }
+}
+
+/// Enforces the ask contract: one in-range value per choice, with the plugin named.
+fn proposals_len_check(
+    descriptor: &SpaceDescriptor,
+    values: &[f64],
+    plugin: &str,
+) -> anyhow::Result<()> {
+    descriptor
+        .check(values)
+        .map_err(|e| anyhow::anyhow!("strategy `{plugin}` proposed an invalid candidate: {e}"))
+}
+
+/// Opens a study directory for reading: its storage and the config it was created with.
+pub fn open_stored(dir: &Path) -> anyhow::Result<(Storage, StudyConfig)> {
+    let storage = Storage::open_existing(dir)?;
+    let source = storage
+        .meta("config")?
+        .with_context(|| format!("{} has no stored config; it is not a complete study", dir.display()))?;
+    let path = storage
+        .meta("config_path")?
+        .unwrap_or_else(|| "study.toml".into());
+    let config = crate::config::parse(Path::new(&path), &source)
+        .with_context(|| format!("the config stored in {} no longer parses", dir.display()))?;
+    Ok((storage, config))
+}

@@ -1,0 +1,159 @@
+//! One function per subcommand. Search logic lives in nas-core; this only wires and prints.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nas_core::study::{Study, open_stored};
+use nas_core::{config, objectives, plugins};
+use nas_graph::onnx::{ExportOptions, export_inference};
+use nas_graph::weights::Weights;
+
+use crate::progress::SearchProgress;
+use crate::trial_view::{text_line, to_json};
+
+pub fn search(config_path: &Path, study_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = config::load(config_path)?;
+    let objective = config.objectives[0].metric.clone();
+    let budget = config.budget.trials;
+    let mut study = Study::open(config, study_dir)?;
+    let dir = study.dir().to_path_buf();
+    eprintln!(
+        "study `{}` in {} ({} trials stored)",
+        study.config().name,
+        dir.display(),
+        study.progress().evaluated
+    );
+    let mut progress = SearchProgress::new(&objective, budget);
+    let result = study.run(&mut progress);
+    progress.finish();
+    let summary = result?;
+    drop(study);
+    eprintln!(
+        "stopped: {} ({} trials evaluated in this run, {} duplicate proposals answered from the cache)",
+        summary.stop_reason, summary.evaluated, summary.duplicates
+    );
+    best(&dir, false, 1)
+}
+
+pub fn status(dir: &Path, json: bool, show_config: bool) -> anyhow::Result<()> {
+    let (storage, config) = open_stored(dir)?;
+    if show_config {
+        print!("{}", config.source);
+        return Ok(());
+    }
+    let trials = storage.trials()?;
+    if json {
+        let list: Vec<_> = trials.iter().map(to_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!("study `{}` ({})", config.name, dir.display());
+    let mut counts = std::collections::BTreeMap::new();
+    for t in &trials {
+        *counts.entry(t.state.as_str()).or_insert(0) += 1;
+    }
+    let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!("{} trials: {}", trials.len(), counts.join(", "));
+    println!("{:>6}  {:<10}  {:<10}  arch  metrics", "id", "state", "strategy");
+    for t in &trials {
+        println!("{}", text_line(t));
+    }
+    Ok(())
+}
+
+pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
+    let (storage, config) = open_stored(dir)?;
+    let trials = storage.trials()?;
+    let ranked = objectives::best(&config.objectives, &trials);
+    let shown: Vec<_> = if config.objectives.len() > 1 && top == 1 {
+        ranked // the whole Pareto set unless --top narrows it
+    } else {
+        ranked.into_iter().take(top).collect()
+    };
+    if json {
+        let list: Vec<_> = shown.iter().map(|t| to_json(t)).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let goal: Vec<String> = config
+        .objectives
+        .iter()
+        .map(|o| format!("{:?} {}", o.direction, o.metric).to_lowercase())
+        .collect();
+    if shown.is_empty() {
+        println!("no complete trial yet ({})", goal.join(", "));
+        return Ok(());
+    }
+    let what = if config.objectives.len() > 1 {
+        "Pareto set"
+    } else {
+        "best"
+    };
+    println!("{what} ({}):", goal.join(", "));
+    for t in shown {
+        println!("{}", text_line(t));
+    }
+    Ok(())
+}
+
+pub fn export(dir: &Path, trial_id: u64, output: &Path) -> anyhow::Result<()> {
+    let (storage, config) = open_stored(dir)?;
+    let trial = storage
+        .trial(trial_id)?
+        .with_context(|| format!("study {} has no trial {trial_id}", dir.display()))?;
+    let space = nas_core::space::build_space(&config.space)?;
+    let graph = space
+        .decode(&trial.values)
+        .with_context(|| format!("cannot decode trial {trial_id}"))?;
+    // Until candidates are trained, the exported weights are the He initialisation.
+    let weights = Weights::he_init(&graph, nas_core::study::derive_seed(config.seed, trial_id))?;
+    let options = ExportOptions::default();
+    let bytes = export_inference(&graph, &weights, &options)?;
+    std::fs::write(output, &bytes)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    let mut input = vec!["N".to_string()];
+    input.extend(graph.input.iter().map(|d| d.to_string()));
+    let classes = graph
+        .shapes()?
+        .get(graph.output)
+        .and_then(|s| s.last().copied())
+        .unwrap_or(0);
+    println!(
+        "wrote {} (trial {trial_id}, {}): input `{}` float32 [{}], output `{}` float32 [N, {classes}]; weights are untrained (He initialisation)",
+        output.display(),
+        trial.arch,
+        options.input_name,
+        input.join(", "),
+        options.output_name,
+    );
+    Ok(())
+}
+
+pub fn plugins(json: bool) -> anyhow::Result<()> {
+    let dirs = plugins::search_dirs();
+    let found = plugins::list(&dirs);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(());
+    }
+    println!(
+        "search path: {}",
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if found.is_empty() {
+        println!("no plugins found; build them with `cargo build --release --workspace`");
+    }
+    for p in found {
+        match (&p.kind, &p.error) {
+            (Some(kind), None) => {
+                println!("{:<10} {:<14} {}", kind.as_str(), p.name, p.path.display())
+            }
+            (_, Some(e)) => println!("{:<10} {:<14} {}  REFUSED: {e}", "?", p.name, p.path.display()),
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}

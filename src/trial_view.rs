@@ -1,0 +1,55 @@
+//! How trials are shown: the stable JSON object and the text table.
+
+use nas_core::storage::TrialRecord;
+use serde_json::json;
+
+/// The JSON shape scripts rely on: `id`, `state`, `strategy`, `arch`, `metrics`, `error`
+/// (plus extra fields that may grow).
+pub fn to_json(t: &TrialRecord) -> serde_json::Value {
+    json!({
+        "id": t.id,
+        "state": t.state.as_str(),
+        "strategy": t.strategy,
+        "arch": t.arch,
+        "metrics": t.metrics,
+        "error": t.error,
+        "values": t.values,
+        "fidelity": t.fidelity,
+        "seconds": match (t.started_at, t.finished_at) {
+            (Some(s), Some(f)) => Some(f - s),
+            _ => None,
+        },
+    })
+}
+
+pub fn format_metric(name: &str, v: f64) -> String {
+    match name {
+        "params" | "flops" => format!("{name}={}", v as u64),
+        _ if v.fract() == 0.0 && v.abs() < 1e15 => format!("{name}={}", v as i64),
+        _ => format!("{name}={v:.4}"),
+    }
+}
+
+pub fn metrics_line(t: &TrialRecord) -> String {
+    t.metrics
+        .iter()
+        .map(|(k, v)| format_metric(k, *v))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line per trial for humans.
+pub fn text_line(t: &TrialRecord) -> String {
+    let mut line = format!(
+        "{:>6}  {:<10}  {:<10}  {}  {}",
+        t.id,
+        t.state.as_str(),
+        t.strategy,
+        t.arch,
+        metrics_line(t)
+    );
+    if let Some(e) = &t.error {
+        line.push_str(&format!("  [{e}]"));
+    }
+    line
+}

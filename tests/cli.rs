@@ -1,0 +1,301 @@
+//! End-to-end tests of the `nas` program: real plugins (.so files from this build), real
+//! ONNX Runtime, real SQLite files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const NAS: &str = env!("CARGO_BIN_EXE_nas");
+
+fn nas(args: &[&str], cwd: &Path) -> Output {
+    Command::new(NAS)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("nas runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A small, quick study: tiny NB201 networks, random then evolution, the cost evaluator.
+fn study_toml(trials: u64, latency_runs: u64, extra: &str) -> String {
+    format!(
+        r#"
+[study]
+name = "e2e"
+seed = 7
+directory = "study"
+
+[budget]
+trials = {trials}
+
+[space]
+kind = "cell"
+input = [3, 16, 16]
+classes = 10
+channels = 8
+cells_per_stage = 1
+
+[[strategy]]
+plugin = "random"
+until = {{ trials = 10 }}
+
+[[strategy]]
+plugin = "evolution"
+population = 8
+sample = 3
+
+[[evaluator]]
+plugin = "cost"
+latency = {{ batch = 4, runs = {latency_runs}, warmup = 1 }}
+
+[objective]
+minimize = "latency_ms"
+{extra}
+"#
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn trials_json(dir: &Path, study: &str) -> Vec<serde_json::Value> {
+    let o = nas(&["status", study, "--json"], dir);
+    assert!(o.status.success(), "status failed: {}", stderr(&o));
+    serde_json::from_str::<serde_json::Value>(&stdout(&o))
+        .expect("status --json is JSON")
+        .as_array()
+        .expect("an array of trials")
+        .clone()
+}
+
+#[test]
+fn search_status_best_export_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "s.toml", &study_toml(15, 3, ""));
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "search failed: {}", stderr(&o));
+    assert!(stdout(&o).contains("best"), "{}", stdout(&o));
+
+    let trials = trials_json(tmp.path(), "study");
+    let evaluated = trials
+        .iter()
+        .filter(|t| t["state"] != "infeasible")
+        .count();
+    assert_eq!(evaluated, 15, "the trial budget is respected");
+    for t in &trials {
+        for key in ["id", "state", "strategy", "arch", "metrics", "error"] {
+            assert!(t.get(key).is_some(), "trial lacks `{key}`: {t}");
+        }
+        let arch = t["arch"].as_str().unwrap();
+        assert!(arch.starts_with('|') && arch.matches('+').count() == 2, "{arch}");
+        if t["state"] == "complete" {
+            for m in ["params", "flops", "latency_ms", "latency_p90_ms"] {
+                assert!(t["metrics"][m].as_f64().unwrap() > 0.0, "{m} missing in {t}");
+            }
+        }
+    }
+    let proposers: Vec<&str> = trials.iter().map(|t| t["strategy"].as_str().unwrap()).collect();
+    assert!(proposers[..10].iter().all(|s| *s == "random"), "{proposers:?}");
+    assert!(proposers[10..].iter().all(|s| *s == "evolution"), "{proposers:?}");
+
+    let o = nas(&["best", "study", "--json", "--top", "3"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let best: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(best.len(), 3);
+    let lat: Vec<f64> = best
+        .iter()
+        .map(|t| t["metrics"]["latency_ms"].as_f64().unwrap())
+        .collect();
+    assert!(lat.windows(2).all(|w| w[0] <= w[1]), "sorted best first: {lat:?}");
+    let min_all = trials
+        .iter()
+        .filter(|t| t["state"] == "complete")
+        .map(|t| t["metrics"]["latency_ms"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(lat[0], min_all);
+
+    let id = best[0]["id"].as_u64().unwrap().to_string();
+    let o = nas(&["export", "study", "--trial", &id, "-o", "best.onnx"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("input `input`"), "{}", stdout(&o));
+    let bytes = std::fs::read(tmp.path().join("best.onnx")).unwrap();
+    assert!(bytes.len() > 10_000, "an ONNX model with weights");
+
+    // Running the finished study again evaluates nothing more.
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(trials_json(tmp.path(), "study").len(), trials.len());
+}
+
+#[test]
+fn killed_search_resumes_without_losing_or_redoing_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let budget = 40;
+    let cfg = write(tmp.path(), "s.toml", &study_toml(budget, 40, ""));
+    let mut child = Command::new(NAS)
+        .args(["search", cfg.to_str().unwrap()])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some trials are complete but before the budget is spent.
+    let db = tmp.path().join("study/study.db");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let complete_before = loop {
+        assert!(Instant::now() < deadline, "no progress within 120 s");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("search ended ({status}) before it could be killed; make trials slower");
+        }
+        if db.exists()
+            && let Ok(conn) = rusqlite::Connection::open(&db)
+        {
+            let n: i64 = conn
+                .query_row("SELECT COUNT(*) FROM trials WHERE state = 'complete'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap_or(0);
+            if n >= 8 {
+                break n;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before: BTreeMap<u64, serde_json::Value> = trials_json(tmp.path(), "study")
+        .into_iter()
+        .filter(|t| t["state"] == "complete")
+        .map(|t| (t["id"].as_u64().unwrap(), t))
+        .collect();
+    assert!(before.len() as i64 >= complete_before);
+    assert!((before.len() as u64) < budget, "killed before the end");
+
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "resume failed: {}", stderr(&o));
+    let after = trials_json(tmp.path(), "study");
+    for (id, t) in &before {
+        let again = after.iter().find(|a| a["id"] == *id).expect("trial kept");
+        assert_eq!(again, t, "completed trial {id} unchanged by the resume");
+    }
+    let evaluated = after.iter().filter(|t| t["state"] != "infeasible").count() as u64;
+    assert_eq!(evaluated, budget, "budget respected across the kill");
+    assert!(after.iter().all(|t| t["state"] == "complete"), "nothing left pending");
+    let mut archs: Vec<&str> = after.iter().map(|t| t["arch"].as_str().unwrap()).collect();
+    archs.sort();
+    let n = archs.len();
+    archs.dedup();
+    assert_eq!(archs.len(), n, "no architecture evaluated twice");
+}
+
+#[test]
+fn config_errors_name_file_line_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[study]\nname = \"x\"\nsed = 1\n", "3:1", "unknown field `sed`"),
+        ("[study]\nname = 5\n", "2:8", "expected a string"),
+        (
+            &study_toml(5, 1, "").replace("channels = 8", "chanels = 8"),
+            "",
+            "unknown field `chanels`",
+        ),
+        (
+            &study_toml(5, 1, "").replace("kind = \"cell\"", "kind = \"celll\""),
+            "",
+            "unknown space kind `celll`",
+        ),
+        (
+            &study_toml(5, 1, "").replace("trials = 5", "trials = \"many\""),
+            "",
+            "expected u64",
+        ),
+        (
+            &study_toml(5, 1, "[constraints]\nparams = { min = 1, maxx = 2 }\n"),
+            "",
+            "unknown field `maxx`",
+        ),
+        (&study_toml(5, 1, "").replace("[[evaluator]]\nplugin = \"cost\"", "[[evaluator]]\nplugin = \"nosuch\""), "", "no evaluator plugin named `nosuch`"),
+        (&study_toml(5, 1, "").replace("population = 8", "population = 8\npopulaton = 3"), "", "populaton"),
+    ];
+    for (text, position, message) in cases {
+        let cfg = write(tmp.path(), "bad.toml", text);
+        let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+        let err = stderr(&o);
+        assert!(!o.status.success(), "accepted a bad config:\n{text}");
+        assert!(err.contains(message), "expected `{message}` in: {err}");
+        assert!(err.contains("bad.toml"), "error names the file: {err}");
+        if !position.is_empty() {
+            assert!(err.contains(&format!("bad.toml:{position}")), "expected {position} in {err}");
+        }
+    }
+}
+
+#[test]
+fn a_changed_config_is_refused_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "s.toml", &study_toml(6, 1, ""));
+    assert!(nas(&["search", cfg.to_str().unwrap()], tmp.path()).status.success());
+    let before = trials_json(tmp.path(), "study");
+
+    let changed = write(tmp.path(), "s2.toml", &study_toml(6, 1, "").replace("channels = 8", "channels = 12"));
+    let o = nas(&["search", changed.to_str().unwrap()], tmp.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("changed: space"), "{}", stderr(&o));
+
+    // A bigger budget is a legitimate change: the study continues.
+    let more = write(tmp.path(), "s3.toml", &study_toml(9, 1, ""));
+    let o = nas(&["search", more.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = trials_json(tmp.path(), "study");
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!(after.iter().filter(|t| t["state"] != "infeasible").count(), 9);
+}
+
+#[test]
+fn constraints_mark_candidates_infeasible_without_scoring_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A floor most small cells miss, so some candidates must be infeasible.
+    let cfg = write(
+        tmp.path(),
+        "s.toml",
+        &study_toml(8, 1, "[constraints]\nparams = { min = 40_000 }\n"),
+    );
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trials = trials_json(tmp.path(), "study");
+    let infeasible: Vec<_> = trials.iter().filter(|t| t["state"] == "infeasible").collect();
+    assert!(!infeasible.is_empty(), "the floor rejected nothing");
+    for t in infeasible {
+        assert!(t["metrics"]["params"].as_f64().unwrap() < 40_000.0);
+        assert!(t["metrics"].get("latency_ms").is_none(), "scored anyway: {t}");
+        assert!(t["error"].as_str().unwrap().contains("below the minimum"));
+    }
+    for t in trials.iter().filter(|t| t["state"] == "complete") {
+        assert!(t["metrics"]["params"].as_f64().unwrap() >= 40_000.0);
+    }
+}
+
+#[test]
+fn plugins_lists_the_shipped_plugins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = nas(&["plugins", "--json"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    for (name, kind) in [("random", "strategy"), ("evolution", "strategy"), ("cost", "evaluator")] {
+        assert!(
+            list.iter().any(|p| p["name"] == name && p["kind"] == kind && p["error"].is_null()),
+            "{name} missing from {list:?}"
+        );
+    }
+}
