@@ -54,7 +54,10 @@ pub fn status(dir: &Path, json: bool, show_config: bool) -> anyhow::Result<()> {
     }
     let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{} trials: {}", trials.len(), counts.join(", "));
-    println!("{:>6}  {:<10}  {:<10}  arch  metrics", "id", "state", "strategy");
+    println!(
+        "{:>6}  {:<10}  {:<10}  arch  metrics",
+        "id", "state", "strategy"
+    );
     for t in &trials {
         println!("{}", text_line(t));
     }
@@ -109,8 +112,7 @@ pub fn export(dir: &Path, trial_id: u64, output: &Path) -> anyhow::Result<()> {
     let weights = Weights::he_init(&graph, nas_core::study::derive_seed(config.seed, trial_id))?;
     let options = ExportOptions::default();
     let bytes = export_inference(&graph, &weights, &options)?;
-    std::fs::write(output, &bytes)
-        .with_context(|| format!("cannot write {}", output.display()))?;
+    std::fs::write(output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
     let mut input = vec!["N".to_string()];
     input.extend(graph.input.iter().map(|d| d.to_string()));
     let classes = graph
@@ -151,7 +153,12 @@ pub fn plugins(json: bool) -> anyhow::Result<()> {
             (Some(kind), None) => {
                 println!("{:<10} {:<14} {}", kind.as_str(), p.name, p.path.display())
             }
-            (_, Some(e)) => println!("{:<10} {:<14} {}  REFUSED: {e}", "?", p.name, p.path.display()),
+            (_, Some(e)) => println!(
+                "{:<10} {:<14} {}  REFUSED: {e}",
+                "?",
+                p.name,
+                p.path.display()
+            ),
             (None, None) => {}
         }
     }

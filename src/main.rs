@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "nas", version, about = "Neural architecture search with plugin strategies and ONNX Runtime scoring")]
+#[command(
+    name = "nas",
+    version,
+    about = "Neural architecture search with plugin strategies and ONNX Runtime scoring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -54,7 +54,9 @@ impl SearchProgress {
 
     /// Remaining time from this run's pace, for the plain-line output.
     fn eta(&mut self, p: &Progress) -> String {
-        let start = *self.evaluated_at_start.get_or_insert(p.evaluated.saturating_sub(1));
+        let start = *self
+            .evaluated_at_start
+            .get_or_insert(p.evaluated.saturating_sub(1));
         let done = p.evaluated.saturating_sub(start);
         let by_trials = p.budget_trials.and_then(|n| {
             (done > 0).then(|| {

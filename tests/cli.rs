@@ -88,26 +88,38 @@ fn search_status_best_export_round_trip() {
     assert!(stdout(&o).contains("best"), "{}", stdout(&o));
 
     let trials = trials_json(tmp.path(), "study");
-    let evaluated = trials
-        .iter()
-        .filter(|t| t["state"] != "infeasible")
-        .count();
+    let evaluated = trials.iter().filter(|t| t["state"] != "infeasible").count();
     assert_eq!(evaluated, 15, "the trial budget is respected");
     for t in &trials {
         for key in ["id", "state", "strategy", "arch", "metrics", "error"] {
             assert!(t.get(key).is_some(), "trial lacks `{key}`: {t}");
         }
         let arch = t["arch"].as_str().unwrap();
-        assert!(arch.starts_with('|') && arch.matches('+').count() == 2, "{arch}");
+        assert!(
+            arch.starts_with('|') && arch.matches('+').count() == 2,
+            "{arch}"
+        );
         if t["state"] == "complete" {
             for m in ["params", "flops", "latency_ms", "latency_p90_ms"] {
-                assert!(t["metrics"][m].as_f64().unwrap() > 0.0, "{m} missing in {t}");
+                assert!(
+                    t["metrics"][m].as_f64().unwrap() > 0.0,
+                    "{m} missing in {t}"
+                );
             }
         }
     }
-    let proposers: Vec<&str> = trials.iter().map(|t| t["strategy"].as_str().unwrap()).collect();
-    assert!(proposers[..10].iter().all(|s| *s == "random"), "{proposers:?}");
-    assert!(proposers[10..].iter().all(|s| *s == "evolution"), "{proposers:?}");
+    let proposers: Vec<&str> = trials
+        .iter()
+        .map(|t| t["strategy"].as_str().unwrap())
+        .collect();
+    assert!(
+        proposers[..10].iter().all(|s| *s == "random"),
+        "{proposers:?}"
+    );
+    assert!(
+        proposers[10..].iter().all(|s| *s == "evolution"),
+        "{proposers:?}"
+    );
 
     let o = nas(&["best", "study", "--json", "--top", "3"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -117,7 +129,10 @@ fn search_status_best_export_round_trip() {
         .iter()
         .map(|t| t["metrics"]["latency_ms"].as_f64().unwrap())
         .collect();
-    assert!(lat.windows(2).all(|w| w[0] <= w[1]), "sorted best first: {lat:?}");
+    assert!(
+        lat.windows(2).all(|w| w[0] <= w[1]),
+        "sorted best first: {lat:?}"
+    );
     let min_all = trials
         .iter()
         .filter(|t| t["state"] == "complete")
@@ -126,7 +141,10 @@ fn search_status_best_export_round_trip() {
     assert_eq!(lat[0], min_all);
 
     let id = best[0]["id"].as_u64().unwrap().to_string();
-    let o = nas(&["export", "study", "--trial", &id, "-o", "best.onnx"], tmp.path());
+    let o = nas(
+        &["export", "study", "--trial", &id, "-o", "best.onnx"],
+        tmp.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("input `input`"), "{}", stdout(&o));
     let bytes = std::fs::read(tmp.path().join("best.onnx")).unwrap();
@@ -162,9 +180,11 @@ fn killed_search_resumes_without_losing_or_redoing_trials() {
             && let Ok(conn) = rusqlite::Connection::open(&db)
         {
             let n: i64 = conn
-                .query_row("SELECT COUNT(*) FROM trials WHERE state = 'complete'", [], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT COUNT(*) FROM trials WHERE state = 'complete'",
+                    [],
+                    |r| r.get(0),
+                )
                 .unwrap_or(0);
             if n >= 8 {
                 break n;
@@ -191,7 +211,10 @@ fn killed_search_resumes_without_losing_or_redoing_trials() {
     }
     let evaluated = after.iter().filter(|t| t["state"] != "infeasible").count() as u64;
     assert_eq!(evaluated, budget, "budget respected across the kill");
-    assert!(after.iter().all(|t| t["state"] == "complete"), "nothing left pending");
+    assert!(
+        after.iter().all(|t| t["state"] == "complete"),
+        "nothing left pending"
+    );
     let mut archs: Vec<&str> = after.iter().map(|t| t["arch"].as_str().unwrap()).collect();
     archs.sort();
     let n = archs.len();
@@ -203,7 +226,11 @@ fn killed_search_resumes_without_losing_or_redoing_trials() {
 fn config_errors_name_file_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
-        ("[study]\nname = \"x\"\nsed = 1\n", "3:1", "unknown field `sed`"),
+        (
+            "[study]\nname = \"x\"\nsed = 1\n",
+            "3:1",
+            "unknown field `sed`",
+        ),
         ("[study]\nname = 5\n", "2:8", "expected a string"),
         (
             &study_toml(5, 1, "").replace("channels = 8", "chanels = 8"),
@@ -225,8 +252,19 @@ fn config_errors_name_file_line_and_column() {
             "",
             "unknown field `maxx`",
         ),
-        (&study_toml(5, 1, "").replace("[[evaluator]]\nplugin = \"cost\"", "[[evaluator]]\nplugin = \"nosuch\""), "", "no evaluator plugin named `nosuch`"),
-        (&study_toml(5, 1, "").replace("population = 8", "population = 8\npopulaton = 3"), "", "populaton"),
+        (
+            &study_toml(5, 1, "").replace(
+                "[[evaluator]]\nplugin = \"cost\"",
+                "[[evaluator]]\nplugin = \"nosuch\"",
+            ),
+            "",
+            "no evaluator plugin named `nosuch`",
+        ),
+        (
+            &study_toml(5, 1, "").replace("population = 8", "population = 8\npopulaton = 3"),
+            "",
+            "populaton",
+        ),
     ];
     for (text, position, message) in cases {
         let cfg = write(tmp.path(), "bad.toml", text);
@@ -236,7 +274,10 @@ fn config_errors_name_file_line_and_column() {
         assert!(err.contains(message), "expected `{message}` in: {err}");
         assert!(err.contains("bad.toml"), "error names the file: {err}");
         if !position.is_empty() {
-            assert!(err.contains(&format!("bad.toml:{position}")), "expected {position} in {err}");
+            assert!(
+                err.contains(&format!("bad.toml:{position}")),
+                "expected {position} in {err}"
+            );
         }
     }
 }
@@ -245,10 +286,18 @@ fn config_errors_name_file_line_and_column() {
 fn a_changed_config_is_refused_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write(tmp.path(), "s.toml", &study_toml(6, 1, ""));
-    assert!(nas(&["search", cfg.to_str().unwrap()], tmp.path()).status.success());
+    assert!(
+        nas(&["search", cfg.to_str().unwrap()], tmp.path())
+            .status
+            .success()
+    );
     let before = trials_json(tmp.path(), "study");
 
-    let changed = write(tmp.path(), "s2.toml", &study_toml(6, 1, "").replace("channels = 8", "channels = 12"));
+    let changed = write(
+        tmp.path(),
+        "s2.toml",
+        &study_toml(6, 1, "").replace("channels = 8", "channels = 12"),
+    );
     let o = nas(&["search", changed.to_str().unwrap()], tmp.path());
     assert!(!o.status.success());
     assert!(stderr(&o).contains("changed: space"), "{}", stderr(&o));
@@ -259,7 +308,10 @@ fn a_changed_config_is_refused_and_loses_nothing() {
     assert!(o.status.success(), "{}", stderr(&o));
     let after = trials_json(tmp.path(), "study");
     assert_eq!(&after[..before.len()], &before[..]);
-    assert_eq!(after.iter().filter(|t| t["state"] != "infeasible").count(), 9);
+    assert_eq!(
+        after.iter().filter(|t| t["state"] != "infeasible").count(),
+        9
+    );
 }
 
 #[test]
@@ -274,11 +326,17 @@ fn constraints_mark_candidates_infeasible_without_scoring_them() {
     let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let trials = trials_json(tmp.path(), "study");
-    let infeasible: Vec<_> = trials.iter().filter(|t| t["state"] == "infeasible").collect();
+    let infeasible: Vec<_> = trials
+        .iter()
+        .filter(|t| t["state"] == "infeasible")
+        .collect();
     assert!(!infeasible.is_empty(), "the floor rejected nothing");
     for t in infeasible {
         assert!(t["metrics"]["params"].as_f64().unwrap() < 40_000.0);
-        assert!(t["metrics"].get("latency_ms").is_none(), "scored anyway: {t}");
+        assert!(
+            t["metrics"].get("latency_ms").is_none(),
+            "scored anyway: {t}"
+        );
         assert!(t["error"].as_str().unwrap().contains("below the minimum"));
     }
     for t in trials.iter().filter(|t| t["state"] == "complete") {
@@ -292,9 +350,14 @@ fn plugins_lists_the_shipped_plugins() {
     let o = nas(&["plugins", "--json"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let list: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
-    for (name, kind) in [("random", "strategy"), ("evolution", "strategy"), ("cost", "evaluator")] {
+    for (name, kind) in [
+        ("random", "strategy"),
+        ("evolution", "strategy"),
+        ("cost", "evaluator"),
+    ] {
         assert!(
-            list.iter().any(|p| p["name"] == name && p["kind"] == kind && p["error"].is_null()),
+            list.iter()
+                .any(|p| p["name"] == name && p["kind"] == kind && p["error"].is_null()),
             "{name} missing from {list:?}"
         );
     }

@@ -1,1 +1,196 @@
-fn main() {}
+//! `cargo xtask ...`: project chores that need more than cargo (see `cargo xtask --help`).
+
+mod bench;
+mod elf;
+mod ort;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Project tasks: ONNX Runtime provisioning, tests, quickstart, benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Provision the ONNX Runtime shared library into target/ort/ (idempotent); prints its path
+    /// as the last line of stdout.
+    Ort {
+        /// The GPU build (CUDA and TensorRT providers) plus the CUDA 13 and cuDNN 9 libraries
+        /// (about 1.5 GB).
+        #[arg(long)]
+        gpu: bool,
+    },
+    /// Provision ONNX Runtime, then run `cargo test --workspace [ARGS...]` with ORT_DYLIB_PATH set.
+    Test {
+        /// Passed on to `cargo test`, e.g. `-- --nocapture`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Provision, build in release mode, run configs/quickstart.toml and show the best trials.
+    Quickstart,
+    /// Measure the engine's overhead per trial and its memory over N/10 and N trials of a
+    /// parameter-counting study; writes results/bench-loop/summary.md.
+    BenchLoop {
+        /// Trials of the long run; the short run has a tenth of them.
+        #[arg(long, default_value_t = 10_000)]
+        trials: u64,
+    },
+}
+
+/// The workspace root: xtask lives in <root>/xtask.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf()
+}
+
+/// Cargo's target folder: CARGO_TARGET_DIR (relative to the current folder, as cargo reads
+/// it) or <root>/target.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                std::env::current_dir().map(|c| c.join(&dir)).unwrap_or(dir)
+            }
+        }
+        None => root.join("target"),
+    }
+}
+
+/// The cargo that runs us (cargo sets CARGO), so the same toolchain builds everything.
+pub fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+/// Runs a command to completion, failing with the command line when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let line = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {line}"))?;
+    if !status.success() {
+        bail!("{line} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Provisions the CPU runtime and returns the library path, announcing it on stderr.
+pub fn provision_cpu(target: &Path) -> Result<PathBuf> {
+    let p = ort::provision(target, false)?;
+    eprintln!("ONNX Runtime: {}", p.library.display());
+    Ok(p.library)
+}
+
+fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let root = repo_root();
+    let target = target_dir(&root);
+    match cli.command {
+        Task::Ort { gpu } => {
+            let p = ort::provision(&target, gpu)?;
+            if let Some((cuda, cudnn)) = &p.cuda_dirs {
+                println!("cuda: {}", cuda.display());
+                println!("cudnn: {}", cudnn.display());
+            }
+            println!("{}", p.library.display());
+        }
+        Task::Test { args: _ } => {
+            let args = passthrough(&std::env::args().collect::<Vec<_>>());
+            let library = provision_cpu(&target)?;
+            let status = cargo(&root)
+                .args(["test", "--workspace"])
+                .args(&args)
+                .env("ORT_DYLIB_PATH", &library)
+                .status()
+                .context("cannot run `cargo test`")?;
+            return Ok(exit_code(status));
+        }
+        Task::Quickstart => quickstart(&root, &target)?,
+        Task::BenchLoop { trials } => bench::bench_loop(&root, &target, trials)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The arguments after `test`, verbatim: clap drops a leading `--`, which `cargo test` needs
+/// to tell its own options from the test harness's (`cargo xtask test -- --nocapture`).
+fn passthrough(argv: &[String]) -> Vec<String> {
+    argv.iter().skip(2).cloned().collect()
+}
+
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE, // killed by a signal
+    }
+}
+
+fn quickstart(root: &Path, target: &Path) -> Result<()> {
+    let config = root.join("configs/quickstart.toml");
+    if !config.is_file() {
+        bail!(
+            "{} is missing; restore it from version control",
+            config.display()
+        );
+    }
+    let library = provision_cpu(target)?;
+    run(cargo(root).args(["build", "--release", "--workspace"]))?;
+    let nas = target.join("release/nas");
+    run(Command::new(&nas)
+        .current_dir(root)
+        .args(["search", "configs/quickstart.toml"])
+        .env("ORT_DYLIB_PATH", &library))?;
+    run(Command::new(&nas)
+        .current_dir(root)
+        .args(["best", "runs/quickstart"])
+        .env("ORT_DYLIB_PATH", &library))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_args(argv: &[&str]) -> Vec<String> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        assert!(matches!(
+            Cli::try_parse_from(&argv).unwrap().command,
+            Task::Test { .. }
+        ));
+        passthrough(&argv)
+    }
+
+    #[test]
+    fn test_passes_arguments_through_verbatim() {
+        assert_eq!(test_args(&["xtask", "test"]), Vec::<String>::new());
+        assert_eq!(
+            test_args(&["xtask", "test", "--release", "-q"]),
+            ["--release", "-q"]
+        );
+        assert_eq!(
+            test_args(&["xtask", "test", "--release", "--", "--nocapture"]),
+            ["--release", "--", "--nocapture"]
+        );
+        assert_eq!(
+            test_args(&["xtask", "test", "--", "--nocapture"]),
+            ["--", "--nocapture"]
+        );
+    }
+}

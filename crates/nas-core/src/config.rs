@@ -102,12 +102,18 @@ impl Constraint {
         if let Some(min) = self.min
             && !(value >= min)
         {
-            return Some(format!("{} = {value} is below the minimum {min}", self.metric));
+            return Some(format!(
+                "{} = {value} is below the minimum {min}",
+                self.metric
+            ));
         }
         if let Some(max) = self.max
             && !(value <= max)
         {
-            return Some(format!("{} = {value} is above the maximum {max}", self.metric));
+            return Some(format!(
+                "{} = {value} is above the maximum {max}",
+                self.metric
+            ));
         }
         None
     }
@@ -317,9 +323,13 @@ pub fn parse(path: &Path, text: &str) -> Result<StudyConfig, ConfigError> {
                 format!("unknown space kind `{other}`, expected one of: {expected}"),
             ))
         }
-        None => Err(loc.whole(format!(
-            "missing `[space]` table with `kind = \"...\"` (one of: {expected})"
-        ))),
+        None => {
+            // Report mistakes elsewhere in the file first: they are usually the real problem.
+            toml::from_str::<RawFile<Option<toml::Value>>>(text).map_err(|e| loc.toml(e))?;
+            Err(loc.whole(format!(
+                "missing `[space]` table with `kind = \"...\"` (one of: {expected})"
+            )))
+        }
     }
 }
 
@@ -478,13 +488,14 @@ fn parse_until(loc: &Locator<'_>, at: usize, value: toml::Value) -> Result<Until
     let count = |v: &toml::Value| v.as_integer().filter(|n| *n > 0).map(|n| n as u64);
     match (key.as_str(), &v) {
         ("trials", v) if count(v).is_some() => Ok(Until::Trials(count(v).unwrap())),
-        ("no_improvement", v) if count(v).is_some() => {
-            Ok(Until::NoImprovement(count(v).unwrap()))
-        }
+        ("no_improvement", v) if count(v).is_some() => Ok(Until::NoImprovement(count(v).unwrap())),
         ("wall_time", toml::Value::String(s)) => humantime::parse_duration(s)
             .map(Until::WallTime)
             .map_err(|e| loc.at(at, format!("invalid `until.wall_time` {s:?}: {e}"))),
-        _ => Err(loc.at(at, format!("{shape} (positive integers); found `{key} = {v}`"))),
+        _ => Err(loc.at(
+            at,
+            format!("{shape} (positive integers); found `{key} = {v}`"),
+        )),
     }
 }
 
@@ -505,7 +516,8 @@ fn objectives(
     raw: &Spanned<RawObjective>,
 ) -> Result<Vec<Objective>, ConfigError> {
     let at = raw.span().start;
-    let one = |min: &Option<String>, max: &Option<String>| match (min, max) {
+    let one = |min: &Option<String>, max: &Option<String>| {
+        match (min, max) {
         (Some(m), None) => Ok(Objective {
             metric: m.clone(),
             direction: Direction::Minimize,
@@ -518,6 +530,7 @@ fn objectives(
             at,
             "each objective needs exactly one of `minimize = \"metric\"` or `maximize = \"metric\"`",
         )),
+    }
     };
     let r = raw.get_ref();
     let list = match (&r.objectives, r.minimize.is_some() || r.maximize.is_some()) {

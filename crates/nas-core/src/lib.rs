@@ -1,9 +1,9 @@
 //! Study configuration, search spaces, the search loop, storage and the plugin host.
 
-// pub mod config;
+pub mod config;
 pub mod objectives;
-// pub mod pipeline;
+pub mod pipeline;
 pub mod plugins;
 pub mod space;
 pub mod storage;
-// pub mod study;
+pub mod study;

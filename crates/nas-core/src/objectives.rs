@@ -103,7 +103,10 @@ mod tests {
     fn pareto_front_drops_dominated_trials() {
         // 1 is dominated by 2 (lower accuracy, higher latency).
         let trials = vec![trial(1, 0.5, 3.0), trial(2, 0.9, 2.0), trial(3, 0.7, 1.0)];
-        let objectives = [obj("acc", Direction::Maximize), obj("lat", Direction::Minimize)];
+        let objectives = [
+            obj("acc", Direction::Maximize),
+            obj("lat", Direction::Minimize),
+        ];
         let ids: Vec<u64> = best(&objectives, &trials).iter().map(|t| t.id).collect();
         assert_eq!(ids, vec![2, 3]);
     }

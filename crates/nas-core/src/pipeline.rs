@@ -112,7 +112,12 @@ impl Pipeline {
                 error: Some(format!(
                     "no evaluator produced the constrained metric(s) {}; produced: {}",
                     unmeasured.join(", "),
-                    request.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+                    request
+                        .metrics
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
                 metrics: request.metrics,
                 details: serde_json::Value::Object(details),

@@ -169,7 +169,11 @@ fn describe(path: &Path) -> Listed {
         Err(e) => Listed {
             name: path
                 .file_stem()
-                .map(|s| s.to_string_lossy().trim_start_matches(DLL_PREFIX).to_string())
+                .map(|s| {
+                    s.to_string_lossy()
+                        .trim_start_matches(DLL_PREFIX)
+                        .to_string()
+                })
                 .unwrap_or_default(),
             kind: None,
             path: path.to_path_buf(),

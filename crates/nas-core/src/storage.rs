@@ -446,10 +446,10 @@ impl RawRow {
         };
         let state = TrialState::parse(&self.state)
             .ok_or_else(|| corrupt(format!("unknown state `{}`", self.state)))?;
-        let values = serde_json::from_str(&self.choices)
-            .map_err(|e| corrupt(format!("choices: {e}")))?;
-        let metrics = serde_json::from_str(&self.metrics)
-            .map_err(|e| corrupt(format!("metrics: {e}")))?;
+        let values =
+            serde_json::from_str(&self.choices).map_err(|e| corrupt(format!("choices: {e}")))?;
+        let metrics =
+            serde_json::from_str(&self.metrics).map_err(|e| corrupt(format!("metrics: {e}")))?;
         let details = match &self.details {
             Some(d) => serde_json::from_str(d).map_err(|e| corrupt(format!("details: {e}")))?,
             None => serde_json::Value::Null,
@@ -520,14 +520,19 @@ mod tests {
         assert!(trials[0].finished_at.is_some());
         assert_eq!(trials[1].state, TrialState::Pending);
         assert_eq!(s.unfinished().unwrap().len(), 1);
-        assert_eq!(s.checkpoints().unwrap()[0].state, serde_json::json!({"k": 1}));
+        assert_eq!(
+            s.checkpoints().unwrap()[0].state,
+            serde_json::json!({"k": 1})
+        );
         assert_eq!(s.meta("study_seconds").unwrap().as_deref(), Some("3"));
     }
 
     #[test]
     fn opening_a_missing_study_says_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Storage::open_existing(&dir.path().join("nope")).err().unwrap();
+        let err = Storage::open_existing(&dir.path().join("nope"))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("nas search"), "{err}");
     }
 }

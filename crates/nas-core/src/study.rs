@@ -143,40 +143,10 @@ impl Study {
     /// Opens the study directory (creating or resuming) and loads every plugin.
     pub fn open(config: StudyConfig, dir: Option<PathBuf>) -> anyhow::Result<Study> {
         let dir = dir.unwrap_or_else(|| config.directory.clone());
-        let mut storage = Storage::create(&dir)?;
-        let lock = lock(&dir)?;
-        let identity = identity(&config);
-        match storage.meta("identity")? {
-            None => {
-                storage.set_meta("identity", &identity.to_string())?;
-                storage.set_meta("config", &config.source)?;
-                storage.set_meta("config_path", &config.path.display().to_string())?;
-                storage.set_meta("objectives", &serde_json::to_string(&config.objectives)?)?;
-                storage.set_meta("name", &config.name)?;
-            }
-            Some(stored) => {
-                let stored: serde_json::Value = serde_json::from_str(&stored)?;
-                let changed: Vec<&str> = ["seed", "space", "strategy", "evaluator", "objective", "constraints"]
-                    .into_iter()
-                    .filter(|k| stored.get(k) != identity.get(k))
-                    .collect();
-                if !changed.is_empty() {
-                    bail!(
-                        "{} holds a study created from a different config (changed: {}); \
-                         only [budget] and [runtime] may change on resume. Use another --study-dir, \
-                         or restore the original config (stored in the study: `nas status {} --config`)",
-                        dir.display(),
-                        changed.join(", "),
-                        dir.display()
-                    );
-                }
-                storage.set_meta("config", &config.source)?;
-            }
-        }
-
+        // Everything that can be wrong with the config is checked before the study directory
+        // is touched, so a bad config never alters (or creates) a stored study.
         let space = build_space(&config.space)?;
         let descriptor = space.descriptor().clone();
-        let checkpoints = storage.checkpoints()?;
         let mut phases = Vec::new();
         for (index, spec) in config.strategies.iter().enumerate() {
             let library = plugins::load(PluginKind::Strategy, &spec.plugin)
@@ -187,12 +157,9 @@ impl Study {
                 seed: derive_seed(config.seed, index as u64),
                 config: spec.config.clone(),
             };
-            let mut handle = library
+            let handle = library
                 .create_strategy(&ctx)
                 .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
-            if let Some(cp) = checkpoints.iter().find(|c| c.strategy_index == index) {
-                handle.restore(&cp.state)?;
-            }
             phases.push(Phase {
                 name: library.name.clone(),
                 handle,
@@ -202,7 +169,6 @@ impl Study {
                 since_improvement: 0,
             });
         }
-
         let ort = nas_runtime::locate_library(config.runtime.ort_library.as_deref())
             .ok()
             .map(|p| p.display().to_string());
@@ -214,6 +180,52 @@ impl Study {
             config.seed,
             &dir.display().to_string(),
         )?;
+
+        let storage = Storage::create(&dir)?;
+        let lock = lock(&dir)?;
+        let identity = identity(&config);
+        match storage.meta("identity")? {
+            None => {
+                storage.set_meta("identity", &identity.to_string())?;
+                storage.set_meta("config_path", &config.path.display().to_string())?;
+                storage.set_meta("name", &config.name)?;
+            }
+            Some(stored) => {
+                let stored: serde_json::Value = serde_json::from_str(&stored)?;
+                let changed: Vec<&str> = [
+                    "seed",
+                    "space",
+                    "strategy",
+                    "evaluator",
+                    "objective",
+                    "constraints",
+                ]
+                .into_iter()
+                .filter(|k| stored.get(k) != identity.get(k))
+                .collect();
+                if !changed.is_empty() {
+                    bail!(
+                        "{} holds a study created from a different config (changed: {}); \
+                         only [budget] and [runtime] may change on resume. Use another --study-dir, \
+                         or restore the original config (stored in the study: `nas status {} --config`)",
+                        dir.display(),
+                        changed.join(", "),
+                        dir.display()
+                    );
+                }
+            }
+        }
+        // The latest config text (budget and runtime may have changed).
+        storage.set_meta("config", &config.source)?;
+        for cp in storage.checkpoints()? {
+            let phase = phases.get_mut(cp.strategy_index).with_context(|| {
+                format!(
+                    "checkpoint for strategy {} has no [[strategy]]",
+                    cp.strategy_index
+                )
+            })?;
+            phase.handle.restore(&cp.state)?;
+        }
 
         let prior_seconds = storage
             .meta("study_seconds")?
@@ -254,8 +266,8 @@ impl Study {
     fn replay_history(&mut self) -> anyhow::Result<()> {
         for t in self.storage.trials()? {
             self.seen.insert(hash_key(&t.hash), t.id);
-            let reached_evaluators =
-                t.started_at.is_some() || matches!(t.state, TrialState::Pending | TrialState::Running);
+            let reached_evaluators = t.started_at.is_some()
+                || matches!(t.state, TrialState::Pending | TrialState::Running);
             if reached_evaluators {
                 self.evaluated += 1;
                 if let Some(p) = self.phases.get_mut(t.strategy_index) {
@@ -377,7 +389,10 @@ impl Study {
         let mut summary = Summary::default();
         // Trials a killed process left behind are evaluated first, with their stored choices.
         for t in self.storage.unfinished()? {
-            observer.note(&format!("re-running trial {} left unfinished by an earlier run", t.id));
+            observer.note(&format!(
+                "re-running trial {} left unfinished by an earlier run",
+                t.id
+            ));
             self.evaluate(t, observer)?;
         }
         let mut fruitless = 0u64;
@@ -468,7 +483,10 @@ impl Study {
             self.seen.insert(hash_key(&new.hash), id);
             self.evaluated += 1;
             self.phases[index].evaluated += 1;
-            let trial = self.storage.trial(id)?.context("trial vanished after insert")?;
+            let trial = self
+                .storage
+                .trial(id)?
+                .context("trial vanished after insert")?;
             self.evaluate_graph(trial, graph, observer)?;
             summary.evaluated += 1;
         }
@@ -484,7 +502,10 @@ impl Study {
     ) -> anyhow::Result<()> {
         let id = self.storage.insert_trial(&new, &[])?;
         self.seen.insert(hash_key(&new.hash), id);
-        let trial = self.storage.trial(id)?.context("trial vanished after insert")?;
+        let trial = self
+            .storage
+            .trial(id)?
+            .context("trial vanished after insert")?;
         let cps = self.tell_all(&trial)?;
         self.storage.save_checkpoints(&cps)?;
         self.account_finished(&trial);
@@ -536,7 +557,12 @@ impl Study {
                 .filter(|o| !outcome.metrics.contains_key(&o.metric))
                 .map(|o| o.metric.as_str())
                 .collect();
-            let produced = outcome.metrics.keys().cloned().collect::<Vec<_>>().join(", ");
+            let produced = outcome
+                .metrics
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
             if missing.is_empty() {
                 outcome.error = Some("an objective metric is not a finite number".into());
             } else {
@@ -590,9 +616,12 @@ fn proposals_len_check(
 /// Opens a study directory for reading: its storage and the config it was created with.
 pub fn open_stored(dir: &Path) -> anyhow::Result<(Storage, StudyConfig)> {
     let storage = Storage::open_existing(dir)?;
-    let source = storage
-        .meta("config")?
-        .with_context(|| format!("{} has no stored config; it is not a complete study", dir.display()))?;
+    let source = storage.meta("config")?.with_context(|| {
+        format!(
+            "{} has no stored config; it is not a complete study",
+            dir.display()
+        )
+    })?;
     let path = storage
         .meta("config_path")?
         .unwrap_or_else(|| "study.toml".into());

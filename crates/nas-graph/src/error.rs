@@ -28,11 +28,16 @@ pub enum GraphError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
-    #[error("input tensor has shape {found:?}, expected [N, {}] with N >= 1", join(expected))]
+    #[error(
+        "input tensor has shape {found:?}, expected [N, {}] with N >= 1",
+        join(expected)
+    )]
     InputShape {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    #[error("the graph's total parameter or FLOP count overflows u64")]
+    Overflow,
     #[error("ONNX export: {0}")]
     Export(String),
 }

@@ -64,6 +64,32 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The op's kind as a short name (`"Conv2d"`, `"Relu"`, ...), for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Input => "Input",
+            Op::Conv2d { .. } => "Conv2d",
+            Op::BatchNorm { .. } => "BatchNorm",
+            Op::Relu => "Relu",
+            Op::Relu6 => "Relu6",
+            Op::Silu => "Silu",
+            Op::Gelu => "Gelu",
+            Op::Sigmoid => "Sigmoid",
+            Op::Add => "Add",
+            Op::Concat => "Concat",
+            Op::AvgPool { .. } => "AvgPool",
+            Op::MaxPool { .. } => "MaxPool",
+            Op::GlobalAvgPool => "GlobalAvgPool",
+            Op::Flatten => "Flatten",
+            Op::Linear { .. } => "Linear",
+            Op::Identity => "Identity",
+            Op::Zero => "Zero",
+            Op::Dropout { .. } => "Dropout",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     pub op: Op,

@@ -1,5 +1,24 @@
 //! Architecture IR, shape inference, parameter/FLOP counts and the ONNX exporter.
+//!
+//! - [`ir`]: the typed layer DAG ([`Graph`], [`Op`], [`GraphBuilder`]).
+//! - [`shape`]: [`Graph::validate`], [`Graph::shapes`], [`Graph::param_count`], [`Graph::flops`].
+//! - [`weights`]: named f32 tensors, [`parameter_specs`], He initialization.
+//! - [`onnx`]: hand-written `onnx.proto` messages and [`export_inference`] (opset [`OPSET`]).
+//! - [`reference`](mod@reference): a float64 forward pass, the ground truth for tests and gradient checks.
+//! - [`Graph::canonical_hash`]: deduplication of equivalent candidates.
+//! - [`testing`]: random valid graphs for tests.
 
+pub mod error;
+mod hash;
 pub mod ir;
+pub mod onnx;
+pub mod reference;
+pub mod shape;
+pub mod testing;
+pub mod weights;
 
+pub use error::GraphError;
 pub use ir::{Graph, GraphBuilder, Node, NodeId, Op};
+pub use onnx::{ExportOptions, GraphSignature, OPSET, export_inference, graph_signature};
+pub use shape::NodeCost;
+pub use weights::{ParamRole, ParamSpec, Weights, parameter_specs};

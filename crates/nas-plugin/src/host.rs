@@ -49,27 +49,38 @@ impl std::fmt::Debug for PluginLibrary {
     }
 }
 
-/// Keeps only the lines of abi_stable's (often 40 KB) layout report that say what differs.
+/// Keeps only what differs from abi_stable's (often 40 KB) layout report: its `Error:` lines
+/// with their expected/found types, or the reason a library could not be opened.
 fn summarize_abi_error(raw: &str) -> String {
     let lines: Vec<&str> = raw
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            l.starts_with("error") || l.contains("mismatch") || l.contains("version")
-        })
-        .take(4)
+        .filter(|l| !l.is_empty())
         .collect();
-    let summary = if lines.is_empty() {
-        raw.lines()
-            .next()
-            .unwrap_or("layout check failed")
-            .trim()
-            .to_string()
+    let mut errors: Vec<String> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(what) = line.strip_prefix("Error:") {
+            let mut e = what.trim().to_string();
+            if let [_, "Expected:", expected, "Found:", found, ..] = &lines[i..] {
+                e.push_str(&format!(" (expected `{expected}`, found `{found}`)"));
+            }
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+    }
+    let summary = if !errors.is_empty() {
+        errors.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+    } else if let Some(i) = lines.iter().position(|l| *l == "because:") {
+        lines[i + 1..].join(" ")
     } else {
-        lines.join("; ")
+        lines.join(" ")
     };
-    summary.chars().take(400).collect()
+    if summary.is_empty() {
+        "layout check failed".into()
+    } else {
+        summary.chars().take(400).collect()
+    }
 }
 
 impl PluginLibrary {

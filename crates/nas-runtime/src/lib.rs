@@ -38,7 +38,9 @@ const PROVISION_HINT: &str = "run `cargo xtask ort` or set ORT_DYLIB_PATH to a l
 pub enum RuntimeError {
     #[error("ONNX Runtime library not found (looked in: {looked}); {PROVISION_HINT}")]
     NotFound { looked: String },
-    #[error("ONNX Runtime library {path} (from {origin}) does not exist; fix that path, or {PROVISION_HINT}")]
+    #[error(
+        "ONNX Runtime library {path} (from {origin}) does not exist; fix that path, or {PROVISION_HINT}"
+    )]
     Missing { path: PathBuf, origin: &'static str },
     #[error("cannot load ONNX Runtime from {path}: {reason}; {PROVISION_HINT}")]
     Load { path: PathBuf, reason: String },
@@ -51,13 +53,15 @@ pub enum RuntimeError {
     UnknownProvider { provider: String },
     #[error(
         "execution provider `{provider}` is not available in {library}: {reason}; install the GPU build with \
-         `cargo xtask ort --gpu` and point `[runtime] ort_library` (or ORT_DYLIB_PATH) at it, \
+         `cargo xtask ort --gpu` and point `[runtime] ort_library` (or ORT_DYLIB_PATH) at it{extra}, \
          or set `[runtime] fallback = \"cpu\"`"
     )]
     ProviderUnavailable {
         provider: String,
         library: PathBuf,
         reason: String,
+        /// Provider-specific requirements beyond the GPU build.
+        extra: &'static str,
     },
     #[error("ONNX Runtime could not build a session on `{provider}`: {reason}")]
     Session { provider: String, reason: String },
@@ -81,7 +85,10 @@ pub fn locate_library(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> 
 /// `[runtime] ort_library`) > env `ORT_DYLIB_PATH` > `<target>/ort/<build>/libonnxruntime.so.1.31.1`
 /// in a folder above the running program (`nas` lives in target/release, tests in
 /// target/debug/deps). For a GPU `provider` the GPU build is preferred there.
-pub fn locate_library_for(explicit: Option<&Path>, provider: &str) -> Result<PathBuf, RuntimeError> {
+pub fn locate_library_for(
+    explicit: Option<&Path>,
+    provider: &str,
+) -> Result<PathBuf, RuntimeError> {
     if let Some(path) = explicit {
         return existing(path, "`[runtime] ort_library`");
     }
@@ -96,7 +103,10 @@ pub fn locate_library_for(explicit: Option<&Path>, provider: &str) -> Result<Pat
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
     }
-    let mut looked: Vec<String> = vec!["`[runtime] ort_library` (unset)".into(), "ORT_DYLIB_PATH (unset)".into()];
+    let mut looked: Vec<String> = vec![
+        "`[runtime] ort_library` (unset)".into(),
+        "ORT_DYLIB_PATH (unset)".into(),
+    ];
     looked.extend(candidates.iter().map(|p| p.display().to_string()));
     if exe.is_none() {
         looked.push("(the running program's path is unknown)".into());
@@ -224,14 +234,23 @@ pub struct RuntimeSession {
 }
 
 /// Builds a session from an in-memory ONNX model on `settings.execution_provider`.
-pub fn session_from_bytes(model: &[u8], settings: &RuntimeSettings) -> Result<Session, RuntimeError> {
+pub fn session_from_bytes(
+    model: &[u8],
+    settings: &RuntimeSettings,
+) -> Result<Session, RuntimeError> {
     build_session(model, settings).map(|s| s.session)
 }
 
 /// Like [`session_from_bytes`], also saying which provider the session runs on.
-pub fn build_session(model: &[u8], settings: &RuntimeSettings) -> Result<RuntimeSession, RuntimeError> {
+pub fn build_session(
+    model: &[u8],
+    settings: &RuntimeSettings,
+) -> Result<RuntimeSession, RuntimeError> {
     let provider = settings.execution_provider.as_str();
-    for p in [Some(provider), settings.fallback.as_deref()].into_iter().flatten() {
+    for p in [Some(provider), settings.fallback.as_deref()]
+        .into_iter()
+        .flatten()
+    {
         if !PROVIDERS.contains(&p) {
             return Err(RuntimeError::UnknownProvider { provider: p.into() });
         }
@@ -280,8 +299,18 @@ fn unavailable(provider: &str, library: &Path, reason: String) -> RuntimeError {
     RuntimeError::ProviderUnavailable {
         provider: provider.into(),
         library: library.to_path_buf(),
-        reason,
+        reason: tidy(reason),
+        extra: if provider == "tensorrt" {
+            " (TensorRT also needs NVIDIA TensorRT 10, libnvinfer.so.10, on the library path)"
+        } else {
+            ""
+        },
     }
+}
+
+/// ORT messages end with a period; ours continue after them.
+fn tidy(reason: String) -> String {
+    reason.trim_end().trim_end_matches('.').to_string()
 }
 
 /// Providers that already failed in this process, with why: later sessions skip them
@@ -289,7 +318,9 @@ fn unavailable(provider: &str, library: &Path, reason: String) -> RuntimeError {
 static UNAVAILABLE: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 
 fn known_unavailable(provider: &str) -> Option<String> {
-    lock(&UNAVAILABLE).as_ref().and_then(|m| m.get(provider).cloned())
+    lock(&UNAVAILABLE)
+        .as_ref()
+        .and_then(|m| m.get(provider).cloned())
 }
 
 fn mark_unavailable(provider: &str, reason: &str) {
@@ -306,7 +337,9 @@ fn warn_fallback_once(provider: &str, fallback: &str, reason: &str) {
     let key = (provider.to_string(), fallback.to_string());
     if !warned.contains(&key) {
         // Plugins have no tracing subscriber of their own: stderr is what the user sees.
-        eprintln!("warning: execution provider `{provider}` is unavailable ({reason}); using `{fallback}` as configured by `[runtime] fallback`");
+        eprintln!(
+            "warning: execution provider `{provider}` is unavailable ({reason}); using `{fallback}` as configured by `[runtime] fallback`"
+        );
         warned.push(key);
     }
 }
@@ -327,7 +360,7 @@ fn commit(
 ) -> Result<Session, RuntimeError> {
     let session_err = |reason: String| RuntimeError::Session {
         provider: provider.into(),
-        reason,
+        reason: tidy(reason),
     };
     let builder = base_builder(env, settings).map_err(|e| session_err(e.to_string()))?;
     let mut builder = match provider {
@@ -371,8 +404,12 @@ fn preload_cuda(library: &Path) -> Result<(), String> {
         if cuda.is_none() && cudnn.is_none() {
             return Ok(());
         }
-        ep::cuda::preload_dylibs(cuda.as_deref(), cudnn.as_deref())
-            .map_err(|e| format!("cannot load the CUDA libraries next to {}: {e}", library.display()))
+        ep::cuda::preload_dylibs(cuda.as_deref(), cudnn.as_deref()).map_err(|e| {
+            format!(
+                "cannot load the CUDA libraries next to {}: {e}",
+                library.display()
+            )
+        })
     })
     .clone()
 }

@@ -73,7 +73,11 @@ fn library() -> PathBuf {
 }
 
 fn run_relu(session: &mut Session) -> Vec<f32> {
-    let x = Tensor::from_array(([2usize, 4], vec![-1.0f32, 2.0, -3.0, 4.0, 0.5, -0.5, 0.0, 7.0])).unwrap();
+    let x = Tensor::from_array((
+        [2usize, 4],
+        vec![-1.0f32, 2.0, -3.0, 4.0, 0.5, -0.5, 0.0, 7.0],
+    ))
+    .unwrap();
     let out = session.run(ort::inputs!["x" => x]).unwrap();
     let (shape, y) = out["y"].try_extract_tensor::<f32>().unwrap();
     assert_eq!(&**shape, &[2, 4]);
@@ -85,7 +89,10 @@ fn finds_the_provisioned_library() {
     let path = library();
     assert!(path.is_file());
     assert!(
-        path.file_name().unwrap().to_string_lossy().starts_with("libonnxruntime.so"),
+        path.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("libonnxruntime.so"),
         "{}",
         path.display()
     );
@@ -126,7 +133,10 @@ fn walks_up_to_the_target_folder_and_prefers_the_build_for_the_provider() {
 fn init_is_idempotent() {
     init(&library()).unwrap();
     init(&library()).unwrap();
-    assert_eq!(loaded_library().map(|p| canonical(&p)), Some(canonical(&library())));
+    assert_eq!(
+        loaded_library().map(|p| canonical(&p)),
+        Some(canonical(&library()))
+    );
 }
 
 #[test]
@@ -144,7 +154,10 @@ fn runs_a_model_on_cpu() {
     let built = build_session(&relu_model(), &settings("cpu", None)).unwrap();
     assert_eq!(built.provider, "cpu");
     let mut session = built.session;
-    assert_eq!(run_relu(&mut session), vec![0.0, 2.0, 0.0, 4.0, 0.5, 0.0, 0.0, 7.0]);
+    assert_eq!(
+        run_relu(&mut session),
+        vec![0.0, 2.0, 0.0, 4.0, 0.5, 0.0, 0.0, 7.0]
+    );
 }
 
 #[test]
@@ -160,7 +173,10 @@ fn an_unavailable_provider_without_fallback_is_a_clear_error() {
     }
     let err = session_from_bytes(&relu_model(), &settings("cuda", None)).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, RuntimeError::ProviderUnavailable { .. }), "{msg}");
+    assert!(
+        matches!(err, RuntimeError::ProviderUnavailable { .. }),
+        "{msg}"
+    );
     assert!(msg.contains("`cuda` is not available"), "{msg}");
     assert!(msg.contains("cargo xtask ort --gpu"), "{msg}");
     assert!(msg.contains("fallback = \"cpu\""), "{msg}");

@@ -20,7 +20,8 @@ pub fn sample_choice(kind: &ChoiceKind, rng: &mut impl Rng) -> f64 {
         ChoiceKind::Integer { low, high } => rng.random_range(*low..=*high) as f64,
         ChoiceKind::Float { low, high, log } => {
             if *log {
-                (rng.random_range(low.ln()..=high.ln())).exp()
+                // exp(ln(x)) can overshoot x by an ulp.
+                rng.random_range(low.ln()..=high.ln()).exp().clamp(*low, *high)
             } else {
                 rng.random_range(*low..=*high)
             }
@@ -30,10 +31,8 @@ pub fn sample_choice(kind: &ChoiceKind, rng: &mut impl Rng) -> f64 {
 
 impl Strategy for RandomSearch {
     fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
-        if let Some(map) = ctx.config.as_object() {
-            if let Some(key) = map.keys().next() {
-                return Err(format!("random has no option `{key}`").into());
-            }
+        if let Some(key) = ctx.config.as_object().and_then(|m| m.keys().next()) {
+            return Err(format!("random has no option `{key}`").into());
         }
         Ok(RandomSearch {
             space: ctx.space,

@@ -1,0 +1,381 @@
+//! The NAS-Bench-201 cell space, with the exact encoding and network of NB201 (xautodl
+//! `TinyNetwork` with `InferCell`s), so tabular NB201 results can be looked up by arch string.
+
+use nas_graph::{Graph, GraphBuilder, NodeId, Op};
+use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
+use serde::{Deserialize, Serialize};
+
+use super::{SearchSpace, SpaceError, check_kind, check_values, checked, config_error, image_io};
+
+const KIND: &str = "cell";
+
+/// Edge operations, in the option order of every edge choice.
+pub const NB201_OPS: [&str; 5] = [
+    "none",
+    "skip_connect",
+    "nor_conv_1x1",
+    "nor_conv_3x3",
+    "avg_pool_3x3",
+];
+
+/// The cell's edges as `(to, from)`, in choice order (= arch string order).
+pub const NB201_EDGES: [(usize, usize); 6] = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)];
+
+const EXAMPLE: &str = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|";
+
+/// `[space] kind = "cell"`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CellSpaceConfig {
+    pub kind: String,
+    /// Per-sample input shape `[C, H, W]`; from the dataset when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<usize>>,
+    /// Number of classes; from the dataset when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
+    /// Channels of the first stage (C); stages 2 and 3 have 2C and 4C.
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    /// Cells per stage (N).
+    #[serde(default = "default_cells_per_stage")]
+    pub cells_per_stage: usize,
+}
+
+fn default_channels() -> usize {
+    16
+}
+
+fn default_cells_per_stage() -> usize {
+    5
+}
+
+impl Default for CellSpaceConfig {
+    fn default() -> Self {
+        CellSpaceConfig {
+            kind: KIND.to_string(),
+            input: None,
+            classes: None,
+            channels: default_channels(),
+            cells_per_stage: default_cells_per_stage(),
+        }
+    }
+}
+
+impl CellSpaceConfig {
+    /// Fills `input` and `classes` from the dataset where the config left them out.
+    pub fn with_data_defaults(mut self, input: &[usize], classes: usize) -> Self {
+        self.input.get_or_insert_with(|| input.to_vec());
+        self.classes.get_or_insert(classes);
+        self
+    }
+}
+
+/// The NB201 space for one config.
+#[derive(Clone, Debug)]
+pub struct CellSpace {
+    descriptor: SpaceDescriptor,
+    input: Vec<usize>,
+    classes: usize,
+    channels: usize,
+    cells_per_stage: usize,
+}
+
+impl CellSpace {
+    pub fn new(config: &CellSpaceConfig) -> Result<CellSpace, SpaceError> {
+        check_kind(KIND, &config.kind)?;
+        let (input, classes) = image_io(KIND, &config.input, config.classes)?;
+        // Two stride-2 reductions: conv (ceil) and 2x2 pooling (floor) branches must agree.
+        if !input[1].is_multiple_of(4) || !input[2].is_multiple_of(4) {
+            return Err(config_error(
+                KIND,
+                "input",
+                format!(
+                    "is {input:?}; height and width must be multiples of 4 (the network halves them twice)"
+                ),
+            ));
+        }
+        if config.channels == 0 {
+            return Err(config_error(KIND, "channels", "must be at least 1"));
+        }
+        if config.cells_per_stage == 0 {
+            return Err(config_error(KIND, "cells_per_stage", "must be at least 1"));
+        }
+        let options: Vec<String> = NB201_OPS.iter().map(|s| s.to_string()).collect();
+        let choices = NB201_EDGES
+            .iter()
+            .map(|(to, from)| Choice {
+                name: format!("edge_{to}_{from}"),
+                kind: ChoiceKind::Categorical {
+                    options: options.clone(),
+                },
+            })
+            .collect();
+        Ok(CellSpace {
+            descriptor: SpaceDescriptor {
+                kind: KIND.to_string(),
+                choices,
+            },
+            input,
+            classes,
+            channels: config.channels,
+            cells_per_stage: config.cells_per_stage,
+        })
+    }
+}
+
+impl SearchSpace for CellSpace {
+    fn descriptor(&self) -> &SpaceDescriptor {
+        &self.descriptor
+    }
+
+    fn decode(&self, values: &[f64]) -> Result<Graph, SpaceError> {
+        check_values(KIND, &self.descriptor, values)?;
+        let ops: Vec<usize> = values.iter().map(|&v| super::index(v)).collect();
+        let mut b = GraphBuilder::new(&self.input);
+        let c = self.channels;
+        let stem = b.add(conv3x3(c, 1), &[b.input()]);
+        let mut x = b.batch_norm(stem);
+        for stage in 0..3 {
+            let c_stage = c << stage;
+            if stage > 0 {
+                x = reduction_block(&mut b, x, c_stage);
+            }
+            for _ in 0..self.cells_per_stage {
+                x = cell(&mut b, x, c_stage, &ops);
+            }
+        }
+        // "lastact": BN + ReLU before the classifier.
+        let bn = b.batch_norm(x);
+        let act = b.add(Op::Relu, &[bn]);
+        let pool = b.add(Op::GlobalAvgPool, &[act]);
+        let logits = b.add(
+            Op::Linear {
+                out_features: self.classes,
+                bias: true,
+            },
+            &[pool],
+        );
+        checked(KIND, b.finish(logits))
+    }
+
+    fn arch_string(&self, values: &[f64]) -> String {
+        let names: Vec<&str> = (0..NB201_EDGES.len())
+            .map(|i| {
+                values
+                    .get(i)
+                    .filter(|v| v.fract() == 0.0 && **v >= 0.0)
+                    .and_then(|&v| NB201_OPS.get(v as usize).copied())
+                    .unwrap_or("?")
+            })
+            .collect();
+        join_arch(&names)
+    }
+
+    fn parse_arch(&self, arch: &str) -> Result<Vec<f64>, SpaceError> {
+        Ok(parse_nb201_arch(arch)?.iter().map(|&i| i as f64).collect())
+    }
+}
+
+/// The NB201 string of six op indices (into [`NB201_OPS`], in [`NB201_EDGES`] order).
+pub fn nb201_arch_string(ops: &[usize; 6]) -> String {
+    let names: Vec<&str> = ops
+        .iter()
+        .map(|&o| NB201_OPS.get(o).copied().unwrap_or("?"))
+        .collect();
+    join_arch(&names)
+}
+
+fn join_arch(names: &[&str]) -> String {
+    let mut out = String::new();
+    let mut edge = 0;
+    for to in 1..=3 {
+        if to > 1 {
+            out.push('+');
+        }
+        out.push('|');
+        for from in 0..to {
+            out.push_str(names[edge]);
+            out.push('~');
+            out.push_str(&from.to_string());
+            out.push('|');
+            edge += 1;
+        }
+    }
+    out
+}
+
+/// Parses an NB201 string into six op indices (into [`NB201_OPS`], in [`NB201_EDGES`] order).
+pub fn parse_nb201_arch(arch: &str) -> Result<[usize; 6], SpaceError> {
+    let err = |reason: String| SpaceError::Arch {
+        kind: KIND,
+        arch: arch.to_string(),
+        reason,
+        example: EXAMPLE.to_string(),
+    };
+    let nodes: Vec<&str> = arch.trim().split('+').collect();
+    if nodes.len() != 3 {
+        return Err(err(format!(
+            "found {} `+`-separated node groups, expected 3",
+            nodes.len()
+        )));
+    }
+    let mut ops = [0usize; 6];
+    let mut edge = 0;
+    for (j, group) in nodes.iter().enumerate() {
+        let to = j + 1;
+        let inner = group
+            .strip_prefix('|')
+            .and_then(|g| g.strip_suffix('|'))
+            .ok_or_else(|| {
+                err(format!(
+                    "node {to} group `{group}` must start and end with `|`"
+                ))
+            })?;
+        let edges: Vec<&str> = inner.split('|').collect();
+        if edges.len() != to {
+            return Err(err(format!(
+                "node {to} has {} inputs, expected {to} (one per earlier node)",
+                edges.len()
+            )));
+        }
+        for (from, token) in edges.iter().enumerate() {
+            let (name, src) = token
+                .split_once('~')
+                .ok_or_else(|| err(format!("edge `{token}` is not of the form `op~input`")))?;
+            if src != from.to_string() {
+                return Err(err(format!(
+                    "edge `{token}` of node {to} should read from node {from}"
+                )));
+            }
+            ops[edge] = NB201_OPS.iter().position(|o| *o == name).ok_or_else(|| {
+                err(format!(
+                    "unknown op `{name}`, expected one of: {}",
+                    NB201_OPS.join(", ")
+                ))
+            })?;
+            edge += 1;
+        }
+    }
+    Ok(ops)
+}
+
+fn conv3x3(out_channels: usize, stride: usize) -> Op {
+    conv(out_channels, 3, stride)
+}
+
+/// Conv with padding k/2, no bias (all NB201 convs).
+fn conv(out_channels: usize, kernel: usize, stride: usize) -> Op {
+    Op::Conv2d {
+        out_channels,
+        kernel: [kernel, kernel],
+        stride: [stride, stride],
+        padding: [kernel / 2, kernel / 2],
+        dilation: [1, 1],
+        groups: 1,
+        bias: false,
+    }
+}
+
+/// NB201 `ReLUConvBN`: ReLU -> Conv (no bias) -> affine BN.
+fn relu_conv_bn(b: &mut GraphBuilder, x: NodeId, c_out: usize, k: usize, stride: usize) -> NodeId {
+    let r = b.add(Op::Relu, &[x]);
+    let c = b.add(conv(c_out, k, stride), &[r]);
+    b.batch_norm(c)
+}
+
+/// NB201 `ResNetBasicblock` with stride 2; the shortcut is 2x2 average pooling then a 1x1
+/// conv (no BN), as in xautodl.
+fn reduction_block(b: &mut GraphBuilder, x: NodeId, c_out: usize) -> NodeId {
+    let a = relu_conv_bn(b, x, c_out, 3, 2);
+    let body = relu_conv_bn(b, a, c_out, 3, 1);
+    let pool = b.add(
+        Op::AvgPool {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+            count_include_pad: true,
+        },
+        &[x],
+    );
+    let shortcut = b.add(conv(c_out, 1, 1), &[pool]);
+    b.add(Op::Add, &[shortcut, body])
+}
+
+/// NB201 `InferCell`: node j sums op_{j,i}(node i) over i < j; the output is node 3.
+fn cell(b: &mut GraphBuilder, x: NodeId, c: usize, ops: &[usize]) -> NodeId {
+    let mut nodes = vec![x];
+    let mut edge = 0;
+    for to in 1..=3 {
+        let terms: Vec<NodeId> = (0..to)
+            .map(|from| {
+                let y = edge_op(b, nodes[from], c, ops[edge]);
+                edge += 1;
+                y
+            })
+            .collect();
+        // A single input needs no sum (as in InferCell).
+        let node = match terms.as_slice() {
+            [only] => *only,
+            _ => b.add(Op::Add, &terms),
+        };
+        nodes.push(node);
+    }
+    nodes[3]
+}
+
+fn edge_op(b: &mut GraphBuilder, x: NodeId, c: usize, op: usize) -> NodeId {
+    match NB201_OPS[op] {
+        "none" => b.add(Op::Zero, &[x]),
+        "skip_connect" => b.add(Op::Identity, &[x]),
+        "nor_conv_1x1" => relu_conv_bn(b, x, c, 1, 1),
+        "nor_conv_3x3" => relu_conv_bn(b, x, c, 3, 1),
+        "avg_pool_3x3" => b.add(
+            Op::AvgPool {
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: [1, 1],
+                count_include_pad: false,
+            },
+            &[x],
+        ),
+        other => unreachable!("op `{other}` is not in NB201_OPS"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arch_string_format() {
+        let ops = [3, 3, 4, 1, 3, 1];
+        let s = nb201_arch_string(&ops);
+        assert_eq!(s, EXAMPLE);
+        assert_eq!(parse_nb201_arch(&s).unwrap(), ops);
+    }
+
+    #[test]
+    fn parse_errors_say_what_is_wrong() {
+        let bad = [
+            ("|none~0|+|none~0|none~1|", "expected 3"),
+            ("|none~0|+|none~0|+|none~0|none~1|none~2|", "has 1 inputs"),
+            (
+                "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",
+                "from node 0",
+            ),
+            (
+                "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                "unknown op `conv`",
+            ),
+            (
+                "none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                "start and end",
+            ),
+        ];
+        for (arch, want) in bad {
+            let e = parse_nb201_arch(arch).unwrap_err().to_string();
+            assert!(e.contains(want), "{arch}: {e}");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Epoch iterators: shuffled, normalized, optionally augmented batches.
+
+use ndarray::Array4;
+use rand::RngCore;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{DataKind, Dataset};
+use crate::error::DataError;
+use crate::normalize::Normalization;
+use crate::rng::{Stream, below, rng, shuffle};
+
+/// Training-time augmentation of images, applied after normalization.
+///
+/// Random crop: the image is padded by `crop_padding` zeros (zero in normalized space, i.e.
+/// the channel mean) on every side and an `H x W` window is cut at a uniform offset; 0 turns
+/// cropping off. Horizontal flip: with probability 0.5, after the crop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Augment {
+    pub crop_padding: usize,
+    pub horizontal_flip: bool,
+}
+
+impl Augment {
+    /// The usual setting for an input shape: padding `max(1, round(H / 8))` (4 for 32x32, as
+    /// in the CIFAR literature; 1 for 8x8) and horizontal flips.
+    pub fn default_for(input_shape: [usize; 3]) -> Augment {
+        let h = input_shape[1];
+        Augment {
+            crop_padding: ((h + 4) / 8).max(1),
+            horizontal_flip: true,
+        }
+    }
+}
+
+/// How to cut a part into batches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchOptions {
+    pub batch_size: usize,
+    /// Shuffle the order every epoch (from the seed and the epoch number).
+    pub shuffle: bool,
+    /// Leave out the last batch when it would be smaller than `batch_size`.
+    pub drop_last: bool,
+    pub augment: Option<Augment>,
+}
+
+/// Iterator over one epoch: `(images [B, C, H, W] normalized, labels)`.
+///
+/// The sample order depends only on (seed, epoch) and the augmentation draws only on (seed,
+/// epoch) and the sample order, never on the batch size.
+pub struct Batches<'a> {
+    data: &'a Dataset,
+    order: Vec<usize>,
+    next: usize,
+    end: usize,
+    batch_size: usize,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    augment: Option<(Augment, ChaCha8Rng)>,
+}
+
+/// The batches of one epoch over the samples `indices` of `data`.
+pub fn batches<'a>(
+    data: &'a Dataset,
+    indices: &[usize],
+    norm: &Normalization,
+    opts: &BatchOptions,
+    seed: u64,
+    epoch: u64,
+) -> Result<Batches<'a>, DataError> {
+    if opts.batch_size == 0 {
+        return Err(DataError::Invalid("batch size must be at least 1".into()));
+    }
+    if norm.channels() != data.channels() {
+        return Err(DataError::Invalid(format!(
+            "normalization has {} channels but data set `{}` has {}",
+            norm.channels(),
+            data.name,
+            data.channels()
+        )));
+    }
+    if let Some(&i) = indices.iter().find(|&&i| i >= data.len()) {
+        return Err(DataError::Invalid(format!(
+            "sample index {i} is out of range for data set `{}` with {} samples",
+            data.name,
+            data.len()
+        )));
+    }
+    if opts.augment.is_some() && data.kind == DataKind::Tabular {
+        return Err(DataError::config(
+            "augment",
+            format!(
+                "crop and flip need images, but `{}` is tabular; set augment = false",
+                data.name
+            ),
+        ));
+    }
+    let mut order = indices.to_vec();
+    if opts.shuffle {
+        shuffle(&mut rng(seed, Stream::Shuffle, epoch), &mut order);
+    }
+    let end = if opts.drop_last {
+        order.len() / opts.batch_size * opts.batch_size
+    } else {
+        order.len()
+    };
+    Ok(Batches {
+        data,
+        order,
+        next: 0,
+        end,
+        batch_size: opts.batch_size,
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+        augment: opts.augment.map(|a| (a, rng(seed, Stream::Augment, epoch))),
+    })
+}
+
+impl Batches<'_> {
+    /// Writes sample `src` (one `[C, H, W]` block) normalized, and augmented if set, to `dst`.
+    fn fill(&mut self, src: &[f32], dst: &mut [f32]) {
+        let [c, h, w] = self.data.input_shape();
+        let hw = h * w;
+        let Some((aug, r)) = &mut self.augment else {
+            for ch in 0..c {
+                let (m, s) = (self.mean[ch], self.std[ch]);
+                for (d, &v) in dst[ch * hw..(ch + 1) * hw]
+                    .iter_mut()
+                    .zip(&src[ch * hw..(ch + 1) * hw])
+                {
+                    *d = (v - m) / s;
+                }
+            }
+            return;
+        };
+        let p = aug.crop_padding;
+        let (dy, dx) = if p > 0 {
+            (below(r, 2 * p + 1), below(r, 2 * p + 1))
+        } else {
+            (0, 0)
+        };
+        let flip = aug.horizontal_flip && r.next_u32() & 1 == 1;
+        // dst starts zeroed: positions that fall into the padding stay 0 (= the mean).
+        for ch in 0..c {
+            let (m, s) = (self.mean[ch], self.std[ch]);
+            for y in 0..h {
+                let Some(sy) = (y + dy).checked_sub(p).filter(|&sy| sy < h) else {
+                    continue;
+                };
+                for x in 0..w {
+                    let xc = if flip { w - 1 - x } else { x };
+                    if let Some(sx) = (xc + dx).checked_sub(p).filter(|&sx| sx < w) {
+                        dst[ch * hw + y * w + x] = (src[ch * hw + sy * w + sx] - m) / s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Batches<'_> {
+    type Item = (Array4<f32>, Vec<u32>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
+        let stop = (self.next + self.batch_size).min(self.end);
+        let picked: Vec<usize> = self.order[self.next..stop].to_vec();
+        self.next = stop;
+        let [c, h, w] = self.data.input_shape();
+        let chw = c * h * w;
+        let mut out = Array4::<f32>::zeros((picked.len(), c, h, w));
+        let data = self.data;
+        let src = data
+            .images
+            .as_slice()
+            .map(std::borrow::Cow::Borrowed)
+            .unwrap_or_else(|| std::borrow::Cow::Owned(data.images.iter().copied().collect()));
+        let dst = out.as_slice_mut().expect("fresh array is contiguous");
+        for (j, &i) in picked.iter().enumerate() {
+            self.fill(
+                &src[i * chw..(i + 1) * chw],
+                &mut dst[j * chw..(j + 1) * chw],
+            );
+        }
+        let labels = picked.iter().map(|&i| data.labels[i]).collect();
+        Some((out, labels))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.end - self.next).div_ceil(self.batch_size);
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Batches<'_> {}

@@ -1,0 +1,430 @@
+//! The `[data]` table of a study file and the [`load`] entry point.
+//!
+//! ```toml
+//! [data]
+//! dataset = "digits"          # bundled; or "fashion-mnist" (Debian package dataset-fashion-mnist)
+//! validation = 0.2            # fraction of the training samples held out for validation
+//! augment = false
+//!
+//! # or one of:
+//! format = "idx"              # train_images, train_labels, test_images, test_labels (.gz or not)
+//! format = "npy"              # the same four keys, pointing at .npy files
+//! format = "cifar10"          # dir (holding data_batch_1.bin .. test_batch.bin)
+//! format = "cifar100"         # dir (holding train.bin, test.bin)
+//! format = "npz"              # path; [data.keys] renames x_train, y_train, x_test, y_test
+//! format = "csv"              # train, optional test, label_column, header
+//! ```
+//!
+//! Relative paths are taken as they are (relative to the working directory); call
+//! [`DataConfig::resolve_paths`] with the study file's folder to make them relative to it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::Augment;
+use crate::cifar::{CifarKind, load_cifar};
+use crate::dataset::{DataKind, Dataset};
+use crate::digits::{DIGITS_TEST_FRACTION, digits};
+use crate::error::DataError;
+use crate::idx::load_idx;
+use crate::npy::{Layout, NpzKeys, load_npy, load_npz};
+use crate::split::{SplitConfig, SplitDataset};
+use crate::tabular::{CsvOptions, LabelColumn, load_csv};
+
+/// Where `dataset = "fashion-mnist"` looks unless `dir` is given.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// The file formats of `format = "..."`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Idx,
+    Npy,
+    Npz,
+    Cifar10,
+    Cifar100,
+    Csv,
+}
+
+/// The `[data]` table. Exactly one of `dataset` and `format` is set; a key the chosen source
+/// does not use is an error rather than silently ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// A named data set: `digits` (bundled) or `fashion-mnist`.
+    pub dataset: Option<String>,
+    pub format: Option<Format>,
+    /// Name for reports; defaults to the data set or file name.
+    pub name: Option<String>,
+    pub train_images: Option<PathBuf>,
+    pub train_labels: Option<PathBuf>,
+    pub test_images: Option<PathBuf>,
+    pub test_labels: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub path: Option<PathBuf>,
+    pub train: Option<PathBuf>,
+    pub test: Option<PathBuf>,
+    pub label_column: Option<LabelColumn>,
+    pub header: Option<bool>,
+    pub keys: Option<NpzKeys>,
+    /// Axis layout of npy / npz image arrays.
+    pub layout: Layout,
+    /// Class count; inferred as largest label + 1 when absent (fixed for CIFAR and digits).
+    pub classes: Option<usize>,
+    pub validation: f64,
+    /// Fraction held out as the test set when the source has no test part (digits: 0.2).
+    pub test_fraction: Option<f64>,
+    pub stratify: bool,
+    pub augment: bool,
+    /// Crop padding when `augment = true`; default `max(1, round(H / 8))`, 0 turns crops off.
+    pub crop_padding: Option<usize>,
+    /// Horizontal flips when `augment = true`; default true. Set false for digits and text,
+    /// whose mirror images are not the same class.
+    pub horizontal_flip: Option<bool>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: None,
+            format: None,
+            name: None,
+            train_images: None,
+            train_labels: None,
+            test_images: None,
+            test_labels: None,
+            dir: None,
+            path: None,
+            train: None,
+            test: None,
+            label_column: None,
+            header: None,
+            keys: None,
+            layout: Layout::Auto,
+            classes: None,
+            validation: 0.2,
+            test_fraction: None,
+            stratify: true,
+            augment: false,
+            crop_padding: None,
+            horizontal_flip: None,
+        }
+    }
+}
+
+/// The keys each source reads; every other source key must be absent.
+fn used_keys(source: &str) -> &'static [&'static str] {
+    match source {
+        "digits" => &[],
+        "fashion-mnist" => &["dir"],
+        "idx" | "npy" => &["train_images", "train_labels", "test_images", "test_labels"],
+        "npz" => &["path", "keys"],
+        "cifar10" | "cifar100" => &["dir"],
+        "csv" => &["train", "test", "label_column", "header"],
+        _ => &[],
+    }
+}
+
+impl DataConfig {
+    /// Joins every relative path onto `base` (the study file's folder).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.train_images,
+            &mut self.train_labels,
+            &mut self.test_images,
+            &mut self.test_labels,
+            &mut self.dir,
+            &mut self.path,
+            &mut self.train,
+            &mut self.test,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    fn present_source_keys(&self) -> Vec<&'static str> {
+        let set = [
+            ("train_images", self.train_images.is_some()),
+            ("train_labels", self.train_labels.is_some()),
+            ("test_images", self.test_images.is_some()),
+            ("test_labels", self.test_labels.is_some()),
+            ("dir", self.dir.is_some()),
+            ("path", self.path.is_some()),
+            ("train", self.train.is_some()),
+            ("test", self.test.is_some()),
+            ("label_column", self.label_column.is_some()),
+            ("header", self.header.is_some()),
+            ("keys", self.keys.is_some()),
+            ("layout", self.layout != Layout::Auto),
+        ];
+        set.into_iter()
+            .filter(|&(_, on)| on)
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// The source's name (`digits`, `idx`, ...) after checking that exactly one is chosen and
+    /// that no key of another source is set.
+    fn source(&self) -> Result<&str, DataError> {
+        let source = match (&self.dataset, self.format) {
+            (Some(_), Some(_)) => {
+                return Err(DataError::config(
+                    "dataset",
+                    "and `format` are both set; use `dataset` for a named set or `format` with paths, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(DataError::config(
+                    "format",
+                    "is missing; set dataset = \"digits\" or format = \"idx\" | \"npy\" | \"npz\" | \"cifar10\" | \"cifar100\" | \"csv\"",
+                ));
+            }
+            (Some(d), None) => match d.as_str() {
+                "digits" | "fashion-mnist" => d.as_str(),
+                other => {
+                    return Err(DataError::config(
+                        "dataset",
+                        format!(
+                            "`{other}` is not a named data set (known: digits, fashion-mnist); for files use `format`"
+                        ),
+                    ));
+                }
+            },
+            (None, Some(f)) => match f {
+                Format::Idx => "idx",
+                Format::Npy => "npy",
+                Format::Npz => "npz",
+                Format::Cifar10 => "cifar10",
+                Format::Cifar100 => "cifar100",
+                Format::Csv => "csv",
+            },
+        };
+        let used = used_keys(source);
+        let mut allowed: Vec<&str> = used.to_vec();
+        if matches!(source, "npy" | "npz") {
+            allowed.push("layout");
+        }
+        if let Some(k) = self
+            .present_source_keys()
+            .into_iter()
+            .find(|k| !allowed.contains(k))
+        {
+            let uses = if allowed.is_empty() {
+                "no file keys".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            return Err(DataError::config(
+                k,
+                format!("is not used by `{source}` (it uses {uses}); remove it"),
+            ));
+        }
+        Ok(source)
+    }
+
+    fn required<'a>(&self, key: &str, v: &'a Option<PathBuf>) -> Result<&'a Path, DataError> {
+        v.as_deref()
+            .ok_or_else(|| DataError::config(key, "is missing: this format needs it"))
+    }
+
+    /// Both test keys or neither.
+    fn test_pair<'a>(
+        &self,
+        images: &'a Option<PathBuf>,
+        labels: &'a Option<PathBuf>,
+    ) -> Result<Option<(&'a Path, &'a Path)>, DataError> {
+        match (images, labels) {
+            (Some(i), Some(l)) => Ok(Some((i, l))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(DataError::config(
+                "test_labels",
+                "is missing while test_images is set; give both or neither",
+            )),
+            (None, Some(_)) => Err(DataError::config(
+                "test_images",
+                "is missing while test_labels is set; give both or neither",
+            )),
+        }
+    }
+
+    fn split_config(&self, default_test: f64) -> SplitConfig {
+        SplitConfig {
+            validation: self.validation,
+            test: self.test_fraction.unwrap_or(default_test),
+            stratify: self.stratify,
+        }
+    }
+}
+
+fn file_stem(p: &Path) -> String {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // `train-images-idx3-ubyte.gz` -> `train-images-idx3-ubyte`, `data.npz` -> `data`.
+    name.split('.').next().unwrap_or_default().to_string()
+}
+
+/// Loads the source the config names, splits it from `seed` and fits the normalization.
+pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
+    let source = cfg.source()?;
+    let classes = cfg.classes;
+    let (train, test): (Dataset, Option<Dataset>) = match source {
+        "digits" => {
+            if let Some(c) = classes
+                && c != 10
+            {
+                return Err(DataError::config(
+                    "classes",
+                    format!("is {c}, but digits has 10 classes; remove it"),
+                ));
+            }
+            (digits(), None)
+        }
+        "fashion-mnist" => {
+            let dir = cfg
+                .dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR));
+            let f = |n: &str| dir.join(n);
+            if !f("train-images-idx3-ubyte.gz").is_file() {
+                return Err(DataError::Missing {
+                    path: f("train-images-idx3-ubyte.gz"),
+                    what: "Fashion-MNIST is not installed there".into(),
+                    fix: "Install it with `apt-get install dataset-fashion-mnist`, or set `dir` to a folder with the four gzipped IDX files".into(),
+                });
+            }
+            let classes = Some(classes.unwrap_or(10));
+            let name = "fashion-mnist";
+            (
+                load_idx(
+                    &f("train-images-idx3-ubyte.gz"),
+                    &f("train-labels-idx1-ubyte.gz"),
+                    classes,
+                    name,
+                )?,
+                Some(load_idx(
+                    &f("t10k-images-idx3-ubyte.gz"),
+                    &f("t10k-labels-idx1-ubyte.gz"),
+                    classes,
+                    name,
+                )?),
+            )
+        }
+        "idx" | "npy" => {
+            let images = cfg.required("train_images", &cfg.train_images)?;
+            let labels = cfg.required("train_labels", &cfg.train_labels)?;
+            let test = cfg.test_pair(&cfg.test_images, &cfg.test_labels)?;
+            let name = cfg.name.clone().unwrap_or_else(|| file_stem(images));
+            let one = |i: &Path, l: &Path| {
+                if source == "idx" {
+                    load_idx(i, l, classes, &name)
+                } else {
+                    load_npy(i, l, cfg.layout, classes, &name)
+                }
+            };
+            (
+                one(images, labels)?,
+                test.map(|(i, l)| one(i, l)).transpose()?,
+            )
+        }
+        "npz" => {
+            let path = cfg.required("path", &cfg.path)?;
+            let name = cfg.name.clone().unwrap_or_else(|| file_stem(path));
+            let keys = cfg.keys.clone().unwrap_or_default();
+            load_npz(path, &keys, cfg.layout, classes, &name)?
+        }
+        "cifar10" | "cifar100" => {
+            let dir = cfg.required("dir", &cfg.dir)?;
+            let kind = if source == "cifar10" {
+                CifarKind::Cifar10
+            } else {
+                CifarKind::Cifar100
+            };
+            if let Some(c) = classes
+                && c != kind.classes()
+            {
+                return Err(DataError::config(
+                    "classes",
+                    format!("is {c}, but {source} has {}; remove it", kind.classes()),
+                ));
+            }
+            let (train, test) = load_cifar(dir, kind)?;
+            (train, Some(test))
+        }
+        "csv" => {
+            let train = cfg.required("train", &cfg.train)?;
+            let opts = CsvOptions {
+                label_column: cfg.label_column.clone().unwrap_or_default(),
+                header: cfg.header,
+            };
+            let name = cfg.name.clone().unwrap_or_else(|| file_stem(train));
+            load_csv(train, cfg.test.as_deref(), &opts, classes, &name)?
+        }
+        other => unreachable!("source() returns known names, not {other}"),
+    };
+    if test.is_some() && cfg.test_fraction.is_some() {
+        return Err(DataError::config(
+            "test_fraction",
+            "is set, but the source has its own test part, which is used as the test set; remove it",
+        ));
+    }
+    let source_train = train.len();
+    let mut data = match test {
+        Some(t) => train.concat(t)?,
+        None => train,
+    };
+    if let Some(name) = &cfg.name {
+        data.name.clone_from(name);
+    }
+    let augment = if cfg.augment {
+        if data.kind == DataKind::Tabular {
+            return Err(DataError::config(
+                "augment",
+                format!(
+                    "crop and flip need images, but `{}` is tabular; set augment = false",
+                    data.name
+                ),
+            ));
+        }
+        let mut a = Augment::default_for(data.input_shape());
+        if let Some(p) = cfg.crop_padding {
+            a.crop_padding = p;
+        }
+        if let Some(f) = cfg.horizontal_flip {
+            a.horizontal_flip = f;
+        }
+        Some(a)
+    } else {
+        for (key, set) in [
+            ("crop_padding", cfg.crop_padding.is_some()),
+            ("horizontal_flip", cfg.horizontal_flip.is_some()),
+        ] {
+            if set {
+                return Err(DataError::config(
+                    key,
+                    "only applies with augment = true; set augment = true or remove it",
+                ));
+            }
+        }
+        None
+    };
+    let default_test = if source == "digits" {
+        DIGITS_TEST_FRACTION
+    } else {
+        SplitConfig::default().test
+    };
+    SplitDataset::new(
+        data,
+        source_train,
+        &cfg.split_config(default_test),
+        augment,
+        seed,
+    )
+}

@@ -1,0 +1,42 @@
+//! Data sets for training candidate networks, as float32 tensors `[N, C, H, W]`.
+//!
+//! - Loaders: [`load_idx`] (MNIST-style IDX, plain or gzipped), [`load_cifar`] (CIFAR-10 and
+//!   CIFAR-100 binary batches), [`load_npy`] / [`load_npz`] (NumPy arrays), [`load_csv`]
+//!   (tabular), and the bundled [`digits`] set. Values are kept as stored (no scaling).
+//! - Tabular data with `F` features is stored as `[N, F, 1, 1]` ([`DataKind::Tabular`]): each
+//!   feature is a channel, so per-channel normalization standardizes each feature.
+//! - [`Splits`]: deterministic train / validation / test indices from a seed (ChaCha8),
+//!   stratified by class; [`Normalization`]: per-channel mean and std of the training split,
+//!   as values the exporter can bake into the model; [`Batches`]: per-epoch shuffled,
+//!   normalized, optionally augmented batches.
+//! - [`DataConfig`] mirrors the study file's `[data]` table and [`load`] turns it into a
+//!   [`SplitDataset`].
+//!
+//! Every error names the file and the byte offset, record or line where the data broke, and
+//! says what to do.
+
+mod batch;
+mod cifar;
+mod config;
+mod dataset;
+mod digits;
+mod error;
+mod idx;
+mod normalize;
+mod npy;
+mod read;
+mod rng;
+mod split;
+mod tabular;
+
+pub use batch::{Augment, BatchOptions, Batches, batches};
+pub use cifar::{CifarKind, load_cifar, load_cifar_file};
+pub use config::{DataConfig, FASHION_MNIST_DIR, Format, load};
+pub use dataset::{DataKind, Dataset};
+pub use digits::{DIGITS_TEST_FRACTION, digits};
+pub use error::{DataError, Location};
+pub use idx::load_idx;
+pub use normalize::Normalization;
+pub use npy::{Layout, NpyArray, NpzKeys, load_npy, load_npz, read_npy};
+pub use split::{Part, SplitConfig, SplitDataset, Splits};
+pub use tabular::{CsvOptions, LabelColumn, load_csv};

@@ -1,0 +1,580 @@
+//! The inference exporter: IR + weights -> ONNX `ModelProto` bytes (weights as initializers).
+
+use std::collections::HashSet;
+use std::fmt;
+
+use prost::Message;
+
+use super::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    ValueInfoProto, tensor_proto::DataType,
+};
+use crate::error::GraphError;
+use crate::ir::{Graph, NodeId, Op};
+use crate::weights::{Weights, parameter_specs};
+
+/// The ONNX opset every exporter of this crate targets. Pinned: `ReduceMean` takes its axes as
+/// an attribute up to 17 (an input from 18), and the training emitter relies on that.
+pub const OPSET: i64 = 17;
+
+/// IR version 8 is the one released with opset 17 (ONNX 1.12).
+pub const IR_VERSION: i64 = 8;
+
+/// Name of the symbolic batch dimension of dynamic-batch exports.
+pub const BATCH_DIM: &str = "batch";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Fixed batch size, or `None` for a dynamic dimension named `"batch"`.
+    pub batch: Option<usize>,
+    /// Name of the graph input (default `"input"`).
+    pub input_name: String,
+    /// Name of the graph output (default `"logits"`).
+    pub output_name: String,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            batch: None,
+            input_name: "input".into(),
+            output_name: "logits".into(),
+        }
+    }
+}
+
+/// Names and shapes (batch axis first) of an exported model's input and output; a `None`
+/// dimension is the dynamic batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphSignature {
+    pub input_name: String,
+    pub input_shape: Vec<Option<usize>>,
+    pub output_name: String,
+    pub output_shape: Vec<Option<usize>>,
+}
+
+fn fmt_shape(shape: &[Option<usize>]) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| d.map_or_else(|| BATCH_DIM.to_string(), |v| v.to_string()))
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+impl fmt::Display for GraphSignature {
+    /// `input [batch, 3, 32, 32] -> logits [batch, 10]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} -> {} {}",
+            self.input_name,
+            fmt_shape(&self.input_shape),
+            self.output_name,
+            fmt_shape(&self.output_shape)
+        )
+    }
+}
+
+/// The input and output an [`export_inference`] model with these options will have.
+pub fn graph_signature(
+    graph: &Graph,
+    options: &ExportOptions,
+) -> Result<GraphSignature, GraphError> {
+    let shapes = graph.shapes()?;
+    let with_batch = |s: &[usize]| -> Vec<Option<usize>> {
+        std::iter::once(options.batch)
+            .chain(s.iter().map(|&d| Some(d)))
+            .collect()
+    };
+    Ok(GraphSignature {
+        input_name: options.input_name.clone(),
+        input_shape: with_batch(&graph.input),
+        output_name: options.output_name.clone(),
+        output_shape: with_batch(&shapes[graph.output]),
+    })
+}
+
+/// Exports the inference graph (BatchNorm with running statistics, Dropout as Identity) as
+/// serialized ONNX `ModelProto` bytes, opset [`OPSET`], float32, weights as initializers.
+/// Only nodes that reach the output are written.
+///
+/// `Zero` becomes `ConstantOfShape(Shape(x))`: exact zeros whatever `x` holds (`Mul(x, 0)` and
+/// `Sub(x, x)` give NaN for inf/NaN inputs) and it keeps a dynamic batch working.
+pub fn export_inference(
+    graph: &Graph,
+    weights: &Weights,
+    options: &ExportOptions,
+) -> Result<Vec<u8>, GraphError> {
+    Ok(inference_model(graph, weights, options)?.encode_to_vec())
+}
+
+/// [`export_inference`] before serialization.
+pub fn inference_model(
+    graph: &Graph,
+    weights: &Weights,
+    options: &ExportOptions,
+) -> Result<ModelProto, GraphError> {
+    let sig = graph_signature(graph, options)?;
+    if options.input_name.is_empty()
+        || options.output_name.is_empty()
+        || options.input_name == options.output_name
+    {
+        return Err(GraphError::Export(format!(
+            "input name `{}` and output name `{}` must be non-empty and different",
+            options.input_name, options.output_name
+        )));
+    }
+    if options.batch == Some(0) {
+        return Err(GraphError::Export(
+            "a fixed batch size must be positive".into(),
+        ));
+    }
+    let live = graph.reachable();
+    let mut is_live = vec![false; graph.nodes.len()];
+    for &id in &live {
+        is_live[id] = true;
+    }
+
+    let mut b = Builder::default();
+    for spec in parameter_specs(graph)?
+        .into_iter()
+        .filter(|s| is_live[s.node])
+    {
+        let t = weights.require(&spec.name)?;
+        if t.shape() != spec.shape.as_slice() {
+            return Err(GraphError::WeightShape {
+                name: spec.name,
+                expected: spec.shape,
+                found: t.shape().to_vec(),
+            });
+        }
+        b.initializers.push(TensorProto::from_f32(
+            &spec.name,
+            &spec.shape,
+            t.iter().copied(),
+        ));
+    }
+
+    let value = |id: NodeId| value_name(graph, id, options);
+    for &id in live.iter().filter(|&&id| id != 0) {
+        let node = &graph.nodes[id];
+        let ins: Vec<String> = node.inputs.iter().map(|&i| value(i)).collect();
+        emit_node(&mut b, id, &node.op, &ins, &value(id));
+    }
+    if graph.output == 0 {
+        b.node(
+            "Identity",
+            "n0",
+            &[&options.input_name],
+            &options.output_name,
+            vec![],
+        );
+    }
+
+    // Every value must have one producer, and the input name must not be reused internally.
+    let mut produced = HashSet::new();
+    let names = b
+        .initializers
+        .iter()
+        .map(|t| &t.name)
+        .chain(b.nodes.iter().flat_map(|n| &n.output));
+    for name in names {
+        if !produced.insert(name.as_str()) || *name == options.input_name {
+            return Err(GraphError::Export(format!(
+                "value name `{name}` is used twice; choose input/output names that do not look \
+                 like internal names (`n<id>`, `n<id>.weight`, `const_*`)"
+            )));
+        }
+    }
+
+    let dims = |shape: &[Option<usize>]| -> Vec<Result<i64, String>> {
+        shape
+            .iter()
+            .map(|d| d.map(|v| v as i64).ok_or_else(|| BATCH_DIM.to_string()))
+            .collect()
+    };
+    let graph_proto = GraphProto {
+        node: b.nodes,
+        name: "nas".into(),
+        initializer: b.initializers,
+        input: vec![ValueInfoProto::tensor(
+            &sig.input_name,
+            DataType::Float,
+            &dims(&sig.input_shape),
+        )],
+        output: vec![ValueInfoProto::tensor(
+            &sig.output_name,
+            DataType::Float,
+            &dims(&sig.output_shape),
+        )],
+        ..Default::default()
+    };
+    Ok(ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        producer_name: "nas-graph".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph_proto),
+        ..Default::default()
+    })
+}
+
+/// The ONNX value name of node `id` in an [`export_inference`] model: the input name for
+/// node 0, the output name for the output node, `n{id}` otherwise.
+pub fn value_name(graph: &Graph, id: NodeId, options: &ExportOptions) -> String {
+    if id == 0 {
+        options.input_name.clone()
+    } else if id == graph.output {
+        options.output_name.clone()
+    } else {
+        format!("n{id}")
+    }
+}
+
+/// Makes the values of `nodes` extra outputs of `model` (ORT only returns graph outputs), e.g.
+/// to read activations for zero-cost scores. Returns their names, in order. The nodes must
+/// reach the graph output (others are not exported) and must not be the input node.
+pub fn add_outputs(
+    model: &mut ModelProto,
+    graph: &Graph,
+    nodes: &[NodeId],
+    options: &ExportOptions,
+) -> Result<Vec<String>, GraphError> {
+    let shapes = graph.shapes()?;
+    let live = graph.reachable();
+    let proto = model
+        .graph
+        .as_mut()
+        .ok_or_else(|| GraphError::Export("the model has no graph".into()))?;
+    let mut names = Vec::with_capacity(nodes.len());
+    for &id in nodes {
+        if id == 0 || live.binary_search(&id).is_err() {
+            return Err(GraphError::Export(format!(
+                "node {id} cannot be an output: it is the input or does not reach the graph output"
+            )));
+        }
+        let name = value_name(graph, id, options);
+        if !proto.output.iter().any(|o| o.name == name) {
+            let mut dims = vec![
+                options
+                    .batch
+                    .map(|b| b as i64)
+                    .ok_or_else(|| BATCH_DIM.to_string()),
+            ];
+            dims.extend(shapes[id].iter().map(|&d| Ok(d as i64)));
+            proto
+                .output
+                .push(ValueInfoProto::tensor(&name, DataType::Float, &dims));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Collects nodes and initializers; shared scalar constants are created once.
+#[derive(Default)]
+pub(crate) struct Builder {
+    pub nodes: Vec<NodeProto>,
+    pub initializers: Vec<TensorProto>,
+    scalars: Vec<(u32, String)>,
+}
+
+impl Builder {
+    pub fn node(
+        &mut self,
+        op_type: &str,
+        name: &str,
+        inputs: &[&str],
+        output: &str,
+        attribute: Vec<AttributeProto>,
+    ) {
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            name: name.to_string(),
+            op_type: op_type.to_string(),
+            attribute,
+            ..Default::default()
+        });
+    }
+
+    /// The name of a float32 scalar initializer holding `v`.
+    pub fn scalar(&mut self, v: f32) -> String {
+        if let Some((_, name)) = self.scalars.iter().find(|(bits, _)| *bits == v.to_bits()) {
+            return name.clone();
+        }
+        let name = format!("const_{}", self.scalars.len());
+        self.initializers
+            .push(TensorProto::from_f32(&name, &[], [v]));
+        self.scalars.push((v.to_bits(), name.clone()));
+        name
+    }
+}
+
+fn pair(v: [usize; 2]) -> Vec<i64> {
+    vec![v[0] as i64, v[1] as i64]
+}
+
+/// ONNX pads are `[top, left, bottom, right]`; the IR pads symmetrically.
+fn pads(p: [usize; 2]) -> Vec<i64> {
+    vec![p[0] as i64, p[1] as i64, p[0] as i64, p[1] as i64]
+}
+
+fn emit_node(b: &mut Builder, id: NodeId, op: &Op, ins: &[String], out: &str) {
+    let name = format!("n{id}");
+    let x = ins.first().map(String::as_str).unwrap_or_default();
+    let tmp = |s: &str| format!("n{id}_{s}");
+    match op {
+        Op::Input => {}
+        Op::Conv2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            ..
+        } => {
+            let w = format!("n{id}.weight");
+            let bias_name = format!("n{id}.bias");
+            let mut inputs = vec![x, w.as_str()];
+            if *bias {
+                inputs.push(&bias_name);
+            }
+            b.node(
+                "Conv",
+                &name,
+                &inputs,
+                out,
+                vec![
+                    AttributeProto::ints("kernel_shape", &pair(*kernel)),
+                    AttributeProto::ints("strides", &pair(*stride)),
+                    AttributeProto::ints("pads", &pads(*padding)),
+                    AttributeProto::ints("dilations", &pair(*dilation)),
+                    AttributeProto::int("group", *groups as i64),
+                ],
+            );
+        }
+        Op::BatchNorm { eps, .. } => {
+            let p = |s: &str| format!("n{id}.{s}");
+            let (s, bb, m, v) = (p("scale"), p("bias"), p("mean"), p("var"));
+            b.node(
+                "BatchNormalization",
+                &name,
+                &[x, &s, &bb, &m, &v],
+                out,
+                vec![AttributeProto::float("epsilon", *eps)],
+            );
+        }
+        Op::Relu => b.node("Relu", &name, &[x], out, vec![]),
+        Op::Relu6 => {
+            let (lo, hi) = (b.scalar(0.0), b.scalar(6.0));
+            b.node("Clip", &name, &[x, &lo, &hi], out, vec![]);
+        }
+        Op::Sigmoid => b.node("Sigmoid", &name, &[x], out, vec![]),
+        Op::Silu => {
+            let s = tmp("sigmoid");
+            b.node("Sigmoid", &s, &[x], &s, vec![]);
+            b.node("Mul", &name, &[x, &s], out, vec![]);
+        }
+        Op::Gelu => {
+            // 0.5 * x * (1 + erf(x / sqrt(2))): opset 17 has no Gelu.
+            let sqrt2 = b.scalar(std::f32::consts::SQRT_2);
+            let one = b.scalar(1.0);
+            let half = b.scalar(0.5);
+            let (d, e, a, m) = (tmp("div"), tmp("erf"), tmp("add"), tmp("mul"));
+            b.node("Div", &d, &[x, &sqrt2], &d, vec![]);
+            b.node("Erf", &e, &[&d], &e, vec![]);
+            b.node("Add", &a, &[&e, &one], &a, vec![]);
+            b.node("Mul", &m, &[x, &a], &m, vec![]);
+            b.node("Mul", &name, &[&m, &half], out, vec![]);
+        }
+        Op::Add => {
+            let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+            let op_type = match refs.len() {
+                1 => "Identity",
+                2 => "Add",
+                _ => "Sum",
+            };
+            b.node(op_type, &name, &refs, out, vec![]);
+        }
+        Op::Concat => {
+            let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+            b.node(
+                "Concat",
+                &name,
+                &refs,
+                out,
+                vec![AttributeProto::int("axis", 1)],
+            );
+        }
+        Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+            count_include_pad,
+        } => b.node(
+            "AveragePool",
+            &name,
+            &[x],
+            out,
+            vec![
+                AttributeProto::ints("kernel_shape", &pair(*kernel)),
+                AttributeProto::ints("strides", &pair(*stride)),
+                AttributeProto::ints("pads", &pads(*padding)),
+                AttributeProto::int("count_include_pad", *count_include_pad as i64),
+            ],
+        ),
+        Op::MaxPool {
+            kernel,
+            stride,
+            padding,
+        } => b.node(
+            "MaxPool",
+            &name,
+            &[x],
+            out,
+            vec![
+                AttributeProto::ints("kernel_shape", &pair(*kernel)),
+                AttributeProto::ints("strides", &pair(*stride)),
+                AttributeProto::ints("pads", &pads(*padding)),
+            ],
+        ),
+        Op::GlobalAvgPool => {
+            // GlobalAveragePool keeps [N, C, 1, 1]; flatten so the value is [N, C] as in the IR.
+            let g = tmp("gap");
+            b.node("GlobalAveragePool", &g, &[x], &g, vec![]);
+            b.node(
+                "Flatten",
+                &name,
+                &[&g],
+                out,
+                vec![AttributeProto::int("axis", 1)],
+            );
+        }
+        Op::Flatten => b.node(
+            "Flatten",
+            &name,
+            &[x],
+            out,
+            vec![AttributeProto::int("axis", 1)],
+        ),
+        Op::Linear { bias, .. } => {
+            let w = format!("n{id}.weight");
+            let bias_name = format!("n{id}.bias");
+            let mut inputs = vec![x, w.as_str()];
+            if *bias {
+                inputs.push(&bias_name);
+            }
+            b.node(
+                "Gemm",
+                &name,
+                &inputs,
+                out,
+                vec![AttributeProto::int("transB", 1)],
+            );
+        }
+        Op::Identity | Op::Dropout { .. } => b.node("Identity", &name, &[x], out, vec![]),
+        Op::Zero => {
+            let s = tmp("shape");
+            b.node("Shape", &s, &[x], &s, vec![]);
+            b.node(
+                "ConstantOfShape",
+                &name,
+                &[&s],
+                out,
+                vec![AttributeProto::tensor(
+                    "value",
+                    TensorProto::from_f32("", &[1], [0.0]),
+                )],
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::GraphBuilder;
+
+    fn net() -> Graph {
+        let mut b = GraphBuilder::new(&[3, 8, 8]);
+        let c = b.conv(0, 4, 3, 1, 1);
+        let dead = b.add(Op::Relu, &[c]);
+        let _ = dead;
+        let z = b.add(Op::Zero, &[c]);
+        let a = b.add(Op::Add, &[c, z]);
+        let g = b.add(Op::GlobalAvgPool, &[a]);
+        let l = b.add(
+            Op::Linear {
+                out_features: 5,
+                bias: true,
+            },
+            &[g],
+        );
+        b.finish(l)
+    }
+
+    #[test]
+    fn model_structure() {
+        let g = net();
+        let w = Weights::he_init(&g, 0).unwrap();
+        let m = inference_model(&g, &w, &ExportOptions::default()).unwrap();
+        assert_eq!(m.opset_import[0].version, 17);
+        let gp = m.graph.as_ref().unwrap();
+        let ops: Vec<&str> = gp.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "Conv",
+                "Shape",
+                "ConstantOfShape",
+                "Add",
+                "GlobalAveragePool",
+                "Flatten",
+                "Gemm"
+            ]
+        );
+        assert_eq!(gp.node.last().unwrap().output, ["logits"]);
+        assert_eq!(gp.node[0].input, ["input", "n1.weight"]);
+        let inits: Vec<&str> = gp.initializer.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(inits, ["n1.weight", "n6.weight", "n6.bias"]);
+        let bytes = export_inference(&g, &w, &ExportOptions::default()).unwrap();
+        assert_eq!(ModelProto::decode(bytes.as_slice()).unwrap(), m);
+    }
+
+    #[test]
+    fn signature_and_name_checks() {
+        let g = net();
+        let sig = graph_signature(&g, &ExportOptions::default()).unwrap();
+        assert_eq!(
+            sig.to_string(),
+            "input [batch, 3, 8, 8] -> logits [batch, 5]"
+        );
+        let fixed = ExportOptions {
+            batch: Some(4),
+            ..Default::default()
+        };
+        let sig = graph_signature(&g, &fixed).unwrap();
+        assert_eq!(sig.output_shape, vec![Some(4), Some(5)]);
+
+        let w = Weights::he_init(&g, 0).unwrap();
+        let clash = ExportOptions {
+            output_name: "n1".into(),
+            ..Default::default()
+        };
+        let e = export_inference(&g, &w, &clash).unwrap_err().to_string();
+        assert!(e.contains("`n1` is used twice"), "{e}");
+        let mut missing = w.clone();
+        missing.remove("n6.bias");
+        assert_eq!(
+            export_inference(&g, &missing, &ExportOptions::default()),
+            Err(GraphError::MissingWeight {
+                name: "n6.bias".into()
+            })
+        );
+    }
+}

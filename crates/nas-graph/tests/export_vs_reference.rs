@@ -1,0 +1,270 @@
+//! The ONNX export, run in a real ONNX Runtime, against the float64 reference forward pass.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use nas_graph::reference::forward;
+use nas_graph::testing::random_graph;
+use nas_graph::{ExportOptions, Graph, GraphBuilder, Op, Weights, export_inference};
+use ndarray::{ArrayD, IxDyn};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{TensorRef, ValueType};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+const SEEDS: u64 = 60;
+
+fn library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/ort/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
+        })
+}
+
+/// The process-wide ORT environment; fails loudly when the library is missing.
+fn env() -> &'static Environment {
+    static ENV: OnceLock<Environment> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let path = library();
+        assert!(
+            path.is_file(),
+            "ONNX Runtime library not found at {} (set ORT_DYLIB_PATH or run `cargo xtask ort`)",
+            path.display()
+        );
+        ort::init_from(&path)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot load ONNX Runtime from {} ({e}); run `cargo xtask ort`",
+                    path.display()
+                )
+            })
+            .with_name("nas-graph-tests")
+            .with_telemetry(false)
+            .build()
+            .expect("ONNX Runtime environment")
+    })
+}
+
+fn session(model: &[u8], level: GraphOptimizationLevel) -> Session {
+    Session::builder(env())
+        .and_then(|b| b.with_optimization_level(level).map_err(Into::into))
+        .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
+        .and_then(|mut b| b.commit_from_memory(model))
+        .unwrap_or_else(|e| panic!("ONNX Runtime rejected the model: {e}"))
+}
+
+fn run(session: &mut Session, input_name: &str, x: &ArrayD<f32>) -> ort::Result<ArrayD<f32>> {
+    let outputs = session.run(ort::inputs![input_name => TensorRef::from_array_view(x)?])?;
+    Ok(outputs[0].try_extract_array::<f32>()?.to_owned())
+}
+
+/// A random `[n, ...shape]` input, rounded to f32 so both sides see the same numbers.
+fn input(graph: &Graph, n: usize, seed: u64) -> (ArrayD<f32>, ArrayD<f64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut dims = vec![n];
+    dims.extend(&graph.input);
+    let x32 = ArrayD::from_shape_simple_fn(IxDyn(&dims), || {
+        let v: f64 = StandardNormal.sample(&mut rng);
+        v as f32
+    });
+    let x64 = x32.mapv(f64::from);
+    (x32, x64)
+}
+
+fn weights(graph: &Graph, seed: u64) -> Weights {
+    let mut w = Weights::he_init(graph, seed).unwrap();
+    w.randomize_batch_norm(graph, seed ^ 0x5eed).unwrap();
+    w.randomize_biases(graph, seed ^ 0xb1a5).unwrap();
+    w
+}
+
+/// `Err` with a description when `got` is not within `1e-4 * max(1, max|want|)` of `want`;
+/// otherwise the error relative to that scale.
+fn compare(got: &ArrayD<f32>, want: &ArrayD<f64>) -> Result<f64, String> {
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "shape {:?} vs reference {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0.0f64, |m, (g, w)| m.max((f64::from(*g) - w).abs()));
+    if err.is_nan() || err > 1e-4 * scale {
+        return Err(format!("max |ort - ref| = {err:e} (scale {scale:e})"));
+    }
+    Ok(err / scale)
+}
+
+#[test]
+fn random_graphs_match_the_reference() {
+    let mut failures = vec![];
+    let mut worst = 0.0f64;
+    for seed in 0..SEEDS {
+        let g = random_graph(seed);
+        let w = weights(&g, seed);
+        let model = export_inference(&g, &w, &ExportOptions::default()).unwrap();
+        let mut s = session(&model, GraphOptimizationLevel::All);
+        for n in [2, 3] {
+            let (x32, x64) = input(&g, n, 1000 + seed);
+            let want = forward(&g, &w, &x64).unwrap();
+            let check = run(&mut s, "input", &x32)
+                .map_err(|e| e.to_string())
+                .and_then(|got| compare(&got, &want));
+            match check {
+                Ok(rel) => worst = worst.max(rel),
+                Err(e) => failures.push(format!(
+                    "seed {seed}, batch {n}: {e}\n{}",
+                    serde_json::to_string(&g).unwrap()
+                )),
+            }
+        }
+    }
+    eprintln!("worst error relative to max(1, max|ref|): {worst:e}");
+    assert!(
+        failures.is_empty(),
+        "{} of {SEEDS} graphs differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn fixed_batch_exports_match_and_reject_other_batches() {
+    let options = ExportOptions {
+        batch: Some(2),
+        input_name: "images".into(),
+        output_name: "scores".into(),
+    };
+    for seed in 0..10 {
+        let g = random_graph(seed);
+        let w = weights(&g, seed);
+        let model = export_inference(&g, &w, &options).unwrap();
+        let mut s = session(&model, GraphOptimizationLevel::All);
+        assert_eq!(s.inputs()[0].name(), "images");
+        assert_eq!(s.outputs()[0].name(), "scores");
+        let out_features = g.shapes().unwrap()[g.output][0] as i64;
+        match s.outputs()[0].dtype() {
+            ValueType::Tensor { shape, .. } => assert_eq!(&shape[..], &[2, out_features]),
+            other => panic!("unexpected output type {other:?}"),
+        }
+        let (x32, x64) = input(&g, 2, seed);
+        let got = run(&mut s, "images", &x32).unwrap();
+        compare(&got, &forward(&g, &w, &x64).unwrap())
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let (x3, _) = input(&g, 3, seed);
+        assert!(
+            run(&mut s, "images", &x3).is_err(),
+            "seed {seed}: a batch-2 model accepted a batch of 3"
+        );
+    }
+}
+
+#[test]
+fn dynamic_batch_is_symbolic_and_optimization_levels_agree() {
+    for seed in 0..10 {
+        let g = random_graph(seed);
+        let w = weights(&g, seed);
+        let model = export_inference(&g, &w, &ExportOptions::default()).unwrap();
+        let mut all = session(&model, GraphOptimizationLevel::All);
+        let mut none = session(&model, GraphOptimizationLevel::Disable);
+        match all.inputs()[0].dtype() {
+            ValueType::Tensor {
+                shape,
+                dimension_symbols,
+                ..
+            } => {
+                assert_eq!(shape[0], -1);
+                assert_eq!(dimension_symbols[0], "batch");
+                let rest: Vec<i64> = g.input.iter().map(|&d| d as i64).collect();
+                assert_eq!(&shape[1..], rest.as_slice());
+            }
+            other => panic!("unexpected input type {other:?}"),
+        }
+        let (x32, x64) = input(&g, 1, seed);
+        let want = forward(&g, &w, &x64).unwrap();
+        for s in [&mut all, &mut none] {
+            let got = run(s, "input", &x32).unwrap();
+            compare(&got, &want).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+    }
+}
+
+/// `Zero` must give exact zeros even for inf/NaN inputs (x * 0 would give NaN).
+#[test]
+fn zero_ignores_non_finite_inputs() {
+    let mut b = GraphBuilder::new(&[2, 3, 3]);
+    let z = b.add(Op::Zero, &[0]);
+    let gap = b.add(Op::GlobalAvgPool, &[z]);
+    let l = b.add(
+        Op::Linear {
+            out_features: 2,
+            bias: true,
+        },
+        &[gap],
+    );
+    let g = b.finish(l);
+    let mut w = weights(&g, 3);
+    w.insert("n3.bias", ndarray::arr1(&[1.5f32, -2.0]).into_dyn());
+    let model = export_inference(&g, &w, &ExportOptions::default()).unwrap();
+    let mut s = session(&model, GraphOptimizationLevel::All);
+    let mut x = ArrayD::<f32>::zeros(IxDyn(&[2, 2, 3, 3]));
+    x[[0, 0, 0, 0]] = f32::INFINITY;
+    x[[1, 1, 2, 2]] = f32::NAN;
+    let got = run(&mut s, "input", &x).unwrap();
+    assert_eq!(
+        got,
+        ndarray::arr2(&[[1.5f32, -2.0], [1.5, -2.0]]).into_dyn()
+    );
+    let want = forward(&g, &w, &x.mapv(f64::from)).unwrap();
+    assert_eq!(want, ndarray::arr2(&[[1.5, -2.0], [1.5, -2.0]]).into_dyn());
+}
+
+/// Intermediate values exposed as extra outputs match the reference node by node.
+#[test]
+fn intermediate_outputs_match_the_reference() {
+    use nas_graph::onnx::{add_outputs, inference_model};
+    use nas_graph::reference::forward_all;
+    use prost::Message;
+    for seed in 0..10 {
+        let g = random_graph(seed);
+        let w = weights(&g, seed);
+        let options = ExportOptions::default();
+        let live: Vec<usize> = g.reachable().into_iter().filter(|&i| i != 0).collect();
+        let mut model = inference_model(&g, &w, &options).unwrap();
+        let names = add_outputs(&mut model, &g, &live, &options).unwrap();
+        let mut s = session(&model.encode_to_vec(), GraphOptimizationLevel::All);
+        let (x32, x64) = input(&g, 2, seed);
+        let params = |name: &str| w.get(name).map(|t| t.mapv(f64::from));
+        let want = forward_all(&g, &params, &x64).unwrap();
+        let outputs = s
+            .run(ort::inputs!["input" => TensorRef::from_array_view(&x32).unwrap()])
+            .unwrap();
+        for (&id, name) in live.iter().zip(&names) {
+            let got = outputs[name.as_str()]
+                .try_extract_array::<f32>()
+                .unwrap()
+                .to_owned();
+            compare(&got, want[id].as_ref().unwrap())
+                .unwrap_or_else(|e| panic!("seed {seed}, node {id} ({name}): {e}"));
+        }
+    }
+}
+
+/// A graph whose output is its input still exports (as an Identity node).
+#[test]
+fn output_may_be_the_input() {
+    let g = GraphBuilder::new(&[4]).finish(0);
+    let model = export_inference(&g, &Weights::new(), &ExportOptions::default()).unwrap();
+    let mut s = session(&model, GraphOptimizationLevel::All);
+    let x = ndarray::arr2(&[[1.0f32, 2.0, 3.0, 4.0]]).into_dyn();
+    assert_eq!(run(&mut s, "input", &x).unwrap(), x);
+}

@@ -1,0 +1,331 @@
+//! Regularized (aging) evolution (Real et al. 2019, "Regularized Evolution for Image Classifier
+//! Architecture Search").
+//!
+//! The population is a FIFO queue of the most recent `population` complete trials of the study,
+//! whoever proposed them. Until it is full, proposals are uniform random. Afterwards every
+//! proposal is a tournament: `sample` distinct members drawn uniformly, the one with the lowest
+//! first loss becomes the parent, and exactly one of its choices is changed. Members leave by
+//! age, not by fitness; that is the regularization.
+//!
+//! Options (the strategy's TOML table): `population` (default 20), `sample` (default 5).
+
+use std::collections::VecDeque;
+
+use nas_plugin::{
+    ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext,
+    TrialState,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+#[cfg(test)]
+mod tests;
+
+/// Standard deviation of a float mutation as a fraction of the choice's range (of its
+/// logarithm for log-scaled choices).
+const FLOAT_STEP: f64 = 0.1;
+
+/// The strategy's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Number of most recent complete trials kept as the population.
+    pub population: usize,
+    /// Tournament size.
+    pub sample: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            population: 20,
+            sample: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the options table; `null` (no table) gives the defaults.
+    pub fn from_json(value: &serde_json::Value) -> Result<Config, String> {
+        const ACCEPTED: &str = "accepted options: `population`, `sample`";
+        let mut config = Config::default();
+        let map = match value {
+            serde_json::Value::Null => return Ok(config),
+            serde_json::Value::Object(map) => map,
+            other => return Err(format!("evolution options must be a table, not `{other}`")),
+        };
+        for (key, v) in map {
+            let slot = match key.as_str() {
+                "population" => &mut config.population,
+                "sample" => &mut config.sample,
+                _ => return Err(format!("evolution has no option `{key}`; {ACCEPTED}")),
+            };
+            *slot = v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    format!("evolution option `{key}` must be a positive integer, not `{v}`")
+                })?;
+        }
+        if config.sample > config.population {
+            return Err(format!(
+                "evolution option `sample` ({}) must not exceed `population` ({})",
+                config.sample, config.population
+            ));
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    trial_id: u64,
+    values: Vec<f64>,
+    loss: f64,
+}
+
+/// The saved state. Floats are stored as bit patterns because JSON float parsing is not
+/// guaranteed to round-trip exactly, and a restored search must continue bit for bit.
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    rng: ChaCha8Rng,
+    population: Vec<SavedMember>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedMember {
+    trial_id: u64,
+    values: Vec<u64>,
+    loss: u64,
+}
+
+pub struct Evolution {
+    space: SpaceDescriptor,
+    config: Config,
+    /// Indices of the choices that have more than one value.
+    mutable: Vec<usize>,
+    rng: ChaCha8Rng,
+    /// Oldest first.
+    population: VecDeque<Member>,
+}
+
+impl Evolution {
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    fn propose(&mut self) -> Vec<f64> {
+        if self.population.len() < self.config.population {
+            return self
+                .space
+                .choices
+                .iter()
+                .map(|c| sample_choice(&c.kind, &mut self.rng))
+                .collect();
+        }
+        let parent = self.tournament();
+        let mut child = self.population[parent].values.clone();
+        // A space with a single candidate has nothing to mutate.
+        if !self.mutable.is_empty() {
+            let i = self.mutable[self.rng.random_range(0..self.mutable.len())];
+            child[i] = mutate_value(&self.space.choices[i].kind, child[i], &mut self.rng);
+        }
+        child
+    }
+
+    /// Index of the best of `sample` distinct members drawn uniformly; ties go to the first
+    /// drawn, so they are broken at random.
+    fn tournament(&mut self) -> usize {
+        rand::seq::index::sample(&mut self.rng, self.population.len(), self.config.sample)
+            .iter()
+            .min_by(|&a, &b| self.population[a].loss.total_cmp(&self.population[b].loss))
+            .expect("sample is at least 1")
+    }
+}
+
+/// Draws one value uniformly for a choice (log-uniformly for log-scaled floats).
+pub fn sample_choice(kind: &ChoiceKind, rng: &mut impl Rng) -> f64 {
+    match kind {
+        ChoiceKind::Categorical { options } => rng.random_range(0..options.len()) as f64,
+        ChoiceKind::Integer { low, high } => rng.random_range(*low..=*high) as f64,
+        ChoiceKind::Float { low, high, log } => {
+            if *log {
+                // exp(ln(x)) may land one ulp outside the range.
+                rng.random_range(low.ln()..=high.ln())
+                    .exp()
+                    .clamp(*low, *high)
+            } else {
+                rng.random_range(*low..=*high)
+            }
+        }
+    }
+}
+
+/// Returns a value of `kind` different from `value`, which must be valid for it. Discrete
+/// choices move to another value uniformly; floats take a Gaussian step clipped to the range.
+pub fn mutate_value(kind: &ChoiceKind, value: f64, rng: &mut impl Rng) -> f64 {
+    match kind {
+        ChoiceKind::Categorical { options } => {
+            // Draw among the n-1 other values by skipping the current one.
+            let current = value as usize;
+            let r = rng.random_range(0..options.len() - 1);
+            (if r >= current { r + 1 } else { r }) as f64
+        }
+        ChoiceKind::Integer { low, high } => {
+            let current = value as i64;
+            let r = rng.random_range(*low..*high);
+            (if r >= current { r + 1 } else { r }) as f64
+        }
+        ChoiceKind::Float { low, high, log } => {
+            let to_value = |y: f64| {
+                let y = if *log { y.exp() } else { y };
+                y.clamp(*low, *high)
+            };
+            let (lo, hi, x) = if *log {
+                (low.ln(), high.ln(), value.ln())
+            } else {
+                (*low, *high, value)
+            };
+            let sigma = FLOAT_STEP * (hi - lo);
+            for _ in 0..64 {
+                let step: f64 = rng.sample::<f64, _>(StandardNormal) * sigma;
+                // At a bound the outward step clips back to the same value; go inward instead.
+                for y in [x + step, x - step] {
+                    let y = to_value(y.clamp(lo, hi));
+                    if y != value {
+                        return y;
+                    }
+                }
+            }
+            // Only reachable when the range is a few ulps wide.
+            if value == *low { *high } else { *low }
+        }
+    }
+}
+
+/// Whether a choice has more than one value.
+fn is_mutable(kind: &ChoiceKind) -> bool {
+    match kind {
+        ChoiceKind::Categorical { options } => options.len() > 1,
+        ChoiceKind::Integer { low, high } => high > low,
+        ChoiceKind::Float { low, high, .. } => high > low,
+    }
+}
+
+/// Rejects choices nothing can be sampled from, so `ask` never panics on them.
+fn check_space(space: &SpaceDescriptor) -> Result<(), String> {
+    for c in &space.choices {
+        let problem = match &c.kind {
+            ChoiceKind::Categorical { options } if options.is_empty() => "has no options",
+            ChoiceKind::Integer { low, high } if low > high => "has low > high",
+            ChoiceKind::Float { low, high, .. } if !(low.is_finite() && high.is_finite()) => {
+                "has a bound that is not finite"
+            }
+            ChoiceKind::Float { low, high, .. } if low > high => "has low > high",
+            ChoiceKind::Float { low, log: true, .. } if *low <= 0.0 => {
+                "is log-scaled but its low bound is not positive"
+            }
+            _ => continue,
+        };
+        return Err(format!("evolution: choice `{}` {problem}", c.name));
+    }
+    Ok(())
+}
+
+impl Strategy for Evolution {
+    fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
+        let config = Config::from_json(&ctx.config)?;
+        check_space(&ctx.space)?;
+        let mutable = (ctx.space.choices.iter().enumerate())
+            .filter(|(_, c)| is_mutable(&c.kind))
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Evolution {
+            space: ctx.space,
+            config,
+            mutable,
+            rng: ChaCha8Rng::seed_from_u64(ctx.seed),
+            population: VecDeque::with_capacity(config.population + 1),
+        })
+    }
+
+    fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, PluginError> {
+        Ok((0..n)
+            .map(|_| Proposal {
+                values: self.propose(),
+                fidelity: None,
+            })
+            .collect())
+    }
+
+    fn tell(&mut self, observations: &[Observation]) -> Result<(), PluginError> {
+        // Only complete trials with a comparable first loss can compete.
+        let members: Vec<&Observation> = observations
+            .iter()
+            .filter(|o| o.state == TrialState::Complete)
+            .filter(|o| o.losses.first().is_some_and(|l| !l.is_nan()))
+            .collect();
+        // Check the whole batch first so an error leaves the population untouched.
+        for o in &members {
+            self.space
+                .check(&o.values)
+                .map_err(|e| format!("evolution was told about trial {}: {e}", o.trial_id))?;
+        }
+        for o in members {
+            self.population.push_back(Member {
+                trial_id: o.trial_id,
+                values: o.values.clone(),
+                loss: o.losses[0],
+            });
+            if self.population.len() > self.config.population {
+                self.population.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Result<serde_json::Value, PluginError> {
+        let state = SavedState {
+            rng: self.rng.clone(),
+            population: (self.population.iter())
+                .map(|m| SavedMember {
+                    trial_id: m.trial_id,
+                    values: m.values.iter().map(|v| v.to_bits()).collect(),
+                    loss: m.loss.to_bits(),
+                })
+                .collect(),
+        };
+        Ok(serde_json::to_value(state)?)
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError> {
+        let state: SavedState = serde_json::from_value(state)
+            .map_err(|e| format!("evolution cannot read its saved state: {e}"))?;
+        let mut population = VecDeque::with_capacity(self.config.population + 1);
+        for m in state.population {
+            let values: Vec<f64> = m.values.into_iter().map(f64::from_bits).collect();
+            self.space.check(&values).map_err(|e| {
+                format!(
+                    "evolution's saved state does not fit the search space (trial {}): {e}",
+                    m.trial_id
+                )
+            })?;
+            population.push_back(Member {
+                trial_id: m.trial_id,
+                values,
+                loss: f64::from_bits(m.loss),
+            });
+        }
+        // A smaller `population` than when saved keeps the most recent members.
+        while population.len() > self.config.population {
+            population.pop_front();
+        }
+        self.rng = state.rng;
+        self.population = population;
+        Ok(())
+    }
+}
+
+nas_plugin::export_strategy!("evolution", Evolution);
