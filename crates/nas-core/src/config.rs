@@ -99,8 +99,9 @@ pub struct Constraint {
 impl Constraint {
     /// `None` when satisfied, otherwise why not.
     pub fn violation(&self, value: f64) -> Option<String> {
+        // NaN violates every bound.
         if let Some(min) = self.min
-            && !(value >= min)
+            && (value.is_nan() || value < min)
         {
             return Some(format!(
                 "{} = {value} is below the minimum {min}",
@@ -108,7 +109,7 @@ impl Constraint {
             ));
         }
         if let Some(max) = self.max
-            && !(value <= max)
+            && (value.is_nan() || value > max)
         {
             return Some(format!(
                 "{} = {value} is above the maximum {max}",

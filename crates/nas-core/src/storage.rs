@@ -501,7 +501,7 @@ mod tests {
         };
         {
             let mut s = Storage::create(dir.path()).unwrap();
-            let id = s.insert_trial(&new_trial("h1"), &[cp.clone()]).unwrap();
+            let id = s.insert_trial(&new_trial("h1"), std::slice::from_ref(&cp)).unwrap();
             assert!(s.claim(id, "w", now() + 60.0).unwrap());
             let outcome = Outcome {
                 state: TrialState::Complete,
@@ -509,7 +509,7 @@ mod tests {
                 details: serde_json::Value::Null,
                 error: None,
             };
-            s.finish(id, &outcome, &[cp.clone()], 3.0).unwrap();
+            s.finish(id, &outcome, std::slice::from_ref(&cp), 3.0).unwrap();
             s.insert_trial(&new_trial("h2"), &[]).unwrap();
         }
         let s = Storage::open_existing(dir.path()).unwrap();

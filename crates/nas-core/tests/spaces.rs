@@ -512,3 +512,27 @@ fn cell_hash_sees_through_none_and_skip_edges() {
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
+
+#[test]
+fn chain_doc_example_parses() {
+    let text = r#"
+        [space]
+        kind = "chain"
+        activation = "silu"
+        kernels = [3, 5]
+        stages = [
+          { channels = 16, stride = 1, depths = [1] },
+          { channels = 32, stride = 2 },
+          { channels = 64, stride = 2, widths = [48, 64, 96] },
+        ]
+    "#;
+    let config: File<ChainSpaceConfig> = toml::from_str(text).unwrap();
+    let space = build_space(&SpaceConfig::Chain(config.space)).unwrap();
+    assert_eq!(
+        cardinalities(space.as_ref()),
+        [1, 2, 3, 3, 4, 2, 3, 3, 4, 2, 3, 3]
+    );
+    let arch = "d1-k5-e3-w12|d4-k3-e6-w40|d2-k5-e4-w96";
+    let g = space.decode(&space.parse_arch(arch).unwrap()).unwrap();
+    assert_eq!(g.shapes().unwrap()[g.output], vec![10]);
+}

@@ -178,6 +178,7 @@ fn read_records(
             Location::Record {
                 index: index as u64,
                 byte: (index * rec) as u64,
+                decompressed: false,
             },
             format!(
                 "the file size {} is not a multiple of the {rec}-byte {} record; the last record has only {} bytes",
@@ -196,6 +197,7 @@ fn read_records(
         let at = Location::Record {
             index: i as u64,
             byte: (i * rec) as u64,
+            decompressed: false,
         };
         // CIFAR-100's coarse byte is checked too: a bad value there reveals misaligned records.
         if kind == CifarKind::Cifar100 && r[0] >= 20 {

@@ -12,8 +12,13 @@ pub enum Location {
     Byte(u64),
     /// Byte offset in the decompressed stream of a gzipped file.
     DecompressedByte(u64),
-    /// A fixed-size record (0-based) and the byte offset where it starts.
-    Record { index: u64, byte: u64 },
+    /// A fixed-size record (0-based) and the byte offset where it starts (counted in the
+    /// decompressed stream when `decompressed`).
+    Record {
+        index: u64,
+        byte: u64,
+        decompressed: bool,
+    },
     /// A 1-based text line, with the 1-based column when one field is at fault.
     Line { line: u64, column: Option<usize> },
     /// A byte offset inside one member of an archive (an `.npy` inside an `.npz`).
@@ -25,7 +30,19 @@ impl fmt::Display for Location {
         match self {
             Location::Byte(b) => write!(f, "byte offset {b}"),
             Location::DecompressedByte(b) => write!(f, "byte offset {b} of the decompressed data"),
-            Location::Record { index, byte } => write!(f, "record {index} (byte offset {byte})"),
+            Location::Record {
+                index,
+                byte,
+                decompressed: false,
+            } => write!(f, "record {index} (byte offset {byte})"),
+            Location::Record {
+                index,
+                byte,
+                decompressed: true,
+            } => write!(
+                f,
+                "record {index} (byte offset {byte} of the decompressed data)"
+            ),
             Location::Line { line, column: None } => write!(f, "line {line}"),
             Location::Line {
                 line,

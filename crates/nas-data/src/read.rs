@@ -24,14 +24,10 @@ impl FileBytes {
     }
 
     pub fn record(&self, index: usize, offset: usize) -> Location {
-        if self.gzipped {
-            // A gzipped file has no meaningful raw offset for a record; give the decompressed one.
-            Location::DecompressedByte(offset as u64)
-        } else {
-            Location::Record {
-                index: index as u64,
-                byte: offset as u64,
-            }
+        Location::Record {
+            index: index as u64,
+            byte: offset as u64,
+            decompressed: self.gzipped,
         }
     }
 }

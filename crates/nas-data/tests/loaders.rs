@@ -89,6 +89,14 @@ fn idx_label_out_of_range_names_file_and_record() {
     assert!(t.contains("train-labels-idx1-ubyte"), "{t}");
     assert!(t.contains("record 2 (byte offset 10)"), "{t}");
     assert!(t.contains("label 7") && t.contains("classes"), "{t}");
+
+    let (i, l) = idx_pair(dir.path(), 3, 2, 2, &[0, 1, 7], true);
+    let t = err_text(load_idx(&i, &l, Some(5), "x"));
+    assert!(t.contains("train-labels-idx1-ubyte.gz"), "{t}");
+    assert!(
+        t.contains("record 2 (byte offset 10 of the decompressed data)"),
+        "{t}"
+    );
 }
 
 #[test]

@@ -79,6 +79,9 @@ impl Graph {
             .flat_map(|d| (*d as u64).to_le_bytes())
             .collect();
         let mut canon: Vec<Option<Canon>> = vec![None; self.nodes.len()];
+        // Digest of a sum -> its terms, so nested sums flatten: (a + b) + c == a + (b + c).
+        let mut sums: std::collections::HashMap<[u8; 32], Vec<[u8; 32]>> =
+            std::collections::HashMap::new();
         for id in self.reachable() {
             let node = &self.nodes[id];
             let ins: Vec<Canon> = node
@@ -103,13 +106,27 @@ impl Graph {
                 Op::Identity | Op::Dropout { .. } => ins[0],
                 Op::Zero => zero_of(&shapes[id]),
                 Op::Add => {
-                    let mut live: Vec<Canon> = ins.into_iter().filter(|c| !c.zero).collect();
+                    let live: Vec<Canon> = ins.into_iter().filter(|c| !c.zero).collect();
                     match live.len() {
                         0 => zero_of(&shapes[id]),
                         1 => live[0],
                         _ => {
-                            live.sort_by_key(|c| c.digest);
-                            hash_op(&live)
+                            let mut terms: Vec<[u8; 32]> = Vec::new();
+                            for c in &live {
+                                match sums.get(&c.digest) {
+                                    Some(inner) => terms.extend(inner.iter().copied()),
+                                    None => terms.push(c.digest),
+                                }
+                            }
+                            terms.sort();
+                            let mut parts: Vec<&[u8]> = vec![b"sum"];
+                            parts.extend(terms.iter().map(|t| t.as_slice()));
+                            let c = Canon {
+                                zero: false,
+                                digest: sha(&parts),
+                            };
+                            sums.insert(c.digest, terms);
+                            c
                         }
                     }
                 }
@@ -207,6 +224,17 @@ mod tests {
         assert_eq!(e.canonical_hash(), f.canonical_hash());
         let g = cell([&[None], &[Skip, Conv1], &[Skip, None, Skip]], false);
         assert_ne!(g.canonical_hash(), f.canonical_hash());
+    }
+
+    #[test]
+    fn nested_sums_flatten() {
+        use E::*;
+        // n3 = avg(n1) + (conv(x) + avg(n1))  vs  n3 = conv(x) + avg(n1) + avg(n1).
+        let a = cell([&[Conv3], &[Conv3, Avg], &[None, Avg, Skip]], false);
+        let b = cell([&[Conv3], &[None, Avg], &[Conv3, Avg, Skip]], false);
+        assert_eq!(a.canonical_hash(), b.canonical_hash());
+        let c = cell([&[Conv3], &[None, Avg], &[Conv3, Conv3, Skip]], false);
+        assert_ne!(a.canonical_hash(), c.canonical_hash());
     }
 
     #[test]
