@@ -51,6 +51,7 @@ impl Pipeline {
                 runtime: runtime.clone(),
                 seed,
                 study_dir: study_dir.to_string(),
+                data: serde_json::Value::Null,
             };
             let handle = library
                 .create_evaluator(&ctx)

@@ -227,6 +227,10 @@ pub struct EvaluatorContext {
     pub seed: u64,
     /// Folder where the evaluator may write artifacts (models, curves).
     pub study_dir: String,
+    /// The study's `[data]` table (see nas-data's `DataConfig`), with paths resolved; `null`
+    /// when the study has none.
+    #[serde(default)]
+    pub data: serde_json::Value,
 }
 
 /// One candidate to evaluate.

@@ -44,6 +44,7 @@ fn the_plugin_loads_and_evaluates_a_graph() {
         },
         seed: 3,
         study_dir: std::env::temp_dir().display().to_string(),
+        data: serde_json::Value::Null,
     };
     let mut evaluator = lib.create_evaluator(&ctx).unwrap();
 
@@ -82,6 +83,7 @@ fn the_plugin_reports_bad_options_through_the_host() {
         runtime: RuntimeSettings::default(),
         seed: 0,
         study_dir: String::new(),
+        data: serde_json::Value::Null,
     };
     let err = lib.create_evaluator(&ctx).err().unwrap().to_string();
     assert!(
