@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nas_core::study::{Study, open_stored};
-use nas_core::{config, objectives, plugins};
+use nas_core::study::{Study, best_trials, open_stored};
+use nas_core::{config, plugins};
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::weights::Weights;
 
@@ -66,15 +66,11 @@ pub fn status(dir: &Path, json: bool, show_config: bool) -> anyhow::Result<()> {
 
 pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
     let (storage, config) = open_stored(dir)?;
-    let trials = storage.trials()?;
-    let ranked = objectives::best(&config.objectives, &trials);
-    let shown: Vec<_> = if config.objectives.len() > 1 && top == 1 {
-        ranked // the whole Pareto set unless --top narrows it
-    } else {
-        ranked.into_iter().take(top).collect()
-    };
+    // Several objectives: the whole Pareto set unless --top narrows it.
+    let limit = (config.objectives.len() == 1 || top > 1).then_some(top);
+    let shown = best_trials(&storage, &config.objectives, limit)?;
     if json {
-        let list: Vec<_> = shown.iter().map(|t| to_json(t)).collect();
+        let list: Vec<_> = shown.iter().map(to_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
@@ -94,7 +90,7 @@ pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
     };
     println!("{what} ({}):", goal.join(", "));
     for t in shown {
-        println!("{}", text_line(t));
+        println!("{}", text_line(&t));
     }
     Ok(())
 }
@@ -104,7 +100,7 @@ pub fn export(dir: &Path, trial_id: u64, output: &Path) -> anyhow::Result<()> {
     let trial = storage
         .trial(trial_id)?
         .with_context(|| format!("study {} has no trial {trial_id}", dir.display()))?;
-    let space = nas_core::space::build_space(&config.space)?;
+    let space = nas_core::space::build_space(&config.resolved_space()?)?;
     let graph = space
         .decode(&trial.values)
         .with_context(|| format!("cannot decode trial {trial_id}"))?;

@@ -12,6 +12,8 @@ use nas_plugin::{Direction, Objective, RuntimeSettings};
 use serde::Deserialize;
 use toml::Spanned;
 
+use nas_data::DataConfig;
+
 use crate::space::{CellSpaceConfig, ChainSpaceConfig, SPACE_KINDS, SpaceConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,35 @@ pub struct StudyConfig {
     pub objectives: Vec<Objective>,
     pub constraints: Vec<Constraint>,
     pub runtime: RuntimeConfig,
+    /// The `[data]` table, when the study trains candidates.
+    pub data: Option<DataConfig>,
+    /// The `[final]` table: retrain the best candidates and measure them on the test split.
+    pub final_phase: Option<FinalConfig>,
+}
+
+/// What happens after the search.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalConfig {
+    /// How many of the best trials to retrain.
+    #[serde(default = "one")]
+    pub top_k: usize,
+    /// Training epochs (default: the `train` evaluator's `epochs`).
+    pub epochs: Option<u64>,
+    /// Also write one model averaging the top-k members' softmax outputs.
+    #[serde(default)]
+    pub ensemble: bool,
+    /// Write the trained models as ONNX under `<study dir>/final/`.
+    #[serde(default = "yes")]
+    pub export: bool,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -140,6 +171,30 @@ impl RuntimeConfig {
     }
 }
 
+impl StudyConfig {
+    /// The space with `input` and `classes` taken from the dataset where the config omits them
+    /// (loading the dataset only in that case).
+    pub fn resolved_space(&self) -> Result<SpaceConfig, ConfigError> {
+        let (input, classes) = match &self.space {
+            SpaceConfig::Cell(c) => (&c.input, &c.classes),
+            SpaceConfig::Chain(c) => (&c.input, &c.classes),
+        };
+        match (&self.data, input.is_some() && classes.is_some()) {
+            (Some(data), false) => {
+                let loaded = nas_data::load(data, self.seed).map_err(|e| ConfigError::Whole {
+                    path: self.path.clone(),
+                    message: format!("[data]: {e}"),
+                })?;
+                Ok(self
+                    .space
+                    .clone()
+                    .with_data_defaults(&loaded.input_shape(), loaded.classes()))
+            }
+            _ => Ok(self.space.clone()),
+        }
+    }
+}
+
 /// The `[space]` table as JSON (stored with the study and compared on resume).
 pub fn space_json(space: &SpaceConfig) -> serde_json::Value {
     match space {
@@ -168,6 +223,9 @@ struct RawFile<S> {
     constraints: BTreeMap<String, RawBound>,
     #[serde(default)]
     runtime: RawRuntime,
+    data: Option<DataConfig>,
+    #[serde(rename = "final")]
+    final_phase: Option<Spanned<FinalConfig>>,
 }
 
 #[derive(Deserialize)]
@@ -386,6 +444,17 @@ fn finish<S>(
         })
         .collect();
     let runtime = runtime(loc, raw.runtime)?;
+    if let Some(f) = &raw.final_phase {
+        if f.get_ref().top_k == 0 {
+            return Err(loc.at(f.span().start, "`[final] top_k` must be at least 1"));
+        }
+        if raw.data.is_none() {
+            return Err(loc.at(
+                f.span().start,
+                "`[final]` retrains on the study's data, but there is no `[data]` table (e.g. `[data] dataset = \"digits\"`)",
+            ));
+        }
+    }
     let directory = raw
         .study
         .directory
@@ -403,6 +472,8 @@ fn finish<S>(
         objectives,
         constraints,
         runtime,
+        data: raw.data,
+        final_phase: raw.final_phase.map(Spanned::into_inner),
     })
 }
 

@@ -27,31 +27,36 @@ pub fn dominates(a: &[f64], b: &[f64]) -> bool {
     a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y)
 }
 
-/// The best trials: for one objective, complete trials sorted best first (ties by id); for
-/// several, the Pareto set (non-dominated complete trials) sorted by the first objective.
-pub fn best<'a>(objectives: &[Objective], trials: &'a [TrialRecord]) -> Vec<&'a TrialRecord> {
-    let mut scored: Vec<(&TrialRecord, Vec<f64>)> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| losses(objectives, &t.metrics).map(|l| (t, l)))
-        .collect();
-    if objectives.len() > 1 {
+/// Ranks scored trials `(id, losses)`: for one objective best first (ties by id); for
+/// several, only the Pareto set (non-dominated trials) sorted by the first objective.
+pub fn rank(mut scored: Vec<(u64, Vec<f64>)>) -> Vec<u64> {
+    if scored.first().is_some_and(|(_, l)| l.len() > 1) {
         let front: Vec<bool> = scored
             .iter()
             .map(|(_, l)| !scored.iter().any(|(_, other)| dominates(other, l)))
             .collect();
-        let mut i = 0;
-        scored.retain(|_| {
-            i += 1;
-            front[i - 1]
-        });
+        let mut keep = front.into_iter();
+        scored.retain(|_| keep.next().unwrap_or(false));
     }
-    scored.sort_by(|(ta, a), (tb, b)| {
+    scored.sort_by(|(ia, a), (ib, b)| {
         a.partial_cmp(b)
             .unwrap_or(std::cmp::Ordering::Equal)
-            .then(ta.id.cmp(&tb.id))
+            .then(ia.cmp(ib))
     });
-    scored.into_iter().map(|(t, _)| t).collect()
+    scored.into_iter().map(|(id, _)| id).collect()
+}
+
+/// The best complete trials of a list (see [`rank`]).
+pub fn best<'a>(objectives: &[Objective], trials: &'a [TrialRecord]) -> Vec<&'a TrialRecord> {
+    let scored = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| losses(objectives, &t.metrics).map(|l| (t.id, l)))
+        .collect();
+    rank(scored)
+        .into_iter()
+        .filter_map(|id| trials.iter().find(|t| t.id == id))
+        .collect()
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ impl Pipeline {
         runtime: &RuntimeSettings,
         seed: u64,
         study_dir: &str,
+        data: &serde_json::Value,
     ) -> anyhow::Result<Pipeline> {
         let mut evaluators = Vec::new();
         for spec in specs {
@@ -51,7 +52,7 @@ impl Pipeline {
                 runtime: runtime.clone(),
                 seed,
                 study_dir: study_dir.to_string(),
-                data: serde_json::Value::Null,
+                data: data.clone(),
             };
             let handle = library
                 .create_evaluator(&ctx)

@@ -119,6 +119,7 @@ fn identity(config: &StudyConfig) -> serde_json::Value {
             "plugin": e.plugin, "config": e.config,
         })).collect::<Vec<_>>(),
         "objective": config.objectives,
+        "data": config.data,
         "constraints": config.constraints.iter().map(|c| (c.metric.clone(), c.min, c.max)).collect::<Vec<_>>(),
     })
 }
@@ -145,7 +146,7 @@ impl Study {
         let dir = dir.unwrap_or_else(|| config.directory.clone());
         // Everything that can be wrong with the config is checked before the study directory
         // is touched, so a bad config never alters (or creates) a stored study.
-        let space = build_space(&config.space)?;
+        let space = build_space(&config.resolved_space()?)?;
         let descriptor = space.descriptor().clone();
         let mut phases = Vec::new();
         for (index, spec) in config.strategies.iter().enumerate() {
@@ -169,16 +170,32 @@ impl Study {
                 since_improvement: 0,
             });
         }
-        let ort = nas_runtime::locate_library(config.runtime.ort_library.as_deref())
-            .ok()
-            .map(|p| p.display().to_string());
+        // An explicit `ort_library` must exist; otherwise a missing library only matters to
+        // evaluators that need ONNX Runtime, and they report it themselves.
+        let ort = match nas_runtime::locate_library_for(
+            config.runtime.ort_library.as_deref(),
+            &config.runtime.execution_provider,
+        ) {
+            Ok(p) => Some(p.display().to_string()),
+            Err(e) if config.runtime.ort_library.is_some() => return Err(e.into()),
+            Err(_) => None,
+        };
         let runtime = config.runtime.settings(ort);
+        let data = match &config.data {
+            Some(d) => {
+                let mut d = d.clone();
+                d.resolve_paths(&std::env::current_dir()?);
+                serde_json::to_value(d)?
+            }
+            None => serde_json::Value::Null,
+        };
         let pipeline = Pipeline::new(
             &config.evaluators,
             &config.constraints,
             &runtime,
             config.seed,
             &dir.display().to_string(),
+            &data,
         )?;
 
         let storage = Storage::create(&dir)?;
@@ -199,6 +216,7 @@ impl Study {
                     "evaluator",
                     "objective",
                     "constraints",
+                    "data",
                 ]
                 .into_iter()
                 .filter(|k| stored.get(k) != identity.get(k))
@@ -628,4 +646,34 @@ pub fn open_stored(dir: &Path) -> anyhow::Result<(Storage, StudyConfig)> {
     let config = crate::config::parse(Path::new(&path), &source)
         .with_context(|| format!("the config stored in {} no longer parses", dir.display()))?;
     Ok((storage, config))
+}
+
+/// The best `top` trials of a stored study, best first; with several objectives the Pareto
+/// set (all of it when `top` is `None`).
+pub fn best_trials(
+    storage: &Storage,
+    objectives: &[nas_plugin::Objective],
+    top: Option<usize>,
+) -> anyhow::Result<Vec<TrialRecord>> {
+    let names: Vec<&str> = objectives.iter().map(|o| o.metric.as_str()).collect();
+    let scored = storage
+        .complete_metric_values(&names)?
+        .into_iter()
+        .filter_map(|(id, values)| {
+            let metrics: Metrics = names
+                .iter()
+                .zip(values)
+                .filter_map(|(n, v)| Some((n.to_string(), v?)))
+                .collect();
+            objectives::losses(objectives, &metrics).map(|l| (id, l))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for id in objectives::rank(scored)
+        .into_iter()
+        .take(top.unwrap_or(usize::MAX))
+    {
+        out.extend(storage.trial(id)?);
+    }
+    Ok(out)
 }

@@ -15,6 +15,7 @@ pub mod onnx;
 pub mod reference;
 pub mod shape;
 pub mod testing;
+pub mod train;
 pub mod weights;
 
 pub use error::GraphError;

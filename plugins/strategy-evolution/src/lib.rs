@@ -101,6 +101,9 @@ struct SavedMember {
     loss: u64,
 }
 
+/// Tournaments tried per proposal to find a child that is not already in the population.
+const MUTATION_ATTEMPTS: usize = 8;
+
 pub struct Evolution {
     space: SpaceDescriptor,
     config: Config,
@@ -125,12 +128,20 @@ impl Evolution {
                 .map(|c| sample_choice(&c.kind, &mut self.rng))
                 .collect();
         }
-        let parent = self.tournament();
-        let mut child = self.population[parent].values.clone();
-        // A space with a single candidate has nothing to mutate.
-        if !self.mutable.is_empty() {
-            let i = self.mutable[self.rng.random_range(0..self.mutable.len())];
-            child[i] = mutate_value(&self.space.choices[i].kind, child[i], &mut self.rng);
+        // A child equal to a living member would only re-enter the population as a copy
+        // (the study answers it from its cache), so a few fresh tournaments are tried first.
+        let mut child = Vec::new();
+        for _ in 0..MUTATION_ATTEMPTS {
+            let parent = self.tournament();
+            child = self.population[parent].values.clone();
+            // A space with a single candidate has nothing to mutate.
+            if !self.mutable.is_empty() {
+                let i = self.mutable[self.rng.random_range(0..self.mutable.len())];
+                child[i] = mutate_value(&self.space.choices[i].kind, child[i], &mut self.rng);
+            }
+            if !self.population.iter().any(|m| m.values == child) {
+                break;
+            }
         }
         child
     }
@@ -274,6 +285,11 @@ impl Strategy for Evolution {
                 .map_err(|e| format!("evolution was told about trial {}: {e}", o.trial_id))?;
         }
         for o in members {
+            // A duplicate answered from the study's cache carries the original trial's id:
+            // letting it in again would crowd the population with copies of one member.
+            if self.population.iter().any(|m| m.trial_id == o.trial_id) {
+                continue;
+            }
             self.population.push_back(Member {
                 trial_id: o.trial_id,
                 values: o.values.clone(),

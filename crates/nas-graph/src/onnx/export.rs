@@ -314,16 +314,16 @@ impl Builder {
     }
 }
 
-fn pair(v: [usize; 2]) -> Vec<i64> {
+pub(crate) fn pair(v: [usize; 2]) -> Vec<i64> {
     vec![v[0] as i64, v[1] as i64]
 }
 
 /// ONNX pads are `[top, left, bottom, right]`; the IR pads symmetrically.
-fn pads(p: [usize; 2]) -> Vec<i64> {
+pub(crate) fn pads(p: [usize; 2]) -> Vec<i64> {
     vec![p[0] as i64, p[1] as i64, p[0] as i64, p[1] as i64]
 }
 
-fn emit_node(b: &mut Builder, id: NodeId, op: &Op, ins: &[String], out: &str) {
+pub(crate) fn emit_node(b: &mut Builder, id: NodeId, op: &Op, ins: &[String], out: &str) {
     let name = format!("n{id}");
     let x = ins.first().map(String::as_str).unwrap_or_default();
     let tmp = |s: &str| format!("n{id}_{s}");

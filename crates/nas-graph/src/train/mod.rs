@@ -1,0 +1,520 @@
+//! The training-step graph: forward (training mode) + loss + backward + optimizer update as one
+//! ONNX model of standard `ai.onnx` ops (opset [`OPSET`]), so a stock ONNX Runtime trains a
+//! candidate by calling it once per batch and feeding its state outputs back as inputs.
+//!
+//! Graph inputs, in order: [`INPUT`] f32 `[B, ...graph.input]`, [`LABELS`] int64 `[B]`, [`LR`]
+//! f32 `[]`, [`STEP`] f32 `[]` (1-based; AdamW bias correction), then `state[i].input` for every
+//! [`StateTensor`], then every [`DropoutMask`] input. Outputs: [`LOSS`] f32 `[]`, [`CORRECT`]
+//! f32 `[]`, then `state[i].output` in the same order, then (with
+//! [`TrainOptions::emit_gradients`]) [`grad_name`]`(param)` for every trainable tensor in state
+//! order. Bind a step's outputs to the next step's inputs; never the same buffer as both.
+//!
+//! Semantics follow PyTorch:
+//! - loss: mean softmax cross-entropy with label smoothing `s` (targets
+//!   `(1 - s) onehot + s / K`); labels must lie in `[0, K)`. `correct`: argmax == label count.
+//! - BatchNorm normalizes with the batch mean and biased variance; running statistics are
+//!   updated as `(1 - momentum) * running + momentum * batch`, the variance unbiased.
+//! - Dropout multiplies by a mask the caller draws (0 or `1 / (1 - p)` per element).
+//! - Weight decay applies to conv and linear weights only, not to biases or BatchNorm affine
+//!   parameters: SGD adds `wd * w` to the gradient, AdamW decays decoupled (`w *= 1 - lr wd`).
+//! - Only nodes that reach the output are computed or carried in the state. A trainable tensor
+//!   that receives no gradient (behind a `Zero`) is updated with a zero gradient; a conv or
+//!   linear bias whose output only feeds BatchNorm (directly or through Identity, Add, Concat or
+//!   MaxPool) has an exactly zero gradient, emitted as such.
+
+mod emit;
+mod loss;
+mod optimizer;
+pub mod reference;
+mod rules;
+
+use ndarray::{ArrayD, IxDyn};
+use prost::Message;
+
+use crate::error::GraphError;
+use crate::ir::{Graph, NodeId, Op};
+use crate::onnx::OPSET;
+use crate::onnx::export::IR_VERSION;
+use crate::onnx::proto::{
+    GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto, tensor_proto::DataType,
+};
+use crate::weights::{ParamRole, Weights, parameter_specs};
+
+use emit::Emitter;
+
+/// Graph input: the batch, `[B, ...graph.input]`.
+pub const INPUT: &str = "input";
+/// Graph input: int64 class labels `[B]`.
+pub const LABELS: &str = "labels";
+/// Graph input: the learning rate, f32 scalar.
+pub const LR: &str = "lr";
+/// Graph input: the 1-based step count, f32 scalar (AdamW bias correction; unused by SGD).
+pub const STEP: &str = "step";
+/// Graph output: the mean loss, f32 scalar.
+pub const LOSS: &str = "loss";
+/// Graph output: how many samples of the batch the network classified right, f32 scalar.
+pub const CORRECT: &str = "correct";
+
+/// The graph output holding the loss gradient of a trainable tensor (`grad:<param>`).
+pub fn grad_name(param: &str) -> String {
+    format!("grad:{param}")
+}
+
+fn next_name(state: &str) -> String {
+    format!("next:{state}")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// `torch.optim.SGD` (dampening 0); `momentum = 0` keeps no buffer.
+    Sgd { momentum: f32, nesterov: bool },
+    /// `torch.optim.AdamW` (amsgrad off).
+    AdamW { beta1: f32, beta2: f32, eps: f32 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainOptions {
+    /// Fixed batch size, or `None` for a dynamic batch.
+    pub batch: Option<usize>,
+    pub optimizer: Optimizer,
+    /// Conv and linear weights only. SGD: L2 added to the gradient; AdamW: decoupled.
+    pub weight_decay: f32,
+    /// In `[0, 1)`.
+    pub label_smoothing: f32,
+    /// Also output [`grad_name`]`(param)` for every trainable tensor.
+    pub emit_gradients: bool,
+}
+
+impl Default for TrainOptions {
+    /// Dynamic batch, SGD with momentum 0.9, no weight decay, no smoothing, no gradients.
+    fn default() -> Self {
+        TrainOptions {
+            batch: None,
+            optimizer: Optimizer::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+            },
+            weight_decay: 0.0,
+            label_smoothing: 0.0,
+            emit_gradients: false,
+        }
+    }
+}
+
+/// What a state tensor is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateKind {
+    /// A trainable tensor (conv/linear weight or bias, BatchNorm scale or shift).
+    Param(ParamRole),
+    /// SGD momentum buffer.
+    Momentum,
+    /// AdamW first moment.
+    AdamM,
+    /// AdamW second moment.
+    AdamV,
+    /// BatchNorm running mean.
+    RunningMean,
+    /// BatchNorm running variance.
+    RunningVar,
+}
+
+/// One tensor carried from one step to the next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateTensor {
+    /// `n3.weight`, `n3.weight.momentum`, `n3.weight.adam_m`, `n5.mean`, ...
+    pub name: String,
+    /// Graph input holding the current value.
+    pub input: String,
+    /// Graph output holding the value after this step.
+    pub output: String,
+    pub shape: Vec<usize>,
+    pub kind: StateKind,
+    /// The weight name it belongs to (its own name for params and running statistics).
+    pub param: String,
+}
+
+/// A dropout mask the caller fills every step: `[B, ...shape]`, each element 0 (dropped) or
+/// `1 / (1 - p)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DropoutMask {
+    pub input: String,
+    /// Per sample (batch axis excluded).
+    pub shape: Vec<usize>,
+    pub p: f32,
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainingStep {
+    /// Serialized ONNX `ModelProto`, opset [`OPSET`].
+    pub model: Vec<u8>,
+    /// Every tensor carried between steps, in graph input (and output) order.
+    pub state: Vec<StateTensor>,
+    /// Inputs after the state, in order.
+    pub dropout_masks: Vec<DropoutMask>,
+}
+
+fn bad_option(reason: String) -> GraphError {
+    GraphError::Export(format!("training options: {reason}"))
+}
+
+fn check_options(o: &TrainOptions) -> Result<(), GraphError> {
+    if o.batch == Some(0) {
+        return Err(bad_option("a fixed batch size must be positive".into()));
+    }
+    if !(0.0..1.0).contains(&o.label_smoothing) {
+        return Err(bad_option(format!(
+            "label_smoothing {} must be in [0, 1)",
+            o.label_smoothing
+        )));
+    }
+    if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+        return Err(bad_option(format!(
+            "weight_decay {} must be finite and >= 0",
+            o.weight_decay
+        )));
+    }
+    match o.optimizer {
+        Optimizer::Sgd { momentum, nesterov } => {
+            if !(momentum.is_finite() && momentum >= 0.0) {
+                return Err(bad_option(format!(
+                    "SGD momentum {momentum} must be finite and >= 0"
+                )));
+            }
+            if nesterov && momentum == 0.0 {
+                return Err(bad_option("Nesterov SGD needs a momentum > 0".into()));
+            }
+        }
+        Optimizer::AdamW { beta1, beta2, eps } => {
+            if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
+                return Err(bad_option(format!(
+                    "AdamW betas ({beta1}, {beta2}) must be in [0, 1)"
+                )));
+            }
+            if !(eps.is_finite() && eps > 0.0) {
+                return Err(bad_option(format!("AdamW eps {eps} must be positive")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Optimizer buffers of one trainable tensor: `(kind, name suffix)`.
+fn buffer_kinds(opt: &Optimizer) -> &'static [(StateKind, &'static str)] {
+    match opt {
+        Optimizer::Sgd { momentum, .. } if *momentum == 0.0 => &[],
+        Optimizer::Sgd { .. } => &[(StateKind::Momentum, "momentum")],
+        Optimizer::AdamW { .. } => &[(StateKind::AdamM, "adam_m"), (StateKind::AdamV, "adam_v")],
+    }
+}
+
+/// The state of a graph under `options`: live params and running statistics in
+/// [`parameter_specs`] order, then optimizer buffers in the same order.
+fn state_layout(graph: &Graph, options: &TrainOptions) -> Result<Vec<StateTensor>, GraphError> {
+    let live = graph.reachable();
+    let specs: Vec<_> = parameter_specs(graph)?
+        .into_iter()
+        .filter(|s| live.binary_search(&s.node).is_ok())
+        .collect();
+    let tensor = |name: String, shape: &[usize], kind: StateKind, param: &str| StateTensor {
+        input: name.clone(),
+        output: next_name(&name),
+        name,
+        shape: shape.to_vec(),
+        kind,
+        param: param.to_string(),
+    };
+    let mut state: Vec<StateTensor> = specs
+        .iter()
+        .map(|s| {
+            let kind = match s.role {
+                ParamRole::BnMean => StateKind::RunningMean,
+                ParamRole::BnVar => StateKind::RunningVar,
+                role => StateKind::Param(role),
+            };
+            tensor(s.name.clone(), &s.shape, kind, &s.name)
+        })
+        .collect();
+    for s in specs.iter().filter(|s| s.role.trainable()) {
+        for (kind, suffix) in buffer_kinds(&options.optimizer) {
+            state.push(tensor(
+                format!("{}.{suffix}", s.name),
+                &s.shape,
+                *kind,
+                &s.name,
+            ));
+        }
+    }
+    Ok(state)
+}
+
+/// Whether a per-channel constant added to node `id`'s value leaves the loss unchanged: every
+/// consumer normalizes it away (BatchNorm in training mode), ignores it (Zero) or passes it on
+/// unchanged per channel to such consumers.
+fn shift_absorbed(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
+    let n = graph.nodes.len();
+    let mut consumers: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+    for &id in live {
+        for &i in &graph.nodes[id].inputs {
+            consumers[i].push(id);
+        }
+    }
+    let mut absorbed = vec![false; n];
+    for &id in live.iter().rev() {
+        absorbed[id] = id != graph.output
+            && !consumers[id].is_empty()
+            && consumers[id].iter().all(|&c| match graph.nodes[c].op {
+                Op::BatchNorm { .. } | Op::Zero => true,
+                Op::Identity | Op::Add | Op::Concat | Op::MaxPool { .. } => absorbed[c],
+                _ => false,
+            });
+    }
+    absorbed
+}
+
+/// Builds the training-step model of `graph`.
+pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingStep, GraphError> {
+    let shapes = graph.shapes()?;
+    check_options(options)?;
+    let out_shape = &shapes[graph.output];
+    if out_shape.len() != 1 {
+        return Err(GraphError::Export(format!(
+            "training needs [classes] logits, the output node {} has shape {out_shape:?}",
+            graph.output
+        )));
+    }
+    let classes = out_shape[0];
+    let live = graph.reachable();
+    let state = state_layout(graph, options)?;
+    let mut e = Emitter::new(options.batch);
+
+    // Forward.
+    let mut masks = Vec::new();
+    let mut saved: Vec<Option<rules::Saved>> = (0..graph.nodes.len()).map(|_| None).collect();
+    for &id in live.iter().filter(|&&id| id != 0) {
+        let op = &graph.nodes[id].op;
+        let mask = match op {
+            Op::Dropout { p } => {
+                masks.push(DropoutMask {
+                    input: format!("mask:n{id}"),
+                    shape: shapes[id].clone(),
+                    p: *p,
+                });
+                masks.last().map(|m| m.input.clone())
+            }
+            _ => None,
+        };
+        let running = matches!(op, Op::BatchNorm { .. }).then(|| rules::RunningOutputs {
+            mean: next_name(&format!("n{id}.mean")),
+            var: next_name(&format!("n{id}.var")),
+        });
+        saved[id] = Some(rules::forward(
+            &mut e,
+            graph,
+            &shapes,
+            id,
+            mask.as_deref(),
+            running.as_ref(),
+        )?);
+    }
+    let dlogits = loss::emit(&mut e, &rules::value(graph.output), classes, options.label_smoothing);
+
+    // Backward, in reverse topological order; a value used several times sums its gradients.
+    let n = graph.nodes.len();
+    let mut requires = vec![false; n];
+    for &id in &live {
+        let node = &graph.nodes[id];
+        requires[id] = match node.op {
+            Op::Input | Op::Zero => false,
+            Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm { .. } => true,
+            _ => node.inputs.iter().any(|&i| requires[i]),
+        };
+    }
+    let absorbed = shift_absorbed(graph, &live);
+    let mut contributions: Vec<Vec<String>> = vec![Vec::new(); n];
+    contributions[graph.output].push(dlogits);
+    let mut grads: Vec<(String, String)> = Vec::new();
+    for &id in live.iter().rev() {
+        if !requires[id] || contributions[id].is_empty() {
+            continue;
+        }
+        let parts = std::mem::take(&mut contributions[id]);
+        let dy = match parts.as_slice() {
+            [one] => one.clone(),
+            [a, b] => e.add(a, b),
+            many => {
+                let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+                e.op("Sum", &refs, vec![])
+            }
+        };
+        let node = &graph.nodes[id];
+        let need: Vec<bool> = node.inputs.iter().map(|&i| requires[i]).collect();
+        let saved = saved[id].as_ref().expect("live nodes have a forward");
+        let bw = rules::backward(&mut e, graph, &shapes, id, &dy, saved, &need, absorbed[id]);
+        for (slot, g) in bw.inputs.into_iter().enumerate() {
+            if let Some(g) = g {
+                contributions[node.inputs[slot]].push(g);
+            }
+        }
+        grads.extend(bw.params);
+    }
+
+    // Optimizer.
+    let adam = match options.optimizer {
+        Optimizer::AdamW { beta1, beta2, .. } => Some(optimizer::adam_scalars(
+            &mut e,
+            beta1,
+            beta2,
+            options.weight_decay,
+        )),
+        Optimizer::Sgd { .. } => None,
+    };
+    let mut grad_outputs = Vec::new();
+    for (i, t) in state.iter().enumerate() {
+        let StateKind::Param(role) = t.kind else {
+            continue;
+        };
+        let grad = match grads.iter().find(|(p, _)| *p == t.name) {
+            Some((_, g)) => g.clone(),
+            None => e.zeros(&t.shape),
+        };
+        let buffers: Vec<(String, String)> = state[i + 1..]
+            .iter()
+            .chain(&state[..i])
+            .filter(|b| b.param == t.name && !matches!(b.kind, StateKind::Param(_)))
+            .map(|b| (b.input.clone(), b.output.clone()))
+            .collect();
+        let u = optimizer::Update {
+            param: &t.input,
+            next: &t.output,
+            grad: &grad,
+            decay: role == ParamRole::Weight,
+            buffers: &buffers,
+        };
+        match (options.optimizer, &adam) {
+            (Optimizer::Sgd { momentum, nesterov }, _) => {
+                optimizer::sgd(&mut e, momentum, nesterov, options.weight_decay, &u)
+            }
+            (Optimizer::AdamW { beta1, beta2, eps }, Some(s)) => {
+                optimizer::adamw(&mut e, beta1, beta2, eps, options.weight_decay, s, &u)
+            }
+            (Optimizer::AdamW { .. }, None) => unreachable!("AdamW scalars exist"),
+        }
+        if options.emit_gradients {
+            let name = grad_name(&t.name);
+            e.op_to("Identity", &[&grad], &name, vec![]);
+            grad_outputs.push((name, t.shape.clone()));
+        }
+    }
+
+    // Interface.
+    let batch = || -> Result<i64, String> {
+        options
+            .batch
+            .map(|b| b as i64)
+            .ok_or_else(|| crate::onnx::export::BATCH_DIM.to_string())
+    };
+    let fixed = |shape: &[usize]| -> Vec<Result<i64, String>> {
+        shape.iter().map(|&d| Ok(d as i64)).collect()
+    };
+    let batched = |shape: &[usize]| -> Vec<Result<i64, String>> {
+        std::iter::once(batch()).chain(fixed(shape)).collect()
+    };
+    let f32v = |name: &str, dims: Vec<Result<i64, String>>| {
+        ValueInfoProto::tensor(name, DataType::Float, &dims)
+    };
+    let mut inputs = vec![
+        f32v(INPUT, batched(&graph.input)),
+        ValueInfoProto::tensor(LABELS, DataType::Int64, &[batch()]),
+        f32v(LR, vec![]),
+        f32v(STEP, vec![]),
+    ];
+    inputs.extend(state.iter().map(|t| f32v(&t.input, fixed(&t.shape))));
+    inputs.extend(masks.iter().map(|m| f32v(&m.input, batched(&m.shape))));
+    let mut outputs = vec![f32v(LOSS, vec![]), f32v(CORRECT, vec![])];
+    outputs.extend(state.iter().map(|t| f32v(&t.output, fixed(&t.shape))));
+    outputs.extend(grad_outputs.iter().map(|(n, s)| f32v(n, fixed(s))));
+
+    let graph_proto = GraphProto {
+        node: e.b.nodes,
+        name: "nas-train".into(),
+        initializer: e.b.initializers,
+        input: inputs,
+        output: outputs,
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        producer_name: "nas-graph".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph_proto),
+        ..Default::default()
+    };
+    Ok(TrainingStep {
+        model: model.encode_to_vec(),
+        state,
+        dropout_masks: masks,
+    })
+}
+
+/// The first step's state: params and BatchNorm statistics from `weights` (shapes checked),
+/// optimizer buffers zero. In `step.state` order.
+pub fn initial_state(
+    step: &TrainingStep,
+    weights: &Weights,
+) -> Result<Vec<ArrayD<f32>>, GraphError> {
+    step.state
+        .iter()
+        .map(|t| match t.kind {
+            StateKind::Param(_) | StateKind::RunningMean | StateKind::RunningVar => {
+                let w = weights.require(&t.param)?;
+                if w.shape() != t.shape.as_slice() {
+                    return Err(GraphError::WeightShape {
+                        name: t.param.clone(),
+                        expected: t.shape.clone(),
+                        found: w.shape().to_vec(),
+                    });
+                }
+                Ok(w.clone())
+            }
+            StateKind::Momentum | StateKind::AdamM | StateKind::AdamV => {
+                Ok(ArrayD::zeros(IxDyn(&t.shape)))
+            }
+        })
+        .collect()
+}
+
+/// The weights (params and BatchNorm statistics of the nodes that reach the output) held in a
+/// state, e.g. after the last step, for [`crate::export_inference`].
+pub fn weights_from_state(
+    step: &TrainingStep,
+    state: &[ArrayD<f32>],
+) -> Result<Weights, GraphError> {
+    if state.len() != step.state.len() {
+        return Err(GraphError::Export(format!(
+            "the state has {} tensors, the training step expects {}",
+            state.len(),
+            step.state.len()
+        )));
+    }
+    let mut weights = Weights::new();
+    for (t, v) in step.state.iter().zip(state) {
+        if v.shape() != t.shape.as_slice() {
+            return Err(GraphError::WeightShape {
+                name: t.name.clone(),
+                expected: t.shape.clone(),
+                found: v.shape().to_vec(),
+            });
+        }
+        if matches!(
+            t.kind,
+            StateKind::Param(_) | StateKind::RunningMean | StateKind::RunningVar
+        ) {
+            weights.insert(t.param.clone(), v.clone());
+        }
+    }
+    Ok(weights)
+}

@@ -1,0 +1,154 @@
+//! Deployable models: inference ONNX taking raw data values (normalization baked in), with a
+//! JSON description beside it, and evaluation through exactly that model.
+
+use std::path::{Path, PathBuf};
+
+use nas_data::{Dataset, Normalization, Part};
+use nas_graph::onnx::export::BATCH_DIM;
+use nas_graph::onnx::{ExportOptions, OPSET, graph_signature};
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+use crate::eval::{Evaluation, evaluate_batches, raw_batches};
+use crate::step_api::export_model;
+use crate::trainer::{EVAL_BATCH, Trainer};
+
+/// One dimension of an exported tensor: fixed, or the symbolic batch dimension.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Dim {
+    Fixed(usize),
+    Symbolic(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Always `float32`.
+    pub dtype: String,
+    pub shape: Vec<Dim>,
+}
+
+/// What `<model>.json` says about an exported model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportInfo {
+    /// The ONNX file's name (relative to this description).
+    pub model: String,
+    /// Raw data values as stored in the data set (e.g. 0..16 for digits); the model
+    /// normalizes them itself with `normalization`.
+    pub input: TensorInfo,
+    /// Logits, one per class (apply softmax for probabilities).
+    pub output: TensorInfo,
+    pub classes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
+    pub normalization: Normalization,
+    pub dataset: String,
+    pub opset: i64,
+    /// Epochs the weights were trained for.
+    pub epochs: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+}
+
+/// `model.onnx` -> `model.onnx.json`.
+pub fn description_path(model: &Path) -> PathBuf {
+    let mut name = model.file_name().unwrap_or_default().to_os_string();
+    name.push(".json");
+    model.with_file_name(name)
+}
+
+impl Trainer<'_> {
+    /// The inference model of the current weights (dynamic batch, BatchNorm folded where
+    /// possible) taking raw values normalized by `normalization` in its first nodes.
+    pub fn deployable_model(&self, normalization: &Normalization) -> Result<Vec<u8>, TrainError> {
+        let channels = self.graph.input.first().copied().unwrap_or(0);
+        if normalization.channels() != channels {
+            return Err(TrainError::Mismatch(format!(
+                "the normalization has {} channels but the network takes {channels}",
+                normalization.channels()
+            )));
+        }
+        let weights = self.weights()?;
+        let normalize = Some((normalization.mean.clone(), normalization.std.clone()));
+        export_model(&self.graph, &weights, normalize, true)
+            .map_err(TrainError::graph("cannot export the trained network"))
+    }
+
+    /// Writes the deployable model to `path` and its description to `<path>.json`.
+    pub fn export(
+        &self,
+        path: &Path,
+        normalization: &Normalization,
+    ) -> Result<ExportInfo, TrainError> {
+        let model = self.deployable_model(normalization)?;
+        let sig = graph_signature(&self.graph, &ExportOptions::default())
+            .map_err(TrainError::graph("cannot describe the exported network"))?;
+        let dims = |shape: &[Option<usize>]| -> Vec<Dim> {
+            shape
+                .iter()
+                .map(|d| d.map_or_else(|| Dim::Symbolic(BATCH_DIM.into()), Dim::Fixed))
+                .collect()
+        };
+        let info = ExportInfo {
+            model: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            input: TensorInfo {
+                name: sig.input_name.clone(),
+                dtype: "float32".into(),
+                shape: dims(&sig.input_shape),
+            },
+            output: TensorInfo {
+                name: sig.output_name.clone(),
+                dtype: "float32".into(),
+                shape: dims(&sig.output_shape),
+            },
+            classes: self.data.classes(),
+            class_names: self.data.data.class_names.clone(),
+            normalization: normalization.clone(),
+            dataset: self.data.data.name.clone(),
+            opset: OPSET,
+            epochs: self.epoch,
+            val_accuracy: self
+                .history
+                .iter()
+                .rev()
+                .find_map(|s| s.val_accuracy),
+        };
+        let write = |p: &Path, bytes: &[u8]| {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| TrainError::Write {
+                    path: p.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            }
+            std::fs::write(p, bytes).map_err(|e| TrainError::Write {
+                path: p.to_path_buf(),
+                reason: e.to_string(),
+            })
+        };
+        write(path, &model)?;
+        let json = serde_json::to_vec_pretty(&info).expect("plain data serializes");
+        write(&description_path(path), &json)?;
+        Ok(info)
+    }
+
+    /// Loss and accuracy of the deployable model (normalization of the trainer's data) on
+    /// raw samples: the path a user of the exported file takes.
+    pub fn evaluate(&self, dataset: &Dataset) -> Result<Evaluation, TrainError> {
+        let model = self.deployable_model(&self.data.normalization)?;
+        let mut session = nas_runtime::session_from_bytes(&model, &self.runtime)?;
+        evaluate_batches(
+            &mut session,
+            raw_batches(dataset, EVAL_BATCH),
+            &format!("evaluating the exported model on `{}`", dataset.name),
+        )
+    }
+
+    /// [`Trainer::evaluate`] on one part of the trainer's split.
+    pub fn evaluate_part(&self, part: Part) -> Result<Evaluation, TrainError> {
+        self.evaluate(&self.data.part(part))
+    }
+}

@@ -1,0 +1,29 @@
+//! Training of candidate networks inside a stock ONNX Runtime.
+//!
+//! - [`TrainConfig`]: epochs, batch, optimizer (SGD / AdamW), LR schedule, regularization.
+//! - [`Trainer`]: builds the training-step graph (nas-graph's autodiff) and an ORT session,
+//!   then runs epochs with double-buffered I/O binding ([`StepIo`]); validates through a
+//!   plain inference session after each epoch; reports [`EpochStats`]; stops with
+//!   [`TrainError::Diverged`] on a non-finite loss.
+//! - [`TrainCheckpoint`]: save / resume with bit-for-bit continuation.
+//! - [`Trainer::export`]: deployable ONNX taking raw data values, plus `<model>.json`;
+//!   [`Trainer::evaluate`]: metrics through that same model.
+
+mod checkpoint;
+mod config;
+mod error;
+mod eval;
+mod export;
+mod runner;
+mod schedule;
+mod step_api;
+mod trainer;
+
+pub use checkpoint::{CHECKPOINT_VERSION, TrainCheckpoint};
+pub use config::{OptimizerKind, Schedule, TrainConfig};
+pub use error::TrainError;
+pub use eval::Evaluation;
+pub use export::{Dim, ExportInfo, TensorInfo, description_path};
+pub use runner::StepIo;
+pub use schedule::LrSchedule;
+pub use trainer::{DataFingerprint, EVAL_BATCH, EpochStats, Trainer};

@@ -1,0 +1,1 @@
+//! Train evaluator (work in progress).
