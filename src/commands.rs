@@ -4,15 +4,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use nas_core::study::{Study, best_trials, open_stored};
-use nas_core::{config, plugins};
+use nas_core::{config, final_phase, plugins};
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::weights::Weights;
 
 use crate::progress::SearchProgress;
 use crate::trial_view::{text_line, to_json};
 
-pub fn search(config_path: &Path, study_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = config::load(config_path)?;
+pub fn search(
+    config_path: &Path,
+    study_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut config = config::load(config_path)?;
+    config.data_root = data_dir;
     let objective = config.objectives[0].metric.clone();
     let budget = config.budget.trials;
     let mut study = Study::open(config, study_dir)?;
@@ -27,11 +32,14 @@ pub fn search(config_path: &Path, study_dir: Option<PathBuf>) -> anyhow::Result<
     let result = study.run(&mut progress);
     progress.finish();
     let summary = result?;
-    drop(study);
     eprintln!(
         "stopped: {} ({} trials evaluated in this run, {} duplicate proposals answered from the cache)",
         summary.stop_reason, summary.evaluated, summary.duplicates
     );
+    if study.config().final_phase.is_some() {
+        study.run_final(&mut progress)?;
+    }
+    drop(study);
     best(&dir, false, 1)
 }
 
@@ -92,7 +100,56 @@ pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
     for t in shown {
         println!("{}", text_line(&t));
     }
+    if let Some(report) = final_phase::stored_report(&storage)? {
+        println!("final models (retrained on train + validation, measured on the test split):");
+        for m in &report.members {
+            println!(
+                "{:>6}  test_accuracy={:.4}  test_loss={:.4}  epochs={}  {}",
+                m.trial_id,
+                m.test_accuracy,
+                m.test_loss,
+                m.epochs,
+                m.model
+                    .as_ref()
+                    .map_or_else(String::new, |p| describe_model(p))
+            );
+        }
+        if let Some(e) = &report.ensemble {
+            println!(
+                "ensemble of trials {:?}: test_accuracy={:.4}  {}",
+                e.members,
+                e.test_accuracy,
+                e.model
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            );
+        }
+    }
     Ok(())
+}
+
+/// The model path with the input/output names and shapes from its description file.
+fn describe_model(path: &Path) -> String {
+    let info = std::fs::read(final_phase::description_path(path))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let tensor = |t: &serde_json::Value| {
+        format!(
+            "`{}` {} {}",
+            t["name"].as_str().unwrap_or("?"),
+            t["dtype"].as_str().unwrap_or("?"),
+            t["shape"]
+        )
+    };
+    match info {
+        Some(i) => format!(
+            "{}  input {} -> output {}",
+            path.display(),
+            tensor(&i["input"]),
+            tensor(&i["output"])
+        ),
+        None => path.display().to_string(),
+    }
 }
 
 pub fn export(dir: &Path, trial_id: u64, output: &Path) -> anyhow::Result<()> {

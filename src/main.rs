@@ -29,6 +29,10 @@ enum Command {
         /// there is resumed.
         #[arg(long)]
         study_dir: Option<PathBuf>,
+        /// Folder that relative paths of the `[data]` table are taken from (default: the
+        /// current directory), e.g. where your CIFAR-10 or MNIST files are.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Show every trial of a study.
     Status {
@@ -73,7 +77,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Search { config, study_dir } => commands::search(&config, study_dir),
+        Command::Search {
+            config,
+            study_dir,
+            data_dir,
+        } => commands::search(&config, study_dir, data_dir),
         Command::Status {
             study_dir,
             json,

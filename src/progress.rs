@@ -73,6 +73,12 @@ impl SearchProgress {
     }
 }
 
+impl nas_core::final_phase::FinalObserver for SearchProgress {
+    fn note(&mut self, message: &str) {
+        Observer::note(self, message);
+    }
+}
+
 impl Observer for SearchProgress {
     fn trial_finished(&mut self, trial: &TrialRecord, p: &Progress) {
         let best = self.best_text(p);

@@ -51,8 +51,12 @@ pub struct StudyConfig {
     pub objectives: Vec<Objective>,
     pub constraints: Vec<Constraint>,
     pub runtime: RuntimeConfig,
-    /// The `[data]` table, when the study trains candidates.
+    /// The `[data]` table, when the study trains candidates (paths as written; see
+    /// [`StudyConfig::data_config`]).
     pub data: Option<DataConfig>,
+    /// Folder that relative data paths are taken from (`nas search --data-dir`); default: the
+    /// current directory.
+    pub data_root: Option<PathBuf>,
     /// The `[final]` table: retrain the best candidates and measure them on the test split.
     pub final_phase: Option<FinalConfig>,
 }
@@ -172,6 +176,23 @@ impl RuntimeConfig {
 }
 
 impl StudyConfig {
+    /// The `[data]` table with relative paths resolved against `data_root`.
+    pub fn data_config(&self) -> Result<Option<DataConfig>, ConfigError> {
+        let Some(data) = &self.data else {
+            return Ok(None);
+        };
+        let root = match &self.data_root {
+            Some(r) => r.clone(),
+            None => std::env::current_dir().map_err(|e| ConfigError::Whole {
+                path: self.path.clone(),
+                message: format!("cannot read the current directory: {e}"),
+            })?,
+        };
+        let mut data = data.clone();
+        data.resolve_paths(&root);
+        Ok(Some(data))
+    }
+
     /// The space with `input` and `classes` taken from the dataset where the config omits them
     /// (loading the dataset only in that case).
     pub fn resolved_space(&self) -> Result<SpaceConfig, ConfigError> {
@@ -179,9 +200,9 @@ impl StudyConfig {
             SpaceConfig::Cell(c) => (&c.input, &c.classes),
             SpaceConfig::Chain(c) => (&c.input, &c.classes),
         };
-        match (&self.data, input.is_some() && classes.is_some()) {
+        match (self.data_config()?, input.is_some() && classes.is_some()) {
             (Some(data), false) => {
-                let loaded = nas_data::load(data, self.seed).map_err(|e| ConfigError::Whole {
+                let loaded = nas_data::load(&data, self.seed).map_err(|e| ConfigError::Whole {
                     path: self.path.clone(),
                     message: format!("[data]: {e}"),
                 })?;
@@ -473,6 +494,7 @@ fn finish<S>(
         constraints,
         runtime,
         data: raw.data,
+        data_root: None,
         final_phase: raw.final_phase.map(Spanned::into_inner),
     })
 }

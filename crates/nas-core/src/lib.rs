@@ -1,6 +1,7 @@
 //! Study configuration, search spaces, the search loop, storage and the plugin host.
 
 pub mod config;
+pub mod final_phase;
 pub mod objectives;
 pub mod pipeline;
 pub mod plugins;

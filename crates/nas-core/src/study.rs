@@ -91,6 +91,7 @@ pub struct Study {
     prior_seconds: f64,
     started: Instant,
     worker: String,
+    runtime: nas_plugin::RuntimeSettings,
     _lock: File,
 }
 
@@ -142,8 +143,9 @@ fn lock(dir: &Path) -> anyhow::Result<File> {
 
 impl Study {
     /// Opens the study directory (creating or resuming) and loads every plugin.
-    pub fn open(config: StudyConfig, dir: Option<PathBuf>) -> anyhow::Result<Study> {
+    pub fn open(mut config: StudyConfig, dir: Option<PathBuf>) -> anyhow::Result<Study> {
         let dir = dir.unwrap_or_else(|| config.directory.clone());
+        config.data_root = Some(data_root(&config, &dir)?);
         // Everything that can be wrong with the config is checked before the study directory
         // is touched, so a bad config never alters (or creates) a stored study.
         let space = build_space(&config.resolved_space()?)?;
@@ -181,12 +183,8 @@ impl Study {
             Err(_) => None,
         };
         let runtime = config.runtime.settings(ort);
-        let data = match &config.data {
-            Some(d) => {
-                let mut d = d.clone();
-                d.resolve_paths(&std::env::current_dir()?);
-                serde_json::to_value(d)?
-            }
+        let data = match config.data_config()? {
+            Some(d) => serde_json::to_value(d)?,
             None => serde_json::Value::Null,
         };
         let pipeline = Pipeline::new(
@@ -197,6 +195,7 @@ impl Study {
             &dir.display().to_string(),
             &data,
         )?;
+        let runtime_settings = runtime.clone();
 
         let storage = Storage::create(&dir)?;
         let lock = lock(&dir)?;
@@ -235,6 +234,9 @@ impl Study {
         }
         // The latest config text (budget and runtime may have changed).
         storage.set_meta("config", &config.source)?;
+        if let Some(root) = &config.data_root {
+            storage.set_meta("data_root", &root.display().to_string())?;
+        }
         for cp in storage.checkpoints()? {
             let phase = phases.get_mut(cp.strategy_index).with_context(|| {
                 format!(
@@ -265,6 +267,7 @@ impl Study {
             prior_seconds,
             started: Instant::now(),
             worker: format!("{host}:{}", std::process::id()),
+            runtime: runtime_settings,
             _lock: lock,
             config,
         };
@@ -511,6 +514,20 @@ impl Study {
         Ok(summary)
     }
 
+    /// Retrains the best trials and measures them on the test split (`[final]`).
+    pub fn run_final(
+        &mut self,
+        observer: &mut dyn crate::final_phase::FinalObserver,
+    ) -> anyhow::Result<crate::final_phase::FinalReport> {
+        crate::final_phase::run(
+            &self.config,
+            &self.storage,
+            &self.dir,
+            &self.runtime,
+            observer,
+        )
+    }
+
     /// Stores a trial that never reaches the evaluators (infeasible, undecodable) and tells
     /// every strategy about it.
     fn record_without_evaluation(
@@ -631,6 +648,23 @@ fn proposals_len_check(
         .map_err(|e| anyhow::anyhow!("strategy `{plugin}` proposed an invalid candidate: {e}"))
 }
 
+/// Where relative data paths point: `--data-dir`, else what the study stored, else the
+/// current directory (made absolute, so later commands run from elsewhere agree).
+fn data_root(config: &StudyConfig, dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(root) = &config.data_root {
+        return Ok(std::path::absolute(root)?);
+    }
+    let stored = dir
+        .join(crate::storage::DB_FILE)
+        .exists()
+        .then(|| Storage::open_existing(dir).ok()?.meta("data_root").ok()?)
+        .flatten();
+    match stored {
+        Some(root) => Ok(PathBuf::from(root)),
+        None => Ok(std::env::current_dir()?),
+    }
+}
+
 /// Opens a study directory for reading: its storage and the config it was created with.
 pub fn open_stored(dir: &Path) -> anyhow::Result<(Storage, StudyConfig)> {
     let storage = Storage::open_existing(dir)?;
@@ -643,8 +677,9 @@ pub fn open_stored(dir: &Path) -> anyhow::Result<(Storage, StudyConfig)> {
     let path = storage
         .meta("config_path")?
         .unwrap_or_else(|| "study.toml".into());
-    let config = crate::config::parse(Path::new(&path), &source)
+    let mut config = crate::config::parse(Path::new(&path), &source)
         .with_context(|| format!("the config stored in {} no longer parses", dir.display()))?;
+    config.data_root = storage.meta("data_root")?.map(PathBuf::from);
     Ok((storage, config))
 }
 

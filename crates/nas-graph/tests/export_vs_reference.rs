@@ -143,6 +143,7 @@ fn fixed_batch_exports_match_and_reject_other_batches() {
         batch: Some(2),
         input_name: "images".into(),
         output_name: "scores".into(),
+        ..Default::default()
     };
     for seed in 0..10 {
         let g = random_graph(seed);
@@ -267,4 +268,52 @@ fn output_may_be_the_input() {
     let mut s = session(&model, GraphOptimizationLevel::All);
     let x = ndarray::arr2(&[[1.0f32, 2.0, 3.0, 4.0]]).into_dyn();
     assert_eq!(run(&mut s, "input", &x).unwrap(), x);
+}
+
+#[test]
+fn ensemble_averages_member_softmax() {
+    use nas_graph::onnx::ensemble::{ENSEMBLE_OUTPUT, average_softmax};
+    // Members must share the input shape: the same random architecture, different weights.
+    let graph = random_graph(3);
+    let options = ExportOptions::default();
+    let members: Vec<Vec<u8>> = (0..3)
+        .map(|seed| export_inference(&graph, &weights(&graph, 100 + seed), &options).unwrap())
+        .collect();
+    let (x32, _) = input(&graph, 4, 9);
+    let softmax = |logits: &ArrayD<f32>| -> Vec<Vec<f64>> {
+        logits
+            .outer_iter()
+            .map(|row| {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) as f64;
+                let e: Vec<f64> = row.iter().map(|v| (*v as f64 - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                e.into_iter().map(|v| v / sum).collect()
+            })
+            .collect()
+    };
+    let mut want = vec![];
+    for m in &members {
+        let mut s = session(m, GraphOptimizationLevel::All);
+        let p = softmax(&run(&mut s, "input", &x32).unwrap());
+        if want.is_empty() {
+            want = vec![vec![0.0; p[0].len()]; p.len()];
+        }
+        for (w, row) in want.iter_mut().zip(&p) {
+            for (a, b) in w.iter_mut().zip(row) {
+                *a += b / members.len() as f64;
+            }
+        }
+    }
+    let ensemble = average_softmax(&members).unwrap();
+    let mut s = session(&ensemble, GraphOptimizationLevel::All);
+    assert_eq!(s.outputs()[0].name(), ENSEMBLE_OUTPUT);
+    let got = run(&mut s, "input", &x32).unwrap();
+    for (g, w) in got.outer_iter().zip(&want) {
+        let total: f32 = g.iter().sum();
+        assert!((total - 1.0).abs() < 1e-5, "probabilities sum to {total}");
+        for (a, b) in g.iter().zip(w) {
+            assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+    assert!(average_softmax(&[]).is_err());
 }

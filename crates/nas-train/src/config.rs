@@ -138,7 +138,10 @@ impl TrainConfig {
             if (0.0..1.0).contains(&v) {
                 Ok(())
             } else {
-                bad(key, format!("is {v}; give a value from 0 (inclusive) to 1 (exclusive)"))
+                bad(
+                    key,
+                    format!("is {v}; give a value from 0 (inclusive) to 1 (exclusive)"),
+                )
             }
         };
         unit("momentum", self.momentum)?;
@@ -146,7 +149,10 @@ impl TrainConfig {
         unit("beta2", self.beta2)?;
         unit("label_smoothing", self.label_smoothing)?;
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return bad("eps", format!("is {}; give a small positive number", self.eps));
+            return bad(
+                "eps",
+                format!("is {}; give a small positive number", self.eps),
+            );
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad(

@@ -14,7 +14,11 @@ pub enum TrainError {
     #[error(
         "training diverged at epoch {epoch} step {step} (loss {loss}); lower `lr` or use `optimizer = \"adamw\"`"
     )]
-    Diverged { epoch: usize, step: usize, loss: f32 },
+    Diverged {
+        epoch: usize,
+        step: usize,
+        loss: f32,
+    },
     #[error("the network does not fit the data: {0}")]
     Mismatch(String),
     #[error("{during}: {source}")]

@@ -35,7 +35,11 @@ impl Totals {
                 }
             }
             let m = f64::from(max);
-            let lse = m + row.iter().map(|&v| (f64::from(v) - m).exp()).sum::<f64>().ln();
+            let lse = m + row
+                .iter()
+                .map(|&v| (f64::from(v) - m).exp())
+                .sum::<f64>()
+                .ln();
             self.loss += lse - f64::from(row[label as usize]);
             self.correct += usize::from(best == label as usize);
             self.samples += 1;
@@ -117,7 +121,10 @@ mod tests {
         let d = nas_data::digits();
         let b: Vec<_> = raw_batches(&d, 256).collect();
         assert_eq!(b.len(), 1797usize.div_ceil(256));
-        assert_eq!(b.iter().map(|(x, _)| x.len_of(Axis(0))).sum::<usize>(), 1797);
+        assert_eq!(
+            b.iter().map(|(x, _)| x.len_of(Axis(0))).sum::<usize>(),
+            1797
+        );
         assert_eq!(b[1].1[0], d.labels[256]);
     }
 }

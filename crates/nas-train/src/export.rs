@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use nas_data::{Dataset, Normalization, Part};
 use nas_graph::onnx::export::BATCH_DIM;
 use nas_graph::onnx::{ExportOptions, OPSET, graph_signature};
+use nas_plugin::RuntimeSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -32,8 +33,9 @@ pub struct TensorInfo {
 /// What `<model>.json` says about an exported model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExportInfo {
-    /// The ONNX file's name (relative to this description).
-    pub model: String,
+    /// The ONNX file's name (beside this description); `None` from [`Trainer::export_info`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Raw data values as stored in the data set (e.g. 0..16 for digits); the model
     /// normalizes them itself with `normalization`.
     pub input: TensorInfo,
@@ -75,13 +77,8 @@ impl Trainer<'_> {
             .map_err(TrainError::graph("cannot export the trained network"))
     }
 
-    /// Writes the deployable model to `path` and its description to `<path>.json`.
-    pub fn export(
-        &self,
-        path: &Path,
-        normalization: &Normalization,
-    ) -> Result<ExportInfo, TrainError> {
-        let model = self.deployable_model(normalization)?;
+    /// The description of [`Trainer::deployable_model`] (without a file name).
+    pub fn export_info(&self, normalization: &Normalization) -> Result<ExportInfo, TrainError> {
         let sig = graph_signature(&self.graph, &ExportOptions::default())
             .map_err(TrainError::graph("cannot describe the exported network"))?;
         let dims = |shape: &[Option<usize>]| -> Vec<Dim> {
@@ -90,11 +87,8 @@ impl Trainer<'_> {
                 .map(|d| d.map_or_else(|| Dim::Symbolic(BATCH_DIM.into()), Dim::Fixed))
                 .collect()
         };
-        let info = ExportInfo {
-            model: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+        Ok(ExportInfo {
+            model: None,
             input: TensorInfo {
                 name: sig.input_name.clone(),
                 dtype: "float32".into(),
@@ -111,27 +105,22 @@ impl Trainer<'_> {
             dataset: self.data.data.name.clone(),
             opset: OPSET,
             epochs: self.epoch,
-            val_accuracy: self
-                .history
-                .iter()
-                .rev()
-                .find_map(|s| s.val_accuracy),
-        };
-        let write = |p: &Path, bytes: &[u8]| {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| TrainError::Write {
-                    path: p.to_path_buf(),
-                    reason: e.to_string(),
-                })?;
-            }
-            std::fs::write(p, bytes).map_err(|e| TrainError::Write {
-                path: p.to_path_buf(),
-                reason: e.to_string(),
-            })
-        };
-        write(path, &model)?;
+            val_accuracy: self.history.iter().rev().find_map(|s| s.val_accuracy),
+        })
+    }
+
+    /// Writes the deployable model to `path` and its description to `<path>.json`.
+    pub fn export(
+        &self,
+        path: &Path,
+        normalization: &Normalization,
+    ) -> Result<ExportInfo, TrainError> {
+        let model = self.deployable_model(normalization)?;
+        let mut info = self.export_info(normalization)?;
+        info.model = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        write_file(path, &model)?;
         let json = serde_json::to_vec_pretty(&info).expect("plain data serializes");
-        write(&description_path(path), &json)?;
+        write_file(&description_path(path), &json)?;
         Ok(info)
     }
 
@@ -139,16 +128,48 @@ impl Trainer<'_> {
     /// raw samples: the path a user of the exported file takes.
     pub fn evaluate(&self, dataset: &Dataset) -> Result<Evaluation, TrainError> {
         let model = self.deployable_model(&self.data.normalization)?;
-        let mut session = nas_runtime::session_from_bytes(&model, &self.runtime)?;
-        evaluate_batches(
-            &mut session,
-            raw_batches(dataset, EVAL_BATCH),
-            &format!("evaluating the exported model on `{}`", dataset.name),
-        )
+        evaluate_model(&model, dataset, &self.runtime)
     }
 
     /// [`Trainer::evaluate`] on one part of the trainer's split.
     pub fn evaluate_part(&self, part: Part) -> Result<Evaluation, TrainError> {
         self.evaluate(&self.data.part(part))
     }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let err = |e: std::io::Error| TrainError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    std::fs::write(path, bytes).map_err(err)
+}
+
+/// Loss and accuracy of any single-input classifier model whose first output is logits, on
+/// raw samples (the model normalizes them itself, as deployable models do).
+pub fn evaluate_model(
+    model: &[u8],
+    data: &Dataset,
+    runtime: &RuntimeSettings,
+) -> Result<Evaluation, TrainError> {
+    let mut session = nas_runtime::session_from_bytes(model, runtime)?;
+    evaluate_batches(
+        &mut session,
+        raw_batches(data, EVAL_BATCH),
+        &format!("evaluating a model on `{}`", data.name),
+    )
+}
+
+/// Accuracy (argmax of the first output) of a model that outputs class probabilities, such
+/// as an ensemble of deployable models, on raw samples.
+pub fn probabilities_accuracy(
+    model: &[u8],
+    data: &Dataset,
+    runtime: &RuntimeSettings,
+) -> Result<f64, TrainError> {
+    // The loss part treats probabilities as logits and is meaningless; only argmax is used.
+    evaluate_model(model, data, runtime).map(|e| e.accuracy)
 }

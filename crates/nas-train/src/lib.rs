@@ -23,7 +23,9 @@ pub use checkpoint::{CHECKPOINT_VERSION, TrainCheckpoint};
 pub use config::{OptimizerKind, Schedule, TrainConfig};
 pub use error::TrainError;
 pub use eval::Evaluation;
-pub use export::{Dim, ExportInfo, TensorInfo, description_path};
+pub use export::{
+    Dim, ExportInfo, TensorInfo, description_path, evaluate_model, probabilities_accuracy,
+};
 pub use runner::StepIo;
 pub use schedule::LrSchedule;
 pub use trainer::{DataFingerprint, EVAL_BATCH, EpochStats, Trainer};

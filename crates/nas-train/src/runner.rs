@@ -142,9 +142,10 @@ impl StepRunner {
         let a = make_set(Some(&values)).map_err(err)?;
         let b = make_set(None).map_err(ort_err("allocating the training state"))?;
         let mut sets = [a, b];
-        let mut loss = Tensor::<f32>::new(&alloc, Vec::<usize>::new()).map_err(ort_err("allocating the loss"))?;
-        let mut correct =
-            Tensor::<f32>::new(&alloc, Vec::<usize>::new()).map_err(ort_err("allocating the loss"))?;
+        let mut loss = Tensor::<f32>::new(&alloc, Vec::<usize>::new())
+            .map_err(ort_err("allocating the loss"))?;
+        let mut correct = Tensor::<f32>::new(&alloc, Vec::<usize>::new())
+            .map_err(ort_err("allocating the loss"))?;
         let bind_err = ort_err("binding the training step's outputs");
         let mut make_binding = |k: usize| -> Result<IoBinding, ort::Error> {
             let mut binding = self.session.create_binding()?;
@@ -228,7 +229,9 @@ impl StepRunner {
                 }
                 let outputs = self.session.run(feeds).map_err(run_err())?;
                 let scalar = |name: &str| -> Result<f32, TrainError> {
-                    let v = outputs[name].try_extract_tensor::<f32>().map_err(run_err())?;
+                    let v = outputs[name]
+                        .try_extract_tensor::<f32>()
+                        .map_err(run_err())?;
                     Ok(v.1[0])
                 };
                 let (loss, correct) = (scalar(LOSS)?, scalar(CORRECT)?);

@@ -191,13 +191,7 @@ impl<'d> Trainer<'d> {
             Start::Weights(w) => {
                 let values = initial_state(&step, &w)
                     .map_err(TrainError::graph("cannot set the initial weights"))?;
-                (
-                    values,
-                    0,
-                    0,
-                    cfg.seed.unwrap_or(data.seed),
-                    Vec::new(),
-                )
+                (values, 0, 0, cfg.seed.unwrap_or(data.seed), Vec::new())
             }
             Start::Resume {
                 state,
@@ -324,7 +318,7 @@ impl<'d> Trainer<'d> {
         let seconds = start.elapsed().as_secs_f64();
         self.epoch += 1;
         let every = self.cfg.eval_every;
-        let validate = self.epoch == until_epoch || (every > 0 && self.epoch % every == 0);
+        let validate = self.epoch == until_epoch || (every > 0 && self.epoch.is_multiple_of(every));
         let val = if validate {
             self.evaluate_normalized(Part::Validation)?
         } else {
@@ -371,18 +365,25 @@ impl<'d> Trainer<'d> {
             return Ok(None);
         }
         let weights = self.weights()?;
-        let model = export_inference(&self.graph, &weights, &ExportOptions::default())
-            .map_err(TrainError::graph("cannot export the network for validation"))?;
+        let model = export_inference(&self.graph, &weights, &ExportOptions::default()).map_err(
+            TrainError::graph("cannot export the network for validation"),
+        )?;
         let mut session = nas_runtime::session_from_bytes(&model, &self.runtime)?;
         let batches = self.data.eval_batches(part, EVAL_BATCH)?;
-        evaluate_batches(&mut session, batches, &format!("evaluating the {part} split")).map(Some)
+        evaluate_batches(
+            &mut session,
+            batches,
+            &format!("evaluating the {part} split"),
+        )
+        .map(Some)
     }
 
     /// The current weights and BatchNorm statistics.
     pub fn weights(&self) -> Result<Weights, TrainError> {
         let state = self.runner.state()?;
-        weights_from_state(&self.step, &state)
-            .map_err(TrainError::graph("cannot read the weights from the training state"))
+        weights_from_state(&self.step, &state).map_err(TrainError::graph(
+            "cannot read the weights from the training state",
+        ))
     }
 
     /// The full state (weights, optimizer buffers, BN statistics) by state tensor name.

@@ -1,1 +1,251 @@
-//! Train evaluator (work in progress).
+//! Train evaluator: trains each candidate on the study's `[data]` inside ONNX Runtime and
+//! reports `val_accuracy` (fraction 0..1), `val_loss`, `train_loss`, `train_accuracy`,
+//! `train_seconds` and `epochs`; the per-epoch curve goes into the trial's details.
+//!
+//! ```toml
+//! [data]
+//! dataset = "digits"
+//!
+//! [[evaluator]]
+//! plugin = "train"
+//! epochs = 10               # every nas-train TrainConfig key is accepted (lr, batch, ...)
+//! keep_checkpoints = true   # continue training when a higher fidelity comes for the same net
+//! ```
+//!
+//! Fidelity: a request's `fidelity` is the number of epochs (rounded up); without one,
+//! `epochs` is used. The LR schedule of a fresh run spans `max(epochs, fidelity)` epochs.
+//! With `keep_checkpoints`, the state after each evaluation is kept in
+//! `<study_dir>/checkpoints/<canonical hash>.ckpt`; a later request for the same network with
+//! a higher fidelity continues from it on the schedule the run started with, so evaluating at
+//! 3 then at 9 epochs ends with the same weights as training 9 epochs at once (when
+//! `epochs >= 9`); epochs past the schedule's span run at its last rate. A checkpoint of
+//! another recipe or data, or one already past the requested fidelity, is not used (the run
+//! starts fresh and the further checkpoint is kept).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nas_data::{DataConfig, Part, SplitDataset};
+use nas_graph::Weights;
+use nas_plugin::{
+    EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
+    RuntimeSettings,
+};
+use nas_train::{DataFingerprint, TrainCheckpoint, TrainConfig, Trainer};
+use serde_json::{Value, json};
+
+/// Keys of the evaluator's table besides those of [`TrainConfig`].
+const OWN_KEYS: &[&str] = &["keep_checkpoints"];
+
+const NO_DATA: &str =
+    "the train evaluator needs a [data] table, e.g. `[data] dataset = \"digits\"`";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSettings {
+    pub train: TrainConfig,
+    pub keep_checkpoints: bool,
+}
+
+/// Every key the evaluator's table accepts.
+pub fn accepted_keys() -> Vec<&'static str> {
+    TrainConfig::KEYS.iter().chain(OWN_KEYS).copied().collect()
+}
+
+/// Reads the evaluator's table (as JSON). Unknown keys are errors listing the accepted ones.
+pub fn parse_config(config: &Value) -> Result<TrainSettings, String> {
+    let mut map = match config {
+        Value::Null => serde_json::Map::new(),
+        Value::Object(map) => map.clone(),
+        other => {
+            return Err(format!(
+                "train evaluator: expected a table of options, found {other}"
+            ));
+        }
+    };
+    let accepted = accepted_keys();
+    if let Some(key) = map.keys().find(|k| !accepted.contains(&k.as_str())) {
+        return Err(format!(
+            "train evaluator: unknown option `{key}`; accepted: {}",
+            accepted.join(", ")
+        ));
+    }
+    let keep_checkpoints = match map.remove("keep_checkpoints") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(format!(
+                "train evaluator: `keep_checkpoints` must be true or false, found {other}"
+            ));
+        }
+    };
+    let train: TrainConfig =
+        serde_json::from_value(Value::Object(map)).map_err(|e| format!("train evaluator: {e}"))?;
+    train
+        .validate()
+        .map_err(|e| format!("train evaluator: {e}"))?;
+    Ok(TrainSettings {
+        train,
+        keep_checkpoints,
+    })
+}
+
+/// Epochs for a request: its fidelity rounded up, or the configured `epochs`.
+pub fn requested_epochs(fidelity: Option<f64>, default: usize) -> Result<usize, String> {
+    match fidelity {
+        None => Ok(default),
+        Some(f) if f.is_finite() && f > 0.0 && f <= 1e6 => Ok(f.ceil() as usize),
+        Some(f) => Err(format!(
+            "train evaluator: fidelity {f} is not a positive number of epochs"
+        )),
+    }
+}
+
+pub struct TrainEvaluator {
+    settings: TrainSettings,
+    runtime: RuntimeSettings,
+    seed: u64,
+    checkpoints: PathBuf,
+    /// Loaded once per instance, split with the study seed (the split the host uses).
+    data: SplitDataset,
+}
+
+impl Evaluator for TrainEvaluator {
+    fn new(ctx: EvaluatorContext) -> Result<Self, PluginError> {
+        let settings = parse_config(&ctx.config)?;
+        if ctx.data.is_null() {
+            return Err(NO_DATA.into());
+        }
+        let data_cfg: DataConfig = serde_json::from_value(ctx.data.clone())
+            .map_err(|e| format!("train evaluator: [data]: {e}"))?;
+        let data = nas_data::load(&data_cfg, ctx.seed)
+            .map_err(|e| format!("train evaluator: [data]: {e}"))?;
+        if data.indices(Part::Validation).is_empty() {
+            return Err(
+                "train evaluator: the validation split is empty; set `[data] validation` above 0 \
+                 (e.g. 0.2)"
+                    .into(),
+            );
+        }
+        // Fail at study start, not on the first candidate, when the runtime is missing.
+        let library = match &ctx.runtime.ort_library {
+            Some(p) => PathBuf::from(p),
+            None => nas_runtime::locate_library_for(None, &ctx.runtime.execution_provider)?,
+        };
+        nas_runtime::init(&library)?;
+        Ok(TrainEvaluator {
+            settings,
+            runtime: ctx.runtime,
+            seed: ctx.seed,
+            checkpoints: Path::new(&ctx.study_dir).join("checkpoints"),
+            data,
+        })
+    }
+
+    fn evaluate(&mut self, req: &EvalRequest) -> Result<EvalResult, PluginError> {
+        let started = Instant::now();
+        let target = requested_epochs(req.fidelity, self.settings.train.epochs)?;
+        let path = self.settings.keep_checkpoints.then(|| {
+            self.checkpoints
+                .join(format!("{}.ckpt", req.graph.canonical_hash()))
+        });
+        let (resumable, note) = match &path {
+            Some(p) if p.is_file() => self.usable_checkpoint(p, req, target),
+            _ => (None, None),
+        };
+        let mut trainer = match &resumable {
+            Some(c) => Trainer::resume(c, &self.runtime, &self.data)?,
+            None => {
+                let mut cfg = self.settings.train.clone();
+                cfg.epochs = cfg.epochs.max(target);
+                let seed = cfg
+                    .seed
+                    .unwrap_or_else(|| self.seed.wrapping_add(req.trial_id));
+                cfg.seed = Some(seed);
+                let weights = Weights::he_init(&req.graph, seed)
+                    .map_err(|e| format!("train evaluator: cannot initialise weights: {e}"))?;
+                Trainer::new(&req.graph, weights, &cfg, &self.runtime, &self.data)?
+            }
+        };
+        let resumed_from = trainer.epoch();
+        trainer.train_epochs(target)?;
+        let last = trainer
+            .history()
+            .last()
+            .cloned()
+            .ok_or("train evaluator: no epoch was trained")?;
+        let (val_loss, val_accuracy) = match (last.val_loss, last.val_accuracy) {
+            (Some(l), Some(a)) => (l, a),
+            _ => {
+                let v = trainer
+                    .evaluate_normalized(Part::Validation)?
+                    .ok_or("train evaluator: the validation split is empty")?;
+                (v.loss, v.accuracy)
+            }
+        };
+        let mut saved = None;
+        if let Some(p) = &path {
+            let further = resumable.is_none() && note.as_deref() == Some(FURTHER);
+            if !further {
+                trainer.checkpoint()?.save(p)?;
+                saved = Some(p.display().to_string());
+            }
+        }
+        let mut metrics = Metrics::new();
+        metrics.insert("val_accuracy".into(), val_accuracy);
+        metrics.insert("val_loss".into(), val_loss);
+        metrics.insert("train_loss".into(), last.train_loss);
+        metrics.insert("train_accuracy".into(), last.train_accuracy);
+        metrics.insert("train_seconds".into(), started.elapsed().as_secs_f64());
+        metrics.insert("epochs".into(), trainer.epoch() as f64);
+        let details = json!({
+            "curve": trainer.history(),
+            "resumed_from_epoch": resumed_from,
+            "schedule_epochs": trainer.config().epochs,
+            "batch": trainer.batch(),
+            "steps_per_epoch": trainer.steps_per_epoch(),
+            "provider": trainer.provider(),
+            "seed": trainer.seed(),
+            "checkpoint": saved,
+            "checkpoint_note": note,
+        });
+        Ok(EvalResult {
+            metrics,
+            status: EvalStatus::Ok,
+            details,
+        })
+    }
+}
+
+const FURTHER: &str = "the kept checkpoint is past the requested fidelity; trained from scratch";
+
+impl TrainEvaluator {
+    /// The checkpoint at `path` if training can continue from it, else why not.
+    fn usable_checkpoint(
+        &self,
+        path: &Path,
+        req: &EvalRequest,
+        target: usize,
+    ) -> (Option<TrainCheckpoint>, Option<String>) {
+        let c = match TrainCheckpoint::load(path) {
+            Ok(c) => c,
+            Err(e) => return (None, Some(format!("ignored: {e}"))),
+        };
+        let why = if c.graph != req.graph {
+            "the kept checkpoint is of an equivalent but differently numbered network; trained from scratch"
+        } else if !c.config.same_recipe(&self.settings.train) {
+            "the kept checkpoint used other training settings; trained from scratch"
+        } else if c.data != DataFingerprint::of(&self.data) {
+            "the kept checkpoint was trained on other data; trained from scratch"
+        } else if c.epoch > target {
+            FURTHER
+        } else {
+            return (Some(c), None);
+        };
+        (None, Some(why.to_string()))
+    }
+}
+
+nas_plugin::export_evaluator!("train", TrainEvaluator);
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
 //! The inference exporter: IR + weights -> ONNX `ModelProto` bytes (weights as initializers).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use prost::Message;
@@ -13,6 +13,8 @@ use crate::error::GraphError;
 use crate::ir::{Graph, NodeId, Op};
 use crate::weights::{Weights, parameter_specs};
 
+use ndarray::{ArrayD, Axis};
+
 /// The ONNX opset every exporter of this crate targets. Pinned: `ReduceMean` takes its axes as
 /// an attribute up to 17 (an input from 18), and the training emitter relies on that.
 pub const OPSET: i64 = 17;
@@ -23,7 +25,7 @@ pub const IR_VERSION: i64 = 8;
 /// Name of the symbolic batch dimension of dynamic-batch exports.
 pub const BATCH_DIM: &str = "batch";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ExportOptions {
     /// Fixed batch size, or `None` for a dynamic dimension named `"batch"`.
     pub batch: Option<usize>,
@@ -31,6 +33,13 @@ pub struct ExportOptions {
     pub input_name: String,
     /// Name of the graph output (default `"logits"`).
     pub output_name: String,
+    /// Per-channel `(mean, std)` (one value per input channel, axis 0 of `graph.input`) applied
+    /// as the model's first nodes, `(x - mean) / std`, so the model takes data exactly as the
+    /// dataset stores it. Default `None`.
+    pub normalize: Option<(Vec<f32>, Vec<f32>)>,
+    /// Fold each BatchNorm into the Conv or Linear directly before it, when that node's output
+    /// has no other consumer (its weights are scaled and it gains a bias). Default `false`.
+    pub fold_batch_norm: bool,
 }
 
 impl Default for ExportOptions {
@@ -39,6 +48,8 @@ impl Default for ExportOptions {
             batch: None,
             input_name: "input".into(),
             output_name: "logits".into(),
+            normalize: None,
+            fold_batch_norm: false,
         }
     }
 }
@@ -135,10 +146,17 @@ pub fn inference_model(
         is_live[id] = true;
     }
 
+    let folds = if options.fold_batch_norm {
+        batch_norm_folds(graph, &live)
+    } else {
+        HashMap::new()
+    };
+    let folded_bn: HashSet<NodeId> = folds.values().copied().collect();
+
     let mut b = Builder::default();
     for spec in parameter_specs(graph)?
         .into_iter()
-        .filter(|s| is_live[s.node])
+        .filter(|s| is_live[s.node] && !folds.contains_key(&s.node) && !folded_bn.contains(&s.node))
     {
         let t = weights.require(&spec.name)?;
         if t.shape() != spec.shape.as_slice() {
@@ -154,18 +172,50 @@ pub fn inference_model(
             t.iter().copied(),
         ));
     }
+    let mut fold_order: Vec<(NodeId, NodeId)> = folds.iter().map(|(&l, &bn)| (l, bn)).collect();
+    fold_order.sort_unstable();
+    for &(layer, bn) in &fold_order {
+        let (w, bias) = fold_batch_norm(graph, weights, layer, bn)?;
+        b.initializers.push(TensorProto::from_f32(
+            &format!("n{layer}.weight"),
+            w.shape(),
+            w.iter().copied(),
+        ));
+        b.initializers.push(TensorProto::from_f32(
+            &format!("n{layer}.bias"),
+            bias.shape(),
+            bias.iter().copied(),
+        ));
+    }
+
+    if let Some((mean, std)) = &options.normalize {
+        emit_normalization(&mut b, graph, mean, std, &options.input_name)?;
+    }
 
     let value = |id: NodeId| value_name(graph, id, options);
     for &id in live.iter().filter(|&&id| id != 0) {
+        if folded_bn.contains(&id) {
+            continue;
+        }
         let node = &graph.nodes[id];
         let ins: Vec<String> = node.inputs.iter().map(|&i| value(i)).collect();
-        emit_node(&mut b, id, &node.op, &ins, &value(id));
+        match folds.get(&id) {
+            // The layer writes the BatchNorm's value directly, with the folded bias.
+            Some(&bn) => {
+                let mut op = node.op.clone();
+                if let Op::Conv2d { bias, .. } | Op::Linear { bias, .. } = &mut op {
+                    *bias = true;
+                }
+                emit_node(&mut b, id, &op, &ins, &value(bn));
+            }
+            None => emit_node(&mut b, id, &node.op, &ins, &value(id)),
+        }
     }
     if graph.output == 0 {
         b.node(
             "Identity",
-            "n0",
-            &[&options.input_name],
+            "n0_out",
+            &[&value(0)],
             &options.output_name,
             vec![],
         );
@@ -223,10 +273,15 @@ pub fn inference_model(
 }
 
 /// The ONNX value name of node `id` in an [`export_inference`] model: the input name for
-/// node 0, the output name for the output node, `n{id}` otherwise.
+/// node 0 (`n0`, the normalized input, with [`ExportOptions::normalize`]), the output name for
+/// the output node, `n{id}` otherwise.
 pub fn value_name(graph: &Graph, id: NodeId, options: &ExportOptions) -> String {
     if id == 0 {
-        options.input_name.clone()
+        if options.normalize.is_some() {
+            "n0".into()
+        } else {
+            options.input_name.clone()
+        }
     } else if id == graph.output {
         options.output_name.clone()
     } else {
@@ -272,6 +327,122 @@ pub fn add_outputs(
         names.push(name);
     }
     Ok(names)
+}
+
+/// `(x - mean) / std` per input channel into the value `n0`.
+fn emit_normalization(
+    b: &mut Builder,
+    graph: &Graph,
+    mean: &[f32],
+    std: &[f32],
+    input: &str,
+) -> Result<(), GraphError> {
+    let c = graph.input[0];
+    if mean.len() != c || std.len() != c {
+        return Err(GraphError::Export(format!(
+            "normalization needs one mean and one std per input channel ({c}), got {} and {}",
+            mean.len(),
+            std.len()
+        )));
+    }
+    if mean.iter().any(|m| !m.is_finite()) || std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(GraphError::Export(format!(
+            "normalization mean {mean:?} must be finite and std {std:?} positive and finite"
+        )));
+    }
+    // [C, 1, ...] broadcasts against [N, C, ...].
+    let mut dims = vec![c];
+    dims.extend(std::iter::repeat_n(1, graph.input.len() - 1));
+    b.initializers.push(TensorProto::from_f32(
+        "n0_mean",
+        &dims,
+        mean.iter().copied(),
+    ));
+    b.initializers
+        .push(TensorProto::from_f32("n0_std", &dims, std.iter().copied()));
+    b.node(
+        "Sub",
+        "n0_centred",
+        &[input, "n0_mean"],
+        "n0_centred",
+        vec![],
+    );
+    b.node("Div", "n0", &["n0_centred", "n0_std"], "n0", vec![]);
+    Ok(())
+}
+
+/// Conv or Linear nodes whose only consumer is an inference BatchNorm: `layer -> batch norm`.
+fn batch_norm_folds(graph: &Graph, live: &[NodeId]) -> HashMap<NodeId, NodeId> {
+    let mut uses = vec![0usize; graph.nodes.len()];
+    for &id in live {
+        for &i in &graph.nodes[id].inputs {
+            uses[i] += 1;
+        }
+    }
+    live.iter()
+        .filter_map(|&bn| {
+            let node = &graph.nodes[bn];
+            let &[layer] = node.inputs.as_slice() else {
+                return None;
+            };
+            let foldable = matches!(node.op, Op::BatchNorm { .. })
+                && matches!(graph.nodes[layer].op, Op::Conv2d { .. } | Op::Linear { .. })
+                && uses[layer] == 1
+                && layer != graph.output;
+            foldable.then_some((layer, bn))
+        })
+        .collect()
+}
+
+/// Weight and bias of `layer` with BatchNorm `bn` folded in (computed in f64):
+/// `k = scale / sqrt(var + eps)`, `W' = W k` per output channel, `b' = (b - mean) k + shift`.
+fn fold_batch_norm(
+    graph: &Graph,
+    weights: &Weights,
+    layer: NodeId,
+    bn: NodeId,
+) -> Result<(ArrayD<f32>, ArrayD<f32>), GraphError> {
+    let Op::BatchNorm { eps, .. } = graph.nodes[bn].op else {
+        unreachable!("folds pair a layer with a BatchNorm")
+    };
+    let specs = parameter_specs(graph)?;
+    let get = |name: String| -> Result<ArrayD<f64>, GraphError> {
+        let t = weights.require(&name)?;
+        let spec = specs
+            .iter()
+            .find(|s| s.name == name)
+            .expect("the names come from parameter_specs");
+        if t.shape() != spec.shape.as_slice() {
+            return Err(GraphError::WeightShape {
+                name,
+                expected: spec.shape.clone(),
+                found: t.shape().to_vec(),
+            });
+        }
+        Ok(t.mapv(f64::from))
+    };
+    let w = get(format!("n{layer}.weight"))?;
+    let out = w.shape()[0];
+    let bias = match &graph.nodes[layer].op {
+        Op::Conv2d { bias: true, .. } | Op::Linear { bias: true, .. } => {
+            get(format!("n{layer}.bias"))?
+        }
+        _ => ArrayD::zeros(ndarray::IxDyn(&[out])),
+    };
+    let (scale, shift) = (get(format!("n{bn}.scale"))?, get(format!("n{bn}.bias"))?);
+    let (mean, var) = (get(format!("n{bn}.mean"))?, get(format!("n{bn}.var"))?);
+    let k: Vec<f64> = (0..out)
+        .map(|c| scale[[c]] / (var[[c]] + f64::from(eps)).sqrt())
+        .collect();
+    let mut w2 = w;
+    for (c, mut lane) in w2.axis_iter_mut(Axis(0)).enumerate() {
+        lane.mapv_inplace(|v| v * k[c]);
+    }
+    let b2 = ArrayD::from_shape_fn(ndarray::IxDyn(&[out]), |i| {
+        let c = i[0];
+        (bias[[c]] - mean[[c]]) * k[c] + shift[[c]]
+    });
+    Ok((w2.mapv(|v| v as f32), b2.mapv(|v| v as f32)))
 }
 
 /// Collects nodes and initializers; shared scalar constants are created once.
@@ -576,5 +747,80 @@ mod tests {
                 name: "n6.bias".into()
             })
         );
+    }
+
+    #[test]
+    fn fold_batch_norm_and_normalize_structure() {
+        let mut b = GraphBuilder::new(&[2, 6, 6]);
+        let c1 = b.conv(0, 4, 3, 1, 1);
+        let n1 = b.batch_norm(c1);
+        let r = b.add(Op::Relu, &[n1]);
+        // c2 feeds two nodes: its BatchNorm stays.
+        let c2 = b.conv(r, 4, 3, 1, 1);
+        let n2 = b.batch_norm(c2);
+        let a = b.add(Op::Add, &[n2, c2]);
+        let g = b.add(Op::GlobalAvgPool, &[a]);
+        let l = b.add(
+            Op::Linear {
+                out_features: 3,
+                bias: false,
+            },
+            &[g],
+        );
+        let n3 = b.batch_norm(l);
+        let g = b.finish(n3);
+        let mut w = Weights::he_init(&g, 0).unwrap();
+        w.randomize_batch_norm(&g, 1).unwrap();
+        let options = ExportOptions {
+            normalize: Some((vec![0.5, 0.25], vec![2.0, 4.0])),
+            fold_batch_norm: true,
+            ..Default::default()
+        };
+        let m = inference_model(&g, &w, &options).unwrap();
+        let gp = m.graph.as_ref().unwrap();
+        let ops: Vec<&str> = gp.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "Sub",
+                "Div",
+                "Conv",
+                "Relu",
+                "Conv",
+                "BatchNormalization",
+                "Add",
+                "GlobalAveragePool",
+                "Flatten",
+                "Gemm"
+            ]
+        );
+        assert_eq!(gp.node[0].input, ["input", "n0_mean"]);
+        assert_eq!(gp.node[2].input, ["n0", "n1.weight", "n1.bias"]);
+        assert_eq!(gp.node[2].output, ["n2"]);
+        assert_eq!(
+            gp.node.last().unwrap().input,
+            ["n7", "n8.weight", "n8.bias"]
+        );
+        assert_eq!(gp.node.last().unwrap().output, ["logits"]);
+        let inits: Vec<&str> = gp.initializer.iter().map(|t| t.name.as_str()).collect();
+        assert!(
+            !inits.contains(&"n2.scale") && inits.contains(&"n5.scale"),
+            "{inits:?}"
+        );
+
+        let short = ExportOptions {
+            normalize: Some((vec![0.5], vec![1.0])),
+            ..Default::default()
+        };
+        let e = export_inference(&g, &w, &short).unwrap_err().to_string();
+        assert!(
+            e.contains("one mean and one std per input channel (2)"),
+            "{e}"
+        );
+        let zero_std = ExportOptions {
+            normalize: Some((vec![0.5, 0.5], vec![1.0, 0.0])),
+            ..Default::default()
+        };
+        assert!(export_inference(&g, &w, &zero_std).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! ONNX: the protobuf messages and the inference-graph exporter.
 
+pub mod ensemble;
 pub mod export;
 pub mod proto;
 

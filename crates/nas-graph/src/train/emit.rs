@@ -80,7 +80,9 @@ impl Emitter {
     /// A float32 constant tensor.
     pub fn tensor(&mut self, hint: &str, dims: &[usize], data: Vec<f32>) -> String {
         let name = self.fresh(hint);
-        self.b.initializers.push(TensorProto::from_f32(&name, dims, data));
+        self.b
+            .initializers
+            .push(TensorProto::from_f32(&name, dims, data));
         name
     }
 
@@ -137,7 +139,7 @@ impl Emitter {
     }
 
     /// `Cast(x)` to float32 (from bool or int64).
-    pub fn to_float(&mut self, x: &str) -> String {
+    pub fn cast_float(&mut self, x: &str) -> String {
         self.op("Cast", &[x], vec![AttributeProto::int("to", 1)])
     }
 
@@ -148,7 +150,7 @@ impl Emitter {
             Some(b) => self.scalar((b * known_per_sample / per) as f32),
             None => {
                 let size = self.op("Size", &[x], vec![]);
-                let f = self.to_float(&size);
+                let f = self.cast_float(&size);
                 self.scale(&f, 1.0 / per as f32)
             }
         }

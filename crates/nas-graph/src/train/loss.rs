@@ -21,7 +21,7 @@ pub(crate) fn emit(e: &mut Emitter, logits: &str, classes: usize, smoothing: f32
     let range: Vec<i64> = (0..classes as i64).collect();
     let range = e.ints(&range);
     let hit = e.op("Equal", &[&labels, &range], vec![]);
-    let onehot = e.to_float(&hit);
+    let onehot = e.cast_float(&hit);
     let q = if smoothing > 0.0 {
         let on = e.scale(&onehot, 1.0 - smoothing);
         let uniform = e.scalar(smoothing / classes as f32);
@@ -43,7 +43,7 @@ pub(crate) fn emit(e: &mut Emitter, logits: &str, classes: usize, smoothing: f32
         ],
     );
     let same = e.op("Equal", &[&argmax, LABELS], vec![]);
-    let samef = e.to_float(&same);
+    let samef = e.cast_float(&same);
     let axis0 = e.ints(&[0]);
     e.op_to(
         "ReduceSum",
@@ -58,7 +58,7 @@ pub(crate) fn emit(e: &mut Emitter, logits: &str, classes: usize, smoothing: f32
         Some(b) => e.scale(&diff, 1.0 / b as f32),
         None => {
             let shape = e.op("Shape", &[LABELS], vec![]);
-            let n = e.to_float(&shape);
+            let n = e.cast_float(&shape);
             e.div(&diff, &n)
         }
     }

@@ -18,9 +18,10 @@
 //! - Weight decay applies to conv and linear weights only, not to biases or BatchNorm affine
 //!   parameters: SGD adds `wd * w` to the gradient, AdamW decays decoupled (`w *= 1 - lr wd`).
 //! - Only nodes that reach the output are computed or carried in the state. A trainable tensor
-//!   that receives no gradient (behind a `Zero`) is updated with a zero gradient; a conv or
-//!   linear bias whose output only feeds BatchNorm (directly or through Identity, Add, Concat or
-//!   MaxPool) has an exactly zero gradient, emitted as such.
+//!   that receives no gradient (behind a `Zero`) is updated with a zero gradient. A bias or
+//!   BatchNorm shift that a later training-mode BatchNorm cancels (a per-channel constant that
+//!   only reaches BatchNorm through shift-preserving ops) has an exactly zero gradient, and zero
+//!   is emitted rather than float32 rounding noise.
 
 mod emit;
 mod loss;
@@ -247,9 +248,10 @@ fn state_layout(graph: &Graph, options: &TrainOptions) -> Result<Vec<StateTensor
     Ok(state)
 }
 
-/// Whether a per-channel constant added to node `id`'s value leaves the loss unchanged: every
-/// consumer normalizes it away (BatchNorm in training mode), ignores it (Zero) or passes it on
-/// unchanged per channel to such consumers.
+/// Whether adding a per-channel constant to node `id`'s value leaves the loss unchanged: every
+/// consumer normalizes it away (BatchNorm in training mode), ignores it (Zero), or turns it into
+/// another constant per channel (or feature) for consumers of the same kind. Such a shift's
+/// gradient (a bias, a BatchNorm shift) is exactly zero.
 fn shift_absorbed(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
     let n = graph.nodes.len();
     let mut consumers: Vec<Vec<NodeId>> = vec![Vec::new(); n];
@@ -262,9 +264,23 @@ fn shift_absorbed(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
     for &id in live.iter().rev() {
         absorbed[id] = id != graph.output
             && !consumers[id].is_empty()
-            && consumers[id].iter().all(|&c| match graph.nodes[c].op {
+            && consumers[id].iter().all(|&c| match &graph.nodes[c].op {
                 Op::BatchNorm { .. } | Op::Zero => true,
-                Op::Identity | Op::Add | Op::Concat | Op::MaxPool { .. } => absorbed[c],
+                // Constant in, constant out (padding would make borders differ).
+                Op::Identity
+                | Op::Add
+                | Op::Concat
+                | Op::MaxPool { .. }
+                | Op::GlobalAvgPool
+                | Op::Flatten
+                | Op::Linear { .. }
+                | Op::AvgPool {
+                    count_include_pad: false,
+                    ..
+                } => absorbed[c],
+                Op::AvgPool { padding, .. } | Op::Conv2d { padding, .. } => {
+                    *padding == [0, 0] && absorbed[c]
+                }
                 _ => false,
             });
     }
@@ -316,7 +332,12 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
             running.as_ref(),
         )?);
     }
-    let dlogits = loss::emit(&mut e, &rules::value(graph.output), classes, options.label_smoothing);
+    let dlogits = loss::emit(
+        &mut e,
+        &rules::value(graph.output),
+        classes,
+        options.label_smoothing,
+    );
 
     // Backward, in reverse topological order; a value used several times sums its gradients.
     let n = graph.nodes.len();
@@ -349,7 +370,11 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         let node = &graph.nodes[id];
         let need: Vec<bool> = node.inputs.iter().map(|&i| requires[i]).collect();
         let saved = saved[id].as_ref().expect("live nodes have a forward");
-        let bw = rules::backward(&mut e, graph, &shapes, id, &dy, saved, &need, absorbed[id]);
+        let wanted = rules::Wanted {
+            inputs: &need,
+            bias: !absorbed[id],
+        };
+        let bw = rules::backward(&mut e, graph, &shapes, id, &dy, saved, &wanted);
         for (slot, g) in bw.inputs.into_iter().enumerate() {
             if let Some(g) = g {
                 contributions[node.inputs[slot]].push(g);
@@ -518,3 +543,305 @@ pub fn weights_from_state(
     }
     Ok(weights)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::GraphBuilder;
+    use crate::onnx::proto::ModelProto;
+    use crate::testing::random_graph;
+
+    fn net() -> Graph {
+        let mut b = GraphBuilder::new(&[3, 6, 6]);
+        let c = b.conv(0, 4, 3, 1, 1);
+        let n = b.batch_norm(c);
+        let r = b.add(Op::Relu, &[n]);
+        let _dead = b.add(
+            Op::Conv2d {
+                out_channels: 2,
+                kernel: [1, 1],
+                stride: [1, 1],
+                padding: [0, 0],
+                dilation: [1, 1],
+                groups: 1,
+                bias: true,
+            },
+            &[r],
+        );
+        let d = b.add(Op::Dropout { p: 0.5 }, &[r]);
+        let g = b.add(Op::GlobalAvgPool, &[d]);
+        let l = b.add(
+            Op::Linear {
+                out_features: 3,
+                bias: true,
+            },
+            &[g],
+        );
+        b.finish(l)
+    }
+
+    fn adamw() -> Optimizer {
+        Optimizer::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+
+    #[test]
+    fn state_layout_and_interface() {
+        let g = net();
+        let options = TrainOptions {
+            optimizer: adamw(),
+            emit_gradients: true,
+            ..TrainOptions::default()
+        };
+        let step = training_step(&g, &options).unwrap();
+        let names: Vec<&str> = step.state.iter().map(|t| t.name.as_str()).collect();
+        // The dead conv (node 4) carries nothing.
+        assert_eq!(
+            names,
+            [
+                "n1.weight",
+                "n2.scale",
+                "n2.bias",
+                "n2.mean",
+                "n2.var",
+                "n7.weight",
+                "n7.bias",
+                "n1.weight.adam_m",
+                "n1.weight.adam_v",
+                "n2.scale.adam_m",
+                "n2.scale.adam_v",
+                "n2.bias.adam_m",
+                "n2.bias.adam_v",
+                "n7.weight.adam_m",
+                "n7.weight.adam_v",
+                "n7.bias.adam_m",
+                "n7.bias.adam_v",
+            ]
+        );
+        assert_eq!(step.state[3].kind, StateKind::RunningMean);
+        assert_eq!(step.state[0].kind, StateKind::Param(ParamRole::Weight));
+        assert_eq!(step.state[8].kind, StateKind::AdamV);
+        assert_eq!(step.state[8].param, "n1.weight");
+        assert_eq!(step.state[8].output, "next:n1.weight.adam_v");
+        assert_eq!(
+            step.dropout_masks,
+            [DropoutMask {
+                input: "mask:n5".into(),
+                shape: vec![4, 6, 6],
+                p: 0.5
+            }]
+        );
+
+        let m = ModelProto::decode(step.model.as_slice()).unwrap();
+        assert_eq!(m.opset_import[0].version, 17);
+        let gp = m.graph.unwrap();
+        let inputs: Vec<&str> = gp.input.iter().map(|v| v.name.as_str()).collect();
+        let mut want = vec![INPUT, LABELS, LR, STEP];
+        want.extend(names.iter().copied());
+        want.push("mask:n5");
+        assert_eq!(inputs, want);
+        let outputs: Vec<String> = gp.output.iter().map(|v| v.name.clone()).collect();
+        let mut want: Vec<String> = vec![LOSS.into(), CORRECT.into()];
+        want.extend(step.state.iter().map(|t| t.output.clone()));
+        want.extend(
+            step.state
+                .iter()
+                .filter(|t| matches!(t.kind, StateKind::Param(_)))
+                .map(|t| grad_name(&t.name)),
+        );
+        assert_eq!(outputs, want);
+
+        let sgd = training_step(&g, &TrainOptions::default()).unwrap();
+        assert_eq!(sgd.state.len(), 7 + 5);
+        assert!(sgd.state[7..].iter().all(|t| t.kind == StateKind::Momentum));
+        let plain = TrainOptions {
+            optimizer: Optimizer::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+            },
+            ..TrainOptions::default()
+        };
+        assert_eq!(training_step(&g, &plain).unwrap().state.len(), 7);
+    }
+
+    #[test]
+    fn state_round_trip_and_errors() {
+        let g = net();
+        let step = training_step(&g, &TrainOptions::default()).unwrap();
+        let w = Weights::he_init(&g, 3).unwrap();
+        let state = initial_state(&step, &w).unwrap();
+        assert!(state[7..].iter().all(|t| t.iter().all(|&v| v == 0.0)));
+        let back = weights_from_state(&step, &state).unwrap();
+        assert_eq!(back.len(), 7);
+        for (name, t) in back.iter() {
+            assert_eq!(Some(t), w.get(name));
+        }
+        let mut missing = w.clone();
+        missing.remove("n2.var");
+        assert_eq!(
+            initial_state(&step, &missing),
+            Err(GraphError::MissingWeight {
+                name: "n2.var".into()
+            })
+        );
+        assert!(weights_from_state(&step, &state[1..]).is_err());
+        let mut wrong = state.clone();
+        wrong[0] = ArrayD::zeros(IxDyn(&[1]));
+        assert!(matches!(
+            weights_from_state(&step, &wrong),
+            Err(GraphError::WeightShape { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_options_and_graphs_are_errors() {
+        let g = net();
+        let bad = |o: TrainOptions| training_step(&g, &o).unwrap_err().to_string();
+        let d = TrainOptions::default;
+        assert!(
+            bad(TrainOptions {
+                batch: Some(0),
+                ..d()
+            })
+            .contains("batch")
+        );
+        assert!(
+            bad(TrainOptions {
+                label_smoothing: 1.0,
+                ..d()
+            })
+            .contains("label_smoothing")
+        );
+        assert!(
+            bad(TrainOptions {
+                weight_decay: -1.0,
+                ..d()
+            })
+            .contains("weight_decay")
+        );
+        let nesterov0 = Optimizer::Sgd {
+            momentum: 0.0,
+            nesterov: true,
+        };
+        assert!(
+            bad(TrainOptions {
+                optimizer: nesterov0,
+                ..d()
+            })
+            .contains("Nesterov")
+        );
+        let beta = Optimizer::AdamW {
+            beta1: 1.0,
+            beta2: 0.999,
+            eps: 1e-8,
+        };
+        assert!(
+            bad(TrainOptions {
+                optimizer: beta,
+                ..d()
+            })
+            .contains("betas")
+        );
+
+        // Logits must be [classes]; batch 1 without spatial extent cannot train BatchNorm.
+        let mut b = GraphBuilder::new(&[2, 3, 3]);
+        let c = b.conv(0, 2, 3, 1, 1);
+        let conv_out = b.finish(c);
+        assert!(
+            training_step(&conv_out, &d())
+                .unwrap_err()
+                .to_string()
+                .contains("[classes] logits")
+        );
+        let mut b = GraphBuilder::new(&[4]);
+        let n = b.batch_norm(0);
+        let features = b.finish(n);
+        let one = TrainOptions {
+            batch: Some(1),
+            ..d()
+        };
+        assert!(
+            training_step(&features, &one)
+                .unwrap_err()
+                .to_string()
+                .contains("more than one value per channel")
+        );
+    }
+
+    /// Every op is a standard `ai.onnx` op the CPU provider has float32 kernels for.
+    #[test]
+    fn only_standard_ops() {
+        const ALLOWED: &[&str] = &[
+            "Add",
+            "And",
+            "ArgMax",
+            "AveragePool",
+            "Cast",
+            "Clip",
+            "Concat",
+            "ConstantOfShape",
+            "Conv",
+            "ConvTranspose",
+            "Div",
+            "Equal",
+            "Erf",
+            "Exp",
+            "Expand",
+            "Flatten",
+            "Gemm",
+            "GlobalAveragePool",
+            "Greater",
+            "Identity",
+            "Less",
+            "LogSoftmax",
+            "MatMul",
+            "MaxPool",
+            "Mul",
+            "Neg",
+            "Pow",
+            "Reciprocal",
+            "ReduceMean",
+            "ReduceSum",
+            "Relu",
+            "Reshape",
+            "ScatterElements",
+            "Shape",
+            "Sigmoid",
+            "Size",
+            "Slice",
+            "Split",
+            "Sqrt",
+            "Sub",
+            "Sum",
+            "Transpose",
+            "Unsqueeze",
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            let g = random_graph(seed);
+            for (batch, optimizer) in [
+                (Some(2), adamw()),
+                (None, TrainOptions::default().optimizer),
+            ] {
+                let o = TrainOptions {
+                    batch,
+                    optimizer,
+                    ..TrainOptions::default()
+                };
+                let step = training_step(&g, &o).unwrap();
+                let m = ModelProto::decode(step.model.as_slice()).unwrap();
+                for n in m.graph.unwrap().node {
+                    assert!(n.domain.is_empty(), "{}", n.op_type);
+                    assert!(ALLOWED.contains(&n.op_type.as_str()), "{}", n.op_type);
+                    seen.insert(n.op_type);
+                }
+            }
+        }
+        assert!(seen.contains("ScatterElements") && seen.contains("ConvTranspose"));
+        assert!(!seen.contains("BatchNormalization"));
+    }
+}
+#[cfg(test)] mod bench_tmp;

@@ -34,7 +34,9 @@ pub fn training_forward(
 ) -> Result<TrainingForward, GraphError> {
     let shapes = graph.shapes()?;
     let n = input.shape().first().copied().unwrap_or(0);
-    if input.shape().len() != graph.input.len() + 1 || n == 0 || input.shape()[1..] != graph.input[..]
+    if input.shape().len() != graph.input.len() + 1
+        || n == 0
+        || input.shape()[1..] != graph.input[..]
     {
         return Err(GraphError::InputShape {
             expected: graph.input.clone(),
@@ -159,7 +161,12 @@ fn cross_entropy(
         let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
         let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
         for (c, &z) in row.iter().enumerate() {
-            let q = smoothing / k as f64 + if c as i64 == label { 1.0 - smoothing } else { 0.0 };
+            let q = smoothing / k as f64
+                + if c as i64 == label {
+                    1.0 - smoothing
+                } else {
+                    0.0
+                };
             loss -= q * (z - lse);
         }
         let argmax = row

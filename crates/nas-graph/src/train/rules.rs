@@ -92,7 +92,11 @@ pub(crate) fn forward(
                 .collect();
             let param = |e: &mut Emitter, role: &str| {
                 let p = format!("n{id}.{role}");
-                if s.len() > 1 { e.reshape(&p, &bshape) } else { p }
+                if s.len() > 1 {
+                    e.reshape(&p, &bshape)
+                } else {
+                    p
+                }
             };
             let scale = param(e, "scale");
             let shift = param(e, "bias");
@@ -103,7 +107,9 @@ pub(crate) fn forward(
             let count = e.count(&x, s.iter().product(), c);
             if let Some(r) = running {
                 // PyTorch: running = (1 - m) * running + m * batch stat, the variance unbiased.
-                if e.batch.is_some_and(|b| b * s[1..].iter().product::<usize>() < 2) {
+                if e.batch
+                    .is_some_and(|b| b * s[1..].iter().product::<usize>() < 2)
+                {
                     return Err(GraphError::node(
                         id,
                         &node.op,
@@ -183,9 +189,16 @@ pub(crate) struct Backward {
     pub params: Vec<(String, String)>,
 }
 
-/// Emits the backward of node `id` given the gradient `dy` of its output. `need[i]` says
-/// whether input slot `i` wants a gradient; `zero_bias`: the bias gradient is exactly zero
-/// (a following BatchNorm absorbs any per-channel shift), so none is computed.
+/// Which gradients a node's backward must produce.
+pub(crate) struct Wanted<'a> {
+    /// Per input slot: whether that input wants a gradient.
+    pub inputs: &'a [bool],
+    /// `false` where the bias (or BatchNorm shift) gradient is exactly zero (a later BatchNorm
+    /// cancels any per-channel shift), so none is computed.
+    pub bias: bool,
+}
+
+/// Emits the backward of node `id` given the gradient `dy` of its output.
 pub(crate) fn backward(
     e: &mut Emitter,
     graph: &Graph,
@@ -193,13 +206,18 @@ pub(crate) fn backward(
     id: NodeId,
     dy: &str,
     saved: &Saved,
-    need: &[bool],
-    zero_bias: bool,
+    wanted: &Wanted,
 ) -> Backward {
+    let need = wanted.inputs;
+    let zero_bias = !wanted.bias;
     let node = &graph.nodes[id];
     let x = node.inputs.first().map(|&i| value(i)).unwrap_or_default();
     let y = value(id);
-    let in_shape = node.inputs.first().map(|&i| shapes[i].as_slice()).unwrap_or(&[]);
+    let in_shape = node
+        .inputs
+        .first()
+        .map(|&i| shapes[i].as_slice())
+        .unwrap_or(&[]);
     let out_shape = shapes[id].as_slice();
     let mut bw = Backward {
         inputs: vec![None; node.inputs.len()],
@@ -239,15 +257,7 @@ pub(crate) fn backward(
                 set0(&mut bw, dx);
             }
             let dw = conv_weight_grad(
-                e,
-                &x,
-                dy,
-                in_shape,
-                *kernel,
-                *stride,
-                *padding,
-                *dilation,
-                *groups,
+                e, &x, dy, in_shape, *kernel, *stride, *padding, *dilation, *groups,
             );
             bw.params.push((w, dw));
             if *bias && !zero_bias {
@@ -275,11 +285,13 @@ pub(crate) fn backward(
             let s1 = e.reduce_sum(dy, &axes, true);
             let dyxc = e.mul(dy, xc);
             let s2 = e.reduce_sum(&dyxc, &axes, true);
-            let dbias = e.reshape(&s1, &[c]);
             let s2inv = e.mul(&s2, inv);
             let dscale = e.reshape(&s2inv, &[c]);
             bw.params.push((format!("n{id}.scale"), dscale));
-            bw.params.push((format!("n{id}.bias"), dbias));
+            if !zero_bias {
+                let dbias = e.reshape(&s1, &[c]);
+                bw.params.push((format!("n{id}.bias"), dbias));
+            }
             if need0 {
                 let m1 = e.div(&s1, count);
                 let centred = e.sub(dy, &m1);
@@ -296,7 +308,7 @@ pub(crate) fn backward(
         (Op::Relu, _) if need0 => {
             let zero = e.scalar(0.0);
             let pos = e.op("Greater", &[&y, &zero], vec![]);
-            let m = e.to_float(&pos);
+            let m = e.cast_float(&pos);
             let dx = e.mul(dy, &m);
             set0(&mut bw, dx);
         }
@@ -305,7 +317,7 @@ pub(crate) fn backward(
             let pos = e.op("Greater", &[&y, &zero], vec![]);
             let below = e.op("Less", &[&y, &six], vec![]);
             let inside = e.op("And", &[&pos, &below], vec![]);
-            let m = e.to_float(&inside);
+            let m = e.cast_float(&inside);
             let dx = e.mul(dy, &m);
             set0(&mut bw, dx);
         }

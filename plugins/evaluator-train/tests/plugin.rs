@@ -1,0 +1,183 @@
+//! Loads the built `libevaluator_train.so` through the host loader, as `nas` does, and trains
+//! candidates on the bundled digits set.
+
+use std::path::PathBuf;
+
+use nas_graph::{Graph, GraphBuilder, Op};
+use nas_plugin::abi::PluginKind;
+use nas_plugin::host::PluginLibrary;
+use nas_plugin::{EvalRequest, EvaluatorContext, Metrics, RuntimeSettings};
+use serde_json::{Value, json};
+
+/// `cargo test` compiles the package's cdylib into target/<profile>/deps (next to this test
+/// binary); `cargo build` copies it one folder up, which is the fallback.
+fn plugin_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let candidates = [
+        deps.join("libevaluator_train.so"),
+        deps.parent().unwrap().join("libevaluator_train.so"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "libevaluator_train.so is in none of {candidates:?}: build it with `cargo build -p evaluator-train`"
+            )
+        })
+}
+
+fn context(config: Value, data: Value, study_dir: &std::path::Path) -> EvaluatorContext {
+    let ort =
+        nas_runtime::locate_library(None).expect("ONNX Runtime is provisioned (`cargo xtask ort`)");
+    EvaluatorContext {
+        config,
+        runtime: RuntimeSettings {
+            threads: 2,
+            ort_library: Some(ort.display().to_string()),
+            ..RuntimeSettings::default()
+        },
+        seed: 5,
+        study_dir: study_dir.display().to_string(),
+        data,
+    }
+}
+
+fn net() -> Graph {
+    let mut b = GraphBuilder::new(&[1, 8, 8]);
+    let x = b.input();
+    let c = b.conv(x, 16, 3, 1, 1);
+    let n = b.batch_norm(c);
+    let r = b.add(Op::Relu, &[n]);
+    let c = b.conv(r, 32, 3, 2, 1);
+    let n = b.batch_norm(c);
+    let r = b.add(Op::Relu, &[n]);
+    let p = b.add(Op::GlobalAvgPool, &[r]);
+    let l = b.add(
+        Op::Linear {
+            out_features: 10,
+            bias: true,
+        },
+        &[p],
+    );
+    b.finish(l)
+}
+
+fn request(trial_id: u64, fidelity: Option<f64>) -> EvalRequest {
+    EvalRequest {
+        trial_id,
+        values: vec![],
+        arch: "conv-bn-relu".into(),
+        graph: net(),
+        fidelity,
+        metrics: Metrics::new(),
+    }
+}
+
+#[test]
+fn the_plugin_trains_on_digits_and_continues_at_a_higher_fidelity() {
+    let lib = PluginLibrary::open(&plugin_path()).unwrap();
+    assert_eq!(lib.name, "train");
+    assert_eq!(lib.kind, PluginKind::Evaluator);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        json!({"epochs": 6, "lr": 0.2, "keep_checkpoints": true}),
+        json!({"dataset": "digits"}),
+        dir.path(),
+    );
+    let mut evaluator = lib.create_evaluator(&ctx).unwrap();
+
+    let first = evaluator.evaluate(&request(1, Some(2.0))).unwrap();
+    let m = &first.metrics;
+    println!("fidelity 2: {m:?}");
+    assert_eq!(m["epochs"], 2.0);
+    assert!(m["val_accuracy"] > 0.1 && m["val_accuracy"] <= 1.0);
+    assert!(m["val_loss"].is_finite() && m["train_seconds"] > 0.0);
+    assert_eq!(first.details["curve"].as_array().unwrap().len(), 2);
+    assert_eq!(first.details["resumed_from_epoch"], 0);
+    assert_eq!(first.details["schedule_epochs"], 6);
+    let ckpt = dir
+        .path()
+        .join("checkpoints")
+        .join(format!("{}.ckpt", net().canonical_hash()));
+    assert!(ckpt.is_file());
+
+    // Same network, no fidelity: the configured 6 epochs, continuing from epoch 2.
+    let second = evaluator.evaluate(&request(2, None)).unwrap();
+    println!("continued to 6: {:?}", second.metrics);
+    assert_eq!(second.metrics["epochs"], 6.0);
+    assert_eq!(second.details["resumed_from_epoch"], 2);
+    let curve = second.details["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 6);
+    assert_eq!(curve[0], first.details["curve"][0]);
+    assert!(
+        second.metrics["val_accuracy"] >= 0.9,
+        "{:?}",
+        second.metrics
+    );
+
+    // A lower fidelity than the kept checkpoint trains afresh and keeps the further one.
+    let third = evaluator.evaluate(&request(3, Some(1.0))).unwrap();
+    assert_eq!(third.metrics["epochs"], 1.0);
+    assert_eq!(third.details["resumed_from_epoch"], 0);
+    assert!(third.details["checkpoint"].is_null());
+    let kept = nas_train::TrainCheckpoint::load(&ckpt).unwrap();
+    assert_eq!(kept.epoch, 6);
+}
+
+#[test]
+fn divergence_fails_the_trial_with_the_reason() {
+    let lib = PluginLibrary::open(&plugin_path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        json!({"epochs": 2, "lr": 1e6, "schedule": "constant"}),
+        json!({"dataset": "digits"}),
+        dir.path(),
+    );
+    let mut evaluator = lib.create_evaluator(&ctx).unwrap();
+    let err = evaluator
+        .evaluate(&request(1, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("training diverged at epoch 1 step"), "{err}");
+    assert!(err.contains("optimizer = \"adamw\""), "{err}");
+    // The instance stays usable for the next candidate.
+    assert!(evaluator.evaluate(&request(2, None)).is_err());
+}
+
+#[test]
+fn the_plugin_explains_missing_data_and_unknown_options() {
+    let lib = PluginLibrary::open(&plugin_path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = lib
+        .create_evaluator(&context(json!({}), Value::Null, dir.path()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("needs a [data] table, e.g. `[data] dataset = \"digits\"`"),
+        "{err}"
+    );
+    let err = lib
+        .create_evaluator(&context(
+            json!({"epocs": 3}),
+            json!({"dataset": "digits"}),
+            dir.path(),
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("unknown option `epocs`") && err.contains("epochs, batch"),
+        "{err}"
+    );
+    let err = lib
+        .create_evaluator(&context(json!({}), json!({"dataset": "mnist"}), dir.path()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[data]") && err.contains("mnist"), "{err}");
+}
