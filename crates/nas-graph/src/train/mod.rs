@@ -844,4 +844,3 @@ mod tests {
         assert!(!seen.contains("BatchNormalization"));
     }
 }
-#[cfg(test)] mod bench_tmp;
