@@ -159,7 +159,7 @@ fn search_status_best_export_round_trip() {
 #[test]
 fn killed_search_resumes_without_losing_or_redoing_trials() {
     let tmp = tempfile::tempdir().unwrap();
-    let budget = 40;
+    let budget = 120;
     let cfg = write(tmp.path(), "s.toml", &study_toml(budget, 40, ""));
     let mut child = Command::new(NAS)
         .args(["search", cfg.to_str().unwrap()])
@@ -360,5 +360,79 @@ fn plugins_lists_the_shipped_plugins() {
                 .any(|p| p["name"] == name && p["kind"] == kind && p["error"].is_null()),
             "{name} missing from {list:?}"
         );
+    }
+}
+
+#[test]
+fn the_seed_makes_a_study_repeatable() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Params and FLOPs only: every metric is deterministic, so whole trials must agree.
+    let text = study_toml(14, 1, "")
+        .replace("latency = { batch = 4, runs = 1, warmup = 1 }", "")
+        .replace("minimize = \"latency_ms\"", "minimize = \"flops\"");
+    let cfg = write(tmp.path(), "s.toml", &text);
+    let runs: Vec<Vec<(String, String, String)>> = ["a", "b"]
+        .iter()
+        .map(|dir| {
+            let o = nas(
+                &["search", cfg.to_str().unwrap(), "--study-dir", dir],
+                tmp.path(),
+            );
+            assert!(o.status.success(), "{}", stderr(&o));
+            trials_json(tmp.path(), dir)
+                .iter()
+                .map(|t| {
+                    (
+                        t["arch"].as_str().unwrap().to_string(),
+                        t["strategy"].as_str().unwrap().to_string(),
+                        t["metrics"].to_string(),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(runs[0].len(), runs[1].len());
+    assert_eq!(runs[0], runs[1]);
+}
+
+#[test]
+fn several_objectives_give_a_pareto_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = study_toml(12, 2, "").replace(
+        "minimize = \"latency_ms\"",
+        "objectives = [{ maximize = \"params\" }, { minimize = \"flops\" }]",
+    );
+    let cfg = write(tmp.path(), "s.toml", &text);
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nas(&["best", "study", "--json"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let front: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(!front.is_empty());
+    let point = |t: &serde_json::Value| {
+        (
+            t["metrics"]["params"].as_f64().unwrap(),
+            t["metrics"]["flops"].as_f64().unwrap(),
+        )
+    };
+    let dominated =
+        |a: (f64, f64), b: (f64, f64)| b.0 >= a.0 && b.1 <= a.1 && (b.0 > a.0 || b.1 < a.1);
+    let all: Vec<(f64, f64)> = trials_json(tmp.path(), "study")
+        .iter()
+        .filter(|t| t["state"] == "complete")
+        .map(point)
+        .collect();
+    for t in &front {
+        let p = point(t);
+        assert!(!all.iter().any(|q| dominated(p, *q)), "{p:?} is dominated");
+    }
+    // Every complete trial not in the set is dominated by a member of it.
+    for q in &all {
+        if !front.iter().any(|t| point(t) == *q) {
+            assert!(
+                front.iter().any(|t| dominated(*q, point(t))),
+                "{q:?} missing from the front"
+            );
+        }
     }
 }

@@ -97,7 +97,10 @@ fn trained_study_retrains_the_best_and_exports_models() {
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
     assert_eq!(
-        models.iter().filter(|m| m.starts_with("trial-") && m.ends_with(".onnx")).count(),
+        models
+            .iter()
+            .filter(|m| m.starts_with("trial-") && m.ends_with(".onnx"))
+            .count(),
         2,
         "{models:?}"
     );
@@ -140,5 +143,8 @@ fn a_missing_data_table_is_explained() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("[data]"), "{err}");
-    assert!(!tmp.path().join("study").exists(), "nothing is created for a bad config");
+    assert!(
+        !tmp.path().join("study").exists(),
+        "nothing is created for a bad config"
+    );
 }

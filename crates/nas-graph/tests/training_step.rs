@@ -711,35 +711,3 @@ fn folded_and_normalized_exports_match_the_plain_export() {
     eprintln!("{folds} BatchNorms folded");
     assert!(folds >= 20, "only {folds} BatchNorms were folded");
 }
-
-#[test]
-#[ignore]
-fn bench_step() {
-  for (ca, cb) in [(16usize, 32usize), (32, 64)] { for threads in [1usize, 2] {
-    let mut b = GraphBuilder::new(&[3, 32, 32]);
-    let c1 = b.conv(0, ca, 3, 1, 1);
-    let n1 = b.batch_norm(c1);
-    let r1 = b.add(Op::Relu, &[n1]);
-    let c2 = b.conv(r1, cb, 3, 2, 1);
-    let n2 = b.batch_norm(c2);
-    let r2 = b.add(Op::Relu, &[n2]);
-    let g = b.add(Op::GlobalAvgPool, &[r2]);
-    let l = b.add(Op::Linear { out_features: 10, bias: true }, &[g]);
-    let graph = b.finish(l);
-    for batch in [Some(128)] {
-        let step = training_step(&graph, &TrainOptions { batch, ..TrainOptions::default() }).unwrap();
-        let mut s = Session::builder(env()).unwrap()
-            .with_optimization_level(GraphOptimizationLevel::All).unwrap()
-            .with_intra_threads(threads).unwrap()
-            .commit_from_memory(&step.model).unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut state = initial_state(&step, &Weights::he_init(&graph, 1).unwrap()).unwrap();
-        let bt = random_batch(&graph, &step, 128, 10, &mut rng);
-        for _ in 0..3 { state = run_step(&mut s, &step, &bt, 0.01, 1.0, &state).unwrap().state; }
-        let t = std::time::Instant::now();
-        let n = 20;
-        for _ in 0..n { state = run_step(&mut s, &step, &bt, 0.01, 1.0, &state).unwrap().state; }
-        eprintln!("{ca}/{cb} channels, {threads} threads, batch {batch:?}: {:.1} ms per step", t.elapsed().as_secs_f64() * 1000.0 / n as f64);
-    }
-}}
-}
