@@ -581,9 +581,9 @@ fn double_buffered_training_converges() {
                 .bind_input(m.input.as_str(), &Tensor::from_array(mask).unwrap())
                 .unwrap();
         }
-        let (read, write) = if k % 2 == 0 { (0, 1) } else { (1, 0) };
+        // Even steps read set 0 and write set 1, odd steps the reverse.
         let [a, b] = &mut buffers;
-        let (src, dst) = if read == 0 { (&*a, b) } else { (&*b, a) };
+        let (src, dst) = if k % 2 == 0 { (&*a, b) } else { (&*b, a) };
         for (st, t) in step.state.iter().zip(src) {
             binding.bind_input(st.input.as_str(), t).unwrap();
         }
@@ -604,7 +604,6 @@ fn double_buffered_training_converges() {
         assert!(loss.is_finite(), "step {k}: loss {loss}");
         last_epoch_correct += f64::from(out[CORRECT].try_extract_scalar::<f32>().unwrap());
         drop(out);
-        let _ = write;
     }
     let final_set = steps % 2;
     let state: Vec<ArrayD<f32>> = buffers[final_set]
