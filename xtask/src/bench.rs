@@ -27,7 +27,7 @@ directory = "runs/bench-loop"
 trials = 10000
 
 [space]
-kind = "cell"
+kind = "chain"                 # a space far larger than the budget: no exhaustion
 
 [[strategy]]
 plugin = "random"
@@ -213,7 +213,7 @@ fn summarize(runs: &[(u64, Measured)], trials: u64) -> String {
     );
     let _ = writeln!(
         s,
-        "Study `{CONFIG}`: `cell` space, `random` strategy, `cost` evaluator counting parameters \
+        "Study `{CONFIG}`: `chain` space, `random` strategy, `cost` evaluator counting parameters \
          only (no ONNX Runtime session). Release build, fresh study folder per run.\n"
     );
     let _ = writeln!(

@@ -63,6 +63,9 @@ pub struct TrialRecord {
     pub finished_at: Option<f64>,
 }
 
+/// A trial id with the values of some of its metrics (`None` where a metric is absent).
+pub type MetricValues = (u64, Vec<Option<f64>>);
+
 /// A trial about to be stored.
 #[derive(Clone, Debug)]
 pub struct NewTrial {
@@ -365,7 +368,7 @@ impl Storage {
     pub fn complete_metric_values(
         &self,
         names: &[&str],
-    ) -> Result<Vec<(u64, Vec<Option<f64>>)>, StorageError> {
+    ) -> Result<Vec<MetricValues>, StorageError> {
         let columns: Vec<String> = (0..names.len())
             .map(|i| format!("json_extract(metrics, ?{})", i + 1))
             .collect();

@@ -70,7 +70,12 @@ fn summarize_abi_error(raw: &str) -> String {
         }
     }
     let summary = if !errors.is_empty() {
-        errors.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        errors
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
     } else if let Some(i) = lines.iter().position(|l| *l == "because:") {
         lines[i + 1..].join(" ")
     } else {

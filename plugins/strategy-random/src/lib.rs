@@ -21,7 +21,9 @@ pub fn sample_choice(kind: &ChoiceKind, rng: &mut impl Rng) -> f64 {
         ChoiceKind::Float { low, high, log } => {
             if *log {
                 // exp(ln(x)) can overshoot x by an ulp.
-                rng.random_range(low.ln()..=high.ln()).exp().clamp(*low, *high)
+                rng.random_range(low.ln()..=high.ln())
+                    .exp()
+                    .clamp(*low, *high)
             } else {
                 rng.random_range(*low..=*high)
             }
