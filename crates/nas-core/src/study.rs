@@ -95,8 +95,14 @@ pub struct Study {
     _lock: File,
 }
 
-fn hash_key(hash: &str) -> u64 {
-    u64::from_str_radix(hash.get(..16).unwrap_or(hash), 16).unwrap_or(0)
+/// Dedup key: the same network at the same fidelity. A multi-fidelity strategy promoting a
+/// candidate to more epochs is a new evaluation, not a duplicate.
+fn hash_key(hash: &str, fidelity: Option<f64>) -> u64 {
+    let base = u64::from_str_radix(hash.get(..16).unwrap_or(hash), 16).unwrap_or(0);
+    match fidelity {
+        None => base,
+        Some(f) => derive_seed(base, f.to_bits()),
+    }
 }
 
 /// Independent seeds for each strategy from the study seed (splitmix64).
@@ -286,7 +292,7 @@ impl Study {
     /// Rebuilds the in-memory counters (dedup index, budget, phases, best) from storage.
     fn replay_history(&mut self) -> anyhow::Result<()> {
         for t in self.storage.trials()? {
-            self.seen.insert(hash_key(&t.hash), t.id);
+            self.seen.insert(hash_key(&t.hash, t.fidelity), t.id);
             let reached_evaluators = t.started_at.is_some()
                 || matches!(t.state, TrialState::Pending | TrialState::Running);
             if reached_evaluators {
@@ -463,7 +469,7 @@ impl Study {
                 }
             };
             new.hash = graph.canonical_hash();
-            if let Some(&original) = self.seen.get(&hash_key(&new.hash)) {
+            if let Some(&original) = self.seen.get(&hash_key(&new.hash, new.fidelity)) {
                 // Not evaluated again: the proposer is told the cached result.
                 let cached = self
                     .storage
@@ -501,7 +507,7 @@ impl Study {
             fruitless = 0;
             let cps = self.checkpoint(&[index])?;
             let id = self.storage.insert_trial(&new, &cps)?;
-            self.seen.insert(hash_key(&new.hash), id);
+            self.seen.insert(hash_key(&new.hash, new.fidelity), id);
             self.evaluated += 1;
             self.phases[index].evaluated += 1;
             let trial = self
@@ -536,7 +542,7 @@ impl Study {
         observer: &mut dyn Observer,
     ) -> anyhow::Result<()> {
         let id = self.storage.insert_trial(&new, &[])?;
-        self.seen.insert(hash_key(&new.hash), id);
+        self.seen.insert(hash_key(&new.hash, new.fidelity), id);
         let trial = self
             .storage
             .trial(id)?
