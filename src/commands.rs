@@ -36,6 +36,14 @@ pub fn search(
         "stopped: {} ({} trials evaluated in this run, {} duplicate proposals answered from the cache)",
         summary.stop_reason, summary.evaluated, summary.duplicates
     );
+    if study.config().strategies.len() > 1 {
+        let shares: Vec<String> = study
+            .standings()
+            .iter()
+            .map(|s| format!("{} {} trials (credit {:.2})", s.strategy, s.evaluated, s.credit))
+            .collect();
+        eprintln!("strategies: {}", shares.join(", "));
+    }
     if study.config().final_phase.is_some() {
         study.run_final(&mut progress)?;
     }
@@ -62,6 +70,25 @@ pub fn status(dir: &Path, json: bool, show_config: bool) -> anyhow::Result<()> {
     }
     let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{} trials: {}", trials.len(), counts.join(", "));
+    if let Some(json) = storage.meta("standings")? {
+        let standings: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
+        let line: Vec<String> = standings
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} trials, credit {:.2}",
+                    s["strategy"].as_str().unwrap_or("?"),
+                    s["evaluated"],
+                    s["credit"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        println!(
+            "strategies ({:?} mix): {}",
+            config.mix.mode,
+            line.join("; ")
+        );
+    }
     println!(
         "{:>6}  {:<10}  {:<10}  arch  metrics",
         "id", "state", "strategy"

@@ -436,3 +436,79 @@ fn several_objectives_give_a_pareto_set() {
         }
     }
 }
+
+/// Random and evolution mixed by `mix` (a TOML fragment), params and FLOPs only.
+fn mixed_study(trials: u64, strategies: &str, mix: &str) -> String {
+    format!(
+        r#"
+[study]
+name = "mix"
+seed = 11
+directory = "study"
+
+[budget]
+trials = {trials}
+
+[space]
+kind = "chain"
+
+{strategies}
+
+[[evaluator]]
+plugin = "cost"
+
+[objective]
+minimize = "flops"
+{mix}
+"#
+    )
+}
+
+#[test]
+fn a_weighted_portfolio_shares_proposals_and_records_proposers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strategies = "[[strategy]]\nplugin = \"random\"\nweight = 3\n\n[[strategy]]\nplugin = \"evolution\"\npopulation = 5\nsample = 2\nweight = 1\n";
+    let cfg = write(tmp.path(), "s.toml", &mixed_study(200, strategies, ""));
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trials = trials_json(tmp.path(), "study");
+    assert_eq!(trials.len(), 200);
+    let random = trials.iter().filter(|t| t["strategy"] == "random").count() as f64;
+    let share = random / 200.0;
+    assert!((0.62..=0.88).contains(&share), "random's share {share}, weight 3 of 4");
+    assert!(trials.iter().all(|t| t["strategy"] == "random" || t["strategy"] == "evolution"));
+    let o = nas(&["status", "study"], tmp.path());
+    assert!(stdout(&o).contains("Portfolio mix"), "{}", stdout(&o));
+}
+
+#[test]
+fn the_bandit_credits_strategies_and_reports_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strategies = "[[strategy]]\nplugin = \"random\"\n\n[[strategy]]\nplugin = \"evolution\"\npopulation = 5\nsample = 2\n";
+    let cfg = write(
+        tmp.path(),
+        "s.toml",
+        &mixed_study(60, strategies, "[mix]\nmode = \"bandit\"\nwindow = 10\n"),
+    );
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("credit"), "{}", stderr(&o));
+    let trials = trials_json(tmp.path(), "study");
+    for name in ["random", "evolution"] {
+        assert!(trials.iter().any(|t| t["strategy"] == name), "{name} never proposed");
+    }
+    let o = nas(&["status", "study"], tmp.path());
+    assert!(stdout(&o).contains("Bandit mix"), "{}", stdout(&o));
+
+    // Phases and portfolio keys do not mix.
+    let bad = mixed_study(
+        5,
+        "[[strategy]]\nplugin = \"random\"\nuntil = { trials = 2 }\nweight = 2\n\n[[strategy]]\nplugin = \"evolution\"\n",
+        "",
+    );
+    let cfg = write(tmp.path(), "bad.toml", &bad);
+    let o = nas(&["search", cfg.to_str().unwrap(), "--study-dir", "other"], tmp.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bad.toml:"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`until` makes phases"), "{}", stderr(&o));
+}

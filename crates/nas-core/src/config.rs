@@ -47,6 +47,8 @@ pub struct StudyConfig {
     pub budget: Budget,
     pub space: SpaceConfig,
     pub strategies: Vec<StrategySpec>,
+    /// How the strategies share the proposals.
+    pub mix: MixConfig,
     pub evaluators: Vec<EvaluatorSpec>,
     pub objectives: Vec<Objective>,
     pub constraints: Vec<Constraint>,
@@ -105,11 +107,35 @@ pub enum Until {
     NoImprovement(u64),
 }
 
+/// How several `[[strategy]]` tables share the proposals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MixMode {
+    /// One after the other, each `until` its condition holds.
+    Phases,
+    /// All at once, each proposing a `weight`-proportional share.
+    Portfolio,
+    /// All at once, the next proposal going to the strategy whose recent proposals improved
+    /// the objective most (UCB1 with `exploration`).
+    Bandit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct MixConfig {
+    pub mode: MixMode,
+    /// Bandit: how many recent proposals of a strategy its credit looks at.
+    pub window: usize,
+    /// Bandit: weight of the exploration bonus.
+    pub exploration: f64,
+}
+
 #[derive(Clone, Debug)]
 pub struct StrategySpec {
     /// `random`, or a path to a library.
     pub plugin: String,
     pub until: Option<Until>,
+    /// Portfolio share (default 1).
+    pub weight: Option<f64>,
     /// Plugin-specific keys.
     pub config: serde_json::Value,
     /// `file:line:column` of the table, for messages.
@@ -237,6 +263,7 @@ struct RawFile<S> {
     space: S,
     #[serde(default)]
     strategy: Vec<Spanned<toml::Table>>,
+    mix: Option<Spanned<RawMix>>,
     #[serde(default)]
     evaluator: Vec<Spanned<toml::Table>>,
     objective: Spanned<RawObjective>,
@@ -256,6 +283,14 @@ struct RawStudy {
     #[serde(default)]
     seed: u64,
     directory: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMix {
+    mode: Option<MixMode>,
+    window: Option<usize>,
+    exploration: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -442,13 +477,13 @@ fn finish<S>(
             "no `[[evaluator]]` table: add at least one, e.g. `[[evaluator]]\\nplugin = \"cost\"`",
         ));
     }
-    let last = raw.strategy.len() - 1;
     let strategies = raw
         .strategy
         .iter()
-        .enumerate()
-        .map(|(i, t)| strategy_spec(loc, t, i == last))
+        .map(|t| strategy_spec(loc, t))
         .collect::<Result<Vec<_>, _>>()?;
+    let mix = mix_config(loc, raw.mix.as_ref(), &strategies)?;
+    let strategies: Vec<StrategySpec> = strategies.into_iter().map(|(s, _)| s).collect();
     let evaluators = raw
         .evaluator
         .iter()
@@ -489,6 +524,7 @@ fn finish<S>(
         budget,
         space,
         strategies,
+        mix,
         evaluators,
         objectives,
         constraints,
@@ -541,32 +577,90 @@ fn to_json(table: toml::Table) -> serde_json::Value {
 fn strategy_spec(
     loc: &Locator<'_>,
     table: &Spanned<toml::Table>,
-    is_last: bool,
-) -> Result<StrategySpec, ConfigError> {
+) -> Result<(StrategySpec, usize), ConfigError> {
     let at = table.span().start;
     let (plugin, mut rest) = take_plugin(loc, table, "strategy")?;
     let until = match rest.remove("until") {
         None => None,
         Some(value) => Some(parse_until(loc, at, value)?),
     };
-    if until.is_some() && is_last {
+    let weight = match rest.remove("weight") {
+        None => None,
+        Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+            Some(w) if w > 0.0 && w.is_finite() => Some(w),
+            _ => return Err(loc.at(at, format!("`weight` must be a positive number, found `{v}`"))),
+        },
+    };
+    Ok((
+        StrategySpec {
+            plugin,
+            until,
+            weight,
+            config: to_json(rest),
+            location: loc.location(at),
+        },
+        at,
+    ))
+}
+
+/// Decides the mix mode and checks the strategies' `until`/`weight` keys fit it.
+fn mix_config(
+    loc: &Locator<'_>,
+    raw: Option<&Spanned<RawMix>>,
+    strategies: &[(StrategySpec, usize)],
+) -> Result<MixConfig, ConfigError> {
+    let any_weight = strategies.iter().any(|(s, _)| s.weight.is_some());
+    let mode = raw
+        .and_then(|m| m.get_ref().mode)
+        .unwrap_or(if any_weight { MixMode::Portfolio } else { MixMode::Phases });
+    for (i, (s, at)) in strategies.iter().enumerate() {
+        match mode {
+            MixMode::Phases => {
+                if s.weight.is_some() {
+                    return Err(loc.at(
+                        *at,
+                        "`weight` needs strategies active at once: remove `[mix] mode = \"phases\"` or the weights",
+                    ));
+                }
+                if s.until.is_some() && i + 1 == strategies.len() {
+                    return Err(loc.at(
+                        *at,
+                        "the last [[strategy]] has `until`, but there is no next strategy to take over; remove it or add another [[strategy]]",
+                    ));
+                }
+            }
+            MixMode::Portfolio | MixMode::Bandit => {
+                if s.until.is_some() {
+                    return Err(loc.at(
+                        *at,
+                        format!(
+                            "`until` makes phases, but the strategies here are mixed as a {:?} (all active at once); remove `until` or the weights / [mix] mode",
+                            mode
+                        )
+                        .to_lowercase(),
+                    ));
+                }
+                if mode == MixMode::Bandit && s.weight.is_some() {
+                    return Err(loc.at(
+                        *at,
+                        "`weight` has no meaning with `[mix] mode = \"bandit\"`, which shares proposals by credit; remove it",
+                    ));
+                }
+            }
+        }
+    }
+    let window = raw.and_then(|m| m.get_ref().window).unwrap_or(20);
+    let exploration = raw.and_then(|m| m.get_ref().exploration).unwrap_or(0.5);
+    if window == 0 || !(exploration >= 0.0) {
         return Err(loc.at(
-            at,
-            "the last [[strategy]] has `until`, but there is no next strategy to take over; remove it or add another [[strategy]]",
+            raw.map_or(0, |m| m.span().start),
+            "`[mix] window` must be at least 1 and `exploration` a number >= 0",
         ));
     }
-    if let Some(weight) = rest.get("weight") {
-        let _ = weight;
-        return Err(loc.at(
-            at,
-            "`weight` (portfolios of simultaneously active strategies) is not supported yet; use phases with `until`",
-        ));
-    }
-    Ok(StrategySpec {
-        plugin,
-        until,
-        config: to_json(rest),
-        location: loc.location(at),
+    Ok(MixConfig {
+        mode,
+        window,
+        exploration,
     })
 }
 

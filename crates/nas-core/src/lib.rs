@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod final_phase;
+pub mod mix;
 pub mod objectives;
 pub mod pipeline;
 pub mod plugins;

@@ -16,7 +16,8 @@ use nas_plugin::abi::PluginKind;
 use nas_plugin::host::StrategyHandle;
 use nas_plugin::{EvalRequest, Metrics, Observation, SpaceDescriptor, StrategyContext, TrialState};
 
-use crate::config::{StudyConfig, Until};
+use crate::config::StudyConfig;
+use crate::mix::{Mixer, Slot, Standing};
 use crate::objectives;
 use crate::pipeline::{Pipeline, static_metrics, violation};
 use crate::plugins;
@@ -53,27 +54,10 @@ pub struct Summary {
     pub stop_reason: String,
 }
 
+/// One `[[strategy]]`: its plugin instance and what the mixer knows about it.
 struct Phase {
     name: String,
     handle: StrategyHandle,
-    until: Option<Until>,
-    /// Trials this phase proposed that reached the evaluators.
-    evaluated: u64,
-    /// Study seconds spent while this phase was active.
-    seconds: f64,
-    /// Finished trials of this phase since the best last improved.
-    since_improvement: u64,
-}
-
-impl Phase {
-    fn done(&self) -> bool {
-        match &self.until {
-            None => false,
-            Some(Until::Trials(n)) => self.evaluated >= *n,
-            Some(Until::WallTime(d)) => self.seconds >= d.as_secs_f64(),
-            Some(Until::NoImprovement(n)) => self.since_improvement >= *n,
-        }
-    }
 }
 
 pub struct Study {
@@ -83,6 +67,10 @@ pub struct Study {
     space: Box<dyn SearchSpace>,
     descriptor: SpaceDescriptor,
     phases: Vec<Phase>,
+    slots: Vec<Slot>,
+    mixer: Mixer,
+    /// Proposals asked so far (stored, so the portfolio draw survives a resume).
+    proposals: u64,
     pipeline: Pipeline,
     /// Canonical hash prefix -> trial id, for dedup without keeping records in memory.
     seen: HashMap<u64, u64>,
@@ -120,12 +108,14 @@ fn identity(config: &StudyConfig) -> serde_json::Value {
         "seed": config.seed,
         "space": crate::config::space_json(&config.space),
         "strategy": config.strategies.iter().map(|s| serde_json::json!({
-            "plugin": s.plugin, "until": format!("{:?}", s.until), "config": s.config,
+            "plugin": s.plugin, "until": format!("{:?}", s.until), "weight": s.weight,
+            "config": s.config,
         })).collect::<Vec<_>>(),
         "evaluator": config.evaluators.iter().map(|e| serde_json::json!({
             "plugin": e.plugin, "config": e.config,
         })).collect::<Vec<_>>(),
         "objective": config.objectives,
+        "mix": config.mix,
         "data": config.data,
         "constraints": config.constraints.iter().map(|c| (c.metric.clone(), c.min, c.max)).collect::<Vec<_>>(),
     })
@@ -172,10 +162,6 @@ impl Study {
             phases.push(Phase {
                 name: library.name.clone(),
                 handle,
-                until: spec.until.clone(),
-                evaluated: 0,
-                seconds: 0.0,
-                since_improvement: 0,
             });
         }
         // An explicit `ort_library` must exist; otherwise a missing library only matters to
@@ -221,6 +207,7 @@ impl Study {
                     "evaluator",
                     "objective",
                     "constraints",
+                    "mix",
                     "data",
                 ]
                 .into_iter()
@@ -260,11 +247,22 @@ impl Study {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
+        let proposals = storage
+            .meta("proposals")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let mut study = Study {
             dir,
             storage,
             space,
             descriptor,
+            slots: config
+                .strategies
+                .iter()
+                .map(|s| Slot::new(s.until.clone(), s.weight))
+                .collect(),
+            mixer: Mixer::new(config.mix, config.seed),
+            proposals,
             phases,
             pipeline,
             seen: HashMap::new(),
@@ -297,7 +295,7 @@ impl Study {
                 || matches!(t.state, TrialState::Pending | TrialState::Running);
             if reached_evaluators {
                 self.evaluated += 1;
-                if let Some(p) = self.phases.get_mut(t.strategy_index) {
+                if let Some(p) = self.slots.get_mut(t.strategy_index) {
                     p.evaluated += 1;
                 }
             }
@@ -322,12 +320,12 @@ impl Study {
         } else {
             false
         };
-        if let Some(p) = self.phases.get_mut(t.strategy_index) {
-            p.since_improvement = if improved { 0 } else { p.since_improvement + 1 };
-            if let (Some(s), Some(f)) = (t.started_at.or(Some(t.created_at)), t.finished_at) {
-                p.seconds += (f - s).max(0.0);
-            }
-        }
+        let seconds = match (t.started_at.or(Some(t.created_at)), t.finished_at) {
+            (Some(s), Some(f)) => (f - s).max(0.0),
+            _ => 0.0,
+        };
+        self.mixer
+            .record(&mut self.slots, t.strategy_index, improved, seconds);
     }
 
     fn study_seconds(&self) -> f64 {
@@ -361,11 +359,18 @@ impl Study {
         None
     }
 
-    fn active_phase(&self) -> usize {
+    /// Each strategy's share of the study and its bandit credit.
+    pub fn standings(&self) -> Vec<Standing> {
         self.phases
             .iter()
-            .position(|p| !p.done())
-            .unwrap_or(self.phases.len() - 1)
+            .zip(&self.slots)
+            .map(|(p, s)| Standing {
+                strategy: p.name.clone(),
+                evaluated: s.evaluated,
+                credit: s.credit(),
+                weight: s.weight,
+            })
+            .collect()
     }
 
     fn checkpoint(&mut self, indices: &[usize]) -> anyhow::Result<Vec<Checkpoint>> {
@@ -434,14 +439,23 @@ impl Study {
                 );
                 break;
             }
-            let index = self.active_phase();
+            let Some(index) = self.mixer.pick(&self.slots, self.proposals) else {
+                summary.stop_reason = "no strategy has anything more to propose".into();
+                break;
+            };
+            self.proposals += 1;
+            self.storage
+                .set_meta("proposals", &self.proposals.to_string())?;
             let proposals = self.phases[index].handle.ask(1)?;
             let Some(proposal) = proposals.into_iter().next() else {
-                summary.stop_reason = format!(
+                // With nothing running, an empty ask means the strategy is done: the others
+                // (or the next phase) take over.
+                observer.note(&format!(
                     "strategy `{}` has nothing more to propose",
                     self.phases[index].name
-                );
-                break;
+                ));
+                self.slots[index].exhausted = true;
+                continue;
             };
             let name = self.phases[index].name.clone();
             proposals_len_check(&self.descriptor, &proposal.values, &name)?;
@@ -509,7 +523,7 @@ impl Study {
             let id = self.storage.insert_trial(&new, &cps)?;
             self.seen.insert(hash_key(&new.hash, new.fidelity), id);
             self.evaluated += 1;
-            self.phases[index].evaluated += 1;
+            self.slots[index].evaluated += 1;
             let trial = self
                 .storage
                 .trial(id)?
@@ -517,6 +531,8 @@ impl Study {
             self.evaluate_graph(trial, graph, observer)?;
             summary.evaluated += 1;
         }
+        self.storage
+            .set_meta("standings", &serde_json::to_string(&self.standings())?)?;
         Ok(summary)
     }
 
