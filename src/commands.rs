@@ -40,7 +40,12 @@ pub fn search(
         let shares: Vec<String> = study
             .standings()
             .iter()
-            .map(|s| format!("{} {} trials (credit {:.2})", s.strategy, s.evaluated, s.credit))
+            .map(|s| {
+                format!(
+                    "{} {} trials (credit {:.2})",
+                    s.strategy, s.evaluated, s.credit
+                )
+            })
             .collect();
         eprintln!("strategies: {}", shares.join(", "));
     }

@@ -475,8 +475,15 @@ fn a_weighted_portfolio_shares_proposals_and_records_proposers() {
     assert_eq!(trials.len(), 200);
     let random = trials.iter().filter(|t| t["strategy"] == "random").count() as f64;
     let share = random / 200.0;
-    assert!((0.62..=0.88).contains(&share), "random's share {share}, weight 3 of 4");
-    assert!(trials.iter().all(|t| t["strategy"] == "random" || t["strategy"] == "evolution"));
+    assert!(
+        (0.62..=0.88).contains(&share),
+        "random's share {share}, weight 3 of 4"
+    );
+    assert!(
+        trials
+            .iter()
+            .all(|t| t["strategy"] == "random" || t["strategy"] == "evolution")
+    );
     let o = nas(&["status", "study"], tmp.path());
     assert!(stdout(&o).contains("Portfolio mix"), "{}", stdout(&o));
 }
@@ -495,7 +502,10 @@ fn the_bandit_credits_strategies_and_reports_them() {
     assert!(stderr(&o).contains("credit"), "{}", stderr(&o));
     let trials = trials_json(tmp.path(), "study");
     for name in ["random", "evolution"] {
-        assert!(trials.iter().any(|t| t["strategy"] == name), "{name} never proposed");
+        assert!(
+            trials.iter().any(|t| t["strategy"] == name),
+            "{name} never proposed"
+        );
     }
     let o = nas(&["status", "study"], tmp.path());
     assert!(stdout(&o).contains("Bandit mix"), "{}", stdout(&o));
@@ -507,8 +517,15 @@ fn the_bandit_credits_strategies_and_reports_them() {
         "",
     );
     let cfg = write(tmp.path(), "bad.toml", &bad);
-    let o = nas(&["search", cfg.to_str().unwrap(), "--study-dir", "other"], tmp.path());
+    let o = nas(
+        &["search", cfg.to_str().unwrap(), "--study-dir", "other"],
+        tmp.path(),
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("bad.toml:"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("`until` makes phases"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`until` makes phases"),
+        "{}",
+        stderr(&o)
+    );
 }

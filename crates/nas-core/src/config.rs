@@ -588,7 +588,12 @@ fn strategy_spec(
         None => None,
         Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
             Some(w) if w > 0.0 && w.is_finite() => Some(w),
-            _ => return Err(loc.at(at, format!("`weight` must be a positive number, found `{v}`"))),
+            _ => {
+                return Err(loc.at(
+                    at,
+                    format!("`weight` must be a positive number, found `{v}`"),
+                ));
+            }
         },
     };
     Ok((
@@ -610,9 +615,11 @@ fn mix_config(
     strategies: &[(StrategySpec, usize)],
 ) -> Result<MixConfig, ConfigError> {
     let any_weight = strategies.iter().any(|(s, _)| s.weight.is_some());
-    let mode = raw
-        .and_then(|m| m.get_ref().mode)
-        .unwrap_or(if any_weight { MixMode::Portfolio } else { MixMode::Phases });
+    let mode = raw.and_then(|m| m.get_ref().mode).unwrap_or(if any_weight {
+        MixMode::Portfolio
+    } else {
+        MixMode::Phases
+    });
     for (i, (s, at)) in strategies.iter().enumerate() {
         match mode {
             MixMode::Phases => {

@@ -85,7 +85,11 @@ impl Mixer {
         let Some(slot) = slots.get_mut(index) else {
             return;
         };
-        slot.since_improvement = if improved { 0 } else { slot.since_improvement + 1 };
+        slot.since_improvement = if improved {
+            0
+        } else {
+            slot.since_improvement + 1
+        };
         slot.seconds += seconds;
         slot.recent.push_back(improved);
         while slot.recent.len() > self.config.window {
@@ -159,7 +163,10 @@ mod tests {
     #[test]
     fn phases_hand_over_when_done() {
         let m = mixer(MixMode::Phases);
-        let mut slots = vec![Slot::new(Some(Until::Trials(2)), None), Slot::new(None, None)];
+        let mut slots = vec![
+            Slot::new(Some(Until::Trials(2)), None),
+            Slot::new(None, None),
+        ];
         assert_eq!(m.pick(&slots, 0), Some(0));
         slots[0].evaluated = 2;
         assert_eq!(m.pick(&slots, 2), Some(1));
