@@ -529,3 +529,32 @@ fn the_bandit_credits_strategies_and_reports_them() {
         stderr(&o)
     );
 }
+
+#[test]
+fn parallel_workers_are_reproducible_for_a_seed_and_worker_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strategies = "[[strategy]]\nplugin = \"random\"\nuntil = { trials = 8 }\n\n[[strategy]]\nplugin = \"evolution\"\npopulation = 6\nsample = 3\n";
+    let text = mixed_study(30, strategies, "[runtime]\nworkers = 3\n");
+    let cfg = write(tmp.path(), "s.toml", &text);
+    let runs: Vec<Vec<serde_json::Value>> = ["a", "b"]
+        .iter()
+        .map(|dir| {
+            let o = nas(
+                &["search", cfg.to_str().unwrap(), "--study-dir", dir],
+                tmp.path(),
+            );
+            assert!(o.status.success(), "{}", stderr(&o));
+            trials_json(tmp.path(), dir)
+                .into_iter()
+                .map(|mut t| {
+                    // Timings differ from run to run; everything else must not.
+                    t.as_object_mut().unwrap().remove("seconds");
+                    t
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(runs[0].len(), 30);
+    assert!(runs[0].iter().all(|t| t["state"] == "complete"));
+    assert_eq!(runs[0], runs[1]);
+}

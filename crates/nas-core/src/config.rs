@@ -186,6 +186,8 @@ pub struct RuntimeConfig {
     pub execution_provider: String,
     pub fallback: Option<String>,
     pub threads: usize,
+    /// Trials evaluated at once, each by its own evaluator instances.
+    pub workers: usize,
     pub ort_library: Option<PathBuf>,
 }
 
@@ -330,6 +332,8 @@ struct RawRuntime {
     fallback: Option<Spanned<String>>,
     #[serde(default = "default_threads")]
     threads: usize,
+    #[serde(default = "default_threads")]
+    workers: usize,
     ort_library: Option<PathBuf>,
 }
 
@@ -339,6 +343,7 @@ impl Default for RawRuntime {
             execution_provider: default_provider(),
             fallback: None,
             threads: default_threads(),
+            workers: default_threads(),
             ort_library: None,
         }
     }
@@ -767,13 +772,14 @@ fn runtime(loc: &Locator<'_>, raw: RawRuntime) -> Result<RuntimeConfig, ConfigEr
             ))
         }
     };
-    if raw.threads == 0 {
-        return Err(loc.whole("`[runtime] threads` must be at least 1"));
+    if raw.threads == 0 || raw.workers == 0 {
+        return Err(loc.whole("`[runtime] threads` and `workers` must be at least 1"));
     }
     Ok(RuntimeConfig {
         execution_provider: check(&raw.execution_provider)?,
         fallback: raw.fallback.as_ref().map(check).transpose()?,
         threads: raw.threads,
+        workers: raw.workers,
         ort_library: raw.ort_library,
     })
 }

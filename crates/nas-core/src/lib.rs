@@ -9,3 +9,4 @@ pub mod plugins;
 pub mod space;
 pub mod storage;
 pub mod study;
+pub mod workers;

@@ -23,6 +23,7 @@ use crate::pipeline::{Pipeline, static_metrics, violation};
 use crate::plugins;
 use crate::space::{SearchSpace, build_space};
 use crate::storage::{Checkpoint, NewTrial, Outcome, Storage, TrialRecord, now};
+use crate::workers::Workers;
 
 const LOCK_FILE: &str = "study.lock";
 /// Proposals in a row that produce no new evaluation before the study gives up.
@@ -71,7 +72,7 @@ pub struct Study {
     mixer: Mixer,
     /// Proposals asked so far (stored, so the portfolio draw survives a resume).
     proposals: u64,
-    pipeline: Pipeline,
+    workers: Workers,
     /// Canonical hash prefix -> trial id, for dedup without keeping records in memory.
     seen: HashMap<u64, u64>,
     evaluated: u64,
@@ -179,14 +180,19 @@ impl Study {
             Some(d) => serde_json::to_value(d)?,
             None => serde_json::Value::Null,
         };
-        let pipeline = Pipeline::new(
-            &config.evaluators,
-            &config.constraints,
-            &runtime,
-            config.seed,
-            &dir.display().to_string(),
-            &data,
-        )?;
+        // One evaluator pipeline per worker: plugin instances are not shared between threads.
+        let pipelines = (0..config.runtime.workers)
+            .map(|_| {
+                Pipeline::new(
+                    &config.evaluators,
+                    &config.constraints,
+                    &runtime,
+                    config.seed,
+                    &dir.display().to_string(),
+                    &data,
+                )
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let runtime_settings = runtime.clone();
 
         let storage = Storage::create(&dir)?;
@@ -264,7 +270,7 @@ impl Study {
             mixer: Mixer::new(config.mix, config.seed),
             proposals,
             phases,
-            pipeline,
+            workers: Workers::new(pipelines),
             seen: HashMap::new(),
             evaluated: 0,
             best: None,
@@ -419,121 +425,176 @@ impl Study {
     /// Runs until the budget is spent or no strategy has anything new to propose.
     pub fn run(&mut self, observer: &mut dyn Observer) -> anyhow::Result<Summary> {
         let mut summary = Summary::default();
+        let capacity = self.config.runtime.workers;
+        // Trials in evaluation, oldest first; results are taken back in this order.
+        let mut in_flight: std::collections::VecDeque<u64> = Default::default();
         // Trials a killed process left behind are evaluated first, with their stored choices.
         for t in self.storage.unfinished()? {
             observer.note(&format!(
                 "re-running trial {} left unfinished by an earlier run",
                 t.id
             ));
-            self.evaluate(t, observer)?;
+            match self.space.decode(&t.values) {
+                Ok(graph) => {
+                    self.submit(&t, graph)?;
+                    in_flight.push_back(t.id);
+                }
+                Err(e) => {
+                    let outcome = Outcome {
+                        state: TrialState::Failed,
+                        metrics: t.metrics.clone(),
+                        details: serde_json::Value::Null,
+                        error: Some(format!("cannot decode the candidate: {e}")),
+                    };
+                    self.finish(t.id, outcome, observer)?;
+                }
+            }
         }
         let mut fruitless = 0u64;
+        let mut stopped = false;
         loop {
-            if let Some(reason) = self.budget_left() {
-                summary.stop_reason = reason;
-                break;
-            }
-            if fruitless >= MAX_FRUITLESS_PROPOSALS {
-                summary.stop_reason = format!(
-                    "{fruitless} proposals in a row were duplicates or infeasible; the space is probably exhausted"
-                );
-                break;
-            }
-            let Some(index) = self.mixer.pick(&self.slots, self.proposals) else {
-                summary.stop_reason = "no strategy has anything more to propose".into();
-                break;
-            };
-            self.proposals += 1;
-            self.storage
-                .set_meta("proposals", &self.proposals.to_string())?;
-            let proposals = self.phases[index].handle.ask(1)?;
-            let Some(proposal) = proposals.into_iter().next() else {
-                // With nothing running, an empty ask means the strategy is done: the others
-                // (or the next phase) take over.
-                observer.note(&format!(
-                    "strategy `{}` has nothing more to propose",
-                    self.phases[index].name
-                ));
-                self.slots[index].exhausted = true;
-                continue;
-            };
-            let name = self.phases[index].name.clone();
-            proposals_len_check(&self.descriptor, &proposal.values, &name)?;
-            let arch = self.space.arch_string(&proposal.values);
-            let mut new = NewTrial {
-                state: TrialState::Pending,
-                strategy: name.clone(),
-                strategy_index: index,
-                values: proposal.values.clone(),
-                arch,
-                hash: String::new(),
-                fidelity: proposal.fidelity,
-                metrics: Metrics::new(),
-                error: None,
-            };
-            let graph = match self.space.decode(&proposal.values) {
-                Ok(g) => g,
-                Err(e) => {
-                    new.state = TrialState::Failed;
-                    new.error = Some(format!("cannot decode the candidate: {e}"));
-                    new.hash = format!("undecodable:{}", new.arch);
-                    self.record_without_evaluation(new, observer)?;
-                    fruitless += 1;
-                    continue;
-                }
-            };
-            new.hash = graph.canonical_hash();
-            if let Some(&original) = self.seen.get(&hash_key(&new.hash, new.fidelity)) {
-                // Not evaluated again: the proposer is told the cached result.
-                let cached = self
-                    .storage
-                    .trial(original)?
-                    .context("dedup index points at a missing trial")?;
-                let mut obs = self.observation(&cached);
-                obs.values = proposal.values.clone();
-                obs.proposer = name.clone();
-                if cached.state.is_finished() {
-                    self.phases[index].handle.tell(&[obs])?;
-                }
-                let cps = self.checkpoint(&[index])?;
-                self.storage.save_checkpoints(&cps)?;
-                summary.duplicates += 1;
-                fruitless += 1;
-                continue;
-            }
-            match static_metrics(&graph) {
-                Ok(m) => new.metrics = m,
-                Err(e) => {
-                    new.state = TrialState::Failed;
-                    new.error = Some(format!("invalid network: {e}"));
-                    self.record_without_evaluation(new, observer)?;
-                    fruitless += 1;
-                    continue;
+            // Fill the free workers with new trials.
+            while !stopped && in_flight.len() < capacity {
+                match self.propose(
+                    &mut summary,
+                    &mut fruitless,
+                    observer,
+                    !in_flight.is_empty(),
+                )? {
+                    Proposed::Trial(id) => in_flight.push_back(id),
+                    Proposed::Nothing => {}
+                    Proposed::Wait => break,
+                    Proposed::Stop(reason) => {
+                        summary.stop_reason = reason;
+                        stopped = true;
+                    }
                 }
             }
-            if let Some(why) = violation(&self.config.constraints, &new.metrics) {
-                new.state = TrialState::Infeasible;
-                new.error = Some(why);
-                self.record_without_evaluation(new, observer)?;
-                fruitless += 1;
-                continue;
-            }
-            fruitless = 0;
-            let cps = self.checkpoint(&[index])?;
-            let id = self.storage.insert_trial(&new, &cps)?;
-            self.seen.insert(hash_key(&new.hash, new.fidelity), id);
-            self.evaluated += 1;
-            self.slots[index].evaluated += 1;
-            let trial = self
-                .storage
-                .trial(id)?
-                .context("trial vanished after insert")?;
-            self.evaluate_graph(trial, graph, observer)?;
+            let Some(oldest) = in_flight.pop_front() else {
+                break;
+            };
+            let outcome = self.workers.wait(oldest)?;
+            self.complete(oldest, outcome, observer)?;
             summary.evaluated += 1;
         }
         self.storage
             .set_meta("standings", &serde_json::to_string(&self.standings())?)?;
         Ok(summary)
+    }
+
+    /// Asks the next strategy for one candidate and stores it: as a new trial submitted to
+    /// the workers, or (duplicate, infeasible, undecodable) answered without evaluation.
+    fn propose(
+        &mut self,
+        summary: &mut Summary,
+        fruitless: &mut u64,
+        observer: &mut dyn Observer,
+        running: bool,
+    ) -> anyhow::Result<Proposed> {
+        if let Some(reason) = self.budget_left() {
+            return Ok(Proposed::Stop(reason));
+        }
+        if *fruitless >= MAX_FRUITLESS_PROPOSALS {
+            return Ok(Proposed::Stop(format!(
+                "{fruitless} proposals in a row were duplicates or infeasible; the space is probably exhausted"
+            )));
+        }
+        let Some(index) = self.mixer.pick(&self.slots, self.proposals) else {
+            return Ok(Proposed::Stop(
+                "no strategy has anything more to propose".into(),
+            ));
+        };
+        self.proposals += 1;
+        self.storage
+            .set_meta("proposals", &self.proposals.to_string())?;
+        let proposals = self.phases[index].handle.ask(1)?;
+        let Some(proposal) = proposals.into_iter().next() else {
+            if running {
+                // It may be waiting for running trials (e.g. a rung to fill): ask again later.
+                return Ok(Proposed::Wait);
+            }
+            // With nothing running, an empty ask means the strategy is done: the others (or
+            // the next phase) take over.
+            observer.note(&format!(
+                "strategy `{}` has nothing more to propose",
+                self.phases[index].name
+            ));
+            self.slots[index].exhausted = true;
+            return Ok(Proposed::Nothing);
+        };
+        let name = self.phases[index].name.clone();
+        proposals_len_check(&self.descriptor, &proposal.values, &name)?;
+        let arch = self.space.arch_string(&proposal.values);
+        let mut new = NewTrial {
+            state: TrialState::Pending,
+            strategy: name.clone(),
+            strategy_index: index,
+            values: proposal.values.clone(),
+            arch,
+            hash: String::new(),
+            fidelity: proposal.fidelity,
+            metrics: Metrics::new(),
+            error: None,
+        };
+        let graph = match self.space.decode(&proposal.values) {
+            Ok(g) => g,
+            Err(e) => {
+                new.state = TrialState::Failed;
+                new.error = Some(format!("cannot decode the candidate: {e}"));
+                new.hash = format!("undecodable:{}", new.arch);
+                self.record_without_evaluation(new, observer)?;
+                *fruitless += 1;
+                return Ok(Proposed::Nothing);
+            }
+        };
+        new.hash = graph.canonical_hash();
+        if let Some(&original) = self.seen.get(&hash_key(&new.hash, new.fidelity)) {
+            // Not evaluated again: the proposer is told the cached result.
+            let cached = self
+                .storage
+                .trial(original)?
+                .context("dedup index points at a missing trial")?;
+            let mut obs = self.observation(&cached);
+            obs.values = proposal.values.clone();
+            obs.proposer = name.clone();
+            if cached.state.is_finished() {
+                self.phases[index].handle.tell(&[obs])?;
+            }
+            let cps = self.checkpoint(&[index])?;
+            self.storage.save_checkpoints(&cps)?;
+            summary.duplicates += 1;
+            *fruitless += 1;
+            return Ok(Proposed::Nothing);
+        }
+        match static_metrics(&graph) {
+            Ok(m) => new.metrics = m,
+            Err(e) => {
+                new.state = TrialState::Failed;
+                new.error = Some(format!("invalid network: {e}"));
+                self.record_without_evaluation(new, observer)?;
+                *fruitless += 1;
+                return Ok(Proposed::Nothing);
+            }
+        }
+        if let Some(why) = violation(&self.config.constraints, &new.metrics) {
+            new.state = TrialState::Infeasible;
+            new.error = Some(why);
+            self.record_without_evaluation(new, observer)?;
+            *fruitless += 1;
+            return Ok(Proposed::Nothing);
+        }
+        *fruitless = 0;
+        let cps = self.checkpoint(&[index])?;
+        let id = self.storage.insert_trial(&new, &cps)?;
+        self.seen.insert(hash_key(&new.hash, new.fidelity), id);
+        self.evaluated += 1;
+        self.slots[index].evaluated += 1;
+        let trial = self
+            .storage
+            .trial(id)?
+            .context("trial vanished after insert")?;
+        self.submit(&trial, graph)?;
+        Ok(Proposed::Trial(id))
     }
 
     /// Retrains the best trials and measures them on the test split (`[final]`).
@@ -570,39 +631,28 @@ impl Study {
         Ok(())
     }
 
-    /// Evaluates a stored pending/running trial (decoding its choices again).
-    fn evaluate(&mut self, trial: TrialRecord, observer: &mut dyn Observer) -> anyhow::Result<()> {
-        match self.space.decode(&trial.values) {
-            Ok(graph) => self.evaluate_graph(trial, graph, observer),
-            Err(e) => {
-                let outcome = Outcome {
-                    state: TrialState::Failed,
-                    metrics: trial.metrics.clone(),
-                    details: serde_json::Value::Null,
-                    error: Some(format!("cannot decode the candidate: {e}")),
-                };
-                self.finish(trial.id, outcome, observer)
-            }
-        }
-    }
-
-    fn evaluate_graph(
-        &mut self,
-        trial: TrialRecord,
-        graph: nas_graph::Graph,
-        observer: &mut dyn Observer,
-    ) -> anyhow::Result<()> {
+    /// Claims a stored trial and hands it to the workers.
+    fn submit(&mut self, trial: &TrialRecord, graph: nas_graph::Graph) -> anyhow::Result<()> {
         self.storage
             .claim(trial.id, &self.worker, now() + LEASE_SECONDS)?;
-        let request = EvalRequest {
+        self.workers.submit(EvalRequest {
             trial_id: trial.id,
             values: trial.values.clone(),
             arch: trial.arch.clone(),
             graph,
             fidelity: trial.fidelity,
             metrics: trial.metrics.clone(),
-        };
-        let mut outcome = self.pipeline.run(request);
+        })
+    }
+
+    /// Records an evaluated trial; a pipeline that cannot produce the objective stops the
+    /// study (every trial would fail the same way).
+    fn complete(
+        &mut self,
+        id: u64,
+        mut outcome: Outcome,
+        observer: &mut dyn Observer,
+    ) -> anyhow::Result<()> {
         let mut fatal = None;
         if outcome.state == TrialState::Complete
             && objectives::losses(&self.config.objectives, &outcome.metrics).is_none()
@@ -632,7 +682,7 @@ impl Study {
             }
             outcome.state = TrialState::Failed;
         }
-        self.finish(trial.id, outcome, observer)?;
+        self.finish(id, outcome, observer)?;
         if let Some(message) = fatal {
             bail!("{message}");
         }
@@ -657,6 +707,18 @@ impl Study {
         observer.trial_finished(&trial, &self.progress());
         Ok(())
     }
+}
+
+/// What one proposal round produced.
+enum Proposed {
+    /// A new trial, submitted for evaluation.
+    Trial(u64),
+    /// A proposal answered without evaluation (duplicate, infeasible) or an exhausted strategy.
+    Nothing,
+    /// The strategy waits for running trials.
+    Wait,
+    /// No more proposals: the reason.
+    Stop(String),
 }
 
 /// Enforces the ask contract: one in-range value per choice, with the plugin named.
