@@ -216,6 +216,50 @@ pub fn export(dir: &Path, trial_id: u64, output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn evaluate(
+    config_path: &Path,
+    archs: &[String],
+    json: bool,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut config = config::load(config_path)?;
+    config.data_root = data_dir;
+    let scored = nas_core::evaluate::evaluate(&config, archs)?;
+    if json {
+        let list: Vec<serde_json::Value> = scored
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "arch": s.arch,
+                    "values": s.values,
+                    "state": s.state.as_str(),
+                    "metrics": s.metrics,
+                    "error": s.error,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    for s in &scored {
+        let metrics: Vec<String> = s
+            .metrics
+            .iter()
+            .map(|(k, v)| crate::trial_view::format_metric(k, *v))
+            .collect();
+        println!(
+            "{:<10}  {}  {}",
+            s.state.as_str(),
+            s.arch,
+            metrics.join(" ")
+        );
+        if let Some(e) = &s.error {
+            println!("            [{e}]");
+        }
+    }
+    Ok(())
+}
+
 pub fn plugins(json: bool) -> anyhow::Result<()> {
     let dirs = plugins::search_dirs();
     let found = plugins::list(&dirs);

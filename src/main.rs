@@ -60,6 +60,19 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// Score given candidates with CONFIG's evaluator pipeline, without a search.
+    Evaluate {
+        config: PathBuf,
+        /// An architecture string of the space (an NB201 string for `cell`) or a choice
+        /// vector such as `[3,1,2,0,4,3]`; repeat for several candidates.
+        #[arg(long = "arch", required = true)]
+        archs: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        /// Folder that relative `[data]` paths are taken from.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// List the plugins found on the plugin search path.
     Plugins {
         #[arg(long)]
@@ -97,6 +110,12 @@ fn main() -> ExitCode {
             trial,
             output,
         } => commands::export(&study_dir, trial, &output),
+        Command::Evaluate {
+            config,
+            archs,
+            json,
+            data_dir,
+        } => commands::evaluate(&config, &archs, json, data_dir),
         Command::Plugins { json } => commands::plugins(json),
     };
     match result {

@@ -558,3 +558,41 @@ fn parallel_workers_are_reproducible_for_a_seed_and_worker_count() {
     assert!(runs[0].iter().all(|t| t["state"] == "complete"));
     assert_eq!(runs[0], runs[1]);
 }
+
+#[test]
+fn evaluate_scores_given_architectures_without_a_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "s.toml", &study_toml(5, 2, ""));
+    let nb201 = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|";
+    let o = nas(
+        &[
+            "evaluate",
+            cfg.to_str().unwrap(),
+            "--arch",
+            nb201,
+            "--arch",
+            "[3,2,3,1,2,3]",
+            "--json",
+        ],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let scored: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(scored.len(), 2);
+    // The NB201 string and its choice vector are the same network.
+    assert_eq!(scored[0]["arch"], nb201);
+    assert_eq!(scored[1]["arch"], nb201);
+    assert_eq!(
+        scored[0]["metrics"]["params"],
+        scored[1]["metrics"]["params"]
+    );
+    assert!(scored[0]["metrics"]["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(!tmp.path().join("study").exists(), "no study is created");
+
+    let o = nas(
+        &["evaluate", cfg.to_str().unwrap(), "--arch", "[9,9,9,9,9,9]"],
+        tmp.path(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not an option index"), "{}", stderr(&o));
+}

@@ -1,6 +1,7 @@
 //! Study configuration, search spaces, the search loop, storage and the plugin host.
 
 pub mod config;
+pub mod evaluate;
 pub mod final_phase;
 pub mod mix;
 pub mod objectives;

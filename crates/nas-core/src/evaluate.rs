@@ -1,0 +1,104 @@
+//! Scoring given candidates with a config's evaluator pipeline, without a search: how a user
+//! checks a known architecture.
+
+use anyhow::{Context, bail};
+use nas_plugin::{EvalRequest, Metrics, TrialState};
+use serde::Serialize;
+
+use crate::config::StudyConfig;
+use crate::pipeline::{Pipeline, static_metrics, violation};
+use crate::space::{SearchSpace, build_space};
+use crate::storage::Outcome;
+
+/// The result for one candidate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scored {
+    pub arch: String,
+    pub values: Vec<f64>,
+    pub state: TrialState,
+    pub metrics: Metrics,
+    pub error: Option<String>,
+}
+
+/// A candidate given by the user: the space's architecture string (an NB201 string for the
+/// `cell` space) or a choice vector such as `[3, 1, 2, 0, 4, 3]` or `3,1,2,0,4,3`.
+pub fn parse_candidate(space: &dyn SearchSpace, spec: &str) -> anyhow::Result<Vec<f64>> {
+    let trimmed = spec.trim().trim_start_matches('[').trim_end_matches(']');
+    let as_vector: Option<Vec<f64>> = trimmed
+        .split(',')
+        .map(|v| v.trim().parse::<f64>().ok())
+        .collect();
+    let values = match as_vector {
+        Some(v) if !trimmed.is_empty() => v,
+        _ => space.parse_arch(spec).with_context(|| {
+            format!("`{spec}` is neither an architecture string of this space nor a choice vector like [0, 1, 2]")
+        })?,
+    };
+    space
+        .descriptor()
+        .check(&values)
+        .map_err(|e| anyhow::anyhow!("candidate `{spec}`: {e}"))?;
+    Ok(values)
+}
+
+/// Evaluates each candidate with the config's pipeline; artifacts go to a temporary folder.
+pub fn evaluate(config: &StudyConfig, specs: &[String]) -> anyhow::Result<Vec<Scored>> {
+    if specs.is_empty() {
+        bail!("give at least one candidate with --arch");
+    }
+    let space = build_space(&config.resolved_space()?)?;
+    let values = specs
+        .iter()
+        .map(|s| parse_candidate(space.as_ref(), s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let scratch = std::env::temp_dir().join(format!("nas-evaluate-{}", std::process::id()));
+    let data = match config.data_config()? {
+        Some(d) => serde_json::to_value(d)?,
+        None => serde_json::Value::Null,
+    };
+    let ort = nas_runtime::locate_library_for(
+        config.runtime.ort_library.as_deref(),
+        &config.runtime.execution_provider,
+    )
+    .ok()
+    .map(|p| p.display().to_string());
+    let mut pipeline = Pipeline::new(
+        &config.evaluators,
+        &config.constraints,
+        &config.runtime.settings(ort),
+        config.seed,
+        &scratch.display().to_string(),
+        &data,
+    )?;
+    let mut out = Vec::new();
+    for (i, values) in values.into_iter().enumerate() {
+        let arch = space.arch_string(&values);
+        let graph = space.decode(&values)?;
+        let metrics = static_metrics(&graph).map_err(|e| anyhow::anyhow!(e))?;
+        let outcome = match violation(&config.constraints, &metrics) {
+            Some(why) => Outcome {
+                state: TrialState::Infeasible,
+                metrics,
+                details: serde_json::Value::Null,
+                error: Some(why),
+            },
+            None => pipeline.run(EvalRequest {
+                trial_id: i as u64 + 1,
+                values: values.clone(),
+                arch: arch.clone(),
+                graph,
+                fidelity: None,
+                metrics,
+            }),
+        };
+        out.push(Scored {
+            arch,
+            values,
+            state: outcome.state,
+            metrics: outcome.metrics,
+            error: outcome.error,
+        });
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(out)
+}
