@@ -596,3 +596,67 @@ fn evaluate_scores_given_architectures_without_a_search() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not an option index"), "{}", stderr(&o));
 }
+
+/// The test fixture strategy, built with the workspace (`cargo test --workspace`).
+fn fixture_strategy() -> String {
+    let exe = std::path::PathBuf::from(NAS);
+    let dir = exe.parent().unwrap();
+    let lib = dir.join(format!(
+        "{}strategy_test_panic{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(
+        lib.exists(),
+        "{} is missing: run the tests with `cargo xtask test` (it builds the fixtures)",
+        lib.display()
+    );
+    lib.display().to_string()
+}
+
+#[test]
+fn strategies_breaking_the_ask_contract_are_named_and_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = fixture_strategy();
+    for (mode, expected) in [
+        (
+            "wrong_arity",
+            "proposed an invalid candidate: proposal has 5 values but the space has 6 choices",
+        ),
+        (
+            "out_of_range",
+            "choice `edge_1_0`: value 1000000000 is not an option index",
+        ),
+    ] {
+        let text = study_toml(5, 1, "")
+            .replace(
+                "[[strategy]]\nplugin = \"random\"\nuntil = { trials = 10 }\n\n[[strategy]]\nplugin = \"evolution\"\npopulation = 8\nsample = 3\n",
+                &format!("[[strategy]]\nplugin = \"{lib}\"\npropose = \"{mode}\"\n"),
+            );
+        let cfg = write(tmp.path(), "s.toml", &text);
+        let o = nas(
+            &["search", cfg.to_str().unwrap(), "--study-dir", mode],
+            tmp.path(),
+        );
+        assert!(!o.status.success(), "{mode} accepted");
+        let err = stderr(&o);
+        assert!(err.contains("strategy `test-panic`"), "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+    // A strategy with nothing to propose ends the search without spinning.
+    let text = study_toml(5, 1, "").replace(
+        "[[strategy]]\nplugin = \"random\"\nuntil = { trials = 10 }\n\n[[strategy]]\nplugin = \"evolution\"\npopulation = 8\nsample = 3\n",
+        &format!("[[strategy]]\nplugin = \"{lib}\"\npropose = \"nothing\"\n"),
+    );
+    let cfg = write(tmp.path(), "s.toml", &text);
+    let o = nas(
+        &["search", cfg.to_str().unwrap(), "--study-dir", "nothing"],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("nothing more to propose"),
+        "{}",
+        stderr(&o)
+    );
+}
