@@ -83,7 +83,8 @@ impl Config {
 struct Member {
     trial_id: u64,
     values: Vec<f64>,
-    loss: f64,
+    /// Every objective, lower is better (the first one alone ranks single-objective studies).
+    losses: Vec<f64>,
 }
 
 /// The saved state. Floats are stored as bit patterns because JSON float parsing is not
@@ -98,7 +99,7 @@ struct SavedState {
 struct SavedMember {
     trial_id: u64,
     values: Vec<u64>,
-    loss: u64,
+    losses: Vec<u64>,
 }
 
 /// Tournaments tried per proposal to find a child that is not already in the population.
@@ -112,6 +113,8 @@ pub struct Evolution {
     rng: ChaCha8Rng,
     /// Oldest first.
     population: VecDeque<Member>,
+    /// Several objectives: tournaments rank by Pareto front, then crowding (NSGA-II).
+    multi_objective: bool,
 }
 
 impl Evolution {
@@ -149,11 +152,72 @@ impl Evolution {
     /// Index of the best of `sample` distinct members drawn uniformly; ties go to the first
     /// drawn, so they are broken at random.
     fn tournament(&mut self) -> usize {
-        rand::seq::index::sample(&mut self.rng, self.population.len(), self.config.sample)
+        let drawn =
+            rand::seq::index::sample(&mut self.rng, self.population.len(), self.config.sample);
+        if self.multi_objective {
+            let losses: Vec<&[f64]> = self
+                .population
+                .iter()
+                .map(|m| m.losses.as_slice())
+                .collect();
+            let (rank, crowding) = pareto_rank_and_crowding(&losses);
+            return drawn
+                .iter()
+                .min_by(|&a, &b| {
+                    rank[a]
+                        .cmp(&rank[b])
+                        .then(crowding[b].total_cmp(&crowding[a]))
+                })
+                .expect("sample is at least 1");
+        }
+        drawn
             .iter()
-            .min_by(|&a, &b| self.population[a].loss.total_cmp(&self.population[b].loss))
+            .min_by(|&a, &b| self.population[a].losses[0].total_cmp(&self.population[b].losses[0]))
             .expect("sample is at least 1")
     }
+}
+
+/// Non-dominated sorting and crowding distance (Deb et al. 2002) over `losses` (lower is
+/// better): front index per member (0 = Pareto front) and its crowding distance in that front.
+pub fn pareto_rank_and_crowding(losses: &[&[f64]]) -> (Vec<usize>, Vec<f64>) {
+    let n = losses.len();
+    let dominates = |a: &[f64], b: &[f64]| {
+        a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y)
+    };
+    let mut rank = vec![usize::MAX; n];
+    let mut remaining: Vec<usize> = (0..n).collect();
+    let mut front = 0;
+    while !remaining.is_empty() {
+        let current: Vec<usize> = remaining
+            .iter()
+            .copied()
+            .filter(|&i| !remaining.iter().any(|&j| dominates(losses[j], losses[i])))
+            .collect();
+        for &i in &current {
+            rank[i] = front;
+        }
+        remaining.retain(|i| rank[*i] == usize::MAX);
+        front += 1;
+    }
+    let mut crowding = vec![0.0; n];
+    let objectives = losses.first().map_or(0, |l| l.len());
+    for f in 0..front {
+        let members: Vec<usize> = (0..n).filter(|&i| rank[i] == f).collect();
+        for k in 0..objectives {
+            let mut sorted = members.clone();
+            sorted.sort_by(|&a, &b| losses[a][k].total_cmp(&losses[b][k]));
+            let (lo, hi) = (losses[sorted[0]][k], losses[sorted[sorted.len() - 1]][k]);
+            crowding[sorted[0]] = f64::INFINITY;
+            crowding[sorted[sorted.len() - 1]] = f64::INFINITY;
+            if hi > lo {
+                for w in 1..sorted.len().saturating_sub(1) {
+                    let gap = losses[sorted[w + 1]][k] - losses[sorted[w - 1]][k];
+                    crowding[sorted[w]] += gap / (hi - lo);
+                }
+            }
+        }
+    }
+    (rank, crowding)
 }
 
 /// Draws one value uniformly for a choice (log-uniformly for log-scaled floats).
@@ -259,6 +323,7 @@ impl Strategy for Evolution {
             mutable,
             rng: ChaCha8Rng::seed_from_u64(ctx.seed),
             population: VecDeque::with_capacity(config.population + 1),
+            multi_objective: ctx.objectives.len() > 1,
         })
     }
 
@@ -276,7 +341,7 @@ impl Strategy for Evolution {
         let members: Vec<&Observation> = observations
             .iter()
             .filter(|o| o.state == TrialState::Complete)
-            .filter(|o| o.losses.first().is_some_and(|l| !l.is_nan()))
+            .filter(|o| !o.losses.is_empty() && o.losses.iter().all(|l| !l.is_nan()))
             .collect();
         // Check the whole batch first so an error leaves the population untouched.
         for o in &members {
@@ -293,7 +358,7 @@ impl Strategy for Evolution {
             self.population.push_back(Member {
                 trial_id: o.trial_id,
                 values: o.values.clone(),
-                loss: o.losses[0],
+                losses: o.losses.clone(),
             });
             if self.population.len() > self.config.population {
                 self.population.pop_front();
@@ -309,7 +374,7 @@ impl Strategy for Evolution {
                 .map(|m| SavedMember {
                     trial_id: m.trial_id,
                     values: m.values.iter().map(|v| v.to_bits()).collect(),
-                    loss: m.loss.to_bits(),
+                    losses: m.losses.iter().map(|v| v.to_bits()).collect(),
                 })
                 .collect(),
         };
@@ -331,7 +396,7 @@ impl Strategy for Evolution {
             population.push_back(Member {
                 trial_id: m.trial_id,
                 values,
-                loss: f64::from_bits(m.loss),
+                losses: m.losses.into_iter().map(f64::from_bits).collect(),
             });
         }
         // A smaller `population` than when saved keeps the most recent members.

@@ -469,3 +469,60 @@ fn evolution_beats_random_search_on_a_synthetic_objective() {
         "evolution {evolution}, random {random}"
     );
 }
+
+#[test]
+fn pareto_ranks_and_crowding_follow_nsga2() {
+    // Front 0: (1,4), (2,2), (4,1); front 1: (3,3); front 2: (5,5).
+    let points: Vec<Vec<f64>> = vec![
+        vec![1.0, 4.0],
+        vec![3.0, 3.0],
+        vec![2.0, 2.0],
+        vec![5.0, 5.0],
+        vec![4.0, 1.0],
+    ];
+    let refs: Vec<&[f64]> = points.iter().map(|p| p.as_slice()).collect();
+    let (rank, crowding) = pareto_rank_and_crowding(&refs);
+    assert_eq!(rank, vec![0, 1, 0, 2, 0]);
+    // Extremes of a front are infinitely crowded-distant; the middle one is finite.
+    assert!(crowding[0].is_infinite() && crowding[4].is_infinite());
+    assert!(crowding[2].is_finite() && crowding[2] > 0.0);
+}
+
+#[test]
+fn several_objectives_select_parents_from_the_pareto_front() {
+    // Two objectives in conflict: loss0 = mismatches to target a, loss1 = to target b.
+    let space = categorical_space(6, 4);
+    let objectives = vec![
+        Objective {
+            metric: "a".into(),
+            direction: Direction::Minimize,
+        },
+        Objective {
+            metric: "b".into(),
+            direction: Direction::Minimize,
+        },
+    ];
+    let mut ctx = context(space, 5, json!({"population": 12, "sample": 12}));
+    ctx.objectives = objectives;
+    let mut s = Evolution::new(ctx).unwrap();
+    let a = [0.0; 6];
+    let b = [3.0; 6];
+    let loss = |v: &[f64], t: &[f64]| v.iter().zip(t).filter(|(x, y)| x != y).count() as f64;
+    let mut told = Vec::new();
+    for id in 1..=12 {
+        let v = s.ask(1).unwrap().remove(0).values;
+        let o = observation(
+            id,
+            v.clone(),
+            TrialState::Complete,
+            vec![loss(&v, &a), loss(&v, &b)],
+        );
+        s.tell(&[o]).unwrap();
+        told.push(vec![loss(&v, &a), loss(&v, &b)]);
+    }
+    // With the whole population in the tournament, the winner is on the Pareto front.
+    let refs: Vec<&[f64]> = told.iter().map(|p| p.as_slice()).collect();
+    let (rank, _) = pareto_rank_and_crowding(&refs);
+    let winner = s.tournament();
+    assert_eq!(rank[winner], 0, "parent {winner} is not on the front");
+}
