@@ -179,6 +179,8 @@ impl Evolution {
 
 /// Non-dominated sorting and crowding distance (Deb et al. 2002) over `losses` (lower is
 /// better): front index per member (0 = Pareto front) and its crowding distance in that front.
+// `k` indexes the objective inside every member's loss vector, not one slice.
+#[allow(clippy::needless_range_loop)]
 pub fn pareto_rank_and_crowding(losses: &[&[f64]]) -> (Vec<usize>, Vec<f64>) {
     let n = losses.len();
     let dominates = |a: &[f64], b: &[f64]| {
