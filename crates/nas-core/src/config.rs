@@ -663,7 +663,7 @@ fn mix_config(
     }
     let window = raw.and_then(|m| m.get_ref().window).unwrap_or(20);
     let exploration = raw.and_then(|m| m.get_ref().exploration).unwrap_or(0.5);
-    if window == 0 || !(exploration >= 0.0) {
+    if window == 0 || exploration.is_nan() || exploration < 0.0 {
         return Err(loc.at(
             raw.map_or(0, |m| m.span().start),
             "`[mix] window` must be at least 1 and `exploration` a number >= 0",

@@ -112,7 +112,7 @@ impl Mixer {
                 .or(live.last().copied()),
             MixMode::Portfolio => {
                 let total: f64 = live.iter().map(|&i| slots[i].weight).sum();
-                let u = (derive_seed(self.seed ^ 0x6D69_78, proposals) >> 11) as f64
+                let u = (derive_seed(self.seed ^ 0x006D_6978, proposals) >> 11) as f64
                     / (1u64 << 53) as f64;
                 let mut acc = 0.0;
                 for &i in &live {
