@@ -660,3 +660,62 @@ fn strategies_breaking_the_ask_contract_are_named_and_stopped() {
         stderr(&o)
     );
 }
+
+#[test]
+fn hyperband_promotes_through_fidelities_and_best_uses_the_top_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = r#"
+[study]
+name = "hb"
+seed = 5
+directory = "study"
+
+[budget]
+trials = 40
+
+[space]
+kind = "cell"
+
+[[strategy]]
+plugin = "hyperband"
+min_fidelity = 1
+max_fidelity = 9
+eta = 3
+
+[[evaluator]]
+plugin = "nb201"
+fidelity = "auto"
+
+[objective]
+maximize = "val_accuracy"
+
+[runtime]
+workers = 2
+"#;
+    let cfg = write(tmp.path(), "s.toml", text);
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trials = trials_json(tmp.path(), "study");
+    assert_eq!(trials.len(), 40);
+    let fidelities: Vec<f64> = trials
+        .iter()
+        .map(|t| t["fidelity"].as_f64().unwrap())
+        .collect();
+    assert!(
+        fidelities.iter().all(|f| [1.0, 3.0, 9.0].contains(f)),
+        "{fidelities:?}"
+    );
+    assert!(
+        fidelities.contains(&9.0),
+        "nothing was promoted to the top rung"
+    );
+    // A promotion re-evaluates the same architecture at a higher fidelity.
+    let promoted = trials.iter().filter(|t| t["fidelity"] == 3.0).count();
+    assert!(promoted > 0 && promoted < trials.iter().filter(|t| t["fidelity"] == 1.0).count());
+    let o = nas(&["best", "study", "--json"], tmp.path());
+    let best: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        best[0]["fidelity"], 9.0,
+        "the best is chosen among top-fidelity results"
+    );
+}

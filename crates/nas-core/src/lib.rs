@@ -1,5 +1,6 @@
 //! Study configuration, search spaces, the search loop, storage and the plugin host.
 
+pub mod benchmark;
 pub mod config;
 pub mod evaluate;
 pub mod final_phase;
@@ -7,6 +8,7 @@ pub mod mix;
 pub mod objectives;
 pub mod pipeline;
 pub mod plugins;
+pub mod report;
 pub mod space;
 pub mod storage;
 pub mod study;

@@ -63,8 +63,8 @@ pub struct TrialRecord {
     pub finished_at: Option<f64>,
 }
 
-/// A trial id with the values of some of its metrics (`None` where a metric is absent).
-pub type MetricValues = (u64, Vec<Option<f64>>);
+/// A trial id and fidelity with the values of some of its metrics (`None` where absent).
+pub type MetricValues = (u64, Option<f64>, Vec<Option<f64>>);
 
 /// A trial about to be stored.
 #[derive(Clone, Debug)]
@@ -373,7 +373,7 @@ impl Storage {
             .map(|i| format!("json_extract(metrics, ?{})", i + 1))
             .collect();
         let sql = format!(
-            "SELECT id, {} FROM trials WHERE state = 'complete' ORDER BY id",
+            "SELECT id, fidelity, {} FROM trials WHERE state = 'complete' ORDER BY id",
             columns.join(", ")
         );
         // JSON object keys are quoted so metric names with dots or dashes work.
@@ -382,10 +382,11 @@ impl Storage {
         let rows = stmt
             .query_map(rusqlite::params_from_iter(paths.iter()), |r| {
                 let id = r.get::<_, i64>(0)? as u64;
-                let values = (1..=names.len())
+                let fidelity = r.get::<_, Option<f64>>(1)?;
+                let values = (2..names.len() + 2)
                     .map(|i| r.get::<_, Option<f64>>(i))
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok((id, values))
+                Ok((id, fidelity, values))
             })
             .map_err(|e| self.sql(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()

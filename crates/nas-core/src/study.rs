@@ -75,6 +75,9 @@ pub struct Study {
     workers: Workers,
     /// Canonical hash prefix -> trial id, for dedup without keeping records in memory.
     seen: HashMap<u64, u64>,
+    /// Duplicates of trials still running: original id -> (proposer, its values), told once
+    /// the original finishes.
+    waiting_duplicates: HashMap<u64, Vec<(usize, Vec<f64>)>>,
     evaluated: u64,
     best: Option<(Vec<f64>, f64, u64)>,
     prior_seconds: f64,
@@ -272,6 +275,7 @@ impl Study {
             phases,
             workers: Workers::new(pipelines),
             seen: HashMap::new(),
+            waiting_duplicates: HashMap::new(),
             evaluated: 0,
             best: None,
             prior_seconds,
@@ -559,6 +563,11 @@ impl Study {
             obs.proposer = name.clone();
             if cached.state.is_finished() {
                 self.phases[index].handle.tell(&[obs])?;
+            } else {
+                self.waiting_duplicates
+                    .entry(original)
+                    .or_default()
+                    .push((index, proposal.values.clone()));
             }
             let cps = self.checkpoint(&[index])?;
             self.storage.save_checkpoints(&cps)?;
@@ -699,7 +708,18 @@ impl Study {
         trial.state = outcome.state;
         trial.metrics = outcome.metrics.clone();
         trial.error = outcome.error.clone();
-        let cps = self.tell_all(&trial)?;
+        let mut told = self.tell_all(&trial)?;
+        // Proposers of duplicates of this trial get its result under their own values.
+        for (index, values) in self.waiting_duplicates.remove(&id).unwrap_or_default() {
+            let mut obs = self.observation(&trial);
+            obs.values = values;
+            obs.proposer = self.phases[index].name.clone();
+            self.phases[index].handle.tell(&[obs])?;
+            let cp = self.checkpoint(&[index])?;
+            told.retain(|c| c.strategy_index != index);
+            told.extend(cp);
+        }
+        let cps = told;
         let seconds = self.study_seconds();
         self.storage.finish(id, &outcome, &cps, seconds)?;
         let trial = self.storage.trial(id)?.context("trial vanished")?;
@@ -775,10 +795,17 @@ pub fn best_trials(
     top: Option<usize>,
 ) -> anyhow::Result<Vec<TrialRecord>> {
     let names: Vec<&str> = objectives.iter().map(|o| o.metric.as_str()).collect();
-    let scored = storage
-        .complete_metric_values(&names)?
+    let rows = storage.complete_metric_values(&names)?;
+    // Multi-fidelity studies: only results at the highest fidelity reached compete, so a
+    // lucky short run does not outrank fully trained candidates.
+    let top_fidelity = rows
+        .iter()
+        .filter_map(|(_, f, _)| *f)
+        .fold(None, |m: Option<f64>, f| Some(m.map_or(f, |m| m.max(f))));
+    let scored = rows
         .into_iter()
-        .filter_map(|(id, values)| {
+        .filter(|(_, f, _)| top_fidelity.is_none() || f.is_none() || *f == top_fidelity)
+        .filter_map(|(id, _, values)| {
             let metrics: Metrics = names
                 .iter()
                 .zip(values)
