@@ -1,7 +1,9 @@
 //! `cargo xtask ...`: project chores that need more than cargo (see `cargo xtask --help`).
 
 mod bench;
+mod bench_train;
 mod elf;
+mod new_strategy;
 mod ort;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "xtask",
     bin_name = "cargo xtask",
-    about = "Project tasks: ONNX Runtime provisioning, tests, quickstart, benchmarks"
+    about = "Project tasks: ONNX Runtime provisioning, tests, quickstart, benchmarks, new plugins"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +47,29 @@ enum Task {
         /// Trials of the long run; the short run has a tenth of them.
         #[arg(long, default_value_t = 10_000)]
         trials: u64,
+    },
+    /// Measure images/s of the ONNX Runtime training step and of inference for a fixed small
+    /// CNN (3x32x32) on CPU, next to PyTorch when python3 can import it; writes
+    /// results/bench-train/summary.md.
+    BenchTrain {
+        /// Images per training step and per inference run.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Timed steps (and timed inference runs).
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        /// Untimed steps (and inference runs) first.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        /// Intra-op threads of both runtimes.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+    /// Create plugins/strategy-NAME: a strategy plugin crate (random search, options,
+    /// save/restore, unit tests) to start from; see docs/writing-a-strategy.md.
+    NewStrategy {
+        /// The plugin name: lowercase letters, digits and `-` (used as `plugin = "NAME"`).
+        name: String,
     },
 }
 
@@ -124,6 +149,22 @@ fn main() -> Result<ExitCode> {
         }
         Task::Quickstart => quickstart(&root, &target)?,
         Task::BenchLoop { trials } => bench::bench_loop(&root, &target, trials)?,
+        Task::BenchTrain {
+            batch,
+            steps,
+            warmup,
+            threads,
+        } => bench_train::bench_train(
+            &root,
+            &target,
+            bench_train::Options {
+                batch,
+                steps,
+                warmup,
+                threads,
+            },
+        )?,
+        Task::NewStrategy { name } => new_strategy::run(&root, &name)?,
     }
     Ok(ExitCode::SUCCESS)
 }
