@@ -1,0 +1,454 @@
+//! Tree-structured Parzen Estimator (Bergstra et al. 2011, "Algorithms for Hyper-Parameter
+//! Optimization"), univariate as in Optuna's default `TPESampler` and hyperopt.
+//!
+//! After `startup` trials (uniform random proposals), the finished trials of the study are
+//! split into a good group (the `n_below` lowest first losses) and a bad group (all others,
+//! including failed, pruned and infeasible trials and complete ones without a usable loss).
+//! For every choice independently, a density `l` is fitted to the good group and `g` to the bad
+//! group. Categorical choices use smoothed counts with a uniform prior kernel; integers and
+//! floats a mixture of truncated Gaussians (in log space for log-scaled floats) with Optuna's
+//! bandwidth rule (gap to the neighbouring observations, clipped to [range / min(100, n + 2),
+//! range]) and a wide prior kernel at the centre. Older observations are down-weighted by
+//! Optuna's ramp once a group holds more than 25.
+//!
+//! `candidates` whole points are drawn from the product of the `l`s and the one maximizing
+//! `l(x) / g(x)` (the product over choices) is proposed. Optuna's univariate sampler instead
+//! takes the best draw per choice; for a categorical choice its 24 draws cover every option,
+//! so it proposes the same point again and again in discrete spaces. Joint draws keep the
+//! proposals varied and did better on every synthetic benchmark tried (categorical, integer
+//! and float). A proposal equal to a point already seen is redrawn a few times, since the
+//! study would only answer it from its cache. Proposed floats are rounded to 12 significant
+//! digits so they cross the JSON ABI exactly.
+//!
+//! With several objectives only the first loss ranks trials (a multi-objective variant would
+//! rank by non-domination instead).
+//!
+//! Options (the strategy's TOML table):
+//! - `startup` (default 10): random proposals before the model is used.
+//! - `gamma` (default: Optuna's rule `n_below = min(ceil(0.1 n), 25)` for `n` finished
+//!   trials): when set, a fraction in (0, 1] and `n_below = ceil(gamma * n)`, uncapped.
+//! - `candidates` (default 24): draws from `l` per choice and proposal.
+//! - `prior_weight` (default 1.0): weight of the prior kernel, positive.
+
+use std::collections::HashSet;
+
+use nas_plugin::{
+    ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext,
+    TrialState,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+mod parzen;
+#[cfg(test)]
+mod tests;
+
+pub use parzen::{Estimator, default_weights, normal_mass};
+
+/// Redraws of a proposal that equals an already seen point before it is proposed anyway.
+const DEDUP_ATTEMPTS: usize = 16;
+
+/// The strategy's options.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Config {
+    pub startup: usize,
+    /// `None`: Optuna's `min(ceil(0.1 n), 25)`.
+    pub gamma: Option<f64>,
+    pub candidates: usize,
+    pub prior_weight: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            startup: 10,
+            gamma: None,
+            candidates: 24,
+            prior_weight: 1.0,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the options table; `null` (no table) gives the defaults.
+    pub fn from_json(value: &serde_json::Value) -> Result<Config, String> {
+        const ACCEPTED: &str = "accepted options: `startup`, `gamma`, `candidates`, `prior_weight`";
+        let mut config = Config::default();
+        let map = match value {
+            serde_json::Value::Null => return Ok(config),
+            serde_json::Value::Object(map) => map,
+            other => return Err(format!("tpe options must be a table, not `{other}`")),
+        };
+        let count = |key: &str, v: &serde_json::Value, min: u64| {
+            v.as_u64()
+                .filter(|&n| n >= min)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    let what = if min == 0 { "non-negative" } else { "positive" };
+                    format!("tpe option `{key}` must be a {what} integer, not `{v}`")
+                })
+        };
+        for (key, v) in map {
+            match key.as_str() {
+                "startup" => config.startup = count(key, v, 0)?,
+                "candidates" => config.candidates = count(key, v, 1)?,
+                "gamma" => {
+                    config.gamma =
+                        Some(v.as_f64().filter(|&g| g > 0.0 && g <= 1.0).ok_or_else(|| {
+                            format!("tpe option `gamma` must be a number in (0, 1], not `{v}`")
+                        })?)
+                }
+                "prior_weight" => {
+                    config.prior_weight = v
+                        .as_f64()
+                        .filter(|&w| w > 0.0 && w.is_finite())
+                        .ok_or_else(|| {
+                            format!(
+                                "tpe option `prior_weight` must be a positive number, not `{v}`"
+                            )
+                        })?
+                }
+                _ => return Err(format!("tpe has no option `{key}`; {ACCEPTED}")),
+            }
+        }
+        Ok(config)
+    }
+
+    /// Size of the good group among `n` finished trials.
+    pub fn n_below(&self, n: usize) -> usize {
+        match self.gamma {
+            None => n.div_ceil(10).min(25),
+            Some(g) => (g * n as f64).ceil() as usize,
+        }
+    }
+}
+
+/// One finished trial as the model sees it.
+#[derive(Clone, Debug)]
+struct Point {
+    trial_id: u64,
+    values: Vec<f64>,
+    /// First loss; `None` puts the trial in the bad group for good.
+    loss: Option<f64>,
+}
+
+/// The saved state. Discrete values are stored as integers and float values (and losses) as
+/// bit patterns, which keeps checkpoints small and makes them round-trip bit for bit.
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    rng: ChaCha8Rng,
+    points: Vec<SavedPoint>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedPoint {
+    id: u64,
+    v: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss: Option<u64>,
+}
+
+pub struct Tpe {
+    space: SpaceDescriptor,
+    config: Config,
+    rng: ChaCha8Rng,
+    /// Oldest first.
+    points: Vec<Point>,
+    /// (trial id, value bits) of every point, so a repeated tell is not counted twice.
+    told: HashSet<(u64, Vec<u64>)>,
+    /// Value bits of every point, to avoid proposing what the study has already evaluated.
+    seen: HashSet<Vec<u64>>,
+}
+
+fn bits(values: &[f64]) -> Vec<u64> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Rounds a float to 12 significant digits. Messages cross the plugin ABI as JSON, and
+/// serde_json's default parser can be one ulp off on long decimals; a 12-digit value reads
+/// back exactly, so the study stores, and tells back, the very value proposed.
+pub fn json_exact(x: f64, low: f64, high: f64) -> f64 {
+    let y: f64 = format!("{x:.11e}").parse().unwrap_or(x);
+    y.clamp(low, high)
+}
+
+/// `values` with every float rounded by `json_exact`.
+fn json_exact_point(space: &SpaceDescriptor, mut values: Vec<f64>) -> Vec<f64> {
+    for (v, c) in values.iter_mut().zip(&space.choices) {
+        if let ChoiceKind::Float { low, high, .. } = c.kind {
+            *v = json_exact(*v, low, high);
+        }
+    }
+    values
+}
+
+/// Draws one value uniformly for a choice (log-uniformly for log-scaled floats).
+pub fn sample_choice(kind: &ChoiceKind, rng: &mut impl Rng) -> f64 {
+    match kind {
+        ChoiceKind::Categorical { options } => rng.random_range(0..options.len()) as f64,
+        ChoiceKind::Integer { low, high } => rng.random_range(*low..=*high) as f64,
+        ChoiceKind::Float { low, high, log } => {
+            if *log {
+                // exp(ln(x)) may land one ulp outside the range.
+                rng.random_range(low.ln()..=high.ln())
+                    .exp()
+                    .clamp(*low, *high)
+            } else {
+                rng.random_range(*low..=*high)
+            }
+        }
+    }
+}
+
+/// The only value of a choice that has one.
+fn fixed_value(kind: &ChoiceKind) -> Option<f64> {
+    match kind {
+        ChoiceKind::Categorical { options } if options.len() == 1 => Some(0.0),
+        ChoiceKind::Integer { low, high } if low == high => Some(*low as f64),
+        ChoiceKind::Float { low, high, .. } if low == high => Some(*low),
+        _ => None,
+    }
+}
+
+/// Rejects choices nothing can be sampled from, so `ask` never panics on them.
+fn check_space(space: &SpaceDescriptor) -> Result<(), String> {
+    for c in &space.choices {
+        let problem = match &c.kind {
+            ChoiceKind::Categorical { options } if options.is_empty() => "has no options",
+            ChoiceKind::Integer { low, high } if low > high => "has low > high",
+            ChoiceKind::Float { low, high, .. } if !(low.is_finite() && high.is_finite()) => {
+                "has a bound that is not finite"
+            }
+            ChoiceKind::Float { low, high, .. } if low > high => "has low > high",
+            ChoiceKind::Float { low, log: true, .. } if *low <= 0.0 => {
+                "is log-scaled but its low bound is not positive"
+            }
+            _ => continue,
+        };
+        return Err(format!("tpe: choice `{}` {problem}", c.name));
+    }
+    Ok(())
+}
+
+/// Discrete values travel as integers, floats as their bits.
+fn encode(kind: &ChoiceKind, v: f64) -> i64 {
+    match kind {
+        ChoiceKind::Float { .. } => v.to_bits() as i64,
+        _ => v as i64,
+    }
+}
+
+fn decode(kind: &ChoiceKind, v: i64) -> f64 {
+    match kind {
+        ChoiceKind::Float { .. } => f64::from_bits(v as u64),
+        _ => v as f64,
+    }
+}
+
+impl Tpe {
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    fn add_point(&mut self, point: Point) {
+        let key = bits(&point.values);
+        self.told.insert((point.trial_id, key.clone()));
+        self.seen.insert(key);
+        self.points.push(point);
+    }
+
+    fn random_values(&mut self) -> Vec<f64> {
+        (self.space.choices.iter())
+            .map(|c| sample_choice(&c.kind, &mut self.rng))
+            .collect()
+    }
+
+    /// The good- and bad-group estimators of every choice that can vary.
+    fn fit(&self) -> Vec<Option<(Estimator, Estimator)>> {
+        let n_below = self.config.n_below(self.points.len());
+        let mut ranked: Vec<usize> = (0..self.points.len())
+            .filter(|&i| self.points[i].loss.is_some())
+            .collect();
+        // Stable: equal losses keep the older trial first.
+        ranked.sort_by(|&a, &b| {
+            self.points[a]
+                .loss
+                .unwrap()
+                .total_cmp(&self.points[b].loss.unwrap())
+        });
+        let mut good = vec![false; self.points.len()];
+        for &i in ranked.iter().take(n_below) {
+            good[i] = true;
+        }
+        let below: Vec<&Point> = (0..self.points.len())
+            .filter(|&i| good[i])
+            .map(|i| &self.points[i])
+            .collect();
+        let above: Vec<&Point> = (0..self.points.len())
+            .filter(|&i| !good[i])
+            .map(|i| &self.points[i])
+            .collect();
+        let (wb, wa) = (default_weights(below.len()), default_weights(above.len()));
+        let pw = self.config.prior_weight;
+        (self.space.choices.iter().enumerate())
+            .map(|(j, c)| {
+                fixed_value(&c.kind).is_none().then(|| {
+                    let column =
+                        |group: &[&Point]| group.iter().map(|p| p.values[j]).collect::<Vec<f64>>();
+                    (
+                        Estimator::new(&c.kind, &column(&below), &wb, pw),
+                        Estimator::new(&c.kind, &column(&above), &wa, pw),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The best of `candidates` points drawn from the good-group densities, by the sum over
+    /// choices of `ln l - ln g`; ties keep the first drawn.
+    fn model_values(&mut self, model: &[Option<(Estimator, Estimator)>]) -> Vec<f64> {
+        let mut best = (f64::NEG_INFINITY, Vec::new());
+        for _ in 0..self.config.candidates {
+            let mut score = 0.0;
+            let v: Vec<f64> = (self.space.choices.iter().zip(model))
+                .map(|(c, m)| match m {
+                    None => fixed_value(&c.kind).expect("only fixed choices have no model"),
+                    Some((l, g)) => {
+                        let x = l.sample(&mut self.rng);
+                        score += l.log_pdf(x) - g.log_pdf(x);
+                        x
+                    }
+                })
+                .collect();
+            if best.1.is_empty() || score > best.0 {
+                best = (score, v);
+            }
+        }
+        best.1
+    }
+}
+
+impl Strategy for Tpe {
+    fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
+        let config = Config::from_json(&ctx.config)?;
+        check_space(&ctx.space)?;
+        Ok(Tpe {
+            space: ctx.space,
+            config,
+            rng: ChaCha8Rng::seed_from_u64(ctx.seed),
+            points: Vec::new(),
+            told: HashSet::new(),
+            seen: HashSet::new(),
+        })
+    }
+
+    fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, PluginError> {
+        let model = (self.points.len() >= self.config.startup).then(|| self.fit());
+        let mut batch: HashSet<Vec<u64>> = HashSet::new();
+        let mut proposals = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut values = Vec::new();
+            for _ in 0..DEDUP_ATTEMPTS {
+                values = match &model {
+                    None => self.random_values(),
+                    Some(m) => self.model_values(m),
+                };
+                values = json_exact_point(&self.space, values);
+                let key = bits(&values);
+                if !self.seen.contains(&key) && !batch.contains(&key) {
+                    break;
+                }
+            }
+            batch.insert(bits(&values));
+            proposals.push(Proposal {
+                values,
+                fidelity: None,
+            });
+        }
+        Ok(proposals)
+    }
+
+    fn tell(&mut self, observations: &[Observation]) -> Result<(), PluginError> {
+        // Check the whole batch first so an error leaves the state untouched.
+        for o in observations {
+            self.space
+                .check(&o.values)
+                .map_err(|e| format!("tpe was told about trial {}: {e}", o.trial_id))?;
+        }
+        for o in observations {
+            // Discrete values are normalized so -0.0 and 0.0 are one point.
+            let values: Vec<f64> = (self.space.choices.iter().zip(&o.values))
+                .map(|(c, &v)| decode(&c.kind, encode(&c.kind, v)))
+                .collect();
+            // A cached duplicate carries the original's id; with the original's values it
+            // adds nothing, with other values (an equivalent encoding) it is a new point.
+            if self.told.contains(&(o.trial_id, bits(&values))) {
+                continue;
+            }
+            let loss = (o.state == TrialState::Complete)
+                .then(|| o.losses.first().copied())
+                .flatten()
+                .filter(|l| !l.is_nan());
+            self.add_point(Point {
+                trial_id: o.trial_id,
+                values,
+                loss,
+            });
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Result<serde_json::Value, PluginError> {
+        let state = SavedState {
+            rng: self.rng.clone(),
+            points: (self.points.iter())
+                .map(|p| SavedPoint {
+                    id: p.trial_id,
+                    v: (self.space.choices.iter().zip(&p.values))
+                        .map(|(c, &v)| encode(&c.kind, v))
+                        .collect(),
+                    loss: p.loss.map(f64::to_bits),
+                })
+                .collect(),
+        };
+        Ok(serde_json::to_value(state)?)
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError> {
+        let state: SavedState = serde_json::from_value(state)
+            .map_err(|e| format!("tpe cannot read its saved state: {e}"))?;
+        let mut fresh = Tpe {
+            space: self.space.clone(),
+            config: self.config,
+            rng: state.rng,
+            points: Vec::with_capacity(state.points.len()),
+            told: HashSet::new(),
+            seen: HashSet::new(),
+        };
+        for p in state.points {
+            let values: Vec<f64> = if p.v.len() == self.space.choices.len() {
+                (self.space.choices.iter().zip(&p.v))
+                    .map(|(c, &v)| decode(&c.kind, v))
+                    .collect()
+            } else {
+                p.v.iter().map(|&v| v as f64).collect()
+            };
+            self.space.check(&values).map_err(|e| {
+                format!(
+                    "tpe's saved state does not fit the search space (trial {}): {e}",
+                    p.id
+                )
+            })?;
+            fresh.add_point(Point {
+                trial_id: p.id,
+                values,
+                loss: p.loss.map(f64::from_bits),
+            });
+        }
+        *self = fresh;
+        Ok(())
+    }
+}
+
+nas_plugin::export_strategy!("tpe", Tpe);
