@@ -1,7 +1,9 @@
 //! `nas`: run and inspect neural architecture searches described by one TOML file.
 
+mod benchmark_cmd;
 mod commands;
 mod progress;
+mod report_cmd;
 mod trial_view;
 
 use std::path::PathBuf;
@@ -73,6 +75,29 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Write a study's report: trials.csv, best_so_far.svg, pareto.svg (two objectives) and
+    /// report.md.
+    Report {
+        study_dir: PathBuf,
+        /// Output folder (default: `<study>/report/`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run a benchmark suite (methods x spaces x datasets x budgets x seeds, each a real
+    /// study) and write trials.csv, summary.md/.csv, SVG plots and report.md.
+    Benchmark {
+        /// The suite file, e.g. configs/bench/nb201.toml.
+        suite: PathBuf,
+        /// Seeds per combination (default: the suite's `seeds`).
+        #[arg(long)]
+        seeds: Option<usize>,
+        /// Studies run at once, each in its own thread (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Output folder (default: `results/bench/<suite name>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List the plugins found on the plugin search path.
     Plugins {
         #[arg(long)]
@@ -116,6 +141,13 @@ fn main() -> ExitCode {
             json,
             data_dir,
         } => commands::evaluate(&config, &archs, json, data_dir),
+        Command::Report { study_dir, out } => report_cmd::report(&study_dir, out),
+        Command::Benchmark {
+            suite,
+            seeds,
+            jobs,
+            out,
+        } => benchmark_cmd::benchmark(&suite, seeds, jobs, out),
         Command::Plugins { json } => commands::plugins(json),
     };
     match result {

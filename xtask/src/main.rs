@@ -65,6 +65,19 @@ enum Task {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Build in release mode, then run a benchmark suite with `target/release/nas benchmark`;
+    /// writes results/bench/<suite>/ (CSV, markdown, SVG plots, the studies).
+    Benchmark {
+        /// The suite file.
+        #[arg(default_value = "configs/bench/nb201.toml")]
+        suite: PathBuf,
+        /// Seeds per combination (default: the suite's).
+        #[arg(long)]
+        seeds: Option<usize>,
+        /// Studies run at once (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
     /// Create plugins/strategy-NAME: a strategy plugin crate (random search, options,
     /// save/restore, unit tests) to start from; see docs/writing-a-strategy.md.
     NewStrategy {
@@ -165,6 +178,7 @@ fn main() -> Result<ExitCode> {
             },
         )?,
         Task::NewStrategy { name } => new_strategy::run(&root, &name)?,
+        Task::Benchmark { suite, seeds, jobs } => benchmark(&root, &target, &suite, seeds, jobs)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -203,6 +217,38 @@ fn quickstart(root: &Path, target: &Path) -> Result<()> {
         .args(["best", "runs/quickstart"])
         .env("ORT_DYLIB_PATH", &library))?;
     Ok(())
+}
+
+/// `cargo xtask benchmark`: a release build, then `nas benchmark` from the workspace root.
+fn benchmark(
+    root: &Path,
+    target: &Path,
+    suite: &Path,
+    seeds: Option<usize>,
+    jobs: Option<usize>,
+) -> Result<()> {
+    // A suite path is taken from the current folder when it is there, else from the root.
+    let suite = if suite.is_file() {
+        std::path::absolute(suite)?
+    } else if root.join(suite).is_file() {
+        root.join(suite)
+    } else {
+        bail!(
+            "suite {} not found (looked in the current folder and in {})",
+            suite.display(),
+            root.display()
+        );
+    };
+    run(cargo(root).args(["build", "--release"]))?;
+    let mut cmd = Command::new(target.join("release/nas"));
+    cmd.current_dir(root).arg("benchmark").arg(&suite);
+    if let Some(n) = seeds {
+        cmd.args(["--seeds", &n.to_string()]);
+    }
+    if let Some(j) = jobs {
+        cmd.args(["--jobs", &j.to_string()]);
+    }
+    run(&mut cmd)
 }
 
 #[cfg(test)]

@@ -422,7 +422,7 @@ pub fn parse_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
                 "every [[budget]] needs `trials = N`: the cap of each run (a `simulated_seconds` budget then cuts the runs)".into(),
             ));
         };
-        if trials == 0 || b.simulated_seconds.is_some_and(|s| !(s > 0.0)) {
+        if trials == 0 || b.simulated_seconds.is_some_and(|s| s.is_nan() || s <= 0.0) {
             return Err(whole(
                 "[[budget]] `trials` and `simulated_seconds` must be positive".into(),
             ));
@@ -438,7 +438,7 @@ pub fn parse_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
         });
     }
     let threshold = raw.analysis.threshold.unwrap_or(DEFAULT_THRESHOLD);
-    if !(threshold >= 0.0) {
+    if threshold.is_nan() || threshold < 0.0 {
         return Err(whole("`[analysis] threshold` must be a number >= 0".into()));
     }
     let seeds = raw.suite.seeds.unwrap_or(DEFAULT_SEEDS);

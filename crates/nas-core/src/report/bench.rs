@@ -623,8 +623,7 @@ pub fn summary_markdown(bench: &Bench, rows: &[GroupSummary]) -> String {
     let _ = writeln!(md, "# Benchmark `{}`: summary\n", bench.name);
     let _ = writeln!(
         md,
-        "{} over seeds of the `{}` of the trial with the best `{}` ({}) within the budget.\n",
-        "Mean ± standard deviation",
+        "Mean ± standard deviation over seeds of the `{}` of the trial with the best `{}` ({}) within the budget.\n",
         bench.score.metric,
         bench.select.metric,
         direction_word(bench.select.direction),
@@ -855,12 +854,11 @@ fn reference_table(bench: &Bench, rows: &[GroupSummary], s: usize, b: usize) -> 
     Some(markdown_table(&header, &body))
 }
 
+/// The chart files of each `(space, dataset, budget)` group: `(title, file name)`.
+pub type Charts = BTreeMap<(usize, usize, usize), Vec<(String, String)>>;
+
 /// `report.md`.
-pub fn report_markdown(
-    bench: &Bench,
-    rows: &[GroupSummary],
-    charts: &BTreeMap<(usize, usize, usize), Vec<(String, String)>>,
-) -> String {
+pub fn report_markdown(bench: &Bench, rows: &[GroupSummary], charts: &Charts) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmark `{}`\n", bench.name);
     if let Some(notes) = &bench.notes {
@@ -895,7 +893,7 @@ pub fn report_markdown(
     if bench.select.metric == bench.score.metric {
         let _ = writeln!(
             md,
-            "- **Caution:** the incumbent is selected by the very metric it is scored by, an oracle no real search has: these numbers are optimistic."
+            "- Note: the incumbent is selected by the metric it is scored by. That is right for a deterministic objective (parameters, FLOPs, a measured latency); for an accuracy it means selecting on the test score, an oracle no real search has, and the numbers are optimistic."
         );
     }
     if bench.datasets.iter().any(|d| d.optimum.is_some()) {
@@ -999,7 +997,7 @@ pub fn write_bench_report(out: &Path, bench: &Bench) -> anyhow::Result<Vec<PathB
     write("runs.csv", &runs_csv(bench, &measures))?;
     write("summary.csv", &summary_csv(bench, &rows))?;
     write("summary.md", &summary_markdown(bench, &rows))?;
-    let mut charts: BTreeMap<(usize, usize, usize), Vec<(String, String)>> = BTreeMap::new();
+    let mut charts = Charts::new();
     for g in bench.groups() {
         let slug = bench.group_slug(g.0, g.1, g.2);
         let (by_trials, by_time) = group_charts(bench, &measures, g);

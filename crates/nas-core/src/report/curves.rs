@@ -158,7 +158,7 @@ pub fn auc_trials(regrets: &[Option<f64>], budget: usize) -> Option<f64> {
 /// `times` are cumulative costs after each trial; the regret before the first trial finished
 /// is the first incumbent's, and after the last trial the last one continues.
 pub fn auc_time(times: &[f64], regrets: &[Option<f64>], horizon: f64) -> Option<f64> {
-    if !(horizon > 0.0) {
+    if horizon.is_nan() || horizon <= 0.0 {
         return None;
     }
     let r = filled(regrets)?;

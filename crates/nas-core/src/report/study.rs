@@ -308,6 +308,12 @@ pub fn write_study_report(
         write("pareto.svg", &chart.to_svg((800, 500))?)?;
         charts.push(("Pareto front", "pareto.svg"));
     }
+    if config.objectives.len() > 2 {
+        charts.push((
+            "no Pareto plot: it is drawn for two objectives, this study has more",
+            "",
+        ));
+    }
     let md = study_markdown(
         study_dir,
         &config,
@@ -377,10 +383,14 @@ pub fn study_markdown(
         "- `trials.csv`: every trial (id, state, strategy, arch, fidelity, one column per metric, seconds, error)"
     );
     for (title, file) in charts {
-        let _ = writeln!(md, "- `{file}`: {title}");
+        if file.is_empty() {
+            let _ = writeln!(md, "- {title}");
+        } else {
+            let _ = writeln!(md, "- `{file}`: {title}");
+        }
     }
     md.push('\n');
-    for (title, file) in charts {
+    for (title, file) in charts.iter().filter(|(_, f)| !f.is_empty()) {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
     md

@@ -1,0 +1,203 @@
+//! End-to-end tests of `nas benchmark` and `nas report`: the real `nas` program, real plugins
+//! (the .so files of this build), real SQLite studies.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const NAS: &str = env!("CARGO_BIN_EXE_nas");
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn nas(args: &[&str], cwd: &Path) -> Output {
+    Command::new(NAS)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("nas runs")
+}
+
+fn check(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn plugin_names(cwd: &Path) -> Vec<String> {
+    let o = nas(&["plugins", "--json"], cwd);
+    check(&o, "nas plugins --json");
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("plugins JSON");
+    list.iter()
+        .filter(|p| p["error"].is_null())
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+#[test]
+fn benchmark_smoke_suite_writes_every_output() {
+    let root = repo_root();
+    let names = plugin_names(&root);
+    assert!(
+        names.iter().any(|n| n == "nb201"),
+        "the smoke benchmark needs the `nb201` evaluator plugin, but `nas plugins --json` lists only {names:?}; \
+         build it with `cargo build -p evaluator-nb201` (or `cargo build --workspace`)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("smoke");
+    let o = nas(
+        &[
+            "benchmark",
+            "configs/bench/smoke.toml",
+            "--seeds",
+            "2",
+            "--jobs",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root,
+    );
+    check(&o, "nas benchmark configs/bench/smoke.toml");
+    for f in [
+        "trials.csv",
+        "runs.csv",
+        "summary.csv",
+        "summary.md",
+        "report.md",
+        "best_cifar10_trials.svg",
+        "best_cifar10_time.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing in {}", out.display());
+    }
+    // One summary row per method, two seeds each.
+    let summary = read(&out.join("summary.csv"));
+    let rows: Vec<&str> = summary.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{summary}");
+    for method in ["REA", "random"] {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("{method},")))
+            .unwrap_or_else(|| panic!("no summary row for {method}:\n{summary}"));
+        let cells: Vec<&str> = row.split(',').collect();
+        assert_eq!(cells[2], "cifar10");
+        assert_eq!(cells[4], "2", "seeds: {row}");
+        let score: f64 = cells[6].parse().expect("a mean score");
+        assert!((0.0..=0.9438).contains(&score), "{row}");
+    }
+    // Raw trials: 2 methods x 2 seeds x 30 trials.
+    let trials = read(&out.join("trials.csv"));
+    assert_eq!(trials.lines().count(), 1 + 2 * 2 * 30);
+    assert!(trials.lines().next().unwrap().contains("test_accuracy"));
+    let report = read(&out.join("report.md"));
+    assert!(report.contains("NAS-Bench-201 paper"), "{report}");
+    assert!(report.contains("| REA |"), "{report}");
+    assert!(read(&out.join("best_cifar10_trials.svg")).starts_with("<svg"));
+    // Every run is a real study that `nas report` can open.
+    let runs = std::fs::read_dir(out.join("runs")).unwrap().count();
+    assert_eq!(runs, 4);
+    let run = out.join("runs/rea-cifar10-s1");
+    check(
+        &nas(&["report", run.to_str().unwrap()], &root),
+        "nas report on a run",
+    );
+    assert!(run.join("report/report.md").is_file());
+}
+
+#[test]
+fn benchmark_refuses_a_broken_suite_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tmp.path().join("bad.toml");
+    std::fs::write(&suite, "[suite]\nname = \"bad\"\nunknown = 1\n").unwrap();
+    let o = nas(&["benchmark", suite.to_str().unwrap()], tmp.path());
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml") && err.contains("unknown"), "{err}");
+}
+
+#[test]
+fn report_of_a_real_study() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("study.toml");
+    std::fs::write(
+        &config,
+        r#"
+[study]
+name = "report-e2e"
+seed = 5
+directory = "study"
+
+[budget]
+trials = 20
+
+[space]
+kind = "cell"
+input = [3, 16, 16]
+classes = 10
+channels = 8
+cells_per_stage = 1
+
+[[strategy]]
+plugin = "random"
+until = { trials = 8 }
+
+[[strategy]]
+plugin = "evolution"
+population = 6
+sample = 3
+
+[[evaluator]]
+plugin = "cost"
+
+[objective]
+objectives = [{ minimize = "params" }, { minimize = "flops" }]
+"#,
+    )
+    .unwrap();
+    check(&nas(&["search", "study.toml"], tmp.path()), "nas search");
+    check(&nas(&["report", "study"], tmp.path()), "nas report");
+    let dir = tmp.path().join("study/report");
+    for f in ["trials.csv", "best_so_far.svg", "pareto.svg", "report.md"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let csv = read(&dir.join("trials.csv"));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,state,strategy,arch,fidelity,flops,params,seconds,error"
+    );
+    assert_eq!(lines.len(), 21);
+    assert!(lines[1].starts_with("1,complete,random,|"), "{}", lines[1]);
+    let md = read(&dir.join("report.md"));
+    for text in [
+        "# Study `report-e2e`",
+        "minimize `params`",
+        "| complete | 20 |",
+        "## Pareto set",
+        "## Improvements by strategy",
+        "| evolution | 12 |",
+        "## Strategy standings",
+    ] {
+        assert!(md.contains(text), "missing {text:?} in:\n{md}");
+    }
+    // --out puts it elsewhere; a folder without a study is an error that says what to do.
+    let other = tmp.path().join("elsewhere");
+    check(
+        &nas(
+            &["report", "study", "--out", other.to_str().unwrap()],
+            tmp.path(),
+        ),
+        "nas report --out",
+    );
+    assert!(other.join("report.md").is_file());
+    let o = nas(&["report", "nothing-here"], tmp.path());
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nas search"));
+}
