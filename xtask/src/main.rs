@@ -152,6 +152,19 @@ fn main() -> Result<ExitCode> {
         Task::Test { args: _ } => {
             let args = passthrough(&std::env::args().collect::<Vec<_>>());
             let library = provision_cpu(&target)?;
+            // The end-to-end tests load plugins from the build's target folder: build every
+            // library first, so they never load a stale one (`cargo test` alone leaves the
+            // plugin .so files in deps/ only).
+            let release = args
+                .iter()
+                .take_while(|a| *a != "--")
+                .any(|a| a == "--release");
+            let mut build = cargo(&root);
+            build.args(["build", "--workspace"]);
+            if release {
+                build.arg("--release");
+            }
+            run(&mut build)?;
             let status = cargo(&root)
                 .args(["test", "--workspace"])
                 .args(&args)
