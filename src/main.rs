@@ -4,6 +4,7 @@ mod benchmark_cmd;
 mod commands;
 mod progress;
 mod report_cmd;
+mod tabulate_cmd;
 mod trial_view;
 
 use std::path::PathBuf;
@@ -98,6 +99,28 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Build a tabular benchmark: train every architecture of CONFIG's (small, discrete) space
+    /// once with the grid strategy, isomorphs merged, then write a table the `tabular`
+    /// evaluator reads. Resumable: run it again to continue an interrupted build.
+    Tabulate {
+        config: PathBuf,
+        /// Study directory holding the trained trials (default: `[study] directory`).
+        #[arg(long)]
+        study_dir: Option<PathBuf>,
+        /// Folder that relative `[data]` paths are taken from.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The table file (default: `<study dir>/table.json.gz`; `.gz` compresses).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// Networks trained at once (default: `[runtime] workers`).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Write a table of the networks trained so far, without training more (works while
+        /// another process is building).
+        #[arg(long)]
+        partial: bool,
+    },
     /// List the plugins found on the plugin search path.
     Plugins {
         #[arg(long)]
@@ -141,6 +164,23 @@ fn main() -> ExitCode {
             json,
             data_dir,
         } => commands::evaluate(&config, &archs, json, data_dir),
+        Command::Tabulate {
+            config,
+            study_dir,
+            data_dir,
+            output,
+            workers,
+            partial,
+        } => tabulate_cmd::tabulate(
+            &config,
+            tabulate_cmd::Options {
+                study_dir,
+                data_dir,
+                output,
+                workers,
+                partial,
+            },
+        ),
         Command::Report { study_dir, out } => report_cmd::report(&study_dir, out),
         Command::Benchmark {
             suite,

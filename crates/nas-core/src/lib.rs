@@ -12,4 +12,5 @@ pub mod report;
 pub mod space;
 pub mod storage;
 pub mod study;
+pub mod tabulate;
 pub mod workers;

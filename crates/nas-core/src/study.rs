@@ -293,6 +293,11 @@ impl Study {
         &self.dir
     }
 
+    /// The study's trial store (read access, e.g. to build a table from the trials).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     pub fn config(&self) -> &StudyConfig {
         &self.config
     }

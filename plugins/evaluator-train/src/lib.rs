@@ -10,7 +10,12 @@
 //! plugin = "train"
 //! epochs = 10               # every nas-train TrainConfig key is accepted (lr, batch, ...)
 //! keep_checkpoints = true   # continue training when a higher fidelity comes for the same net
+//! test_accuracy = false     # also measure the test split (for tabular benchmarks, `nas tabulate`)
 //! ```
+//!
+//! `test_accuracy = true` adds `test_accuracy` and `test_loss` of the trained network on the
+//! test split. A search must not select on them (that leaks the test set into the choice); they
+//! exist so a tabular benchmark can record the number reported after selection.
 //!
 //! Fidelity: a request's `fidelity` is the number of epochs (rounded up); without one,
 //! `epochs` is used. The LR schedule of a fresh run spans `max(epochs, fidelity)` epochs.
@@ -35,7 +40,7 @@ use nas_train::{DataFingerprint, TrainCheckpoint, TrainConfig, Trainer};
 use serde_json::{Value, json};
 
 /// Keys of the evaluator's table besides those of [`TrainConfig`].
-const OWN_KEYS: &[&str] = &["keep_checkpoints"];
+const OWN_KEYS: &[&str] = &["keep_checkpoints", "test_accuracy"];
 
 const NO_DATA: &str =
     "the train evaluator needs a [data] table, e.g. `[data] dataset = \"digits\"`";
@@ -44,6 +49,8 @@ const NO_DATA: &str =
 pub struct TrainSettings {
     pub train: TrainConfig,
     pub keep_checkpoints: bool,
+    /// Also report `test_accuracy` and `test_loss`.
+    pub test_accuracy: bool,
 }
 
 /// Every key the evaluator's table accepts.
@@ -69,15 +76,15 @@ pub fn parse_config(config: &Value) -> Result<TrainSettings, String> {
             accepted.join(", ")
         ));
     }
-    let keep_checkpoints = match map.remove("keep_checkpoints") {
-        None => false,
-        Some(Value::Bool(b)) => b,
-        Some(other) => {
-            return Err(format!(
-                "train evaluator: `keep_checkpoints` must be true or false, found {other}"
-            ));
-        }
+    let mut flag = |key: &str| match map.remove(key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(other) => Err(format!(
+            "train evaluator: `{key}` must be true or false, found {other}"
+        )),
     };
+    let keep_checkpoints = flag("keep_checkpoints")?;
+    let test_accuracy = flag("test_accuracy")?;
     let train: TrainConfig =
         serde_json::from_value(Value::Object(map)).map_err(|e| format!("train evaluator: {e}"))?;
     train
@@ -86,6 +93,7 @@ pub fn parse_config(config: &Value) -> Result<TrainSettings, String> {
     Ok(TrainSettings {
         train,
         keep_checkpoints,
+        test_accuracy,
     })
 }
 
@@ -197,6 +205,14 @@ impl Evaluator for TrainEvaluator {
         metrics.insert("train_accuracy".into(), last.train_accuracy);
         metrics.insert("train_seconds".into(), started.elapsed().as_secs_f64());
         metrics.insert("epochs".into(), trainer.epoch() as f64);
+        if self.settings.test_accuracy {
+            let t = trainer.evaluate_normalized(Part::Test)?.ok_or(
+                "train evaluator: `test_accuracy = true` but the test split is empty; set \
+                 `[data] test` above 0",
+            )?;
+            metrics.insert("test_accuracy".into(), t.accuracy);
+            metrics.insert("test_loss".into(), t.loss);
+        }
         let details = json!({
             "curve": trainer.history(),
             "resumed_from_epoch": resumed_from,

@@ -10,6 +10,12 @@ fn defaults_and_own_keys() {
     let s = parse_config(&json!({"epochs": 3, "lr": 0.1, "keep_checkpoints": true})).unwrap();
     assert_eq!((s.train.epochs, s.train.lr), (3, Some(0.1)));
     assert!(s.keep_checkpoints);
+    assert!(!s.test_accuracy);
+    assert!(
+        parse_config(&json!({"test_accuracy": true}))
+            .unwrap()
+            .test_accuracy
+    );
 }
 
 #[test]
@@ -17,7 +23,8 @@ fn unknown_keys_name_the_key_and_list_the_accepted_ones() {
     let e = parse_config(&json!({"epoch": 3})).unwrap_err();
     assert!(e.contains("unknown option `epoch`"), "{e}");
     assert!(
-        e.contains("epochs, batch, optimizer, lr") && e.ends_with("keep_checkpoints"),
+        e.contains("epochs, batch, optimizer, lr")
+            && e.ends_with("keep_checkpoints, test_accuracy"),
         "{e}"
     );
 }
@@ -30,6 +37,8 @@ fn bad_values_are_explained() {
     assert!(e.contains("`momentum`"), "{e}");
     let e = parse_config(&json!({"keep_checkpoints": "yes"})).unwrap_err();
     assert!(e.contains("true or false"), "{e}");
+    let e = parse_config(&json!({"test_accuracy": 1})).unwrap_err();
+    assert!(e.contains("`test_accuracy` must be true or false"), "{e}");
     let e = parse_config(&json!([1])).unwrap_err();
     assert!(e.contains("table"), "{e}");
 }

@@ -181,3 +181,37 @@ fn the_plugin_explains_missing_data_and_unknown_options() {
         .to_string();
     assert!(err.contains("[data]") && err.contains("mnist"), "{err}");
 }
+
+#[test]
+fn test_accuracy_is_measured_on_the_test_split_when_asked_for() {
+    let lib = PluginLibrary::open(&plugin_path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        json!({"epochs": 4, "lr": 0.2, "test_accuracy": true}),
+        json!({"dataset": "digits"}),
+        dir.path(),
+    );
+    let mut evaluator = lib.create_evaluator(&ctx).unwrap();
+    let m = evaluator.evaluate(&request(1, None)).unwrap().metrics;
+    println!("{m:?}");
+    assert!(
+        m["test_accuracy"] > 0.5 && m["test_accuracy"] <= 1.0,
+        "{m:?}"
+    );
+    assert!(m["test_loss"].is_finite() && m["test_loss"] > 0.0, "{m:?}");
+    // Validation and test are different samples: the two accuracies are measured apart.
+    assert_ne!(m["test_accuracy"], m["val_accuracy"], "{m:?}");
+
+    let ctx = context(
+        json!({"epochs": 1}),
+        json!({"dataset": "digits"}),
+        dir.path(),
+    );
+    let m = lib
+        .create_evaluator(&ctx)
+        .unwrap()
+        .evaluate(&request(2, None))
+        .unwrap()
+        .metrics;
+    assert!(!m.contains_key("test_accuracy"), "{m:?}");
+}

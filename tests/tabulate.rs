@@ -1,0 +1,289 @@
+//! End-to-end tests of `nas tabulate` and the `tabular` evaluator: real training on the
+//! bundled digits data, real plugins, real SQLite files.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nas_core::config;
+use nas_core::space::build_space;
+use nas_table::Table;
+
+const NAS: &str = env!("CARGO_BIN_EXE_nas");
+
+fn nas(args: &[&str], cwd: &Path) -> Output {
+    Command::new(NAS)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("nas runs")
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn trials(dir: &Path, study: &str) -> Vec<serde_json::Value> {
+    let o = nas(&["status", study, "--json"], dir);
+    assert!(o.status.success(), "{}", err(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Four architectures (depth 1 or 2 x expansion 1 or 2) of a one-stage chain.
+const CHAIN: &str = r#"
+[space]
+kind = "chain"
+stem_channels = 4
+kernels = [3]
+expansions = [1, 2]
+stages = [{ channels = 4, stride = 1, depths = [1, 2], widths = [4] }]
+"#;
+
+fn build_config(trials: u64) -> String {
+    format!(
+        r#"
+[study]
+name = "tiny-table"
+seed = 5
+directory = "build"
+
+[budget]
+trials = {trials}
+
+[data]
+dataset = "digits"
+{CHAIN}
+[[strategy]]
+plugin = "grid"
+
+[[evaluator]]
+plugin = "train"
+epochs = 3
+batch = 64
+optimizer = "adamw"
+lr = 0.01
+test_accuracy = true
+
+[objective]
+maximize = "val_accuracy"
+
+[runtime]
+threads = 1
+workers = 2
+"#
+    )
+}
+
+#[test]
+fn a_table_is_built_resumably_and_answers_a_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    // Stopped by its budget after two networks: no table yet, and the message says why.
+    let cfg = write(dir, "build.toml", &build_config(2));
+    let o = nas(&["tabulate", cfg.to_str().unwrap()], dir);
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(e.contains("4 architectures, 4 distinct networks"), "{e}");
+    assert!(
+        e.contains("2 of 4 networks are not trained yet") && e.contains("run `nas tabulate` again"),
+        "{e}"
+    );
+    assert!(!dir.join("build/table.json.gz").exists());
+
+    // What is there can be written without training more.
+    let o = nas(
+        &[
+            "tabulate",
+            cfg.to_str().unwrap(),
+            "--partial",
+            "-o",
+            "part.json",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let part = Table::read(&dir.join("part.json")).unwrap();
+    assert_eq!(part.rows.len(), 2);
+    assert_eq!(trials(dir, "build").len(), 2);
+
+    // Resumed with a larger budget: only the two missing networks are trained.
+    let cfg = write(dir, "build.toml", &build_config(100));
+    let o = nas(&["tabulate", cfg.to_str().unwrap()], dir);
+    assert!(o.status.success(), "{}", err(&o));
+    let stored = trials(dir, "build");
+    assert_eq!(stored.len(), 4, "no network trained twice");
+    let table = Table::read(&dir.join("build/table.json.gz")).unwrap();
+    assert_eq!((table.rows.len(), table.epochs), (4, 3));
+    assert_eq!((table.archs_in_space, table.networks_in_space), (4, 4));
+    assert_eq!(table.name, "tiny-table");
+    let best = table.optimum();
+    assert!(best.test_accuracy > 0.3, "above chance (0.1): {best:?}");
+    for row in &part.rows {
+        assert!(
+            table.rows.contains(row),
+            "rows of the first run are kept as they were"
+        );
+    }
+    let by_arch: HashMap<&str, &serde_json::Value> = stored
+        .iter()
+        .map(|t| (t["arch"].as_str().unwrap(), t))
+        .collect();
+    for row in &table.rows {
+        let t = by_arch[row.archs[0].as_str()];
+        let m = &t["metrics"];
+        assert_eq!(row.trial, t["id"].as_u64().unwrap());
+        assert_eq!(row.val_accuracy.len(), 3);
+        assert_eq!(row.val_accuracy[2], m["val_accuracy"].as_f64().unwrap());
+        let test = row.test_accuracy.unwrap();
+        assert!((0.0..=1.0).contains(&test), "{test}");
+        assert!(row.train_seconds.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    // A search on the table: every answer is the table's row for the candidate.
+    let search = format!(
+        r#"
+[study]
+name = "on-table"
+seed = 1
+directory = "search"
+
+[budget]
+trials = 4
+{}
+input = [1, 8, 8]
+classes = 10
+
+[[strategy]]
+plugin = "random"
+
+[[evaluator]]
+plugin = "tabular"
+table = "build/table.json.gz"
+
+[objective]
+maximize = "val_accuracy"
+"#,
+        CHAIN.trim_end()
+    );
+    let cfg = write(dir, "search.toml", &search);
+    let o = nas(&["search", cfg.to_str().unwrap()], dir);
+    assert!(o.status.success(), "{}", err(&o));
+    let index = table.index();
+    let answered = trials(dir, "search");
+    assert!(!answered.is_empty());
+    for t in &answered {
+        assert_eq!(t["state"], "complete", "{t}");
+        let row = &table.rows[index.by_arch[t["arch"].as_str().unwrap()]];
+        let m = &t["metrics"];
+        assert_eq!(m["val_accuracy"].as_f64(), row.val_accuracy.last().copied());
+        assert_eq!(m["test_accuracy"].as_f64(), row.test_accuracy);
+        assert_eq!(
+            m["simulated_seconds"].as_f64(),
+            row.train_seconds.last().copied()
+        );
+    }
+}
+
+#[test]
+fn isomorphic_cells_share_one_trained_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let text = r#"
+[study]
+name = "cells"
+seed = 2
+directory = "build"
+
+[budget]
+trials = 3
+
+[data]
+dataset = "digits"
+
+[space]
+kind = "cell"
+channels = 2
+cells_per_stage = 1
+
+[[strategy]]
+plugin = "grid"
+
+[[evaluator]]
+plugin = "train"
+epochs = 1
+batch = 256
+
+[objective]
+maximize = "val_accuracy"
+"#;
+    let cfg = write(dir, "cells.toml", text);
+    let o = nas(&["tabulate", cfg.to_str().unwrap()], dir);
+    assert!(
+        err(&o).contains("15625 architectures, 5155 distinct networks"),
+        "{}",
+        err(&o)
+    );
+    let o = nas(
+        &[
+            "tabulate",
+            cfg.to_str().unwrap(),
+            "--partial",
+            "-o",
+            "t.json",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let table = Table::read(&dir.join("t.json")).unwrap();
+    assert_eq!(table.rows.len(), 3);
+
+    // Every architecture of the space whose network was trained is listed in that row, once.
+    let config = config::load(&cfg).unwrap();
+    let space = build_space(&config.resolved_space().unwrap()).unwrap();
+    let rows: HashMap<&str, usize> = table
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.hash.as_str(), i))
+        .collect();
+    let mut expected: Vec<HashSet<String>> = vec![HashSet::new(); rows.len()];
+    for values in nas_core::tabulate::enumerate(space.descriptor()).unwrap() {
+        let hash = space.decode(&values).unwrap().canonical_hash();
+        if let Some(&i) = rows.get(hash.as_str()) {
+            expected[i].insert(space.arch_string(&values));
+        }
+    }
+    for (row, want) in table.rows.iter().zip(&expected) {
+        let listed: HashSet<String> = row.archs.iter().cloned().collect();
+        assert_eq!(listed.len(), row.archs.len(), "an arch listed twice");
+        assert_eq!(&listed, want, "row {}", row.hash);
+    }
+    assert!(
+        table.rows.iter().any(|r| r.archs.len() > 1),
+        "three trained cells without a single isomorph: {:?}",
+        table.rows.iter().map(|r| r.archs.len()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_config_that_is_not_a_table_build_is_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let text = build_config(4).replace("plugin = \"grid\"", "plugin = \"random\"");
+    let cfg = write(dir, "bad.toml", &text);
+    let o = nas(&["tabulate", cfg.to_str().unwrap()], dir);
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(
+        e.contains("exactly one [[strategy]] with `plugin = \"grid\"`") && e.contains("random"),
+        "{e}"
+    );
+    assert!(!dir.join("build").exists(), "nothing is created");
+}
