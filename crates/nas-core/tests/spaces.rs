@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use nas_core::space::{
     CellSpaceConfig, ChainSpaceConfig, NB201_OPS, SearchSpace, SpaceConfig, SpaceError, build_space,
 };
-use nas_graph::{Graph, Op};
+use nas_graph::Op;
 use nas_plugin::ChoiceKind;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -412,35 +412,6 @@ fn naslib_key_to_arch(key: &str) -> String {
     )
 }
 
-/// FLOPs as the data file counts them (NASLib via tensorwatch/torchstat hooks, batch 1):
-/// conv and linear multiply-accumulates without bias terms, 2 per element for affine
-/// BatchNorm, 1 per element for ReLU, `k*k` per output element for AvgPool, and
-/// `(H+1)*(W+1)*C` for the global average pool (torchstat's adaptive-pool formula).
-/// Expressed as `graph.flops()` (the NB201 convention) plus the differences, so the check
-/// pins both `flops()` and the decoded structure.
-fn torchstat_flops(g: &Graph) -> u64 {
-    let shapes = g.shapes().unwrap();
-    let numel = |id: usize| shapes[id].iter().product::<usize>() as u64;
-    let mut extra: i64 = 0;
-    for (id, node) in g.nodes.iter().enumerate() {
-        let x = node.inputs.first().copied();
-        match &node.op {
-            Op::BatchNorm { .. } => extra += 2 * numel(id) as i64,
-            Op::Relu => extra += numel(id) as i64,
-            Op::GlobalAvgPool => {
-                let s = &shapes[x.unwrap()];
-                extra += (s[0] * (s[1] + 1) * (s[2] + 1)) as i64;
-            }
-            Op::Linear {
-                out_features,
-                bias: true,
-            } => extra -= *out_features as i64,
-            _ => {}
-        }
-    }
-    (g.flops().unwrap() as i64 + extra) as u64
-}
-
 #[test]
 fn cell_matches_nb201_params_and_flops_from_real_data() {
     let path = concat!(
@@ -475,7 +446,7 @@ fn cell_matches_nb201_params_and_flops_from_real_data() {
             params_exact += 1;
 
             let want_flops = entry["flops"]["score"].as_f64().unwrap() * 1e6;
-            let got = torchstat_flops(&g) as f64;
+            let got = g.flops_naslib().unwrap() as f64;
             assert!(
                 (got - want_flops).abs() < 1.0,
                 "{dataset} {key} {arch}: file {want_flops}, ours {got}"

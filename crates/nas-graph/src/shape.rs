@@ -129,6 +129,33 @@ impl Graph {
         sum(self.costs()?.iter().map(|c| c.flops))
     }
 
+    /// FLOPs for one sample as NASLib's zero-cost data counts them (torchstat-style hooks):
+    /// [`Graph::flops`] without Linear bias terms, plus 2 per element for BatchNorm, 1 per
+    /// element for ReLU and `C * (H + 1) * (W + 1)` for the global average pool (torchstat's
+    /// adaptive-pool formula). Only for comparing with NASLib's numbers.
+    pub fn flops_naslib(&self) -> Result<u64, GraphError> {
+        let shapes = self.shapes()?;
+        let numel = |id: usize| shapes[id].iter().product::<usize>() as u64;
+        let (mut extra, mut less) = (0u64, 0u64);
+        for (id, node) in self.nodes.iter().enumerate() {
+            match &node.op {
+                Op::BatchNorm { .. } => extra += 2 * numel(id),
+                Op::Relu => extra += numel(id),
+                Op::GlobalAvgPool => {
+                    if let [c, h, w] = shapes[node.inputs[0]][..] {
+                        extra += (c * (h + 1) * (w + 1)) as u64;
+                    }
+                }
+                Op::Linear {
+                    out_features,
+                    bias: true,
+                } => less += *out_features as u64,
+                _ => {}
+            }
+        }
+        Ok(self.flops()? + extra - less)
+    }
+
     /// The ids of nodes whose value reaches the output (the output included), ascending.
     pub fn reachable(&self) -> Vec<NodeId> {
         let mut live = vec![false; self.nodes.len()];

@@ -199,8 +199,6 @@ fn test_accuracy_is_measured_on_the_test_split_when_asked_for() {
         "{m:?}"
     );
     assert!(m["test_loss"].is_finite() && m["test_loss"] > 0.0, "{m:?}");
-    // Validation and test are different samples: the two accuracies are measured apart.
-    assert_ne!(m["test_accuracy"], m["val_accuracy"], "{m:?}");
 
     let ctx = context(
         json!({"epochs": 1}),

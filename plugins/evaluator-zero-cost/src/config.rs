@@ -28,6 +28,7 @@ const OPTIONS: &[&str] = &[
     "threshold",
     "rank_by",
     "warmup",
+    "flops_convention",
 ];
 
 pub const DEFAULT_BATCH: usize = 64;
@@ -62,6 +63,15 @@ pub struct Cascade {
     pub warmup: usize,
 }
 
+/// How `flops` counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlopsConvention {
+    /// The core's count (NAS-Bench-201's convention), the same as the `flops` the core reports.
+    Nb201,
+    /// NASLib's zero-cost data convention, to compare with its published scores.
+    Naslib,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ZeroCostConfig {
     /// Requested proxies, in [`PROXIES`] order.
@@ -75,6 +85,7 @@ pub struct ZeroCostConfig {
     /// `None`: real data when the study has a `[data]` table, random otherwise.
     pub data: Option<DataSource>,
     pub cascade: Option<Cascade>,
+    pub flops_convention: FlopsConvention,
 }
 
 impl Default for ZeroCostConfig {
@@ -86,6 +97,7 @@ impl Default for ZeroCostConfig {
             seed: None,
             data: None,
             cascade: None,
+            flops_convention: FlopsConvention::Nb201,
         }
     }
 }
@@ -177,6 +189,19 @@ pub fn parse_config(config: &Value) -> Result<ZeroCostConfig, String> {
                 )));
             }
         });
+    }
+
+    if let Some(v) = map.get("flops_convention") {
+        cfg.flops_convention = match v.as_str() {
+            Some("nb201") => FlopsConvention::Nb201,
+            Some("naslib") => FlopsConvention::Naslib,
+            _ => {
+                return Err(fail(format!(
+                    "`flops_convention` must be \"nb201\" (the core's count) or \"naslib\" \
+                     (NASLib's zero-cost data), found {v}"
+                )));
+            }
+        };
     }
 
     let number = |key: &str| -> Result<Option<f64>, String> {

@@ -4,7 +4,7 @@
 //! | metric        | what                                                                   |
 //! |---------------|------------------------------------------------------------------------|
 //! | `params`      | trainable parameters (`Graph::param_count`)                            |
-//! | `flops`       | FLOPs of one sample (`Graph::flops`)                                   |
+//! | `flops`       | FLOPs of one sample (`Graph::flops`, or `Graph::flops_naslib`)         |
 //! | `naswot`      | log-determinant of the ReLU-code Hamming kernel (Mellor et al. 2021)   |
 //! | `synflow`     | sum of `|w * dR/dw|`, `R` the output sum at `|w|`, ones input (Tanaka et al. 2020) |
 //! | `grad_norm`   | sum over weights of the L2 norm of the cross-entropy gradient          |
@@ -33,6 +33,7 @@
 //! # threshold = 400.0     # ... or everything scoring at least this
 //! rank_by = "zc_combined" # the metric both rules read (default zc_combined)
 //! warmup = 10             # candidates seen before anything is pruned
+//! flops_convention = "nb201"  # or "naslib": count FLOPs as NASLib's zero-cost data does
 //! ```
 //!
 //! The cascade's history lives in the evaluator instance: a resumed study warms up again.
@@ -58,7 +59,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
-pub use config::{Cascade, DataSource, Rule, ZeroCostConfig, parse_config};
+pub use config::{Cascade, DataSource, FlopsConvention, Rule, ZeroCostConfig, parse_config};
 use init::{Init, init_weights};
 use proxies::Batch;
 
@@ -224,7 +225,11 @@ impl ZeroCostEvaluator {
             metrics.insert("params".into(), count("parameters", graph.param_count())?);
         }
         if wants("flops") {
-            metrics.insert("flops".into(), count("FLOPs", graph.flops())?);
+            let flops = match cfg.flops_convention {
+                FlopsConvention::Nb201 => graph.flops(),
+                FlopsConvention::Naslib => graph.flops_naslib(),
+            };
+            metrics.insert("flops".into(), count("FLOPs", flops)?);
         }
 
         let data_dependent = ["naswot", "grad_norm", "snip", "jacob_cov"];

@@ -44,10 +44,13 @@ fn naslib_params(arch: &Arch) -> u64 {
 }
 
 #[test]
-fn params_and_synflow_agree_with_naslib_on_150_archs() {
+fn params_flops_and_synflow_agree_with_naslib_on_150_archs() {
     let space = nb201();
     let archs = spread(&cifar10_archs(), 150);
-    let e = evaluator(json!({"proxies": ["params", "synflow"]}));
+    let e = evaluator(json!({
+        "proxies": ["params", "flops", "synflow"],
+        "flops_convention": "naslib",
+    }));
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let mut worst_log_gap = 0.0f64;
     for arch in &archs {
@@ -57,6 +60,13 @@ fn params_and_synflow_agree_with_naslib_on_150_archs() {
             naslib_params(arch),
             "params of {}",
             arch.key
+        );
+        let file_flops = arch.scores["flops"] * 1e6;
+        assert!(
+            (m["flops"] - file_flops).abs() < 1.0,
+            "flops of {}: ours {}, NASLib {file_flops}",
+            arch.key,
+            m["flops"]
         );
         // NASLib's file holds ln(synflow) (0 where synflow is 0); one entry has none.
         if let Some(&s) = arch.scores.get("synflow") {
