@@ -26,6 +26,8 @@ pub fn format_metric(name: &str, v: f64) -> String {
     match name {
         "params" | "flops" => format!("{name}={}", v as u64),
         _ if v.fract() == 0.0 && v.abs() < 1e15 => format!("{name}={}", v as i64),
+        // Scores such as synflow span dozens of orders of magnitude.
+        _ if v.is_finite() && v.abs() >= 1e15 => format!("{name}={v:.4e}"),
         _ => format!("{name}={v:.4}"),
     }
 }

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "xtask",
     bin_name = "cargo xtask",
-    about = "Project tasks: ONNX Runtime provisioning, tests, quickstart, benchmarks, new plugins"
+    about = "Project tasks: ONNX Runtime provisioning, tests, quickstart, benchmarks, zero-cost proxy check, new plugins"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -78,6 +78,10 @@ enum Task {
         #[arg(long)]
         jobs: Option<usize>,
     },
+    /// Score the 725 NAS-Bench-201 networks of NASLib's zero-cost file with every proxy of the
+    /// `zero-cost` evaluator (release build, about 30 minutes on 2 cores) and compare rank
+    /// correlations with NASLib's; writes results/zero-cost/report.md.
+    ZeroCost,
     /// Create plugins/strategy-NAME: a strategy plugin crate (random search, options,
     /// save/restore, unit tests) to start from; see docs/writing-a-strategy.md.
     NewStrategy {
@@ -191,6 +195,7 @@ fn main() -> Result<ExitCode> {
             },
         )?,
         Task::NewStrategy { name } => new_strategy::run(&root, &name)?,
+        Task::ZeroCost => zero_cost(&root, &target)?,
         Task::Benchmark { suite, seeds, jobs } => benchmark(&root, &target, &suite, seeds, jobs)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -262,6 +267,34 @@ fn benchmark(
         cmd.args(["--jobs", &j.to_string()]);
     }
     run(&mut cmd)
+}
+
+/// `cargo xtask zero-cost`: the ignored correlation test of `evaluator-zero-cost`, in release
+/// mode, with its report written under results/.
+fn zero_cost(root: &Path, target: &Path) -> Result<()> {
+    let library = provision_cpu(target)?;
+    let out = root.join("results/zero-cost");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let report = out.join("report.md");
+    run(cargo(root)
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "evaluator-zero-cost",
+            "--test",
+            "nb201",
+        ])
+        .args([
+            "--",
+            "--ignored",
+            "--nocapture",
+            "proxy_correlations_on_725_archs",
+        ])
+        .env("ORT_DYLIB_PATH", &library)
+        .env("ZERO_COST_REPORT", &report))?;
+    eprintln!("wrote {}", report.display());
+    Ok(())
 }
 
 #[cfg(test)]

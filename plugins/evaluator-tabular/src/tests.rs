@@ -107,7 +107,7 @@ fn a_fidelity_reads_the_curve_at_that_epoch() {
         (0.5, 2.0, 1.0)
     );
     assert_eq!(m["test_accuracy"], 0.5);
-    assert_eq!(m["val_accuracy_final"], 0.625);
+    assert!(!m.contains_key("val_accuracy_final"), "not paid for: {m:?}");
     for bad in [0.0, 3.5, f64::NAN] {
         let err = e
             .evaluate(&request(4, POOL, Some(bad)))

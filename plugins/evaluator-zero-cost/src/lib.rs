@@ -36,7 +36,8 @@
 //! flops_convention = "nb201"  # or "naslib": count FLOPs as NASLib's zero-cost data does
 //! ```
 //!
-//! The cascade's history lives in the evaluator instance: a resumed study warms up again.
+//! The cascade's history lives in the evaluator instance: a resumed study warms up again, and
+//! with `[runtime] workers = N` each worker ranks among the candidates it scored itself.
 
 pub mod cascade;
 pub mod config;

@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::time::Instant;
 
 use common::*;
@@ -139,24 +140,41 @@ fn proxy_correlations_on_725_archs() {
             .map(|a| a.scores.get(name).copied().unwrap_or(f64::NEG_INFINITY))
             .collect()
     };
-    println!(
-        "Spearman with CIFAR-10 val_accuracy, {} NB201 archs (ours: batch {NASLIB_BATCH}, Gaussian inputs):",
-        archs.len()
+    let mut report = String::from(
+        "# Zero-cost proxies on NAS-Bench-201 (CIFAR-10)\n\n\
+         Written by `cargo xtask zero-cost` (the ignored test `proxy_correlations_on_725_archs` \
+         of `evaluator-zero-cost`).\n\n",
     );
-    println!("| proxy | ours | NASLib file (recomputed) | NASLib published |");
-    println!("|---|---|---|---|");
+    writeln!(
+        report,
+        "Spearman rank correlation with CIFAR-10 validation accuracy, {} NB201 archs (ours: batch \
+         {NASLIB_BATCH} of Gaussian inputs with random labels, He-initialised weights; NASLib: \
+         CIFAR-10 images):\n",
+        archs.len()
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| proxy | ours | NASLib file (recomputed) | NASLib published |"
+    )
+    .unwrap();
+    writeln!(report, "|---|---|---|---|").unwrap();
     let mut singles = Vec::new();
     for (name, theirs, published) in PUBLISHED {
         let rho = spearman(&ours(name), &acc);
         singles.push((*name, rho));
         let file_rho = spearman(&file(theirs), &acc);
-        println!("| {name} | {rho:.3} | {file_rho:.3} | {published:.3} |");
+        writeln!(
+            report,
+            "| {name} | {rho:.3} | {file_rho:.3} | {published:.3} |"
+        )
+        .unwrap();
     }
     let zen = spearman(&ours("zen"), &acc);
     singles.push(("zen", zen));
-    println!("| zen | {zen:.3} | - | - |");
+    writeln!(report, "| zen | {zen:.3} | - | - |").unwrap();
     let combined = spearman(&ours("zc_combined"), &acc);
-    println!("| zc_combined | {combined:.3} | - | - |");
+    writeln!(report, "| zc_combined | {combined:.3} | - | - |").unwrap();
 
     let with_synflow: Vec<usize> = (0..archs.len())
         .filter(|&i| archs[i].scores.contains_key("synflow"))
@@ -173,16 +191,26 @@ fn proxy_correlations_on_725_archs() {
     );
     let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
     let max = seconds.iter().copied().fold(0.0, f64::max);
-    println!(
-        "synflow rank agreement with NASLib: {agreement:.4} ({} archs)",
+    writeln!(
+        report,
+        "\nsynflow rank agreement with NASLib (Spearman): {agreement:.4} ({} archs)\n",
         with_synflow.len()
-    );
-    println!("seconds per architecture: mean {mean:.2}, max {max:.2}; per proxy (mean):");
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "seconds per architecture: mean {mean:.2}, max {max:.2}; per proxy (mean):\n"
+    )
+    .unwrap();
     for (k, v) in &per_proxy {
-        println!("  {k}: {:.3}", v / archs.len() as f64);
+        writeln!(report, "- {k}: {:.3}", v / archs.len() as f64).unwrap();
     }
-    println!("scores written to {}", out.display());
+    writeln!(report, "\nper-architecture scores: {}", out.display()).unwrap();
 
+    print!("{report}");
+    if let Some(path) = std::env::var_os("ZERO_COST_REPORT") {
+        std::fs::write(&path, &report).unwrap();
+    }
     assert!(agreement >= 0.95, "synflow rank agreement {agreement}");
     for (name, rho) in singles {
         assert!(
