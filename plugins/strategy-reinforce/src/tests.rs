@@ -119,7 +119,7 @@ fn config_defaults_and_values() {
     let d = Config::default();
     assert_eq!(
         (d.lr, d.baseline_decay, d.entropy, d.optimizer, d.reward),
-        (0.1, 0.95, 0.01, Optimizer::Adam, Reward::Negative)
+        (0.03, 0.95, 0.01, Optimizer::Adam, Reward::Negative)
     );
     let s = Reinforce::new(context(
         categorical_space(3, 3),

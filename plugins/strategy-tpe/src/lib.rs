@@ -28,7 +28,9 @@
 //! - `gamma` (default: Optuna's rule `n_below = min(ceil(0.1 n), 25)` for `n` finished
 //!   trials): when set, a fraction in (0, 1] and `n_below = ceil(gamma * n)`, uncapped.
 //! - `candidates` (default 24): draws from `l` per choice and proposal.
-//! - `prior_weight` (default 1.0): weight of the prior kernel, positive.
+//! - `prior_weight` (default 3.0): weight of the prior kernel, positive. A heavier prior than
+//!   Optuna's 1.0 keeps proposals new in discrete spaces, where a weight of 1 often re-proposed
+//!   cells already seen (NAS-Bench-201 suite: same or better final accuracy).
 
 use std::collections::HashSet;
 
@@ -65,7 +67,7 @@ impl Default for Config {
             startup: 10,
             gamma: None,
             candidates: 24,
-            prior_weight: 1.0,
+            prior_weight: 3.0,
         }
     }
 }

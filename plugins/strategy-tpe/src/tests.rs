@@ -102,7 +102,7 @@ fn config_defaults_and_values() {
                 startup: 10,
                 gamma: None,
                 candidates: 24,
-                prior_weight: 1.0
+                prior_weight: 3.0
             }
         );
     }
