@@ -37,6 +37,25 @@ fn plugin_names(cwd: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The cells of one CSV line; quoted cells (method names with commas) are unquoted.
+fn csv_cells(line: &str) -> Vec<String> {
+    let (mut cells, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => cells.push(std::mem::take(&mut cell)),
+            _ => cell.push(c),
+        }
+    }
+    cells.push(cell);
+    cells
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
@@ -109,6 +128,91 @@ fn benchmark_smoke_suite_writes_every_output() {
         "nas report on a run",
     );
     assert!(run.join("report/report.md").is_file());
+}
+
+/// The digits suite searches the shipped table of real training results: every method of it
+/// runs, the multi-fidelity one asks for fewer epochs, and every score is a test accuracy the
+/// table holds.
+#[test]
+fn benchmark_digits_suite_runs_every_method_on_the_shipped_table() {
+    let root = repo_root();
+    let names = plugin_names(&root);
+    for needed in [
+        "tabular",
+        "evolution",
+        "random",
+        "reinforce",
+        "tpe",
+        "hyperband",
+        "local",
+    ] {
+        assert!(
+            names.iter().any(|n| n == needed),
+            "the digits suite needs the `{needed}` plugin, but `nas plugins --json` lists only \
+             {names:?}; build it with `cargo build --workspace`"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("digits");
+    let o = nas(
+        &[
+            "benchmark",
+            "configs/bench/digits.toml",
+            "--seeds",
+            "2",
+            "--jobs",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root,
+    );
+    check(&o, "nas benchmark configs/bench/digits.toml");
+    let summary = read(&out.join("summary.csv"));
+    let rows: Vec<&str> = summary.lines().skip(1).collect();
+    assert_eq!(
+        rows.len(),
+        7 * 2,
+        "one row per method and budget:\n{summary}"
+    );
+    for row in &rows {
+        let cells = csv_cells(row);
+        assert_eq!(
+            (cells[2].as_str(), cells[4].as_str()),
+            ("digits", "2"),
+            "{row}"
+        );
+        let score: f64 = cells[6].parse().expect("a mean score");
+        assert!((0.8..=1.0).contains(&score), "{row}");
+    }
+    // 7 methods x 2 seeds x 100 trials in the first budget, none failed anywhere; Hyperband's
+    // first rung is one epoch.
+    let trials = read(&out.join("trials.csv"));
+    let mut lines = trials.lines();
+    let header = csv_cells(lines.next().unwrap());
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no `{name}` column in {header:?}"))
+    };
+    let (method, budget) = (col("method"), col("budget"));
+    let (state, fidelity) = (col("state"), col("fidelity"));
+    let body: Vec<Vec<String>> = lines.map(csv_cells).collect();
+    let in_budget = |name: &str| body.iter().filter(|r| r[budget] == name).count();
+    assert_eq!(in_budget("100 trials"), 7 * 2 * 100, "{:?}", body[0]);
+    assert!(
+        body.iter().all(|r| r[state] == "complete"),
+        "a trial failed"
+    );
+    assert!(
+        body.iter()
+            .any(|r| r[method] == "Hyperband" && r[fidelity] == "1"),
+        "Hyperband never asked for one epoch"
+    );
+    assert!(out.join("best_digits_time.svg").is_file());
+    let report = read(&out.join("report.md"));
+    assert!(report.contains("| Hyperband |"), "{report}");
 }
 
 #[test]

@@ -287,3 +287,63 @@ fn a_config_that_is_not_a_table_build_is_refused_before_anything_runs() {
     );
     assert!(!dir.join("build").exists(), "nothing is created");
 }
+
+/// The table shipped in configs/tables/ (built by `nas tabulate configs/tables/nb201-digits.toml`)
+/// is complete: every cell of its space is listed once, in the row of the network it builds,
+/// with a full validation curve and a test accuracy; the digits benchmark suite regrets to its
+/// optimum.
+#[test]
+fn the_shipped_digits_table_covers_its_whole_space() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let table = Table::read(&root.join("configs/tables/nb201-digits.json.gz")).unwrap();
+    let config = config::load(&root.join("configs/tables/nb201-digits.toml")).unwrap();
+    let resolved = config.resolved_space().unwrap();
+    assert_eq!(
+        table.space,
+        config::space_json(&resolved),
+        "built from its config"
+    );
+    assert_eq!(table.epochs, 8);
+    assert_eq!(
+        (table.archs_in_space, table.networks_in_space),
+        (15625, 5155)
+    );
+    assert_eq!(table.rows.len(), 5155, "one row per distinct network");
+
+    let space = build_space(&resolved).unwrap();
+    let index = table.index();
+    assert_eq!(index.by_arch.len(), 15625, "every cell listed exactly once");
+    for values in nas_core::tabulate::enumerate(space.descriptor()).unwrap() {
+        let arch = space.arch_string(&values);
+        let row = &table.rows[index.by_arch[arch.as_str()]];
+        assert_eq!(
+            row.hash,
+            space.decode(&values).unwrap().canonical_hash(),
+            "{arch}"
+        );
+    }
+    let mut failed = 0;
+    for row in &table.rows {
+        if row.error.is_some() {
+            failed += 1;
+            continue;
+        }
+        assert_eq!(row.val_accuracy.len(), 8, "{}", row.hash);
+        assert_eq!(row.train_seconds.len(), 8, "{}", row.hash);
+        assert!(row.train_seconds.windows(2).all(|w| w[0] <= w[1]));
+        let test = row.test_accuracy.expect("test accuracy recorded");
+        assert!((0.0..=1.0).contains(&test), "{test}");
+    }
+    assert_eq!(failed, 0, "no network failed to train");
+    let best = table.optimum();
+    assert!(best.test_accuracy > 0.9, "digits are easy: {best:?}");
+
+    let suite: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root.join("configs/bench/digits.toml")).unwrap())
+            .unwrap();
+    let optimum = suite["dataset"][0]["optimum"].as_float().unwrap();
+    assert_eq!(
+        optimum, best.test_accuracy,
+        "configs/bench/digits.toml optimum"
+    );
+}

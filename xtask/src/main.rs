@@ -68,7 +68,7 @@ enum Task {
     /// Build in release mode, then run a benchmark suite with `target/release/nas benchmark`;
     /// writes results/bench/<suite>/ (CSV, markdown, SVG plots, the studies).
     Benchmark {
-        /// The suite file.
+        /// The suite file, or the name of one in configs/bench/ (`nb201`, `digits`, `smoke`).
         #[arg(default_value = "configs/bench/nb201.toml")]
         suite: PathBuf,
         /// Seeds per combination (default: the suite's).
@@ -245,16 +245,25 @@ fn benchmark(
     seeds: Option<usize>,
     jobs: Option<usize>,
 ) -> Result<()> {
-    // A suite path is taken from the current folder when it is there, else from the root.
+    // A suite path is taken from the current folder when it is there, else from the root; a
+    // bare name (`digits`) means configs/bench/<name>.toml.
+    let named = root
+        .join("configs/bench")
+        .join(suite)
+        .with_extension("toml");
     let suite = if suite.is_file() {
         std::path::absolute(suite)?
     } else if root.join(suite).is_file() {
         root.join(suite)
+    } else if suite.extension().is_none() && named.is_file() {
+        named
     } else {
         bail!(
-            "suite {} not found (looked in the current folder and in {})",
+            "suite {} not found (looked in the current folder, in {} and for {}); the shipped \
+             suites are the .toml files in configs/bench/",
             suite.display(),
-            root.display()
+            root.display(),
+            named.display()
         );
     };
     run(cargo(root).args(["build", "--release"]))?;
