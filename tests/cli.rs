@@ -314,6 +314,59 @@ fn a_changed_config_is_refused_and_loses_nothing() {
     );
 }
 
+/// `[budget] cost` sums a metric over the evaluated trials and stops the study once the sum
+/// reaches its `max`; a resume with a larger `max` continues from what is stored.
+#[test]
+fn a_cost_budget_stops_when_the_summed_metric_reaches_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with_max = |max: u64| {
+        study_toml(1000, 1, "").replace(
+            "trials = 1000",
+            &format!("trials = 1000\ncost = {{ metric = \"params\", max = {max} }}"),
+        )
+    };
+    let spent = |trials: &[serde_json::Value]| -> Vec<f64> {
+        trials
+            .iter()
+            .filter(|t| t["state"] == "complete")
+            .map(|t| t["metrics"]["params"].as_f64().unwrap())
+            .collect()
+    };
+    for max in [200_000u64, 500_000] {
+        let cfg = write(tmp.path(), "s.toml", &with_max(max));
+        let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let said = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            said.contains(&format!("cost budget of {max} params reached")),
+            "{said}"
+        );
+        let params = spent(&trials_json(tmp.path(), "study"));
+        let total: f64 = params.iter().sum();
+        let before_last = total - params.last().unwrap();
+        assert!(
+            total >= max as f64 && before_last < max as f64,
+            "stopped at {total} (before the last trial {before_last}) for a budget of {max}"
+        );
+    }
+    // A budget that is not a metric name and a positive number is refused where it is written.
+    let cfg = write(
+        tmp.path(),
+        "bad.toml",
+        &study_toml(12, 1, "").replace(
+            "trials = 12",
+            "trials = 12\ncost = { metric = \"params\", max = -1 }",
+        ),
+    );
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.toml:") && e.contains("positive `max`"),
+        "{e}"
+    );
+}
+
 #[test]
 fn constraints_mark_candidates_infeasible_without_scoring_them() {
     let tmp = tempfile::tempdir().unwrap();

@@ -36,7 +36,8 @@
 //!
 //! [[budget]]
 //! trials = 200                   # the study budget (required: the cap of every run)
-//! simulated_seconds = 50000      # optional: runs are cut where the cumulative cost passes it
+//! simulated_seconds = 50000      # optional: each run stops once its summed cost (the `time`
+//!                                # metric) reaches it, and is cut there for the report
 //!
 //! [[evaluator]]                  # the pipeline, as in a study
 //! plugin = "nb201"
@@ -525,6 +526,14 @@ impl Suite {
         let mut b = toml::Table::new();
         if let Some(t) = self.budgets[budget].trials {
             b.insert("trials".into(), toml::Value::Integer(t as i64));
+        }
+        // A simulated-time budget also stops the study itself (the report cuts at it exactly).
+        if let Some(s) = self.budgets[budget].simulated_seconds {
+            let mut cost = toml::Table::new();
+            let metric = self.time.as_deref().unwrap_or("simulated_seconds");
+            cost.insert("metric".into(), metric.into());
+            cost.insert("max".into(), s.into());
+            b.insert("cost".into(), cost.into());
         }
         doc.insert("budget".into(), b.into());
         let mut sp = self.spaces[space].table.clone();
@@ -1027,6 +1036,20 @@ score = { maximize = "test_accuracy" }
         assert_eq!(rea.evaluators[0].config["fidelity"], "12");
         assert_eq!(rea.strategies[0].config["population"], 10);
         assert!(suite.methods[0].description().contains("population = 10"));
+        assert_eq!(config.budget.cost, None);
+
+        // A simulated-time budget stops each study once its summed cost reaches it.
+        let timed = SUITE.replace("trials = 50", "trials = 50\nsimulated_seconds = 900");
+        let suite = parse_suite(Path::new("unit.toml"), &timed).unwrap();
+        let plan = &suite.plans(&[0], 1, Path::new("out/runs"))[0];
+        let config = config::parse(Path::new("study.toml"), &plan.text).unwrap();
+        assert_eq!(
+            config.budget.cost,
+            Some(config::CostBudget {
+                metric: "simulated_seconds".into(),
+                max: 900.0
+            })
+        );
     }
 
     #[test]

@@ -94,6 +94,16 @@ pub struct Budget {
     pub trials: Option<u64>,
     /// Study time summed over every run of the study (a resume continues the clock).
     pub wall_time: Option<Duration>,
+    /// A metric summed over the finished trials (e.g. `simulated_seconds` of a tabular
+    /// evaluator, `train_seconds`): the study stops proposing once the sum reaches `max`.
+    pub cost: Option<CostBudget>,
+}
+
+/// `[budget] cost = { metric = "simulated_seconds", max = 3600 }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostBudget {
+    pub metric: String,
+    pub max: f64,
 }
 
 /// When a strategy phase hands over to the next `[[strategy]]`.
@@ -300,6 +310,14 @@ struct RawMix {
 struct RawBudget {
     trials: Option<u64>,
     wall_time: Option<Spanned<String>>,
+    cost: Option<Spanned<RawCostBudget>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCostBudget {
+    metric: String,
+    max: f64,
 }
 
 #[derive(Deserialize)]
@@ -466,10 +484,16 @@ fn finish<S>(
             .as_ref()
             .map(|w| parse_duration(loc, w))
             .transpose()?,
+        cost: raw
+            .budget
+            .cost
+            .as_ref()
+            .map(|c| parse_cost_budget(loc, c))
+            .transpose()?,
     };
-    if budget.trials.is_none() && budget.wall_time.is_none() {
+    if budget.trials.is_none() && budget.wall_time.is_none() && budget.cost.is_none() {
         return Err(loc.whole(
-            "`[budget]` needs `trials = N` or `wall_time = \"10m\"` (or both), otherwise the study never ends",
+            "`[budget]` needs `trials = N`, `wall_time = \"10m\"` or `cost = { metric = \"...\", max = X }` (any of them), otherwise the study never ends",
         ));
     }
     if raw.strategy.is_empty() {
@@ -537,6 +561,26 @@ fn finish<S>(
         data: raw.data,
         data_root: None,
         final_phase: raw.final_phase.map(Spanned::into_inner),
+    })
+}
+
+fn parse_cost_budget(
+    loc: &Locator<'_>,
+    c: &Spanned<RawCostBudget>,
+) -> Result<CostBudget, ConfigError> {
+    let raw = c.get_ref();
+    if raw.metric.is_empty() || !(raw.max.is_finite() && raw.max > 0.0) {
+        return Err(loc.at(
+            c.span().start,
+            format!(
+                "`cost` needs a metric name and a positive `max`, e.g. `cost = {{ metric = \"simulated_seconds\", max = 3600 }}` (found metric {:?}, max {})",
+                raw.metric, raw.max
+            ),
+        ));
+    }
+    Ok(CostBudget {
+        metric: raw.metric.clone(),
+        max: raw.max,
     })
 }
 

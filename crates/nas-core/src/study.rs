@@ -79,6 +79,8 @@ pub struct Study {
     /// the original finishes.
     waiting_duplicates: HashMap<u64, Vec<(usize, Vec<f64>)>>,
     evaluated: u64,
+    /// The `[budget] cost` metric summed over the evaluated, finished trials.
+    cost_spent: f64,
     best: Option<(Vec<f64>, f64, u64)>,
     prior_seconds: f64,
     started: Instant,
@@ -277,6 +279,7 @@ impl Study {
             seen: HashMap::new(),
             waiting_duplicates: HashMap::new(),
             evaluated: 0,
+            cost_spent: 0.0,
             best: None,
             prior_seconds,
             started: Instant::now(),
@@ -321,8 +324,17 @@ impl Study {
         Ok(())
     }
 
-    /// Updates best-so-far and the phase counters for a finished trial.
+    /// Updates best-so-far, the cost spent and the phase counters for a finished trial.
     fn account_finished(&mut self, t: &TrialRecord) {
+        if let Some(c) = &self.config.budget.cost
+            && matches!(
+                t.state,
+                TrialState::Complete | TrialState::Failed | TrialState::Pruned
+            )
+            && let Some(v) = t.metrics.get(&c.metric).filter(|v| v.is_finite())
+        {
+            self.cost_spent += v;
+        }
         let improved = if t.state == TrialState::Complete
             && let Some(l) = objectives::losses(&self.config.objectives, &t.metrics)
         {
@@ -369,6 +381,14 @@ impl Study {
             return Some(format!(
                 "wall-time budget of {} reached",
                 humantime::format_duration(d)
+            ));
+        }
+        if let Some(c) = &self.config.budget.cost
+            && self.cost_spent >= c.max
+        {
+            return Some(format!(
+                "cost budget of {} {} reached ({:.6} spent)",
+                c.max, c.metric, self.cost_spent
             ));
         }
         None
