@@ -210,7 +210,7 @@ fn benchmark_digits_suite_runs_every_method_on_the_shipped_table() {
             .any(|r| r[method] == "Hyperband" && r[fidelity] == "1"),
         "Hyperband never asked for one epoch"
     );
-    assert!(out.join("best_digits_time.svg").is_file());
+    assert!(out.join("best_digits_100_trials_time.svg").is_file());
     let report = read(&out.join("report.md"));
     assert!(report.contains("| Hyperband |"), "{report}");
 }
