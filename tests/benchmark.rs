@@ -60,21 +60,23 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-#[test]
-fn benchmark_smoke_suite_writes_every_output() {
+/// Runs the shipped suite `configs/bench/<name>.toml` with two seeds, two at a time, into
+/// `out`, after checking that this build has the plugins it needs.
+fn run_shipped_suite(name: &str, plugins: &[&str], out: &Path) {
     let root = repo_root();
     let names = plugin_names(&root);
-    assert!(
-        names.iter().any(|n| n == "nb201"),
-        "the smoke benchmark needs the `nb201` evaluator plugin, but `nas plugins --json` lists only {names:?}; \
-         build it with `cargo build -p evaluator-nb201` (or `cargo build --workspace`)"
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("smoke");
+    for needed in plugins {
+        assert!(
+            names.iter().any(|n| n == needed),
+            "the {name} benchmark needs the `{needed}` plugin, but `nas plugins --json` lists only \
+             {names:?}; build it with `cargo build --workspace`"
+        );
+    }
+    let suite = format!("configs/bench/{name}.toml");
     let o = nas(
         &[
             "benchmark",
-            "configs/bench/smoke.toml",
+            &suite,
             "--seeds",
             "2",
             "--jobs",
@@ -84,7 +86,15 @@ fn benchmark_smoke_suite_writes_every_output() {
         ],
         &root,
     );
-    check(&o, "nas benchmark configs/bench/smoke.toml");
+    check(&o, &format!("nas benchmark {suite}"));
+}
+
+#[test]
+fn benchmark_smoke_suite_writes_every_output() {
+    let root = repo_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("smoke");
+    run_shipped_suite("smoke", &["nb201", "evolution", "random"], &out);
     for f in [
         "trials.csv",
         "runs.csv",
@@ -131,13 +141,13 @@ fn benchmark_smoke_suite_writes_every_output() {
 }
 
 /// The digits suite searches the shipped table of real training results: every method of it
-/// runs, the multi-fidelity one asks for fewer epochs, and every score is a test accuracy the
-/// table holds.
+/// runs, the multi-fidelity one asks for fewer epochs, and every run's score is a test
+/// accuracy the table holds.
 #[test]
 fn benchmark_digits_suite_runs_every_method_on_the_shipped_table() {
-    let root = repo_root();
-    let names = plugin_names(&root);
-    for needed in [
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("digits");
+    let plugins = [
         "tabular",
         "evolution",
         "random",
@@ -145,29 +155,8 @@ fn benchmark_digits_suite_runs_every_method_on_the_shipped_table() {
         "tpe",
         "hyperband",
         "local",
-    ] {
-        assert!(
-            names.iter().any(|n| n == needed),
-            "the digits suite needs the `{needed}` plugin, but `nas plugins --json` lists only \
-             {names:?}; build it with `cargo build --workspace`"
-        );
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("digits");
-    let o = nas(
-        &[
-            "benchmark",
-            "configs/bench/digits.toml",
-            "--seeds",
-            "2",
-            "--jobs",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &root,
-    );
-    check(&o, "nas benchmark configs/bench/digits.toml");
+    ];
+    run_shipped_suite("digits", &plugins, &out);
     let summary = read(&out.join("summary.csv"));
     let rows: Vec<&str> = summary.lines().skip(1).collect();
     assert_eq!(
@@ -211,6 +200,19 @@ fn benchmark_digits_suite_runs_every_method_on_the_shipped_table() {
         "Hyperband never asked for one epoch"
     );
     assert!(out.join("best_digits_100_trials_time.svg").is_file());
+    let table =
+        nas_table::Table::read(&repo_root().join("configs/tables/nb201-digits.json.gz")).unwrap();
+    let runs = read(&out.join("runs.csv"));
+    let mut runs = runs.lines();
+    let header = csv_cells(runs.next().unwrap());
+    let score = header.iter().position(|h| h == "final_score").unwrap();
+    for run in runs.map(csv_cells) {
+        let s: f64 = run[score].parse().expect("every run has a score");
+        assert!(
+            table.rows.iter().any(|r| r.test_accuracy == Some(s)),
+            "score {s} is no test accuracy of the table: {run:?}"
+        );
+    }
     let report = read(&out.join("report.md"));
     assert!(report.contains("| Hyperband |"), "{report}");
 }
