@@ -507,3 +507,117 @@ fn chain_doc_example_parses() {
     let g = space.decode(&space.parse_arch(arch).unwrap()).unwrap();
     assert_eq!(g.shapes().unwrap()[g.output], vec![10]);
 }
+
+/// The `cell` space as configs/tables/nb201-digits.toml builds it on the digits data.
+fn digits_table_space(cells_per_stage: usize) -> Box<dyn SearchSpace> {
+    cell_space(4, cells_per_stage, [1, 8, 8], 10)
+}
+
+#[test]
+fn cell_hash_merges_the_same_isomorphs_as_the_expanded_definition() {
+    // The shipped nb201-digits table keys its 5,155 rows by these hashes.
+    let space = digits_table_space(1);
+    let mut distinct = HashSet::new();
+    for values in all_cells() {
+        let g = space.decode(&values).unwrap();
+        let hash = g.canonical_hash();
+        assert_eq!(
+            hash,
+            nas_graph::testing::expanded_canonical_hash(&g),
+            "{}",
+            space.arch_string(&values)
+        );
+        distinct.insert(hash);
+    }
+    assert_eq!(distinct.len(), 5155);
+}
+
+#[test]
+fn deep_skip_heavy_cell_networks_hash() {
+    // 50 cells per stage add each stage's input 2^50 or 4^50 times; listing every copy of it
+    // ran out of memory.
+    let space = digits_table_space(50);
+    let hash = |space: &dyn SearchSpace, arch: &str| {
+        space
+            .decode(&space.parse_arch(arch).unwrap())
+            .unwrap()
+            .canonical_hash()
+    };
+    let all_skip =
+        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|";
+    // Node 1 only feeds `none` edges, so its op does not matter: each cell doubles its input.
+    let doubling_pool =
+        "|avg_pool_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|skip_connect~2|";
+    let doubling_conv =
+        "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|skip_connect~2|";
+    let skip_heavy =
+        "|nor_conv_1x1~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|avg_pool_3x3~1|skip_connect~2|";
+    let deep = [all_skip, doubling_pool, skip_heavy].map(|a| hash(space.as_ref(), a));
+    assert_eq!(hash(space.as_ref(), doubling_conv), deep[1]);
+    assert_eq!(deep.iter().collect::<HashSet<_>>().len(), 3);
+    let shallower = digits_table_space(49);
+    for (arch, h) in [all_skip, doubling_pool, skip_heavy].iter().zip(&deep) {
+        assert_ne!(&hash(shallower.as_ref(), arch), h, "{arch}");
+    }
+    // The deepest allowed network hashes too.
+    let deepest = digits_table_space(100);
+    assert_ne!(hash(deepest.as_ref(), all_skip), deep[0]);
+}
+
+#[test]
+fn absurd_space_sizes_are_refused_with_the_limit() {
+    let cell = |edit: &dyn Fn(&mut CellSpaceConfig)| {
+        let mut c = CellSpaceConfig::default();
+        edit(&mut c);
+        build_space(&SpaceConfig::Cell(c)).err().map(|e| e.to_string())
+    };
+    let chain = |edit: &dyn Fn(&mut ChainSpaceConfig)| {
+        let mut c = ChainSpaceConfig::default();
+        edit(&mut c);
+        build_space(&SpaceConfig::Chain(c)).err().map(|e| e.to_string())
+    };
+    assert_eq!(cell(&|c| c.cells_per_stage = 100), None);
+    assert_eq!(cell(&|c| c.channels = 1024), None);
+    let cases = [
+        (
+            cell(&|c| c.cells_per_stage = 50_000),
+            "`cells_per_stage` is 50000, above the limit of 100",
+        ),
+        (
+            cell(&|c| c.channels = 1025),
+            "`channels` is 1025, above the limit of 1024",
+        ),
+        (
+            chain(&|c| c.depths = vec![2, 1000]),
+            "`depths` contains 1000; every entry must be between 1 and 100",
+        ),
+        (
+            chain(&|c| c.stages[1].depths = Some(vec![101])),
+            "`stages[1].depths` contains 101",
+        ),
+        (
+            chain(&|c| c.stem_channels = 1 << 20),
+            "`stem_channels` is 1048576, above the limit of 4096",
+        ),
+        (
+            chain(&|c| c.head_channels = 5000),
+            "`head_channels` is 5000, above the limit of 4096",
+        ),
+        (
+            chain(&|c| c.stages[2].channels = 10_000),
+            "`stages[2].channels` is 10000, above the limit of 4096",
+        ),
+        (
+            chain(&|c| c.stages[0].widths = Some(vec![16, 9000])),
+            "`stages[0].widths` contains 9000; every entry must be between 1 and 4096",
+        ),
+        (
+            chain(&|c| c.width_multipliers = vec![1.0, 1000.0]),
+            "`width_multipliers` make `stages[0]` 16000 channels wide",
+        ),
+    ];
+    for (msg, want) in cases {
+        let msg = msg.expect("refused");
+        assert!(msg.contains(want), "want `{want}` in: {msg}");
+    }
+}

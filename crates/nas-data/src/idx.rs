@@ -19,7 +19,8 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 /// `[N, 1, H, W]` with raw pixel values 0..255.
 ///
 /// `classes`: when given, every label must be below it; when `None`, it is one more than the
-/// largest label.
+/// largest label, and a label that would leave most classes without a sample (a byte of 255
+/// among digits 0..=9) is refused.
 pub fn load_idx(
     images: &Path,
     labels: &Path,
@@ -53,6 +54,9 @@ pub fn load_idx(
         });
     }
     let raw_labels: Vec<u32> = lab.bytes[lstart..].iter().map(|&b| u32::from(b)).collect();
+    if classes.is_none() {
+        check_sparse_labels(&raw_labels, labels, &lab, lstart)?;
+    }
     let classes = infer_classes(classes, &raw_labels);
     if let Some((i, &l)) = raw_labels
         .iter()
@@ -171,4 +175,55 @@ fn header(file: &FileBytes, path: &Path, ndims: u8) -> Result<(Vec<usize>, usize
         ));
     }
     Ok((dims, start))
+}
+
+/// Without a declared class count, refuses the first label at or above twice the number of
+/// distinct labels: counting classes up to it would leave more than half of them without a
+/// single sample, the mark of a sentinel or damaged byte rather than a class (one label byte
+/// of 255 would otherwise make 256 classes).
+fn check_sparse_labels(
+    raw: &[u32],
+    path: &Path,
+    file: &FileBytes,
+    start: usize,
+) -> Result<(), DataError> {
+    let mut seen = [false; 256];
+    for &l in raw {
+        seen[l as usize] = true;
+    }
+    let distinct: Vec<u32> = (0..256u32).filter(|&l| seen[l as usize]).collect();
+    let observed = 2 * distinct.len() as u32;
+    let Some((i, &l)) = raw.iter().enumerate().find(|&(_, &l)| l >= observed) else {
+        return Ok(());
+    };
+    Err(DataError::corrupt(
+        path,
+        file.record(i, start + i),
+        format!(
+            "label {l} would make {} classes, but only {} distinct labels occur ({}), so most classes would have no sample",
+            l + 1,
+            distinct.len(),
+            ranges(&distinct)
+        ),
+        "If this label marks unlabelled or damaged records, remove them; if the data set really has that many classes, set `classes` in [data] (every label must be below it)",
+    ))
+}
+
+/// Sorted distinct values as runs: `0..=9, 255`.
+fn ranges(sorted: &[u32]) -> String {
+    let mut runs: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
+            j += 1;
+        }
+        runs.push(if j > i {
+            format!("{}..={}", sorted[i], sorted[j])
+        } else {
+            sorted[i].to_string()
+        });
+        i = j + 1;
+    }
+    runs.join(", ")
 }

@@ -100,6 +100,38 @@ fn idx_label_out_of_range_names_file_and_record() {
 }
 
 #[test]
+fn idx_stray_label_byte_is_refused_without_a_class_count() {
+    // Digits 0..=9 and one byte of 255: counting classes up to it would make 256 classes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut labels: Vec<u8> = (0..30).map(|k| (k % 10) as u8).collect();
+    labels[17] = 255;
+    for gz in [false, true] {
+        let (i, l) = idx_pair(dir.path(), 30, 2, 2, &labels, gz);
+        let t = err_text(load_idx(&i, &l, None, "x"));
+        assert!(t.contains("train-labels-idx1-ubyte"), "{t}");
+        assert!(t.contains("record 17 (byte offset 25"), "{t}");
+        assert!(
+            t.contains("label 255 would make 256 classes, but only 11 distinct labels occur (0..=9, 255)"),
+            "{t}"
+        );
+        assert!(t.contains("set `classes` in [data]"), "{t}");
+        // A declared class count decides: 256 admits the byte, 10 refuses it as before.
+        assert_eq!(load_idx(&i, &l, Some(256), "x").unwrap().classes, 256);
+        assert!(matches!(
+            load_idx(&i, &l, Some(10), "x"),
+            Err(DataError::LabelOutOfRange {
+                label: 255,
+                classes: 10,
+                ..
+            })
+        ));
+    }
+    // Classes missing from a small file are fine while most classes occur.
+    let (i, l) = idx_pair(dir.path(), 4, 2, 2, &[0, 5, 2, 3], false);
+    assert_eq!(load_idx(&i, &l, None, "x").unwrap().classes, 6);
+}
+
+#[test]
 fn idx_truncated_mid_image_names_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let (i, l) = idx_pair(dir.path(), 5, 4, 4, &[0, 1, 2, 3, 4], false);

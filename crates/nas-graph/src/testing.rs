@@ -1,4 +1,5 @@
-//! Test utilities: small random networks for property tests of exporters and evaluators.
+//! Test utilities: small random networks for property tests of exporters and evaluators, and
+//! the expanded definition of the canonical hash to check [`Graph::canonical_hash`] against.
 //!
 //! Not meant for searching: the generator favours covering every op and attribute over
 //! producing sensible architectures.
@@ -9,6 +10,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::ir::{Graph, GraphBuilder, NodeId, Op};
 use crate::shape::window_out;
+
+pub use crate::hash::expanded_canonical_hash;
 
 /// A small valid random network on a `[3, 8..=12, 8..=12]` input ending in `Linear` logits.
 ///

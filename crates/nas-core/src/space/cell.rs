@@ -21,6 +21,13 @@ pub const NB201_OPS: [&str; 5] = [
 /// The cell's edges as `(to, from)`, in choice order (= arch string order).
 pub const NB201_EDGES: [(usize, usize); 6] = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)];
 
+/// Largest `cells_per_stage`: 300 cells in all, far deeper than NB201's 15, and still quick
+/// to build and hash.
+const MAX_CELLS_PER_STAGE: usize = 100;
+
+/// Largest first-stage `channels` (the third stage has four times as many; NB201 uses 16).
+const MAX_CHANNELS: usize = 1024;
+
 const EXAMPLE: &str = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|";
 
 /// `[space] kind = "cell"`.
@@ -98,8 +105,28 @@ impl CellSpace {
         if config.channels == 0 {
             return Err(config_error(KIND, "channels", "must be at least 1"));
         }
+        if config.channels > MAX_CHANNELS {
+            return Err(config_error(
+                KIND,
+                "channels",
+                format!(
+                    "is {}, above the limit of {MAX_CHANNELS} (the third stage has four times as many); NB201 uses 16: set at most {MAX_CHANNELS}",
+                    config.channels
+                ),
+            ));
+        }
         if config.cells_per_stage == 0 {
             return Err(config_error(KIND, "cells_per_stage", "must be at least 1"));
+        }
+        if config.cells_per_stage > MAX_CELLS_PER_STAGE {
+            return Err(config_error(
+                KIND,
+                "cells_per_stage",
+                format!(
+                    "is {}, above the limit of {MAX_CELLS_PER_STAGE} (the network has three stages of that many cells); NB201 uses 5: set at most {MAX_CELLS_PER_STAGE}",
+                    config.cells_per_stage
+                ),
+            ));
         }
         let options: Vec<String> = NB201_OPS.iter().map(|s| s.to_string()).collect();
         let choices = NB201_EDGES

@@ -35,6 +35,12 @@ const FIELDS: [(&str, char); 4] = [
     ("width", 'w'),
 ];
 
+/// Largest number of blocks in one stage.
+const MAX_DEPTH: usize = 100;
+
+/// Largest channel count of any layer the config sets directly (stem, stage widths, head).
+const MAX_CHANNELS: usize = 4096;
+
 /// `[space] kind = "chain"`. Every knob is optional.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -223,6 +229,18 @@ fn make_divisible(v: f64, d: usize) -> usize {
     r
 }
 
+/// Refuses a size above `max` (a network too large to build, train or hash).
+fn check_max(field: &str, value: usize, max: usize) -> Result<(), SpaceError> {
+    if value > max {
+        return Err(config_error(
+            KIND,
+            field,
+            format!("is {value}, above the limit of {max}; set at most {max}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a list of options: non-empty, no duplicates, every entry allowed.
 fn check_list(
     field: &str,
@@ -260,9 +278,15 @@ impl ChainSpace {
         let (input, classes) = image_io(KIND, &config.input, config.classes)?;
         let positive = |v: usize| v >= 1;
         let odd = |v: usize| !v.is_multiple_of(2);
+        let depth = |v: usize| (1..=MAX_DEPTH).contains(&v);
+        let depth_rule = format!("between 1 and {MAX_DEPTH} (MobileNetV2 uses at most 4)");
+        let width = |v: usize| (1..=MAX_CHANNELS).contains(&v);
+        let width_rule = format!("between 1 and {MAX_CHANNELS}");
         if config.stem_channels == 0 {
             return Err(config_error(KIND, "stem_channels", "must be at least 1"));
         }
+        check_max("stem_channels", config.stem_channels, MAX_CHANNELS)?;
+        check_max("head_channels", config.head_channels, MAX_CHANNELS)?;
         if config.stem_stride == 0 {
             return Err(config_error(KIND, "stem_stride", "must be at least 1"));
         }
@@ -276,7 +300,7 @@ impl ChainSpace {
                 "must list at least one stage, e.g. [{ channels = 24, stride = 2 }]",
             ));
         }
-        check_list("depths", &config.depths, positive, "at least 1")?;
+        check_list("depths", &config.depths, depth, &depth_rule)?;
         check_list("kernels", &config.kernels, odd, "an odd kernel size")?;
         check_list("expansions", &config.expansions, positive, "at least 1")?;
         if config.width_multipliers.is_empty() {
@@ -304,6 +328,7 @@ impl ChainSpace {
             if stage.channels == 0 {
                 return Err(config_error(KIND, &at("channels"), "must be at least 1"));
             }
+            check_max(&at("channels"), stage.channels, MAX_CHANNELS)?;
             if stage.stride == 0 {
                 return Err(config_error(KIND, &at("stride"), "must be at least 1"));
             }
@@ -313,12 +338,12 @@ impl ChainSpace {
                 .expansions
                 .clone()
                 .unwrap_or(config.expansions.clone());
-            check_list(&at("depths"), &depths, positive, "at least 1")?;
+            check_list(&at("depths"), &depths, depth, &depth_rule)?;
             check_list(&at("kernels"), &kernels, odd, "an odd kernel size")?;
             check_list(&at("expansions"), &expansions, positive, "at least 1")?;
             let widths = match &stage.widths {
                 Some(w) => {
-                    check_list(&at("widths"), w, positive, "at least 1")?;
+                    check_list(&at("widths"), w, width, &width_rule)?;
                     w.clone()
                 }
                 None => {
@@ -329,6 +354,15 @@ impl ChainSpace {
                         .collect();
                     w.sort_unstable();
                     w.dedup();
+                    if let Some(&widest) = w.last().filter(|&&v| v > MAX_CHANNELS) {
+                        return Err(config_error(
+                            KIND,
+                            "width_multipliers",
+                            format!(
+                                "make `stages[{i}]` {widest} channels wide, above the limit of {MAX_CHANNELS}; use smaller multipliers or a smaller `stages[{i}].channels`"
+                            ),
+                        ));
+                    }
                     w
                 }
             };

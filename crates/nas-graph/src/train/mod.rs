@@ -23,6 +23,7 @@
 //!   only reaches BatchNorm through shift-preserving ops) has an exactly zero gradient, and zero
 //!   is emitted rather than float32 rounding noise.
 
+mod backward;
 mod emit;
 mod loss;
 mod optimizer;
@@ -302,8 +303,31 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     let live = graph.reachable();
     let state = state_layout(graph, options)?;
     let mut e = Emitter::new(options.batch);
+    let (saved, masks) = emit_forward(&mut e, graph, &shapes, &live)?;
+    let dlogits = loss::emit(
+        &mut e,
+        &rules::value(graph.output),
+        classes,
+        options.label_smoothing,
+    );
+    let grads = emit_backward(&mut e, graph, &shapes, &live, &saved, dlogits);
+    let grad_outputs = emit_updates(&mut e, options, &state, &grads);
+    let (inputs, outputs) = interface(graph, options, &state, &masks, &grad_outputs);
+    Ok(TrainingStep {
+        model: encode_model(e, inputs, outputs),
+        state,
+        dropout_masks: masks,
+    })
+}
 
-    // Forward.
+/// Emits the training-mode forward of every live node; returns what each node's backward
+/// needs and the dropout masks the caller feeds.
+fn emit_forward(
+    e: &mut Emitter,
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+    live: &[NodeId],
+) -> Result<(Vec<Option<rules::Saved>>, Vec<DropoutMask>), GraphError> {
     let mut masks = Vec::new();
     let mut saved: Vec<Option<rules::Saved>> = (0..graph.nodes.len()).map(|_| None).collect();
     for &id in live.iter().filter(|&&id| id != 0) {
@@ -324,25 +348,21 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
             var: next_name(&format!("n{id}.var")),
         });
         saved[id] = Some(rules::forward(
-            &mut e,
+            e,
             graph,
-            &shapes,
+            shapes,
             id,
             mask.as_deref(),
             running.as_ref(),
         )?);
     }
-    let dlogits = loss::emit(
-        &mut e,
-        &rules::value(graph.output),
-        classes,
-        options.label_smoothing,
-    );
+    Ok((saved, masks))
+}
 
-    // Backward, in reverse topological order; a value used several times sums its gradients.
-    let n = graph.nodes.len();
-    let mut requires = vec![false; n];
-    for &id in &live {
+/// Which live nodes' values depend on a trainable tensor (only they need gradients).
+fn requires_grad(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
+    let mut requires = vec![false; graph.nodes.len()];
+    for &id in live {
         let node = &graph.nodes[id];
         requires[id] = match node.op {
             Op::Input | Op::Zero => false,
@@ -350,8 +370,22 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
             _ => node.inputs.iter().any(|&i| requires[i]),
         };
     }
-    let absorbed = shift_absorbed(graph, &live);
-    let mut contributions: Vec<Vec<String>> = vec![Vec::new(); n];
+    requires
+}
+
+/// Emits the backward pass from the logits' gradient `dlogits`, in reverse topological order
+/// (a value used several times sums its gradients); returns `(param name, gradient)` pairs.
+fn emit_backward(
+    e: &mut Emitter,
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+    live: &[NodeId],
+    saved: &[Option<rules::Saved>],
+    dlogits: String,
+) -> Vec<(String, String)> {
+    let requires = requires_grad(graph, live);
+    let absorbed = shift_absorbed(graph, live);
+    let mut contributions: Vec<Vec<String>> = vec![Vec::new(); graph.nodes.len()];
     contributions[graph.output].push(dlogits);
     let mut grads: Vec<(String, String)> = Vec::new();
     for &id in live.iter().rev() {
@@ -370,11 +404,11 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         let node = &graph.nodes[id];
         let need: Vec<bool> = node.inputs.iter().map(|&i| requires[i]).collect();
         let saved = saved[id].as_ref().expect("live nodes have a forward");
-        let wanted = rules::Wanted {
+        let wanted = backward::Wanted {
             inputs: &need,
             bias: !absorbed[id],
         };
-        let bw = rules::backward(&mut e, graph, &shapes, id, &dy, saved, &wanted);
+        let bw = backward::backward(e, graph, shapes, id, &dy, saved, &wanted);
         for (slot, g) in bw.inputs.into_iter().enumerate() {
             if let Some(g) = g {
                 contributions[node.inputs[slot]].push(g);
@@ -382,11 +416,20 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         }
         grads.extend(bw.params);
     }
+    grads
+}
 
-    // Optimizer.
+/// Emits the optimizer update of every trainable tensor (a zero gradient where the backward
+/// produced none); returns the gradient outputs (name, shape) when they are wanted.
+fn emit_updates(
+    e: &mut Emitter,
+    options: &TrainOptions,
+    state: &[StateTensor],
+    grads: &[(String, String)],
+) -> Vec<(String, Vec<usize>)> {
     let adam = match options.optimizer {
         Optimizer::AdamW { beta1, beta2, .. } => Some(optimizer::adam_scalars(
-            &mut e,
+            e,
             beta1,
             beta2,
             options.weight_decay,
@@ -417,10 +460,10 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         };
         match (options.optimizer, &adam) {
             (Optimizer::Sgd { momentum, nesterov }, _) => {
-                optimizer::sgd(&mut e, momentum, nesterov, options.weight_decay, &u)
+                optimizer::sgd(e, momentum, nesterov, options.weight_decay, &u)
             }
             (Optimizer::AdamW { beta1, beta2, eps }, Some(s)) => {
-                optimizer::adamw(&mut e, beta1, beta2, eps, options.weight_decay, s, &u)
+                optimizer::adamw(e, beta1, beta2, eps, options.weight_decay, s, &u)
             }
             (Optimizer::AdamW { .. }, None) => unreachable!("AdamW scalars exist"),
         }
@@ -430,8 +473,17 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
             grad_outputs.push((name, t.shape.clone()));
         }
     }
+    grad_outputs
+}
 
-    // Interface.
+/// The model's graph inputs and outputs, in the order the module documentation gives.
+fn interface(
+    graph: &Graph,
+    options: &TrainOptions,
+    state: &[StateTensor],
+    masks: &[DropoutMask],
+    grad_outputs: &[(String, Vec<usize>)],
+) -> (Vec<ValueInfoProto>, Vec<ValueInfoProto>) {
     let batch = || -> Result<i64, String> {
         options
             .batch
@@ -458,7 +510,11 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     let mut outputs = vec![f32v(LOSS, vec![]), f32v(CORRECT, vec![])];
     outputs.extend(state.iter().map(|t| f32v(&t.output, fixed(&t.shape))));
     outputs.extend(grad_outputs.iter().map(|(n, s)| f32v(n, fixed(s))));
+    (inputs, outputs)
+}
 
+/// The emitted nodes and the interface as a serialized opset-[`OPSET`] `ModelProto`.
+fn encode_model(e: Emitter, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>) -> Vec<u8> {
     let graph_proto = GraphProto {
         node: e.b.nodes,
         name: "nas-train".into(),
@@ -478,11 +534,7 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         graph: Some(graph_proto),
         ..Default::default()
     };
-    Ok(TrainingStep {
-        model: model.encode_to_vec(),
-        state,
-        dropout_masks: masks,
-    })
+    model.encode_to_vec()
 }
 
 /// The first step's state: params and BatchNorm statistics from `weights` (shapes checked),

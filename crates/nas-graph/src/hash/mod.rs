@@ -1,9 +1,18 @@
 //! A canonical hash: equal for graphs that compute the same function with the same
 //! parameter tensors, whatever their node numbering or dead branches.
 
+mod expanded;
+mod sum;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use sha2::{Digest, Sha256};
 
 use crate::ir::{Graph, Op};
+use sum::{Part, Terms};
+
+pub use expanded::expanded_canonical_hash;
 
 /// Canonical form of one node's value.
 #[derive(Clone, Copy)]
@@ -54,6 +63,18 @@ fn keeps_zero(op: &Op) -> bool {
     }
 }
 
+/// What hashing one graph stored and fed through SHA-256: its cost, for tests that check it
+/// stays linear in the graph's size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HashWork {
+    /// Flattened sums kept for their enclosing sums.
+    pub sums: usize,
+    /// Distinct terms over all kept sums.
+    pub stored_terms: usize,
+    /// Term digests fed through SHA-256 for sums.
+    pub hashed_terms: u64,
+}
+
 impl Graph {
     /// Hex SHA-256 that is equal for candidates computing the same function with the same
     /// parameter structure, for deduplication.
@@ -67,8 +88,40 @@ impl Graph {
     /// GlobalAvgPool, bias-free Conv and Linear). Such a dead conv still has parameters, so
     /// two graphs with equal hashes may differ in `param_count`.
     ///
+    /// Nested sums flatten, `(a + b) + c == a + (b + c)`, into a multiset of terms kept as
+    /// distinct terms with their multiplicities, so time and memory stay linear in the graph
+    /// for all but pathological graphs (quadratic at worst) even where a term recurs
+    /// exponentially often, as in deep skip-only NB201 cells.
+    ///
     /// An invalid graph (see [`Graph::validate`]) hashes its JSON form instead.
     pub fn canonical_hash(&self) -> String {
+        self.hash_with_work().0
+    }
+
+    pub(crate) fn hash_with_work(&self) -> (String, HashWork) {
+        let mut work = HashWork::default();
+        // Digest of a sum -> its flattened terms, so sums of sums flatten.
+        let mut sums: HashMap<[u8; 32], Terms> = HashMap::new();
+        let hash = self.hash_with_sums(|live| {
+            let terms = sum::merge(live.iter().map(|d| match sums.get(d) {
+                Some(inner) => Part::Sum(inner),
+                None => Part::Term(*d),
+            }));
+            let (digest, hashed) = sum::digest(&terms);
+            work.hashed_terms += hashed;
+            if let Entry::Vacant(slot) = sums.entry(digest) {
+                work.sums += 1;
+                work.stored_terms += terms.len();
+                slot.insert(terms);
+            }
+            digest
+        });
+        (hash, work)
+    }
+
+    /// The canonical hash with `hash_sum` turning the digests of an `Add`'s nonzero inputs
+    /// (at least two, in input order) into the sum's digest.
+    fn hash_with_sums(&self, mut hash_sum: impl FnMut(&[[u8; 32]]) -> [u8; 32]) -> String {
         let Ok(shapes) = self.shapes() else {
             let json = serde_json::to_vec(self).unwrap_or_default();
             return hex::encode(sha(&[b"invalid", &json]));
@@ -79,9 +132,6 @@ impl Graph {
             .flat_map(|d| (*d as u64).to_le_bytes())
             .collect();
         let mut canon: Vec<Option<Canon>> = vec![None; self.nodes.len()];
-        // Digest of a sum -> its terms, so nested sums flatten: (a + b) + c == a + (b + c).
-        let mut sums: std::collections::HashMap<[u8; 32], Vec<[u8; 32]>> =
-            std::collections::HashMap::new();
         for id in self.reachable() {
             let node = &self.nodes[id];
             let ins: Vec<Canon> = node
@@ -106,28 +156,18 @@ impl Graph {
                 Op::Identity | Op::Dropout { .. } => ins[0],
                 Op::Zero => zero_of(&shapes[id]),
                 Op::Add => {
-                    let live: Vec<Canon> = ins.into_iter().filter(|c| !c.zero).collect();
-                    match live.len() {
-                        0 => zero_of(&shapes[id]),
-                        1 => live[0],
-                        _ => {
-                            let mut terms: Vec<[u8; 32]> = Vec::new();
-                            for c in &live {
-                                match sums.get(&c.digest) {
-                                    Some(inner) => terms.extend(inner.iter().copied()),
-                                    None => terms.push(c.digest),
-                                }
-                            }
-                            terms.sort();
-                            let mut parts: Vec<&[u8]> = vec![b"sum"];
-                            parts.extend(terms.iter().map(|t| t.as_slice()));
-                            let c = Canon {
-                                zero: false,
-                                digest: sha(&parts),
-                            };
-                            sums.insert(c.digest, terms);
-                            c
-                        }
+                    let live: Vec<[u8; 32]> =
+                        ins.iter().filter(|c| !c.zero).map(|c| c.digest).collect();
+                    match live.as_slice() {
+                        [] => zero_of(&shapes[id]),
+                        [one] => Canon {
+                            zero: false,
+                            digest: *one,
+                        },
+                        _ => Canon {
+                            zero: false,
+                            digest: hash_sum(&live),
+                        },
                     }
                 }
                 Op::Concat if ins.len() == 1 => ins[0],
@@ -147,7 +187,7 @@ mod tests {
     use crate::ir::{GraphBuilder, NodeId};
 
     /// NB201 edge ops.
-    #[derive(Clone, Copy)]
+    #[derive(Clone, Copy, PartialEq)]
     enum E {
         None,
         Skip,
@@ -181,21 +221,29 @@ mod tests {
     /// An NB201 cell on a [4, 6, 6] input; `ops[i]` are the edges into node i+1 from nodes
     /// 0..=i. `reverse` builds each node's edges in the opposite order.
     fn cell(ops: [&[E]; 3], reverse: bool) -> Graph {
+        cells(1, ops, reverse)
+    }
+
+    /// `n` such cells in a row, each reading the previous one's output.
+    fn cells(n: usize, ops: [&[E]; 3], reverse: bool) -> Graph {
         let mut b = GraphBuilder::new(&[4, 6, 6]);
-        let mut nodes = vec![0];
-        for edges in ops {
-            let mut order: Vec<usize> = (0..edges.len()).collect();
-            if reverse {
-                order.reverse();
+        let mut x = 0;
+        for _ in 0..n {
+            let mut nodes = vec![x];
+            for edges in ops {
+                let mut order: Vec<usize> = (0..edges.len()).collect();
+                if reverse {
+                    order.reverse();
+                }
+                let outs: Vec<NodeId> = order
+                    .iter()
+                    .map(|&j| edge(&mut b, nodes[j], edges[j]))
+                    .collect();
+                nodes.push(b.add(Op::Add, &outs));
             }
-            let outs: Vec<NodeId> = order
-                .iter()
-                .map(|&j| edge(&mut b, nodes[j], edges[j]))
-                .collect();
-            nodes.push(b.add(Op::Add, &outs));
+            x = *nodes.last().unwrap();
         }
-        let last = *nodes.last().unwrap();
-        b.finish(last)
+        b.finish(x)
     }
 
     #[test]
@@ -333,5 +381,85 @@ mod tests {
         let ident = ident.finish(i);
         assert_eq!(chain(false).canonical_hash(), ident.canonical_hash());
         assert_ne!(chain(true).canonical_hash(), ident.canonical_hash());
+    }
+
+    const ALL_SKIP: [&[E]; 3] = [&[E::Skip], &[E::Skip, E::Skip], &[E::Skip, E::Skip, E::Skip]];
+    const SKIP_HEAVY: [&[E]; 3] = [
+        &[E::Skip],
+        &[E::Skip, E::Conv1],
+        &[E::Skip, E::Avg, E::Skip],
+    ];
+
+    #[test]
+    fn deep_skip_cells_hash_with_bounded_work() {
+        // 150 cells add the input 4^150 (skip-only) or about 3 * 2^150 (skip-heavy) times;
+        // listing the copies would never end.
+        let n = 150;
+        for ops in [ALL_SKIP, SKIP_HEAVY] {
+            let g = cells(n, ops, false);
+            let (hash, work) = g.hash_with_work();
+            assert!(work.sums <= g.nodes.len(), "{work:?}");
+            // Copies are listed only up to the limit: a geometric series below it, then
+            // one digest per distinct term.
+            assert!(
+                work.hashed_terms <= 8 * sum::LISTED_TERMS_LIMIT + work.stored_terms as u64,
+                "{work:?}"
+            );
+            assert_eq!(cells(n, ops, true).canonical_hash(), hash);
+            assert_ne!(cells(n - 1, ops, false).canonical_hash(), hash);
+            let distinct = if ops == ALL_SKIP {
+                // Every sum is some multiple of the input.
+                work.sums
+            } else {
+                // A cell's output adds its input's terms plus two new ones (pool and conv of
+                // the input): distinct terms grow by two per cell.
+                2 * n * (2 * n + 3)
+            };
+            assert!(work.stored_terms <= distinct, "{work:?}");
+        }
+    }
+
+    #[test]
+    fn large_sums_keep_the_same_classes() {
+        // Nested sums of a huge sum s flatten: (s + s) + s == s + (s + s) != s + s.
+        let build = |shape: u8| {
+            let mut b = GraphBuilder::new(&[4, 6, 6]);
+            let mut s = 0;
+            for _ in 0..40 {
+                let t = b.add(Op::Identity, &[s]);
+                s = b.add(Op::Add, &[s, t]);
+            }
+            let two = b.add(Op::Add, &[s, s]);
+            let out = match shape {
+                0 => b.add(Op::Add, &[two, s]),
+                1 => b.add(Op::Add, &[s, two]),
+                _ => two,
+            };
+            b.finish(out)
+        };
+        assert_eq!(build(0).canonical_hash(), build(1).canonical_hash());
+        assert_ne!(build(0).canonical_hash(), build(2).canonical_hash());
+    }
+
+    #[test]
+    fn same_hash_as_the_expanded_definition() {
+        for seed in 0..200 {
+            let g = crate::testing::random_graph(seed);
+            assert_eq!(g.canonical_hash(), expanded_canonical_hash(&g), "seed {seed}");
+        }
+        // 8 skip-only cells: 4^8 = 65,536 copies, still listed.
+        for n in 1..=8 {
+            let g = cells(n, ALL_SKIP, false);
+            assert_eq!(g.canonical_hash(), expanded_canonical_hash(&g), "{n} cells");
+        }
+        // One more cell crosses the limit: the multiset hashes by counts.
+        let g = cells(9, ALL_SKIP, false);
+        assert_ne!(g.canonical_hash(), expanded_canonical_hash(&g));
+        let mut invalid = cells(2, SKIP_HEAVY, false);
+        invalid.output = 999;
+        assert_eq!(
+            invalid.canonical_hash(),
+            expanded_canonical_hash(&invalid)
+        );
     }
 }

@@ -1,0 +1,506 @@
+//! The reverse-mode rule of every op, in standard ONNX ops: one function per op family, each
+//! turning the gradient of a node's output into the gradients of its inputs and parameters.
+
+use crate::ir::{Graph, NodeId, Op};
+use crate::onnx::export::{pads, pair};
+use crate::onnx::proto::{AttributeProto, TensorProto};
+
+use super::emit::Emitter;
+use super::rules::{Saved, channel_reduce_axes, value};
+
+/// Gradients a node's backward produced.
+#[derive(Default)]
+pub(crate) struct Backward {
+    /// Per input slot, the gradient of that input (`None` where not needed or zero).
+    pub inputs: Vec<Option<String>>,
+    /// `(param name, gradient)`.
+    pub params: Vec<(String, String)>,
+}
+
+/// Which gradients a node's backward must produce.
+pub(crate) struct Wanted<'a> {
+    /// Per input slot: whether that input wants a gradient.
+    pub inputs: &'a [bool],
+    /// `false` where the bias (or BatchNorm shift) gradient is exactly zero (a later BatchNorm
+    /// cancels any per-channel shift), so none is computed.
+    pub bias: bool,
+}
+
+/// What a rule reads of the node it differentiates.
+struct Site<'a> {
+    id: NodeId,
+    /// The first input's value and per-sample shape (empty for none).
+    x: String,
+    in_shape: &'a [usize],
+    /// The node's output value and per-sample shape.
+    y: String,
+    out_shape: &'a [usize],
+    /// The gradient of the output.
+    dy: &'a str,
+}
+
+impl Backward {
+    fn set0(&mut self, g: String) {
+        self.inputs[0] = Some(g);
+    }
+}
+
+/// Emits the backward of node `id` given the gradient `dy` of its output.
+pub(crate) fn backward(
+    e: &mut Emitter,
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+    id: NodeId,
+    dy: &str,
+    saved: &Saved,
+    wanted: &Wanted,
+) -> Backward {
+    let need = wanted.inputs;
+    let node = &graph.nodes[id];
+    let s = Site {
+        id,
+        x: node.inputs.first().map(|&i| value(i)).unwrap_or_default(),
+        in_shape: node
+            .inputs
+            .first()
+            .map(|&i| shapes[i].as_slice())
+            .unwrap_or(&[]),
+        y: value(id),
+        out_shape: shapes[id].as_slice(),
+        dy,
+    };
+    let mut bw = Backward {
+        inputs: vec![None; node.inputs.len()],
+        params: Vec::new(),
+    };
+    let need0 = need.first().copied().unwrap_or(false);
+    match (&node.op, saved) {
+        (Op::Conv2d { .. }, _) => conv(e, &s, &node.op, need0, wanted.bias, &mut bw),
+        (Op::Linear { bias, .. }, _) => linear(e, &s, *bias, need0, wanted.bias, &mut bw),
+        (Op::BatchNorm { .. }, Saved::BatchNorm { .. }) => {
+            batch_norm(e, &s, saved, need0, wanted.bias, &mut bw)
+        }
+        (Op::Relu | Op::Relu6 | Op::Sigmoid | Op::Silu | Op::Gelu, _) if need0 => {
+            let dx = activation(e, &s, &node.op, saved);
+            bw.set0(dx);
+        }
+        (Op::Add, _) => {
+            for (slot, &n) in need.iter().enumerate() {
+                if n {
+                    bw.inputs[slot] = Some(dy.to_string());
+                }
+            }
+        }
+        (Op::Concat, _) if need.iter().any(|&n| n) => {
+            let sizes: Vec<i64> = node.inputs.iter().map(|&i| shapes[i][0] as i64).collect();
+            concat(e, dy, &sizes, need, &mut bw);
+        }
+        (Op::AvgPool { .. }, _) if need0 => {
+            let dx = avg_pool(e, &s, &node.op);
+            bw.set0(dx);
+        }
+        (Op::MaxPool { .. }, Saved::MaxPool { indices }) if need0 => {
+            let dx = max_pool(e, &s, indices);
+            bw.set0(dx);
+        }
+        (Op::GlobalAvgPool, _) if need0 => {
+            let dx = global_avg_pool(e, &s);
+            bw.set0(dx);
+        }
+        (Op::Flatten, _) if need0 => {
+            let dx = e.reshape(dy, &batched(0, s.in_shape));
+            bw.set0(dx);
+        }
+        (Op::Identity, _) if need0 => bw.set0(dy.to_string()),
+        (Op::Dropout { .. }, Saved::Dropout { mask }) if need0 => {
+            let dx = e.mul(dy, mask);
+            bw.set0(dx);
+        }
+        // Zero passes nothing back; the rest had no input needing a gradient.
+        _ => {}
+    }
+    bw
+}
+
+/// Conv: the input gradient is a transposed conv with the same weight; the weight gradient a
+/// conv of the input with `dy` (see [`conv_weight_grad`]); the bias gradient sums `dy`.
+fn conv(e: &mut Emitter, s: &Site, op: &Op, need0: bool, want_bias: bool, bw: &mut Backward) {
+    let Op::Conv2d {
+        kernel,
+        stride,
+        padding,
+        dilation,
+        groups,
+        bias,
+        ..
+    } = *op
+    else {
+        unreachable!("conv rule on {}", op.kind())
+    };
+    let (id, dy) = (s.id, s.dy);
+    let w = format!("n{id}.weight");
+    let hw = [s.in_shape[1], s.in_shape[2]];
+    if need0 {
+        let opad = output_padding(hw, kernel, stride, padding, dilation);
+        let dx = e.op(
+            "ConvTranspose",
+            &[dy, &w],
+            vec![
+                AttributeProto::ints("kernel_shape", &pair(kernel)),
+                AttributeProto::ints("strides", &pair(stride)),
+                AttributeProto::ints("pads", &pads(padding)),
+                AttributeProto::ints("dilations", &pair(dilation)),
+                AttributeProto::int("group", groups as i64),
+                AttributeProto::ints("output_padding", &pair(opad)),
+            ],
+        );
+        bw.set0(dx);
+    }
+    let dw = conv_weight_grad(
+        e, &s.x, dy, s.in_shape, kernel, stride, padding, dilation, groups,
+    );
+    bw.params.push((w, dw));
+    if bias && want_bias {
+        let db = e.reduce_sum(dy, &[0, 2, 3], false);
+        bw.params.push((format!("n{id}.bias"), db));
+    }
+}
+
+/// Linear `y = x W^T + b`: `dx = dy W`, `dW = dy^T x`, `db = sum dy`.
+fn linear(e: &mut Emitter, s: &Site, bias: bool, need0: bool, want_bias: bool, bw: &mut Backward) {
+    let (id, dy) = (s.id, s.dy);
+    let w = format!("n{id}.weight");
+    if need0 {
+        let dx = e.op("MatMul", &[dy, &w], vec![]);
+        bw.set0(dx);
+    }
+    let dw = e.op("Gemm", &[dy, &s.x], vec![AttributeProto::int("transA", 1)]);
+    bw.params.push((w, dw));
+    if bias && want_bias {
+        let db = e.reduce_sum(dy, &[0], false);
+        bw.params.push((format!("n{id}.bias"), db));
+    }
+}
+
+/// Training-mode BatchNorm, through the batch statistics.
+fn batch_norm(
+    e: &mut Emitter,
+    s: &Site,
+    saved: &Saved,
+    need0: bool,
+    want_bias: bool,
+    bw: &mut Backward,
+) {
+    let Saved::BatchNorm { xc, inv, k, count } = saved else {
+        unreachable!("BatchNorm saves its statistics")
+    };
+    let (id, dy) = (s.id, s.dy);
+    // Per-channel coefficient form: dx = (dy - mean(dy)) * k - xc * k * inv^2 * mean(dy * xc).
+    let c = s.out_shape[0] as i64;
+    let axes = channel_reduce_axes(s.out_shape.len());
+    let s1 = e.reduce_sum(dy, &axes, true);
+    let dyxc = e.mul(dy, xc);
+    let s2 = e.reduce_sum(&dyxc, &axes, true);
+    let s2inv = e.mul(&s2, inv);
+    let dscale = e.reshape(&s2inv, &[c]);
+    bw.params.push((format!("n{id}.scale"), dscale));
+    if want_bias {
+        let dbias = e.reshape(&s1, &[c]);
+        bw.params.push((format!("n{id}.bias"), dbias));
+    }
+    if need0 {
+        let m1 = e.div(&s1, count);
+        let centred = e.sub(dy, &m1);
+        let first = e.mul(&centred, k);
+        let kinv = e.mul(k, inv);
+        let kinv2 = e.mul(&kinv, inv);
+        let p = e.div(&s2, count);
+        let coef = e.mul(&kinv2, &p);
+        let second = e.mul(xc, &coef);
+        let dx = e.sub(&first, &second);
+        bw.set0(dx);
+    }
+}
+
+/// An elementwise activation: `dx = dy * f'(x)`, with `f'` from the output or saved values.
+fn activation(e: &mut Emitter, s: &Site, op: &Op, saved: &Saved) -> String {
+    let (dy, x, y) = (s.dy, &s.x, &s.y);
+    let deriv = match (op, saved) {
+        (Op::Relu, _) => {
+            let zero = e.scalar(0.0);
+            let pos = e.op("Greater", &[y, &zero], vec![]);
+            e.cast_float(&pos)
+        }
+        (Op::Relu6, _) => {
+            let (zero, six) = (e.scalar(0.0), e.scalar(6.0));
+            let pos = e.op("Greater", &[y, &zero], vec![]);
+            let below = e.op("Less", &[y, &six], vec![]);
+            let inside = e.op("And", &[&pos, &below], vec![]);
+            e.cast_float(&inside)
+        }
+        (Op::Sigmoid, _) => {
+            // y' = y (1 - y)
+            let one = e.scalar(1.0);
+            let omy = e.sub(&one, y);
+            e.mul(y, &omy)
+        }
+        (Op::Silu, Saved::Silu { sigmoid }) => {
+            // (x s)' = s + x s (1 - s) = s + y (1 - s)
+            let one = e.scalar(1.0);
+            let oms = e.sub(&one, sigmoid);
+            let t = e.mul(y, &oms);
+            e.add(sigmoid, &t)
+        }
+        (Op::Gelu, Saved::Gelu { d, a }) => {
+            // GELU' = (1 + erf(x/sqrt2)) / 2 + x * exp(-x^2/2) / sqrt(2 pi)
+            let dd = e.mul(d, d);
+            let nd = e.op("Neg", &[&dd], vec![]);
+            let ex = e.op("Exp", &[&nd], vec![]);
+            let xe = e.mul(x, &ex);
+            let pdf = e.scale(&xe, 1.0 / (2.0 * std::f32::consts::PI).sqrt());
+            let half = e.scale(a, 0.5);
+            e.add(&half, &pdf)
+        }
+        _ => unreachable!("no activation rule for {}", op.kind()),
+    };
+    e.mul(dy, &deriv)
+}
+
+/// Concat along channels: each input gets its slice of `dy`.
+fn concat(e: &mut Emitter, dy: &str, sizes: &[i64], need: &[bool], bw: &mut Backward) {
+    if sizes.len() == 1 {
+        bw.set0(dy.to_string());
+        return;
+    }
+    let split = e.ints(sizes);
+    let outs: Vec<String> = (0..sizes.len()).map(|_| e.fresh("split")).collect();
+    e.op_multi(
+        "Split",
+        &[dy, &split],
+        &outs,
+        vec![AttributeProto::int("axis", 1)],
+    );
+    for (slot, out) in outs.into_iter().enumerate() {
+        if need[slot] {
+            bw.inputs[slot] = Some(out);
+        }
+    }
+}
+
+/// Average pooling: a depthwise transposed conv spreading each output's gradient evenly over
+/// its window.
+fn avg_pool(e: &mut Emitter, s: &Site, op: &Op) -> String {
+    let Op::AvgPool {
+        kernel,
+        stride,
+        padding,
+        count_include_pad,
+    } = *op
+    else {
+        unreachable!("average-pool rule on {}", op.kind())
+    };
+    let dy = s.dy;
+    let c = s.in_shape[0];
+    let hw = [s.in_shape[1], s.in_shape[2]];
+    let ohw = [s.out_shape[1], s.out_shape[2]];
+    let area = kernel[0] * kernel[1];
+    let (weight, scaled) = if count_include_pad {
+        let k = e.tensor(
+            "avgpool_kernel",
+            &[c, 1, kernel[0], kernel[1]],
+            vec![1.0 / area as f32; c * area],
+        );
+        (k, dy.to_string())
+    } else {
+        // Each output spreads dy / (its own count of real inputs).
+        let k = e.tensor(
+            "avgpool_kernel",
+            &[c, 1, kernel[0], kernel[1]],
+            vec![1.0; c * area],
+        );
+        let counts = window_counts(hw, ohw, kernel, stride, padding);
+        let recip = e.tensor(
+            "avgpool_recip_count",
+            &[ohw[0], ohw[1]],
+            counts.iter().map(|&n| 1.0 / n as f32).collect(),
+        );
+        (k, e.mul(dy, &recip))
+    };
+    let opad = output_padding(hw, kernel, stride, padding, [1, 1]);
+    e.op(
+        "ConvTranspose",
+        &[&scaled, &weight],
+        vec![
+            AttributeProto::ints("kernel_shape", &pair(kernel)),
+            AttributeProto::ints("strides", &pair(stride)),
+            AttributeProto::ints("pads", &pads(padding)),
+            AttributeProto::int("group", c as i64),
+            AttributeProto::ints("output_padding", &pair(opad)),
+        ],
+    )
+}
+
+/// Max pooling: `dy` scattered to the argmax positions the forward saved.
+fn max_pool(e: &mut Emitter, s: &Site, indices: &str) -> String {
+    // Indices are flat over the whole unpadded input; overlapping windows add up.
+    let total: usize = s.in_shape.iter().product();
+    let zeros = match e.batch {
+        Some(b) => e.zeros(&[b * total]),
+        None => {
+            let size = e.op("Size", &[&s.x], vec![]);
+            let shape = e.reshape(&size, &[1]);
+            e.op(
+                "ConstantOfShape",
+                &[&shape],
+                vec![AttributeProto::tensor(
+                    "value",
+                    TensorProto::from_f32("", &[1], [0.0]),
+                )],
+            )
+        }
+    };
+    let idx = e.reshape(indices, &[-1]);
+    let upd = e.reshape(s.dy, &[-1]);
+    let flat = e.op(
+        "ScatterElements",
+        &[&zeros, &idx, &upd],
+        vec![
+            AttributeProto::int("axis", 0),
+            AttributeProto::string("reduction", "add"),
+        ],
+    );
+    e.reshape(&flat, &batched(-1, s.in_shape))
+}
+
+/// Global average pooling: `dy / (H W)` broadcast over every position.
+fn global_avg_pool(e: &mut Emitter, s: &Site) -> String {
+    let (c, h, w) = (s.in_shape[0], s.in_shape[1], s.in_shape[2]);
+    let d4 = e.reshape(s.dy, &[0, c as i64, 1, 1]);
+    let scaled = e.scale(&d4, 1.0 / (h * w) as f32);
+    let target = e.ints(&[1, 1, h as i64, w as i64]);
+    e.op("Expand", &[&scaled, &target], vec![])
+}
+
+/// `[batch_dim, ...shape]` as Reshape dims (`0`: copy the batch, `-1`: infer it).
+fn batched(batch_dim: i64, shape: &[usize]) -> Vec<i64> {
+    std::iter::once(batch_dim)
+        .chain(shape.iter().map(|&d| d as i64))
+        .collect()
+}
+
+/// ConvTranspose `output_padding` that restores the forward input size exactly:
+/// `(H + 2p - d(k-1) - 1) mod s` (without it even sizes at stride 2 come back one short).
+fn output_padding(
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+) -> [usize; 2] {
+    let mut op = [0; 2];
+    for a in 0..2 {
+        op[a] = (hw[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) % stride[a];
+    }
+    op
+}
+
+/// For each output position of a pool, how many real (non-padding) inputs its window covers.
+fn window_counts(
+    hw: [usize; 2],
+    ohw: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Vec<usize> {
+    let covered = |a: usize, o: usize| {
+        (0..kernel[a])
+            .filter(|&u| {
+                let i = o * stride[a] + u;
+                i >= padding[a] && i - padding[a] < hw[a]
+            })
+            .count()
+    };
+    let mut counts = Vec::with_capacity(ohw[0] * ohw[1]);
+    for i in 0..ohw[0] {
+        for j in 0..ohw[1] {
+            counts.push(covered(0, i) * covered(1, j));
+        }
+    }
+    counts
+}
+
+/// `dW[co, ci, u, v] = sum_{n,i,j} dy[n, co, i, j] * xpad[n, g ci, i s + u d, j s + v d]` as one
+/// Conv of the batch-transposed input with the batch-transposed `dy` as kernel (strides and
+/// dilations swap roles). End pads are chosen so the result is exactly `k x k`; where even a
+/// zero end pad is too much, the unused trailing rows/columns of `x` are sliced off.
+#[allow(clippy::too_many_arguments)]
+fn conv_weight_grad(
+    e: &mut Emitter,
+    x: &str,
+    dy: &str,
+    in_shape: &[usize],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> String {
+    let (c, mut hw) = (in_shape[0], [in_shape[1], in_shape[2]]);
+    let mut crop = [0usize; 2];
+    let mut end = [0usize; 2];
+    for a in 0..2 {
+        // Rows of the padded input the forward never reads at the end.
+        let r = (hw[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) % stride[a];
+        // Valid end pads: [p - r, p - r + d - 1].
+        let lo = padding[a] as i64 - r as i64;
+        let hi = lo + dilation[a] as i64 - 1;
+        if lo >= 0 {
+            end[a] = lo as usize;
+        } else if hi >= 0 {
+            end[a] = 0;
+        } else {
+            crop[a] = (-hi) as usize;
+        }
+    }
+    let xs = if crop != [0, 0] {
+        let starts = e.ints(&[0, 0]);
+        let ends = e.ints(&[(hw[0] - crop[0]) as i64, (hw[1] - crop[1]) as i64]);
+        let axes = e.ints(&[2, 3]);
+        hw = [hw[0] - crop[0], hw[1] - crop[1]];
+        e.op("Slice", &[x, &starts, &ends, &axes], vec![])
+    } else {
+        x.to_string()
+    };
+    let (h, w) = (hw[0] as i64, hw[1] as i64);
+    let xt = if groups == 1 {
+        e.transpose(&xs, &[1, 0, 2, 3])
+    } else {
+        // [N, g*cig, H, W] -> [cig, g*N, H, W] so a group-g conv pairs group i of x with
+        // group i of dy.
+        let cig = (c / groups) as i64;
+        let g = groups as i64;
+        let r5 = e.reshape(&xs, &[-1, g, cig, h, w]);
+        let t5 = e.transpose(&r5, &[2, 1, 0, 3, 4]);
+        e.reshape(&t5, &[cig, -1, h, w])
+    };
+    let dyt = e.transpose(dy, &[1, 0, 2, 3]);
+    let gw = e.op(
+        "Conv",
+        &[&xt, &dyt],
+        vec![
+            AttributeProto::ints("strides", &pair(dilation)),
+            AttributeProto::ints("dilations", &pair(stride)),
+            AttributeProto::ints(
+                "pads",
+                &[
+                    padding[0] as i64,
+                    padding[1] as i64,
+                    end[0] as i64,
+                    end[1] as i64,
+                ],
+            ),
+            AttributeProto::int("group", groups as i64),
+        ],
+    );
+    e.transpose(&gw, &[1, 0, 2, 3])
+}
