@@ -543,15 +543,13 @@ fn deep_skip_heavy_cell_networks_hash() {
             .unwrap()
             .canonical_hash()
     };
-    let all_skip =
-        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|";
+    let all_skip = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|";
     // Node 1 only feeds `none` edges, so its op does not matter: each cell doubles its input.
     let doubling_pool =
         "|avg_pool_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|skip_connect~2|";
     let doubling_conv =
         "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|skip_connect~2|";
-    let skip_heavy =
-        "|nor_conv_1x1~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|avg_pool_3x3~1|skip_connect~2|";
+    let skip_heavy = "|nor_conv_1x1~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|avg_pool_3x3~1|skip_connect~2|";
     let deep = [all_skip, doubling_pool, skip_heavy].map(|a| hash(space.as_ref(), a));
     assert_eq!(hash(space.as_ref(), doubling_conv), deep[1]);
     assert_eq!(deep.iter().collect::<HashSet<_>>().len(), 3);
@@ -569,12 +567,16 @@ fn absurd_space_sizes_are_refused_with_the_limit() {
     let cell = |edit: &dyn Fn(&mut CellSpaceConfig)| {
         let mut c = CellSpaceConfig::default();
         edit(&mut c);
-        build_space(&SpaceConfig::Cell(c)).err().map(|e| e.to_string())
+        build_space(&SpaceConfig::Cell(c))
+            .err()
+            .map(|e| e.to_string())
     };
     let chain = |edit: &dyn Fn(&mut ChainSpaceConfig)| {
         let mut c = ChainSpaceConfig::default();
         edit(&mut c);
-        build_space(&SpaceConfig::Chain(c)).err().map(|e| e.to_string())
+        build_space(&SpaceConfig::Chain(c))
+            .err()
+            .map(|e| e.to_string())
     };
     assert_eq!(cell(&|c| c.cells_per_stage = 100), None);
     assert_eq!(cell(&|c| c.channels = 1024), None);

@@ -111,7 +111,9 @@ fn idx_stray_label_byte_is_refused_without_a_class_count() {
         assert!(t.contains("train-labels-idx1-ubyte"), "{t}");
         assert!(t.contains("record 17 (byte offset 25"), "{t}");
         assert!(
-            t.contains("label 255 would make 256 classes, but only 11 distinct labels occur (0..=9, 255)"),
+            t.contains(
+                "label 255 would make 256 classes, but only 11 distinct labels occur (0..=9, 255)"
+            ),
             "{t}"
         );
         assert!(t.contains("set `classes` in [data]"), "{t}");

@@ -383,7 +383,11 @@ mod tests {
         assert_ne!(chain(true).canonical_hash(), ident.canonical_hash());
     }
 
-    const ALL_SKIP: [&[E]; 3] = [&[E::Skip], &[E::Skip, E::Skip], &[E::Skip, E::Skip, E::Skip]];
+    const ALL_SKIP: [&[E]; 3] = [
+        &[E::Skip],
+        &[E::Skip, E::Skip],
+        &[E::Skip, E::Skip, E::Skip],
+    ];
     const SKIP_HEAVY: [&[E]; 3] = [
         &[E::Skip],
         &[E::Skip, E::Conv1],
@@ -445,7 +449,11 @@ mod tests {
     fn same_hash_as_the_expanded_definition() {
         for seed in 0..200 {
             let g = crate::testing::random_graph(seed);
-            assert_eq!(g.canonical_hash(), expanded_canonical_hash(&g), "seed {seed}");
+            assert_eq!(
+                g.canonical_hash(),
+                expanded_canonical_hash(&g),
+                "seed {seed}"
+            );
         }
         // 8 skip-only cells: 4^8 = 65,536 copies, still listed.
         for n in 1..=8 {
@@ -457,9 +465,6 @@ mod tests {
         assert_ne!(g.canonical_hash(), expanded_canonical_hash(&g));
         let mut invalid = cells(2, SKIP_HEAVY, false);
         invalid.output = 999;
-        assert_eq!(
-            invalid.canonical_hash(),
-            expanded_canonical_hash(&invalid)
-        );
+        assert_eq!(invalid.canonical_hash(), expanded_canonical_hash(&invalid));
     }
 }

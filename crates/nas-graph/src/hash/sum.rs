@@ -166,8 +166,14 @@ mod tests {
         assert_eq!(fed, 1);
         assert_ne!(da, digest(&b).0);
         // Merging is associative: (a + a) + b == a + (a + b).
-        let left = merge([Part::Sum(&merge([Part::Sum(&a), Part::Sum(&a)])), Part::Sum(&b)]);
-        let right = merge([Part::Sum(&a), Part::Sum(&merge([Part::Sum(&a), Part::Sum(&b)]))]);
+        let left = merge([
+            Part::Sum(&merge([Part::Sum(&a), Part::Sum(&a)])),
+            Part::Sum(&b),
+        ]);
+        let right = merge([
+            Part::Sum(&a),
+            Part::Sum(&merge([Part::Sum(&a), Part::Sum(&b)])),
+        ]);
         assert_eq!(left, right);
     }
 }
