@@ -64,7 +64,7 @@ fn keeps_zero(op: &Op) -> bool {
 }
 
 /// What hashing one graph stored and fed through SHA-256: its cost, for tests that check it
-/// stays linear in the graph's size.
+/// stays bounded by the graph's size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct HashWork {
     /// Flattened sums kept for their enclosing sums.
@@ -88,10 +88,12 @@ impl Graph {
     /// GlobalAvgPool, bias-free Conv and Linear). Such a dead conv still has parameters, so
     /// two graphs with equal hashes may differ in `param_count`.
     ///
-    /// Nested sums flatten, `(a + b) + c == a + (b + c)`, into a multiset of terms kept as
-    /// distinct terms with their multiplicities, so time and memory stay linear in the graph
-    /// for all but pathological graphs (quadratic at worst) even where a term recurs
-    /// exponentially often, as in deep skip-only NB201 cells.
+    /// Nested sums flatten, `(a + b) + c == a + (b + c)`, into a multiset of terms, kept as
+    /// distinct terms with their multiplicities: a term may recur exponentially often (deep
+    /// skip-only NB201 cells), yet each sum stores at most one entry per node, so time and
+    /// memory are at most quadratic in the number of nodes (linear where sums share few
+    /// terms). A sum of up to 65,536 terms (copies counted) hashes its full sorted term list,
+    /// as this hash always did; a larger one hashes its `(term, multiplicity)` pairs.
     ///
     /// An invalid graph (see [`Graph::validate`]) hashes its JSON form instead.
     pub fn canonical_hash(&self) -> String {
