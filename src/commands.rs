@@ -145,9 +145,11 @@ pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
                 m.test_accuracy,
                 m.test_loss,
                 m.epochs,
-                m.model.as_ref().map_or_else(String::new, |p| describe_model(
-                    &final_phase::resolve_model(dir, p)
-                ))
+                m.model
+                    .as_ref()
+                    .map_or_else(String::new, |p| describe_model(
+                        &final_phase::resolve_model(dir, p)
+                    ))
             );
         }
         if let Some(e) = &report.ensemble {
@@ -155,11 +157,11 @@ pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
                 "ensemble of trials {:?}: test_accuracy={:.4}  {}",
                 e.members,
                 e.test_accuracy,
-                e.model.as_ref().map_or_else(String::new, |p| final_phase::resolve_model(
-                    dir, p
-                )
-                .display()
-                .to_string())
+                e.model
+                    .as_ref()
+                    .map_or_else(String::new, |p| final_phase::resolve_model(dir, p)
+                        .display()
+                        .to_string())
             );
         }
     }

@@ -18,9 +18,9 @@ use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
 
 mod provider;
-pub use provider::{ExecutionProvider, SessionSettings};
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+pub use provider::{ExecutionProvider, SessionSettings};
 
 /// The ONNX Runtime release this workspace is built against (`ort` with `api-31`).
 pub const ORT_VERSION: &str = "1.31.1";
@@ -53,7 +53,10 @@ pub enum RuntimeError {
          use one library per process (one `[runtime] ort_library` or ORT_DYLIB_PATH)"
     )]
     AlreadyLoaded { loaded: PathBuf, requested: PathBuf },
-    #[error("unknown execution provider `{provider}`; expected one of: {}", ExecutionProvider::expected())]
+    #[error(
+        "unknown execution provider `{provider}`; expected one of: {}",
+        ExecutionProvider::expected()
+    )]
     UnknownProvider { provider: String },
     /// The host found no library when the study started, and an evaluator needs one.
     #[error(

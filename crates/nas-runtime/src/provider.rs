@@ -102,7 +102,10 @@ mod tests {
             assert_eq!(ExecutionProvider::parse(p.name()).unwrap(), p);
         }
         let err = ExecutionProvider::parse("tpu").unwrap_err().to_string();
-        assert!(err.contains("`tpu`") && err.contains("cpu | cuda | tensorrt"), "{err}");
+        assert!(
+            err.contains("`tpu`") && err.contains("cpu | cuda | tensorrt"),
+            "{err}"
+        );
     }
 
     #[test]

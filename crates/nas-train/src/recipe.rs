@@ -82,8 +82,8 @@ mod tests {
         let s = TrainTable::parse(&Value::Null).unwrap();
         assert_eq!(s.recipe, TrainConfig::default());
         assert!(!s.keep_checkpoints);
-        let s = TrainTable::parse(&json!({"epochs": 3, "lr": 0.1, "keep_checkpoints": true}))
-            .unwrap();
+        let s =
+            TrainTable::parse(&json!({"epochs": 3, "lr": 0.1, "keep_checkpoints": true})).unwrap();
         assert_eq!((s.recipe.epochs, s.recipe.lr), (3, Some(0.1)));
         assert!(s.keep_checkpoints);
         assert!(!s.test_accuracy);

@@ -393,7 +393,11 @@ mod tests {
         let runtime = SessionSettings::cpu(Path::new("libonnxruntime.so"));
         let p = plan(tmp.path(), &runtime, true);
         write_atomic(&tmp.path().join("final/trial-7.onnx"), b"m").unwrap();
-        let r = report(member(3, Some(p.recipe.clone()), Some("final/trial-7.onnx")));
+        let r = report(member(
+            3,
+            Some(p.recipe.clone()),
+            Some("final/trial-7.onnx"),
+        ));
         match plan_for(&p, &r, 7) {
             Plan::Reuse { model } => {
                 assert_eq!(model, Some(tmp.path().join("final/trial-7.onnx")))
