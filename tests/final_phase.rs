@@ -192,4 +192,50 @@ fn a_changed_final_table_is_accepted_and_retrains_what_it_changes() {
     // Trials outside the (new) top-k have no `final` object.
     let all = best_json("study", "3", cwd);
     assert_eq!(all.iter().filter(|t| t.get("final").is_some()).count(), 1);
+
+    // `nas export` replaces its output in one step: a write that fails half-way (here the
+    // file size limit stands in for a full disk) leaves the previous file whole.
+    let id = best[0]["id"].to_string();
+    let export = ["export", "study", "--trial", &id, "-o", "model.onnx"];
+    ok(&nas(&export, cwd));
+    let size = std::fs::metadata(cwd.join("model.onnx")).unwrap().len();
+    std::fs::write(cwd.join("model.onnx"), b"the previous model").unwrap();
+    let o = nas_with_file_size_limit(&export, cwd, size - 1);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot write model.onnx"), "{err}");
+    let kept = std::fs::read(cwd.join("model.onnx")).unwrap();
+    assert!(
+        kept == b"the previous model",
+        "the previous file was replaced by {} bytes",
+        kept.len()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(cwd)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Runs `nas` with writes past `bytes` failing (EFBIG), as on a full disk.
+fn nas_with_file_size_limit(args: &[&str], cwd: &Path, bytes: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(NAS);
+    cmd.args(args).current_dir(cwd);
+    // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("nas runs")
 }
