@@ -9,7 +9,7 @@ use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::weights::Weights;
 
 use crate::progress::SearchProgress;
-use crate::trial_view::{text_line, to_json};
+use crate::trial_view::{text_line, to_json, with_final};
 
 pub fn search(
     config_path: &Path,
@@ -109,8 +109,12 @@ pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
     // Several objectives: the whole Pareto set unless --top narrows it.
     let limit = (config.objectives.len() == 1 || top > 1).then_some(top);
     let shown = best_trials(&storage, &config.objectives, limit)?;
+    let report = final_phase::stored_report(&storage)?;
     if json {
-        let list: Vec<_> = shown.iter().map(to_json).collect();
+        let list: Vec<_> = shown
+            .iter()
+            .map(|t| with_final(to_json(t), t.id, report.as_ref(), dir))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
@@ -132,7 +136,7 @@ pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
     for t in shown {
         println!("{}", text_line(&t));
     }
-    if let Some(report) = final_phase::stored_report(&storage)? {
+    if let Some(report) = report {
         println!("final models (retrained on train + validation, measured on the test split):");
         for m in &report.members {
             println!(
@@ -143,7 +147,9 @@ pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
                 m.epochs,
                 m.model
                     .as_ref()
-                    .map_or_else(String::new, |p| describe_model(p))
+                    .map_or_else(String::new, |p| describe_model(
+                        &final_phase::resolve_model(dir, p)
+                    ))
             );
         }
         if let Some(e) = &report.ensemble {
@@ -153,7 +159,9 @@ pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
                 e.test_accuracy,
                 e.model
                     .as_ref()
-                    .map_or_else(String::new, |p| p.display().to_string())
+                    .map_or_else(String::new, |p| final_phase::resolve_model(dir, p)
+                        .display()
+                        .to_string())
             );
         }
     }
@@ -197,7 +205,9 @@ pub fn export(dir: &Path, trial_id: u64, output: &Path) -> anyhow::Result<()> {
     let weights = Weights::he_init(&graph, nas_core::study::derive_seed(config.seed, trial_id))?;
     let options = ExportOptions::default();
     let bytes = export_inference(&graph, &weights, &options)?;
-    std::fs::write(output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
+    // Replaced in one step: a failed write (full disk) keeps the previous file whole.
+    nas_train::write_atomic(output, &bytes)
+        .with_context(|| format!("cannot write {}", output.display()))?;
     let mut input = vec!["N".to_string()];
     input.extend(graph.input.iter().map(|d| d.to_string()));
     let classes = graph

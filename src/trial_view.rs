@@ -1,5 +1,8 @@
 //! How trials are shown: the stable JSON object and the text table.
 
+use std::path::Path;
+
+use nas_core::final_phase::{FinalReport, resolve_model};
 use nas_core::storage::TrialRecord;
 use serde_json::json;
 
@@ -20,6 +23,44 @@ pub fn to_json(t: &TrialRecord) -> serde_json::Value {
             _ => None,
         },
     })
+}
+
+/// Adds a `final` object to a trial object when the final phase retrained the trial: its
+/// test metrics, epochs, training seconds and model path (from the study folder `dir`), and
+/// `ensemble` when the trial is a member of the stored ensemble. Other fields are unchanged.
+pub fn with_final(
+    mut trial: serde_json::Value,
+    trial_id: u64,
+    report: Option<&FinalReport>,
+    dir: &Path,
+) -> serde_json::Value {
+    let Some(report) = report else {
+        return trial;
+    };
+    let Some(m) = report.member(trial_id) else {
+        return trial;
+    };
+    let path = |p: &Path| resolve_model(dir, p).display().to_string();
+    let mut fin = json!({
+        "test_accuracy": m.test_accuracy,
+        "test_loss": m.test_loss,
+        "epochs": m.epochs,
+        "train_seconds": m.train_seconds,
+        "model": m.model.as_deref().map(path),
+    });
+    if let Some(e) = report
+        .ensemble
+        .as_ref()
+        .filter(|e| e.members.contains(&trial_id))
+    {
+        fin["ensemble"] = json!({
+            "members": e.members,
+            "test_accuracy": e.test_accuracy,
+            "model": e.model.as_deref().map(path),
+        });
+    }
+    trial["final"] = fin;
+    trial
 }
 
 pub fn format_metric(name: &str, v: f64) -> String {

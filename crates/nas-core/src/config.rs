@@ -263,8 +263,6 @@ pub fn space_json(space: &SpaceConfig) -> serde_json::Value {
     .expect("space configs serialize")
 }
 
-pub const EXECUTION_PROVIDERS: &[&str] = &["cpu", "cuda", "tensorrt"];
-
 // ---- raw serde shapes -------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -802,19 +800,10 @@ fn objectives(
 }
 
 fn runtime(loc: &Locator<'_>, raw: RawRuntime) -> Result<RuntimeConfig, ConfigError> {
-    let check = |p: &Spanned<String>| {
-        if EXECUTION_PROVIDERS.contains(&p.get_ref().as_str()) {
-            Ok(p.get_ref().clone())
-        } else {
-            Err(loc.at(
-                p.span().start,
-                format!(
-                    "unknown execution provider `{}`, expected one of: {}",
-                    p.get_ref(),
-                    EXECUTION_PROVIDERS.join(" | ")
-                ),
-            ))
-        }
+    // The provider names are nas-runtime's (one list for config and sessions).
+    let check = |p: &Spanned<String>| match nas_runtime::ExecutionProvider::parse(p.get_ref()) {
+        Ok(_) => Ok(p.get_ref().clone()),
+        Err(e) => Err(loc.at(p.span().start, e.to_string())),
     };
     if raw.threads == 0 || raw.workers == 0 {
         return Err(loc.whole("`[runtime] threads` and `workers` must be at least 1"));

@@ -56,12 +56,16 @@ pub fn evaluate(config: &StudyConfig, specs: &[String]) -> anyhow::Result<Vec<Sc
         Some(d) => serde_json::to_value(d)?,
         None => serde_json::Value::Null,
     };
-    let ort = nas_runtime::locate_library_for(
+    // Resolved once here and handed to every evaluator. An explicit `ort_library` must exist;
+    // otherwise a missing library only matters to evaluators that need ONNX Runtime.
+    let ort = match nas_runtime::locate_library_for(
         config.runtime.ort_library.as_deref(),
         &config.runtime.execution_provider,
-    )
-    .ok()
-    .map(|p| p.display().to_string());
+    ) {
+        Ok(p) => Some(p.display().to_string()),
+        Err(e) if config.runtime.ort_library.is_some() => return Err(e.into()),
+        Err(_) => None,
+    };
     let mut pipeline = Pipeline::new(
         &config.evaluators,
         &config.constraints,

@@ -1,20 +1,26 @@
 //! ONNX Runtime loading and session building: the one place that talks to `ort`.
 //!
 //! - [`locate_library`] finds the shared library without loading it (the host resolves the
-//!   path once and hands it to every evaluator in [`RuntimeSettings::ort_library`]).
+//!   path once and hands it to every evaluator).
 //! - [`init`] loads it once per process; a bad library is a recoverable error.
-//! - [`session_from_bytes`] builds a session on the configured execution provider, falling
+//! - [`session_from_bytes`] builds a session on the configured [`ExecutionProvider`], falling
 //!   back to `settings.fallback` (announced once) when that provider is unavailable.
+//! - [`SessionSettings`]: provider, fallback, threads and the library the host resolved.
+//!
+//! This crate knows nothing of plugins: evaluators turn the host's runtime message into
+//! [`SessionSettings`] with [`SessionSettings::from_names`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use nas_plugin::RuntimeSettings;
 use ort::environment::Environment;
-use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
+use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
+
+mod provider;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+pub use provider::{ExecutionProvider, SessionSettings};
 
 /// The ONNX Runtime release this workspace is built against (`ort` with `api-31`).
 pub const ORT_VERSION: &str = "1.31.1";
@@ -24,8 +30,6 @@ pub const LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
 pub const CPU_DIR: &str = "onnxruntime-1.31.1";
 /// Folder under `target/ort/` holding the GPU build and the CUDA libraries.
 pub const GPU_DIR: &str = "onnxruntime-gpu-1.31.1";
-/// Execution providers a study may name.
-pub const PROVIDERS: &[&str] = &["cpu", "cuda", "tensorrt"];
 /// Where `cargo xtask ort --gpu` unpacks the CUDA 13 and cuDNN 9 wheels, relative to the
 /// folder of the GPU library.
 pub const CUDA_LIB_SUBDIR: &str = "nvidia/cu13/lib";
@@ -49,8 +53,17 @@ pub enum RuntimeError {
          use one library per process (one `[runtime] ort_library` or ORT_DYLIB_PATH)"
     )]
     AlreadyLoaded { loaded: PathBuf, requested: PathBuf },
-    #[error("unknown execution provider `{provider}`; expected one of: {}", PROVIDERS.join(" | "))]
+    #[error(
+        "unknown execution provider `{provider}`; expected one of: {}",
+        ExecutionProvider::expected()
+    )]
     UnknownProvider { provider: String },
+    /// The host found no library when the study started, and an evaluator needs one.
+    #[error(
+        "ONNX Runtime library not found (looked at `[runtime] ort_library`, ORT_DYLIB_PATH and \
+         `target/ort/` above the `nas` program); {PROVISION_HINT}"
+    )]
+    NotResolved,
     #[error(
         "execution provider `{provider}` is not available in {library}: {reason}; install the GPU build with \
          `cargo xtask ort --gpu` and point `[runtime] ort_library` (or ORT_DYLIB_PATH) at it{extra}, \
@@ -208,22 +221,22 @@ pub fn loaded_library() -> Option<PathBuf> {
     lock(&LOADED).as_ref().map(|l| l.path.clone())
 }
 
-/// Providers among [`PROVIDERS`] that the loaded library was compiled with. Compiled in does
-/// not mean usable (a GPU build without a GPU lists `cuda`): sessions find that out.
-pub fn available_providers(library: &Path) -> Result<Vec<&'static str>, RuntimeError> {
+/// Providers the loaded library was compiled with. Compiled in does not mean usable (a GPU
+/// build without a GPU lists `cuda`): sessions find that out.
+pub fn available_providers(library: &Path) -> Result<Vec<ExecutionProvider>, RuntimeError> {
     init(library)?;
-    let check = |r: ort::Result<bool>| r.unwrap_or(false);
-    let mut out = vec![];
-    if check(ep::CPU::is_available()) {
-        out.push("cpu");
-    }
-    if check(ep::CUDA::is_available()) {
-        out.push("cuda");
-    }
-    if check(ep::TensorRT::is_available()) {
-        out.push("tensorrt");
-    }
-    Ok(out)
+    let compiled_in = |p: ExecutionProvider| {
+        match p {
+            ExecutionProvider::Cpu => ep::CPU::is_available(),
+            ExecutionProvider::Cuda => ep::CUDA::is_available(),
+            ExecutionProvider::TensorRt => ep::TensorRT::is_available(),
+        }
+        .unwrap_or(false)
+    };
+    Ok(ExecutionProvider::ALL
+        .into_iter()
+        .filter(|p| compiled_in(*p))
+        .collect())
 }
 
 /// A session and the provider it actually runs on (differs from the configured one after a
@@ -236,7 +249,7 @@ pub struct RuntimeSession {
 /// Builds a session from an in-memory ONNX model on `settings.execution_provider`.
 pub fn session_from_bytes(
     model: &[u8],
-    settings: &RuntimeSettings,
+    settings: &SessionSettings,
 ) -> Result<Session, RuntimeError> {
     build_session(model, settings).map(|s| s.session)
 }
@@ -244,38 +257,27 @@ pub fn session_from_bytes(
 /// Like [`session_from_bytes`], also saying which provider the session runs on.
 pub fn build_session(
     model: &[u8],
-    settings: &RuntimeSettings,
+    settings: &SessionSettings,
 ) -> Result<RuntimeSession, RuntimeError> {
-    let provider = settings.execution_provider.as_str();
-    for p in [Some(provider), settings.fallback.as_deref()]
-        .into_iter()
-        .flatten()
-    {
-        if !PROVIDERS.contains(&p) {
-            return Err(RuntimeError::UnknownProvider { provider: p.into() });
-        }
-    }
-    let library = match &settings.ort_library {
-        Some(p) => PathBuf::from(p),
-        None => locate_library_for(None, provider)?,
-    };
-    let env = environment(&library)?;
+    let provider = settings.provider;
+    let library = &settings.library;
+    let env = environment(library)?;
 
     let first = if let Some(reason) = known_unavailable(provider) {
-        Err(unavailable(provider, &library, reason))
+        Err(unavailable(provider, library, reason))
     } else {
-        commit(&env, model, settings, provider, &library)
+        commit(&env, model, settings, provider, library)
     };
     let err = match first {
         Ok(session) => {
             return Ok(RuntimeSession {
                 session,
-                provider: provider.into(),
+                provider: provider.name().into(),
             });
         }
         Err(e) => e,
     };
-    let fallback = match settings.fallback.as_deref() {
+    let fallback = match settings.fallback {
         Some(f) if f != provider => f,
         _ => return Err(err),
     };
@@ -284,23 +286,23 @@ pub fn build_session(
         // A session that fails only on the configured provider (e.g. no GPU at run time).
         other => other.to_string(),
     };
-    let session = commit(&env, model, settings, fallback, &library)?;
+    let session = commit(&env, model, settings, fallback, library)?;
     if matches!(err, RuntimeError::ProviderUnavailable { .. }) {
         mark_unavailable(provider, &reason);
     }
     warn_fallback_once(provider, fallback, &reason);
     Ok(RuntimeSession {
         session,
-        provider: fallback.into(),
+        provider: fallback.name().into(),
     })
 }
 
-fn unavailable(provider: &str, library: &Path, reason: String) -> RuntimeError {
+fn unavailable(provider: ExecutionProvider, library: &Path, reason: String) -> RuntimeError {
     RuntimeError::ProviderUnavailable {
-        provider: provider.into(),
+        provider: provider.name().into(),
         library: library.to_path_buf(),
         reason: tidy(reason),
-        extra: if provider == "tensorrt" {
+        extra: if provider == ExecutionProvider::TensorRt {
             " (TensorRT also needs NVIDIA TensorRT 10, libnvinfer.so.10, on the library path)"
         } else {
             ""
@@ -315,26 +317,26 @@ fn tidy(reason: String) -> String {
 
 /// Providers that already failed in this process, with why: later sessions skip them
 /// instead of retrying a slow, failing registration per candidate.
-static UNAVAILABLE: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+static UNAVAILABLE: Mutex<Option<HashMap<ExecutionProvider, String>>> = Mutex::new(None);
 
-fn known_unavailable(provider: &str) -> Option<String> {
+fn known_unavailable(provider: ExecutionProvider) -> Option<String> {
     lock(&UNAVAILABLE)
         .as_ref()
-        .and_then(|m| m.get(provider).cloned())
+        .and_then(|m| m.get(&provider).cloned())
 }
 
-fn mark_unavailable(provider: &str, reason: &str) {
+fn mark_unavailable(provider: ExecutionProvider, reason: &str) {
     lock(&UNAVAILABLE)
         .get_or_insert_with(HashMap::new)
-        .entry(provider.into())
+        .entry(provider)
         .or_insert_with(|| reason.into());
 }
 
-static WARNED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+static WARNED: Mutex<Vec<(ExecutionProvider, ExecutionProvider)>> = Mutex::new(Vec::new());
 
-fn warn_fallback_once(provider: &str, fallback: &str, reason: &str) {
+fn warn_fallback_once(provider: ExecutionProvider, fallback: ExecutionProvider, reason: &str) {
     let mut warned = lock(&WARNED);
-    let key = (provider.to_string(), fallback.to_string());
+    let key = (provider, fallback);
     if !warned.contains(&key) {
         // Plugins have no tracing subscriber of their own: stderr is what the user sees.
         eprintln!(
@@ -344,7 +346,7 @@ fn warn_fallback_once(provider: &str, fallback: &str, reason: &str) {
     }
 }
 
-fn base_builder(env: &Environment, settings: &RuntimeSettings) -> ort::Result<SessionBuilder> {
+fn base_builder(env: &Environment, settings: &SessionSettings) -> ort::Result<SessionBuilder> {
     Ok(Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(settings.threads.max(1))?
@@ -354,20 +356,20 @@ fn base_builder(env: &Environment, settings: &RuntimeSettings) -> ort::Result<Se
 fn commit(
     env: &Environment,
     model: &[u8],
-    settings: &RuntimeSettings,
-    provider: &str,
+    settings: &SessionSettings,
+    provider: ExecutionProvider,
     library: &Path,
 ) -> Result<Session, RuntimeError> {
     let session_err = |reason: String| RuntimeError::Session {
-        provider: provider.into(),
+        provider: provider.name().into(),
         reason: tidy(reason),
     };
     let builder = base_builder(env, settings).map_err(|e| session_err(e.to_string()))?;
     let mut builder = match provider {
-        "cpu" => builder,
-        "cuda" | "tensorrt" => {
+        ExecutionProvider::Cpu => builder,
+        ExecutionProvider::Cuda | ExecutionProvider::TensorRt => {
             preload_cuda(library).map_err(|r| unavailable(provider, library, r))?;
-            let eps: Vec<ExecutionProviderDispatch> = if provider == "cuda" {
+            let eps: Vec<ExecutionProviderDispatch> = if provider == ExecutionProvider::Cuda {
                 vec![ep::CUDA::default().build().error_on_failure()]
             } else {
                 // TensorRT hands the nodes it cannot run to CUDA, then CPU.
@@ -379,11 +381,6 @@ fn commit(
             builder
                 .with_execution_providers(eps)
                 .map_err(|e| unavailable(provider, library, e.to_string()))?
-        }
-        other => {
-            return Err(RuntimeError::UnknownProvider {
-                provider: other.into(),
-            });
         }
     };
     builder

@@ -59,13 +59,8 @@ pub(crate) fn relu_model() -> Vec<u8> {
     model
 }
 
-fn settings(provider: &str, fallback: Option<&str>) -> RuntimeSettings {
-    RuntimeSettings {
-        execution_provider: provider.into(),
-        fallback: fallback.map(str::to_string),
-        threads: 1,
-        ort_library: Some(library().display().to_string()),
-    }
+fn settings(provider: &str, fallback: Option<&str>) -> SessionSettings {
+    SessionSettings::from_names(provider, fallback, 1, Some(&library())).unwrap()
 }
 
 fn library() -> PathBuf {
@@ -163,12 +158,15 @@ fn runs_a_model_on_cpu() {
 #[test]
 fn cpu_is_available() {
     let providers = available_providers(&library()).unwrap();
-    assert!(providers.contains(&"cpu"), "{providers:?}");
+    assert!(providers.contains(&ExecutionProvider::Cpu), "{providers:?}");
 }
 
 #[test]
 fn an_unavailable_provider_without_fallback_is_a_clear_error() {
-    if available_providers(&library()).unwrap().contains(&"cuda") {
+    if available_providers(&library())
+        .unwrap()
+        .contains(&ExecutionProvider::Cuda)
+    {
         return; // a GPU build: CUDA may well work here
     }
     let err = session_from_bytes(&relu_model(), &settings("cuda", None)).unwrap_err();
@@ -184,7 +182,10 @@ fn an_unavailable_provider_without_fallback_is_a_clear_error() {
 
 #[test]
 fn an_unavailable_provider_falls_back_when_configured() {
-    if available_providers(&library()).unwrap().contains(&"cuda") {
+    if available_providers(&library())
+        .unwrap()
+        .contains(&ExecutionProvider::Cuda)
+    {
         return;
     }
     for _ in 0..2 {
@@ -197,7 +198,7 @@ fn an_unavailable_provider_falls_back_when_configured() {
 
 #[test]
 fn unknown_providers_are_rejected() {
-    let err = session_from_bytes(&relu_model(), &settings("tpu", None)).unwrap_err();
+    let err = SessionSettings::from_names("tpu", None, 1, Some(&library())).unwrap_err();
     assert!(err.to_string().contains("cpu | cuda | tensorrt"), "{err}");
 }
 

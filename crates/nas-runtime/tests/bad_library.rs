@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-use nas_plugin::RuntimeSettings;
-use nas_runtime::{RuntimeError, init, locate_library, session_from_bytes};
+use nas_runtime::{RuntimeError, SessionSettings, init, locate_library, session_from_bytes};
 
 #[test]
 fn a_bad_library_is_an_error_and_a_good_one_still_loads_afterwards() {
@@ -21,8 +20,7 @@ fn a_bad_library_is_an_error_and_a_good_one_still_loads_afterwards() {
 
     let good = locate_library(None).expect("ONNX Runtime is provisioned (`cargo xtask ort`)");
     init(&good).unwrap();
-    // Settings without a library path locate it themselves.
-    let settings = RuntimeSettings::default();
+    let settings = SessionSettings::cpu(&good);
     let err = session_from_bytes(b"garbage", &settings).unwrap_err();
     assert!(matches!(err, RuntimeError::Session { .. }), "{err}");
 }

@@ -26,7 +26,7 @@ use std::time::Instant;
 use nas_data::{BatchOptions, Dataset, Part, SplitConfig, SplitDataset};
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::{Graph, GraphBuilder, NodeId, Op, Weights};
-use nas_plugin::RuntimeSettings;
+use nas_runtime::SessionSettings;
 use nas_train::{OptimizerKind, Schedule, TrainConfig, Trainer};
 use ndarray::Array4;
 use ort::value::TensorRef;
@@ -168,10 +168,9 @@ fn run_queue_wait_ns() -> Option<u64> {
 fn main() -> Result<()> {
     let args = parse_args()?;
     let library = nas_runtime::locate_library(None)?;
-    let runtime = RuntimeSettings {
+    let runtime = SessionSettings {
         threads: args.threads,
-        ort_library: Some(library.display().to_string()),
-        ..RuntimeSettings::default()
+        ..SessionSettings::cpu(&library)
     };
     let graph = reference_net();
     let params = graph.param_count()?;

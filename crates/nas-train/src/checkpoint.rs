@@ -4,12 +4,11 @@
 //! `b"NASTRAIN"` | u32 version | u64 header length | header (JSON) | tensor data (f32 LE, in
 //! the header's tensor order, each `product(shape)` values).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nas_data::SplitDataset;
 use nas_graph::Graph;
-use nas_plugin::RuntimeSettings;
+use nas_runtime::SessionSettings;
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -74,7 +73,7 @@ impl<'d> Trainer<'d> {
     /// the same results as never having stopped.
     pub fn resume(
         checkpoint: &TrainCheckpoint,
-        runtime: &RuntimeSettings,
+        runtime: &SessionSettings,
         data: &'d SplitDataset,
     ) -> Result<Trainer<'d>, TrainError> {
         let here = DataFingerprint::of(data);
@@ -141,15 +140,7 @@ impl TrainCheckpoint {
                 bytes.extend_from_slice(&v.to_le_bytes());
             }
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(write_err)?;
-        }
-        let tmp = temp_path(path);
-        let mut f = std::fs::File::create(&tmp).map_err(write_err)?;
-        f.write_all(&bytes).map_err(write_err)?;
-        f.sync_all().map_err(write_err)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(write_err)
+        crate::files::write_atomic(path, &bytes).map_err(write_err)
     }
 
     /// Reads a checkpoint written by [`TrainCheckpoint::save`].
@@ -223,12 +214,6 @@ impl TrainCheckpoint {
             state,
         })
     }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, reason: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+    /// The caller could not store the final phase's progress.
+    #[error("cannot store the final report: {0}")]
+    Report(String),
     /// An earlier error (such as divergence) left the trainer without a usable state.
     #[error("the trainer cannot continue after an earlier error: {0}")]
     Poisoned(String),

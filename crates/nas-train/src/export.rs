@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use nas_data::{Dataset, Normalization, Part};
 use nas_graph::onnx::export::BATCH_DIM;
 use nas_graph::onnx::{ExportOptions, OPSET, graph_signature};
-use nas_plugin::RuntimeSettings;
+use nas_runtime::SessionSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -51,6 +51,11 @@ pub struct ExportInfo {
     pub epochs: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_accuracy: Option<f64>,
+    /// Accuracy on the held-out test split (models of the final phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
 }
 
 /// `model.onnx` -> `model.onnx.json`.
@@ -106,6 +111,8 @@ impl Trainer<'_> {
             opset: OPSET,
             epochs: self.epoch,
             val_accuracy: self.history.iter().rev().find_map(|s| s.val_accuracy),
+            test_accuracy: None,
+            test_loss: None,
         })
     }
 
@@ -138,14 +145,10 @@ impl Trainer<'_> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let err = |e: std::io::Error| TrainError::Write {
+    crate::files::write_atomic(path, bytes).map_err(|e| TrainError::Write {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    std::fs::write(path, bytes).map_err(err)
+    })
 }
 
 /// Loss and accuracy of any single-input classifier model whose first output is logits, on
@@ -153,7 +156,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
 pub fn evaluate_model(
     model: &[u8],
     data: &Dataset,
-    runtime: &RuntimeSettings,
+    runtime: &SessionSettings,
 ) -> Result<Evaluation, TrainError> {
     let mut session = nas_runtime::session_from_bytes(model, runtime)?;
     evaluate_batches(
@@ -168,7 +171,7 @@ pub fn evaluate_model(
 pub fn probabilities_accuracy(
     model: &[u8],
     data: &Dataset,
-    runtime: &RuntimeSettings,
+    runtime: &SessionSettings,
 ) -> Result<f64, TrainError> {
     // The loss part treats probabilities as logits and is meaningless; only argmax is used.
     evaluate_model(model, data, runtime).map(|e| e.accuracy)

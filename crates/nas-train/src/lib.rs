@@ -8,12 +8,19 @@
 //! - [`TrainCheckpoint`]: save / resume with bit-for-bit continuation.
 //! - [`Trainer::export`]: deployable ONNX taking raw data values, plus `<model>.json`;
 //!   [`Trainer::evaluate`]: metrics through that same model.
+//! - [`TrainTable`]: the `train` evaluator's table (the recipe plus the evaluator's own keys),
+//!   read by the evaluator and the final phase alike.
+//! - [`retrain`]: the final phase's training (retrain the best, test, export, ensemble).
+//! - [`write_atomic`]: model files are replaced, never truncated.
 
 mod checkpoint;
 mod config;
 mod error;
 mod eval;
 mod export;
+mod files;
+mod recipe;
+pub mod retrain;
 mod runner;
 mod schedule;
 mod step_api;
@@ -26,6 +33,8 @@ pub use eval::Evaluation;
 pub use export::{
     Dim, ExportInfo, TensorInfo, description_path, evaluate_model, probabilities_accuracy,
 };
+pub use files::write_atomic;
+pub use recipe::{EVALUATOR_KEYS, TrainTable};
 pub use runner::StepIo;
 pub use schedule::LrSchedule;
 pub use trainer::{DataFingerprint, EVAL_BATCH, EpochStats, Trainer};

@@ -6,7 +6,7 @@ use std::time::Instant;
 use nas_data::{Augment, BatchOptions, DataKind, Part, SplitDataset};
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::{Graph, Weights};
-use nas_plugin::RuntimeSettings;
+use nas_runtime::SessionSettings;
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -83,7 +83,7 @@ pub struct Trainer<'d> {
     pub(crate) graph: Graph,
     pub(crate) cfg: TrainConfig,
     pub(crate) data: &'d SplitDataset,
-    pub(crate) runtime: RuntimeSettings,
+    pub(crate) runtime: SessionSettings,
     pub(crate) step: TrainingStep,
     runner: StepRunner,
     provider: String,
@@ -152,7 +152,7 @@ impl<'d> Trainer<'d> {
         graph: &Graph,
         weights: Weights,
         cfg: &TrainConfig,
-        runtime: &RuntimeSettings,
+        runtime: &SessionSettings,
         data: &'d SplitDataset,
     ) -> Result<Trainer<'d>, TrainError> {
         Self::build(graph, cfg, runtime, data, Start::Weights(weights))
@@ -161,7 +161,7 @@ impl<'d> Trainer<'d> {
     pub(crate) fn build(
         graph: &Graph,
         cfg: &TrainConfig,
-        runtime: &RuntimeSettings,
+        runtime: &SessionSettings,
         data: &'d SplitDataset,
         start: Start,
     ) -> Result<Trainer<'d>, TrainError> {

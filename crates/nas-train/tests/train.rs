@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use nas_data::{DataConfig, Dataset, Part, SplitConfig, SplitDataset};
 use nas_graph::{Graph, GraphBuilder, NodeId, Op, Weights};
-use nas_plugin::RuntimeSettings;
+use nas_runtime::SessionSettings;
 use nas_train::{
     EpochStats, OptimizerKind, StepIo, TrainCheckpoint, TrainConfig, TrainError, Trainer,
     description_path,
@@ -14,13 +14,12 @@ use ndarray::{Array4, s};
 use ort::session::Session;
 use ort::value::Tensor;
 
-fn runtime() -> RuntimeSettings {
+fn runtime() -> SessionSettings {
     let lib = nas_runtime::locate_library(None)
         .expect("ONNX Runtime is provisioned (`cargo xtask ort` or ORT_DYLIB_PATH)");
-    RuntimeSettings {
+    SessionSettings {
         threads: 2,
-        ort_library: Some(lib.display().to_string()),
-        ..RuntimeSettings::default()
+        ..SessionSettings::cpu(&lib)
     }
 }
 

@@ -14,8 +14,8 @@ use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::weights::Weights;
 use nas_plugin::{
     EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
-    RuntimeSettings,
 };
+use nas_runtime::SessionSettings;
 use ort::value::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -140,7 +140,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 pub fn measure_latency(
     graph: &Graph,
     cfg: &LatencyConfig,
-    runtime: &RuntimeSettings,
+    runtime: &SessionSettings,
     seed: u64,
 ) -> Result<Latency, PluginError> {
     let weights = Weights::he_init(graph, seed)
@@ -188,24 +188,33 @@ pub fn measure_latency(
 
 pub struct CostEvaluator {
     config: CostConfig,
-    runtime: RuntimeSettings,
+    /// Present when latency is measured.
+    runtime: Option<SessionSettings>,
     seed: u64,
 }
 
 impl Evaluator for CostEvaluator {
     fn new(ctx: EvaluatorContext) -> Result<Self, PluginError> {
         let config = parse_config(&ctx.config)?;
-        if config.latency.is_some() {
-            // Fail at study start, not on the first candidate, when the runtime is missing.
-            let library = match &ctx.runtime.ort_library {
-                Some(p) => std::path::PathBuf::from(p),
-                None => nas_runtime::locate_library_for(None, &ctx.runtime.execution_provider)?,
-            };
-            nas_runtime::init(&library)?;
-        }
+        let runtime = match config.latency {
+            Some(_) => {
+                // The host resolved the library; fail at study start, not on the first
+                // candidate, when it is missing or unusable.
+                let r = &ctx.runtime;
+                let settings = SessionSettings::from_names(
+                    &r.execution_provider,
+                    r.fallback.as_deref(),
+                    r.threads,
+                    r.ort_library.as_deref().map(std::path::Path::new),
+                )?;
+                nas_runtime::init(&settings.library)?;
+                Some(settings)
+            }
+            None => None,
+        };
         Ok(CostEvaluator {
             config,
-            runtime: ctx.runtime,
+            runtime,
             seed: ctx.seed,
         })
     }
@@ -220,8 +229,8 @@ impl Evaluator for CostEvaluator {
         metrics.insert("params".into(), count("parameters", graph.param_count())?);
         metrics.insert("flops".into(), count("FLOPs", graph.flops())?);
         let mut details = Value::Null;
-        if let Some(cfg) = &self.config.latency {
-            let latency = measure_latency(graph, cfg, &self.runtime, self.seed)?;
+        if let (Some(cfg), Some(runtime)) = (&self.config.latency, &self.runtime) {
+            let latency = measure_latency(graph, cfg, runtime, self.seed)?;
             metrics.insert("latency_ms".into(), latency.median_ms);
             metrics.insert("latency_p90_ms".into(), latency.p90_ms);
             details = json!({

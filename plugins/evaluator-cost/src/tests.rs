@@ -2,6 +2,7 @@
 
 use super::*;
 use nas_graph::{GraphBuilder, Op};
+use nas_plugin::RuntimeSettings;
 
 /// conv 3->4 (3x3, no bias: 108 params) -> ReLU -> global pool -> linear 4->10 (+bias: 50).
 pub(crate) fn small_graph() -> Graph {
@@ -171,7 +172,7 @@ fn an_unavailable_provider_falls_back_to_cpu_when_configured() {
     let lib = nas_runtime::locate_library(None).unwrap();
     if nas_runtime::available_providers(&lib)
         .unwrap()
-        .contains(&"cuda")
+        .contains(&nas_runtime::ExecutionProvider::Cuda)
     {
         return; // a GPU build: CUDA may well work here
     }
@@ -183,6 +184,17 @@ fn an_unavailable_provider_falls_back_to_cpu_when_configured() {
     let mut e = evaluator(cfg, runtime("cuda", None)).unwrap();
     let err = e.evaluate(&request(small_graph())).unwrap_err().to_string();
     assert!(err.contains("cargo xtask ort --gpu"), "{err}");
+}
+
+#[test]
+fn latency_without_a_library_from_the_host_fails_at_creation() {
+    // The evaluator takes the library the host resolved; it does not look for one itself.
+    let err = evaluator(json!({"latency": true}), RuntimeSettings::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("ONNX Runtime library not found"), "{err}");
+    assert!(err.contains("cargo xtask ort"), "{err}");
 }
 
 #[test]

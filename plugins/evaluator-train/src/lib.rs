@@ -8,7 +8,7 @@
 //!
 //! [[evaluator]]
 //! plugin = "train"
-//! epochs = 10               # every nas-train TrainConfig key is accepted (lr, batch, ...)
+//! epochs = 10               # every key of the recipe (nas_train::TrainConfig: lr, batch, ...)
 //! keep_checkpoints = true   # continue training when a higher fidelity comes for the same net
 //! test_accuracy = false     # also measure the test split (for tabular benchmarks, `nas tabulate`)
 //! ```
@@ -36,66 +36,12 @@ use nas_plugin::{
     EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
     RuntimeSettings,
 };
-use nas_train::{DataFingerprint, TrainCheckpoint, TrainConfig, Trainer};
-use serde_json::{Value, json};
-
-/// Keys of the evaluator's table besides those of [`TrainConfig`].
-const OWN_KEYS: &[&str] = &["keep_checkpoints", "test_accuracy"];
+use nas_runtime::SessionSettings;
+use nas_train::{DataFingerprint, TrainCheckpoint, TrainTable, Trainer};
+use serde_json::json;
 
 const NO_DATA: &str =
     "the train evaluator needs a [data] table, e.g. `[data] dataset = \"digits\"`";
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainSettings {
-    pub train: TrainConfig,
-    pub keep_checkpoints: bool,
-    /// Also report `test_accuracy` and `test_loss`.
-    pub test_accuracy: bool,
-}
-
-/// Every key the evaluator's table accepts.
-pub fn accepted_keys() -> Vec<&'static str> {
-    TrainConfig::KEYS.iter().chain(OWN_KEYS).copied().collect()
-}
-
-/// Reads the evaluator's table (as JSON). Unknown keys are errors listing the accepted ones.
-pub fn parse_config(config: &Value) -> Result<TrainSettings, String> {
-    let mut map = match config {
-        Value::Null => serde_json::Map::new(),
-        Value::Object(map) => map.clone(),
-        other => {
-            return Err(format!(
-                "train evaluator: expected a table of options, found {other}"
-            ));
-        }
-    };
-    let accepted = accepted_keys();
-    if let Some(key) = map.keys().find(|k| !accepted.contains(&k.as_str())) {
-        return Err(format!(
-            "train evaluator: unknown option `{key}`; accepted: {}",
-            accepted.join(", ")
-        ));
-    }
-    let mut flag = |key: &str| match map.remove(key) {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(b),
-        Some(other) => Err(format!(
-            "train evaluator: `{key}` must be true or false, found {other}"
-        )),
-    };
-    let keep_checkpoints = flag("keep_checkpoints")?;
-    let test_accuracy = flag("test_accuracy")?;
-    let train: TrainConfig =
-        serde_json::from_value(Value::Object(map)).map_err(|e| format!("train evaluator: {e}"))?;
-    train
-        .validate()
-        .map_err(|e| format!("train evaluator: {e}"))?;
-    Ok(TrainSettings {
-        train,
-        keep_checkpoints,
-        test_accuracy,
-    })
-}
 
 /// Epochs for a request: its fidelity rounded up, or the configured `epochs`.
 pub fn requested_epochs(fidelity: Option<f64>, default: usize) -> Result<usize, String> {
@@ -108,9 +54,20 @@ pub fn requested_epochs(fidelity: Option<f64>, default: usize) -> Result<usize, 
     }
 }
 
+/// Session settings from the host's runtime message (the library path comes from the host).
+fn session_settings(r: &RuntimeSettings) -> Result<SessionSettings, PluginError> {
+    Ok(SessionSettings::from_names(
+        &r.execution_provider,
+        r.fallback.as_deref(),
+        r.threads,
+        r.ort_library.as_deref().map(Path::new),
+    )?)
+}
+
 pub struct TrainEvaluator {
-    settings: TrainSettings,
-    runtime: RuntimeSettings,
+    /// The table, parsed by nas-train (the final phase reads it the same way).
+    settings: TrainTable,
+    runtime: SessionSettings,
     seed: u64,
     checkpoints: PathBuf,
     /// Loaded once per instance, split with the study seed (the split the host uses).
@@ -119,7 +76,7 @@ pub struct TrainEvaluator {
 
 impl Evaluator for TrainEvaluator {
     fn new(ctx: EvaluatorContext) -> Result<Self, PluginError> {
-        let settings = parse_config(&ctx.config)?;
+        let settings = TrainTable::parse(&ctx.config)?;
         if ctx.data.is_null() {
             return Err(NO_DATA.into());
         }
@@ -134,15 +91,13 @@ impl Evaluator for TrainEvaluator {
                     .into(),
             );
         }
-        // Fail at study start, not on the first candidate, when the runtime is missing.
-        let library = match &ctx.runtime.ort_library {
-            Some(p) => PathBuf::from(p),
-            None => nas_runtime::locate_library_for(None, &ctx.runtime.execution_provider)?,
-        };
-        nas_runtime::init(&library)?;
+        // The host resolved the library; fail at study start, not on the first candidate,
+        // when it is missing or unusable.
+        let runtime = session_settings(&ctx.runtime)?;
+        nas_runtime::init(&runtime.library)?;
         Ok(TrainEvaluator {
             settings,
-            runtime: ctx.runtime,
+            runtime,
             seed: ctx.seed,
             checkpoints: Path::new(&ctx.study_dir).join("checkpoints"),
             data,
@@ -151,7 +106,7 @@ impl Evaluator for TrainEvaluator {
 
     fn evaluate(&mut self, req: &EvalRequest) -> Result<EvalResult, PluginError> {
         let started = Instant::now();
-        let target = requested_epochs(req.fidelity, self.settings.train.epochs)?;
+        let target = requested_epochs(req.fidelity, self.settings.recipe.epochs)?;
         let path = self.settings.keep_checkpoints.then(|| {
             self.checkpoints
                 .join(format!("{}.ckpt", req.graph.canonical_hash()))
@@ -163,7 +118,7 @@ impl Evaluator for TrainEvaluator {
         let mut trainer = match &resumable {
             Some(c) => Trainer::resume(c, &self.runtime, &self.data)?,
             None => {
-                let mut cfg = self.settings.train.clone();
+                let mut cfg = self.settings.recipe.clone();
                 cfg.epochs = cfg.epochs.max(target);
                 let seed = cfg
                     .seed
@@ -248,7 +203,7 @@ impl TrainEvaluator {
         };
         let why = if c.graph != req.graph {
             "the kept checkpoint is of an equivalent but differently numbered network; trained from scratch"
-        } else if !c.config.same_recipe(&self.settings.train) {
+        } else if !c.config.same_recipe(&self.settings.recipe) {
             "the kept checkpoint used other training settings; trained from scratch"
         } else if c.data != DataFingerprint::of(&self.data) {
             "the kept checkpoint was trained on other data; trained from scratch"

@@ -1,47 +1,7 @@
-//! Option parsing; training itself is covered by nas-train and tests/plugin.rs.
+//! Fidelity handling; the table is parsed (and tested) by `nas_train::TrainTable`, training
+//! itself is covered by nas-train and tests/plugin.rs.
 
 use super::*;
-
-#[test]
-fn defaults_and_own_keys() {
-    let s = parse_config(&Value::Null).unwrap();
-    assert_eq!(s.train, TrainConfig::default());
-    assert!(!s.keep_checkpoints);
-    let s = parse_config(&json!({"epochs": 3, "lr": 0.1, "keep_checkpoints": true})).unwrap();
-    assert_eq!((s.train.epochs, s.train.lr), (3, Some(0.1)));
-    assert!(s.keep_checkpoints);
-    assert!(!s.test_accuracy);
-    assert!(
-        parse_config(&json!({"test_accuracy": true}))
-            .unwrap()
-            .test_accuracy
-    );
-}
-
-#[test]
-fn unknown_keys_name_the_key_and_list_the_accepted_ones() {
-    let e = parse_config(&json!({"epoch": 3})).unwrap_err();
-    assert!(e.contains("unknown option `epoch`"), "{e}");
-    assert!(
-        e.contains("epochs, batch, optimizer, lr")
-            && e.ends_with("keep_checkpoints, test_accuracy"),
-        "{e}"
-    );
-}
-
-#[test]
-fn bad_values_are_explained() {
-    let e = parse_config(&json!({"optimizer": "adam"})).unwrap_err();
-    assert!(e.contains("adam") && e.contains("adamw"), "{e}");
-    let e = parse_config(&json!({"momentum": 1.5})).unwrap_err();
-    assert!(e.contains("`momentum`"), "{e}");
-    let e = parse_config(&json!({"keep_checkpoints": "yes"})).unwrap_err();
-    assert!(e.contains("true or false"), "{e}");
-    let e = parse_config(&json!({"test_accuracy": 1})).unwrap_err();
-    assert!(e.contains("`test_accuracy` must be true or false"), "{e}");
-    let e = parse_config(&json!([1])).unwrap_err();
-    assert!(e.contains("table"), "{e}");
-}
 
 #[test]
 fn fidelity_is_epochs_rounded_up() {

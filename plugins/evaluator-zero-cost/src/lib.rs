@@ -46,15 +46,14 @@ pub mod linalg;
 pub mod proxies;
 pub mod surgery;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use nas_data::{DataConfig, Part};
 use nas_graph::{Graph, Op};
 use nas_plugin::{
     EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
-    RuntimeSettings,
 };
+use nas_runtime::SessionSettings;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -85,7 +84,8 @@ enum Inputs {
 
 pub struct ZeroCostEvaluator {
     config: ZeroCostConfig,
-    runtime: RuntimeSettings,
+    /// Present when a proxy runs inside ONNX Runtime.
+    runtime: Option<SessionSettings>,
     seed: u64,
     inputs: Inputs,
     /// Values of the cascade's `rank_by` metric, in evaluation order.
@@ -157,6 +157,14 @@ fn inapplicable(proxy: &str, graph: &Graph) -> Option<String> {
 }
 
 impl ZeroCostEvaluator {
+    /// The session settings; only proxies that run in ONNX Runtime ask, and `new` sets them
+    /// up whenever such a proxy is configured.
+    fn runtime(&self) -> Result<&SessionSettings, PluginError> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| fail("internal: a proxy needs ONNX Runtime but it was not set up"))
+    }
+
     fn batch_for(&self, graph: &Graph, classes: usize) -> Result<Batch, PluginError> {
         match &self.inputs {
             Inputs::Real {
@@ -254,7 +262,7 @@ impl ZeroCostEvaluator {
                 batch.as_ref().expect("made above"),
                 wants("naswot"),
                 wants("grad_norm") || wants("snip"),
-                &self.runtime,
+                self.runtime()?,
             )?;
             for (name, v) in [
                 ("naswot", s.naswot),
@@ -271,7 +279,7 @@ impl ZeroCostEvaluator {
             let started = Instant::now();
             metrics.insert(
                 "synflow".into(),
-                proxies::synflow(graph, self.seed, &self.runtime)?,
+                proxies::synflow(graph, self.seed, self.runtime()?)?,
             );
             timed("synflow", started);
         }
@@ -281,14 +289,14 @@ impl ZeroCostEvaluator {
                 graph,
                 weights.as_ref().expect("made above"),
                 batch.as_ref().expect("made above"),
-                &self.runtime,
+                self.runtime()?,
             )?;
             metrics.insert("jacob_cov".into(), v);
             timed("jacob_cov", started);
         }
         if wants("zen") {
             let started = Instant::now();
-            let v = proxies::zen(graph, cfg.batch, self.seed, &self.runtime)?;
+            let v = proxies::zen(graph, cfg.batch, self.seed, self.runtime()?)?;
             metrics.insert("zen".into(), v);
             timed("zen", started);
         }
@@ -332,17 +340,24 @@ impl Evaluator for ZeroCostEvaluator {
             _ => Inputs::Random,
         };
         let needs_runtime = config.proxies.iter().any(|p| p != "params" && p != "flops");
-        if needs_runtime {
-            // Fail at study start, not on the first candidate, when the runtime is missing.
-            let library = match &ctx.runtime.ort_library {
-                Some(p) => PathBuf::from(p),
-                None => nas_runtime::locate_library_for(None, &ctx.runtime.execution_provider)?,
-            };
-            nas_runtime::init(&library)?;
-        }
+        let runtime = if needs_runtime {
+            // The host resolved the library; fail at study start, not on the first
+            // candidate, when it is missing or unusable.
+            let r = &ctx.runtime;
+            let settings = SessionSettings::from_names(
+                &r.execution_provider,
+                r.fallback.as_deref(),
+                r.threads,
+                r.ort_library.as_deref().map(std::path::Path::new),
+            )?;
+            nas_runtime::init(&settings.library)?;
+            Some(settings)
+        } else {
+            None
+        };
         Ok(ZeroCostEvaluator {
             config,
-            runtime: ctx.runtime,
+            runtime,
             seed,
             inputs,
             seen: Vec::new(),

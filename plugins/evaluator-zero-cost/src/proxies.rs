@@ -10,7 +10,8 @@ use nas_graph::train::{
 };
 use nas_graph::weights::{ParamRole, Weights, parameter_specs};
 use nas_graph::{Graph, NodeId, Op};
-use nas_plugin::{PluginError, RuntimeSettings};
+use nas_plugin::PluginError;
+use nas_runtime::SessionSettings;
 use ndarray::{Array4, ArrayD};
 use ort::session::{Session, SessionInputValue, SessionOutputs};
 use ort::value::Tensor;
@@ -129,7 +130,7 @@ impl Step {
     fn session(
         mut self,
         outputs: &[Output],
-        runtime: &RuntimeSettings,
+        runtime: &SessionSettings,
     ) -> Result<Prepared, PluginError> {
         self.model
             .prune(outputs)
@@ -252,7 +253,7 @@ pub fn data_scores(
     batch: &Batch,
     naswot: bool,
     grads: bool,
-    runtime: &RuntimeSettings,
+    runtime: &SessionSettings,
 ) -> Result<DataScores, PluginError> {
     let b = batch.size();
     let shapes = shapes(graph)?;
@@ -383,7 +384,7 @@ pub fn hamming_kernel(layers: &[(&[bool], usize)], batch: usize) -> Vec<f64> {
 /// ([`with_sum_head`]) scales the backward pass by `c * sigmoid(c * R_a)`. A first pass at a
 /// tiny `a` measures `R`; the second uses `a = c = 2^-round(log2(R) / 2)`, which keeps
 /// activations, gradients and products near `sqrt(R)` or 1.
-pub fn synflow(graph: &Graph, seed: u64, runtime: &RuntimeSettings) -> Result<f64, PluginError> {
+pub fn synflow(graph: &Graph, seed: u64, runtime: &SessionSettings) -> Result<f64, PluginError> {
     let shapes = shapes(graph)?;
     let classes = logit_count(graph, &shapes)?;
     let no_bn = without_batch_norm(graph);
@@ -495,7 +496,7 @@ pub fn jacob_cov(
     graph: &Graph,
     weights: &Weights,
     batch: &Batch,
-    runtime: &RuntimeSettings,
+    runtime: &SessionSettings,
 ) -> Result<f64, PluginError> {
     let b = batch.size();
     let j = input_gradients(graph, weights, batch, runtime)?;
@@ -525,7 +526,7 @@ pub fn input_gradients(
     graph: &Graph,
     weights: &Weights,
     batch: &Batch,
-    runtime: &RuntimeSettings,
+    runtime: &SessionSettings,
 ) -> Result<Vec<f64>, PluginError> {
     let shapes = shapes(graph)?;
     let classes = logit_count(graph, &shapes)?;
@@ -570,7 +571,7 @@ pub fn zen(
     graph: &Graph,
     batch: usize,
     seed: u64,
-    runtime: &RuntimeSettings,
+    runtime: &SessionSettings,
 ) -> Result<f64, PluginError> {
     let shapes = shapes(graph)?;
     let pool = live_nodes(graph, |op| matches!(op, Op::GlobalAvgPool));

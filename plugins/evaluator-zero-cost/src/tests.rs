@@ -9,6 +9,7 @@ use nas_graph::reference;
 use nas_graph::train::reference::training_forward;
 use nas_graph::weights::Weights;
 use nas_graph::{GraphBuilder, Op};
+use nas_plugin::RuntimeSettings;
 use ndarray::ArrayD;
 use prost::Message;
 use rand::Rng;
@@ -24,6 +25,18 @@ fn runtime() -> RuntimeSettings {
         ),
         ..RuntimeSettings::default()
     }
+}
+
+/// What the proxies run with: the library the host would resolve.
+fn session() -> nas_runtime::SessionSettings {
+    let r = runtime();
+    nas_runtime::SessionSettings::from_names(
+        &r.execution_provider,
+        r.fallback.as_deref(),
+        r.threads,
+        r.ort_library.as_deref().map(std::path::Path::new),
+    )
+    .unwrap()
 }
 
 fn context(config: Value, data: Value) -> EvaluatorContext {
@@ -408,7 +421,7 @@ fn input_gradients_match_central_differences() {
     w.randomize_batch_norm(&g, 4).unwrap();
     w.randomize_biases(&g, 5).unwrap();
     let batch = Batch::random(&g.input, 4, 3, 6);
-    let j = input_gradients(&g, &w, &batch, &runtime()).unwrap();
+    let j = input_gradients(&g, &w, &batch, &session()).unwrap();
     let x0 = batch.images.mapv(f64::from);
     let param = |name: &str| w.get(name).map(|t| t.mapv(f64::from));
     let total = |x: &ArrayD<f64>| -> f64 {
@@ -455,7 +468,7 @@ fn synflow_of_a_chain_is_its_depth_times_its_output() {
     // sum over weights of w dR/dw = (weights per path) * R when every path crosses the same
     // number of weights (Euler's theorem per layer).
     let g = chain(3, 6);
-    let s = synflow(&g, 11, &runtime()).unwrap();
+    let s = synflow(&g, 11, &session()).unwrap();
     let want = 4.0 * synflow_output(&g, 11);
     assert!((s / want - 1.0).abs() < 1e-4, "{s} vs {want}");
 }
@@ -465,7 +478,7 @@ fn synflow_beyond_the_float32_range_is_exact() {
     let g = chain(50, 32);
     let r = synflow_output(&g, 2);
     assert!(r > 1e40, "the test needs an output beyond f32: {r:e}");
-    let s = synflow(&g, 2, &runtime()).unwrap();
+    let s = synflow(&g, 2, &session()).unwrap();
     let want = 51.0 * r;
     assert!((s / want - 1.0).abs() < 1e-3, "{s:e} vs {want:e}");
 }
@@ -475,7 +488,7 @@ fn naswot_matches_a_direct_computation() {
     let g = small();
     let w = Weights::he_init(&g, 8).unwrap();
     let batch = Batch::random(&g.input, 6, 3, 9);
-    let s = data_scores(&g, &w, &batch, true, false, &runtime()).unwrap();
+    let s = data_scores(&g, &w, &batch, true, false, &session()).unwrap();
     assert_eq!((s.grad_norm, s.snip), (None, None));
     // NASWOT from the float64 training-mode forward's ReLU outputs.
     let param = |name: &str| w.get(name).map(|t| t.mapv(f64::from));
@@ -533,7 +546,7 @@ fn grad_norm_and_snip_match_central_differences() {
     let mut w = Weights::he_init(&g, 8).unwrap();
     w.randomize_batch_norm(&g, 10).unwrap();
     let batch = Batch::random(&g.input, 6, 3, 9);
-    let s = data_scores(&g, &w, &batch, false, true, &runtime()).unwrap();
+    let s = data_scores(&g, &w, &batch, false, true, &session()).unwrap();
     assert_eq!(s.naswot, None);
     let x = batch.images.mapv(f64::from);
     let loss = |name: &str, k: usize, d: f64| -> f64 {
