@@ -2,6 +2,7 @@ use std::collections::{HashMap, HashSet};
 
 use nas_plugin::kit::rand::SeedableRng;
 use nas_plugin::kit::rand_chacha::ChaCha8Rng;
+use nas_plugin::kit::{json_exact, sample_choice};
 use nas_plugin::{Choice, ChoiceKind, Direction, Metrics, Objective};
 use serde_json::json;
 
