@@ -43,8 +43,8 @@ const EPS: f64 = 1e-9;
 
 /// Where new configurations come from.
 ///
-/// To add a sampler (a model-based one such as TPE, as in BOHB): implement this trait, accept
-/// its name in [`Config::from_json`] and build it in [`make_sampler`]. It sees every trial told
+/// To add a sampler (a model-based one such as TPE, as in BOHB): implement this trait, add
+/// its name to [`SamplerKind`] and build it in [`make_sampler`]. It sees every trial told
 /// to the strategy (at all fidelities), draws from the strategy's generator so that resuming
 /// stays bit for bit, and saves its own state.
 pub trait Sampler: Send {
