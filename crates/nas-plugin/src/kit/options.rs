@@ -26,6 +26,7 @@
 //! assert_eq!(e, "mine option `step` must be a number in (0, 1], not `2`");
 //! ```
 
+use serde::Deserialize as _;
 use serde::de::{DeserializeOwned, Deserializer, Error as _, Visitor};
 use serde_json::Value;
 
@@ -85,7 +86,6 @@ fn explain(message: &str, value: &Value) -> String {
                 "f64" | "f32" => "a number",
                 "u64" | "usize" | "u32" | "u16" | "u8" => "a non-negative integer",
                 "i64" | "isize" | "i32" | "i16" | "i8" => "an integer",
-                "a string" => "a string",
                 other => other,
             };
             format!("must be {expected}, not `{value}`")
@@ -201,8 +201,6 @@ fn number<'de, D: Deserializer<'de>, T: FloatField>(
         .map(T::from_f64)
         .ok_or_else(|| D::Error::custom(format!("must be {what}, not `{v}`")))
 }
-
-use serde::Deserialize as _;
 
 /// `deserialize_with` for an integer >= 1 (`usize`, `u64`, `u32` or an `Option` of one).
 pub fn positive_int<'de, D: Deserializer<'de>, T: IntField>(d: D) -> Result<T, D::Error> {
