@@ -1,7 +1,8 @@
 //! End-to-end: a strategy plugin written and built OUTSIDE this workspace, the way a user
-//! would (a crate of its own with `crate-type = ["cdylib"]` and the SDK as a path
-//! dependency), then used by `nas search`, first by path and then by name through
-//! NAS_PLUGIN_PATH.
+//! would (a crate of its own with `crate-type = ["cdylib", "rlib"]` and the SDK as a path
+//! dependency, built on the SDK's kit and tested with its conformance harness), then used by
+//! `nas search`, first by path and then by name through NAS_PLUGIN_PATH. The crate's
+//! dependency tree has no nas-graph: strategies leave the SDK's `evaluator` feature off.
 //!
 //! The plugin crate compiles the SDK and its dependencies once into its own target folder
 //! (about a minute on two cores). The `cost` evaluator comes from this build:
@@ -23,10 +24,11 @@ edition = "2024"
 publish = false
 
 [lib]
-crate-type = ["cdylib"]
+crate-type = ["cdylib", "rlib"]
 
 [dependencies]
 nas-plugin = { path = '@SDK@' }
+serde = { version = "1", features = ["derive"] }
 serde_json = "1"
 
 # A workspace of its own: the crate is not part of whatever folder it sits in.
@@ -34,26 +36,28 @@ serde_json = "1"
 "#;
 
 /// Every choice at its last value, except one choice (picked at random) drawn at random.
+/// Built on the SDK's kit, and tested with its conformance harness.
 const SOURCE: &str = r#"
-use nas_plugin::{
-    ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext,
-};
+use nas_plugin::kit::{self, options::parse_options, rand::Rng};
+use nas_plugin::{ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext};
+use serde::{Deserialize, Serialize};
 
-pub struct Corner {
-    space: SpaceDescriptor,
-    /// splitmix64 state: all the randomness, seeded by the study.
-    state: u64,
+const NAME: &str = "external-corner";
+
+/// No options: any key is an error.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    rng: kit::Rng,
     told: u64,
 }
 
-impl Corner {
-    fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+pub struct Corner {
+    space: SpaceDescriptor,
+    state: State,
 }
 
 fn last(kind: &ChoiceKind) -> f64 {
@@ -64,64 +68,51 @@ fn last(kind: &ChoiceKind) -> f64 {
     }
 }
 
-fn draw(kind: &ChoiceKind, r: u64) -> f64 {
-    match kind {
-        ChoiceKind::Categorical { options } => (r % options.len() as u64) as f64,
-        ChoiceKind::Integer { low, high } => (low + (r % (high - low + 1) as u64) as i64) as f64,
-        ChoiceKind::Float { low, high, .. } => {
-            low + (high - low) * ((r >> 11) as f64 / (1u64 << 53) as f64)
-        }
-    }
-}
-
 impl Strategy for Corner {
     fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
-        if let Some(key) = ctx.config.as_object().and_then(|m| m.keys().next()) {
-            return Err(format!("external-corner has no option `{key}`").into());
+        parse_options::<Options>(NAME, &ctx.config)?;
+        kit::check_space(NAME, &ctx.space)?;
+        if ctx.space.choices.is_empty() {
+            return Err(format!("{NAME} needs at least one choice").into());
         }
-        let empty = ctx.space.choices.iter().any(|c| match &c.kind {
-            ChoiceKind::Categorical { options } => options.is_empty(),
-            ChoiceKind::Integer { low, high } => low > high,
-            ChoiceKind::Float { low, high, .. } => low > high,
-        });
-        if ctx.space.choices.is_empty() || empty {
-            return Err("external-corner needs choices with at least one value".into());
-        }
-        Ok(Corner { space: ctx.space, state: ctx.seed, told: 0 })
+        Ok(Corner { space: ctx.space, state: State { rng: kit::seeded(ctx.seed), told: 0 } })
     }
 
     fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, PluginError> {
         let mut proposals = Vec::new();
         for _ in 0..n {
             let mut values: Vec<f64> = self.space.choices.iter().map(|c| last(&c.kind)).collect();
-            let i = (self.next() % values.len() as u64) as usize;
-            let r = self.next();
-            values[i] = draw(&self.space.choices[i].kind, r);
+            let i = self.state.rng.random_range(0..values.len());
+            values[i] = kit::sample_choice(&self.space.choices[i].kind, &mut self.state.rng);
             proposals.push(Proposal { values, fidelity: None });
         }
         Ok(proposals)
     }
 
     fn tell(&mut self, observations: &[Observation]) -> Result<(), PluginError> {
-        self.told += observations.len() as u64;
+        self.state.told += observations.len() as u64;
         Ok(())
     }
 
     fn save(&self) -> Result<serde_json::Value, PluginError> {
-        Ok(serde_json::json!({ "state": self.state, "told": self.told }))
+        Ok(kit::save_state(NAME, &self.state)?)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError> {
-        let field = |k: &str| {
-            state[k].as_u64().ok_or_else(|| format!("external-corner: saved state lacks `{k}`"))
-        };
-        self.state = field("state")?;
-        self.told = field("told")?;
+        self.state = kit::restore_state(NAME, state)?;
         Ok(())
     }
 }
 
 nas_plugin::export_strategy!("external-corner", Corner);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn conforms_to_the_strategy_contract() {
+        nas_plugin::conformance::check::<super::Corner>(serde_json::Value::Null);
+    }
+}
 "#;
 
 fn text(bytes: &[u8]) -> String {
@@ -136,6 +127,21 @@ fn check(what: &str, o: &Output) {
         text(&o.stdout),
         text(&o.stderr)
     );
+}
+
+/// Runs cargo in the crate folder `krate`, with its own target folder when building.
+fn cargo_in(krate: &Path, target: Option<&Path>, args: &[&str]) -> Output {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(krate).args(args);
+    if let Some(target) = target {
+        cmd.arg("--target-dir").arg(target);
+    }
+    cmd.env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .env("CARGO_TERM_COLOR", "never")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.to_string_lossy()))
 }
 
 /// Writes the plugin crate into `dir` and builds it with its own target folder; returns the
@@ -158,17 +164,31 @@ fn build_external_plugin(dir: &Path) -> PathBuf {
     }
 
     let target = dir.join("target");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let o = Command::new(&cargo)
-        .current_dir(&krate)
-        .args(["build", "--offline", "--target-dir"])
-        .arg(&target)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET_DIR")
-        .env("CARGO_TERM_COLOR", "never")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cargo.to_string_lossy()));
+    let o = cargo_in(&krate, Some(&target), &["build", "--offline"]);
     check("`cargo build` of the external plugin crate", &o);
+
+    // Its unit test runs the SDK's conformance harness.
+    let o = cargo_in(&krate, Some(&target), &["test", "--offline"]);
+    check("`cargo test` of the external plugin crate", &o);
+    assert!(
+        text(&o.stdout).contains("conforms_to_the_strategy_contract ... ok"),
+        "the conformance test ran:\n{}",
+        text(&o.stdout)
+    );
+
+    // A strategy plugin does not build the network crate: the SDK's evaluator side is off.
+    let o = cargo_in(&krate, None, &["tree", "--offline", "-e", "normal"]);
+    check("`cargo tree` of the external plugin crate", &o);
+    assert!(
+        text(&o.stdout).contains("nas-plugin"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        !text(&o.stdout).contains("nas-graph"),
+        "a strategy plugin depends on nas-graph:\n{}",
+        text(&o.stdout)
+    );
 
     let lib = target.join("debug").join(format!(
         "{}strategy_external_corner{}",

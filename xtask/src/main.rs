@@ -82,11 +82,15 @@ enum Task {
     /// `zero-cost` evaluator (release build, about 30 minutes on 2 cores) and compare rank
     /// correlations with NASLib's; writes results/zero-cost/report.md.
     ZeroCost,
-    /// Create plugins/strategy-NAME: a strategy plugin crate (random search, options,
-    /// save/restore, unit tests) to start from; see docs/writing-a-strategy.md.
+    /// Create plugins/strategy-NAME: a strategy plugin crate (random search on the SDK's kit,
+    /// options, save/restore, conformance tests) to start from; see docs/writing-a-strategy.md.
     NewStrategy {
         /// The plugin name: lowercase letters, digits and `-` (used as `plugin = "NAME"`).
         name: String,
+        /// Write DIR/strategy-NAME instead: a standalone crate (its own workspace, nas-plugin
+        /// by path) for a plugin kept outside this repository.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -194,7 +198,7 @@ fn main() -> Result<ExitCode> {
                 threads,
             },
         )?,
-        Task::NewStrategy { name } => new_strategy::run(&root, &name)?,
+        Task::NewStrategy { name, out } => new_strategy::run(&root, &name, out.as_deref())?,
         Task::ZeroCost => zero_cost(&root, &target)?,
         Task::Benchmark { suite, seeds, jobs } => benchmark(&root, &target, &suite, seeds, jobs)?,
     }

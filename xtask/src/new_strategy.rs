@@ -1,6 +1,8 @@
-//! `cargo xtask new-strategy NAME`: a new strategy plugin crate, `plugins/strategy-NAME`,
-//! from the templates in xtask/templates/strategy (a working random search with options,
-//! save/restore and unit tests, ready to be turned into something smarter).
+//! `cargo xtask new-strategy NAME [--out DIR]`: a new strategy plugin crate from the templates
+//! in xtask/templates/strategy (a working random search built on the SDK's kit, with options,
+//! save/restore and the conformance test, ready to be turned into something smarter). Without
+//! `--out` it is `plugins/strategy-NAME`, a workspace member; with it, `DIR/strategy-NAME`, a
+//! standalone crate (its own `[workspace]`, nas-plugin by path) that builds anywhere.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,7 +10,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// (path inside the new crate, template text). Placeholders: `{{name}}` (the plugin name),
-/// `{{lib_name}}` (the name with `_` for `-`) and `{{type_name}}` (the strategy's Rust type).
+/// `{{lib_name}}` (the name with `_` for `-`), `{{type_name}}` (the strategy's Rust type) and,
+/// in the standalone manifest, `{{sdk_path}}` (crates/nas-plugin of this checkout).
 const TEMPLATES: &[(&str, &str)] = &[
     (
         "Cargo.toml",
@@ -19,6 +22,9 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/strategy/src/lib.rs.tmpl"),
     ),
 ];
+
+/// The manifest of a crate made with `--out`, outside the workspace.
+const STANDALONE_MANIFEST: &str = include_str!("../templates/strategy/Cargo.standalone.toml.tmpl");
 
 /// Longest accepted plugin name.
 const MAX_NAME_LEN: usize = 40;
@@ -100,13 +106,48 @@ fn check_unused(root: &Path, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates `plugins/strategy-NAME` and returns its folder.
-pub fn new_strategy(root: &Path, name: &str) -> Result<PathBuf> {
+/// The standalone manifest for `name`, depending on the SDK at `sdk` (a TOML basic string).
+pub fn standalone_manifest(name: &str, sdk: &Path) -> String {
+    let sdk = sdk
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    render(STANDALONE_MANIFEST, name).replace("{{sdk_path}}", &sdk)
+}
+
+/// Creates `plugins/strategy-NAME`, or `OUT/strategy-NAME` as a standalone crate, and returns
+/// its folder.
+pub fn new_strategy(root: &Path, name: &str, out: Option<&Path>) -> Result<PathBuf> {
     check_name(name).map_err(anyhow::Error::msg)?;
-    check_unused(root, name).map_err(anyhow::Error::msg)?;
-    let dir = root.join("plugins").join(format!("strategy-{name}"));
+    let dir = match out {
+        None => {
+            check_unused(root, name).map_err(anyhow::Error::msg)?;
+            root.join("plugins").join(format!("strategy-{name}"))
+        }
+        Some(out) => {
+            if !out.is_dir() {
+                bail!(
+                    "{} is not a folder; create it first or choose another --out",
+                    out.display()
+                );
+            }
+            let dir = out.join(format!("strategy-{name}"));
+            if dir.exists() {
+                bail!(
+                    "{} already exists; choose another name or --out folder",
+                    dir.display()
+                );
+            }
+            dir
+        }
+    };
     std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    if let Err(e) = write_files(&dir, name) {
+    let manifest = out.map(|_| {
+        let sdk = root.join("crates").join("nas-plugin");
+        standalone_manifest(name, &sdk.canonicalize().unwrap_or(sdk))
+    });
+    if let Err(e) = write_files(&dir, name, manifest.as_deref()) {
         // Leave nothing half-made behind.
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
@@ -121,25 +162,48 @@ pub fn new_strategy(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn write_files(dir: &Path, name: &str) -> Result<()> {
+/// Writes the rendered templates; `manifest` replaces the workspace member's Cargo.toml.
+fn write_files(dir: &Path, name: &str, manifest: Option<&str>) -> Result<()> {
     for (path, template) in TEMPLATES {
         let file = dir.join(path);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&file, render(template, name))
-            .with_context(|| format!("cannot write {}", file.display()))?;
+        let text = match manifest {
+            Some(m) if *path == "Cargo.toml" => m.to_string(),
+            _ => render(template, name),
+        };
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     }
     Ok(())
 }
 
 /// The command: creates the crate and says what to do next.
-pub fn run(root: &Path, name: &str) -> Result<()> {
-    let dir = match new_strategy(root, name) {
+pub fn run(root: &Path, name: &str, out: Option<&Path>) -> Result<()> {
+    let dir = match new_strategy(root, name, out) {
         Ok(dir) => dir,
         Err(e) => bail!("cannot create the strategy `{name}`: {e:#}"),
     };
+    let lib = format!("libstrategy_{}.so", name.replace('-', "_"));
+    if out.is_some() {
+        println!(
+            "created {}/ (Cargo.toml, src/lib.rs): the strategy `{name}`, a random search, as a \
+             standalone crate using {}",
+            dir.display(),
+            root.join("crates/nas-plugin").display()
+        );
+        println!();
+        println!("next, in {}:", dir.display());
+        println!("  cargo test                 # its unit tests and the conformance checks");
+        println!("  cargo build --release      # target/release/{lib}");
+        println!(
+            "  in a study file: [[strategy]] plugin = \"{}/target/release/{lib}\"",
+            dir.display()
+        );
+        println!("  the contract and a complete example: docs/writing-a-strategy.md");
+        return Ok(());
+    }
     let rel = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
     println!("created {rel}/ (Cargo.toml, src/lib.rs): the strategy `{name}`, a random search");
     println!();
@@ -194,7 +258,7 @@ mod tests {
         assert!(err.contains("strategy-test-panic already exists"), "{err}");
         assert_eq!(check_unused(&root, "surely-not-a-plugin-yet"), Ok(()));
         // The whole command refuses before writing anything.
-        let err = new_strategy(&root, "random").unwrap_err().to_string();
+        let err = new_strategy(&root, "random", None).unwrap_err().to_string();
         assert!(err.contains("is taken"), "{err}");
     }
 
@@ -225,6 +289,48 @@ mod tests {
         assert!(lib.contains("pub const NAME: &str = \"best-neighbour\";"));
         assert!(lib.contains("impl Strategy for BestNeighbourStrategy {"));
         assert!(lib.contains("nas_plugin::export_strategy!(NAME, BestNeighbourStrategy);"));
-        assert!(lib.contains("#[serde(deny_unknown_fields)]"));
+        assert!(lib.contains("#[serde(default, deny_unknown_fields)]"));
+        assert!(lib.contains("conformance::check::<BestNeighbourStrategy>"));
+    }
+
+    #[test]
+    fn standalone_manifest_has_its_own_workspace_and_the_sdk_by_path() {
+        let m = standalone_manifest(
+            "best-neighbour",
+            Path::new("/src/nas \"x\"/crates/nas-plugin"),
+        );
+        assert!(!m.contains("{{") && !m.contains(".workspace"), "{m}");
+        assert!(m.contains("\n[workspace]\n"), "{m}");
+        assert!(
+            m.contains(r#"nas-plugin = { path = "/src/nas \"x\"/crates/nas-plugin" }"#),
+            "{m}"
+        );
+        assert!(m.contains("name = \"strategy-best-neighbour\""), "{m}");
+    }
+
+    #[test]
+    fn out_writes_a_standalone_crate_and_refuses_to_overwrite() {
+        let root = crate::repo_root();
+        let out = std::env::temp_dir().join(format!("nas-new-strategy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let dir = new_strategy(&root, "random", Some(&out)).unwrap();
+        assert_eq!(dir, out.join("strategy-random"));
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("[workspace]"), "{manifest}");
+        let sdk = root.join("crates/nas-plugin").canonicalize().unwrap();
+        assert!(
+            manifest.contains(&format!("path = \"{}\"", sdk.display())),
+            "{manifest}"
+        );
+        let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("impl Strategy for RandomStrategy"));
+        let err = new_strategy(&root, "random", Some(&out))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already exists"), "{err}");
+        let err = new_strategy(&root, "x", Some(&out.join("missing"))).unwrap_err();
+        assert!(err.to_string().contains("is not a folder"), "{err}");
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -14,8 +14,13 @@ use abi_stable::{
     std_types::{RBox, RResult, RStr, RString},
 };
 
-use crate::messages::{EvalRequest, EvaluatorContext, Observation, StrategyContext};
-use crate::traits::{Evaluator, Strategy};
+use crate::messages::{Observation, StrategyContext};
+use crate::traits::Strategy;
+#[cfg(feature = "evaluator")]
+use crate::{
+    messages::{EvalRequest, EvaluatorContext},
+    traits::Evaluator,
+};
 
 /// Bumped whenever a message or the call protocol changes incompatibly.
 pub const ABI_VERSION: u32 = 1;
@@ -126,8 +131,10 @@ impl<S: Strategy> PluginInstance for StrategyAdapter<S> {
     }
 }
 
+#[cfg(feature = "evaluator")]
 struct EvaluatorAdapter<E>(E);
 
+#[cfg(feature = "evaluator")]
 impl<E: Evaluator> PluginInstance for EvaluatorAdapter<E> {
     fn call(&mut self, method: RStr<'_>, payload: RStr<'_>) -> RResult<RString, RString> {
         guarded(|| {
@@ -156,6 +163,7 @@ pub fn create_strategy<S: Strategy>(config: RStr<'_>) -> RResult<PluginInstanceB
 }
 
 /// Used by `export_evaluator!`: builds an evaluator instance from a JSON `EvaluatorContext`.
+#[cfg(feature = "evaluator")]
 pub fn create_evaluator<E: Evaluator>(config: RStr<'_>) -> RResult<PluginInstanceBox, RString> {
     guarded(|| {
         let ctx: EvaluatorContext = decode("evaluator context", config)?;

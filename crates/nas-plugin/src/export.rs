@@ -20,6 +20,7 @@ macro_rules! export_strategy {
 }
 
 /// `export_evaluator!("cost", CostEvaluator);` exports `CostEvaluator` as evaluator `cost`.
+#[cfg(feature = "evaluator")]
 #[macro_export]
 macro_rules! export_evaluator {
     ($name:expr, $ty:ty) => {
@@ -27,6 +28,18 @@ macro_rules! export_evaluator {
             $name,
             $crate::abi::PluginKind::Evaluator,
             $crate::abi::create_evaluator::<$ty>
+        );
+    };
+}
+
+/// Without the `evaluator` feature: a compile error that says how to turn it on.
+#[cfg(not(feature = "evaluator"))]
+#[macro_export]
+macro_rules! export_evaluator {
+    ($($any:tt)*) => {
+        compile_error!(
+            "export_evaluator! needs nas-plugin's `evaluator` feature: depend on it with \
+             `nas-plugin = { ..., features = [\"evaluator\"] }`"
         );
     };
 }

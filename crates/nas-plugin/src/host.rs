@@ -6,9 +6,9 @@ use abi_stable::library::lib_header_from_path;
 use abi_stable::std_types::{RResult, RStr};
 
 use crate::abi::{ABI_VERSION, PluginInstanceBox, PluginKind, PluginModuleRef, SDK_VERSION};
-use crate::messages::{
-    EvalRequest, EvalResult, EvaluatorContext, Observation, Proposal, StrategyContext,
-};
+#[cfg(feature = "evaluator")]
+use crate::messages::{EvalRequest, EvalResult, EvaluatorContext};
+use crate::messages::{Observation, Proposal, StrategyContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -158,6 +158,7 @@ impl PluginLibrary {
         Ok(StrategyHandle(self.create(json)?))
     }
 
+    #[cfg(feature = "evaluator")]
     pub fn create_evaluator(&self, ctx: &EvaluatorContext) -> Result<EvaluatorHandle, CallError> {
         self.expect_kind(PluginKind::Evaluator)?;
         let json = serde_json::to_string(ctx).expect("context serializes");
@@ -216,8 +217,10 @@ impl StrategyHandle {
 }
 
 /// An evaluator plugin instance, called like the `Evaluator` trait.
+#[cfg(feature = "evaluator")]
 pub struct EvaluatorHandle(PluginHandle);
 
+#[cfg(feature = "evaluator")]
 impl EvaluatorHandle {
     pub fn name(&self) -> &str {
         &self.0.name

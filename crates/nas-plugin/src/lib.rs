@@ -1,17 +1,27 @@
 //! The plugin SDK.
 //!
-//! Plugin authors implement [`Strategy`] or [`Evaluator`] and call [`export_strategy!`] or
-//! [`export_evaluator!`] in a `cdylib` crate. The host opens libraries with
-//! [`host::PluginLibrary`]. abi_stable is an implementation detail of this crate.
+//! Plugin authors implement [`Strategy`] or `Evaluator` (feature `evaluator`) and call
+//! [`export_strategy!`] or [`export_evaluator!`] in a `cdylib` crate. The host opens libraries
+//! with [`host::PluginLibrary`]. abi_stable is an implementation detail of this crate.
+//!
+//! Strategy authors also get [`kit`] (sampling, space checks, exact floats, option parsing,
+//! saved state) and [`conformance`] (a test harness for the [`Strategy`] contract).
+//!
+//! The `evaluator` feature adds the evaluator side (`Evaluator`, `EvalRequest`, evaluator
+//! handles); it pulls in nas-graph, which a strategy plugin does not need.
 
 pub mod abi;
+pub mod conformance;
 mod export;
 pub mod host;
+pub mod kit;
 pub mod messages;
 pub mod traits;
 
 pub use messages::*;
-pub use traits::{Evaluator, PluginError, Strategy};
+#[cfg(feature = "evaluator")]
+pub use traits::Evaluator;
+pub use traits::{PluginError, Strategy};
 
 /// Re-exports used by the export macros; not part of the public API.
 #[doc(hidden)]

@@ -233,7 +233,9 @@ pub struct EvaluatorContext {
     pub data: serde_json::Value,
 }
 
-/// One candidate to evaluate.
+/// One candidate to evaluate. Evaluator side only: it carries the network, so it needs the
+/// `evaluator` feature (and nas-graph).
+#[cfg(feature = "evaluator")]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalRequest {
     pub trial_id: u64,

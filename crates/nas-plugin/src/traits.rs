@@ -1,8 +1,8 @@
 //! The plain Rust traits plugin authors implement. No abi_stable type appears here.
 
-use crate::messages::{
-    EvalRequest, EvalResult, EvaluatorContext, Observation, Proposal, StrategyContext,
-};
+#[cfg(feature = "evaluator")]
+use crate::messages::{EvalRequest, EvalResult, EvaluatorContext};
+use crate::messages::{Observation, Proposal, StrategyContext};
 
 /// Any error a plugin returns; `"message".into()` and `?` on std errors both work.
 pub type PluginError = Box<dyn std::error::Error + Send + Sync>;
@@ -12,11 +12,24 @@ pub type PluginError = Box<dyn std::error::Error + Send + Sync>;
 /// Contract enforced by the host:
 /// - `ask(n)` returns at most `n` proposals, each with one in-range value per choice of
 ///   `ctx.space`; returning none is allowed (the host then waits for running trials or asks
-///   another strategy, it does not spin).
+///   another strategy, it does not spin). The study engine asks for one proposal at a time.
 /// - `tell` receives every finished trial of the study, including those proposed by other
-///   strategies and duplicates answered from the cache, exactly once each, in completion order.
+///   strategies (`proposer` names the strategy that asked for it), one observation per call.
+///   Evaluated trials are told in proposal (submission) order, not completion order: results
+///   are taken back oldest first. A trial answered without evaluation (infeasible,
+///   undecodable) is told at once, possibly before earlier proposals still running.
+/// - A proposal equal to an already evaluated candidate is a duplicate: it is not evaluated
+///   again, and only the asking strategy is told the cached result, with the original
+///   trial's id and state, its own proposed `values`, and itself as `proposer` (when the
+///   original is still running, right after the original is told). So a `trial_id` can be
+///   told more than once; a strategy that counts trials keys them accordingly.
+/// - With `workers = 1`, the result of each proposal is told before the next `ask`.
 /// - `save` returns the complete state and `restore` brings a fresh instance (created with
-///   the same context) back to it, so a resumed study continues the same search.
+///   the same context) back to it, so a resumed study continues the same search. The state
+///   is stored as JSON text: see [`kit::state`](crate::kit::state) for what does not survive
+///   that as is.
+///
+/// [`conformance::check`](crate::conformance::check) tests a strategy against this contract.
 pub trait Strategy: Send + 'static {
     fn new(ctx: StrategyContext) -> Result<Self, PluginError>
     where
@@ -27,7 +40,8 @@ pub trait Strategy: Send + 'static {
     fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError>;
 }
 
-/// An evaluator: turns a candidate network into metrics.
+/// An evaluator: turns a candidate network into metrics. Needs the `evaluator` feature.
+#[cfg(feature = "evaluator")]
 pub trait Evaluator: Send + 'static {
     fn new(ctx: EvaluatorContext) -> Result<Self, PluginError>
     where

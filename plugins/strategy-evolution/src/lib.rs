@@ -11,13 +11,10 @@
 
 use std::collections::VecDeque;
 
+use nas_plugin::kit::{self, options, rand::Rng};
 use nas_plugin::{
-    ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext,
-    TrialState,
+    Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext, TrialState,
 };
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
@@ -28,11 +25,14 @@ mod tests;
 const FLOAT_STEP: f64 = 0.1;
 
 /// The strategy's options.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Number of most recent complete trials kept as the population.
+    #[serde(deserialize_with = "options::positive_int")]
     pub population: usize,
     /// Tournament size.
+    #[serde(deserialize_with = "options::positive_int")]
     pub sample: usize,
 }
 
@@ -42,40 +42,6 @@ impl Default for Config {
             population: 20,
             sample: 5,
         }
-    }
-}
-
-impl Config {
-    /// Reads the options table; `null` (no table) gives the defaults.
-    pub fn from_json(value: &serde_json::Value) -> Result<Config, String> {
-        const ACCEPTED: &str = "accepted options: `population`, `sample`";
-        let mut config = Config::default();
-        let map = match value {
-            serde_json::Value::Null => return Ok(config),
-            serde_json::Value::Object(map) => map,
-            other => return Err(format!("evolution options must be a table, not `{other}`")),
-        };
-        for (key, v) in map {
-            let slot = match key.as_str() {
-                "population" => &mut config.population,
-                "sample" => &mut config.sample,
-                _ => return Err(format!("evolution has no option `{key}`; {ACCEPTED}")),
-            };
-            *slot = v
-                .as_u64()
-                .filter(|&n| n > 0)
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| {
-                    format!("evolution option `{key}` must be a positive integer, not `{v}`")
-                })?;
-        }
-        if config.sample > config.population {
-            return Err(format!(
-                "evolution option `sample` ({}) must not exceed `population` ({})",
-                config.sample, config.population
-            ));
-        }
-        Ok(config)
     }
 }
 
@@ -91,7 +57,7 @@ struct Member {
 /// guaranteed to round-trip exactly, and a restored search must continue bit for bit.
 #[derive(Serialize, Deserialize)]
 struct SavedState {
-    rng: ChaCha8Rng,
+    rng: kit::Rng,
     population: Vec<SavedMember>,
 }
 
@@ -110,7 +76,7 @@ pub struct Evolution {
     config: Config,
     /// Indices of the choices that have more than one value.
     mutable: Vec<usize>,
-    rng: ChaCha8Rng,
+    rng: kit::Rng,
     /// Oldest first.
     population: VecDeque<Member>,
     /// Several objectives: tournaments rank by Pareto front, then crowding (NSGA-II).
@@ -124,12 +90,7 @@ impl Evolution {
 
     fn propose(&mut self) -> Vec<f64> {
         if self.population.len() < self.config.population {
-            return self
-                .space
-                .choices
-                .iter()
-                .map(|c| sample_choice(&c.kind, &mut self.rng))
-                .collect();
+            return kit::sample_point(&self.space, &mut self.rng);
         }
         // A child equal to a living member would only re-enter the population as a copy
         // (the study answers it from its cache), so a few fresh tournaments are tried first.
@@ -140,7 +101,8 @@ impl Evolution {
             // A space with a single candidate has nothing to mutate.
             if !self.mutable.is_empty() {
                 let i = self.mutable[self.rng.random_range(0..self.mutable.len())];
-                child[i] = mutate_value(&self.space.choices[i].kind, child[i], &mut self.rng);
+                let kind = &self.space.choices[i].kind;
+                child[i] = kit::mutate_value(kind, child[i], FLOAT_STEP, &mut self.rng);
             }
             if !self.population.iter().any(|m| m.values == child) {
                 break;
@@ -153,7 +115,7 @@ impl Evolution {
     /// drawn, so they are broken at random.
     fn tournament(&mut self) -> usize {
         let drawn =
-            rand::seq::index::sample(&mut self.rng, self.population.len(), self.config.sample);
+            kit::rand::seq::index::sample(&mut self.rng, self.population.len(), self.config.sample);
         if self.multi_objective {
             let losses: Vec<&[f64]> = self
                 .population
@@ -222,108 +184,22 @@ pub fn pareto_rank_and_crowding(losses: &[&[f64]]) -> (Vec<usize>, Vec<f64>) {
     (rank, crowding)
 }
 
-/// Draws one value uniformly for a choice (log-uniformly for log-scaled floats).
-pub fn sample_choice(kind: &ChoiceKind, rng: &mut impl Rng) -> f64 {
-    match kind {
-        ChoiceKind::Categorical { options } => rng.random_range(0..options.len()) as f64,
-        ChoiceKind::Integer { low, high } => rng.random_range(*low..=*high) as f64,
-        ChoiceKind::Float { low, high, log } => {
-            if *log {
-                // exp(ln(x)) may land one ulp outside the range.
-                rng.random_range(low.ln()..=high.ln())
-                    .exp()
-                    .clamp(*low, *high)
-            } else {
-                rng.random_range(*low..=*high)
-            }
-        }
-    }
-}
-
-/// Returns a value of `kind` different from `value`, which must be valid for it. Discrete
-/// choices move to another value uniformly; floats take a Gaussian step clipped to the range.
-pub fn mutate_value(kind: &ChoiceKind, value: f64, rng: &mut impl Rng) -> f64 {
-    match kind {
-        ChoiceKind::Categorical { options } => {
-            // Draw among the n-1 other values by skipping the current one.
-            let current = value as usize;
-            let r = rng.random_range(0..options.len() - 1);
-            (if r >= current { r + 1 } else { r }) as f64
-        }
-        ChoiceKind::Integer { low, high } => {
-            let current = value as i64;
-            let r = rng.random_range(*low..*high);
-            (if r >= current { r + 1 } else { r }) as f64
-        }
-        ChoiceKind::Float { low, high, log } => {
-            let to_value = |y: f64| {
-                let y = if *log { y.exp() } else { y };
-                y.clamp(*low, *high)
-            };
-            let (lo, hi, x) = if *log {
-                (low.ln(), high.ln(), value.ln())
-            } else {
-                (*low, *high, value)
-            };
-            let sigma = FLOAT_STEP * (hi - lo);
-            for _ in 0..64 {
-                let step: f64 = rng.sample::<f64, _>(StandardNormal) * sigma;
-                // At a bound the outward step clips back to the same value; go inward instead.
-                for y in [x + step, x - step] {
-                    let y = to_value(y.clamp(lo, hi));
-                    if y != value {
-                        return y;
-                    }
-                }
-            }
-            // Only reachable when the range is a few ulps wide.
-            if value == *low { *high } else { *low }
-        }
-    }
-}
-
-/// Whether a choice has more than one value.
-fn is_mutable(kind: &ChoiceKind) -> bool {
-    match kind {
-        ChoiceKind::Categorical { options } => options.len() > 1,
-        ChoiceKind::Integer { low, high } => high > low,
-        ChoiceKind::Float { low, high, .. } => high > low,
-    }
-}
-
-/// Rejects choices nothing can be sampled from, so `ask` never panics on them.
-fn check_space(space: &SpaceDescriptor) -> Result<(), String> {
-    for c in &space.choices {
-        let problem = match &c.kind {
-            ChoiceKind::Categorical { options } if options.is_empty() => "has no options",
-            ChoiceKind::Integer { low, high } if low > high => "has low > high",
-            ChoiceKind::Float { low, high, .. } if !(low.is_finite() && high.is_finite()) => {
-                "has a bound that is not finite"
-            }
-            ChoiceKind::Float { low, high, .. } if low > high => "has low > high",
-            ChoiceKind::Float { low, log: true, .. } if *low <= 0.0 => {
-                "is log-scaled but its low bound is not positive"
-            }
-            _ => continue,
-        };
-        return Err(format!("evolution: choice `{}` {problem}", c.name));
-    }
-    Ok(())
-}
-
 impl Strategy for Evolution {
     fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
-        let config = Config::from_json(&ctx.config)?;
-        check_space(&ctx.space)?;
-        let mutable = (ctx.space.choices.iter().enumerate())
-            .filter(|(_, c)| is_mutable(&c.kind))
-            .map(|(i, _)| i)
-            .collect();
+        let config: Config = options::parse_options("evolution", &ctx.config)?;
+        if config.sample > config.population {
+            return Err(format!(
+                "evolution option `sample` ({}) must not exceed `population` ({})",
+                config.sample, config.population
+            )
+            .into());
+        }
+        kit::check_space("evolution", &ctx.space)?;
         Ok(Evolution {
+            mutable: kit::mutable_choices(&ctx.space),
             space: ctx.space,
             config,
-            mutable,
-            rng: ChaCha8Rng::seed_from_u64(ctx.seed),
+            rng: kit::seeded(ctx.seed),
             population: VecDeque::with_capacity(config.population + 1),
             multi_objective: ctx.objectives.len() > 1,
         })
@@ -375,20 +251,19 @@ impl Strategy for Evolution {
             population: (self.population.iter())
                 .map(|m| SavedMember {
                     trial_id: m.trial_id,
-                    values: m.values.iter().map(|v| v.to_bits()).collect(),
-                    losses: m.losses.iter().map(|v| v.to_bits()).collect(),
+                    values: kit::bits(&m.values),
+                    losses: kit::bits(&m.losses),
                 })
                 .collect(),
         };
-        Ok(serde_json::to_value(state)?)
+        Ok(kit::save_state("evolution", &state)?)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError> {
-        let state: SavedState = serde_json::from_value(state)
-            .map_err(|e| format!("evolution cannot read its saved state: {e}"))?;
+        let state: SavedState = kit::restore_state("evolution", state)?;
         let mut population = VecDeque::with_capacity(self.config.population + 1);
         for m in state.population {
-            let values: Vec<f64> = m.values.into_iter().map(f64::from_bits).collect();
+            let values = kit::from_bits(&m.values);
             self.space.check(&values).map_err(|e| {
                 format!(
                     "evolution's saved state does not fit the search space (trial {}): {e}",
@@ -398,7 +273,7 @@ impl Strategy for Evolution {
             population.push_back(Member {
                 trial_id: m.trial_id,
                 values,
-                losses: m.losses.into_iter().map(f64::from_bits).collect(),
+                losses: kit::from_bits(&m.losses),
             });
         }
         // A smaller `population` than when saved keeps the most recent members.

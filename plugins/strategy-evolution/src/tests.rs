@@ -1,4 +1,7 @@
-use nas_plugin::{Choice, Direction, Metrics, Objective};
+use nas_plugin::kit::rand::SeedableRng;
+use nas_plugin::kit::rand_chacha::ChaCha8Rng;
+use nas_plugin::kit::{mutate_value, sample_choice};
+use nas_plugin::{Choice, ChoiceKind, Direction, Metrics, Objective};
 use serde_json::json;
 
 use super::*;
@@ -295,7 +298,7 @@ fn float_mutation_stays_in_range_and_moves() {
         for start in [low, high, (low + high) / 2.0] {
             let mut v = start;
             for _ in 0..500 {
-                let w = mutate_value(kind, v, &mut rng);
+                let w = mutate_value(kind, v, FLOAT_STEP, &mut rng);
                 assert!(w != v && kind.check(w).is_ok(), "{kind:?}: {v} -> {w}");
                 v = w;
             }
@@ -525,4 +528,9 @@ fn several_objectives_select_parents_from_the_pareto_front() {
     let (rank, _) = pareto_rank_and_crowding(&refs);
     let winner = s.tournament();
     assert_eq!(rank[winner], 0, "parent {winner} is not on the front");
+}
+
+#[test]
+fn conforms_to_the_strategy_contract() {
+    nas_plugin::conformance::check::<Evolution>(json!({"population": 4, "sample": 2}));
 }

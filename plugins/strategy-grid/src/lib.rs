@@ -15,11 +15,10 @@
 
 use std::collections::BTreeSet;
 
+use nas_plugin::kit::{self, json_exact, options, rand::Rng};
 use nas_plugin::{
     ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext,
 };
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
@@ -28,10 +27,13 @@ mod tests;
 const ROUNDS: usize = 6;
 
 /// The strategy's options.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Points per float choice.
+    #[serde(deserialize_with = "options::positive_int")]
     pub grid: Option<u64>,
+    #[serde(deserialize_with = "options::positive_int")]
     pub max_size: u64,
 }
 
@@ -41,37 +43,6 @@ impl Default for Config {
             grid: None,
             max_size: 1_000_000,
         }
-    }
-}
-
-impl Config {
-    /// Reads the options table; `null` (no table) gives the defaults.
-    pub fn from_json(value: &serde_json::Value) -> Result<Config, String> {
-        const ACCEPTED: &str = "accepted options: `grid`, `max_size`";
-        let mut config = Config::default();
-        let map = match value {
-            serde_json::Value::Null => return Ok(config),
-            serde_json::Value::Object(map) => map,
-            other => return Err(format!("grid options must be a table, not `{other}`")),
-        };
-        for (key, v) in map {
-            // TOML users write `max_size = 1e6`, a float: whole numbers are accepted as such.
-            let n = v
-                .as_u64()
-                .or_else(|| {
-                    v.as_f64()
-                        .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f < u64::MAX as f64)
-                        .map(|f| f as u64)
-                })
-                .filter(|&n| n > 0);
-            let positive = || format!("grid option `{key}` must be a positive integer, not `{v}`");
-            match key.as_str() {
-                "grid" => config.grid = Some(n.ok_or_else(positive)?),
-                "max_size" => config.max_size = n.ok_or_else(positive)?,
-                _ => return Err(format!("grid has no option `{key}`; {ACCEPTED}")),
-            }
-        }
-        Ok(config)
     }
 }
 
@@ -88,29 +59,16 @@ enum Axis {
 }
 
 impl Axis {
+    /// The space has passed `kit::check_space`.
     fn new(name: &str, kind: &ChoiceKind, grid: Option<u64>) -> Result<Axis, String> {
         Ok(match kind {
-            ChoiceKind::Categorical { options } => {
-                if options.is_empty() {
-                    return Err(format!("grid: choice `{name}` has no options"));
-                }
-                Axis::Categorical(options.len() as u64)
-            }
+            ChoiceKind::Categorical { options } => Axis::Categorical(options.len() as u64),
             ChoiceKind::Integer { low, high } => {
-                if low > high {
-                    return Err(format!("grid: choice `{name}` has low > high"));
-                }
                 // None: 2^64 values, more than any size limit.
                 let count = high.abs_diff(*low).checked_add(1);
                 Axis::Integer { low: *low, count }
             }
             ChoiceKind::Float { low, high, log } => {
-                if !(low.is_finite() && high.is_finite() && low <= high) || (*log && *low <= 0.0) {
-                    return Err(format!(
-                        "grid: choice `{name}` has an invalid range {low}..={high}{}",
-                        if *log { " (log-scaled)" } else { "" }
-                    ));
-                }
                 let Some(n) = grid else {
                     return Err(format!(
                         "grid: choice `{name}` is a float; set `grid = N` in the strategy's \
@@ -156,14 +114,6 @@ impl Axis {
             }
         }
     }
-}
-
-/// Rounds a float to 12 significant digits. Messages cross the plugin ABI as JSON, and
-/// serde_json's default parser can be one ulp off on long decimals; a 12-digit value reads
-/// back exactly, so the study stores, and tells back, the very value proposed.
-pub fn json_exact(x: f64, low: f64, high: f64) -> f64 {
-    let y: f64 = format!("{x:.11e}").parse().unwrap_or(x);
-    y.clamp(low, high)
 }
 
 /// `n` points from `low` to `high` (both included), evenly spaced in log space if `log`.
@@ -314,7 +264,8 @@ impl Grid {
 
 impl Strategy for Grid {
     fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
-        let config = Config::from_json(&ctx.config)?;
+        let config: Config = options::parse_options("grid", &ctx.config)?;
+        kit::check_space("grid", &ctx.space)?;
         let axes = (ctx.space.choices.iter())
             .map(|c| Axis::new(&c.name, &c.kind, config.grid))
             .collect::<Result<Vec<_>, _>>()?;
@@ -337,7 +288,7 @@ impl Strategy for Grid {
             Some(s) => return Err(too_big(s.to_string()).into()),
             None => return Err(too_big("more than 2^64".into()).into()),
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed);
+        let mut rng = kit::seeded(ctx.seed);
         let keys = std::array::from_fn(|_| rng.random());
         Ok(Grid {
             space: ctx.space,
@@ -384,16 +335,16 @@ impl Strategy for Grid {
     }
 
     fn save(&self) -> Result<serde_json::Value, PluginError> {
-        Ok(serde_json::to_value(SavedState {
+        let state = SavedState {
             keys: self.permutation.keys,
             cursor: self.cursor,
             skip: self.skip.iter().copied().collect(),
-        })?)
+        };
+        Ok(kit::save_state("grid", &state)?)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError> {
-        let state: SavedState = serde_json::from_value(state)
-            .map_err(|e| format!("grid cannot read its saved state: {e}"))?;
+        let state: SavedState = kit::restore_state("grid", state)?;
         let size = self.size();
         if state.cursor > size || state.skip.iter().any(|&p| p < state.cursor || p >= size) {
             return Err(format!(

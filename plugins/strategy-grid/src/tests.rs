@@ -1,5 +1,6 @@
 use std::collections::HashSet;
 
+use nas_plugin::kit::bits;
 use nas_plugin::{Choice, Direction, Metrics, Objective, TrialState};
 use serde_json::json;
 
@@ -63,10 +64,6 @@ fn complete(trial_id: u64, values: Vec<f64>) -> Observation {
         metrics: Metrics::new(),
         proposer: "someone-else".into(),
     }
-}
-
-fn bits(values: &[f64]) -> Vec<u64> {
-    values.iter().map(|v| v.to_bits()).collect()
 }
 
 /// Every candidate of the mixed space.
@@ -325,4 +322,9 @@ fn large_spaces_need_no_table() {
     assert_eq!(set.len(), 1000);
     s.tell(&[complete(1, vec![9.0; 6])]).unwrap();
     assert!(serde_json::to_string(&s.save().unwrap()).unwrap().len() < 400);
+}
+
+#[test]
+fn conforms_to_the_strategy_contract() {
+    nas_plugin::conformance::check::<Grid>(json!({"grid": 3}));
 }

@@ -25,12 +25,10 @@
 //! Options: `min_fidelity` (default 1), `max_fidelity` (27), `eta` (3), `mode`, and `sampler`
 //! (`"random"`, the only one built in; see [`Sampler`] to add another).
 
+use nas_plugin::kit::{self, bits, from_bits, options, rand_chacha::ChaCha8Rng};
 use nas_plugin::{
-    ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext,
-    TrialState,
+    Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext, TrialState,
 };
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
@@ -45,8 +43,8 @@ const EPS: f64 = 1e-9;
 
 /// Where new configurations come from.
 ///
-/// To add a sampler (a model-based one such as TPE, as in BOHB): implement this trait, accept
-/// its name in [`Config::from_json`] and build it in [`make_sampler`]. It sees every trial told
+/// To add a sampler (a model-based one such as TPE, as in BOHB): implement this trait, add
+/// its name to [`SamplerKind`] and build it in [`make_sampler`]. It sees every trial told
 /// to the strategy (at all fidelities), draws from the strategy's generator so that resuming
 /// stays bit for bit, and saves its own state.
 pub trait Sampler: Send {
@@ -67,29 +65,7 @@ pub struct RandomSampler;
 
 impl Sampler for RandomSampler {
     fn sample(&mut self, space: &SpaceDescriptor, rng: &mut ChaCha8Rng) -> Vec<f64> {
-        space
-            .choices
-            .iter()
-            .map(|c| sample_choice(&c.kind, rng))
-            .collect()
-    }
-}
-
-/// Draws one value uniformly for a choice (log-uniformly for log-scaled floats).
-pub fn sample_choice(kind: &ChoiceKind, rng: &mut impl Rng) -> f64 {
-    match kind {
-        ChoiceKind::Categorical { options } => rng.random_range(0..options.len()) as f64,
-        ChoiceKind::Integer { low, high } => rng.random_range(*low..=*high) as f64,
-        ChoiceKind::Float { low, high, log } => {
-            if *log {
-                // exp(ln(x)) may land one ulp outside the range.
-                rng.random_range(low.ln()..=high.ln())
-                    .exp()
-                    .clamp(*low, *high)
-            } else {
-                rng.random_range(*low..=*high)
-            }
-        }
+        kit::sample_point(space, rng)
     }
 }
 
@@ -101,7 +77,8 @@ pub enum Mode {
     Asha,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
     Random,
 }
@@ -113,10 +90,14 @@ pub fn make_sampler(kind: SamplerKind) -> Box<dyn Sampler> {
 }
 
 /// The strategy's options.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
+    #[serde(deserialize_with = "options::positive_number")]
     pub min_fidelity: f64,
+    #[serde(deserialize_with = "options::positive_number")]
     pub max_fidelity: f64,
+    #[serde(deserialize_with = "options::positive_number")]
     pub eta: f64,
     pub mode: Mode,
     pub sampler: SamplerKind,
@@ -137,60 +118,14 @@ impl Default for Config {
 impl Config {
     /// Reads the options table; `null` (no table) gives the defaults.
     pub fn from_json(value: &serde_json::Value) -> Result<Config, String> {
-        const ACCEPTED: &str =
-            "accepted options: `min_fidelity`, `max_fidelity`, `eta`, `mode`, `sampler`";
-        let mut config = Config::default();
-        let map = match value {
-            serde_json::Value::Null => return Ok(config),
-            serde_json::Value::Object(map) => map,
-            other => return Err(format!("hyperband options must be a table, not `{other}`")),
-        };
-        for (key, v) in map {
-            let positive = || {
-                v.as_f64()
-                    .filter(|x| x.is_finite() && *x > 0.0)
-                    .ok_or_else(|| {
-                        format!("hyperband option `{key}` must be a positive number, not `{v}`")
-                    })
-            };
-            match key.as_str() {
-                "min_fidelity" => config.min_fidelity = positive()?,
-                "max_fidelity" => config.max_fidelity = positive()?,
-                "eta" => {
-                    config.eta = positive()?;
-                    if config.eta <= 1.0 {
-                        return Err(format!(
-                            "hyperband option `eta` must be greater than 1, not `{v}`"
-                        ));
-                    }
-                }
-                "mode" => {
-                    config.mode = match v.as_str() {
-                        Some("hyperband") => Mode::Hyperband,
-                        Some("successive_halving") => Mode::SuccessiveHalving,
-                        Some("asha") => Mode::Asha,
-                        _ => {
-                            return Err(format!(
-                                "hyperband option `mode` must be \"hyperband\", \
-                                 \"successive_halving\" or \"asha\", not `{v}`"
-                            ));
-                        }
-                    }
-                }
-                "sampler" => {
-                    config.sampler = match v.as_str() {
-                        Some("random") => SamplerKind::Random,
-                        _ => {
-                            return Err(format!(
-                                "hyperband option `sampler` must be \"random\" (the only \
-                                 sampler built in), not `{v}`"
-                            ));
-                        }
-                    }
-                }
-                _ => return Err(format!("hyperband has no option `{key}`; {ACCEPTED}")),
-            }
-        }
+        let config: Config = options::parse_options("hyperband", value)?;
+        options::check(
+            "hyperband",
+            "eta",
+            config.eta > 1.0,
+            "greater than 1",
+            config.eta,
+        )?;
         if config.max_fidelity < config.min_fidelity {
             return Err(format!(
                 "hyperband option `max_fidelity` ({}) must not be below `min_fidelity` ({})",
@@ -329,26 +264,6 @@ pub struct Hyperband {
     rungs: Vec<Rung>,
     /// The rung a synchronous bracket is filling.
     current: usize,
-}
-
-/// Rejects choices nothing can be sampled from, so `ask` never panics on them.
-fn check_space(space: &SpaceDescriptor) -> Result<(), String> {
-    for c in &space.choices {
-        let problem = match &c.kind {
-            ChoiceKind::Categorical { options } if options.is_empty() => "has no options",
-            ChoiceKind::Integer { low, high } if low > high => "has low > high",
-            ChoiceKind::Float { low, high, .. } if !(low.is_finite() && high.is_finite()) => {
-                "has a bound that is not finite"
-            }
-            ChoiceKind::Float { low, high, .. } if low > high => "has low > high",
-            ChoiceKind::Float { low, log: true, .. } if *low <= 0.0 => {
-                "is log-scaled but its low bound is not positive"
-            }
-            _ => continue,
-        };
-        return Err(format!("hyperband: choice `{}` {problem}", c.name));
-    }
-    Ok(())
 }
 
 impl Hyperband {
@@ -521,13 +436,13 @@ impl Strategy for Hyperband {
     fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
         let config = Config::from_json(&ctx.config)?;
         let ladder = config.ladder()?;
-        check_space(&ctx.space)?;
+        kit::check_space("hyperband", &ctx.space)?;
         let mut s = Hyperband {
             space: ctx.space,
             config,
             ladder,
             sampler: make_sampler(config.sampler),
-            rng: ChaCha8Rng::seed_from_u64(ctx.seed),
+            rng: kit::seeded(ctx.seed),
             brackets: 0,
             rungs: Vec::new(),
             current: 0,
@@ -571,7 +486,6 @@ impl Strategy for Hyperband {
     }
 
     fn save(&self) -> Result<serde_json::Value, PluginError> {
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
         let state = SavedState {
             mode: self.config.mode,
             ladder: bits(&self.ladder),
@@ -594,13 +508,12 @@ impl Strategy for Hyperband {
                 })
                 .collect(),
         };
-        Ok(serde_json::to_value(state)?)
+        Ok(kit::save_state("hyperband", &state)?)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError> {
-        let state: SavedState = serde_json::from_value(state)
-            .map_err(|e| format!("hyperband cannot read its saved state: {e}"))?;
-        let ladder: Vec<f64> = state.ladder.into_iter().map(f64::from_bits).collect();
+        let state: SavedState = kit::restore_state("hyperband", state)?;
+        let ladder = from_bits(&state.ladder);
         if state.mode != self.config.mode || ladder != self.ladder {
             return Err(format!(
                 "hyperband's saved state was made with mode {:?} and fidelities {ladder:?}, \
@@ -621,7 +534,7 @@ impl Strategy for Hyperband {
             }
             let mut entries = Vec::with_capacity(r.entries.len());
             for e in r.entries {
-                let values: Vec<f64> = e.values.into_iter().map(f64::from_bits).collect();
+                let values = from_bits(&e.values);
                 self.space.check(&values).map_err(|err| {
                     format!("hyperband's saved state does not fit the search space: {err}")
                 })?;

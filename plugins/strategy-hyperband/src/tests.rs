@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 
-use nas_plugin::{Choice, Direction, Metrics, Objective};
+use nas_plugin::kit::rand::SeedableRng;
+use nas_plugin::{Choice, ChoiceKind, Direction, Metrics, Objective};
 use serde_json::json;
 
 use super::*;
@@ -270,10 +271,6 @@ impl Simulator {
             .expect("something was evaluated at the top fidelity");
         self.true_loss(&best.0)
     }
-}
-
-fn bits(v: &[f64]) -> Vec<u64> {
-    v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// Asks one at a time and tells at once, like the study with one worker, until the next
@@ -693,5 +690,13 @@ fn multi_fidelity_beats_random_search_at_full_fidelity_for_the_same_cost() {
         // The paired differences have a standard deviation near 0.7, so a method no better
         // than random would reach 0.35 with a chance of about 0.1%.
         assert!(margin >= 0.35, "{mode}: margin {margin} over random");
+    }
+}
+
+#[test]
+fn conforms_to_the_strategy_contract() {
+    for mode in ["hyperband", "asha"] {
+        let options = json!({"min_fidelity": 1, "max_fidelity": 9, "mode": mode});
+        nas_plugin::conformance::check::<Hyperband>(options);
     }
 }

@@ -25,13 +25,12 @@
 
 use std::collections::HashMap;
 
+use nas_plugin::kit::float::{decode_value as decode, encode_value as encode};
+use nas_plugin::kit::rand::seq::SliceRandom;
+use nas_plugin::kit::{self, bits, json_exact_point, neighbour_values, options};
 use nas_plugin::{
-    ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext,
-    TrialState,
+    Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext, TrialState,
 };
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
@@ -46,10 +45,14 @@ const START_ATTEMPTS: usize = 32;
 const MAX_TRANSITIONS: usize = 64;
 
 /// The strategy's options.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `None`: unlimited.
+    #[serde(deserialize_with = "options::non_negative_int")]
     pub restarts: Option<u64>,
+    /// A fraction of each float choice's range.
+    #[serde(deserialize_with = "options::fraction")]
     pub step: f64,
 }
 
@@ -59,143 +62,6 @@ impl Default for Config {
             restarts: None,
             step: 0.1,
         }
-    }
-}
-
-impl Config {
-    /// Reads the options table; `null` (no table) gives the defaults.
-    pub fn from_json(value: &serde_json::Value) -> Result<Config, String> {
-        const ACCEPTED: &str = "accepted options: `restarts`, `step`";
-        let mut config = Config::default();
-        let map = match value {
-            serde_json::Value::Null => return Ok(config),
-            serde_json::Value::Object(map) => map,
-            other => return Err(format!("local options must be a table, not `{other}`")),
-        };
-        for (key, v) in map {
-            match key.as_str() {
-                "restarts" => {
-                    config.restarts = Some(v.as_u64().ok_or_else(|| {
-                        format!("local option `restarts` must be a non-negative integer, not `{v}`")
-                    })?)
-                }
-                "step" => {
-                    config.step = v.as_f64().filter(|&s| s > 0.0 && s <= 1.0).ok_or_else(|| {
-                        format!(
-                            "local option `step` must be a number in (0, 1] (a fraction of each \
-                             float choice's range), not `{v}`"
-                        )
-                    })?
-                }
-                _ => return Err(format!("local has no option `{key}`; {ACCEPTED}")),
-            }
-        }
-        Ok(config)
-    }
-}
-
-fn bits(values: &[f64]) -> Vec<u64> {
-    values.iter().map(|v| v.to_bits()).collect()
-}
-
-/// Rounds a float to 12 significant digits. Messages cross the plugin ABI as JSON, and
-/// serde_json's default parser can be one ulp off on long decimals; a 12-digit value reads
-/// back exactly, so the study stores, and tells back, the very value proposed.
-pub fn json_exact(x: f64, low: f64, high: f64) -> f64 {
-    let y: f64 = format!("{x:.11e}").parse().unwrap_or(x);
-    y.clamp(low, high)
-}
-
-/// `values` with every float rounded by `json_exact`.
-fn json_exact_point(space: &SpaceDescriptor, mut values: Vec<f64>) -> Vec<f64> {
-    for (v, c) in values.iter_mut().zip(&space.choices) {
-        if let ChoiceKind::Float { low, high, .. } = c.kind {
-            *v = json_exact(*v, low, high);
-        }
-    }
-    values
-}
-
-/// Draws one value uniformly for a choice (log-uniformly for log-scaled floats).
-pub fn sample_choice(kind: &ChoiceKind, rng: &mut impl Rng) -> f64 {
-    match kind {
-        ChoiceKind::Categorical { options } => rng.random_range(0..options.len()) as f64,
-        ChoiceKind::Integer { low, high } => rng.random_range(*low..=*high) as f64,
-        ChoiceKind::Float { low, high, log } => {
-            if *log {
-                // exp(ln(x)) may land one ulp outside the range.
-                rng.random_range(low.ln()..=high.ln())
-                    .exp()
-                    .clamp(*low, *high)
-            } else {
-                rng.random_range(*low..=*high)
-            }
-        }
-    }
-}
-
-/// The values one change of a choice reaches from `value`.
-pub fn neighbour_values(kind: &ChoiceKind, value: f64, step: f64) -> Vec<f64> {
-    let mut out: Vec<f64> = match kind {
-        ChoiceKind::Categorical { options } => (0..options.len())
-            .map(|o| o as f64)
-            .filter(|&o| o != value)
-            .collect(),
-        ChoiceKind::Integer { low, high } => [value - 1.0, value + 1.0]
-            .into_iter()
-            .filter(|v| (*low as f64..=*high as f64).contains(v))
-            .collect(),
-        ChoiceKind::Float { low, high, log } => {
-            let tr = |v: f64| if *log { v.ln() } else { v };
-            let (lo, hi, x) = (tr(*low), tr(*high), tr(value));
-            let delta = step * (hi - lo);
-            [x - delta, x + delta]
-                .into_iter()
-                .map(|y| {
-                    let y = y.clamp(lo, hi);
-                    json_exact(if *log { y.exp() } else { y }, *low, *high)
-                })
-                .filter(|&v| v != value)
-                .collect()
-        }
-    };
-    out.dedup();
-    out
-}
-
-/// Rejects choices nothing can be sampled from, so `ask` never panics on them.
-fn check_space(space: &SpaceDescriptor) -> Result<(), String> {
-    for c in &space.choices {
-        let problem = match &c.kind {
-            ChoiceKind::Categorical { options } if options.is_empty() => "has no options",
-            ChoiceKind::Integer { low, high } if low > high => "has low > high",
-            ChoiceKind::Float { low, high, .. } if !(low.is_finite() && high.is_finite()) => {
-                "has a bound that is not finite"
-            }
-            ChoiceKind::Float { low, high, .. } if low > high => "has low > high",
-            ChoiceKind::Float { low, log: true, .. } if *low <= 0.0 => {
-                "is log-scaled but its low bound is not positive"
-            }
-            _ => continue,
-        };
-        return Err(format!("local: choice `{}` {problem}", c.name));
-    }
-    Ok(())
-}
-
-/// Discrete values travel as integers, floats as their bits, so saved states stay small and
-/// round-trip exactly.
-fn encode(kind: &ChoiceKind, v: f64) -> i64 {
-    match kind {
-        ChoiceKind::Float { .. } => v.to_bits() as i64,
-        _ => v as i64,
-    }
-}
-
-fn decode(kind: &ChoiceKind, v: i64) -> f64 {
-    match kind {
-        ChoiceKind::Float { .. } => f64::from_bits(v as u64),
-        _ => v as f64,
     }
 }
 
@@ -210,7 +76,7 @@ struct Incumbent {
 /// The saved state; values encoded as by `encode`, losses as bit patterns.
 #[derive(Serialize, Deserialize)]
 struct SavedState {
-    rng: ChaCha8Rng,
+    rng: kit::Rng,
     /// Every evaluated point with its loss (absent: bad), in the order told.
     points: Vec<(Vec<i64>, Option<u64>)>,
     incumbent: Option<SavedIncumbent>,
@@ -232,7 +98,7 @@ struct SavedIncumbent {
 pub struct Local {
     space: SpaceDescriptor,
     config: Config,
-    rng: ChaCha8Rng,
+    rng: kit::Rng,
     /// Every evaluated point, in the order told, and an index into it by value bits.
     points: Vec<(Vec<f64>, Option<f64>)>,
     index: HashMap<Vec<u64>, usize>,
@@ -275,9 +141,7 @@ impl Local {
     }
 
     fn random_point(&mut self) -> Vec<f64> {
-        let point = (self.space.choices.iter())
-            .map(|c| sample_choice(&c.kind, &mut self.rng))
-            .collect();
+        let point = kit::sample_point(&self.space, &mut self.rng);
         json_exact_point(&self.space, point)
     }
 
@@ -426,12 +290,12 @@ impl Local {
 
 impl Strategy for Local {
     fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
-        let config = Config::from_json(&ctx.config)?;
-        check_space(&ctx.space)?;
+        let config: Config = options::parse_options("local", &ctx.config)?;
+        kit::check_space("local", &ctx.space)?;
         Ok(Local {
             space: ctx.space,
             config,
-            rng: ChaCha8Rng::seed_from_u64(ctx.seed),
+            rng: kit::seeded(ctx.seed),
             points: Vec::new(),
             index: HashMap::new(),
             incumbent: None,
@@ -530,12 +394,11 @@ impl Strategy for Local {
             started: self.started,
             done: self.done,
         };
-        Ok(serde_json::to_value(state)?)
+        Ok(kit::save_state("local", &state)?)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError> {
-        let state: SavedState = serde_json::from_value(state)
-            .map_err(|e| format!("local cannot read its saved state: {e}"))?;
+        let state: SavedState = kit::restore_state("local", state)?;
         let fits = |e: String| format!("local's saved state does not fit the search space: {e}");
         let mut points = Vec::with_capacity(state.points.len());
         let mut index = HashMap::with_capacity(state.points.len());

@@ -1,6 +1,9 @@
 use std::collections::{HashMap, HashSet};
 
-use nas_plugin::{Choice, Direction, Metrics, Objective};
+use nas_plugin::kit::rand::SeedableRng;
+use nas_plugin::kit::rand_chacha::ChaCha8Rng;
+use nas_plugin::kit::{json_exact, sample_choice};
+use nas_plugin::{Choice, ChoiceKind, Direction, Metrics, Objective};
 use serde_json::json;
 
 use super::*;
@@ -510,4 +513,9 @@ fn float_proposals_survive_the_json_trip() {
     }
     assert_eq!(raw, 0, "float_roundtrip is on: raw values round-trip too");
     assert_eq!(rounded, 0);
+}
+
+#[test]
+fn conforms_to_the_strategy_contract() {
+    nas_plugin::conformance::check::<Local>(json!({"restarts": 2}));
 }

@@ -27,13 +27,11 @@
 //! `std` (initial standard deviation of float choices in normalized units, 0.25) and
 //! `learn_std` (true).
 
+use nas_plugin::kit::{self, bits, from_bits, options, rand::Rng, rand_distr::StandardNormal};
 use nas_plugin::{
     ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext,
     TrialState,
 };
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
@@ -50,13 +48,15 @@ const ADAM_BETA1: f64 = 0.9;
 const ADAM_BETA2: f64 = 0.999;
 const ADAM_EPS: f64 = 1e-8;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Optimizer {
     Adam,
     Sgd,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reward {
     /// `-loss[0]`.
     Negative,
@@ -65,8 +65,10 @@ pub enum Reward {
 }
 
 /// The strategy's options.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
+    #[serde(deserialize_with = "options::positive_number")]
     pub lr: f64,
     pub optimizer: Optimizer,
     pub baseline_decay: f64,
@@ -93,64 +95,24 @@ impl Default for Config {
 impl Config {
     /// Reads the options table; `null` (no table) gives the defaults.
     pub fn from_json(value: &serde_json::Value) -> Result<Config, String> {
-        const ACCEPTED: &str = "accepted options: `lr`, `optimizer`, `baseline_decay`, \
-                                `entropy`, `reward`, `std`, `learn_std`";
-        let mut config = Config::default();
-        let map = match value {
-            serde_json::Value::Null => return Ok(config),
-            serde_json::Value::Object(map) => map,
-            other => return Err(format!("reinforce options must be a table, not `{other}`")),
-        };
-        for (key, v) in map {
-            let number = |ok: fn(f64) -> bool, what: &str| {
-                v.as_f64()
-                    .filter(|x| x.is_finite() && ok(*x))
-                    .ok_or_else(|| format!("reinforce option `{key}` must be {what}, not `{v}`"))
-            };
-            match key.as_str() {
-                "lr" => config.lr = number(|x| x > 0.0, "a positive number")?,
-                "baseline_decay" => {
-                    config.baseline_decay =
-                        number(|x| (0.0..1.0).contains(&x), "a number in [0, 1)")?
-                }
-                "entropy" => config.entropy = number(|x| x >= 0.0, "a number >= 0")?,
-                "std" => {
-                    config.std = number(
-                        |x| (MIN_STD..=MAX_STD).contains(&x),
-                        "a number in [0.01, 1]",
-                    )?
-                }
-                "learn_std" => {
-                    config.learn_std = v.as_bool().ok_or_else(|| {
-                        format!("reinforce option `learn_std` must be true or false, not `{v}`")
-                    })?
-                }
-                "optimizer" => {
-                    config.optimizer = match v.as_str() {
-                        Some("adam") => Optimizer::Adam,
-                        Some("sgd") => Optimizer::Sgd,
-                        _ => {
-                            return Err(format!(
-                                "reinforce option `optimizer` must be \"adam\" or \"sgd\", not `{v}`"
-                            ));
-                        }
-                    }
-                }
-                "reward" => {
-                    config.reward = match v.as_str() {
-                        Some("negative") => Reward::Negative,
-                        Some("rank") => Reward::Rank,
-                        _ => {
-                            return Err(format!(
-                                "reinforce option `reward` must be \"negative\" or \"rank\", not `{v}`"
-                            ));
-                        }
-                    }
-                }
-                _ => return Err(format!("reinforce has no option `{key}`; {ACCEPTED}")),
-            }
-        }
-        Ok(config)
+        let c: Config = options::parse_options("reinforce", value)?;
+        let check = |key, ok, what, value| options::check("reinforce", key, ok, what, value);
+        let decay = c.baseline_decay;
+        check(
+            "baseline_decay",
+            (0.0..1.0).contains(&decay),
+            "a number in [0, 1)",
+            decay,
+        )?;
+        check(
+            "entropy",
+            c.entropy >= 0.0 && c.entropy.is_finite(),
+            "a number >= 0",
+            c.entropy,
+        )?;
+        let std_ok = (MIN_STD..=MAX_STD).contains(&c.std);
+        check("std", std_ok, "a number in [0.01, 1]", c.std)?;
+        Ok(c)
     }
 }
 
@@ -207,7 +169,7 @@ fn softmax(logits: &[f64]) -> Vec<f64> {
 /// guaranteed to round-trip exactly, and a restored search must continue bit for bit.
 #[derive(Serialize, Deserialize)]
 struct SavedState {
-    rng: ChaCha8Rng,
+    rng: kit::Rng,
     theta: Vec<u64>,
     adam_m: Vec<u64>,
     adam_v: Vec<u64>,
@@ -223,7 +185,7 @@ pub struct Reinforce {
     space: SpaceDescriptor,
     config: Config,
     heads: Vec<Head>,
-    rng: ChaCha8Rng,
+    rng: kit::Rng,
     /// All policy parameters (logits, means, log standard deviations).
     theta: Vec<f64>,
     adam_m: Vec<f64>,
@@ -238,26 +200,6 @@ pub struct Reinforce {
     worst_reward: Option<f64>,
     /// Sorted complete losses, for rank rewards.
     losses: Vec<f64>,
-}
-
-/// Rejects choices nothing can be sampled from, so `ask` never panics on them.
-fn check_space(space: &SpaceDescriptor) -> Result<(), String> {
-    for c in &space.choices {
-        let problem = match &c.kind {
-            ChoiceKind::Categorical { options } if options.is_empty() => "has no options",
-            ChoiceKind::Integer { low, high } if low > high => "has low > high",
-            ChoiceKind::Float { low, high, .. } if !(low.is_finite() && high.is_finite()) => {
-                "has a bound that is not finite"
-            }
-            ChoiceKind::Float { low, high, .. } if low > high => "has low > high",
-            ChoiceKind::Float { low, log: true, .. } if *low <= 0.0 => {
-                "is log-scaled but its low bound is not positive"
-            }
-            _ => continue,
-        };
-        return Err(format!("reinforce: choice `{}` {problem}", c.name));
-    }
-    Ok(())
 }
 
 /// Builds the heads and the initial parameters (uniform softmaxes, centred Gaussians).
@@ -516,14 +458,14 @@ impl Reinforce {
 impl Strategy for Reinforce {
     fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
         let config = Config::from_json(&ctx.config)?;
-        check_space(&ctx.space)?;
+        kit::check_space("reinforce", &ctx.space)?;
         let (heads, theta) = build_policy(&ctx.space, config.std);
         let p = theta.len();
         Ok(Reinforce {
             space: ctx.space,
             config,
             heads,
-            rng: ChaCha8Rng::seed_from_u64(ctx.seed),
+            rng: kit::seeded(ctx.seed),
             theta,
             adam_m: vec![0.0; p],
             adam_v: vec![0.0; p],
@@ -573,7 +515,6 @@ impl Strategy for Reinforce {
     }
 
     fn save(&self) -> Result<serde_json::Value, PluginError> {
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
         let state = SavedState {
             rng: self.rng.clone(),
             theta: bits(&self.theta),
@@ -585,13 +526,11 @@ impl Strategy for Reinforce {
             worst_reward: self.worst_reward.map(f64::to_bits),
             losses: bits(&self.losses),
         };
-        Ok(serde_json::to_value(state)?)
+        Ok(kit::save_state("reinforce", &state)?)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError> {
-        let state: SavedState = serde_json::from_value(state)
-            .map_err(|e| format!("reinforce cannot read its saved state: {e}"))?;
-        let floats = |v: Vec<u64>| v.into_iter().map(f64::from_bits).collect::<Vec<f64>>();
+        let state: SavedState = kit::restore_state("reinforce", state)?;
         let p = self.theta.len();
         for (name, len) in [
             ("parameters", state.theta.len()),
@@ -606,14 +545,14 @@ impl Strategy for Reinforce {
             }
         }
         self.rng = state.rng;
-        self.theta = floats(state.theta);
-        self.adam_m = floats(state.adam_m);
-        self.adam_v = floats(state.adam_v);
+        self.theta = from_bits(&state.theta);
+        self.adam_m = from_bits(&state.adam_m);
+        self.adam_v = from_bits(&state.adam_v);
         self.steps = state.steps;
         self.baseline = state.baseline.map(f64::from_bits);
         self.mean_square = state.mean_square.map(f64::from_bits);
         self.worst_reward = state.worst_reward.map(f64::from_bits);
-        self.losses = floats(state.losses);
+        self.losses = from_bits(&state.losses);
         Ok(())
     }
 }

@@ -1,3 +1,5 @@
+use nas_plugin::kit::rand::SeedableRng;
+use nas_plugin::kit::rand_chacha::ChaCha8Rng;
 use nas_plugin::{Choice, Direction, Metrics, Objective};
 use serde_json::json;
 
@@ -426,4 +428,9 @@ fn reinforce_beats_random_search_on_a_synthetic_objective() {
         reinforce + 3.0 <= random,
         "reinforce {reinforce}, random {random}"
     );
+}
+
+#[test]
+fn conforms_to_the_strategy_contract() {
+    nas_plugin::conformance::check::<Reinforce>(json!(null));
 }

@@ -34,12 +34,11 @@
 
 use std::collections::HashSet;
 
+use nas_plugin::kit::float::{decode_value as decode, encode_value as encode};
+use nas_plugin::kit::{self, bits, fixed_value, json_exact_point, options};
 use nas_plugin::{
-    ChoiceKind, Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext,
-    TrialState,
+    Observation, PluginError, Proposal, SpaceDescriptor, Strategy, StrategyContext, TrialState,
 };
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 mod parzen;
@@ -52,12 +51,17 @@ pub use parzen::{Estimator, default_weights, normal_mass};
 const DEDUP_ATTEMPTS: usize = 16;
 
 /// The strategy's options.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
+    #[serde(deserialize_with = "options::non_negative_int")]
     pub startup: usize,
     /// `None`: Optuna's `min(ceil(0.1 n), 25)`.
+    #[serde(deserialize_with = "options::fraction")]
     pub gamma: Option<f64>,
+    #[serde(deserialize_with = "options::positive_int")]
     pub candidates: usize,
+    #[serde(deserialize_with = "options::positive_number")]
     pub prior_weight: f64,
 }
 
@@ -73,50 +77,6 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads the options table; `null` (no table) gives the defaults.
-    pub fn from_json(value: &serde_json::Value) -> Result<Config, String> {
-        const ACCEPTED: &str = "accepted options: `startup`, `gamma`, `candidates`, `prior_weight`";
-        let mut config = Config::default();
-        let map = match value {
-            serde_json::Value::Null => return Ok(config),
-            serde_json::Value::Object(map) => map,
-            other => return Err(format!("tpe options must be a table, not `{other}`")),
-        };
-        let count = |key: &str, v: &serde_json::Value, min: u64| {
-            v.as_u64()
-                .filter(|&n| n >= min)
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| {
-                    let what = if min == 0 { "non-negative" } else { "positive" };
-                    format!("tpe option `{key}` must be a {what} integer, not `{v}`")
-                })
-        };
-        for (key, v) in map {
-            match key.as_str() {
-                "startup" => config.startup = count(key, v, 0)?,
-                "candidates" => config.candidates = count(key, v, 1)?,
-                "gamma" => {
-                    config.gamma =
-                        Some(v.as_f64().filter(|&g| g > 0.0 && g <= 1.0).ok_or_else(|| {
-                            format!("tpe option `gamma` must be a number in (0, 1], not `{v}`")
-                        })?)
-                }
-                "prior_weight" => {
-                    config.prior_weight = v
-                        .as_f64()
-                        .filter(|&w| w > 0.0 && w.is_finite())
-                        .ok_or_else(|| {
-                            format!(
-                                "tpe option `prior_weight` must be a positive number, not `{v}`"
-                            )
-                        })?
-                }
-                _ => return Err(format!("tpe has no option `{key}`; {ACCEPTED}")),
-            }
-        }
-        Ok(config)
-    }
-
     /// Size of the good group among `n` finished trials.
     pub fn n_below(&self, n: usize) -> usize {
         match self.gamma {
@@ -139,7 +99,7 @@ struct Point {
 /// bit patterns, which keeps checkpoints small and makes them round-trip bit for bit.
 #[derive(Serialize, Deserialize)]
 struct SavedState {
-    rng: ChaCha8Rng,
+    rng: kit::Rng,
     points: Vec<SavedPoint>,
 }
 
@@ -154,98 +114,13 @@ struct SavedPoint {
 pub struct Tpe {
     space: SpaceDescriptor,
     config: Config,
-    rng: ChaCha8Rng,
+    rng: kit::Rng,
     /// Oldest first.
     points: Vec<Point>,
     /// (trial id, value bits) of every point, so a repeated tell is not counted twice.
     told: HashSet<(u64, Vec<u64>)>,
     /// Value bits of every point, to avoid proposing what the study has already evaluated.
     seen: HashSet<Vec<u64>>,
-}
-
-fn bits(values: &[f64]) -> Vec<u64> {
-    values.iter().map(|v| v.to_bits()).collect()
-}
-
-/// Rounds a float to 12 significant digits. Messages cross the plugin ABI as JSON, and
-/// serde_json's default parser can be one ulp off on long decimals; a 12-digit value reads
-/// back exactly, so the study stores, and tells back, the very value proposed.
-pub fn json_exact(x: f64, low: f64, high: f64) -> f64 {
-    let y: f64 = format!("{x:.11e}").parse().unwrap_or(x);
-    y.clamp(low, high)
-}
-
-/// `values` with every float rounded by `json_exact`.
-fn json_exact_point(space: &SpaceDescriptor, mut values: Vec<f64>) -> Vec<f64> {
-    for (v, c) in values.iter_mut().zip(&space.choices) {
-        if let ChoiceKind::Float { low, high, .. } = c.kind {
-            *v = json_exact(*v, low, high);
-        }
-    }
-    values
-}
-
-/// Draws one value uniformly for a choice (log-uniformly for log-scaled floats).
-pub fn sample_choice(kind: &ChoiceKind, rng: &mut impl Rng) -> f64 {
-    match kind {
-        ChoiceKind::Categorical { options } => rng.random_range(0..options.len()) as f64,
-        ChoiceKind::Integer { low, high } => rng.random_range(*low..=*high) as f64,
-        ChoiceKind::Float { low, high, log } => {
-            if *log {
-                // exp(ln(x)) may land one ulp outside the range.
-                rng.random_range(low.ln()..=high.ln())
-                    .exp()
-                    .clamp(*low, *high)
-            } else {
-                rng.random_range(*low..=*high)
-            }
-        }
-    }
-}
-
-/// The only value of a choice that has one.
-fn fixed_value(kind: &ChoiceKind) -> Option<f64> {
-    match kind {
-        ChoiceKind::Categorical { options } if options.len() == 1 => Some(0.0),
-        ChoiceKind::Integer { low, high } if low == high => Some(*low as f64),
-        ChoiceKind::Float { low, high, .. } if low == high => Some(*low),
-        _ => None,
-    }
-}
-
-/// Rejects choices nothing can be sampled from, so `ask` never panics on them.
-fn check_space(space: &SpaceDescriptor) -> Result<(), String> {
-    for c in &space.choices {
-        let problem = match &c.kind {
-            ChoiceKind::Categorical { options } if options.is_empty() => "has no options",
-            ChoiceKind::Integer { low, high } if low > high => "has low > high",
-            ChoiceKind::Float { low, high, .. } if !(low.is_finite() && high.is_finite()) => {
-                "has a bound that is not finite"
-            }
-            ChoiceKind::Float { low, high, .. } if low > high => "has low > high",
-            ChoiceKind::Float { low, log: true, .. } if *low <= 0.0 => {
-                "is log-scaled but its low bound is not positive"
-            }
-            _ => continue,
-        };
-        return Err(format!("tpe: choice `{}` {problem}", c.name));
-    }
-    Ok(())
-}
-
-/// Discrete values travel as integers, floats as their bits.
-fn encode(kind: &ChoiceKind, v: f64) -> i64 {
-    match kind {
-        ChoiceKind::Float { .. } => v.to_bits() as i64,
-        _ => v as i64,
-    }
-}
-
-fn decode(kind: &ChoiceKind, v: i64) -> f64 {
-    match kind {
-        ChoiceKind::Float { .. } => f64::from_bits(v as u64),
-        _ => v as f64,
-    }
 }
 
 impl Tpe {
@@ -261,9 +136,7 @@ impl Tpe {
     }
 
     fn random_values(&mut self) -> Vec<f64> {
-        (self.space.choices.iter())
-            .map(|c| sample_choice(&c.kind, &mut self.rng))
-            .collect()
+        kit::sample_point(&self.space, &mut self.rng)
     }
 
     /// The good- and bad-group estimators of every choice that can vary.
@@ -333,12 +206,12 @@ impl Tpe {
 
 impl Strategy for Tpe {
     fn new(ctx: StrategyContext) -> Result<Self, PluginError> {
-        let config = Config::from_json(&ctx.config)?;
-        check_space(&ctx.space)?;
+        let config: Config = options::parse_options("tpe", &ctx.config)?;
+        kit::check_space("tpe", &ctx.space)?;
         Ok(Tpe {
             space: ctx.space,
             config,
-            rng: ChaCha8Rng::seed_from_u64(ctx.seed),
+            rng: kit::seeded(ctx.seed),
             points: Vec::new(),
             told: HashSet::new(),
             seen: HashSet::new(),
@@ -414,12 +287,11 @@ impl Strategy for Tpe {
                 })
                 .collect(),
         };
-        Ok(serde_json::to_value(state)?)
+        Ok(kit::save_state("tpe", &state)?)
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), PluginError> {
-        let state: SavedState = serde_json::from_value(state)
-            .map_err(|e| format!("tpe cannot read its saved state: {e}"))?;
+        let state: SavedState = kit::restore_state("tpe", state)?;
         let mut fresh = Tpe {
             space: self.space.clone(),
             config: self.config,

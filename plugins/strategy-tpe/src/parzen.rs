@@ -2,8 +2,8 @@
 //! (prior kernel on, magic clip on, endpoints off).
 
 use nas_plugin::ChoiceKind;
-use rand::Rng;
-use rand_distr::StandardNormal;
+use nas_plugin::kit::rand::Rng;
+use nas_plugin::kit::rand_distr::StandardNormal;
 
 /// Rejection draws before a truncated normal falls back to its clamped mean. Each kernel keeps
 /// at least ~34% of its mass inside the range (mean inside, sigma >= range / 100 ... range),

@@ -1,6 +1,9 @@
 use std::collections::HashMap;
 
-use nas_plugin::{Choice, Direction, Metrics, Objective};
+use nas_plugin::kit::rand::SeedableRng;
+use nas_plugin::kit::rand_chacha::ChaCha8Rng;
+use nas_plugin::kit::sample_choice;
+use nas_plugin::{Choice, ChoiceKind, Direction, Metrics, Objective};
 use serde_json::json;
 
 use super::*;
@@ -540,4 +543,9 @@ fn tpe_beats_random_search_on_a_smooth_float_objective() {
     eprintln!("mean best squared distance over 10 seeds: tpe {tpe}, random {random}");
     // Measured about 20x apart; 5x leaves room for other seeds and platforms.
     assert!(tpe * 5.0 <= random, "tpe {tpe}, random {random}");
+}
+
+#[test]
+fn conforms_to_the_strategy_contract() {
+    nas_plugin::conformance::check::<Tpe>(json!({"startup": 4}));
 }

@@ -1,0 +1,409 @@
+//! A test harness for the [`Strategy`] contract. A strategy crate runs it from its tests:
+//!
+//! ```ignore
+//! #[test]
+//! fn conforms() {
+//!     nas_plugin::conformance::check::<MyStrategy>(serde_json::json!({"population": 8}));
+//! }
+//! ```
+//!
+//! On each of [`sample_spaces`] (categorical, integer, float, log-scaled float, mixed) it
+//! drives the strategy through a small simulated study, as the study engine would (one
+//! observation per `tell`, in proposal order; complete, failed, pruned and infeasible
+//! results; cached duplicates told again; trials of another strategy), and checks:
+//! - `ask(n)` returns at most `n` proposals, each with one in-range value per choice;
+//! - `tell` accepts every observation above;
+//! - `save`, through JSON text, then `restore` into a fresh instance continues with exactly
+//!   the proposals the saved instance makes (and those of an uninterrupted run);
+//! - two instances with the same seed propose the same sequence, and (unless
+//!   [`Harness::ignores_seed`]) another seed proposes a different one on some space.
+//!
+//! It panics with a message naming the space, the round and what went wrong.
+
+use rand::SeedableRng;
+
+use crate::kit;
+use crate::messages::{
+    Choice, ChoiceKind, Direction, Metrics, Objective, Observation, Proposal, SpaceDescriptor,
+    StrategyContext, TrialState,
+};
+use crate::traits::Strategy;
+
+/// The name the simulated study gives the strategy under test (`Observation::proposer`).
+pub const PROPOSER: &str = "under-test";
+
+/// Runs every check with the strategy's `options` (its TOML table as JSON) on every sample
+/// space. Panics on the first failure.
+pub fn check<S: Strategy>(options: serde_json::Value) {
+    Harness::new(options).run::<S>();
+}
+
+/// The checks, with settings for strategies that need them.
+#[derive(Clone, Debug)]
+pub struct Harness {
+    options: serde_json::Value,
+    spaces: Vec<(String, SpaceDescriptor)>,
+    seed_sensitive: bool,
+    rounds: usize,
+}
+
+impl Harness {
+    /// All sample spaces, 24 rounds each.
+    pub fn new(options: serde_json::Value) -> Harness {
+        Harness {
+            options,
+            spaces: sample_spaces(),
+            seed_sensitive: true,
+            rounds: 24,
+        }
+    }
+
+    /// Only these spaces, for a strategy that refuses some kinds of choice.
+    pub fn spaces(mut self, spaces: Vec<(String, SpaceDescriptor)>) -> Harness {
+        self.spaces = spaces;
+        self
+    }
+
+    /// For a deterministic strategy: do not require another seed to change the proposals.
+    pub fn ignores_seed(mut self) -> Harness {
+        self.seed_sensitive = false;
+        self
+    }
+
+    /// Rounds of ask and tell per space (at least 2).
+    pub fn rounds(mut self, rounds: usize) -> Harness {
+        self.rounds = rounds.max(2);
+        self
+    }
+
+    /// Runs the checks; panics on the first failure.
+    pub fn run<S: Strategy>(&self) {
+        let strategy = std::any::type_name::<S>();
+        let mut seed_changed_something = false;
+        for (name, space) in &self.spaces {
+            let at =
+                |what: &str| format!("conformance of `{strategy}` on the {name} space: {what}");
+            let create = |seed: u64| -> S {
+                S::new(context(space, seed, &self.options))
+                    .unwrap_or_else(|e| panic!("{}", at(&format!("`new` failed: {e}"))))
+            };
+
+            let mut first = create(1);
+            let none = first
+                .ask(0)
+                .unwrap_or_else(|e| panic!("{}", at(&format!("ask(0): {e}"))));
+            assert!(none.is_empty(), "{}", at("ask(0) returned proposals"));
+            let reference = Study::new(space).drive(&mut first, self.rounds, &at);
+
+            let mut again = create(1);
+            let repeated = Study::new(space).drive(&mut again, self.rounds, &at);
+            assert_same(
+                &reference,
+                &repeated,
+                0,
+                &at,
+                "a second instance with the same seed",
+            );
+
+            // Save halfway, restore into a fresh instance, and continue both.
+            let half = self.rounds / 2;
+            let mut saved = create(1);
+            let mut study = Study::new(space);
+            study.drive(&mut saved, half, &at);
+            let state = saved
+                .save()
+                .unwrap_or_else(|e| panic!("{}", at(&format!("save: {e}"))));
+            // The study stores the state as JSON text.
+            let text = serde_json::to_string(&state)
+                .unwrap_or_else(|e| panic!("{}", at(&format!("saved state is not JSON: {e}"))));
+            let state: serde_json::Value = serde_json::from_str(&text).expect("JSON reads back");
+            let mut restored = create(1);
+            restored
+                .restore(state)
+                .unwrap_or_else(|e| panic!("{}", at(&format!("restore: {e}"))));
+            let mut study_copy = study.clone();
+            let continued = study.drive(&mut saved, self.rounds - half, &at);
+            let resumed = study_copy.drive(&mut restored, self.rounds - half, &at);
+            assert_same(
+                &reference[half..],
+                &continued,
+                half,
+                &at,
+                "the instance after `save`",
+            );
+            assert_same(
+                &continued,
+                &resumed,
+                half,
+                &at,
+                "a fresh instance after `restore`",
+            );
+
+            let mut other = create(2);
+            let other_seed = Study::new(space).drive(&mut other, self.rounds, &at);
+            seed_changed_something |= other_seed != reference;
+        }
+        if self.seed_sensitive && !self.spaces.is_empty() {
+            assert!(
+                seed_changed_something,
+                "conformance of `{strategy}`: seeds 1 and 2 gave the same proposals on every \
+                 space; a strategy that ignores its seed is checked with `Harness::ignores_seed()`"
+            );
+        }
+    }
+}
+
+/// Named spaces covering every kind of choice, including choices with a single value.
+pub fn sample_spaces() -> Vec<(String, SpaceDescriptor)> {
+    let choice = |name: &str, kind: ChoiceKind| Choice {
+        name: name.into(),
+        kind,
+    };
+    let categorical = |name: &str, n: usize| {
+        choice(
+            name,
+            ChoiceKind::Categorical {
+                options: (0..n).map(|i| format!("op{i}")).collect(),
+            },
+        )
+    };
+    let float = |name: &str, low: f64, high: f64, log: bool| {
+        choice(name, ChoiceKind::Float { low, high, log })
+    };
+    let space = |kind: &str, choices: Vec<Choice>| SpaceDescriptor {
+        kind: kind.into(),
+        choices,
+    };
+    vec![
+        (
+            "categorical".into(),
+            space(
+                "cell",
+                (0..6)
+                    .map(|i| categorical(&format!("edge_{i}"), 5))
+                    .collect(),
+            ),
+        ),
+        (
+            "integer".into(),
+            space(
+                "chain",
+                vec![
+                    choice("depth", ChoiceKind::Integer { low: 1, high: 8 }),
+                    choice("width", ChoiceKind::Integer { low: -3, high: 3 }),
+                    choice("fixed", ChoiceKind::Integer { low: 2, high: 2 }),
+                ],
+            ),
+        ),
+        (
+            "float".into(),
+            space(
+                "chain",
+                vec![
+                    float("dropout", 0.0, 0.5, false),
+                    float("shift", -5.0, 5.0, false),
+                ],
+            ),
+        ),
+        (
+            "log float".into(),
+            space(
+                "chain",
+                vec![
+                    float("lr", 1e-4, 1e-1, true),
+                    float("decay", 1.0, 1000.0, true),
+                ],
+            ),
+        ),
+        (
+            "mixed".into(),
+            space(
+                "chain",
+                vec![
+                    categorical("op", 3),
+                    categorical("only", 1),
+                    choice("layers", ChoiceKind::Integer { low: 1, high: 4 }),
+                    float("lr", 1e-3, 1.0, true),
+                ],
+            ),
+        ),
+    ]
+}
+
+fn context(space: &SpaceDescriptor, seed: u64, options: &serde_json::Value) -> StrategyContext {
+    StrategyContext {
+        space: space.clone(),
+        objectives: vec![Objective {
+            metric: "loss".into(),
+            direction: Direction::Minimize,
+        }],
+        seed,
+        config: options.clone(),
+    }
+}
+
+/// A deterministic simulated study: its answers depend only on what it was asked.
+#[derive(Clone)]
+struct Study {
+    space: SpaceDescriptor,
+    next_id: u64,
+    round: usize,
+    /// Draws the trials of "another strategy".
+    rng: kit::Rng,
+}
+
+impl Study {
+    fn new(space: &SpaceDescriptor) -> Study {
+        Study {
+            space: space.clone(),
+            next_id: 1,
+            round: 0,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed),
+        }
+    }
+
+    /// A smooth, finite loss, so model-based strategies have something to learn.
+    fn loss(&self, values: &[f64]) -> f64 {
+        (self.space.choices.iter().zip(values).enumerate())
+            .map(|(i, (c, &v))| {
+                let x = match &c.kind {
+                    ChoiceKind::Float { log: true, .. } => v.ln(),
+                    _ => v,
+                };
+                (x * 1.7 + i as f64).sin()
+            })
+            .sum()
+    }
+
+    fn observation(
+        &mut self,
+        values: Vec<f64>,
+        fidelity: Option<f64>,
+        proposer: &str,
+    ) -> Observation {
+        let trial_id = self.next_id;
+        self.next_id += 1;
+        let state = match trial_id % 8 {
+            5 => TrialState::Failed,
+            6 => TrialState::Pruned,
+            7 => TrialState::Infeasible,
+            _ => TrialState::Complete,
+        };
+        let (losses, metrics) = if state == TrialState::Complete {
+            let loss = self.loss(&values);
+            (vec![loss], Metrics::from([("loss".to_string(), loss)]))
+        } else {
+            (Vec::new(), Metrics::new())
+        };
+        Observation {
+            trial_id,
+            values,
+            fidelity,
+            state,
+            losses,
+            metrics,
+            proposer: proposer.into(),
+        }
+    }
+
+    /// `rounds` rounds of ask and tell; returns every round's proposals.
+    fn drive<S: Strategy>(
+        &mut self,
+        s: &mut S,
+        rounds: usize,
+        at: &dyn Fn(&str) -> String,
+    ) -> Vec<Vec<Proposal>> {
+        let mut asked = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let round = self.round;
+            self.round += 1;
+            let n = 1 + round % 3;
+            let proposals = s
+                .ask(n)
+                .unwrap_or_else(|e| panic!("{}", at(&format!("round {round}: ask({n}): {e}"))));
+            assert!(
+                proposals.len() <= n,
+                "{}",
+                at(&format!(
+                    "round {round}: ask({n}) returned {} proposals",
+                    proposals.len()
+                ))
+            );
+            for p in &proposals {
+                if let Err(e) = self.space.check(&p.values) {
+                    panic!(
+                        "{}",
+                        at(&format!(
+                            "round {round}: invalid proposal {:?}: {e}",
+                            p.values
+                        ))
+                    );
+                }
+            }
+            let mut told = Vec::new();
+            for p in &proposals {
+                let o = self.observation(p.values.clone(), p.fidelity, PROPOSER);
+                self.tell(s, &o, round, at);
+                told.push(o);
+            }
+            // A cached duplicate: the same trial told again to the strategy that proposed it.
+            if round % 3 == 2
+                && let Some(first) = told.first()
+            {
+                self.tell(s, &first.clone(), round, at);
+            }
+            // A trial of another strategy of the study.
+            if round % 4 == 3 {
+                let values = kit::sample_point(&self.space, &mut self.rng);
+                let o = self.observation(values, None, "another-strategy");
+                self.tell(s, &o, round, at);
+            }
+            asked.push(proposals);
+        }
+        asked
+    }
+
+    fn tell<S: Strategy>(
+        &self,
+        s: &mut S,
+        o: &Observation,
+        round: usize,
+        at: &dyn Fn(&str) -> String,
+    ) {
+        if let Err(e) = s.tell(std::slice::from_ref(o)) {
+            panic!(
+                "{}",
+                at(&format!(
+                    "round {round}: tell of trial {} ({}, proposer `{}`) failed: {e}",
+                    o.trial_id,
+                    o.state.as_str(),
+                    o.proposer
+                ))
+            );
+        }
+    }
+}
+
+/// Proposals compared bit for bit (0.0 and -0.0, or two NaNs, are told apart correctly).
+fn assert_same(
+    expected: &[Vec<Proposal>],
+    found: &[Vec<Proposal>],
+    first_round: usize,
+    at: &dyn Fn(&str) -> String,
+    who: &str,
+) {
+    let key = |p: &Proposal| (kit::bits(&p.values), p.fidelity.map(f64::to_bits));
+    for (i, (e, f)) in expected.iter().zip(found).enumerate() {
+        let (ek, fk): (Vec<_>, Vec<_>) = (e.iter().map(key).collect(), f.iter().map(key).collect());
+        assert!(
+            ek == fk,
+            "{}",
+            at(&format!(
+                "round {}: {who} proposed {:?}, expected {:?}",
+                first_round + i,
+                f.iter().map(|p| &p.values).collect::<Vec<_>>(),
+                e.iter().map(|p| &p.values).collect::<Vec<_>>()
+            ))
+        );
+    }
+}
