@@ -71,13 +71,13 @@ use nas_plugin::abi::PluginKind;
 use nas_plugin::{Direction, Objective};
 use serde::Deserialize;
 
-use crate::config::{self, StudyConfig};
-use crate::plugins;
 use crate::report::bench::{
     Bench, BenchBudget, BenchDataset, BenchMethod, BenchRun, BenchTrial, slug,
 };
-use crate::storage::{Storage, TrialRecord};
-use crate::study::{Observer, Progress, Study};
+use nas_core::config::{self, StudyConfig};
+use nas_core::plugins;
+use nas_core::storage::{Storage, TrialRecord};
+use nas_core::study::{Observer, Progress, Study};
 
 /// Seeds per combination when the suite does not say.
 pub const DEFAULT_SEEDS: usize = 10;
@@ -1028,7 +1028,7 @@ score = { maximize = "test_accuracy" }
         let e = &config.evaluators[0].config;
         assert_eq!(e["dataset"], "cifar100");
         assert_eq!(e["fidelity"], "auto");
-        let crate::space::SpaceConfig::Cell(cell) = &config.space else {
+        let nas_core::space::SpaceConfig::Cell(cell) = &config.space else {
             panic!("a cell space");
         };
         assert_eq!(cell.classes, Some(100));
