@@ -15,9 +15,10 @@ use nas_train::{TrainConfig, Trainer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{FinalConfig, StudyConfig};
+use crate::seeds::derive_seed;
 use crate::space::build_space;
 use crate::storage::Storage;
-use crate::study::{best_trials, derive_seed};
+use crate::study::best_trials;
 
 pub use nas_train::description_path;
 

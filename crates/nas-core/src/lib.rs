@@ -7,6 +7,7 @@ pub mod mix;
 pub mod objectives;
 pub mod pipeline;
 pub mod plugins;
+pub mod seeds;
 pub mod space;
 pub mod storage;
 pub mod study;

@@ -21,6 +21,7 @@ use crate::mix::{Mixer, Slot, Standing};
 use crate::objectives;
 use crate::pipeline::{Pipeline, static_metrics, violation};
 use crate::plugins;
+use crate::seeds::{derive_seed, hash_key};
 use crate::space::{SearchSpace, build_space};
 use crate::storage::{Checkpoint, NewTrial, Outcome, Storage, TrialRecord, now};
 use crate::workers::Workers;
@@ -87,24 +88,6 @@ pub struct Study {
     worker: String,
     runtime: nas_plugin::RuntimeSettings,
     _lock: File,
-}
-
-/// Dedup key: the same network at the same fidelity. A multi-fidelity strategy promoting a
-/// candidate to more epochs is a new evaluation, not a duplicate.
-fn hash_key(hash: &str, fidelity: Option<f64>) -> u64 {
-    let base = u64::from_str_radix(hash.get(..16).unwrap_or(hash), 16).unwrap_or(0);
-    match fidelity {
-        None => base,
-        Some(f) => derive_seed(base, f.to_bits()),
-    }
-}
-
-/// Independent seeds for each strategy from the study seed (splitmix64).
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut z = seed.wrapping_add(stream.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The parts of a config that define what a study is; changing them makes stored results
@@ -303,6 +286,11 @@ impl Study {
 
     pub fn config(&self) -> &StudyConfig {
         &self.config
+    }
+
+    /// What evaluators (and the final phase) run on: provider, threads, resolved library.
+    pub fn runtime(&self) -> &nas_plugin::RuntimeSettings {
+        &self.runtime
     }
 
     /// Rebuilds the in-memory counters (dedup index, budget, phases, best) from storage.
@@ -629,20 +617,6 @@ impl Study {
             .context("trial vanished after insert")?;
         self.submit(&trial, graph)?;
         Ok(Proposed::Trial(id))
-    }
-
-    /// Retrains the best trials and measures them on the test split (`[final]`).
-    pub fn run_final(
-        &mut self,
-        observer: &mut dyn crate::final_phase::FinalObserver,
-    ) -> anyhow::Result<crate::final_phase::FinalReport> {
-        crate::final_phase::run(
-            &self.config,
-            &self.storage,
-            &self.dir,
-            &self.runtime,
-            observer,
-        )
     }
 
     /// Stores a trial that never reaches the evaluators (infeasible, undecodable) and tells
