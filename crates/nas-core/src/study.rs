@@ -14,7 +14,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use nas_plugin::abi::PluginKind;
 use nas_plugin::host::StrategyHandle;
-use nas_plugin::{EvalRequest, Metrics, Observation, SpaceDescriptor, StrategyContext, TrialState};
+use nas_plugin::{
+    EvalRequest, Metrics, Observation, Proposal, RuntimeSettings, SpaceDescriptor, StrategyContext,
+    TrialState,
+};
 
 use crate::config::StudyConfig;
 use crate::mix::{Mixer, Slot, Standing};
@@ -86,7 +89,7 @@ pub struct Study {
     prior_seconds: f64,
     started: Instant,
     worker: String,
-    runtime: nas_plugin::RuntimeSettings,
+    runtime: RuntimeSettings,
     _lock: File,
 }
 
@@ -126,6 +129,140 @@ fn lock(dir: &Path) -> anyhow::Result<File> {
     }
 }
 
+/// One plugin instance per `[[strategy]]`, each with its own seed.
+fn load_strategies(
+    config: &StudyConfig,
+    descriptor: &SpaceDescriptor,
+) -> anyhow::Result<Vec<Phase>> {
+    let mut phases = Vec::new();
+    for (index, spec) in config.strategies.iter().enumerate() {
+        let library = plugins::load(PluginKind::Strategy, &spec.plugin)
+            .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
+        let ctx = StrategyContext {
+            space: descriptor.clone(),
+            objectives: config.objectives.clone(),
+            seed: derive_seed(config.seed, index as u64),
+            config: spec.config.clone(),
+        };
+        let handle = library
+            .create_strategy(&ctx)
+            .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
+        phases.push(Phase {
+            name: library.name.clone(),
+            handle,
+        });
+    }
+    Ok(phases)
+}
+
+/// What evaluators run on. An explicit `ort_library` must exist; otherwise a missing library
+/// only matters to evaluators that need ONNX Runtime, and they report it themselves.
+fn resolve_runtime(config: &StudyConfig) -> anyhow::Result<RuntimeSettings> {
+    let ort = match nas_runtime::locate_library_for(
+        config.runtime.ort_library.as_deref(),
+        &config.runtime.execution_provider,
+    ) {
+        Ok(p) => Some(p.display().to_string()),
+        Err(e) if config.runtime.ort_library.is_some() => return Err(e.into()),
+        Err(_) => None,
+    };
+    Ok(config.runtime.settings(ort))
+}
+
+/// One evaluator pipeline per worker: plugin instances are not shared between threads.
+fn build_pipelines(
+    config: &StudyConfig,
+    runtime: &RuntimeSettings,
+    dir: &Path,
+) -> anyhow::Result<Vec<Pipeline>> {
+    let data = match config.data_config()? {
+        Some(d) => serde_json::to_value(d)?,
+        None => serde_json::Value::Null,
+    };
+    (0..config.runtime.workers)
+        .map(|_| {
+            Pipeline::new(
+                &config.evaluators,
+                &config.constraints,
+                runtime,
+                config.seed,
+                &dir.display().to_string(),
+                &data,
+            )
+        })
+        .collect()
+}
+
+/// A new study records what it is; a stored one must have been created from the same study.
+fn check_identity(storage: &Storage, config: &StudyConfig, dir: &Path) -> anyhow::Result<()> {
+    let identity = identity(config);
+    match storage.meta("identity")? {
+        None => {
+            storage.set_meta("identity", &identity.to_string())?;
+            storage.set_meta("config_path", &config.path.display().to_string())?;
+            storage.set_meta("name", &config.name)?;
+        }
+        Some(stored) => {
+            let stored: serde_json::Value = serde_json::from_str(&stored)?;
+            let changed: Vec<&str> = [
+                "seed",
+                "space",
+                "strategy",
+                "evaluator",
+                "objective",
+                "constraints",
+                "mix",
+                "data",
+            ]
+            .into_iter()
+            .filter(|k| stored.get(k) != identity.get(k))
+            .collect();
+            if !changed.is_empty() {
+                bail!(
+                    "{} holds a study created from a different config (changed: {}); \
+                     only [budget] and [runtime] may change on resume. Use another --study-dir, \
+                     or restore the original config (stored in the study: `nas status {} --config`)",
+                    dir.display(),
+                    changed.join(", "),
+                    dir.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The latest config text (budget and runtime may have changed) and where data is read from.
+fn record_run_settings(storage: &Storage, config: &StudyConfig) -> anyhow::Result<()> {
+    storage.set_meta("config", &config.source)?;
+    if let Some(root) = &config.data_root {
+        storage.set_meta("data_root", &root.display().to_string())?;
+    }
+    Ok(())
+}
+
+/// Resume restores the search, not just the history: each strategy gets its saved state.
+fn restore_checkpoints(storage: &Storage, phases: &mut [Phase]) -> anyhow::Result<()> {
+    for cp in storage.checkpoints()? {
+        let phase = phases.get_mut(cp.strategy_index).with_context(|| {
+            format!(
+                "checkpoint for strategy {} has no [[strategy]]",
+                cp.strategy_index
+            )
+        })?;
+        phase.handle.restore(&cp.state)?;
+    }
+    Ok(())
+}
+
+/// `host:pid`, the owner written on the trials this process claims.
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
 impl Study {
     /// Opens the study directory (creating or resuming) and loads every plugin.
     pub fn open(mut config: StudyConfig, dir: Option<PathBuf>) -> anyhow::Result<Study> {
@@ -135,112 +272,20 @@ impl Study {
         // is touched, so a bad config never alters (or creates) a stored study.
         let space = build_space(&config.resolved_space()?)?;
         let descriptor = space.descriptor().clone();
-        let mut phases = Vec::new();
-        for (index, spec) in config.strategies.iter().enumerate() {
-            let library = plugins::load(PluginKind::Strategy, &spec.plugin)
-                .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
-            let ctx = StrategyContext {
-                space: descriptor.clone(),
-                objectives: config.objectives.clone(),
-                seed: derive_seed(config.seed, index as u64),
-                config: spec.config.clone(),
-            };
-            let handle = library
-                .create_strategy(&ctx)
-                .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
-            phases.push(Phase {
-                name: library.name.clone(),
-                handle,
-            });
-        }
-        // An explicit `ort_library` must exist; otherwise a missing library only matters to
-        // evaluators that need ONNX Runtime, and they report it themselves.
-        let ort = match nas_runtime::locate_library_for(
-            config.runtime.ort_library.as_deref(),
-            &config.runtime.execution_provider,
-        ) {
-            Ok(p) => Some(p.display().to_string()),
-            Err(e) if config.runtime.ort_library.is_some() => return Err(e.into()),
-            Err(_) => None,
-        };
-        let runtime = config.runtime.settings(ort);
-        let data = match config.data_config()? {
-            Some(d) => serde_json::to_value(d)?,
-            None => serde_json::Value::Null,
-        };
-        // One evaluator pipeline per worker: plugin instances are not shared between threads.
-        let pipelines = (0..config.runtime.workers)
-            .map(|_| {
-                Pipeline::new(
-                    &config.evaluators,
-                    &config.constraints,
-                    &runtime,
-                    config.seed,
-                    &dir.display().to_string(),
-                    &data,
-                )
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let runtime_settings = runtime.clone();
+        let mut phases = load_strategies(&config, &descriptor)?;
+        let runtime = resolve_runtime(&config)?;
+        let pipelines = build_pipelines(&config, &runtime, &dir)?;
 
         let storage = Storage::create(&dir)?;
         let lock = lock(&dir)?;
-        let identity = identity(&config);
-        match storage.meta("identity")? {
-            None => {
-                storage.set_meta("identity", &identity.to_string())?;
-                storage.set_meta("config_path", &config.path.display().to_string())?;
-                storage.set_meta("name", &config.name)?;
-            }
-            Some(stored) => {
-                let stored: serde_json::Value = serde_json::from_str(&stored)?;
-                let changed: Vec<&str> = [
-                    "seed",
-                    "space",
-                    "strategy",
-                    "evaluator",
-                    "objective",
-                    "constraints",
-                    "mix",
-                    "data",
-                ]
-                .into_iter()
-                .filter(|k| stored.get(k) != identity.get(k))
-                .collect();
-                if !changed.is_empty() {
-                    bail!(
-                        "{} holds a study created from a different config (changed: {}); \
-                         only [budget] and [runtime] may change on resume. Use another --study-dir, \
-                         or restore the original config (stored in the study: `nas status {} --config`)",
-                        dir.display(),
-                        changed.join(", "),
-                        dir.display()
-                    );
-                }
-            }
-        }
-        // The latest config text (budget and runtime may have changed).
-        storage.set_meta("config", &config.source)?;
-        if let Some(root) = &config.data_root {
-            storage.set_meta("data_root", &root.display().to_string())?;
-        }
-        for cp in storage.checkpoints()? {
-            let phase = phases.get_mut(cp.strategy_index).with_context(|| {
-                format!(
-                    "checkpoint for strategy {} has no [[strategy]]",
-                    cp.strategy_index
-                )
-            })?;
-            phase.handle.restore(&cp.state)?;
-        }
+        check_identity(&storage, &config, &dir)?;
+        record_run_settings(&storage, &config)?;
+        restore_checkpoints(&storage, &mut phases)?;
 
         let prior_seconds = storage
             .meta("study_seconds")?
             .and_then(|s| s.parse().ok())
             .unwrap_or(0.0);
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
         let proposals = storage
             .meta("proposals")?
             .and_then(|v| v.parse().ok())
@@ -266,8 +311,8 @@ impl Study {
             best: None,
             prior_seconds,
             started: Instant::now(),
-            worker: format!("{host}:{}", std::process::id()),
-            runtime: runtime_settings,
+            worker: worker_name(),
+            runtime,
             _lock: lock,
             config,
         };
@@ -289,7 +334,7 @@ impl Study {
     }
 
     /// What evaluators (and the final phase) run on: provider, threads, resolved library.
-    pub fn runtime(&self) -> &nas_plugin::RuntimeSettings {
+    pub fn runtime(&self) -> &RuntimeSettings {
         &self.runtime
     }
 
@@ -508,24 +553,11 @@ impl Study {
         observer: &mut dyn Observer,
         running: bool,
     ) -> anyhow::Result<Proposed> {
-        if let Some(reason) = self.budget_left() {
-            return Ok(Proposed::Stop(reason));
-        }
-        if *fruitless >= MAX_FRUITLESS_PROPOSALS {
-            return Ok(Proposed::Stop(format!(
-                "{fruitless} proposals in a row were duplicates or infeasible; the space is probably exhausted"
-            )));
-        }
-        let Some(index) = self.mixer.pick(&self.slots, self.proposals) else {
-            return Ok(Proposed::Stop(
-                "no strategy has anything more to propose".into(),
-            ));
+        let index = match self.pick_strategy(*fruitless)? {
+            Ok(index) => index,
+            Err(reason) => return Ok(Proposed::Stop(reason)),
         };
-        self.proposals += 1;
-        self.storage
-            .set_meta("proposals", &self.proposals.to_string())?;
-        let proposals = self.phases[index].handle.ask(1)?;
-        let Some(proposal) = proposals.into_iter().next() else {
+        let Some(proposal) = self.ask(index)? else {
             if running {
                 // It may be waiting for running trials (e.g. a rung to fill): ask again later.
                 return Ok(Proposed::Wait);
@@ -539,20 +571,7 @@ impl Study {
             self.slots[index].exhausted = true;
             return Ok(Proposed::Nothing);
         };
-        let name = self.phases[index].name.clone();
-        proposals_len_check(&self.descriptor, &proposal.values, &name)?;
-        let arch = self.space.arch_string(&proposal.values);
-        let mut new = NewTrial {
-            state: TrialState::Pending,
-            strategy: name.clone(),
-            strategy_index: index,
-            values: proposal.values.clone(),
-            arch,
-            hash: String::new(),
-            fidelity: proposal.fidelity,
-            metrics: Metrics::new(),
-            error: None,
-        };
+        let mut new = self.new_trial(index, &proposal)?;
         let graph = match self.space.decode(&proposal.values) {
             Ok(g) => g,
             Err(e) => {
@@ -566,46 +585,117 @@ impl Study {
         };
         new.hash = graph.canonical_hash();
         if let Some(&original) = self.seen.get(&hash_key(&new.hash, new.fidelity)) {
-            // Not evaluated again: the proposer is told the cached result.
-            let cached = self
-                .storage
-                .trial(original)?
-                .context("dedup index points at a missing trial")?;
-            let mut obs = self.observation(&cached);
-            obs.values = proposal.values.clone();
-            obs.proposer = name.clone();
-            if cached.state.is_finished() {
-                self.phases[index].handle.tell(&[obs])?;
-            } else {
-                self.waiting_duplicates
-                    .entry(original)
-                    .or_default()
-                    .push((index, proposal.values.clone()));
-            }
-            let cps = self.checkpoint(&[index])?;
-            self.storage.save_checkpoints(&cps)?;
+            self.answer_duplicate(original, index, &proposal.values)?;
             summary.duplicates += 1;
             *fruitless += 1;
             return Ok(Proposed::Nothing);
         }
-        match static_metrics(&graph) {
-            Ok(m) => new.metrics = m,
-            Err(e) => {
-                new.state = TrialState::Failed;
-                new.error = Some(format!("invalid network: {e}"));
-                self.record_without_evaluation(new, observer)?;
-                *fruitless += 1;
-                return Ok(Proposed::Nothing);
-            }
-        }
-        if let Some(why) = violation(&self.config.constraints, &new.metrics) {
-            new.state = TrialState::Infeasible;
-            new.error = Some(why);
+        if !self.passes_constraints(&graph, &mut new) {
             self.record_without_evaluation(new, observer)?;
             *fruitless += 1;
             return Ok(Proposed::Nothing);
         }
         *fruitless = 0;
+        let id = self.store_and_submit(index, new, graph)?;
+        Ok(Proposed::Trial(id))
+    }
+
+    /// The strategy whose turn it is, or why the study stops proposing.
+    fn pick_strategy(&mut self, fruitless: u64) -> anyhow::Result<Result<usize, String>> {
+        if let Some(reason) = self.budget_left() {
+            return Ok(Err(reason));
+        }
+        if fruitless >= MAX_FRUITLESS_PROPOSALS {
+            return Ok(Err(format!(
+                "{fruitless} proposals in a row were duplicates or infeasible; the space is probably exhausted"
+            )));
+        }
+        let Some(index) = self.mixer.pick(&self.slots, self.proposals) else {
+            return Ok(Err("no strategy has anything more to propose".into()));
+        };
+        Ok(Ok(index))
+    }
+
+    /// One proposal of strategy `index` (none: it has nothing to propose now).
+    fn ask(&mut self, index: usize) -> anyhow::Result<Option<Proposal>> {
+        self.proposals += 1;
+        self.storage
+            .set_meta("proposals", &self.proposals.to_string())?;
+        let proposals = self.phases[index].handle.ask(1)?;
+        Ok(proposals.into_iter().next())
+    }
+
+    /// The trial a valid proposal becomes (hash and metrics still to fill in).
+    fn new_trial(&self, index: usize, proposal: &Proposal) -> anyhow::Result<NewTrial> {
+        let name = self.phases[index].name.clone();
+        proposals_len_check(&self.descriptor, &proposal.values, &name)?;
+        Ok(NewTrial {
+            state: TrialState::Pending,
+            strategy: name,
+            strategy_index: index,
+            values: proposal.values.clone(),
+            arch: self.space.arch_string(&proposal.values),
+            hash: String::new(),
+            fidelity: proposal.fidelity,
+            metrics: Metrics::new(),
+            error: None,
+        })
+    }
+
+    /// A duplicate is not evaluated again: its proposer is told the cached result (once the
+    /// original finishes, if it is still running).
+    fn answer_duplicate(
+        &mut self,
+        original: u64,
+        index: usize,
+        values: &[f64],
+    ) -> anyhow::Result<()> {
+        let cached = self
+            .storage
+            .trial(original)?
+            .context("dedup index points at a missing trial")?;
+        let mut obs = self.observation(&cached);
+        obs.values = values.to_vec();
+        obs.proposer = self.phases[index].name.clone();
+        if cached.state.is_finished() {
+            self.phases[index].handle.tell(&[obs])?;
+        } else {
+            self.waiting_duplicates
+                .entry(original)
+                .or_default()
+                .push((index, values.to_vec()));
+        }
+        let cps = self.checkpoint(&[index])?;
+        self.storage.save_checkpoints(&cps)?;
+        Ok(())
+    }
+
+    /// Fills in the static metrics (params, FLOPs) and checks the hard constraints; a trial
+    /// that fails is marked (invalid network, infeasible) for recording without evaluation.
+    fn passes_constraints(&self, graph: &nas_graph::Graph, new: &mut NewTrial) -> bool {
+        match static_metrics(graph) {
+            Ok(m) => new.metrics = m,
+            Err(e) => {
+                new.state = TrialState::Failed;
+                new.error = Some(format!("invalid network: {e}"));
+                return false;
+            }
+        }
+        if let Some(why) = violation(&self.config.constraints, &new.metrics) {
+            new.state = TrialState::Infeasible;
+            new.error = Some(why);
+            return false;
+        }
+        true
+    }
+
+    /// Stores a new trial with its proposer's checkpoint and hands it to the workers.
+    fn store_and_submit(
+        &mut self,
+        index: usize,
+        new: NewTrial,
+        graph: nas_graph::Graph,
+    ) -> anyhow::Result<u64> {
         let cps = self.checkpoint(&[index])?;
         let id = self.storage.insert_trial(&new, &cps)?;
         self.seen.insert(hash_key(&new.hash, new.fidelity), id);
@@ -616,7 +706,7 @@ impl Study {
             .trial(id)?
             .context("trial vanished after insert")?;
         self.submit(&trial, graph)?;
-        Ok(Proposed::Trial(id))
+        Ok(id)
     }
 
     /// Stores a trial that never reaches the evaluators (infeasible, undecodable) and tells
