@@ -90,6 +90,8 @@ pub struct Study {
     started: Instant,
     worker: String,
     runtime: RuntimeSettings,
+    /// Spans of the trials in evaluation: evaluation and storing a trial log in its span.
+    spans: HashMap<u64, tracing::Span>,
     _lock: File,
 }
 
@@ -251,6 +253,11 @@ fn restore_checkpoints(storage: &Storage, phases: &mut [Phase]) -> anyhow::Resul
             )
         })?;
         phase.handle.restore(&cp.state)?;
+        tracing::info!(
+            strategy = %cp.name,
+            index = cp.strategy_index,
+            "strategy state restored from its checkpoint"
+        );
     }
     Ok(())
 }
@@ -313,10 +320,19 @@ impl Study {
             started: Instant::now(),
             worker: worker_name(),
             runtime,
+            spans: HashMap::new(),
             _lock: lock,
             config,
         };
         study.replay_history()?;
+        if study.proposals > 0 {
+            tracing::info!(
+                dir = %study.dir.display(),
+                evaluated = study.evaluated,
+                proposals = study.proposals,
+                "resuming the study"
+            );
+        }
         Ok(study)
     }
 
@@ -492,6 +508,11 @@ impl Study {
         let mut in_flight: std::collections::VecDeque<u64> = Default::default();
         // Trials a killed process left behind are evaluated first, with their stored choices.
         for t in self.storage.unfinished()? {
+            tracing::info!(
+                trial = t.id,
+                strategy = %t.strategy,
+                "re-running a trial left unfinished by an earlier run"
+            );
             observer.note(&format!(
                 "re-running trial {} left unfinished by an earlier run",
                 t.id
@@ -527,6 +548,7 @@ impl Study {
                     Proposed::Nothing => {}
                     Proposed::Wait => break,
                     Proposed::Stop(reason) => {
+                        tracing::info!(%reason, "the study stops proposing");
                         summary.stop_reason = reason;
                         stopped = true;
                     }
@@ -564,6 +586,10 @@ impl Study {
             }
             // With nothing running, an empty ask means the strategy is done: the others (or
             // the next phase) take over.
+            tracing::info!(
+                strategy = %self.phases[index].name,
+                "strategy exhausted: it has nothing more to propose"
+            );
             observer.note(&format!(
                 "strategy `{}` has nothing more to propose",
                 self.phases[index].name
@@ -654,6 +680,12 @@ impl Study {
             .storage
             .trial(original)?
             .context("dedup index points at a missing trial")?;
+        tracing::debug!(
+            original,
+            proposer = %self.phases[index].name,
+            finished = cached.state.is_finished(),
+            "duplicate proposal answered from the stored trial"
+        );
         let mut obs = self.observation(&cached);
         obs.values = values.to_vec();
         obs.proposer = self.phases[index].name.clone();
@@ -717,6 +749,13 @@ impl Study {
         observer: &mut dyn Observer,
     ) -> anyhow::Result<()> {
         let id = self.storage.insert_trial(&new, &[])?;
+        tracing::debug!(
+            trial = id,
+            strategy = %new.strategy,
+            state = ?new.state,
+            error = ?new.error,
+            "recorded without evaluation"
+        );
         self.seen.insert(hash_key(&new.hash, new.fidelity), id);
         let trial = self
             .storage
@@ -731,16 +770,21 @@ impl Study {
 
     /// Claims a stored trial and hands it to the workers.
     fn submit(&mut self, trial: &TrialRecord, graph: nas_graph::Graph) -> anyhow::Result<()> {
-        self.storage
-            .claim(trial.id, &self.worker, now() + LEASE_SECONDS)?;
-        self.workers.submit(EvalRequest {
+        let span = tracing::info_span!("trial", id = trial.id, strategy = %trial.strategy);
+        span.in_scope(|| {
+            self.storage
+                .claim(trial.id, &self.worker, now() + LEASE_SECONDS)
+        })?;
+        self.spans.insert(trial.id, span.clone());
+        let request = EvalRequest {
             trial_id: trial.id,
             values: trial.values.clone(),
             arch: trial.arch.clone(),
             graph,
             fidelity: trial.fidelity,
             metrics: trial.metrics.clone(),
-        })
+        };
+        self.workers.submit(request, span)
     }
 
     /// Records an evaluated trial; a pipeline that cannot produce the objective stops the
@@ -793,6 +837,8 @@ impl Study {
         outcome: Outcome,
         observer: &mut dyn Observer,
     ) -> anyhow::Result<()> {
+        let span = self.spans.remove(&id).unwrap_or_else(tracing::Span::none);
+        let _entered = span.enter();
         let mut trial = self.storage.trial(id)?.context("trial vanished")?;
         trial.state = outcome.state;
         trial.metrics = outcome.metrics.clone();
@@ -811,6 +857,7 @@ impl Study {
         let cps = told;
         let seconds = self.study_seconds();
         self.storage.finish(id, &outcome, &cps, seconds)?;
+        tracing::debug!(state = ?outcome.state, "trial stored");
         let trial = self.storage.trial(id)?.context("trial vanished")?;
         self.account_finished(&trial);
         observer.trial_finished(&trial, &self.progress());
