@@ -575,7 +575,7 @@ impl Study {
         observer: &mut dyn Observer,
         running: bool,
     ) -> anyhow::Result<Proposed> {
-        let index = match self.pick_strategy(*fruitless)? {
+        let index = match self.pick_strategy(*fruitless) {
             Ok(index) => index,
             Err(reason) => return Ok(Proposed::Stop(reason)),
         };
@@ -616,7 +616,7 @@ impl Study {
             *fruitless += 1;
             return Ok(Proposed::Nothing);
         }
-        if !self.passes_constraints(&graph, &mut new) {
+        if !self.passes_static_checks(&graph, &mut new) {
             self.record_without_evaluation(new, observer)?;
             *fruitless += 1;
             return Ok(Proposed::Nothing);
@@ -627,19 +627,18 @@ impl Study {
     }
 
     /// The strategy whose turn it is, or why the study stops proposing.
-    fn pick_strategy(&mut self, fruitless: u64) -> anyhow::Result<Result<usize, String>> {
+    fn pick_strategy(&self, fruitless: u64) -> Result<usize, String> {
         if let Some(reason) = self.budget_left() {
-            return Ok(Err(reason));
+            return Err(reason);
         }
         if fruitless >= MAX_FRUITLESS_PROPOSALS {
-            return Ok(Err(format!(
+            return Err(format!(
                 "{fruitless} proposals in a row were duplicates or infeasible; the space is probably exhausted"
-            )));
+            ));
         }
-        let Some(index) = self.mixer.pick(&self.slots, self.proposals) else {
-            return Ok(Err("no strategy has anything more to propose".into()));
-        };
-        Ok(Ok(index))
+        self.mixer
+            .pick(&self.slots, self.proposals)
+            .ok_or_else(|| "no strategy has anything more to propose".into())
     }
 
     /// One proposal of strategy `index` (none: it has nothing to propose now).
@@ -704,7 +703,7 @@ impl Study {
 
     /// Fills in the static metrics (params, FLOPs) and checks the hard constraints; a trial
     /// that fails is marked (invalid network, infeasible) for recording without evaluation.
-    fn passes_constraints(&self, graph: &nas_graph::Graph, new: &mut NewTrial) -> bool {
+    fn passes_static_checks(&self, graph: &nas_graph::Graph, new: &mut NewTrial) -> bool {
         match static_metrics(graph) {
             Ok(m) => new.metrics = m,
             Err(e) => {
