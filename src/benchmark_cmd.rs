@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use nas_core::benchmark::{self, BenchObserver, Options, Suite};
-use nas_core::report::bench::BenchRun;
+use nas_bench::benchmark::{self, BenchObserver, Options, Suite};
+use nas_bench::report::bench::BenchRun;
 
 /// Prints one line per finished study (at most a few per second on big suites).
 struct Printer {

@@ -50,7 +50,13 @@ pub fn search(
         eprintln!("strategies: {}", shares.join(", "));
     }
     if study.config().final_phase.is_some() {
-        study.run_final(&mut progress)?;
+        final_phase::run(
+            study.config(),
+            study.storage(),
+            study.dir(),
+            study.runtime(),
+            &mut progress,
+        )?;
     }
     drop(study);
     best(&dir, false, 1)
@@ -202,7 +208,7 @@ pub fn export(dir: &Path, trial_id: u64, output: &Path) -> anyhow::Result<()> {
         .decode(&trial.values)
         .with_context(|| format!("cannot decode trial {trial_id}"))?;
     // Until candidates are trained, the exported weights are the He initialisation.
-    let weights = Weights::he_init(&graph, nas_core::study::derive_seed(config.seed, trial_id))?;
+    let weights = Weights::he_init(&graph, nas_core::seeds::derive_seed(config.seed, trial_id))?;
     let options = ExportOptions::default();
     let bytes = export_inference(&graph, &weights, &options)?;
     // Replaced in one step: a failed write (full disk) keeps the previous file whole.

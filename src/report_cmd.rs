@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 pub fn report(study_dir: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let written = nas_core::report::write_study_report(study_dir, out.as_deref())?;
+    let written = nas_bench::report::write_study_report(study_dir, out.as_deref())?;
     println!(
         "report of {} in {}:",
         study_dir.display(),

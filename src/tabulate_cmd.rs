@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use nas_bench::tabulate;
 use nas_core::config;
 use nas_core::space::build_space;
 use nas_core::study::{Study, open_stored};
-use nas_core::tabulate;
 use nas_table::Table;
 
 use crate::progress::SearchProgress;

@@ -254,7 +254,7 @@ maximize = "val_accuracy"
         .map(|(i, r)| (r.hash.as_str(), i))
         .collect();
     let mut expected: Vec<HashSet<String>> = vec![HashSet::new(); rows.len()];
-    for values in nas_core::tabulate::enumerate(space.descriptor()).unwrap() {
+    for values in nas_bench::tabulate::enumerate(space.descriptor()).unwrap() {
         let hash = space.decode(&values).unwrap().canonical_hash();
         if let Some(&i) = rows.get(hash.as_str()) {
             expected[i].insert(space.arch_string(&values));
@@ -313,7 +313,7 @@ fn the_shipped_digits_table_covers_its_whole_space() {
     let space = build_space(&resolved).unwrap();
     let index = table.index();
     assert_eq!(index.by_arch.len(), 15625, "every cell listed exactly once");
-    for values in nas_core::tabulate::enumerate(space.descriptor()).unwrap() {
+    for values in nas_bench::tabulate::enumerate(space.descriptor()).unwrap() {
         let arch = space.arch_string(&values);
         let row = &table.rows[index.by_arch[arch.as_str()]];
         assert_eq!(

@@ -3,10 +3,9 @@
 //! next to the same network in PyTorch when `python3` can import torch.
 //!
 //! Our side is crates/nas-train/examples/bench_train.rs (release build); PyTorch's is
-//! xtask/bench/torch_reference.py. Each prints one line of flat JSON; this task compares
+//! xtask/bench/torch_reference.py. Each prints one line of JSON; this task compares
 //! them and writes results/bench-train/summary.md.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -41,172 +40,55 @@ impl Options {
     }
 }
 
-/// A value of a flat JSON object.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Json {
-    Num(f64),
-    Str(String),
-    Bool(bool),
-    Null,
+/// The figures a benchmark program prints: one JSON object.
+pub type Figures = serde_json::Map<String, serde_json::Value>;
+
+/// Parses the JSON object a benchmark program prints.
+pub fn parse_figures(text: &str) -> Result<Figures> {
+    serde_json::from_str(&non_finite_as_null(text)).context("expected one JSON object")
 }
 
-pub type Figures = BTreeMap<String, Json>;
-
-/// Parses a flat JSON object (string keys; number, string, boolean or null values), which is
-/// all the two benchmark programs print.
-pub fn parse_flat_json(text: &str) -> Result<Figures> {
-    let mut p = Parser {
-        s: text.trim().as_bytes(),
-        i: 0,
-    };
-    let mut out = Figures::new();
-    p.expect(b'{')?;
-    p.ws();
-    if p.peek() == Some(b'}') {
-        p.i += 1;
-    } else {
-        loop {
-            p.ws();
-            let key = p.string()?;
-            p.ws();
-            p.expect(b':')?;
-            p.ws();
-            let value = p.value()?;
-            out.insert(key, value);
-            p.ws();
-            match p.next() {
-                Some(b',') => continue,
-                Some(b'}') => break,
-                _ => bail!("expected `,` or `}}` at byte {} of {text:?}", p.i),
+/// Python's `json` writes `NaN` and `Infinity` for non-finite floats, which JSON does not
+/// have; they carry no figure, so they are read as `null`.
+fn non_finite_as_null(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !in_string
+            && let Some(word) = ["-Infinity", "Infinity", "NaN"]
+                .into_iter()
+                .find(|w| rest.starts_with(w))
+        {
+            out.push_str("null");
+            rest = &rest[word.len()..];
+            continue;
+        }
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
             }
+        } else if c == '"' {
+            in_string = true;
         }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
-    p.ws();
-    if p.i != p.s.len() {
-        bail!(
-            "unexpected text after the object at byte {} of {text:?}",
-            p.i
-        );
-    }
-    Ok(out)
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let c = self.peek();
-        self.i += usize::from(c.is_some());
-        c
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Result<()> {
-        if self.next() != Some(c) {
-            bail!(
-                "expected `{}` at byte {}",
-                c as char,
-                self.i.saturating_sub(1)
-            );
-        }
-        Ok(())
-    }
-
-    fn string(&mut self) -> Result<String> {
-        self.expect(b'"')?;
-        let mut out = Vec::new();
-        loop {
-            match self.next() {
-                None => bail!("unterminated string"),
-                Some(b'"') => break,
-                Some(b'\\') => match self.next() {
-                    Some(b'"') => out.push(b'"'),
-                    Some(b'\\') => out.push(b'\\'),
-                    Some(b'/') => out.push(b'/'),
-                    Some(b'n') => out.push(b'\n'),
-                    Some(b't') => out.push(b'\t'),
-                    Some(b'r') => out.push(b'\r'),
-                    Some(b'b') => out.push(8),
-                    Some(b'f') => out.push(12),
-                    Some(b'u') => {
-                        let hex = self
-                            .s
-                            .get(self.i..self.i + 4)
-                            .and_then(|h| std::str::from_utf8(h).ok())
-                            .and_then(|h| u32::from_str_radix(h, 16).ok())
-                            .context("bad \\u escape")?;
-                        self.i += 4;
-                        let c = char::from_u32(hex).unwrap_or(char::REPLACEMENT_CHARACTER);
-                        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-                    }
-                    _ => bail!("bad escape in a string at byte {}", self.i),
-                },
-                Some(c) => out.push(c),
-            }
-        }
-        String::from_utf8(out).context("a string is not UTF-8")
-    }
-
-    fn value(&mut self) -> Result<Json> {
-        match self.peek() {
-            Some(b'"') => Ok(Json::Str(self.string()?)),
-            Some(b't') => self.word("true", Json::Bool(true)),
-            Some(b'f') => self.word("false", Json::Bool(false)),
-            Some(b'n') => self.word("null", Json::Null),
-            // Python's json writes these for non-finite floats.
-            Some(b'N') => self.word("NaN", Json::Num(f64::NAN)),
-            Some(b'I') => self.word("Infinity", Json::Num(f64::INFINITY)),
-            _ => {
-                let start = self.i;
-                while matches!(
-                    self.peek(),
-                    Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-                ) {
-                    self.i += 1;
-                }
-                let text = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
-                let v: f64 = text
-                    .parse()
-                    .with_context(|| format!("expected a value at byte {start}"))?;
-                Ok(Json::Num(v))
-            }
-        }
-    }
-
-    fn word(&mut self, w: &str, v: Json) -> Result<Json> {
-        if self.s[self.i..].starts_with(w.as_bytes()) {
-            self.i += w.len();
-            Ok(v)
-        } else {
-            bail!("expected a value at byte {}", self.i)
-        }
-    }
+    out
 }
 
 fn num(f: &Figures, key: &str) -> Option<f64> {
-    match f.get(key) {
-        Some(Json::Num(v)) if v.is_finite() => Some(*v),
-        _ => None,
-    }
+    f.get(key)?.as_f64().filter(|v| v.is_finite())
 }
 
 fn text(f: &Figures, key: &str) -> Option<String> {
-    match f.get(key) {
-        Some(Json::Str(s)) => Some(s.clone()),
-        Some(Json::Bool(b)) => Some(b.to_string()),
-        Some(Json::Num(v)) => Some(v.to_string()),
+    match f.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Number(n) => n.as_f64().map(|v| v.to_string()),
         _ => None,
     }
 }
@@ -230,7 +112,7 @@ fn run_json(cmd: &mut Command) -> Result<Figures> {
         .map(str::trim)
         .find(|l| l.starts_with('{'))
         .with_context(|| format!("{line} printed no JSON line; its stdout was:\n{stdout}"))?;
-    parse_flat_json(json).with_context(|| format!("cannot read the figures of {line}"))
+    parse_figures(json).with_context(|| format!("cannot read the figures of {line}"))
 }
 
 /// Whether `python3` can import torch; the error's last line when not.
@@ -509,28 +391,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_flat_json() {
-        let f = parse_flat_json(
-            r#" {"a": 1.5, "b": -2e-3, "s": "x\"y\\z\u00e9", "t": true, "f": false, "n": null, "nan": NaN} "#,
+    fn parses_the_figures_python_and_rust_print() {
+        let f = parse_figures(
+            r#" {"a": 1.5, "b": -2e-3, "s": "x\"y\\zNaN\u00e9", "t": true, "f": false, "n": null, "nan": NaN, "inf": -Infinity} "#,
         )
         .unwrap();
-        assert_eq!(f["a"], Json::Num(1.5));
-        assert_eq!(f["b"], Json::Num(-2e-3));
-        assert_eq!(f["s"], Json::Str("x\"y\\zé".into()));
-        assert_eq!(f["t"], Json::Bool(true));
-        assert_eq!(f["f"], Json::Bool(false));
-        assert_eq!(f["n"], Json::Null);
-        assert!(matches!(f["nan"], Json::Num(v) if v.is_nan()));
-        assert!(parse_flat_json("{}").unwrap().is_empty());
-        assert!(parse_flat_json(r#"{"a": 1"#).is_err());
-        assert!(parse_flat_json(r#"{"a": [1]}"#).is_err());
-        assert!(parse_flat_json(r#"{"a": 1} x"#).is_err());
+        assert_eq!(num(&f, "a"), Some(1.5));
+        assert_eq!(num(&f, "b"), Some(-2e-3));
+        assert_eq!(text(&f, "s").unwrap(), "x\"y\\zNaNé");
+        assert_eq!(text(&f, "t").unwrap(), "true");
+        assert_eq!(text(&f, "f").unwrap(), "false");
+        assert_eq!(f["n"], serde_json::Value::Null);
+        assert_eq!(f["nan"], serde_json::Value::Null);
+        assert_eq!(num(&f, "inf"), None);
+        assert!(parse_figures("{}").unwrap().is_empty());
+        assert!(parse_figures(r#"{"a": 1"#).is_err());
+        assert!(parse_figures(r#"[1]"#).is_err());
+        assert!(parse_figures(r#"{"a": 1} x"#).is_err());
     }
 
     fn figures(pairs: &[(&str, f64)]) -> Figures {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), Json::Num(*v)))
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
             .collect()
     }
 
@@ -580,7 +463,7 @@ mod tests {
             ("infer_ms_median", 6.4),
             ("infer_img_s", 20_000.0),
         ]);
-        torch.insert("torch_version".into(), Json::Str("2.9.0".into()));
+        torch.insert("torch_version".into(), "2.9.0".into());
         let s = summarize(&OPTS, &ours, Ok(&torch), &machine);
         assert!(s.contains("PyTorch 2.9.0"), "{s}");
         assert!(

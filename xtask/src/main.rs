@@ -33,7 +33,9 @@ enum Task {
         #[arg(long)]
         gpu: bool,
     },
-    /// Provision ONNX Runtime, then run `cargo test --workspace [ARGS...]` with ORT_DYLIB_PATH set.
+    /// Check formatting (`cargo fmt --all --check`) and lints (`cargo clippy --workspace
+    /// --all-targets -- -D warnings`), provision ONNX Runtime, then run `cargo test --workspace
+    /// [ARGS...]` with ORT_DYLIB_PATH set.
     Test {
         /// Passed on to `cargo test`, e.g. `-- --nocapture`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -137,6 +139,41 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Formatting and lints, checked before the tests (CI runs `cargo xtask test`): each check
+/// with what to run to fix what it found.
+const STYLE_CHECKS: [(&[&str], &str); 2] = [
+    (
+        &["fmt", "--all", "--check"],
+        "the code is not formatted as `cargo fmt` formats it (the diff is above): run `cargo fmt --all`",
+    ),
+    (
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        "clippy found the problems listed above: fix them, then check with \
+         `cargo clippy --workspace --all-targets -- -D warnings`",
+    ),
+];
+
+fn check_style(root: &Path) -> Result<()> {
+    for (args, fix) in STYLE_CHECKS {
+        eprintln!("cargo {}", args.join(" "));
+        let status = cargo(root)
+            .args(args)
+            .status()
+            .with_context(|| format!("cannot run `cargo {}`", args.join(" ")))?;
+        if !status.success() {
+            bail!("`cargo {}` failed: {fix}", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
 /// Provisions the CPU runtime and returns the library path, announcing it on stderr.
 pub fn provision_cpu(target: &Path) -> Result<PathBuf> {
     let p = ort::provision(target, false)?;
@@ -159,6 +196,7 @@ fn main() -> Result<ExitCode> {
         }
         Task::Test { args: _ } => {
             let args = passthrough(&std::env::args().collect::<Vec<_>>());
+            check_style(&root)?;
             let library = provision_cpu(&target)?;
             // The end-to-end tests load plugins from the build's target folder: build every
             // library first, so they never load a stale one (`cargo test` alone leaves the

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use nas_data::DataConfig;
 
-use crate::space::{CellSpaceConfig, ChainSpaceConfig, SPACE_KINDS, SpaceConfig};
+use crate::space::{self, SpaceConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -234,10 +234,7 @@ impl StudyConfig {
     /// The space with `input` and `classes` taken from the dataset where the config omits them
     /// (loading the dataset only in that case).
     pub fn resolved_space(&self) -> Result<SpaceConfig, ConfigError> {
-        let (input, classes) = match &self.space {
-            SpaceConfig::Cell(c) => (&c.input, &c.classes),
-            SpaceConfig::Chain(c) => (&c.input, &c.classes),
-        };
+        let (input, classes) = self.space.io();
         match (self.data_config()?, input.is_some() && classes.is_some()) {
             (Some(data), false) => {
                 let loaded = nas_data::load(&data, self.seed).map_err(|e| ConfigError::Whole {
@@ -256,11 +253,7 @@ impl StudyConfig {
 
 /// The `[space]` table as JSON (stored with the study and compared on resume).
 pub fn space_json(space: &SpaceConfig) -> serde_json::Value {
-    match space {
-        SpaceConfig::Cell(c) => serde_json::to_value(c),
-        SpaceConfig::Chain(c) => serde_json::to_value(c),
-    }
-    .expect("space configs serialize")
+    space.to_json()
 }
 
 // ---- raw serde shapes -------------------------------------------------------------------
@@ -270,7 +263,9 @@ pub fn space_json(space: &SpaceConfig) -> serde_json::Value {
 struct RawFile<S> {
     study: RawStudy,
     budget: RawBudget,
-    space: S,
+    /// Read by its kind's parser (`space::SpaceKind::parse`); here it only has to be there.
+    #[serde(rename = "space")]
+    _space: S,
     #[serde(default)]
     strategy: Vec<Spanned<toml::Table>>,
     mix: Option<Spanned<RawMix>>,
@@ -440,16 +435,10 @@ pub fn parse(path: &Path, text: &str) -> Result<StudyConfig, ConfigError> {
         .and_then(|s| s.get("kind"))
         .and_then(|k| k.as_str())
         .map(str::to_string);
-    let expected = SPACE_KINDS.join(" | ");
+    let expected = space::kind_names().join(" | ");
     match kind.as_deref() {
-        Some("cell") => {
-            let raw: RawFile<CellSpaceConfig> = toml::from_str(text).map_err(|e| loc.toml(e))?;
-            let space = SpaceConfig::Cell(raw.space.clone());
-            finish(&loc, raw, space)
-        }
-        Some("chain") => {
-            let raw: RawFile<ChainSpaceConfig> = toml::from_str(text).map_err(|e| loc.toml(e))?;
-            let space = SpaceConfig::Chain(raw.space.clone());
+        Some(name) if let Some(kind) = space::find_kind(name) => {
+            let (raw, space) = read_tables(text, kind).map_err(|e| loc.toml(e))?;
             finish(&loc, raw, space)
         }
         Some(other) => {
@@ -465,6 +454,26 @@ pub fn parse(path: &Path, text: &str) -> Result<StudyConfig, ConfigError> {
             Err(loc.whole(format!(
                 "missing `[space]` table with `kind = \"...\"` (one of: {expected})"
             )))
+        }
+    }
+}
+
+/// Reads the file's tables: `[space]` as its kind's config, the others into [`RawFile`].
+/// When both have a mistake, the one earlier in the file is reported.
+fn read_tables(
+    text: &str,
+    kind: &space::SpaceKind,
+) -> Result<(RawFile<serde::de::IgnoredAny>, SpaceConfig), toml::de::Error> {
+    match (toml::from_str(text), (kind.parse)(text)) {
+        (Ok(raw), Ok(space)) => Ok((raw, space)),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        (Err(rest), Err(space)) => {
+            let start = |e: &toml::de::Error| e.span().map_or(usize::MAX, |s| s.start);
+            Err(if start(&space) < start(&rest) {
+                space
+            } else {
+                rest
+            })
         }
     }
 }

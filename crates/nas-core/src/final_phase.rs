@@ -15,9 +15,10 @@ use nas_train::retrain::{Candidate, RetrainObserver, RetrainPlan};
 use nas_train::{TrainConfig, TrainTable};
 
 use crate::config::{FinalConfig, StudyConfig};
+use crate::seeds::derive_seed;
 use crate::space::build_space;
 use crate::storage::Storage;
-use crate::study::{best_trials, derive_seed};
+use crate::study::best_trials;
 
 pub use nas_train::description_path;
 pub use nas_train::retrain::{EnsembleResult, FinalMember, FinalReport, resolve_model};

@@ -1,6 +1,5 @@
 //! Study configuration, search spaces, the search loop, storage and the plugin host.
 
-pub mod benchmark;
 pub mod config;
 pub mod evaluate;
 pub mod final_phase;
@@ -8,9 +7,8 @@ pub mod mix;
 pub mod objectives;
 pub mod pipeline;
 pub mod plugins;
-pub mod report;
+pub mod seeds;
 pub mod space;
 pub mod storage;
 pub mod study;
-pub mod tabulate;
 pub mod workers;

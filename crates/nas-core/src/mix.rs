@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 use crate::config::{MixConfig, MixMode, Until};
-use crate::study::derive_seed;
+use crate::seeds::derive_seed;
 
 /// What the mixer knows about one strategy.
 #[derive(Clone, Debug)]

@@ -268,6 +268,13 @@ impl Storage {
                 params![id as i64, worker, lease_expires, now()],
             )
             .map_err(|e| self.sql(e))?;
+        tracing::debug!(
+            trial = id,
+            worker,
+            lease_expires,
+            claimed = n == 1,
+            "trial claimed with a lease"
+        );
         Ok(n == 1)
     }
 

@@ -14,13 +14,17 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use nas_plugin::abi::PluginKind;
 use nas_plugin::host::StrategyHandle;
-use nas_plugin::{EvalRequest, Metrics, Observation, SpaceDescriptor, StrategyContext, TrialState};
+use nas_plugin::{
+    EvalRequest, Metrics, Observation, Proposal, RuntimeSettings, SpaceDescriptor, StrategyContext,
+    TrialState,
+};
 
 use crate::config::StudyConfig;
 use crate::mix::{Mixer, Slot, Standing};
 use crate::objectives;
 use crate::pipeline::{Pipeline, static_metrics, violation};
 use crate::plugins;
+use crate::seeds::{derive_seed, hash_key};
 use crate::space::{SearchSpace, build_space};
 use crate::storage::{Checkpoint, NewTrial, Outcome, Storage, TrialRecord, now};
 use crate::workers::Workers;
@@ -85,26 +89,10 @@ pub struct Study {
     prior_seconds: f64,
     started: Instant,
     worker: String,
-    runtime: nas_plugin::RuntimeSettings,
+    runtime: RuntimeSettings,
+    /// Spans of the trials in evaluation: evaluation and storing a trial log in its span.
+    spans: HashMap<u64, tracing::Span>,
     _lock: File,
-}
-
-/// Dedup key: the same network at the same fidelity. A multi-fidelity strategy promoting a
-/// candidate to more epochs is a new evaluation, not a duplicate.
-fn hash_key(hash: &str, fidelity: Option<f64>) -> u64 {
-    let base = u64::from_str_radix(hash.get(..16).unwrap_or(hash), 16).unwrap_or(0);
-    match fidelity {
-        None => base,
-        Some(f) => derive_seed(base, f.to_bits()),
-    }
-}
-
-/// Independent seeds for each strategy from the study seed (splitmix64).
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut z = seed.wrapping_add(stream.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The parts of a config that define what a study is; changing them makes stored results
@@ -143,6 +131,145 @@ fn lock(dir: &Path) -> anyhow::Result<File> {
     }
 }
 
+/// One plugin instance per `[[strategy]]`, each with its own seed.
+fn load_strategies(
+    config: &StudyConfig,
+    descriptor: &SpaceDescriptor,
+) -> anyhow::Result<Vec<Phase>> {
+    let mut phases = Vec::new();
+    for (index, spec) in config.strategies.iter().enumerate() {
+        let library = plugins::load(PluginKind::Strategy, &spec.plugin)
+            .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
+        let ctx = StrategyContext {
+            space: descriptor.clone(),
+            objectives: config.objectives.clone(),
+            seed: derive_seed(config.seed, index as u64),
+            config: spec.config.clone(),
+        };
+        let handle = library
+            .create_strategy(&ctx)
+            .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
+        phases.push(Phase {
+            name: library.name.clone(),
+            handle,
+        });
+    }
+    Ok(phases)
+}
+
+/// What evaluators run on. An explicit `ort_library` must exist; otherwise a missing library
+/// only matters to evaluators that need ONNX Runtime, and they report it themselves.
+fn resolve_runtime(config: &StudyConfig) -> anyhow::Result<RuntimeSettings> {
+    let ort = match nas_runtime::locate_library_for(
+        config.runtime.ort_library.as_deref(),
+        &config.runtime.execution_provider,
+    ) {
+        Ok(p) => Some(p.display().to_string()),
+        Err(e) if config.runtime.ort_library.is_some() => return Err(e.into()),
+        Err(_) => None,
+    };
+    Ok(config.runtime.settings(ort))
+}
+
+/// One evaluator pipeline per worker: plugin instances are not shared between threads.
+fn build_pipelines(
+    config: &StudyConfig,
+    runtime: &RuntimeSettings,
+    dir: &Path,
+) -> anyhow::Result<Vec<Pipeline>> {
+    let data = match config.data_config()? {
+        Some(d) => serde_json::to_value(d)?,
+        None => serde_json::Value::Null,
+    };
+    (0..config.runtime.workers)
+        .map(|_| {
+            Pipeline::new(
+                &config.evaluators,
+                &config.constraints,
+                runtime,
+                config.seed,
+                &dir.display().to_string(),
+                &data,
+            )
+        })
+        .collect()
+}
+
+/// A new study records what it is; a stored one must have been created from the same study.
+fn check_identity(storage: &Storage, config: &StudyConfig, dir: &Path) -> anyhow::Result<()> {
+    let identity = identity(config);
+    match storage.meta("identity")? {
+        None => {
+            storage.set_meta("identity", &identity.to_string())?;
+            storage.set_meta("config_path", &config.path.display().to_string())?;
+            storage.set_meta("name", &config.name)?;
+        }
+        Some(stored) => {
+            let stored: serde_json::Value = serde_json::from_str(&stored)?;
+            let changed: Vec<&str> = [
+                "seed",
+                "space",
+                "strategy",
+                "evaluator",
+                "objective",
+                "constraints",
+                "mix",
+                "data",
+            ]
+            .into_iter()
+            .filter(|k| stored.get(k) != identity.get(k))
+            .collect();
+            if !changed.is_empty() {
+                bail!(
+                    "{} holds a study created from a different config (changed: {}); \
+                     only [budget] and [runtime] may change on resume. Use another --study-dir, \
+                     or restore the original config (stored in the study: `nas status {} --config`)",
+                    dir.display(),
+                    changed.join(", "),
+                    dir.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The latest config text (budget and runtime may have changed) and where data is read from.
+fn record_run_settings(storage: &Storage, config: &StudyConfig) -> anyhow::Result<()> {
+    storage.set_meta("config", &config.source)?;
+    if let Some(root) = &config.data_root {
+        storage.set_meta("data_root", &root.display().to_string())?;
+    }
+    Ok(())
+}
+
+/// Resume restores the search, not just the history: each strategy gets its saved state.
+fn restore_checkpoints(storage: &Storage, phases: &mut [Phase]) -> anyhow::Result<()> {
+    for cp in storage.checkpoints()? {
+        let phase = phases.get_mut(cp.strategy_index).with_context(|| {
+            format!(
+                "checkpoint for strategy {} has no [[strategy]]",
+                cp.strategy_index
+            )
+        })?;
+        phase.handle.restore(&cp.state)?;
+        tracing::info!(
+            strategy = %cp.name,
+            index = cp.strategy_index,
+            "strategy state restored from its checkpoint"
+        );
+    }
+    Ok(())
+}
+
+/// `host:pid`, the owner written on the trials this process claims.
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
 impl Study {
     /// Opens the study directory (creating or resuming) and loads every plugin.
     pub fn open(mut config: StudyConfig, dir: Option<PathBuf>) -> anyhow::Result<Study> {
@@ -152,112 +279,20 @@ impl Study {
         // is touched, so a bad config never alters (or creates) a stored study.
         let space = build_space(&config.resolved_space()?)?;
         let descriptor = space.descriptor().clone();
-        let mut phases = Vec::new();
-        for (index, spec) in config.strategies.iter().enumerate() {
-            let library = plugins::load(PluginKind::Strategy, &spec.plugin)
-                .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
-            let ctx = StrategyContext {
-                space: descriptor.clone(),
-                objectives: config.objectives.clone(),
-                seed: derive_seed(config.seed, index as u64),
-                config: spec.config.clone(),
-            };
-            let handle = library
-                .create_strategy(&ctx)
-                .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
-            phases.push(Phase {
-                name: library.name.clone(),
-                handle,
-            });
-        }
-        // An explicit `ort_library` must exist; otherwise a missing library only matters to
-        // evaluators that need ONNX Runtime, and they report it themselves.
-        let ort = match nas_runtime::locate_library_for(
-            config.runtime.ort_library.as_deref(),
-            &config.runtime.execution_provider,
-        ) {
-            Ok(p) => Some(p.display().to_string()),
-            Err(e) if config.runtime.ort_library.is_some() => return Err(e.into()),
-            Err(_) => None,
-        };
-        let runtime = config.runtime.settings(ort);
-        let data = match config.data_config()? {
-            Some(d) => serde_json::to_value(d)?,
-            None => serde_json::Value::Null,
-        };
-        // One evaluator pipeline per worker: plugin instances are not shared between threads.
-        let pipelines = (0..config.runtime.workers)
-            .map(|_| {
-                Pipeline::new(
-                    &config.evaluators,
-                    &config.constraints,
-                    &runtime,
-                    config.seed,
-                    &dir.display().to_string(),
-                    &data,
-                )
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let runtime_settings = runtime.clone();
+        let mut phases = load_strategies(&config, &descriptor)?;
+        let runtime = resolve_runtime(&config)?;
+        let pipelines = build_pipelines(&config, &runtime, &dir)?;
 
         let storage = Storage::create(&dir)?;
         let lock = lock(&dir)?;
-        let identity = identity(&config);
-        match storage.meta("identity")? {
-            None => {
-                storage.set_meta("identity", &identity.to_string())?;
-                storage.set_meta("config_path", &config.path.display().to_string())?;
-                storage.set_meta("name", &config.name)?;
-            }
-            Some(stored) => {
-                let stored: serde_json::Value = serde_json::from_str(&stored)?;
-                let changed: Vec<&str> = [
-                    "seed",
-                    "space",
-                    "strategy",
-                    "evaluator",
-                    "objective",
-                    "constraints",
-                    "mix",
-                    "data",
-                ]
-                .into_iter()
-                .filter(|k| stored.get(k) != identity.get(k))
-                .collect();
-                if !changed.is_empty() {
-                    bail!(
-                        "{} holds a study created from a different config (changed: {}); \
-                         only [budget] and [runtime] may change on resume. Use another --study-dir, \
-                         or restore the original config (stored in the study: `nas status {} --config`)",
-                        dir.display(),
-                        changed.join(", "),
-                        dir.display()
-                    );
-                }
-            }
-        }
-        // The latest config text (budget and runtime may have changed).
-        storage.set_meta("config", &config.source)?;
-        if let Some(root) = &config.data_root {
-            storage.set_meta("data_root", &root.display().to_string())?;
-        }
-        for cp in storage.checkpoints()? {
-            let phase = phases.get_mut(cp.strategy_index).with_context(|| {
-                format!(
-                    "checkpoint for strategy {} has no [[strategy]]",
-                    cp.strategy_index
-                )
-            })?;
-            phase.handle.restore(&cp.state)?;
-        }
+        check_identity(&storage, &config, &dir)?;
+        record_run_settings(&storage, &config)?;
+        restore_checkpoints(&storage, &mut phases)?;
 
         let prior_seconds = storage
             .meta("study_seconds")?
             .and_then(|s| s.parse().ok())
             .unwrap_or(0.0);
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
         let proposals = storage
             .meta("proposals")?
             .and_then(|v| v.parse().ok())
@@ -283,12 +318,21 @@ impl Study {
             best: None,
             prior_seconds,
             started: Instant::now(),
-            worker: format!("{host}:{}", std::process::id()),
-            runtime: runtime_settings,
+            worker: worker_name(),
+            runtime,
+            spans: HashMap::new(),
             _lock: lock,
             config,
         };
         study.replay_history()?;
+        if study.proposals > 0 {
+            tracing::info!(
+                dir = %study.dir.display(),
+                evaluated = study.evaluated,
+                proposals = study.proposals,
+                "resuming the study"
+            );
+        }
         Ok(study)
     }
 
@@ -303,6 +347,11 @@ impl Study {
 
     pub fn config(&self) -> &StudyConfig {
         &self.config
+    }
+
+    /// What evaluators (and the final phase) run on: provider, threads, resolved library.
+    pub fn runtime(&self) -> &RuntimeSettings {
+        &self.runtime
     }
 
     /// Rebuilds the in-memory counters (dedup index, budget, phases, best) from storage.
@@ -459,6 +508,11 @@ impl Study {
         let mut in_flight: std::collections::VecDeque<u64> = Default::default();
         // Trials a killed process left behind are evaluated first, with their stored choices.
         for t in self.storage.unfinished()? {
+            tracing::info!(
+                trial = t.id,
+                strategy = %t.strategy,
+                "re-running a trial left unfinished by an earlier run"
+            );
             observer.note(&format!(
                 "re-running trial {} left unfinished by an earlier run",
                 t.id
@@ -494,6 +548,7 @@ impl Study {
                     Proposed::Nothing => {}
                     Proposed::Wait => break,
                     Proposed::Stop(reason) => {
+                        tracing::info!(%reason, "the study stops proposing");
                         summary.stop_reason = reason;
                         stopped = true;
                     }
@@ -520,30 +575,21 @@ impl Study {
         observer: &mut dyn Observer,
         running: bool,
     ) -> anyhow::Result<Proposed> {
-        if let Some(reason) = self.budget_left() {
-            return Ok(Proposed::Stop(reason));
-        }
-        if *fruitless >= MAX_FRUITLESS_PROPOSALS {
-            return Ok(Proposed::Stop(format!(
-                "{fruitless} proposals in a row were duplicates or infeasible; the space is probably exhausted"
-            )));
-        }
-        let Some(index) = self.mixer.pick(&self.slots, self.proposals) else {
-            return Ok(Proposed::Stop(
-                "no strategy has anything more to propose".into(),
-            ));
+        let index = match self.pick_strategy(*fruitless) {
+            Ok(index) => index,
+            Err(reason) => return Ok(Proposed::Stop(reason)),
         };
-        self.proposals += 1;
-        self.storage
-            .set_meta("proposals", &self.proposals.to_string())?;
-        let proposals = self.phases[index].handle.ask(1)?;
-        let Some(proposal) = proposals.into_iter().next() else {
+        let Some(proposal) = self.ask(index)? else {
             if running {
                 // It may be waiting for running trials (e.g. a rung to fill): ask again later.
                 return Ok(Proposed::Wait);
             }
             // With nothing running, an empty ask means the strategy is done: the others (or
             // the next phase) take over.
+            tracing::info!(
+                strategy = %self.phases[index].name,
+                "strategy exhausted: it has nothing more to propose"
+            );
             observer.note(&format!(
                 "strategy `{}` has nothing more to propose",
                 self.phases[index].name
@@ -551,20 +597,7 @@ impl Study {
             self.slots[index].exhausted = true;
             return Ok(Proposed::Nothing);
         };
-        let name = self.phases[index].name.clone();
-        proposals_len_check(&self.descriptor, &proposal.values, &name)?;
-        let arch = self.space.arch_string(&proposal.values);
-        let mut new = NewTrial {
-            state: TrialState::Pending,
-            strategy: name.clone(),
-            strategy_index: index,
-            values: proposal.values.clone(),
-            arch,
-            hash: String::new(),
-            fidelity: proposal.fidelity,
-            metrics: Metrics::new(),
-            error: None,
-        };
+        let mut new = self.new_trial(index, &proposal)?;
         let graph = match self.space.decode(&proposal.values) {
             Ok(g) => g,
             Err(e) => {
@@ -578,46 +611,122 @@ impl Study {
         };
         new.hash = graph.canonical_hash();
         if let Some(&original) = self.seen.get(&hash_key(&new.hash, new.fidelity)) {
-            // Not evaluated again: the proposer is told the cached result.
-            let cached = self
-                .storage
-                .trial(original)?
-                .context("dedup index points at a missing trial")?;
-            let mut obs = self.observation(&cached);
-            obs.values = proposal.values.clone();
-            obs.proposer = name.clone();
-            if cached.state.is_finished() {
-                self.phases[index].handle.tell(&[obs])?;
-            } else {
-                self.waiting_duplicates
-                    .entry(original)
-                    .or_default()
-                    .push((index, proposal.values.clone()));
-            }
-            let cps = self.checkpoint(&[index])?;
-            self.storage.save_checkpoints(&cps)?;
+            self.answer_duplicate(original, index, &proposal.values)?;
             summary.duplicates += 1;
             *fruitless += 1;
             return Ok(Proposed::Nothing);
         }
-        match static_metrics(&graph) {
-            Ok(m) => new.metrics = m,
-            Err(e) => {
-                new.state = TrialState::Failed;
-                new.error = Some(format!("invalid network: {e}"));
-                self.record_without_evaluation(new, observer)?;
-                *fruitless += 1;
-                return Ok(Proposed::Nothing);
-            }
-        }
-        if let Some(why) = violation(&self.config.constraints, &new.metrics) {
-            new.state = TrialState::Infeasible;
-            new.error = Some(why);
+        if !self.passes_static_checks(&graph, &mut new) {
             self.record_without_evaluation(new, observer)?;
             *fruitless += 1;
             return Ok(Proposed::Nothing);
         }
         *fruitless = 0;
+        let id = self.store_and_submit(index, new, graph)?;
+        Ok(Proposed::Trial(id))
+    }
+
+    /// The strategy whose turn it is, or why the study stops proposing.
+    fn pick_strategy(&self, fruitless: u64) -> Result<usize, String> {
+        if let Some(reason) = self.budget_left() {
+            return Err(reason);
+        }
+        if fruitless >= MAX_FRUITLESS_PROPOSALS {
+            return Err(format!(
+                "{fruitless} proposals in a row were duplicates or infeasible; the space is probably exhausted"
+            ));
+        }
+        self.mixer
+            .pick(&self.slots, self.proposals)
+            .ok_or_else(|| "no strategy has anything more to propose".into())
+    }
+
+    /// One proposal of strategy `index` (none: it has nothing to propose now).
+    fn ask(&mut self, index: usize) -> anyhow::Result<Option<Proposal>> {
+        self.proposals += 1;
+        self.storage
+            .set_meta("proposals", &self.proposals.to_string())?;
+        let proposals = self.phases[index].handle.ask(1)?;
+        Ok(proposals.into_iter().next())
+    }
+
+    /// The trial a valid proposal becomes (hash and metrics still to fill in).
+    fn new_trial(&self, index: usize, proposal: &Proposal) -> anyhow::Result<NewTrial> {
+        let name = self.phases[index].name.clone();
+        proposals_len_check(&self.descriptor, &proposal.values, &name)?;
+        Ok(NewTrial {
+            state: TrialState::Pending,
+            strategy: name,
+            strategy_index: index,
+            values: proposal.values.clone(),
+            arch: self.space.arch_string(&proposal.values),
+            hash: String::new(),
+            fidelity: proposal.fidelity,
+            metrics: Metrics::new(),
+            error: None,
+        })
+    }
+
+    /// A duplicate is not evaluated again: its proposer is told the cached result (once the
+    /// original finishes, if it is still running).
+    fn answer_duplicate(
+        &mut self,
+        original: u64,
+        index: usize,
+        values: &[f64],
+    ) -> anyhow::Result<()> {
+        let cached = self
+            .storage
+            .trial(original)?
+            .context("dedup index points at a missing trial")?;
+        tracing::debug!(
+            original,
+            proposer = %self.phases[index].name,
+            finished = cached.state.is_finished(),
+            "duplicate proposal answered from the stored trial"
+        );
+        let mut obs = self.observation(&cached);
+        obs.values = values.to_vec();
+        obs.proposer = self.phases[index].name.clone();
+        if cached.state.is_finished() {
+            self.phases[index].handle.tell(&[obs])?;
+        } else {
+            self.waiting_duplicates
+                .entry(original)
+                .or_default()
+                .push((index, values.to_vec()));
+        }
+        let cps = self.checkpoint(&[index])?;
+        self.storage.save_checkpoints(&cps)?;
+        Ok(())
+    }
+
+    /// Fills in the static metrics (params, FLOPs) and checks the hard constraints; a trial
+    /// that fails is marked (invalid network, infeasible) for recording without evaluation.
+    fn passes_static_checks(&self, graph: &nas_graph::Graph, new: &mut NewTrial) -> bool {
+        match static_metrics(graph) {
+            Ok(m) => new.metrics = m,
+            Err(e) => {
+                new.state = TrialState::Failed;
+                new.error = Some(format!("invalid network: {e}"));
+                return false;
+            }
+        }
+        if let Some(why) = violation(&self.config.constraints, &new.metrics) {
+            new.state = TrialState::Infeasible;
+            new.error = Some(why);
+            return false;
+        }
+        true
+    }
+
+    /// Stores a new trial with its proposer's checkpoint and hands it to the workers.
+    fn store_and_submit(
+        &mut self,
+        index: usize,
+        new: NewTrial,
+        graph: nas_graph::Graph,
+    ) -> anyhow::Result<u64> {
         let cps = self.checkpoint(&[index])?;
         let id = self.storage.insert_trial(&new, &cps)?;
         self.seen.insert(hash_key(&new.hash, new.fidelity), id);
@@ -628,21 +737,7 @@ impl Study {
             .trial(id)?
             .context("trial vanished after insert")?;
         self.submit(&trial, graph)?;
-        Ok(Proposed::Trial(id))
-    }
-
-    /// Retrains the best trials and measures them on the test split (`[final]`).
-    pub fn run_final(
-        &mut self,
-        observer: &mut dyn crate::final_phase::FinalObserver,
-    ) -> anyhow::Result<crate::final_phase::FinalReport> {
-        crate::final_phase::run(
-            &self.config,
-            &self.storage,
-            &self.dir,
-            &self.runtime,
-            observer,
-        )
+        Ok(id)
     }
 
     /// Stores a trial that never reaches the evaluators (infeasible, undecodable) and tells
@@ -653,6 +748,13 @@ impl Study {
         observer: &mut dyn Observer,
     ) -> anyhow::Result<()> {
         let id = self.storage.insert_trial(&new, &[])?;
+        tracing::debug!(
+            trial = id,
+            strategy = %new.strategy,
+            state = ?new.state,
+            error = ?new.error,
+            "recorded without evaluation"
+        );
         self.seen.insert(hash_key(&new.hash, new.fidelity), id);
         let trial = self
             .storage
@@ -667,16 +769,21 @@ impl Study {
 
     /// Claims a stored trial and hands it to the workers.
     fn submit(&mut self, trial: &TrialRecord, graph: nas_graph::Graph) -> anyhow::Result<()> {
-        self.storage
-            .claim(trial.id, &self.worker, now() + LEASE_SECONDS)?;
-        self.workers.submit(EvalRequest {
+        let span = tracing::info_span!("trial", id = trial.id, strategy = %trial.strategy);
+        span.in_scope(|| {
+            self.storage
+                .claim(trial.id, &self.worker, now() + LEASE_SECONDS)
+        })?;
+        self.spans.insert(trial.id, span.clone());
+        let request = EvalRequest {
             trial_id: trial.id,
             values: trial.values.clone(),
             arch: trial.arch.clone(),
             graph,
             fidelity: trial.fidelity,
             metrics: trial.metrics.clone(),
-        })
+        };
+        self.workers.submit(request, span)
     }
 
     /// Records an evaluated trial; a pipeline that cannot produce the objective stops the
@@ -729,6 +836,8 @@ impl Study {
         outcome: Outcome,
         observer: &mut dyn Observer,
     ) -> anyhow::Result<()> {
+        let span = self.spans.remove(&id).unwrap_or_else(tracing::Span::none);
+        let _entered = span.enter();
         let mut trial = self.storage.trial(id)?.context("trial vanished")?;
         trial.state = outcome.state;
         trial.metrics = outcome.metrics.clone();
@@ -747,6 +856,7 @@ impl Study {
         let cps = told;
         let seconds = self.study_seconds();
         self.storage.finish(id, &outcome, &cps, seconds)?;
+        tracing::debug!(state = ?outcome.state, "trial stored");
         let trial = self.storage.trial(id)?.context("trial vanished")?;
         self.account_finished(&trial);
         observer.trial_finished(&trial, &self.progress());

@@ -11,18 +11,22 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use nas_plugin::EvalRequest;
+use tracing::Span;
 
 use crate::pipeline::Pipeline;
 use crate::storage::Outcome;
+
+/// A trial to evaluate, with its span (log events of the evaluation are reported in it).
+type Job = (EvalRequest, Span);
 
 pub enum Workers {
     /// One worker: the trial is evaluated on the calling thread when its result is needed.
     Inline {
         pipeline: Pipeline,
-        queued: HashMap<u64, EvalRequest>,
+        queued: HashMap<u64, Job>,
     },
     Threads {
-        jobs: Option<Sender<EvalRequest>>,
+        jobs: Option<Sender<Job>>,
         results: Receiver<(u64, Outcome)>,
         done: HashMap<u64, Outcome>,
         handles: Vec<JoinHandle<()>>,
@@ -37,7 +41,7 @@ impl Workers {
                 queued: HashMap::new(),
             };
         }
-        let (job_tx, job_rx) = channel::<EvalRequest>();
+        let (job_tx, job_rx) = channel::<Job>();
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
         let (result_tx, results) = channel();
         let handles = pipelines
@@ -52,9 +56,10 @@ impl Workers {
                         loop {
                             // The lock is held only while taking the next job.
                             let job = jobs.lock().expect("job queue").recv();
-                            let Ok(request) = job else { break };
+                            let Ok((request, span)) = job else { break };
                             let id = request.trial_id;
-                            if results.send((id, pipeline.run(request))).is_err() {
+                            let outcome = evaluate(&mut pipeline, request, &span);
+                            if results.send((id, outcome)).is_err() {
                                 break;
                             }
                         }
@@ -70,16 +75,17 @@ impl Workers {
         }
     }
 
-    pub fn submit(&mut self, request: EvalRequest) -> anyhow::Result<()> {
+    /// Queues a trial; `span` is the trial's span, entered while it is evaluated.
+    pub fn submit(&mut self, request: EvalRequest, span: Span) -> anyhow::Result<()> {
         match self {
             Workers::Inline { queued, .. } => {
-                queued.insert(request.trial_id, request);
+                queued.insert(request.trial_id, (request, span));
                 Ok(())
             }
             Workers::Threads { jobs, .. } => jobs
                 .as_ref()
                 .context("workers already stopped")?
-                .send(request)
+                .send((request, span))
                 .context("every worker thread has stopped"),
         }
     }
@@ -88,8 +94,8 @@ impl Workers {
     pub fn wait(&mut self, id: u64) -> anyhow::Result<Outcome> {
         match self {
             Workers::Inline { pipeline, queued } => {
-                let request = queued.remove(&id).context("trial was never submitted")?;
-                Ok(pipeline.run(request))
+                let (request, span) = queued.remove(&id).context("trial was never submitted")?;
+                Ok(evaluate(pipeline, request, &span))
             }
             Workers::Threads { results, done, .. } => loop {
                 if let Some(outcome) = done.remove(&id) {
@@ -102,6 +108,16 @@ impl Workers {
             },
         }
     }
+}
+
+/// Runs the pipeline on one trial inside the trial's span.
+fn evaluate(pipeline: &mut Pipeline, request: EvalRequest, span: &Span) -> Outcome {
+    span.in_scope(|| {
+        tracing::debug!("evaluating");
+        let outcome = pipeline.run(request);
+        tracing::debug!(state = ?outcome.state, error = ?outcome.error, "evaluated");
+        outcome
+    })
 }
 
 impl Drop for Workers {

@@ -78,6 +78,22 @@ impl CellSpaceConfig {
     }
 }
 
+impl super::KindConfig for CellSpaceConfig {
+    const KIND: &'static str = KIND;
+
+    fn io(&self) -> (&Option<Vec<usize>>, &Option<usize>) {
+        (&self.input, &self.classes)
+    }
+
+    fn io_mut(&mut self) -> (&mut Option<Vec<usize>>, &mut Option<usize>) {
+        (&mut self.input, &mut self.classes)
+    }
+
+    fn build(&self) -> Result<Box<dyn SearchSpace>, SpaceError> {
+        Ok(Box::new(CellSpace::new(self)?))
+    }
+}
+
 /// The NB201 space for one config.
 #[derive(Clone, Debug)]
 pub struct CellSpace {

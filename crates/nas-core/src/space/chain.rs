@@ -199,6 +199,22 @@ impl ChainSpaceConfig {
     }
 }
 
+impl super::KindConfig for ChainSpaceConfig {
+    const KIND: &'static str = KIND;
+
+    fn io(&self) -> (&Option<Vec<usize>>, &Option<usize>) {
+        (&self.input, &self.classes)
+    }
+
+    fn io_mut(&mut self) -> (&mut Option<Vec<usize>>, &mut Option<usize>) {
+        (&mut self.input, &mut self.classes)
+    }
+
+    fn build(&self) -> Result<Box<dyn SearchSpace>, SpaceError> {
+        Ok(Box::new(ChainSpace::new(self)?))
+    }
+}
+
 /// Resolved options of one stage; `options[f]` follows [`FIELDS`].
 #[derive(Clone, Debug)]
 struct StageOptions {

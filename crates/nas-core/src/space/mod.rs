@@ -3,20 +3,92 @@
 //! A space is configured by the `[space]` table of a study file. Its `kind` selects the
 //! config struct ([`CellSpaceConfig`], [`ChainSpaceConfig`]); [`build_space`] checks the
 //! knobs and returns a [`SearchSpace`], whose descriptor is all that strategies see.
+//!
+//! Adding a kind: a module here whose config struct implements [`KindConfig`], and one line in
+//! the `space_kinds!` registry below. The study config, its checks on resume and the CLI
+//! find the kind through the registry.
 
 mod cell;
 mod chain;
 
 use nas_graph::{Graph, GraphError};
 use nas_plugin::SpaceDescriptor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use cell::{
     CellSpace, CellSpaceConfig, NB201_EDGES, NB201_OPS, nb201_arch_string, parse_nb201_arch,
 };
 pub use chain::{Activation, ChainSpace, ChainSpaceConfig, ChainStage};
 
-/// The `kind` values a `[space]` table may have.
-pub const SPACE_KINDS: &[&str] = &["cell", "chain"];
+/// Declares the kinds: the [`SpaceConfig`] enum, its dispatch to each kind's [`KindConfig`],
+/// and [`SPACE_KINDS`].
+macro_rules! space_kinds {
+    ($($(#[$doc:meta])* $variant:ident($config:ty)),+ $(,)?) => {
+        /// The `[space]` table, one variant per kind.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum SpaceConfig {
+            $($(#[$doc])* $variant($config),)+
+        }
+
+        $(impl From<$config> for SpaceConfig {
+            fn from(config: $config) -> SpaceConfig {
+                SpaceConfig::$variant(config)
+            }
+        })+
+
+        /// Every space kind, in the order messages list them.
+        pub const SPACE_KINDS: &[SpaceKind] = &[$(SpaceKind {
+            name: <$config as KindConfig>::KIND,
+            parse: parse_kind::<$config>,
+        },)+];
+
+        impl SpaceConfig {
+            /// The space kind (`cell`, `chain`, ...).
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(SpaceConfig::$variant(_) => <$config as KindConfig>::KIND,)+
+                }
+            }
+
+            /// `input` and `classes` as the config gives them (`None`: from the dataset).
+            pub fn io(&self) -> (&Option<Vec<usize>>, &Option<usize>) {
+                match self {
+                    $(SpaceConfig::$variant(c) => c.io(),)+
+                }
+            }
+
+            fn io_mut(&mut self) -> (&mut Option<Vec<usize>>, &mut Option<usize>) {
+                match self {
+                    $(SpaceConfig::$variant(c) => c.io_mut(),)+
+                }
+            }
+
+            /// The table as JSON (stored with a study and compared on resume).
+            pub fn to_json(&self) -> serde_json::Value {
+                match self {
+                    $(SpaceConfig::$variant(c) => serde_json::to_value(c),)+
+                }
+                .expect("space configs serialize")
+            }
+
+            /// Checks the knobs and builds the space.
+            fn build(&self) -> Result<Box<dyn SearchSpace>, SpaceError> {
+                match self {
+                    $(SpaceConfig::$variant(c) => c.build(),)+
+                }
+            }
+        }
+    };
+}
+
+// The registry of space kinds: one line per kind, `Variant(ConfigStruct)`.
+space_kinds! {
+    /// `kind = "cell"`: the NAS-Bench-201 cell.
+    Cell(CellSpaceConfig),
+    /// `kind = "chain"`: a MobileNet-like chain of stages.
+    Chain(ChainSpaceConfig),
+}
 
 /// Input shape `[C, H, W]` used when neither the config nor the dataset gives one.
 pub const DEFAULT_INPUT: [usize; 3] = [3, 32, 32];
@@ -38,7 +110,7 @@ pub trait SearchSpace: Send + Sync {
 /// What is wrong with a space config, a choice vector or an architecture string.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SpaceError {
-    #[error("unknown space kind `{kind}`; set `[space] kind` to one of: {}", SPACE_KINDS.join(", "))]
+    #[error("unknown space kind `{kind}`; set `[space] kind` to one of: {}", kind_names().join(", "))]
     UnknownKind { kind: String },
     #[error("[space] (kind = \"{kind}\"): `{field}` {reason}")]
     Config {
@@ -67,37 +139,59 @@ pub enum SpaceError {
     },
 }
 
-/// The `[space]` table, one variant per kind.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SpaceConfig {
-    Cell(CellSpaceConfig),
-    Chain(ChainSpaceConfig),
+/// What the engine needs of a kind's `[space]` config struct.
+pub trait KindConfig: Serialize + DeserializeOwned + Into<SpaceConfig> {
+    /// The `kind = "..."` value.
+    const KIND: &'static str;
+    /// `input` and `classes` as the config gives them (`None`: from the dataset).
+    fn io(&self) -> (&Option<Vec<usize>>, &Option<usize>);
+    fn io_mut(&mut self) -> (&mut Option<Vec<usize>>, &mut Option<usize>);
+    /// Checks the knobs and builds the space.
+    fn build(&self) -> Result<Box<dyn SearchSpace>, SpaceError>;
+}
+
+/// One entry of the registry.
+pub struct SpaceKind {
+    /// The `kind = "..."` value.
+    pub name: &'static str,
+    /// Reads the `[space]` table out of a whole study file, strictly (unknown keys are
+    /// errors); error spans point into that text, so messages keep their line and column.
+    pub parse: fn(file_text: &str) -> Result<SpaceConfig, toml::de::Error>,
+}
+
+/// The `[space]` table of a study file read as kind `C` (the other tables are not looked at).
+fn parse_kind<C: KindConfig>(file_text: &str) -> Result<SpaceConfig, toml::de::Error> {
+    #[derive(serde::Deserialize)]
+    struct File<C> {
+        space: C,
+    }
+    let file: File<C> = toml::from_str(file_text)?;
+    Ok(file.space.into())
+}
+
+/// The registry entry of a `kind` value.
+pub fn find_kind(name: &str) -> Option<&'static SpaceKind> {
+    SPACE_KINDS.iter().find(|k| k.name == name)
+}
+
+/// The `kind` values a `[space]` table may have.
+pub fn kind_names() -> Vec<&'static str> {
+    SPACE_KINDS.iter().map(|k| k.name).collect()
 }
 
 impl SpaceConfig {
-    /// The space kind (`cell`, `chain`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SpaceConfig::Cell(_) => "cell",
-            SpaceConfig::Chain(_) => "chain",
-        }
-    }
-
     /// Fills `input` and `classes` from the dataset where the config left them out.
-    pub fn with_data_defaults(self, input: &[usize], classes: usize) -> SpaceConfig {
-        match self {
-            SpaceConfig::Cell(c) => SpaceConfig::Cell(c.with_data_defaults(input, classes)),
-            SpaceConfig::Chain(c) => SpaceConfig::Chain(c.with_data_defaults(input, classes)),
-        }
+    pub fn with_data_defaults(mut self, input: &[usize], classes: usize) -> SpaceConfig {
+        let (own_input, own_classes) = self.io_mut();
+        own_input.get_or_insert_with(|| input.to_vec());
+        own_classes.get_or_insert(classes);
+        self
     }
 }
 
 /// Checks a space config and builds the space.
 pub fn build_space(config: &SpaceConfig) -> Result<Box<dyn SearchSpace>, SpaceError> {
-    match config {
-        SpaceConfig::Cell(c) => Ok(Box::new(CellSpace::new(c)?)),
-        SpaceConfig::Chain(c) => Ok(Box::new(ChainSpace::new(c)?)),
-    }
+    config.build()
 }
 
 /// The config's `kind` must name the struct it was parsed into.
@@ -105,7 +199,7 @@ fn check_kind(expected: &'static str, kind: &str) -> Result<(), SpaceError> {
     if kind == expected {
         return Ok(());
     }
-    if SPACE_KINDS.contains(&kind) {
+    if find_kind(kind).is_some() {
         return Err(config_error(
             expected,
             "kind",
@@ -170,4 +264,69 @@ fn checked(kind: &'static str, graph: Graph) -> Result<Graph, SpaceError> {
         .validate()
         .map_err(|source| SpaceError::Graph { kind, source })?;
     Ok(graph)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config;
+
+    /// A study file without its `[space]` table (10 lines).
+    const REST: &str = "[study]\nname = \"t\"\n[budget]\ntrials = 1\n[[strategy]]\nplugin = \"random\"\n[[evaluator]]\nplugin = \"cost\"\n[objective]\nminimize = \"params\"\n";
+
+    #[test]
+    fn every_registered_kind_reads_builds_and_stores_its_table() {
+        for kind in SPACE_KINDS {
+            let text = format!("{REST}[space]\nkind = \"{}\"\n", kind.name);
+            let config = config::parse(Path::new("s.toml"), &text).unwrap();
+            assert_eq!(config.space.kind(), kind.name);
+            assert_eq!(config.space.to_json()["kind"], kind.name);
+            build_space(&config.space).unwrap();
+            let filled = config.space.clone().with_data_defaults(&[1, 8, 8], 3);
+            assert_eq!(filled.io(), (&Some(vec![1, 8, 8]), &Some(3)));
+        }
+    }
+
+    #[test]
+    fn space_errors_keep_their_line_and_column() {
+        let text = format!("{REST}[space]\nkind = \"chain\"\nwidth = 3\n");
+        let e = config::parse(Path::new("s.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.toml:13:1: unknown field `width`"), "{e}");
+    }
+
+    #[test]
+    fn of_two_mistakes_the_one_earlier_in_the_file_is_reported() {
+        let space = "[space]\nkind = \"cell\"\nchannels = \"8\"\n";
+        let late = format!("{REST}{space}[runtime]\nthreads = \"two\"\n");
+        let e = config::parse(Path::new("s.toml"), &late)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.toml:13:12: "), "{e}");
+        let after = format!("{space}{}", REST.replace("trials = 1", "trials = \"one\""));
+        let e = config::parse(Path::new("s.toml"), &after)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.toml:3:12: "), "{e}");
+        let before = format!("{}{space}", REST.replace("trials = 1", "trials = \"one\""));
+        let e = config::parse(Path::new("s.toml"), &before)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.toml:4:10: "), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_kind_lists_the_registered_ones() {
+        let text = format!("{REST}[space]\nkind = \"mlpp\"\n");
+        let e = config::parse(Path::new("s.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "s.toml:12:8: unknown space kind `mlpp`, expected one of: cell | chain"
+        );
+    }
 }

@@ -12,9 +12,9 @@ use nas_plugin::{ChoiceKind, SpaceDescriptor, TrialState};
 use nas_table::{Row, Table};
 use serde_json::Value;
 
-use crate::config::{StudyConfig, space_json};
-use crate::space::{SearchSpace, build_space};
-use crate::storage::{Storage, TrialRecord};
+use nas_core::config::{StudyConfig, space_json};
+use nas_core::space::{SearchSpace, build_space};
+use nas_core::storage::{Storage, TrialRecord};
 
 /// Spaces larger than this are refused: a table of them would take too long to build.
 pub const MAX_ARCHS: u64 = 1_000_000;

@@ -1,52 +1,37 @@
-//! Plain-text tables: CSV (RFC 4180 quoting) and GitHub-flavoured markdown, plus number
-//! formatting shared by the reports.
+//! Plain-text tables: CSV (RFC 4180 quoting, by the `csv` crate) and GitHub-flavoured
+//! markdown, plus number formatting shared by the reports.
 
 use std::fmt::Write as _;
 
-/// One CSV field, quoted when it holds a comma, a quote or a line break.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// A CSV document built row by row.
-#[derive(Clone, Debug, Default)]
+/// A CSV document built row by row in memory; fields are quoted only when they hold a comma,
+/// a quote or a line break.
+#[derive(Debug)]
 pub struct Csv {
-    text: String,
-    columns: usize,
+    writer: csv::Writer<Vec<u8>>,
 }
 
 impl Csv {
     pub fn new<S: AsRef<str>>(header: &[S]) -> Csv {
         let mut csv = Csv {
-            text: String::new(),
-            columns: header.len(),
+            writer: csv::Writer::from_writer(Vec::new()),
         };
-        csv.push_line(header);
+        csv.row(header);
         csv
-    }
-
-    fn push_line<S: AsRef<str>>(&mut self, fields: &[S]) {
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f.as_ref())).collect();
-        self.text.push_str(&line.join(","));
-        self.text.push('\n');
     }
 
     /// Appends a row; a row of the wrong width is a bug in the caller.
     pub fn row<S: AsRef<str>>(&mut self, fields: &[S]) {
-        debug_assert_eq!(fields.len(), self.columns, "CSV row width");
-        self.push_line(fields);
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
+        self.writer
+            .write_record(fields.iter().map(|f| f.as_ref()))
+            .expect("a CSV row as wide as the header, written to memory");
     }
 
     pub fn into_string(self) -> String {
-        self.text
+        let bytes = self
+            .writer
+            .into_inner()
+            .expect("writing CSV to memory cannot fail");
+        String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
     }
 }
 
@@ -99,10 +84,18 @@ mod tests {
         let mut csv = Csv::new(&["id", "arch", "note"]);
         csv.row(&["1", "|nor_conv_3x3~0|+|none~0|", "plain"]);
         csv.row(&["2", "a,b", "say \"hi\"\nthere"]);
+        csv.row(&["3", "", "carriage\rreturn"]);
         assert_eq!(
-            csv.as_str(),
-            "id,arch,note\n1,|nor_conv_3x3~0|+|none~0|,plain\n2,\"a,b\",\"say \"\"hi\"\"\nthere\"\n"
+            csv.into_string(),
+            "id,arch,note\n1,|nor_conv_3x3~0|+|none~0|,plain\n2,\"a,b\",\"say \"\"hi\"\"\nthere\"\n3,,\"carriage\rreturn\"\n"
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "as wide as the header")]
+    fn a_row_of_another_width_is_refused() {
+        let mut csv = Csv::new(&["id", "arch"]);
+        csv.row(&["1"]);
     }
 
     #[test]

@@ -11,11 +11,11 @@ use nas_plugin::{Direction, Objective, TrialState};
 
 use super::plot::{Chart, Line, Points};
 use super::table::{Csv, csv_number, human_number, markdown_table};
-use crate::config::StudyConfig;
-use crate::final_phase::{FinalReport, stored_report};
-use crate::objectives::{self, dominates};
-use crate::storage::TrialRecord;
-use crate::study::open_stored;
+use nas_core::config::StudyConfig;
+use nas_core::final_phase::{FinalReport, stored_report};
+use nas_core::objectives::{self, dominates};
+use nas_core::storage::TrialRecord;
+use nas_core::study::open_stored;
 
 /// Rows of the best-trials table of a single-objective study.
 const BEST_ROWS: usize = 10;

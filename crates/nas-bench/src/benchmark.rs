@@ -71,13 +71,13 @@ use nas_plugin::abi::PluginKind;
 use nas_plugin::{Direction, Objective};
 use serde::Deserialize;
 
-use crate::config::{self, StudyConfig};
-use crate::plugins;
 use crate::report::bench::{
     Bench, BenchBudget, BenchDataset, BenchMethod, BenchRun, BenchTrial, slug,
 };
-use crate::storage::{Storage, TrialRecord};
-use crate::study::{Observer, Progress, Study};
+use nas_core::config::{self, StudyConfig};
+use nas_core::plugins;
+use nas_core::storage::{Storage, TrialRecord};
+use nas_core::study::{Observer, Progress, Study};
 
 /// Seeds per combination when the suite does not say.
 pub const DEFAULT_SEEDS: usize = 10;
@@ -299,145 +299,11 @@ pub fn parse_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "suite".into())
     });
-    if raw.methods.is_empty() || raw.spaces.is_empty() || raw.budgets.is_empty() {
-        return Err(whole(
-            "a suite needs at least one [[method]], one [[space]] and one [[budget]]".into(),
-        ));
-    }
-    if raw.evaluators.is_empty() {
-        return Err(whole(
-            "a suite needs at least one [[evaluator]], e.g. `plugin = \"nb201\"`".into(),
-        ));
-    }
-    let evaluator_plugins: Vec<&str> = raw.evaluators.iter().filter_map(plugin_of).collect();
-    if evaluator_plugins.len() != raw.evaluators.len() {
-        return Err(whole(
-            "every [[evaluator]] needs `plugin = \"name\"`".into(),
-        ));
-    }
-    let check_overrides = |owner: &str,
-                           map: &BTreeMap<String, toml::Table>|
-     -> anyhow::Result<()> {
-        for plugin in map.keys() {
-            if !evaluator_plugins.contains(&plugin.as_str()) {
-                return Err(whole(format!(
-                    "{owner} sets options of evaluator `{plugin}`, but the suite's [[evaluator]] plugins are: {}",
-                    evaluator_plugins.join(", ")
-                )));
-            }
-        }
-        Ok(())
-    };
-    let mut methods = Vec::new();
-    for m in raw.methods {
-        if m.strategy.is_empty() {
-            return Err(whole(format!(
-                "method `{}` has no strategy: `strategy = [{{ plugin = \"random\" }}]`",
-                m.name
-            )));
-        }
-        if m.strategy.iter().any(|t| plugin_of(t).is_none()) {
-            return Err(whole(format!(
-                "method `{}`: every strategy table needs `plugin = \"name\"`",
-                m.name
-            )));
-        }
-        if methods.iter().any(|x: &Method| x.name == m.name) {
-            return Err(whole(format!("method `{}` is listed twice", m.name)));
-        }
-        check_overrides(&format!("method `{}`", m.name), &m.evaluator)?;
-        let mix = match m.mix {
-            None => None,
-            Some(toml::Value::String(mode)) => Some(toml::Table::from_iter([(
-                "mode".to_string(),
-                toml::Value::String(mode),
-            )])),
-            Some(toml::Value::Table(t)) => Some(t),
-            Some(other) => {
-                return Err(whole(format!(
-                    "method `{}`: `mix` is a mode (\"bandit\", \"portfolio\", \"phases\") or a [mix] table, not `{other}`",
-                    m.name
-                )));
-            }
-        };
-        methods.push(Method {
-            name: m.name,
-            reference: m.reference,
-            strategies: m.strategy,
-            mix,
-            evaluator: m.evaluator,
-        });
-    }
-    let mut spaces = Vec::new();
-    for mut t in raw.spaces {
-        let name = match t.remove("name") {
-            Some(toml::Value::String(s)) => s,
-            Some(other) => {
-                return Err(whole(format!(
-                    "[[space]] `name` must be a string, not `{other}`"
-                )));
-            }
-            None => t
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .unwrap_or("space")
-                .to_string(),
-        };
-        if spaces.iter().any(|s: &Space| s.name == name) {
-            return Err(whole(format!(
-                "two [[space]] tables are named `{name}`: give them different `name`s"
-            )));
-        }
-        spaces.push(Space { name, table: t });
-    }
-    let mut datasets = Vec::new();
-    let raw_datasets = if raw.datasets.is_empty() {
-        vec![RawDataset {
-            name: "default".into(),
-            label: None,
-            optimum: None,
-            reference: BTreeMap::new(),
-            space: toml::Table::new(),
-            evaluator: BTreeMap::new(),
-        }]
-    } else {
-        raw.datasets
-    };
-    for d in raw_datasets {
-        check_overrides(&format!("dataset `{}`", d.name), &d.evaluator)?;
-        datasets.push(Dataset {
-            info: BenchDataset {
-                label: d.label.unwrap_or_else(|| d.name.clone()),
-                name: d.name,
-                optimum: d.optimum,
-                reference: d.reference,
-            },
-            space: d.space,
-            evaluator: d.evaluator,
-        });
-    }
-    let mut budgets = Vec::new();
-    for b in raw.budgets {
-        let Some(trials) = b.trials else {
-            return Err(whole(
-                "every [[budget]] needs `trials = N`: the cap of each run (a `simulated_seconds` budget then cuts the runs)".into(),
-            ));
-        };
-        if trials == 0 || b.simulated_seconds.is_some_and(|s| s.is_nan() || s <= 0.0) {
-            return Err(whole(
-                "[[budget]] `trials` and `simulated_seconds` must be positive".into(),
-            ));
-        }
-        let name = b.name.unwrap_or_else(|| match b.simulated_seconds {
-            Some(s) => format!("{trials} trials, {s} s"),
-            None => format!("{trials} trials"),
-        });
-        budgets.push(BenchBudget {
-            name,
-            trials: Some(trials),
-            simulated_seconds: b.simulated_seconds,
-        });
-    }
+    let evaluator_plugins = check_sections(&raw).map_err(whole)?;
+    let methods = methods(raw.methods, &evaluator_plugins).map_err(whole)?;
+    let spaces = spaces(raw.spaces).map_err(whole)?;
+    let datasets = datasets(raw.datasets, &evaluator_plugins).map_err(whole)?;
+    let budgets = budgets(raw.budgets).map_err(whole)?;
     let threshold = raw.analysis.threshold.unwrap_or(DEFAULT_THRESHOLD);
     if threshold.is_nan() || threshold < 0.0 {
         return Err(whole("`[analysis] threshold` must be a number >= 0".into()));
@@ -446,6 +312,12 @@ pub fn parse_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
     if seeds == 0 {
         return Err(whole("`[suite] seeds` must be at least 1".into()));
     }
+    let goal = |g: &Option<RawGoal>, what: &str| {
+        g.as_ref()
+            .map(|g| g.objective(what))
+            .transpose()
+            .map_err(|e| whole(e.to_string()))
+    };
     Ok(Suite {
         path: path.to_path_buf(),
         name,
@@ -457,27 +329,186 @@ pub fn parse_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
         spaces,
         datasets,
         budgets,
+        select: goal(&raw.analysis.select, "select")?,
+        score: goal(&raw.analysis.score, "score")?,
         evaluators: raw.evaluators,
         objective: raw.objective,
         constraints: raw.constraints,
-        select: raw
-            .analysis
-            .select
-            .as_ref()
-            .map(|g| g.objective("select"))
-            .transpose()
-            .map_err(|e| whole(e.to_string()))?,
-        score: raw
-            .analysis
-            .score
-            .as_ref()
-            .map(|g| g.objective("score"))
-            .transpose()
-            .map_err(|e| whole(e.to_string()))?,
         time: raw.analysis.time,
         threshold,
         percent: raw.analysis.percent,
     })
+}
+
+/// The tables every suite needs; returns the evaluator plugin names.
+fn check_sections(raw: &RawSuite) -> Result<Vec<String>, String> {
+    if raw.methods.is_empty() || raw.spaces.is_empty() || raw.budgets.is_empty() {
+        return Err(
+            "a suite needs at least one [[method]], one [[space]] and one [[budget]]".into(),
+        );
+    }
+    if raw.evaluators.is_empty() {
+        return Err("a suite needs at least one [[evaluator]], e.g. `plugin = \"nb201\"`".into());
+    }
+    let evaluator_plugins: Vec<String> = raw
+        .evaluators
+        .iter()
+        .filter_map(plugin_of)
+        .map(str::to_string)
+        .collect();
+    if evaluator_plugins.len() != raw.evaluators.len() {
+        return Err("every [[evaluator]] needs `plugin = \"name\"`".into());
+    }
+    Ok(evaluator_plugins)
+}
+
+/// Per-method or per-dataset evaluator options must name one of the suite's evaluators.
+fn check_overrides(
+    owner: &str,
+    map: &BTreeMap<String, toml::Table>,
+    evaluator_plugins: &[String],
+) -> Result<(), String> {
+    for plugin in map.keys() {
+        if !evaluator_plugins.contains(plugin) {
+            return Err(format!(
+                "{owner} sets options of evaluator `{plugin}`, but the suite's [[evaluator]] plugins are: {}",
+                evaluator_plugins.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn methods(raw: Vec<RawMethod>, evaluator_plugins: &[String]) -> Result<Vec<Method>, String> {
+    let mut methods = Vec::new();
+    for m in raw {
+        if m.strategy.is_empty() {
+            return Err(format!(
+                "method `{}` has no strategy: `strategy = [{{ plugin = \"random\" }}]`",
+                m.name
+            ));
+        }
+        if m.strategy.iter().any(|t| plugin_of(t).is_none()) {
+            return Err(format!(
+                "method `{}`: every strategy table needs `plugin = \"name\"`",
+                m.name
+            ));
+        }
+        if methods.iter().any(|x: &Method| x.name == m.name) {
+            return Err(format!("method `{}` is listed twice", m.name));
+        }
+        check_overrides(
+            &format!("method `{}`", m.name),
+            &m.evaluator,
+            evaluator_plugins,
+        )?;
+        let mix = match m.mix {
+            None => None,
+            Some(toml::Value::String(mode)) => Some(toml::Table::from_iter([(
+                "mode".to_string(),
+                toml::Value::String(mode),
+            )])),
+            Some(toml::Value::Table(t)) => Some(t),
+            Some(other) => {
+                return Err(format!(
+                    "method `{}`: `mix` is a mode (\"bandit\", \"portfolio\", \"phases\") or a [mix] table, not `{other}`",
+                    m.name
+                ));
+            }
+        };
+        methods.push(Method {
+            name: m.name,
+            reference: m.reference,
+            strategies: m.strategy,
+            mix,
+            evaluator: m.evaluator,
+        });
+    }
+    Ok(methods)
+}
+
+/// `[[space]]` tables by name (default: their kind), each a study's `[space]` table.
+fn spaces(raw: Vec<toml::Table>) -> Result<Vec<Space>, String> {
+    let mut spaces = Vec::new();
+    for mut t in raw {
+        let name = match t.remove("name") {
+            Some(toml::Value::String(s)) => s,
+            Some(other) => {
+                return Err(format!("[[space]] `name` must be a string, not `{other}`"));
+            }
+            None => t
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or("space")
+                .to_string(),
+        };
+        if spaces.iter().any(|s: &Space| s.name == name) {
+            return Err(format!(
+                "two [[space]] tables are named `{name}`: give them different `name`s"
+            ));
+        }
+        spaces.push(Space { name, table: t });
+    }
+    Ok(spaces)
+}
+
+/// The `[[dataset]]` tables; without any, one `default` dataset that changes nothing.
+fn datasets(raw: Vec<RawDataset>, evaluator_plugins: &[String]) -> Result<Vec<Dataset>, String> {
+    let raw = if raw.is_empty() {
+        vec![RawDataset {
+            name: "default".into(),
+            label: None,
+            optimum: None,
+            reference: BTreeMap::new(),
+            space: toml::Table::new(),
+            evaluator: BTreeMap::new(),
+        }]
+    } else {
+        raw
+    };
+    let mut datasets = Vec::new();
+    for d in raw {
+        check_overrides(
+            &format!("dataset `{}`", d.name),
+            &d.evaluator,
+            evaluator_plugins,
+        )?;
+        datasets.push(Dataset {
+            info: BenchDataset {
+                label: d.label.unwrap_or_else(|| d.name.clone()),
+                name: d.name,
+                optimum: d.optimum,
+                reference: d.reference,
+            },
+            space: d.space,
+            evaluator: d.evaluator,
+        });
+    }
+    Ok(datasets)
+}
+
+fn budgets(raw: Vec<RawBudget>) -> Result<Vec<BenchBudget>, String> {
+    let mut budgets = Vec::new();
+    for b in raw {
+        let Some(trials) = b.trials else {
+            return Err(
+                "every [[budget]] needs `trials = N`: the cap of each run (a `simulated_seconds` budget then cuts the runs)".into(),
+            );
+        };
+        if trials == 0 || b.simulated_seconds.is_some_and(|s| s.is_nan() || s <= 0.0) {
+            return Err("[[budget]] `trials` and `simulated_seconds` must be positive".into());
+        }
+        let name = b.name.unwrap_or_else(|| match b.simulated_seconds {
+            Some(s) => format!("{trials} trials, {s} s"),
+            None => format!("{trials} trials"),
+        });
+        budgets.push(BenchBudget {
+            name,
+            trials: Some(trials),
+            simulated_seconds: b.simulated_seconds,
+        });
+    }
+    Ok(budgets)
 }
 
 // ---- study configs --------------------------------------------------------------------
@@ -1028,7 +1059,7 @@ score = { maximize = "test_accuracy" }
         let e = &config.evaluators[0].config;
         assert_eq!(e["dataset"], "cifar100");
         assert_eq!(e["fidelity"], "auto");
-        let crate::space::SpaceConfig::Cell(cell) = &config.space else {
+        let nas_core::space::SpaceConfig::Cell(cell) = &config.space else {
             panic!("a cell space");
         };
         assert_eq!(cell.classes, Some(100));
