@@ -219,6 +219,7 @@ fn a_changed_final_table_is_accepted_and_retrains_what_it_changes() {
 }
 
 /// Runs `nas` with writes past `bytes` failing (EFBIG), as on a full disk.
+#[allow(unsafe_code)] // a resource limit for the child only: std has no safe setrlimit
 fn nas_with_file_size_limit(args: &[&str], cwd: &Path, bytes: u64) -> Output {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(NAS);

@@ -80,6 +80,8 @@ pub fn with_trials(base: &str, trials: u64) -> String {
 }
 
 /// Runs `cmd` with stdout/stderr in `log` and returns its wall time and peak RSS (wait4).
+// The peak memory of a child process needs wait4's rusage (std has no safe wrapper).
+#[allow(unsafe_code)]
 fn measure(cmd: &mut Command, log: &Path) -> Result<Measured> {
     let file =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;

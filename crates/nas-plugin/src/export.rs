@@ -77,6 +77,8 @@ macro_rules! __export_plugin {
             extern "C" fn erased_module() -> RootModuleResult {
                 abi_stable::library::__call_root_module_loader(module)
             }
+            // The plugin crate may deny unsafe code: this header is the SDK's, not its own.
+            #[allow(unsafe_code)]
             #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
             pub static LIB_HEADER: LibHeader = unsafe {
                 LibHeader::from_constructor::<PluginModuleRef>(erased_module, CheckTypeLayout::Yes)
