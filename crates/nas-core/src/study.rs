@@ -150,7 +150,9 @@ impl Study {
         config.data_root = Some(data_root(&config, &dir)?);
         // Everything that can be wrong with the config is checked before the study directory
         // is touched, so a bad config never alters (or creates) a stored study.
-        let space = build_space(&config.resolved_space()?)?;
+        crate::checks::workers(&config)?;
+        let space = build_space(&config.resolved_space()?)
+            .map_err(|e| crate::config_checks::space_error(&config, e))?;
         let descriptor = space.descriptor().clone();
         let mut phases = Vec::new();
         for (index, spec) in config.strategies.iter().enumerate() {
@@ -200,8 +202,12 @@ impl Study {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let runtime_settings = runtime.clone();
 
-        let storage = Storage::create(&dir)?;
+        // The lock comes first: of two processes creating the same study, the second gets the
+        // lock message rather than a busy database.
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create study directory {}", dir.display()))?;
         let lock = lock(&dir)?;
+        let storage = Storage::create(&dir)?;
         let identity = identity(&config);
         match storage.meta("identity")? {
             None => {
@@ -481,6 +487,7 @@ impl Study {
         }
         let mut fruitless = 0u64;
         let mut stopped = false;
+        let mut failures = crate::failures::FailureWatch::default();
         loop {
             // Fill the free workers with new trials.
             while !stopped && in_flight.len() < capacity {
@@ -503,8 +510,17 @@ impl Study {
                 break;
             };
             let outcome = self.workers.wait(oldest)?;
+            let misconfigured = failures.record(&outcome);
             self.complete(oldest, outcome, observer)?;
             summary.evaluated += 1;
+            if let Some(message) = misconfigured {
+                bail!("{message}");
+            }
+        }
+        if crate::interrupt::requested().is_none()
+            && let Some(message) = failures.all_failed_alike()
+        {
+            bail!("{message}");
         }
         self.storage
             .set_meta("standings", &serde_json::to_string(&self.standings())?)?;
@@ -520,6 +536,9 @@ impl Study {
         observer: &mut dyn Observer,
         running: bool,
     ) -> anyhow::Result<Proposed> {
+        if let Some(signal) = crate::interrupt::requested() {
+            return Ok(Proposed::Stop(crate::interrupt::stop_reason(signal)));
+        }
         if let Some(reason) = self.budget_left() {
             return Ok(Proposed::Stop(reason));
         }
@@ -716,6 +735,7 @@ impl Study {
             }
             outcome.state = TrialState::Failed;
         }
+        let fatal = fatal.or_else(|| crate::checks::unproduced_metric(&self.config, &outcome));
         self.finish(id, outcome, observer)?;
         if let Some(message) = fatal {
             bail!("{message}");
@@ -786,7 +806,7 @@ fn data_root(config: &StudyConfig, dir: &Path) -> anyhow::Result<PathBuf> {
     let stored = dir
         .join(crate::storage::DB_FILE)
         .exists()
-        .then(|| Storage::open_existing(dir).ok()?.meta("data_root").ok()?)
+        .then(|| Storage::open_read_only(dir).ok()?.meta("data_root").ok()?)
         .flatten();
     match stored {
         Some(root) => Ok(PathBuf::from(root)),
@@ -796,7 +816,7 @@ fn data_root(config: &StudyConfig, dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Opens a study directory for reading: its storage and the config it was created with.
 pub fn open_stored(dir: &Path) -> anyhow::Result<(Storage, StudyConfig)> {
-    let storage = Storage::open_existing(dir)?;
+    let storage = Storage::open_read_only(dir)?;
     let source = storage.meta("config")?.with_context(|| {
         format!(
             "{} has no stored config; it is not a complete study",
