@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use nas_core::storage::TrialRecord;
-use nas_plugin::TrialState;
 use nas_core::study::{Observer, Progress};
+use nas_plugin::TrialState;
 
 use crate::trial_view::{format_metric, metrics_line};
 

@@ -12,7 +12,8 @@ use crate::config::{ConfigError, Locator, StudyConfig};
 pub(crate) fn study_name(loc: &Locator<'_>, name: &Spanned<String>) -> Result<(), ConfigError> {
     let n = name.get_ref();
     let components: Vec<Component<'_>> = Path::new(n).components().collect();
-    let one_folder = matches!(components.as_slice(), [Component::Normal(c)] if c.to_str() == Some(n.as_str()));
+    let one_folder =
+        matches!(components.as_slice(), [Component::Normal(c)] if c.to_str() == Some(n.as_str()));
     if n.trim().is_empty() || !one_folder || n.contains(['/', '\\']) {
         return Err(loc.at(
             name.span().start,
@@ -127,15 +128,18 @@ minimize = "params"
 
     fn error(text: &str) -> String {
         crate::config::parse(Path::new("s.toml"), text)
-            .err()
-            .expect("an error")
+            .expect_err("an error")
             .to_string()
     }
 
     #[test]
     fn study_names_that_leave_runs_are_refused_at_their_line() {
         for name in ["../../etc", "a/b", "..", "", "a\\\\b", "/abs"] {
-            let err = error(&config(&format!("name = \"{name}\""), "", "kind = \"cell\""));
+            let err = error(&config(
+                &format!("name = \"{name}\""),
+                "",
+                "kind = \"cell\"",
+            ));
             assert!(err.starts_with("s.toml:3:"), "{name}: {err}");
             assert!(err.contains("plain folder name"), "{name}: {err}");
         }

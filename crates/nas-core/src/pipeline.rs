@@ -34,7 +34,10 @@ pub fn violation(constraints: &[Constraint], metrics: &Metrics) -> Option<String
 }
 
 /// Constrained metrics absent from `metrics`.
-pub fn unmeasured_constraints<'a>(constraints: &'a [Constraint], metrics: &Metrics) -> Vec<&'a str> {
+pub fn unmeasured_constraints<'a>(
+    constraints: &'a [Constraint],
+    metrics: &Metrics,
+) -> Vec<&'a str> {
     constraints
         .iter()
         .filter(|c| !metrics.contains_key(&c.metric))
