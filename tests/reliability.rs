@@ -90,7 +90,7 @@ fn a_cost_budget_on_a_metric_no_evaluator_reports_stops_at_the_first_trial() {
     let err = stderr(&o);
     assert!(!o.status.success(), "accepted: {err}");
     assert!(
-        err.contains("[budget] cost") && err.contains("`nope`"),
+        err.contains("s.toml:6: [budget] cost") && err.contains("`nope`"),
         "{err}"
     );
     assert!(
@@ -110,7 +110,8 @@ fn a_constraint_on_a_metric_no_evaluator_reports_stops_at_the_first_trial() {
     let err = stderr(&o);
     assert!(!o.status.success(), "every trial failed, yet: {err}");
     assert!(
-        err.contains("[constraints] on `latency_ms`") && err.contains("remove the constraint"),
+        err.contains("s.toml:24: [constraints] on `latency_ms`")
+            && err.contains("remove the constraint"),
         "{err}"
     );
     let trials = trials_json(tmp.path(), "study");

@@ -42,7 +42,7 @@ pub fn unproduced_metric(config: &StudyConfig, outcome: &Outcome) -> Option<Stri
     {
         return Some(format!(
             "{}: [constraints] on {}: no evaluator produces {} (the pipeline produces: {}), so every candidate would fail; remove the constraint or add an evaluator that measures it",
-            config.path.display(),
+            table_location(config, "[constraints]"),
             missing
                 .iter()
                 .map(|m| format!("`{m}`"))
@@ -58,11 +58,22 @@ pub fn unproduced_metric(config: &StudyConfig, outcome: &Outcome) -> Option<Stri
     {
         return Some(format!(
             "{}: [budget] cost = {{ metric = \"{}\" }}: no evaluator produces `{}` (the pipeline produces: {}), so the cost budget would never be reached; use one of those metrics or add an evaluator that reports it",
-            config.path.display(),
+            table_location(config, "[budget]"),
             cost.metric,
             cost.metric,
             produced()
         ));
     }
     None
+}
+
+/// `file:line` of a table's header in the config (`file` alone if it is not found).
+fn table_location(config: &StudyConfig, header: &str) -> String {
+    let line = config
+        .source
+        .lines()
+        .position(|l| l.trim_start().starts_with(header))
+        .map(|i| format!(":{}", i + 1))
+        .unwrap_or_default();
+    format!("{}{line}", config.path.display())
 }

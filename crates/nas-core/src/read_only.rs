@@ -27,7 +27,18 @@ pub fn open(path: &Path) -> Result<Connection, StorageError> {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let uri = format!("file:{}?immutable=1", uri_path(&absolute));
     match Connection::open_with_flags(uri, flags).and_then(readable) {
-        Ok(conn) => checked(path, conn),
+        Ok(conn) => {
+            let wal = path.with_extension("db-wal");
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                // Its last writer was killed: what it wrote after the last checkpoint is in
+                // the WAL, which an immutable read cannot see.
+                tracing::warn!(
+                    "{} cannot be read through its write-ahead log here (read-only folder); the newest trials may be missing. Make the folder writable to see them",
+                    path.display()
+                );
+            }
+            checked(path, conn)
+        }
         // The first error is the one that says what is wrong with the file.
         Err(_) => Err(sql(first)),
     }
