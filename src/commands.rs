@@ -20,6 +20,7 @@ pub fn search(
     config.data_root = data_dir;
     let objective = config.objectives[0].metric.clone();
     let budget = config.budget.trials;
+    crate::signals::stop_searches_on_interrupt();
     let mut study = Study::open(config, study_dir)?;
     let dir = study.dir().to_path_buf();
     eprintln!(
@@ -32,6 +33,23 @@ pub fn search(
     let result = study.run(&mut progress);
     progress.finish();
     let summary = result?;
+    if let Some(signal) = nas_core::interrupt::requested() {
+        let stored = study.storage().trials()?.len();
+        drop(study);
+        return Err(Interrupted {
+            signal,
+            message: format!(
+                "{}: {} trials evaluated in this run; the study's {stored} trials are stored in {}. \
+                 Resume with: nas search {} --study-dir {}",
+                nas_core::interrupt::stop_reason(signal),
+                summary.evaluated,
+                dir.display(),
+                config_path.display(),
+                dir.display()
+            ),
+        }
+        .into());
+    }
     eprintln!(
         "stopped: {} ({} trials evaluated in this run, {} duplicate proposals answered from the cache)",
         summary.stop_reason, summary.evaluated, summary.duplicates
@@ -61,6 +79,22 @@ pub fn search(
     drop(study);
     best(&dir, false, 1)
 }
+
+/// A search stopped by SIGINT/SIGTERM after storing its trials: what was saved and how to
+/// resume. The program exits with 128 + the signal.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub signal: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 pub fn status(dir: &Path, json: bool, show_config: bool) -> anyhow::Result<()> {
     let (storage, config) = open_stored(dir)?;
@@ -203,6 +237,17 @@ pub fn export(dir: &Path, trial_id: u64, output: &Path) -> anyhow::Result<()> {
     let trial = storage
         .trial(trial_id)?
         .with_context(|| format!("study {} has no trial {trial_id}", dir.display()))?;
+    if trial.state != nas_plugin::TrialState::Complete {
+        eprintln!(
+            "warning: trial {trial_id} is {}{}; its network is exported anyway, but it has no valid result",
+            trial.state.as_str(),
+            trial
+                .error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
     let space = nas_core::space::build_space(&config.resolved_space()?)?;
     let graph = space
         .decode(&trial.values)
@@ -238,7 +283,7 @@ pub fn evaluate(
     json: bool,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let mut config = config::load(config_path)?;
+    let mut config = nas_core::evaluate::load_config(config_path)?;
     config.data_root = data_dir;
     let scored = nas_core::evaluate::evaluate(&config, archs)?;
     if json {

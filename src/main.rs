@@ -4,6 +4,7 @@ mod benchmark_cmd;
 mod commands;
 mod progress;
 mod report_cmd;
+mod signals;
 mod tabulate_cmd;
 mod trial_view;
 
@@ -136,6 +137,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    signals::end_quietly_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Search {
@@ -192,9 +194,16 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<commands::Interrupted>() {
+            // 128 + the signal number, as a shell reports a program ended by it.
+            Some(stop) => {
+                eprintln!("{stop}");
+                ExitCode::from(128 + stop.signal as u8)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use nas_core::storage::TrialRecord;
 use nas_core::study::{Observer, Progress};
+use nas_plugin::TrialState;
 
 use crate::trial_view::{format_metric, metrics_line};
 
@@ -82,7 +83,18 @@ impl nas_core::final_phase::FinalObserver for SearchProgress {
 impl Observer for SearchProgress {
     fn trial_finished(&mut self, trial: &TrialRecord, p: &Progress) {
         let best = self.best_text(p);
+        // Why a trial failed is always shown: it is usually something to fix.
+        let failure = (trial.state == TrialState::Failed).then(|| {
+            format!(
+                "trial {} failed: {}",
+                trial.id,
+                trial.error.as_deref().unwrap_or("no reason given")
+            )
+        });
         if let Some(bar) = &self.bar {
+            if let Some(f) = &failure {
+                bar.println(f);
+            }
             bar.set_position(p.evaluated);
             bar.set_message(best);
             return;
@@ -94,6 +106,9 @@ impl Observer for SearchProgress {
             .is_some_and(|t| now.duration_since(t) < Duration::from_millis(250))
             && p.budget_trials != Some(p.evaluated)
         {
+            if let Some(f) = failure {
+                eprintln!("{f}");
+            }
             return;
         }
         self.last_line = Some(now);
@@ -110,6 +125,9 @@ impl Observer for SearchProgress {
             p.evaluated,
             budget,
         );
+        if let Some(e) = trial.error.as_deref().filter(|_| failure.is_some()) {
+            eprintln!("  reason: {e}");
+        }
     }
 
     fn note(&mut self, message: &str) {

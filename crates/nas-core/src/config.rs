@@ -18,10 +18,11 @@ use crate::space::{self, SpaceConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    // `cause`, not `source`: the message already holds it, and `{:#}` would repeat a source.
+    #[error("cannot read config {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}:{line}:{column}: {message}")]
     At {
@@ -273,7 +274,7 @@ struct RawFile<S> {
     evaluator: Vec<Spanned<toml::Table>>,
     objective: Spanned<RawObjective>,
     #[serde(default)]
-    constraints: BTreeMap<String, RawBound>,
+    constraints: BTreeMap<String, Spanned<RawBound>>,
     #[serde(default)]
     runtime: RawRuntime,
     data: Option<DataConfig>,
@@ -284,7 +285,7 @@ struct RawFile<S> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStudy {
-    name: String,
+    name: Spanned<String>,
     #[serde(default)]
     seed: u64,
     directory: Option<PathBuf>,
@@ -371,9 +372,9 @@ fn default_threads() -> usize {
 // ---- loading ----------------------------------------------------------------------------
 
 /// Turns byte offsets into `line:column` messages for one file.
-struct Locator<'a> {
+pub(crate) struct Locator<'a> {
     path: &'a Path,
-    text: &'a str,
+    pub(crate) text: &'a str,
 }
 
 impl Locator<'_> {
@@ -385,7 +386,7 @@ impl Locator<'_> {
         (line, column)
     }
 
-    fn at(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn at(&self, offset: usize, message: impl Into<String>) -> ConfigError {
         let (line, column) = self.line_col(offset);
         ConfigError::At {
             path: self.path.to_path_buf(),
@@ -418,9 +419,9 @@ impl Locator<'_> {
 }
 
 pub fn load(path: &Path) -> Result<StudyConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     parse(path, &text)
 }
@@ -430,12 +431,8 @@ pub fn parse(path: &Path, text: &str) -> Result<StudyConfig, ConfigError> {
     let loc = Locator { path, text };
     // First pass: syntax, and which space kind decides the shape of `[space]`.
     let table: toml::Table = toml::from_str(text).map_err(|e| loc.toml(e))?;
-    let kind = table
-        .get("space")
-        .and_then(|s| s.get("kind"))
-        .and_then(|k| k.as_str())
-        .map(str::to_string);
     let expected = space::kind_names().join(" | ");
+    let kind = crate::config_checks::space_kind(&loc, &table, &expected)?;
     match kind.as_deref() {
         Some(name) if let Some(kind) = space::find_kind(name) => {
             let (raw, space) = read_tables(text, kind).map_err(|e| loc.toml(e))?;
@@ -526,15 +523,21 @@ fn finish<S>(
         .map(|t| evaluator_spec(loc, t))
         .collect::<Result<Vec<_>, _>>()?;
     let objectives = objectives(loc, &raw.objective)?;
+    crate::config_checks::study_name(loc, &raw.study.name)?;
     let constraints = raw
         .constraints
         .into_iter()
-        .map(|(metric, b)| Constraint {
-            metric,
-            min: b.min,
-            max: b.max,
+        .map(|(metric, b)| {
+            let at = b.span().start;
+            let b = b.into_inner();
+            crate::config_checks::constraint_bounds(loc, &metric, at, b.min, b.max)?;
+            Ok(Constraint {
+                metric,
+                min: b.min,
+                max: b.max,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ConfigError>>()?;
     let runtime = runtime(loc, raw.runtime)?;
     if let Some(f) = &raw.final_phase {
         if f.get_ref().top_k == 0 {
@@ -550,11 +553,11 @@ fn finish<S>(
     let directory = raw
         .study
         .directory
-        .unwrap_or_else(|| PathBuf::from("runs").join(&raw.study.name));
+        .unwrap_or_else(|| PathBuf::from("runs").join(raw.study.name.get_ref()));
     Ok(StudyConfig {
         path: loc.path.to_path_buf(),
         source: loc.text.to_string(),
-        name: raw.study.name,
+        name: raw.study.name.into_inner(),
         seed: raw.study.seed,
         directory,
         budget,
@@ -816,6 +819,13 @@ fn runtime(loc: &Locator<'_>, raw: RawRuntime) -> Result<RuntimeConfig, ConfigEr
     };
     if raw.threads == 0 || raw.workers == 0 {
         return Err(loc.whole("`[runtime] threads` and `workers` must be at least 1"));
+    }
+    let most = crate::checks::MAX_WORKERS;
+    if raw.workers > most {
+        return Err(loc.whole(format!(
+            "`[runtime] workers = {}` is too many: use 1 to {most} (about the number of CPU cores; each worker evaluates one trial with its own evaluators)",
+            raw.workers
+        )));
     }
     Ok(RuntimeConfig {
         execution_provider: check(&raw.execution_provider)?,

@@ -41,12 +41,42 @@ pub fn parse_candidate(space: &dyn SearchSpace, spec: &str) -> anyhow::Result<Ve
     Ok(values)
 }
 
+/// Loads a config for `nas evaluate`, which uses only its `[space]`, `[[evaluator]]`s,
+/// `[constraints]`, `[data]` and `[runtime]`: the search tables (`[study]`, `[budget]`,
+/// `[[strategy]]`, `[objective]`) may be left out. Stand-ins for the missing ones are appended
+/// after the user's text, so every error still points at the user's own lines.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<StudyConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let Ok(table) = text.parse::<toml::Table>() else {
+        // A syntax error: the parser reports it with its line.
+        return Ok(crate::config::parse(path, &text)?);
+    };
+    let stand_ins = [
+        ("study", "[study]\nname = \"evaluate\"\n"),
+        ("budget", "[budget]\ntrials = 1\n"),
+        ("strategy", "[[strategy]]\nplugin = \"random\"\n"),
+        ("objective", "[objective]\nminimize = \"params\"\n"),
+    ];
+    let mut full = text.clone();
+    for (key, table_text) in stand_ins {
+        if !table.contains_key(key) {
+            full.push_str("\n# not used by `nas evaluate`\n");
+            full.push_str(table_text);
+        }
+    }
+    let mut config = crate::config::parse(path, &full)?;
+    config.source = text;
+    Ok(config)
+}
+
 /// Evaluates each candidate with the config's pipeline; artifacts go to a temporary folder.
 pub fn evaluate(config: &StudyConfig, specs: &[String]) -> anyhow::Result<Vec<Scored>> {
     if specs.is_empty() {
         bail!("give at least one candidate with --arch");
     }
-    let space = build_space(&config.resolved_space()?)?;
+    let space = build_space(&config.resolved_space()?)
+        .map_err(|e| crate::config_checks::space_error(config, e))?;
     let values = specs
         .iter()
         .map(|s| parse_candidate(space.as_ref(), s))

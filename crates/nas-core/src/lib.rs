@@ -1,12 +1,17 @@
 //! Study configuration, search spaces, the search loop, storage and the plugin host.
 
+pub mod checks;
 pub mod config;
+mod config_checks;
 pub mod evaluate;
+pub mod failures;
 pub mod final_phase;
+pub mod interrupt;
 pub mod mix;
 pub mod objectives;
 pub mod pipeline;
 pub mod plugins;
+mod read_only;
 pub mod seeds;
 pub mod space;
 pub mod storage;

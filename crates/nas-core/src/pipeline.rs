@@ -33,6 +33,31 @@ pub fn violation(constraints: &[Constraint], metrics: &Metrics) -> Option<String
         .next()
 }
 
+/// Constrained metrics absent from `metrics`.
+pub fn unmeasured_constraints<'a>(
+    constraints: &'a [Constraint],
+    metrics: &Metrics,
+) -> Vec<&'a str> {
+    constraints
+        .iter()
+        .filter(|c| !metrics.contains_key(&c.metric))
+        .map(|c| c.metric.as_str())
+        .collect()
+}
+
+/// The error of a candidate that went through every evaluator without some constrained metric
+/// being measured.
+pub fn unmeasured_error(constraints: &[Constraint], metrics: &Metrics) -> Option<String> {
+    let unmeasured = unmeasured_constraints(constraints, metrics);
+    (!unmeasured.is_empty()).then(|| {
+        format!(
+            "no evaluator produced the constrained metric(s) {}; produced: {}",
+            unmeasured.join(", "),
+            metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 impl Pipeline {
     /// Loads and creates every evaluator of the config.
     pub fn new(
@@ -102,25 +127,10 @@ impl Pipeline {
                 };
             }
         }
-        let unmeasured: Vec<&str> = self
-            .constraints
-            .iter()
-            .filter(|c| !request.metrics.contains_key(&c.metric))
-            .map(|c| c.metric.as_str())
-            .collect();
-        if !unmeasured.is_empty() {
+        if let Some(error) = unmeasured_error(&self.constraints, &request.metrics) {
             return Outcome {
                 state: TrialState::Failed,
-                error: Some(format!(
-                    "no evaluator produced the constrained metric(s) {}; produced: {}",
-                    unmeasured.join(", "),
-                    request
-                        .metrics
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                error: Some(error),
                 metrics: request.metrics,
                 details: serde_json::Value::Object(details),
             };

@@ -56,7 +56,18 @@ pub fn search_dirs() -> Vec<PathBuf> {
             dirs.push(parent.to_path_buf());
         }
     }
+    // A folder both on NAS_PLUGIN_PATH and next to the program is searched (and shown) once.
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())));
     dirs
+}
+
+/// Plugin names starting with `test-` are the project's test fixtures (deliberately broken
+/// plugins built next to the real ones); listings leave them out.
+fn is_test_fixture(file: &str) -> bool {
+    ["strategy_test_", "evaluator_test_"]
+        .iter()
+        .any(|k| file.starts_with(&format!("{DLL_PREFIX}{k}")))
 }
 
 pub fn file_name(kind: PluginKind, name: &str) -> String {
@@ -150,7 +161,7 @@ pub fn list(dirs: &[PathBuf]) -> Vec<Listed> {
                 .iter()
                 .any(|k| file.starts_with(&format!("{DLL_PREFIX}{k}")))
                 && file.ends_with(DLL_SUFFIX);
-            if is_plugin {
+            if is_plugin && !is_test_fixture(&file) {
                 found.entry(file).or_insert_with(|| entry.path());
             }
         }

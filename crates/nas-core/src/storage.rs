@@ -14,20 +14,26 @@ use nas_plugin::{Metrics, TrialState};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub const DB_FILE: &str = "study.db";
-const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("study database {path}: {source}")]
+    // The cause is part of the message and deliberately not a `source`: printing the error
+    // chain (`{:#}`) would otherwise repeat it.
+    #[error("study database {path}: {cause}")]
     Sql {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("cannot create study directory {path}: {source}")]
+    #[error("cannot create study directory {path}: {cause}")]
     Dir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error(
+        "{path} is not a study database (it has no `meta` table); give the folder of a study made by `nas search`"
+    )]
+    NotAStudy { path: PathBuf },
     #[error(
         "{path} was written by a newer or unknown schema (version {found}); use a matching `nas` version"
     )]
@@ -112,9 +118,9 @@ pub struct Storage {
 impl Storage {
     /// Opens (creating if needed) the study database in `dir`.
     pub fn create(dir: &Path) -> Result<Storage, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
+        std::fs::create_dir_all(dir).map_err(|cause| StorageError::Dir {
             path: dir.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::open_path(dir.join(DB_FILE))
     }
@@ -128,10 +134,21 @@ impl Storage {
         Self::open_path(path)
     }
 
+    /// Opens an existing study database for reading only (`status`, `best`, `report`,
+    /// `export`): nothing is written, so it works on a read-only or archived study folder.
+    pub fn open_read_only(dir: &Path) -> Result<Storage, StorageError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StorageError::Missing(path, dir.display().to_string()));
+        }
+        let conn = crate::read_only::open(&path)?;
+        Ok(Storage { path, conn })
+    }
+
     fn open_path(path: PathBuf) -> Result<Storage, StorageError> {
-        let conn = Connection::open(&path).map_err(|source| StorageError::Sql {
+        let conn = Connection::open(&path).map_err(|cause| StorageError::Sql {
             path: path.clone(),
-            source,
+            cause,
         })?;
         let storage = Storage { path, conn };
         storage.init()?;
@@ -142,10 +159,10 @@ impl Storage {
         &self.path
     }
 
-    fn sql(&self, source: rusqlite::Error) -> StorageError {
+    fn sql(&self, cause: rusqlite::Error) -> StorageError {
         StorageError::Sql {
             path: self.path.clone(),
-            source,
+            cause,
         }
     }
 
@@ -154,9 +171,9 @@ impl Storage {
         // synchronous=NORMAL in WAL mode is durable across process kills (not power loss).
         self.conn
             .execute_batch(
-                "PRAGMA journal_mode = WAL;
+                "PRAGMA busy_timeout = 10000;
+                 PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
-                 PRAGMA busy_timeout = 10000;
                  CREATE TABLE IF NOT EXISTS meta (
                      key TEXT PRIMARY KEY,
                      value TEXT NOT NULL
@@ -225,9 +242,9 @@ impl Storage {
         checkpoints: &[Checkpoint],
     ) -> Result<u64, StorageError> {
         let path = self.path.clone();
-        let sql = |source| StorageError::Sql {
+        let sql = |cause| StorageError::Sql {
             path: path.clone(),
-            source,
+            cause,
         };
         let tx = self.conn.transaction().map_err(sql)?;
         let t = now();
@@ -287,9 +304,9 @@ impl Storage {
         study_seconds: f64,
     ) -> Result<(), StorageError> {
         let path = self.path.clone();
-        let sql = |source| StorageError::Sql {
+        let sql = |cause| StorageError::Sql {
             path: path.clone(),
-            source,
+            cause,
         };
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute(
@@ -319,9 +336,9 @@ impl Storage {
     /// Saves checkpoints on their own (e.g. after a duplicate was answered from the cache).
     pub fn save_checkpoints(&mut self, checkpoints: &[Checkpoint]) -> Result<(), StorageError> {
         let path = self.path.clone();
-        let sql = |source| StorageError::Sql {
+        let sql = |cause| StorageError::Sql {
             path: path.clone(),
-            source,
+            cause,
         };
         let tx = self.conn.transaction().map_err(sql)?;
         write_checkpoints(&tx, checkpoints).map_err(sql)?;

@@ -222,7 +222,7 @@ fn check_identity(storage: &Storage, config: &StudyConfig, dir: &Path) -> anyhow
             if !changed.is_empty() {
                 bail!(
                     "{} holds a study created from a different config (changed: {}); \
-                     only [budget] and [runtime] may change on resume. Use another --study-dir, \
+                     only [budget], [runtime] and [final] may change on resume. Use another --study-dir, \
                      or restore the original config (stored in the study: `nas status {} --config`)",
                     dir.display(),
                     changed.join(", "),
@@ -277,14 +277,20 @@ impl Study {
         config.data_root = Some(data_root(&config, &dir)?);
         // Everything that can be wrong with the config is checked before the study directory
         // is touched, so a bad config never alters (or creates) a stored study.
-        let space = build_space(&config.resolved_space()?)?;
+        crate::checks::workers(&config)?;
+        let space = build_space(&config.resolved_space()?)
+            .map_err(|e| crate::config_checks::space_error(&config, e))?;
         let descriptor = space.descriptor().clone();
         let mut phases = load_strategies(&config, &descriptor)?;
         let runtime = resolve_runtime(&config)?;
         let pipelines = build_pipelines(&config, &runtime, &dir)?;
 
-        let storage = Storage::create(&dir)?;
+        // The lock comes first: of two processes creating the same study, the second gets the
+        // lock message rather than a busy database.
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create study directory {}", dir.display()))?;
         let lock = lock(&dir)?;
+        let storage = Storage::create(&dir)?;
         check_identity(&storage, &config, &dir)?;
         record_run_settings(&storage, &config)?;
         restore_checkpoints(&storage, &mut phases)?;
@@ -535,6 +541,7 @@ impl Study {
         }
         let mut fruitless = 0u64;
         let mut stopped = false;
+        let mut failures = crate::failures::FailureWatch::default();
         loop {
             // Fill the free workers with new trials.
             while !stopped && in_flight.len() < capacity {
@@ -558,8 +565,17 @@ impl Study {
                 break;
             };
             let outcome = self.workers.wait(oldest)?;
+            let misconfigured = failures.record(&outcome);
             self.complete(oldest, outcome, observer)?;
             summary.evaluated += 1;
+            if let Some(message) = misconfigured {
+                bail!("{message}");
+            }
+        }
+        if crate::interrupt::requested().is_none()
+            && let Some(message) = failures.all_failed_alike()
+        {
+            bail!("{message}");
         }
         self.storage
             .set_meta("standings", &serde_json::to_string(&self.standings())?)?;
@@ -628,6 +644,9 @@ impl Study {
 
     /// The strategy whose turn it is, or why the study stops proposing.
     fn pick_strategy(&self, fruitless: u64) -> Result<usize, String> {
+        if let Some(signal) = crate::interrupt::requested() {
+            return Err(crate::interrupt::stop_reason(signal));
+        }
         if let Some(reason) = self.budget_left() {
             return Err(reason);
         }
@@ -823,6 +842,7 @@ impl Study {
             }
             outcome.state = TrialState::Failed;
         }
+        let fatal = fatal.or_else(|| crate::checks::unproduced_metric(&self.config, &outcome));
         self.finish(id, outcome, observer)?;
         if let Some(message) = fatal {
             bail!("{message}");
@@ -896,7 +916,7 @@ fn data_root(config: &StudyConfig, dir: &Path) -> anyhow::Result<PathBuf> {
     let stored = dir
         .join(crate::storage::DB_FILE)
         .exists()
-        .then(|| Storage::open_existing(dir).ok()?.meta("data_root").ok()?)
+        .then(|| Storage::open_read_only(dir).ok()?.meta("data_root").ok()?)
         .flatten();
     match stored {
         Some(root) => Ok(PathBuf::from(root)),
@@ -906,7 +926,7 @@ fn data_root(config: &StudyConfig, dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Opens a study directory for reading: its storage and the config it was created with.
 pub fn open_stored(dir: &Path) -> anyhow::Result<(Storage, StudyConfig)> {
-    let storage = Storage::open_existing(dir)?;
+    let storage = Storage::open_read_only(dir)?;
     let source = storage.meta("config")?.with_context(|| {
         format!(
             "{} has no stored config; it is not a complete study",

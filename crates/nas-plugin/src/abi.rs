@@ -73,9 +73,33 @@ impl RootModule for PluginModuleRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
+thread_local! {
+    /// Set while this thread runs a plugin call whose panics become errors.
+    static IN_GUARDED_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A panic inside a guarded call is reported to the host as an error; the default hook would
+/// also print Rust's raw panic message before that clean error. Other panics (e.g. on a
+/// thread the plugin started) still reach the previous hook.
+fn quiet_panics_in_guarded_calls() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_GUARDED_CALL.with(|c| c.get()) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `f`, turning both errors and panics into an error string.
 pub fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> RResult<T, RString> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    quiet_panics_in_guarded_calls();
+    let outer = IN_GUARDED_CALL.with(|c| c.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_GUARDED_CALL.with(|c| c.set(outer));
+    match result {
         Ok(Ok(v)) => RResult::ROk(v),
         Ok(Err(e)) => RResult::RErr(RString::from(e)),
         Err(panic) => RResult::RErr(RString::from(format!(

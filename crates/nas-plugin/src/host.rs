@@ -15,6 +15,11 @@ pub enum LoadError {
     #[error("cannot load plugin {path}: {reason}")]
     Open { path: PathBuf, reason: String },
     #[error(
+        "{path} is not a nas plugin (no nas root module): {reason}; a plugin is a cdylib crate that \
+         calls `nas_plugin::export_strategy!` or `export_evaluator!`"
+    )]
+    NotAPlugin { path: PathBuf, reason: String },
+    #[error(
         "plugin {path} was built against an incompatible plugin SDK ({reason}); \
          rebuild it against nas-plugin {SDK_VERSION} (ABI {ABI_VERSION}), e.g. `cargo build --release` in its crate"
     )]
@@ -92,9 +97,19 @@ impl PluginLibrary {
     /// Opens one library. Each library gets its own root module (not abi_stable's per-type
     /// cache), so several plugins of one kind load side by side.
     pub fn open(path: &Path) -> Result<PluginLibrary, LoadError> {
-        let header = lib_header_from_path(path).map_err(|e| LoadError::Open {
-            path: path.to_path_buf(),
-            reason: summarize_abi_error(&e.to_string()),
+        let header = lib_header_from_path(path).map_err(|e| match e {
+            // A library that loads but lacks the root module symbol: some other shared library.
+            abi_stable::library::LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it does not export `{}`",
+                    abi_stable::library::ROOT_MODULE_LOADER_NAME
+                ),
+            },
+            e => LoadError::Open {
+                path: path.to_path_buf(),
+                reason: summarize_abi_error(&e.to_string()),
+            },
         })?;
         let module =
             header
