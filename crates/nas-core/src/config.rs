@@ -203,14 +203,24 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// What evaluators receive; the library path is resolved by the caller.
-    pub fn settings(&self, ort_library: Option<String>) -> RuntimeSettings {
-        RuntimeSettings {
+    /// What evaluators receive, with the ONNX Runtime library located once for all of them.
+    /// An explicit `ort_library` must exist; otherwise a missing library only matters to
+    /// evaluators that need ONNX Runtime, and they report it themselves.
+    pub fn resolve(&self) -> Result<RuntimeSettings, nas_runtime::RuntimeError> {
+        let ort_library = match nas_runtime::locate_library_for(
+            self.ort_library.as_deref(),
+            &self.execution_provider,
+        ) {
+            Ok(p) => Some(p.display().to_string()),
+            Err(e) if self.ort_library.is_some() => return Err(e),
+            Err(_) => None,
+        };
+        Ok(RuntimeSettings {
             execution_provider: self.execution_provider.clone(),
             fallback: self.fallback.clone(),
             threads: self.threads,
             ort_library,
-        }
+        })
     }
 }
 
@@ -230,6 +240,14 @@ impl StudyConfig {
         let mut data = data.clone();
         data.resolve_paths(&root);
         Ok(Some(data))
+    }
+
+    /// The resolved `[data]` table as evaluators receive it (`null` without one).
+    pub fn data_json(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(match self.data_config()? {
+            Some(d) => serde_json::to_value(d)?,
+            None => serde_json::Value::Null,
+        })
     }
 
     /// The space with `input` and `classes` taken from the dataset where the config omits them

@@ -82,27 +82,13 @@ pub fn evaluate(config: &StudyConfig, specs: &[String]) -> anyhow::Result<Vec<Sc
         .map(|s| parse_candidate(space.as_ref(), s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let scratch = std::env::temp_dir().join(format!("nas-evaluate-{}", std::process::id()));
-    let data = match config.data_config()? {
-        Some(d) => serde_json::to_value(d)?,
-        None => serde_json::Value::Null,
-    };
-    // Resolved once here and handed to every evaluator. An explicit `ort_library` must exist;
-    // otherwise a missing library only matters to evaluators that need ONNX Runtime.
-    let ort = match nas_runtime::locate_library_for(
-        config.runtime.ort_library.as_deref(),
-        &config.runtime.execution_provider,
-    ) {
-        Ok(p) => Some(p.display().to_string()),
-        Err(e) if config.runtime.ort_library.is_some() => return Err(e.into()),
-        Err(_) => None,
-    };
     let mut pipeline = Pipeline::new(
         &config.evaluators,
         &config.constraints,
-        &config.runtime.settings(ort),
+        &config.runtime.resolve()?,
         config.seed,
         &scratch.display().to_string(),
-        &data,
+        &config.data_json()?,
     )?;
     let mut out = Vec::new();
     for (i, values) in values.into_iter().enumerate() {

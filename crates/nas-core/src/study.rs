@@ -157,30 +157,13 @@ fn load_strategies(
     Ok(phases)
 }
 
-/// What evaluators run on. An explicit `ort_library` must exist; otherwise a missing library
-/// only matters to evaluators that need ONNX Runtime, and they report it themselves.
-fn resolve_runtime(config: &StudyConfig) -> anyhow::Result<RuntimeSettings> {
-    let ort = match nas_runtime::locate_library_for(
-        config.runtime.ort_library.as_deref(),
-        &config.runtime.execution_provider,
-    ) {
-        Ok(p) => Some(p.display().to_string()),
-        Err(e) if config.runtime.ort_library.is_some() => return Err(e.into()),
-        Err(_) => None,
-    };
-    Ok(config.runtime.settings(ort))
-}
-
 /// One evaluator pipeline per worker: plugin instances are not shared between threads.
 fn build_pipelines(
     config: &StudyConfig,
     runtime: &RuntimeSettings,
     dir: &Path,
 ) -> anyhow::Result<Vec<Pipeline>> {
-    let data = match config.data_config()? {
-        Some(d) => serde_json::to_value(d)?,
-        None => serde_json::Value::Null,
-    };
+    let data = config.data_json()?;
     (0..config.runtime.workers)
         .map(|_| {
             Pipeline::new(
@@ -282,7 +265,7 @@ impl Study {
             .map_err(|e| crate::config_checks::space_error(&config, e))?;
         let descriptor = space.descriptor().clone();
         let mut phases = load_strategies(&config, &descriptor)?;
-        let runtime = resolve_runtime(&config)?;
+        let runtime = config.runtime.resolve()?;
         let pipelines = build_pipelines(&config, &runtime, &dir)?;
 
         // The lock comes first: of two processes creating the same study, the second gets the
