@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use nas_core::space::{
-    CellSpaceConfig, ChainSpaceConfig, NB201_OPS, SearchSpace, SpaceConfig, SpaceError, build_space,
+    CellSpaceConfig, ChainSpaceConfig, KindConfig, NB201_OPS, SearchSpace, SpaceConfig, SpaceError,
+    build_space,
 };
 use nas_graph::Op;
 use nas_plugin::ChoiceKind;

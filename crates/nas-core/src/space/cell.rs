@@ -69,15 +69,6 @@ impl Default for CellSpaceConfig {
     }
 }
 
-impl CellSpaceConfig {
-    /// Fills `input` and `classes` from the dataset where the config left them out.
-    pub fn with_data_defaults(mut self, input: &[usize], classes: usize) -> Self {
-        self.input.get_or_insert_with(|| input.to_vec());
-        self.classes.get_or_insert(classes);
-        self
-    }
-}
-
 impl super::KindConfig for CellSpaceConfig {
     const KIND: &'static str = KIND;
 

@@ -190,15 +190,6 @@ impl Default for ChainSpaceConfig {
     }
 }
 
-impl ChainSpaceConfig {
-    /// Fills `input` and `classes` from the dataset where the config left them out.
-    pub fn with_data_defaults(mut self, input: &[usize], classes: usize) -> Self {
-        self.input.get_or_insert_with(|| input.to_vec());
-        self.classes.get_or_insert(classes);
-        self
-    }
-}
-
 impl super::KindConfig for ChainSpaceConfig {
     const KIND: &'static str = KIND;
 

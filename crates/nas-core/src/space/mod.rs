@@ -148,6 +148,25 @@ pub trait KindConfig: Serialize + DeserializeOwned + Into<SpaceConfig> {
     fn io_mut(&mut self) -> (&mut Option<Vec<usize>>, &mut Option<usize>);
     /// Checks the knobs and builds the space.
     fn build(&self) -> Result<Box<dyn SearchSpace>, SpaceError>;
+
+    /// Fills `input` and `classes` from the dataset where the config left them out.
+    fn with_data_defaults(mut self, input: &[usize], classes: usize) -> Self
+    where
+        Self: Sized,
+    {
+        fill_data_defaults(self.io_mut(), input, classes);
+        self
+    }
+}
+
+/// `input` and `classes` from the dataset, where the config has none of its own.
+fn fill_data_defaults(
+    (own_input, own_classes): (&mut Option<Vec<usize>>, &mut Option<usize>),
+    input: &[usize],
+    classes: usize,
+) {
+    own_input.get_or_insert_with(|| input.to_vec());
+    own_classes.get_or_insert(classes);
 }
 
 /// One entry of the registry.
@@ -182,9 +201,7 @@ pub fn kind_names() -> Vec<&'static str> {
 impl SpaceConfig {
     /// Fills `input` and `classes` from the dataset where the config left them out.
     pub fn with_data_defaults(mut self, input: &[usize], classes: usize) -> SpaceConfig {
-        let (own_input, own_classes) = self.io_mut();
-        own_input.get_or_insert_with(|| input.to_vec());
-        own_classes.get_or_insert(classes);
+        fill_data_defaults(self.io_mut(), input, classes);
         self
     }
 }
