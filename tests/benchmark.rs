@@ -2,20 +2,13 @@
 //! (the .so files of this build), real SQLite studies.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-const NAS: &str = env!("CARGO_BIN_EXE_nas");
+mod common;
+use common::nas;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn nas(args: &[&str], cwd: &Path) -> Output {
-    Command::new(NAS)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("nas runs")
 }
 
 fn check(o: &Output, what: &str) {

@@ -3,26 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NAS: &str = env!("CARGO_BIN_EXE_nas");
-
-fn nas(args: &[&str], cwd: &Path) -> Output {
-    Command::new(NAS)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("nas runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
+mod common;
+use common::{NAS, nas, stderr, stdout};
 
 /// A small, quick study: tiny NB201 networks, random then evolution, the cost evaluator.
 fn study_toml(trials: u64, latency_runs: u64, extra: &str) -> String {

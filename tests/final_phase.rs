@@ -7,15 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const NAS: &str = env!("CARGO_BIN_EXE_nas");
-
-fn nas(args: &[&str], cwd: &Path) -> Output {
-    Command::new(NAS)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("nas runs")
-}
+mod common;
+use common::{NAS, nas};
 
 fn ok(o: &Output) -> String {
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();

@@ -7,23 +7,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const NAS: &str = env!("CARGO_BIN_EXE_nas");
-
-fn nas(args: &[&str], cwd: &Path) -> Output {
-    Command::new(NAS)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("nas runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
+mod common;
+use common::{NAS, nas, stderr, stdout};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

@@ -3,21 +3,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use nas_core::config;
 use nas_core::space::build_space;
 use nas_table::Table;
 
-const NAS: &str = env!("CARGO_BIN_EXE_nas");
-
-fn nas(args: &[&str], cwd: &Path) -> Output {
-    Command::new(NAS)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("nas runs")
-}
+mod common;
+use common::nas;
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()

@@ -2,17 +2,9 @@
 //! data, the final phase, and a diverging recipe.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const NAS: &str = env!("CARGO_BIN_EXE_nas");
-
-fn nas(args: &[&str], cwd: &Path) -> Output {
-    Command::new(NAS)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("nas runs")
-}
+mod common;
+use common::nas;
 
 fn write(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("study.toml");

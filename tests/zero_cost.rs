@@ -1,18 +1,8 @@
 //! The `zero-cost` evaluator as the cheap first stage of a cascade before `train`, through the
 //! `nas` program: pruned candidates are stored as such and never trained.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-const NAS: &str = env!("CARGO_BIN_EXE_nas");
-
-fn nas(args: &[&str], cwd: &Path) -> Output {
-    Command::new(NAS)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("nas runs")
-}
+mod common;
+use common::nas;
 
 #[test]
 fn a_zero_cost_cascade_prunes_before_training() {
