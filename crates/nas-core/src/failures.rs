@@ -14,31 +14,33 @@ pub const FIRST_TRIALS: u64 = 5;
 pub struct FailureWatch {
     /// Trials of this run that came back from the evaluators.
     seen: u64,
-    /// The shared error so far; `None` once any trial did not fail, or failed differently.
+    /// The shared error so far; `None` before the first trial, and for good once any trial
+    /// did not fail, or failed differently.
     common: Option<String>,
-    disarmed: bool,
 }
 
 impl FailureWatch {
     /// Records one evaluated trial; the message to stop with once the first
     /// [`FIRST_TRIALS`] have all failed with the same error.
     pub fn record(&mut self, outcome: &Outcome) -> Option<String> {
-        if self.disarmed {
+        if self.disarmed() {
             return None;
         }
         self.seen += 1;
         let error = match (&outcome.state, &outcome.error) {
             (TrialState::Failed, Some(e)) => e,
             _ => {
-                self.disarm();
+                self.common = None;
                 return None;
             }
         };
+        // A configuration fault fails every candidate with the very same message; failures
+        // that depend on the candidate (training diverging at different steps, ...) differ.
         match &self.common {
-            None if self.seen == 1 => self.common = Some(error.clone()),
-            Some(c) if same_error(c, error) => {}
-            _ => {
-                self.disarm();
+            None => self.common = Some(error.clone()),
+            Some(c) if c == error => {}
+            Some(_) => {
+                self.common = None;
                 return None;
             }
         }
@@ -48,12 +50,12 @@ impl FailureWatch {
     /// At the end of a run: the message to stop with when every trial it evaluated (fewer
     /// than [`FIRST_TRIALS`]) failed with the same error.
     pub fn all_failed_alike(&self) -> Option<String> {
-        (!self.disarmed && self.seen > 0 && self.common.is_some()).then(|| self.message())
+        self.common.as_ref().map(|_| self.message())
     }
 
-    fn disarm(&mut self) {
-        self.disarmed = true;
-        self.common = None;
+    /// A trial of this run did not fail, or failed differently: nothing to stop for.
+    fn disarmed(&self) -> bool {
+        self.seen > 0 && self.common.is_none()
     }
 
     fn message(&self) -> String {
@@ -69,12 +71,6 @@ impl FailureWatch {
             hint(error).map(|h| format!("{h}\n")).unwrap_or_default()
         )
     }
-}
-
-/// A configuration fault fails every candidate with the very same message; failures that
-/// depend on the candidate (training diverging at different steps, ...) differ somewhere.
-fn same_error(a: &str, b: &str) -> bool {
-    a == b
 }
 
 /// What to change for the errors a config typically causes.
