@@ -15,9 +15,19 @@ use nas_plugin::TrialState;
 /// its own evaluator instances (and ONNX Runtime sessions).
 pub const MAX_WORKERS: usize = 256;
 
-/// `[runtime] workers` within bounds, whichever way it was set (config or `--workers`).
+/// `[runtime] workers` within bounds, whichever way it was set (config or `--workers`); 0
+/// only with a database, where `nas worker` processes evaluate.
 pub fn workers(config: &StudyConfig) -> anyhow::Result<()> {
     let n = config.runtime.workers;
+    if n == 0 && config.storage.is_some() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        n != 0,
+        "{}: `[runtime] workers = 0` leaves every trial to `nas worker` processes, which needs a database: \
+         add `[storage] url = \"postgresql://...\"` (or --storage URL), or set workers to 1 or more",
+        config.path.display()
+    );
     anyhow::ensure!(
         (1..=MAX_WORKERS).contains(&n),
         "{}: `[runtime] workers = {n}` is out of range: use 1 to {MAX_WORKERS} (about the number of CPU cores; each worker evaluates one trial with its own evaluators)",

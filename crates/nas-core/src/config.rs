@@ -15,6 +15,7 @@ use toml::Spanned;
 use nas_data::DataConfig;
 
 use crate::space::{self, SpaceConfig};
+use crate::storage::StorageUrl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -62,6 +63,9 @@ pub struct StudyConfig {
     pub data_root: Option<PathBuf>,
     /// The `[final]` table: retrain the best candidates and measure them on the test split.
     pub final_phase: Option<FinalConfig>,
+    /// The database holding the study (`[storage] url`, `--storage` or `NAS_STORAGE`);
+    /// none: the SQLite file in the study directory.
+    pub storage: Option<StorageUrl>,
 }
 
 /// What happens after the search.
@@ -197,9 +201,18 @@ pub struct RuntimeConfig {
     pub execution_provider: String,
     pub fallback: Option<String>,
     pub threads: usize,
-    /// Trials evaluated at once, each by its own evaluator instances.
+    /// Trials evaluated at once, each by its own evaluator instances. With a database, 0:
+    /// the coordinator evaluates nothing itself and `nas worker` processes do it all.
     pub workers: usize,
     pub ort_library: Option<PathBuf>,
+    /// Times a trial whose worker vanished (lease expired) is queued again before it counts
+    /// as failed.
+    pub max_retries: u32,
+    /// How long a claimed trial stays reserved without a heartbeat from its worker.
+    pub lease: Duration,
+    /// Trials queued for workers at once: fixed here, the proposals of a seed are the same
+    /// whatever the number of workers; unset, the queue follows the live workers.
+    pub queue_depth: Option<usize>,
 }
 
 impl RuntimeConfig {
@@ -298,6 +311,13 @@ struct RawFile<S> {
     data: Option<DataConfig>,
     #[serde(rename = "final")]
     final_phase: Option<Spanned<FinalConfig>>,
+    storage: Option<RawStorage>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    url: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -365,6 +385,10 @@ struct RawRuntime {
     #[serde(default = "default_threads")]
     workers: usize,
     ort_library: Option<PathBuf>,
+    #[serde(default = "default_max_retries")]
+    max_retries: u32,
+    lease: Option<Spanned<String>>,
+    queue_depth: Option<usize>,
 }
 
 impl Default for RawRuntime {
@@ -375,9 +399,19 @@ impl Default for RawRuntime {
             threads: default_threads(),
             workers: default_threads(),
             ort_library: None,
+            max_retries: default_max_retries(),
+            lease: None,
+            queue_depth: None,
         }
     }
 }
+
+fn default_max_retries() -> u32 {
+    2
+}
+
+/// A worker renews its lease every third of it, so a lease survives two lost heartbeats.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 fn default_provider() -> Spanned<String> {
     Spanned::new(0..0, "cpu".to_string())
@@ -557,6 +591,15 @@ fn finish<S>(
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     let runtime = runtime(loc, raw.runtime)?;
+    let storage = raw
+        .storage
+        .map(|st| {
+            st.url
+                .get_ref()
+                .parse::<StorageUrl>()
+                .map_err(|e| loc.at(st.url.span().start, e.to_string()))
+        })
+        .transpose()?;
     if let Some(f) = &raw.final_phase {
         if f.get_ref().top_k == 0 {
             return Err(loc.at(f.span().start, "`[final] top_k` must be at least 1"));
@@ -589,6 +632,7 @@ fn finish<S>(
         data: raw.data,
         data_root: None,
         final_phase: raw.final_phase.map(Spanned::into_inner),
+        storage,
     })
 }
 
@@ -835,8 +879,23 @@ fn runtime(loc: &Locator<'_>, raw: RawRuntime) -> Result<RuntimeConfig, ConfigEr
         Ok(_) => Ok(p.get_ref().clone()),
         Err(e) => Err(loc.at(p.span().start, e.to_string())),
     };
-    if raw.threads == 0 || raw.workers == 0 {
-        return Err(loc.whole("`[runtime] threads` and `workers` must be at least 1"));
+    // `workers = 0` is only meaningful with a database; `checks::workers` tells, once the
+    // storage is known (it may come from the command line).
+    if raw.threads == 0 {
+        return Err(loc.whole("`[runtime] threads` must be at least 1"));
+    }
+    if raw.queue_depth == Some(0) {
+        return Err(loc.whole("`[runtime] queue_depth` must be at least 1"));
+    }
+    let lease = match &raw.lease {
+        Some(l) => parse_duration(loc, l)?,
+        None => DEFAULT_LEASE,
+    };
+    if lease < Duration::from_secs(1) {
+        return Err(loc.at(
+            raw.lease.as_ref().map_or(0, |l| l.span().start),
+            "`[runtime] lease` must be at least 1s (workers renew it every third of it)",
+        ));
     }
     let most = crate::checks::MAX_WORKERS;
     if raw.workers > most {
@@ -851,5 +910,8 @@ fn runtime(loc: &Locator<'_>, raw: RawRuntime) -> Result<RuntimeConfig, ConfigEr
         threads: raw.threads,
         workers: raw.workers,
         ort_library: raw.ort_library,
+        max_retries: raw.max_retries,
+        lease,
+        queue_depth: raw.queue_depth,
     })
 }

@@ -86,6 +86,10 @@ mod tests {
             created_at: 0.0,
             started_at: None,
             finished_at: None,
+            worker: None,
+            attempts: 0,
+            requeues: 0,
+            told: true,
         }
     }
 

@@ -13,6 +13,30 @@ use crate::storage::Outcome;
 pub struct Pipeline {
     evaluators: Vec<EvaluatorHandle>,
     constraints: Vec<Constraint>,
+    builds: PluginBuilds,
+}
+
+/// Each evaluator plugin of a pipeline (as the config names it) with the SHA-256 of its
+/// library file: workers compare theirs with the coordinator's before claiming a trial.
+pub type PluginBuilds = std::collections::BTreeMap<String, String>;
+
+/// The builds of the evaluator plugins `specs` name, without creating any evaluator.
+pub fn plugin_builds(specs: &[EvaluatorSpec]) -> anyhow::Result<PluginBuilds> {
+    let mut builds = PluginBuilds::new();
+    for spec in specs {
+        let library = plugins::load(PluginKind::Evaluator, &spec.plugin)
+            .map_err(|e| anyhow::anyhow!("[[evaluator]] at {}: {e}", spec.location))?;
+        builds.insert(spec.plugin.clone(), build_digest(&library.path)?);
+    }
+    Ok(builds)
+}
+
+/// The SHA-256 of a plugin library, in hex.
+fn build_digest(path: &std::path::Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read plugin {}: {e}", path.display()))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
 }
 
 /// Metrics the core computes itself from the IR, before any evaluator runs.
@@ -69,9 +93,11 @@ impl Pipeline {
         data: &serde_json::Value,
     ) -> anyhow::Result<Pipeline> {
         let mut evaluators = Vec::new();
+        let mut builds = PluginBuilds::new();
         for spec in specs {
             let library = plugins::load(PluginKind::Evaluator, &spec.plugin)
                 .map_err(|e| anyhow::anyhow!("[[evaluator]] at {}: {e}", spec.location))?;
+            builds.insert(spec.plugin.clone(), build_digest(&library.path)?);
             let ctx = EvaluatorContext {
                 config: spec.config.clone(),
                 runtime: runtime.clone(),
@@ -87,7 +113,13 @@ impl Pipeline {
         Ok(Pipeline {
             evaluators,
             constraints: constraints.to_vec(),
+            builds,
         })
+    }
+
+    /// The plugin builds this pipeline runs.
+    pub fn builds(&self) -> &PluginBuilds {
+        &self.builds
     }
 
     /// Runs every stage on one candidate. Never fails: problems become the trial's outcome.

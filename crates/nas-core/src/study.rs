@@ -1,13 +1,15 @@
 //! The study loop: ask the active strategy, decode, dedup, check constraints, store, evaluate,
 //! store, tell every strategy, checkpoint; until the budget is spent.
 //!
-//! Everything needed to continue is in `study.db`: on resume the strategies are restored from
-//! their checkpoints, trials left `pending`/`running` by a killed process are evaluated again,
-//! and the budget counts what is already stored. Only one process runs a study at a time
-//! (`study.lock`); the trial table's lease columns are there for multi-worker runs.
+//! Everything needed to continue is in the study's storage: on resume the strategies are
+//! restored from their checkpoints, trials left `pending`/`running` by a killed process are
+//! evaluated again, and the budget counts what is already stored. Only one process runs a
+//! study at a time (the storage's coordinator lock). With a database the trials are evaluated
+//! by worker processes (`coordinator.rs`).
+
+mod coordinator;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,10 +28,9 @@ use crate::pipeline::{Pipeline, static_metrics, violation};
 use crate::plugins;
 use crate::seeds::{derive_seed, hash_key};
 use crate::space::{SearchSpace, build_space};
-use crate::storage::{Checkpoint, NewTrial, Outcome, Storage, TrialRecord, now};
+use crate::storage::{Checkpoint, NewTrial, OpenMode, Outcome, Storage, TrialRecord};
 use crate::workers::Workers;
 
-const LOCK_FILE: &str = "study.lock";
 /// Proposals in a row that produce no new evaluation before the study gives up.
 const MAX_FRUITLESS_PROPOSALS: u64 = 10_000;
 /// How long a claimed trial stays reserved for its worker.
@@ -77,6 +78,8 @@ pub struct Study {
     /// Proposals asked so far (stored, so the portfolio draw survives a resume).
     proposals: u64,
     workers: Workers,
+    /// With a database: the pipelines of this process's worker threads, started by `run`.
+    idle_pipelines: Vec<Pipeline>,
     /// Canonical hash prefix -> trial id, for dedup without keeping records in memory.
     seen: HashMap<u64, u64>,
     /// Duplicates of trials still running: original id -> (proposer, its values), told once
@@ -92,7 +95,6 @@ pub struct Study {
     runtime: RuntimeSettings,
     /// Spans of the trials in evaluation: evaluation and storing a trial log in its span.
     spans: HashMap<u64, tracing::Span>,
-    _lock: File,
 }
 
 /// The parts of a config that define what a study is; changing them makes stored results
@@ -115,20 +117,31 @@ fn identity(config: &StudyConfig) -> serde_json::Value {
     })
 }
 
-fn lock(dir: &Path) -> anyhow::Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "study {} is being run by another process (it holds {}); wait for it or use another --study-dir",
-            dir.display(),
-            path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+/// Opens the study's storage for `nas search` and takes its coordinator lock: one process
+/// runs a study at a time.
+fn open_storage(config: &StudyConfig, dir: &Path) -> anyhow::Result<Storage> {
+    let storage = match &config.storage {
+        None => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create study directory {}", dir.display()))?;
+            Storage::create(dir)?
+        }
+        Some(url) => Storage::connect(url, &config.name, OpenMode::Create)?,
+    };
+    if !storage.lock_coordinator()? {
+        match &config.storage {
+            None => bail!(
+                "study {} is being run by another process (it holds {}); wait for it or use another --study-dir",
+                dir.display(),
+                dir.join("study.lock").display()
+            ),
+            Some(_) => bail!(
+                "study {} is being run by another `nas search` (it holds the study's coordinator lock); wait for it, or add workers with `nas worker`",
+                storage.location()
+            ),
         }
     }
+    Ok(storage)
 }
 
 /// One plugin instance per `[[strategy]]`, each with its own seed.
@@ -203,13 +216,27 @@ fn check_identity(storage: &Storage, config: &StudyConfig, dir: &Path) -> anyhow
             .filter(|k| stored.get(k) != identity.get(k))
             .collect();
             if !changed.is_empty() {
+                let (held_in, place, status) = match &config.storage {
+                    None => (
+                        dir.display().to_string(),
+                        "--study-dir".to_string(),
+                        format!("nas status {} --config", dir.display()),
+                    ),
+                    Some(url) => (
+                        storage.location(),
+                        "[study] name".to_string(),
+                        format!(
+                            "nas status --storage {url} --study {} --config",
+                            config.name
+                        ),
+                    ),
+                };
                 bail!(
                     "{} holds a study created from a different config (changed: {}); \
-                     only [budget], [runtime] and [final] may change on resume. Use another --study-dir, \
-                     or restore the original config (stored in the study: `nas status {} --config`)",
-                    dir.display(),
+                     only [budget], [runtime], [storage] and [final] may change on resume. Use another {place}, \
+                     or restore the original config (stored in the study: `{status}`)",
+                    held_in,
                     changed.join(", "),
-                    dir.display()
                 );
             }
         }
@@ -219,7 +246,13 @@ fn check_identity(storage: &Storage, config: &StudyConfig, dir: &Path) -> anyhow
 
 /// The latest config text (budget and runtime may have changed) and where data is read from.
 fn record_run_settings(storage: &Storage, config: &StudyConfig) -> anyhow::Result<()> {
-    storage.set_meta("config", &config.source)?;
+    // A password written in `[storage] url` is not stored (status, reports and workers show
+    // the stored config).
+    let source = match &config.storage {
+        Some(url) => url.hide_in(&config.source),
+        None => config.source.clone(),
+    };
+    storage.set_meta("config", &source)?;
     if let Some(root) = &config.data_root {
         storage.set_meta("data_root", &root.display().to_string())?;
     }
@@ -245,14 +278,6 @@ fn restore_checkpoints(storage: &Storage, phases: &mut [Phase]) -> anyhow::Resul
     Ok(())
 }
 
-/// `host:pid`, the owner written on the trials this process claims.
-fn worker_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
-}
-
 impl Study {
     /// Opens the study directory (creating or resuming) and loads every plugin.
     pub fn open(mut config: StudyConfig, dir: Option<PathBuf>) -> anyhow::Result<Study> {
@@ -268,14 +293,17 @@ impl Study {
         let runtime = config.runtime.resolve()?;
         let pipelines = build_pipelines(&config, &runtime, &dir)?;
 
-        // The lock comes first: of two processes creating the same study, the second gets the
-        // lock message rather than a busy database.
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create study directory {}", dir.display()))?;
-        let lock = lock(&dir)?;
-        let storage = Storage::create(&dir)?;
+        let storage = open_storage(&config, &dir)?;
         check_identity(&storage, &config, &dir)?;
         record_run_settings(&storage, &config)?;
+        if storage.is_shared() {
+            // Workers compare their plugin builds with these before claiming.
+            let builds = crate::pipeline::plugin_builds(&config.evaluators)?;
+            storage.set_meta(
+                crate::worker::PLUGIN_BUILDS_KEY,
+                &serde_json::to_string(&builds)?,
+            )?;
+        }
         restore_checkpoints(&storage, &mut phases)?;
 
         let prior_seconds = storage
@@ -286,6 +314,12 @@ impl Study {
             .meta("proposals")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        // With a database the pipelines serve this process's worker threads (`run_shared`).
+        let (local_pipelines, idle_pipelines) = if storage.is_shared() {
+            (Vec::new(), pipelines)
+        } else {
+            (pipelines, Vec::new())
+        };
         let mut study = Study {
             dir,
             storage,
@@ -299,7 +333,8 @@ impl Study {
             mixer: Mixer::new(config.mix, config.seed),
             proposals,
             phases,
-            workers: Workers::new(pipelines),
+            workers: Workers::new(local_pipelines),
+            idle_pipelines,
             seen: HashMap::new(),
             waiting_duplicates: HashMap::new(),
             evaluated: 0,
@@ -307,10 +342,9 @@ impl Study {
             best: None,
             prior_seconds,
             started: Instant::now(),
-            worker: worker_name(),
+            worker: crate::worker::process_name(),
             runtime,
             spans: HashMap::new(),
-            _lock: lock,
             config,
         };
         study.replay_history()?;
@@ -491,6 +525,9 @@ impl Study {
 
     /// Runs until the budget is spent or no strategy has anything new to propose.
     pub fn run(&mut self, observer: &mut dyn Observer) -> anyhow::Result<Summary> {
+        if self.storage.is_shared() {
+            return self.run_shared(observer);
+        }
         let mut summary = Summary::default();
         let capacity = self.config.runtime.workers;
         // Trials in evaluation, oldest first; results are taken back in this order.
@@ -666,6 +703,7 @@ impl Study {
             fidelity: proposal.fidelity,
             metrics: Metrics::new(),
             error: None,
+            proposal: Some(self.proposals),
         })
     }
 
@@ -772,10 +810,7 @@ impl Study {
     /// Claims a stored trial and hands it to the workers.
     fn submit(&mut self, trial: &TrialRecord, graph: nas_graph::Graph) -> anyhow::Result<()> {
         let span = tracing::info_span!("trial", id = trial.id, strategy = %trial.strategy);
-        span.in_scope(|| {
-            self.storage
-                .claim(trial.id, &self.worker, now() + LEASE_SECONDS)
-        })?;
+        span.in_scope(|| self.storage.claim(trial.id, &self.worker, LEASE_SECONDS))?;
         self.spans.insert(trial.id, span.clone());
         let request = EvalRequest {
             trial_id: trial.id,
@@ -896,11 +931,18 @@ fn data_root(config: &StudyConfig, dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(root) = &config.data_root {
         return Ok(std::path::absolute(root)?);
     }
-    let stored = dir
-        .join(crate::storage::DB_FILE)
-        .exists()
-        .then(|| Storage::open_read_only(dir).ok()?.meta("data_root").ok()?)
-        .flatten();
+    let stored = match &config.storage {
+        None => dir
+            .join(crate::storage::DB_FILE)
+            .exists()
+            .then(|| Storage::open_read_only(dir).ok()?.meta("data_root").ok()?)
+            .flatten(),
+        // A study not yet in the database has no stored root; an unreachable database is
+        // reported when the study is opened.
+        Some(url) => Storage::connect(url, &config.name, OpenMode::ReadOnly)
+            .ok()
+            .and_then(|s| s.meta("data_root").ok().flatten()),
+    };
     match stored {
         Some(root) => Ok(PathBuf::from(root)),
         None => Ok(std::env::current_dir()?),
@@ -909,18 +951,34 @@ fn data_root(config: &StudyConfig, dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Opens a study directory for reading: its storage and the config it was created with.
 pub fn open_stored(dir: &Path) -> anyhow::Result<(Storage, StudyConfig)> {
-    let storage = Storage::open_read_only(dir)?;
+    read_stored(Storage::open_read_only(dir)?)
+}
+
+/// Opens study `name` of a database for reading: its storage and the config it was created
+/// (or last resumed) with.
+pub fn open_stored_in(
+    url: &crate::storage::StorageUrl,
+    name: &str,
+) -> anyhow::Result<(Storage, StudyConfig)> {
+    read_stored(Storage::connect(url, name, OpenMode::ReadOnly)?)
+}
+
+fn read_stored(storage: Storage) -> anyhow::Result<(Storage, StudyConfig)> {
     let source = storage.meta("config")?.with_context(|| {
         format!(
             "{} has no stored config; it is not a complete study",
-            dir.display()
+            storage.location()
         )
     })?;
     let path = storage
         .meta("config_path")?
         .unwrap_or_else(|| "study.toml".into());
-    let mut config = crate::config::parse(Path::new(&path), &source)
-        .with_context(|| format!("the config stored in {} no longer parses", dir.display()))?;
+    let mut config = crate::config::parse(Path::new(&path), &source).with_context(|| {
+        format!(
+            "the config stored in {} no longer parses",
+            storage.location()
+        )
+    })?;
     config.data_root = storage.meta("data_root")?.map(PathBuf::from);
     Ok((storage, config))
 }

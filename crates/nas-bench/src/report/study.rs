@@ -595,6 +595,10 @@ mod tests {
             created_at: 0.0,
             started_at: Some(10.0),
             finished_at: Some(10.5),
+            worker: None,
+            attempts: 1,
+            requeues: 0,
+            told: true,
         }
     }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::storage::{SCHEMA_VERSION, StorageError};
+use super::{SCHEMA_VERSION, StorageError};
 
 pub fn open(path: &Path) -> Result<Connection, StorageError> {
     let sql = |cause| StorageError::Sql {
@@ -79,7 +79,13 @@ fn checked(path: &Path, conn: Connection) -> Result<Connection, StorageError> {
         )
         .ok();
     match version {
-        Some(v) if v == SCHEMA_VERSION.to_string() => Ok(conn),
+        // Older versions are read as they are (reading never migrates).
+        Some(v)
+            if v.parse::<i64>()
+                .is_ok_and(|v| (1..=SCHEMA_VERSION).contains(&v)) =>
+        {
+            Ok(conn)
+        }
         Some(v) => Err(StorageError::Schema {
             path: path.to_path_buf(),
             found: v.parse().unwrap_or(-1),
