@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nas_core::study::{Study, best_trials, open_stored};
+use nas_core::study::{Study, best_trials};
+use nas_core::study_ref::{StudyRef, storage_url};
 use nas_core::{config, final_phase, plugins};
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::weights::Weights;
@@ -15,18 +16,30 @@ pub fn search(
     config_path: &Path,
     study_dir: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    storage: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut config = config::load(config_path)?;
     config.data_root = data_dir;
+    // --storage, else NAS_STORAGE, else `[storage] url`.
+    if let Some(url) = storage_url(storage)? {
+        config.storage = Some(url);
+    }
     let objective = config.objectives[0].metric.clone();
     let budget = config.budget.trials;
     crate::signals::stop_searches_on_interrupt();
     let mut study = Study::open(config, study_dir)?;
     let dir = study.dir().to_path_buf();
+    let study_ref = match &study.config().storage {
+        Some(url) => StudyRef::Database {
+            url: url.clone(),
+            name: study.config().name.clone(),
+        },
+        None => StudyRef::Dir(dir.clone()),
+    };
     eprintln!(
         "study `{}` in {} ({} trials stored)",
         study.config().name,
-        dir.display(),
+        study.storage().location(),
         study.progress().evaluated
     );
     let mut progress = SearchProgress::new(&objective, budget);
@@ -40,12 +53,15 @@ pub fn search(
             signal,
             message: format!(
                 "{}: {} trials evaluated in this run; the study's {stored} trials are stored in {}. \
-                 Resume with: nas search {} --study-dir {}",
+                 Resume with: nas search {} {}",
                 nas_core::interrupt::stop_reason(signal),
                 summary.evaluated,
-                dir.display(),
+                study_ref,
                 config_path.display(),
-                dir.display()
+                match &study_ref {
+                    StudyRef::Dir(dir) => format!("--study-dir {}", dir.display()),
+                    StudyRef::Database { url, .. } => format!("--storage {url}"),
+                }
             ),
         }
         .into());
@@ -77,7 +93,7 @@ pub fn search(
         )?;
     }
     drop(study);
-    best(&dir, false, 1)
+    best(&study_ref, false, 1)
 }
 
 /// A search stopped by SIGINT/SIGTERM after storing its trials: what was saved and how to
@@ -96,8 +112,8 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-pub fn status(dir: &Path, json: bool, show_config: bool) -> anyhow::Result<()> {
-    let (storage, config) = open_stored(dir)?;
+pub fn status(study: &StudyRef, json: bool, show_config: bool) -> anyhow::Result<()> {
+    let (storage, config) = study.open()?;
     if show_config {
         print!("{}", config.source);
         return Ok(());
@@ -108,13 +124,14 @@ pub fn status(dir: &Path, json: bool, show_config: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    println!("study `{}` ({})", config.name, dir.display());
+    println!("study `{}` ({study})", config.name);
     let mut counts = std::collections::BTreeMap::new();
     for t in &trials {
         *counts.entry(t.state.as_str()).or_insert(0) += 1;
     }
     let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{} trials: {}", trials.len(), counts.join(", "));
+    crate::status_cmd::print_for_status(&storage, config.runtime.lease.as_secs_f64())?;
     if let Some(json) = storage.meta("standings")? {
         let standings: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
         let line: Vec<String> = standings
@@ -144,8 +161,9 @@ pub fn status(dir: &Path, json: bool, show_config: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn best(dir: &Path, json: bool, top: usize) -> anyhow::Result<()> {
-    let (storage, config) = open_stored(dir)?;
+pub fn best(study: &StudyRef, json: bool, top: usize) -> anyhow::Result<()> {
+    let (storage, config) = study.open()?;
+    let dir = &study.files_dir(&config);
     // Several objectives: the whole Pareto set unless --top narrows it.
     let limit = (config.objectives.len() == 1 || top > 1).then_some(top);
     let shown = best_trials(&storage, &config.objectives, limit)?;
@@ -232,11 +250,11 @@ fn describe_model(path: &Path) -> String {
     }
 }
 
-pub fn export(dir: &Path, trial_id: u64, output: &Path) -> anyhow::Result<()> {
-    let (storage, config) = open_stored(dir)?;
+pub fn export(study: &StudyRef, trial_id: u64, output: &Path) -> anyhow::Result<()> {
+    let (storage, config) = study.open()?;
     let trial = storage
         .trial(trial_id)?
-        .with_context(|| format!("study {} has no trial {trial_id}", dir.display()))?;
+        .with_context(|| format!("study {study} has no trial {trial_id}"))?;
     if trial.state != nas_plugin::TrialState::Complete {
         eprintln!(
             "warning: trial {trial_id} is {}{}; its network is exported anyway, but it has no valid result",

@@ -5,8 +5,10 @@ mod commands;
 mod progress;
 mod report_cmd;
 mod signals;
+mod status_cmd;
 mod tabulate_cmd;
 mod trial_view;
+mod worker_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,24 @@ struct Cli {
     command: Command,
 }
 
+/// A study in a database, for the commands that otherwise take a study folder.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct Database {
+    /// The database holding the study, e.g. postgresql://nas@db-host/nas (default: the
+    /// NAS_STORAGE environment variable).
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
+    /// The study's `[study] name` in that database (may be left out when it holds one).
+    #[arg(long, value_name = "NAME")]
+    study: Option<String>,
+}
+
+impl Database {
+    fn study(&self, dir: Option<PathBuf>) -> anyhow::Result<nas_core::study_ref::StudyRef> {
+        nas_core::study_ref::StudyRef::resolve(dir, self.storage.as_deref(), self.study.as_deref())
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run (or resume) the study described by CONFIG.
@@ -37,20 +57,58 @@ enum Command {
         /// current directory), e.g. where your CIFAR-10 or MNIST files are.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Store the study in this database (PostgreSQL URL) instead of the study directory's
+        /// SQLite file; `nas worker` processes on any machine then evaluate its trials.
+        /// Default: the NAS_STORAGE environment variable, else `[storage] url`.
+        #[arg(long, value_name = "URL")]
+        storage: Option<String>,
     },
-    /// Show every trial of a study.
+    /// Evaluate the trials of a study stored in a database, on this machine, with its own
+    /// plugins, ONNX Runtime and data, until stopped.
+    Worker {
+        /// The database (default: the NAS_STORAGE environment variable).
+        #[arg(long, value_name = "URL")]
+        storage: Option<String>,
+        /// The study to serve (may be left out when the database holds one).
+        #[arg(long, value_name = "NAME")]
+        study: Option<String>,
+        /// Stop after evaluating N trials.
+        #[arg(long, value_name = "N")]
+        max_trials: Option<u64>,
+        /// Stop after this long without a trial to claim, e.g. 60s or 10m (default: wait until
+        /// the study is finished).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        idle_exit: Option<std::time::Duration>,
+        /// Folder that relative `[data]` paths are taken from on this machine (default: the
+        /// current directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Folder for the files evaluators write (default: the study's `[study] directory`).
+        #[arg(long)]
+        study_dir: Option<PathBuf>,
+    },
+    /// Show every trial of a study, its workers and requeued trials.
     Status {
-        study_dir: PathBuf,
-        /// Print a JSON array of trials (stable format for scripts).
+        /// The study folder (or name a study in a database with --storage/--study).
+        study_dir: Option<PathBuf>,
+        #[command(flatten)]
+        database: Database,
+        /// Print a JSON array of trials (stable format for scripts); with --workers, a JSON
+        /// object with the counts, workers and requeued trials.
         #[arg(long)]
         json: bool,
         /// Print the config the study was created with.
         #[arg(long, conflicts_with = "json")]
         config: bool,
+        /// Show only the trial counts, the workers and the requeued trials (not every trial).
+        #[arg(long, conflicts_with = "config")]
+        workers: bool,
     },
     /// Show the best trial(s): the top K, or the Pareto set for several objectives.
     Best {
-        study_dir: PathBuf,
+        study_dir: Option<PathBuf>,
+        #[command(flatten)]
+        database: Database,
         #[arg(long)]
         json: bool,
         #[arg(long, default_value_t = 1)]
@@ -58,7 +116,9 @@ enum Command {
     },
     /// Write a trial's network as an ONNX model.
     Export {
-        study_dir: PathBuf,
+        study_dir: Option<PathBuf>,
+        #[command(flatten)]
+        database: Database,
         #[arg(long)]
         trial: u64,
         #[arg(short = 'o', long = "output")]
@@ -80,7 +140,9 @@ enum Command {
     /// Write a study's report: trials.csv, best_so_far.svg, pareto.svg (two objectives) and
     /// report.md.
     Report {
-        study_dir: PathBuf,
+        study_dir: Option<PathBuf>,
+        #[command(flatten)]
+        database: Database,
         /// Output folder (default: `<study>/report/`).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -144,22 +206,52 @@ fn main() -> ExitCode {
             config,
             study_dir,
             data_dir,
-        } => commands::search(&config, study_dir, data_dir),
+            storage,
+        } => commands::search(&config, study_dir, data_dir, storage.as_deref()),
+        Command::Worker {
+            storage,
+            study,
+            max_trials,
+            idle_exit,
+            data_dir,
+            study_dir,
+        } => worker_cmd::worker(worker_cmd::Options {
+            storage,
+            study,
+            max_trials,
+            idle_exit,
+            data_dir,
+            study_dir,
+        }),
         Command::Status {
             study_dir,
+            database,
             json,
             config,
-        } => commands::status(&study_dir, json, config),
+            workers,
+        } => database.study(study_dir).and_then(|s| {
+            if workers {
+                status_cmd::workers(&s, json)
+            } else {
+                commands::status(&s, json, config)
+            }
+        }),
         Command::Best {
             study_dir,
+            database,
             json,
             top,
-        } => commands::best(&study_dir, json, top),
+        } => database
+            .study(study_dir)
+            .and_then(|s| commands::best(&s, json, top)),
         Command::Export {
             study_dir,
+            database,
             trial,
             output,
-        } => commands::export(&study_dir, trial, &output),
+        } => database
+            .study(study_dir)
+            .and_then(|s| commands::export(&s, trial, &output)),
         Command::Evaluate {
             config,
             archs,
@@ -183,7 +275,13 @@ fn main() -> ExitCode {
                 partial,
             },
         ),
-        Command::Report { study_dir, out } => report_cmd::report(&study_dir, out),
+        Command::Report {
+            study_dir,
+            database,
+            out,
+        } => database
+            .study(study_dir)
+            .and_then(|s| report_cmd::report(&s, out)),
         Command::Benchmark {
             suite,
             seeds,

@@ -1,14 +1,12 @@
-//! `nas report STUDY_DIR`: CSV, SVG plots and a markdown summary of a stored study.
+//! `nas report STUDY`: CSV, SVG plots and a markdown summary of a stored study.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-pub fn report(study_dir: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let written = nas_bench::report::write_study_report(study_dir, out.as_deref())?;
-    println!(
-        "report of {} in {}:",
-        study_dir.display(),
-        written.dir.display()
-    );
+use nas_core::study_ref::StudyRef;
+
+pub fn report(study: &StudyRef, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let written = nas_bench::report::write_study_report(study, out.as_deref())?;
+    println!("report of {study} in {}:", written.dir.display());
     for f in &written.files {
         println!("  {}", f.display());
     }

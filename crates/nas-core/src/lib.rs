@@ -15,5 +15,6 @@ pub mod seeds;
 pub mod space;
 pub mod storage;
 pub mod study;
+pub mod study_ref;
 pub mod worker;
 pub mod workers;

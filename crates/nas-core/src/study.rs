@@ -760,7 +760,8 @@ impl Study {
         true
     }
 
-    /// Stores a new trial with its proposer's checkpoint and hands it to the workers.
+    /// Stores a new trial with its proposer's checkpoint and hands it to the workers (with a
+    /// database, it waits in the queue for one to claim it).
     fn store_and_submit(
         &mut self,
         index: usize,
@@ -772,6 +773,10 @@ impl Study {
         self.seen.insert(hash_key(&new.hash, new.fidelity), id);
         self.evaluated += 1;
         self.slots[index].evaluated += 1;
+        if self.storage.is_shared() {
+            // Queued in the database: a worker claims it.
+            return Ok(id);
+        }
         let trial = self
             .storage
             .trial(id)?

@@ -15,7 +15,7 @@ use nas_core::config::StudyConfig;
 use nas_core::final_phase::{FinalReport, stored_report};
 use nas_core::objectives::{self, dominates};
 use nas_core::storage::TrialRecord;
-use nas_core::study::open_stored;
+use nas_core::study_ref::StudyRef;
 
 /// Rows of the best-trials table of a single-objective study.
 const BEST_ROWS: usize = 10;
@@ -268,10 +268,11 @@ pub struct StudyReportFiles {
 
 /// Writes the report of the study in `study_dir` into `out` (default `<study>/report/`).
 pub fn write_study_report(
-    study_dir: &Path,
+    study: &StudyRef,
     out: Option<&Path>,
 ) -> anyhow::Result<StudyReportFiles> {
-    let (storage, config) = open_stored(study_dir)?;
+    let (storage, config) = study.open()?;
+    let study_dir = study.files_dir(&config);
     let trials = storage.trials()?;
     let standings = storage.meta("standings")?;
     let final_report = stored_report(&storage)?;
@@ -315,7 +316,7 @@ pub fn write_study_report(
         ));
     }
     let md = study_markdown(
-        study_dir,
+        &study_dir,
         &config,
         &trials,
         standings.as_deref(),

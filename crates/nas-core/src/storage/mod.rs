@@ -230,6 +230,7 @@ pub(crate) trait Backend: Send {
     fn trial(&self, id: u64) -> Result<Option<TrialRecord>, StorageError>;
     fn trials_where_state(&self, states: &[TrialState]) -> Result<Vec<TrialRecord>, StorageError>;
     fn untold(&self) -> Result<Vec<TrialRecord>, StorageError>;
+    fn requeued(&self) -> Result<Vec<TrialRecord>, StorageError>;
     fn state_counts(&self) -> Result<Vec<(TrialState, u64)>, StorageError>;
     fn complete_metric_values(&self, names: &[&str]) -> Result<Vec<MetricValues>, StorageError>;
     fn worker_beat(&self, beat: &WorkerBeat) -> Result<(), StorageError>;
@@ -414,6 +415,11 @@ impl Storage {
     /// by a worker), in id order.
     pub fn untold(&self) -> Result<Vec<TrialRecord>, StorageError> {
         self.backend.untold()
+    }
+
+    /// Trials an expired lease put back in the queue at least once, in id order.
+    pub fn requeued(&self) -> Result<Vec<TrialRecord>, StorageError> {
+        self.backend.requeued()
     }
 
     /// How many trials are in each state (states with none left out).

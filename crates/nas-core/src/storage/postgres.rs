@@ -748,6 +748,10 @@ impl Backend for Postgres {
         self.query_trials("AND (NOT told OR state IN ('pending', 'running'))", &[])
     }
 
+    fn requeued(&self) -> Result<Vec<TrialRecord>, StorageError> {
+        self.query_trials("AND requeues > 0", &[])
+    }
+
     fn state_counts(&self) -> Result<Vec<(TrialState, u64)>, StorageError> {
         let rows = self.run(|c, _| {
             c.query(

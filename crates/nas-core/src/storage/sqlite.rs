@@ -515,6 +515,10 @@ impl Backend for Sqlite {
         )
     }
 
+    fn requeued(&self) -> Result<Vec<TrialRecord>, StorageError> {
+        self.query_trials("SELECT * FROM trials WHERE requeues > 0 ORDER BY id", [])
+    }
+
     fn state_counts(&self) -> Result<Vec<(TrialState, u64)>, StorageError> {
         let mut stmt = self
             .conn

@@ -165,7 +165,8 @@ impl Study {
             }
             // Interrupted: the queued trials stay for the workers; the next `nas search`
             // tells their outcomes.
-            if stopped && crate::interrupt::requested().is_some() {
+            if let Some(signal) = crate::interrupt::requested() {
+                summary.stop_reason = crate::interrupt::stop_reason(signal);
                 break;
             }
             let Some(&oldest) = in_flight.front() else {
