@@ -106,13 +106,19 @@ fn admin(server: &str) -> Client {
     let config = config(server)
         .unwrap_or_else(|| panic!("{ENV}={} is not a postgresql:// URL", shown(server)));
     config.connect(NoTls).unwrap_or_else(|e| {
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            cause = format!("{cause}: {s}");
+            source = s.source();
+        }
         panic!(
-            "the PostgreSQL tests need a server, and none answers at {} ({e}).\n\
+            "the PostgreSQL tests need a server, and none answers at {} ({cause}).\n\
              Start PostgreSQL there (e.g. `apt-get install postgresql`, trust or password auth \
              for user postgres), or set {ENV}=postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE \
              naming one whose user may create databases, or run `cargo xtask test`, which starts \
              a throwaway server when none is running.",
-            shown(server)
+            shown(server),
         )
     })
 }
