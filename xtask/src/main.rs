@@ -5,6 +5,7 @@ mod bench_train;
 mod elf;
 mod new_strategy;
 mod ort;
+mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,11 +36,20 @@ enum Task {
     },
     /// Check formatting (`cargo fmt --all --check`) and lints (`cargo clippy --workspace
     /// --all-targets -- -D warnings`), provision ONNX Runtime, then run `cargo test --workspace
-    /// [ARGS...]` with ORT_DYLIB_PATH set.
+    /// [ARGS...]` with ORT_DYLIB_PATH set and NAS_TEST_POSTGRES naming a PostgreSQL server for
+    /// the storage tests: NAS_TEST_POSTGRES as given, else the one on 127.0.0.1:5432, else a
+    /// throwaway one started with initdb and pg_ctl (stopped afterwards).
     Test {
         /// Passed on to `cargo test`, e.g. `-- --nocapture`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Run COMMAND with NAS_TEST_POSTGRES naming the server the tests would use (see
+    /// `cargo xtask test`), e.g. `cargo xtask with-postgres cargo test -p nas-core --lib
+    /// storage`.
+    WithPostgres {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
     },
     /// Provision, build in release mode, run configs/quickstart.toml and show the best trials.
     Quickstart,
@@ -196,6 +206,8 @@ fn main() -> Result<ExitCode> {
         }
         Task::Test { args: _ } => {
             let args = passthrough(&std::env::args().collect::<Vec<_>>());
+            // Found (or started) first: without one the PostgreSQL tests would fail late.
+            let server = postgres::test_server()?;
             check_style(&root)?;
             let library = provision_cpu(&target)?;
             // The end-to-end tests load plugins from the build's target folder: build every
@@ -215,8 +227,18 @@ fn main() -> Result<ExitCode> {
                 .args(["test", "--workspace"])
                 .args(&args)
                 .env("ORT_DYLIB_PATH", &library)
+                .env(postgres::ENV, server.url())
                 .status()
                 .context("cannot run `cargo test`")?;
+            return Ok(exit_code(status));
+        }
+        Task::WithPostgres { command } => {
+            let server = postgres::test_server()?;
+            let status = Command::new(&command[0])
+                .args(&command[1..])
+                .env(postgres::ENV, server.url())
+                .status()
+                .with_context(|| format!("cannot run `{}`", command.join(" ")))?;
             return Ok(exit_code(status));
         }
         Task::Quickstart => quickstart(&root, &target)?,

@@ -155,7 +155,7 @@ impl Sqlite {
             > 0;
         if has_trials {
             let version = read_version(&tx).map_err(|e| self.sql(e))?.unwrap_or(1);
-            if version > SCHEMA_VERSION || version < 1 {
+            if !(1..=SCHEMA_VERSION).contains(&version) {
                 return Err(StorageError::Schema {
                     path: self.path.clone(),
                     found: version,
@@ -537,7 +537,8 @@ impl Backend for Sqlite {
             .map(|i| format!("json_extract(metrics, ?{})", i + 1))
             .collect();
         let sql = format!(
-            "SELECT id, fidelity, {} FROM trials WHERE state = 'complete' ORDER BY id",
+            "SELECT id, fidelity{}{} FROM trials WHERE state = 'complete' ORDER BY id",
+            if names.is_empty() { "" } else { ", " },
             columns.join(", ")
         );
         // JSON object keys are quoted so metric names with dots or dashes work.
