@@ -36,7 +36,8 @@ pub struct WorkerOptions {
     pub idle_exit: Option<Duration>,
     /// Stop when the queue is empty and the coordinator has finished the study.
     pub exit_when_finished: bool,
-    /// How long to wait before looking for a trial again when none is pending.
+    /// How long to wait before looking for a trial again when none is pending; doubled on
+    /// each empty look, up to `MAX_POLL`.
     pub poll: Duration,
 }
 
@@ -49,7 +50,7 @@ impl WorkerOptions {
             max_trials: None,
             idle_exit: None,
             exit_when_finished: true,
-            poll: Duration::from_millis(20),
+            poll: Duration::from_millis(5),
         }
     }
 }
@@ -161,6 +162,9 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// The longest wait between two looks at an empty queue.
+const MAX_POLL: Duration = Duration::from_millis(250);
+
 /// What the heartbeat thread shares with the evaluating one.
 struct Shared {
     current: Mutex<Option<u64>>,
@@ -247,6 +251,7 @@ fn claim_loop(
 ) -> anyhow::Result<WorkerSummary> {
     let mut summary = WorkerSummary::default();
     let mut idle_since = Instant::now();
+    let mut poll = options.poll;
     let lease = options.lease.as_secs_f64();
     loop {
         if stop() {
@@ -283,9 +288,11 @@ fn claim_loop(
                 summary.stop_reason = "the study is finished".into();
                 break;
             }
-            std::thread::sleep(options.poll);
+            std::thread::sleep(poll);
+            poll = (poll * 2).min(MAX_POLL.max(options.poll));
             continue;
         };
+        poll = options.poll;
         let span = tracing::info_span!("trial", id = trial.id, worker = %options.name);
         let _entered = span.enter();
         *shared.current.lock().expect("current trial") = Some(trial.id);

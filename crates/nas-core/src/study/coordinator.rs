@@ -23,7 +23,9 @@ use crate::worker::{Evaluator, SEARCH_STATE_KEY, WorkerOptions, process_name, se
 /// waiting.
 const QUEUE_MARGIN: usize = 2;
 const MIN_POLL: Duration = Duration::from_millis(2);
-const MAX_POLL: Duration = Duration::from_millis(50);
+/// Short: while the coordinator sleeps, workers that finish find at most the queue's margin
+/// of trials waiting.
+const MAX_POLL: Duration = Duration::from_millis(10);
 /// How often the live workers are counted (to size the queue).
 const COUNT_WORKERS_EVERY: Duration = Duration::from_secs(1);
 
