@@ -473,9 +473,13 @@ fn a_worker_killed_mid_trial_has_its_trial_requeued_and_finished_by_another() {
         .unwrap_or_else(|| panic!("trial {trial} is not listed as requeued: {status:#}"));
     assert!(entry["requeues"].as_u64().unwrap() >= 1, "{status:#}");
     assert_eq!(entry["state"], "complete", "{status:#}");
-    let victim_done = status_worker(&status, &victim.worker()).unwrap()["trials_done"]
-        .as_u64()
-        .unwrap();
+    let victim_entry = status_worker(&status, &victim.worker()).unwrap();
+    assert_eq!(
+        (&victim_entry["live"], &victim_entry["exited"]),
+        (&false.into(), &false.into()),
+        "the killed worker went silent without saying it exited: {status:#}"
+    );
+    let victim_done = victim_entry["trials_done"].as_u64().unwrap();
     let survivor_entry = status_worker(&status, &survivor.worker()).unwrap();
     assert_eq!(survivor_entry["exited"], true, "{status:#}");
     // Workers count what they reported; the victim's last heartbeat may predate its last
@@ -871,6 +875,7 @@ fn racing_workers_spend_the_budget_exactly_once() {
     // What the workers say they evaluated adds up to the budget, in their logs and in the
     // database.
     let status = setup.status("race");
+    assert_eq!(status["requeued"], serde_json::json!([]), "{status:#}");
     let mut logged = 0;
     let mut counted = 0;
     for w in &workers {
@@ -992,6 +997,40 @@ fn database_passwords_are_never_shown_or_stored() {
             "{what} shows the database password:\n{text}"
         );
     }
+    // Nor do errors that name the database.
+    for args in [
+        vec![
+            "status",
+            "--storage",
+            setup.url.as_str(),
+            "--study",
+            "nosuch",
+        ],
+        vec![
+            "worker",
+            "--storage",
+            setup.url.as_str(),
+            "--study",
+            "nosuch",
+        ],
+        vec!["best", "--storage", setup.url.as_str(), "--study", "nosuch"],
+    ] {
+        let o = Command::new(NAS)
+            .args(&args)
+            .current_dir(setup.dir())
+            .envs(debug)
+            .output()
+            .expect("nas runs");
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            !o.status.success() && text.contains("nosuch"),
+            "nas {args:?}: {text}"
+        );
+        assert!(
+            !text.contains(&secret),
+            "nas {args:?} shows the password:\n{text}"
+        );
+    }
     // Nor does the database keep it anywhere.
     let mut client = Client::connect(&setup.url, NoTls).unwrap();
     let stored: i64 = client
@@ -1007,23 +1046,31 @@ fn database_passwords_are_never_shown_or_stored() {
 #[test]
 fn an_unreachable_database_fails_quickly_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let o = common::nas(
-        &[
-            "status",
-            "--storage",
-            "postgresql://postgres@127.0.0.1:1/x",
-            "--study",
-            "s",
-        ],
-        tmp.path(),
-    );
-    let took = started.elapsed();
-    assert!(!o.status.success(), "{}", stdout(&o));
-    assert!(took < Duration::from_secs(15), "took {took:?}");
-    let err = stderr(&o);
-    assert!(err.contains("127.0.0.1:1"), "{err}");
-    assert!(err.contains("cannot reach PostgreSQL"), "{err}");
+    for url in [
+        "postgresql://postgres@127.0.0.1:1/x",
+        "postgresql://postgres:SeCrEt@127.0.0.1:1/x",
+    ] {
+        for args in [
+            vec!["status", "--storage", url, "--study", "s"],
+            vec!["worker", "--storage", url, "--study", "s"],
+        ] {
+            let started = Instant::now();
+            let o = common::nas(&args, tmp.path());
+            let took = started.elapsed();
+            assert!(!o.status.success(), "nas {args:?}: {}", stdout(&o));
+            assert!(took < Duration::from_secs(15), "nas {args:?} took {took:?}");
+            let err = stderr(&o);
+            assert!(err.contains("127.0.0.1:1"), "nas {args:?}: {err}");
+            assert!(
+                err.contains("cannot reach PostgreSQL"),
+                "nas {args:?}: {err}"
+            );
+            assert!(
+                !err.contains("SeCrEt"),
+                "nas {args:?} shows the password: {err}"
+            );
+        }
+    }
 }
 
 #[test]
