@@ -5,7 +5,6 @@ mod bench_train;
 mod elf;
 mod new_strategy;
 mod ort;
-mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -207,7 +206,7 @@ fn main() -> Result<ExitCode> {
         Task::Test { args: _ } => {
             let args = passthrough(&std::env::args().collect::<Vec<_>>());
             // Found (or started) first: without one the PostgreSQL tests would fail late.
-            let server = postgres::test_server()?;
+            let server = nas_testdb::TestServer::find_or_start()?;
             check_style(&root)?;
             let library = provision_cpu(&target)?;
             // The end-to-end tests load plugins from the build's target folder: build every
@@ -227,16 +226,16 @@ fn main() -> Result<ExitCode> {
                 .args(["test", "--workspace"])
                 .args(&args)
                 .env("ORT_DYLIB_PATH", &library)
-                .env(postgres::ENV, server.url())
+                .env(nas_testdb::ENV, server.url())
                 .status()
                 .context("cannot run `cargo test`")?;
             return Ok(exit_code(status));
         }
         Task::WithPostgres { command } => {
-            let server = postgres::test_server()?;
+            let server = nas_testdb::TestServer::find_or_start()?;
             let status = Command::new(&command[0])
                 .args(&command[1..])
-                .env(postgres::ENV, server.url())
+                .env(nas_testdb::ENV, server.url())
                 .status()
                 .with_context(|| format!("cannot run `{}`", command.join(" ")))?;
             return Ok(exit_code(status));

@@ -12,6 +12,8 @@ use crate::storage::{Storage, StorageUrl};
 pub const STORAGE_ENV: &str = "NAS_STORAGE";
 
 /// Where a stored study is.
+// One per command run: the size of the database variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum StudyRef {
     Dir(PathBuf),
@@ -23,9 +25,10 @@ pub fn storage_url(flag: Option<&str>) -> anyhow::Result<Option<StorageUrl>> {
     let from_env = std::env::var(STORAGE_ENV).ok().filter(|v| !v.is_empty());
     match (flag, from_env) {
         (Some(url), _) => Ok(Some(url.parse()?)),
-        (None, Some(url)) => Ok(Some(url.parse().map_err(|e| {
-            anyhow::anyhow!("{STORAGE_ENV}: {e}")
-        })?)),
+        (None, Some(url)) => Ok(Some(
+            url.parse()
+                .map_err(|e| anyhow::anyhow!("{STORAGE_ENV}: {e}"))?,
+        )),
         (None, None) => Ok(None),
     }
 }
@@ -58,7 +61,9 @@ impl StudyRef {
                 let names = Storage::studies(&url)?;
                 match names.as_slice() {
                     [one] => one.clone(),
-                    [] => bail!("{url} holds no study; start one with `nas search CONFIG --storage URL`"),
+                    [] => bail!(
+                        "{url} holds no study; start one with `nas search CONFIG --storage URL`"
+                    ),
                     many => bail!(
                         "{url} holds several studies ({}); choose one with --study NAME",
                         many.join(", ")

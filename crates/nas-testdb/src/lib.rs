@@ -9,12 +9,18 @@
 //! A server that cannot be reached is a failure, never a skipped test: the panic says which
 //! URL was tried and how to get one (start PostgreSQL, set `NAS_TEST_POSTGRES`, or run
 //! `cargo xtask test`, which starts a throwaway server when none is running).
+//!
+//! [`TestServer`] finds that server for `cargo xtask test`, or starts a throwaway one a test
+//! may stop and restart.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use postgres::{Client, Config, NoTls};
+
+mod server;
+pub use server::TestServer;
 
 /// The variable naming the test server.
 pub const ENV: &str = "NAS_TEST_POSTGRES";
