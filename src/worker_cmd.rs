@@ -31,11 +31,14 @@ pub fn worker(o: Options) -> anyhow::Result<()> {
         None => std::env::current_dir()?,
     });
     let files = o.study_dir.unwrap_or_else(|| config.directory.clone());
-    std::fs::create_dir_all(&files)
-        .with_context(|| format!("cannot create the worker's study folder {}", files.display()))?;
-    let connect = || -> anyhow::Result<Storage> {
-        Ok(Storage::connect(url, name, OpenMode::Existing)?)
-    };
+    std::fs::create_dir_all(&files).with_context(|| {
+        format!(
+            "cannot create the worker's study folder {}",
+            files.display()
+        )
+    })?;
+    let connect =
+        || -> anyhow::Result<Storage> { Ok(Storage::connect(url, name, OpenMode::Existing)?) };
     let storage = connect()?;
     // Everything this machine lacks is found before any trial is claimed.
     let mut evaluator = Evaluator::for_study(&config, &files)

@@ -23,9 +23,10 @@ pub fn storage_url(flag: Option<&str>) -> anyhow::Result<Option<StorageUrl>> {
     let from_env = std::env::var(STORAGE_ENV).ok().filter(|v| !v.is_empty());
     match (flag, from_env) {
         (Some(url), _) => Ok(Some(url.parse()?)),
-        (None, Some(url)) => Ok(Some(url.parse().map_err(|e| {
-            anyhow::anyhow!("{STORAGE_ENV}: {e}")
-        })?)),
+        (None, Some(url)) => Ok(Some(
+            url.parse()
+                .map_err(|e| anyhow::anyhow!("{STORAGE_ENV}: {e}"))?,
+        )),
         (None, None) => Ok(None),
     }
 }
@@ -58,7 +59,9 @@ impl StudyRef {
                 let names = Storage::studies(&url)?;
                 match names.as_slice() {
                     [one] => one.clone(),
-                    [] => bail!("{url} holds no study; start one with `nas search CONFIG --storage URL`"),
+                    [] => bail!(
+                        "{url} holds no study; start one with `nas search CONFIG --storage URL`"
+                    ),
                     many => bail!(
                         "{url} holds several studies ({}); choose one with --study NAME",
                         many.join(", ")
