@@ -112,6 +112,18 @@ struct Results {
     throughput: Vec<Throughput>,
     claims: Vec<Claims>,
     status: Vec<StatusTime>,
+    /// /proc/loadavg's 1-minute load at the start and at the end (other work on the machine
+    /// shows here; every process of the benchmark shares its CPUs).
+    load: (Option<f64>, Option<f64>),
+}
+
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The study file of a throughput run.
@@ -466,7 +478,10 @@ pub fn bench_workers(root: &Path, target: &Path, opts: &Options) -> Result<()> {
 }
 
 fn measure_all(bench: &mut Bench, opts: &Options) -> Result<Results> {
-    let mut results = Results::default();
+    let mut results = Results {
+        load: (load_average(), None),
+        ..Results::default()
+    };
     let largest = *opts.sizes.iter().max().expect("sizes");
     for backend in [Backend::Postgres, Backend::Sqlite] {
         eprintln!("{}: throughput", backend.label());
@@ -530,6 +545,7 @@ fn measure_all(bench: &mut Bench, opts: &Options) -> Result<Results> {
             results.claims.push(claims);
         }
     }
+    results.load.1 = load_average();
     Ok(results)
 }
 
@@ -559,6 +575,15 @@ fn report(r: &Results, opts: &Options) -> String {
         std::env::consts::ARCH,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         crate::bench::utc_now()
+    );
+    let load = |l: Option<f64>| l.map_or("?".to_string(), |l| format!("{l:.2}"));
+    let _ = writeln!(
+        s,
+        "Load average (1 min) at the start and the end: {} and {}. Every process measured here \
+         (coordinator, workers, PostgreSQL) shares the machine's CPUs, with anything else that \
+         runs on it: the throughput figures are only as quiet as the machine was.\n",
+        load(r.load.0),
+        load(r.load.1)
     );
     let _ = writeln!(s, "## Throughput\n");
     let _ = writeln!(
@@ -824,6 +849,7 @@ mod tests {
             ],
             claims: vec![],
             status: vec![],
+            load: (Some(0.5), None),
         };
         let opts = Options {
             trials: 160,
@@ -836,6 +862,7 @@ mod tests {
         assert!(s.contains("| 8 | 160 | 160 | 160.0 | 100 % |"), "{s}");
         assert!(s.contains("80.0 | 80 % |"), "{s}");
         assert!(s.contains("PostgreSQL: 100 % of 160 trials/s"), "{s}");
+        assert!(s.contains("start and the end: 0.50 and ?."), "{s}");
         assert!(
             s.contains("SQLite: 80 % of 100 trials/s (50 % of the uncapped 160): **not met**"),
             "{s}"
