@@ -594,7 +594,8 @@ fn report(r: &Results, opts: &Options) -> String {
          in `nas search` (SQLite has no remote workers). trials/s is counted from the first \
          claim to the last finish (store clock); \"whole\" is the `nas search` process from \
          start to exit (plugin loading, start-up and the workers' start included). Ideal = N / \
-         {delay_s} s, capped by the coordinator's own rate (the row without delay).\n",
+         {delay_s} s; the last row is what the coordinator does with no delay at all (its own \
+         ceiling, under the same load).\n",
         opts.trials, opts.trials_per_worker, opts.delay_ms, opts.delay_ms
     );
     let _ = writeln!(
@@ -608,13 +609,11 @@ fn report(r: &Results, opts: &Options) -> String {
         for backend in [Backend::Postgres, Backend::Sqlite] {
             match find(&r.throughput, backend, n, true) {
                 Some(t) => {
-                    let ideal =
-                        ceiling(&r.throughput, backend).map_or(raw_ideal, |c| raw_ideal.min(c));
                     let _ = write!(
                         row,
                         " {:.1} | {:.0} % | {:.2} |",
                         t.rate(),
-                        100.0 * t.rate() / ideal,
+                        100.0 * t.rate() / raw_ideal,
                         t.whole_s
                     );
                 }
@@ -699,16 +698,22 @@ fn report(r: &Results, opts: &Options) -> String {
     let most = *opts.workers.iter().max().unwrap_or(&1);
     for backend in [Backend::Postgres, Backend::Sqlite] {
         if let Some(t) = find(&r.throughput, backend, most, true) {
+            // The verdict is on N / delay: a coordinator slowed down (by load, or by its
+            // own cost per trial) must not make the goal easier.
             let raw_ideal = most as f64 / delay_s;
-            let capped = ceiling(&r.throughput, backend).map_or(raw_ideal, |c| raw_ideal.min(c));
-            let pct = 100.0 * t.rate() / capped;
+            let pct = 100.0 * t.rate() / raw_ideal;
+            let ceiling = ceiling(&r.throughput, backend).map_or(String::new(), |c| {
+                format!(
+                    " ({:.0} % of the coordinator's own rate without delay, {c:.0} trials/s)",
+                    100.0 * t.rate() / raw_ideal.min(c)
+                )
+            });
             let _ = writeln!(
                 s,
-                "- Throughput >= 90 % of ideal at {most} workers, {}: {:.0} % of {capped:.0} \
-                 trials/s ({:.0} % of the uncapped {raw_ideal:.0}): **{}**",
+                "- Throughput >= 90 % of ideal at {most} workers, {}: {:.1} trials/s = {pct:.0} % \
+                 of {raw_ideal:.0}{ceiling}: **{}**",
                 backend.label(),
-                pct,
-                100.0 * t.rate() / raw_ideal,
+                t.rate(),
                 if pct >= 90.0 { "met" } else { "not met" }
             );
         }
@@ -831,7 +836,7 @@ mod tests {
     }
 
     #[test]
-    fn the_report_compares_against_the_capped_ideal() {
+    fn the_report_compares_against_the_ideal() {
         let run = |backend, workers, delay_ms, busy_s| Throughput {
             backend,
             workers,
@@ -860,11 +865,14 @@ mod tests {
         };
         let s = report(&results, &opts);
         assert!(s.contains("| 8 | 160 | 160 | 160.0 | 100 % |"), "{s}");
-        assert!(s.contains("80.0 | 80 % |"), "{s}");
-        assert!(s.contains("PostgreSQL: 100 % of 160 trials/s"), "{s}");
+        assert!(s.contains("80.0 | 50 % |"), "{s}");
+        assert!(
+            s.contains("PostgreSQL: 160.0 trials/s = 100 % of 160 (100 % of the coordinator's own rate without delay, 320 trials/s): **met**"),
+            "{s}"
+        );
         assert!(s.contains("start and the end: 0.50 and ?."), "{s}");
         assert!(
-            s.contains("SQLite: 80 % of 100 trials/s (50 % of the uncapped 160): **not met**"),
+            s.contains("SQLite: 80.0 trials/s = 50 % of 160 (80 % of the coordinator's own rate without delay, 100 trials/s): **not met**"),
             "{s}"
         );
     }
