@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_train;
+mod bench_workers;
 mod elf;
 mod new_strategy;
 mod ort;
@@ -58,6 +59,22 @@ enum Task {
         /// Trials of the long run; the short run has a tenth of them.
         #[arg(long, default_value_t = 10_000)]
         trials: u64,
+    },
+    /// Distributed search on PostgreSQL and SQLite side by side: trials/s with 1, 2, 4 and 8
+    /// workers on an evaluator that sleeps 50 ms per trial, `claim_next` latency at 1,000 and
+    /// 100,000 stored trials, and `nas status` time on the large study; writes
+    /// results/bench-workers/report.md and results.csv (a few minutes; PostgreSQL as for
+    /// `cargo xtask test`).
+    BenchWorkers {
+        /// Trials of a throughput run, at least.
+        #[arg(long, default_value_t = 160)]
+        trials: u64,
+        /// Trials of a throughput run per worker, at least (N workers: max(trials, this x N)).
+        #[arg(long, default_value_t = 80)]
+        trials_per_worker: u64,
+        /// Simulated evaluation time per trial (the tabular evaluator's `delay_ms`).
+        #[arg(long, default_value_t = 50)]
+        delay_ms: u64,
     },
     /// Measure images/s of the ONNX Runtime training step and of inference for a fixed small
     /// CNN (3x32x32) on CPU, next to PyTorch when python3 can import it; writes
@@ -242,6 +259,21 @@ fn main() -> Result<ExitCode> {
         }
         Task::Quickstart => quickstart(&root, &target)?,
         Task::BenchLoop { trials } => bench::bench_loop(&root, &target, trials)?,
+        Task::BenchWorkers {
+            trials,
+            trials_per_worker,
+            delay_ms,
+        } => bench_workers::bench_workers(
+            &root,
+            &target,
+            &bench_workers::Options {
+                trials,
+                trials_per_worker,
+                delay_ms,
+                workers: vec![1, 2, 4, 8],
+                sizes: vec![1_000, 100_000],
+            },
+        )?,
         Task::BenchTrain {
             batch,
             steps,

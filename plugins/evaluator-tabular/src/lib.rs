@@ -7,7 +7,13 @@
 //! [[evaluator]]
 //! plugin = "tabular"
 //! table = "runs/tables/my-space/table.json.gz"   # a file written by `nas tabulate`
+//! delay_ms = 0          # optional: sleep this long per evaluation (see below)
 //! ```
+//!
+//! `delay_ms = N` (default 0, at most 600000) simulates a slow evaluation for benchmarks: every
+//! evaluation sleeps N milliseconds before answering (the answer is unchanged). `cargo xtask
+//! bench-workers` uses it to make the scaling of distributed workers visible; never set it for
+//! a real search.
 //!
 //! Metrics (accuracies are fractions 0..1):
 //! - `val_accuracy`: validation accuracy after `epochs` epochs of the recorded run: the
@@ -27,6 +33,7 @@
 //! (another width, input or class count) is an error that says what the table covers.
 
 use std::path::Path;
+use std::time::Duration;
 
 use nas_plugin::{
     EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
@@ -34,12 +41,16 @@ use nas_plugin::{
 use nas_table::{Index, Table};
 use serde_json::{Value, json};
 
-const OPTIONS: &[&str] = &["table"];
+const OPTIONS: &[&str] = &["table", "delay_ms"];
+/// The longest `delay_ms` accepted (10 minutes).
+pub const MAX_DELAY_MS: u64 = 600_000;
 
-/// Where the table comes from.
+/// Where the table comes from, and the simulated evaluation time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TabularConfig {
     pub table: String,
+    /// Sleep this long in every evaluation (a slow evaluation simulated for benchmarks).
+    pub delay: Duration,
 }
 
 /// Reads the evaluator's TOML table (as JSON); unknown keys are errors.
@@ -60,15 +71,33 @@ pub fn parse_config(config: &Value) -> Result<TabularConfig, String> {
             OPTIONS.join(", ")
         ));
     }
-    match map.get("table") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(TabularConfig { table: s.clone() }),
-        Some(other) => Err(format!(
-            "tabular evaluator: `table` must be a file path, found {other}"
-        )),
-        None => Err(
-            "tabular evaluator: `table` is missing: give the file written by `nas tabulate`".into(),
-        ),
-    }
+    let table = match map.get("table") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(other) => {
+            return Err(format!(
+                "tabular evaluator: `table` must be a file path, found {other}"
+            ));
+        }
+        None => {
+            return Err(
+                "tabular evaluator: `table` is missing: give the file written by `nas tabulate`"
+                    .into(),
+            );
+        }
+    };
+    let delay_ms = match map.get("delay_ms") {
+        None => 0,
+        Some(v) => v.as_u64().filter(|&ms| ms <= MAX_DELAY_MS).ok_or_else(|| {
+            format!(
+                "tabular evaluator: `delay_ms` must be a whole number of milliseconds from 0 to \
+                 {MAX_DELAY_MS}, found {v}"
+            )
+        })?,
+    };
+    Ok(TabularConfig {
+        table,
+        delay: Duration::from_millis(delay_ms),
+    })
 }
 
 pub struct TabularEvaluator {
@@ -76,6 +105,8 @@ pub struct TabularEvaluator {
     index: Index,
     /// Where the table came from, for messages.
     source: String,
+    /// Slept in every evaluation (`delay_ms`).
+    delay: Duration,
 }
 
 impl TabularEvaluator {
@@ -85,7 +116,14 @@ impl TabularEvaluator {
             table,
             index,
             source,
+            delay: Duration::ZERO,
         }
+    }
+
+    /// Sleeps `delay` in every evaluation (a slow evaluation simulated for benchmarks).
+    pub fn with_delay(mut self, delay: Duration) -> TabularEvaluator {
+        self.delay = delay;
+        self
     }
 
     pub fn table(&self) -> &Table {
@@ -120,10 +158,13 @@ impl Evaluator for TabularEvaluator {
         let cfg = parse_config(&ctx.config)?;
         let table =
             Table::read(Path::new(&cfg.table)).map_err(|e| format!("tabular evaluator: {e}"))?;
-        Ok(TabularEvaluator::from_table(table, cfg.table))
+        Ok(TabularEvaluator::from_table(table, cfg.table).with_delay(cfg.delay))
     }
 
     fn evaluate(&mut self, req: &EvalRequest) -> Result<EvalResult, PluginError> {
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
         let row = self.row(req)?;
         if let Some(e) = &row.error {
             return Err(self.fail(format!(

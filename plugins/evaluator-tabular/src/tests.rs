@@ -176,6 +176,37 @@ fn options_are_checked() {
 }
 
 #[test]
+fn delay_ms_is_checked_and_slows_every_evaluation() {
+    use std::time::{Duration, Instant};
+    assert_eq!(
+        parse_config(&json!({"table": "t"})).unwrap().delay,
+        Duration::ZERO
+    );
+    assert_eq!(
+        parse_config(&json!({"table": "t", "delay_ms": 50}))
+            .unwrap()
+            .delay,
+        Duration::from_millis(50)
+    );
+    for bad in [json!(-1), json!(2.5), json!("50"), json!(MAX_DELAY_MS + 1)] {
+        let e = parse_config(&json!({"table": "t", "delay_ms": bad})).unwrap_err();
+        assert!(e.contains("`delay_ms` must be a whole number"), "{e}");
+    }
+    let mut e = evaluator().with_delay(Duration::from_millis(30));
+    let start = Instant::now();
+    let slow = e.evaluate(&request(4, CONV, None)).unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    // The answer is the same as without the delay.
+    assert_eq!(
+        slow.metrics,
+        evaluator()
+            .evaluate(&request(4, CONV, None))
+            .unwrap()
+            .metrics
+    );
+}
+
+#[test]
 fn creation_reads_the_file_and_names_it_when_it_is_bad() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.json.gz");
