@@ -1,11 +1,12 @@
 //! `nas worker`: evaluates the trials of a study stored in a database on this machine.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nas_core::storage::{OpenMode, Storage};
-use nas_core::study_ref::StudyRef;
+use nas_core::config::StudyConfig;
+use nas_core::storage::{OpenMode, Storage, StorageError};
+use nas_core::study_ref::{StudyRef, storage_url};
 use nas_core::worker::{Evaluator, WorkerOptions, check_builds, process_name, serve};
 
 pub struct Options {
@@ -17,13 +18,75 @@ pub struct Options {
     pub study_dir: Option<PathBuf>,
 }
 
+/// How often a worker started before its study looks for it again.
+const STUDY_POLL: Duration = Duration::from_secs(1);
+
+/// The study to serve, waiting (up to `idle_exit`) for a coordinator to create it: workers
+/// are often started before, or at the same time as, `nas search` (a cluster job).
+fn wait_for_study(o: &Options) -> anyhow::Result<(StudyRef, StudyConfig)> {
+    let Some(url) = storage_url(o.storage.as_deref())? else {
+        anyhow::bail!(
+            "`nas worker` serves a study in a database: give --storage URL (or set NAS_STORAGE)"
+        );
+    };
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        let name = match &o.study {
+            Some(name) => Some(name.clone()),
+            None => match Storage::studies(&url)?.as_slice() {
+                [] => None,
+                [one] => Some(one.clone()),
+                many => anyhow::bail!(
+                    "{url} holds several studies ({}); choose one with --study NAME",
+                    many.join(", ")
+                ),
+            },
+        };
+        if let Some(name) = name {
+            // A study counts once its coordinator has stored its config.
+            let ready = match Storage::connect(&url, &name, OpenMode::ReadOnly) {
+                Ok(storage) => storage.meta("config")?.is_some(),
+                Err(StorageError::NoSuchStudy { .. }) => false,
+                Err(e) => return Err(e.into()),
+            };
+            if ready {
+                let study = StudyRef::Database { url, name };
+                let (_, config) = study.open()?;
+                return Ok((study, config));
+            }
+        }
+        if let Some(limit) = o.idle_exit
+            && started.elapsed() >= limit
+        {
+            anyhow::bail!(
+                "no study {} appeared in {url} within --idle-exit {}",
+                o.study.as_deref().map_or("".into(), |n| format!("`{n}`")),
+                humantime::format_duration(limit)
+            );
+        }
+        if nas_core::interrupt::requested().is_some() {
+            anyhow::bail!("interrupted while waiting for the study to appear in {url}");
+        }
+        if !said {
+            eprintln!(
+                "waiting for {} to appear in {url} (start it with `nas search CONFIG --storage URL`)",
+                o.study
+                    .as_deref()
+                    .map_or("a study".into(), |n| format!("study `{n}`"))
+            );
+            said = true;
+        }
+        std::thread::sleep(STUDY_POLL);
+    }
+}
+
 pub fn worker(o: Options) -> anyhow::Result<()> {
     crate::signals::stop_searches_on_interrupt();
-    let study = StudyRef::resolve(None, o.storage.as_deref(), o.study.as_deref())?;
+    let (study, mut config) = wait_for_study(&o)?;
     let StudyRef::Database { url, name } = &study else {
-        anyhow::bail!("`nas worker` serves a study in a database: give --storage URL");
+        unreachable!("a worker's study is in a database");
     };
-    let (_, mut config) = study.open()?;
     config.storage = Some(url.clone());
     // Data paths are this machine's: --data-dir, else the current directory.
     config.data_root = Some(match o.data_dir {

@@ -1006,12 +1006,15 @@ fn database_passwords_are_never_shown_or_stored() {
             "--study",
             "nosuch",
         ],
+        // A worker waits for its study to appear, here for a second.
         vec![
             "worker",
             "--storage",
             setup.url.as_str(),
             "--study",
             "nosuch",
+            "--idle-exit",
+            "1s",
         ],
         vec!["best", "--storage", setup.url.as_str(), "--study", "nosuch"],
     ] {

@@ -117,7 +117,14 @@ fn a_fixed_queue_depth_gives_the_same_proposals_for_any_number_of_workers() {
         // "worker HOST:PID: N trials evaluated; stopped: ..."
         let n: u64 = text
             .lines()
-            .find_map(|l| l.split(" trials evaluated").next()?.rsplit(' ').next()?.parse().ok())
+            .find_map(|l| {
+                l.split(" trials evaluated")
+                    .next()?
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or_else(|| panic!("no trial count in {text}"));
         done += n;
     }

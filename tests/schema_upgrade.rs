@@ -42,7 +42,11 @@ fn a_version_1_study_is_read_then_resumed_with_its_history() {
     // Resumed with a larger budget: migrated, the 6 stored trials kept as they were, the
     // budget counts them, and the strategies go on from their checkpoints.
     let toml = tmp.path().join("v1.toml");
-    std::fs::write(&toml, config.replace("trials = 6", "trials = 10")).unwrap();
+    std::fs::write(
+        &toml,
+        config.replace("[budget]\ntrials = 6", "[budget]\ntrials = 10"),
+    )
+    .unwrap();
     let o = nas(
         &[
             "search",

@@ -162,6 +162,30 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// Says when to look for expired leases again: at most every second (or a quarter lease),
+/// rather than before every claim, which would cost a write per trial and worker.
+pub struct RequeueTimer {
+    every: Duration,
+    last: Option<Instant>,
+}
+
+impl RequeueTimer {
+    pub fn new(lease: Duration) -> RequeueTimer {
+        RequeueTimer {
+            every: (lease / 4).min(Duration::from_secs(1)),
+            last: None,
+        }
+    }
+
+    pub fn due(&mut self) -> bool {
+        let due = self.last.is_none_or(|t| t.elapsed() >= self.every);
+        if due {
+            self.last = Some(Instant::now());
+        }
+        due
+    }
+}
+
 /// The longest wait between two looks at an empty queue.
 const MAX_POLL: Duration = Duration::from_millis(250);
 
@@ -252,6 +276,7 @@ fn claim_loop(
     let mut summary = WorkerSummary::default();
     let mut idle_since = Instant::now();
     let mut poll = options.poll;
+    let mut requeue = RequeueTimer::new(options.lease);
     let lease = options.lease.as_secs_f64();
     loop {
         if stop() {
@@ -264,7 +289,12 @@ fn claim_loop(
             summary.stop_reason = format!("evaluated --max-trials {n} trials");
             break;
         }
-        for r in storage.requeue_expired(options.max_retries)? {
+        let expired = if requeue.due() {
+            storage.requeue_expired(options.max_retries)?
+        } else {
+            Vec::new()
+        };
+        for r in expired {
             tracing::warn!(
                 trial = r.id,
                 state = r.state.as_str(),

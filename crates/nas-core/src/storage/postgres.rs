@@ -13,7 +13,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ::postgres::error::SqlState;
-use ::postgres::{Client, NoTls, Row, Transaction};
+use ::postgres::types::ToSql;
+use ::postgres::{Client, NoTls, Row, Statement, Transaction};
 use nas_plugin::TrialState;
 
 use super::{
@@ -118,10 +119,71 @@ pub(crate) struct Postgres {
 }
 
 struct Connection {
-    client: Option<Client>,
+    client: Option<Session>,
     /// Whether this process holds the study's coordinator lock (it is re-taken after a
     /// reconnect, since a session-level lock ends with its connection).
     coordinating: bool,
+}
+
+/// A connection with its prepared statements: each statement is parsed once per connection,
+/// so running one costs one round trip instead of two.
+struct Session {
+    client: Client,
+    statements: std::collections::HashMap<String, Statement>,
+}
+
+impl Session {
+    fn new(client: Client) -> Session {
+        Session {
+            client,
+            statements: Default::default(),
+        }
+    }
+
+    fn prepare(&mut self, sql: &str) -> Result<Statement, ::postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, ::postgres::Error> {
+        let statement = self.prepare(sql)?;
+        self.client.execute(&statement, params)
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, ::postgres::Error> {
+        let statement = self.prepare(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, ::postgres::Error> {
+        let statement = self.prepare(sql)?;
+        self.client.query_one(&statement, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, ::postgres::Error> {
+        let statement = self.prepare(sql)?;
+        self.client.query_opt(&statement, params)
+    }
 }
 
 /// Whether an error means the connection is gone (retry on a new one) rather than that the
@@ -272,7 +334,7 @@ impl Postgres {
             name: name.to_string(),
             study_id,
             conn: Mutex::new(Connection {
-                client: Some(client),
+                client: Some(Session::new(client)),
                 coordinating: false,
             }),
         })
@@ -314,7 +376,7 @@ impl Postgres {
     /// `op` gets the attempt number (0 first), so a write can tell a retry from a first try.
     fn run<T>(
         &self,
-        mut op: impl FnMut(&mut Client, u32) -> Result<T, ::postgres::Error>,
+        mut op: impl FnMut(&mut Session, u32) -> Result<T, ::postgres::Error>,
     ) -> Result<T, StorageError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
@@ -361,20 +423,20 @@ impl Postgres {
             }));
         }
         tracing::info!(location = %self.location(), "reconnected to the study database");
-        conn.client = Some(client);
+        conn.client = Some(Session::new(client));
         Ok(())
     }
 
     fn query_trials(
         &self,
         filter: &str,
-        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+        params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<TrialRecord>, StorageError> {
         let sql = format!(
             "SELECT {TRIAL_COLUMNS} FROM nas_trials WHERE study_id = $1 {filter} ORDER BY id"
         );
         let rows = self.run(|c, _| {
-            let mut all: Vec<&(dyn ::postgres::types::ToSql + Sync)> = vec![&self.study_id];
+            let mut all: Vec<&(dyn ToSql + Sync)> = vec![&self.study_id];
             all.extend_from_slice(params);
             c.query(&sql, &all)
         })?;
@@ -432,23 +494,25 @@ fn raw_row(r: &Row) -> RawRow {
     }
 }
 
-fn write_checkpoints(
-    tx: &mut Transaction<'_>,
-    study_id: i64,
-    cps: &[Checkpoint],
-) -> Result<(), ::postgres::Error> {
-    if cps.is_empty() {
-        return Ok(());
-    }
-    let stmt = tx.prepare(&format!(
+/// The checkpoint upsert, prepared before the transaction that runs it.
+fn checkpoint_statement(c: &mut Session) -> Result<Statement, ::postgres::Error> {
+    c.prepare(&format!(
         "INSERT INTO nas_checkpoints (study_id, strategy_index, name, state, updated_at)
          VALUES ($1, $2, $3, $4, {CLOCK})
          ON CONFLICT (study_id, strategy_index) DO UPDATE
          SET name = excluded.name, state = excluded.state, updated_at = excluded.updated_at"
-    ))?;
+    ))
+}
+
+fn write_checkpoints(
+    tx: &mut Transaction<'_>,
+    statement: &Statement,
+    study_id: i64,
+    cps: &[Checkpoint],
+) -> Result<(), ::postgres::Error> {
     for cp in cps {
         tx.execute(
-            &stmt,
+            statement,
             &[
                 &study_id,
                 &(cp.strategy_index as i32),
@@ -504,27 +568,28 @@ impl Backend for Postgres {
         let proposal = trial.proposal.map(|p| p as i64);
         let finished = trial.state.is_finished();
         self.run(|c, _| {
-            let mut tx = c.transaction()?;
+            let existing =
+                c.prepare("SELECT id FROM nas_trials WHERE study_id = $1 AND proposal = $2")?;
+            let insert = c.prepare(&format!(
+                "INSERT INTO nas_trials (study_id, id, state, strategy, strategy_index,
+                     choices, arch, hash, fidelity, metrics, error, created_at,
+                     finished_at, proposal)
+                 SELECT $1, coalesce(max(id), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9,
+                        $10, {CLOCK}, CASE WHEN $11 THEN {CLOCK} END, $12
+                 FROM nas_trials WHERE study_id = $1
+                 RETURNING id"
+            ))?;
+            let checkpoint = checkpoint_statement(c)?;
+            let mut tx = c.client.transaction()?;
             if let Some(p) = proposal
-                && let Some(row) = tx.query_opt(
-                    "SELECT id FROM nas_trials WHERE study_id = $1 AND proposal = $2",
-                    &[&self.study_id, &p],
-                )?
+                && let Some(row) = tx.query_opt(&existing, &[&self.study_id, &p])?
             {
                 // Stored by an earlier try whose answer was lost with the connection.
                 return Ok(row.get::<_, i64>(0) as u64);
             }
             let id: i64 = tx
                 .query_one(
-                    &format!(
-                        "INSERT INTO nas_trials (study_id, id, state, strategy, strategy_index,
-                             choices, arch, hash, fidelity, metrics, error, created_at,
-                             finished_at, proposal)
-                         SELECT $1, coalesce(max(id), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9,
-                                $10, {CLOCK}, CASE WHEN $11 THEN {CLOCK} END, $12
-                         FROM nas_trials WHERE study_id = $1
-                         RETURNING id"
-                    ),
+                    &insert,
                     &[
                         &self.study_id,
                         &trial.state.as_str(),
@@ -541,7 +606,7 @@ impl Backend for Postgres {
                     ],
                 )?
                 .get(0);
-            write_checkpoints(&mut tx, self.study_id, cps)?;
+            write_checkpoints(&mut tx, &checkpoint, self.study_id, cps)?;
             tx.commit()?;
             Ok(id as u64)
         })
@@ -676,14 +741,20 @@ impl Backend for Postgres {
         let details = details_text(outcome);
         let seconds = study_seconds.to_string();
         self.run(|c, _| {
-            let mut tx = c.transaction()?;
+            let update = c.prepare(&format!(
+                "UPDATE nas_trials SET state = $3, metrics = $4, details = $5, error = $6,
+                     finished_at = coalesce(CASE WHEN NOT told THEN finished_at END, {CLOCK}),
+                     lease_expires = NULL, told = TRUE
+                 WHERE study_id = $1 AND id = $2"
+            ))?;
+            let checkpoint = checkpoint_statement(c)?;
+            let seconds_meta = c.prepare(
+                "INSERT INTO nas_meta (study_id, key, value) VALUES ($1, 'study_seconds', $2)
+                 ON CONFLICT (study_id, key) DO UPDATE SET value = excluded.value",
+            )?;
+            let mut tx = c.client.transaction()?;
             tx.execute(
-                &format!(
-                    "UPDATE nas_trials SET state = $3, metrics = $4, details = $5, error = $6,
-                         finished_at = coalesce(CASE WHEN NOT told THEN finished_at END, {CLOCK}),
-                         lease_expires = NULL, told = TRUE
-                     WHERE study_id = $1 AND id = $2"
-                ),
+                &update,
                 &[
                     &self.study_id,
                     &(id as i64),
@@ -693,20 +764,17 @@ impl Backend for Postgres {
                     &outcome.error,
                 ],
             )?;
-            write_checkpoints(&mut tx, self.study_id, cps)?;
-            tx.execute(
-                "INSERT INTO nas_meta (study_id, key, value) VALUES ($1, 'study_seconds', $2)
-                 ON CONFLICT (study_id, key) DO UPDATE SET value = excluded.value",
-                &[&self.study_id, &seconds],
-            )?;
+            write_checkpoints(&mut tx, &checkpoint, self.study_id, cps)?;
+            tx.execute(&seconds_meta, &[&self.study_id, &seconds])?;
             tx.commit()
         })
     }
 
     fn save_checkpoints(&self, cps: &[Checkpoint]) -> Result<(), StorageError> {
         self.run(|c, _| {
-            let mut tx = c.transaction()?;
-            write_checkpoints(&mut tx, self.study_id, cps)?;
+            let checkpoint = checkpoint_statement(c)?;
+            let mut tx = c.client.transaction()?;
+            write_checkpoints(&mut tx, &checkpoint, self.study_id, cps)?;
             tx.commit()
         })
     }
@@ -776,12 +844,8 @@ impl Backend for Postgres {
             columns.join(", ")
         );
         let rows = self.run(|c, _| {
-            let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = vec![&self.study_id];
-            params.extend(
-                names
-                    .iter()
-                    .map(|n| n as &(dyn ::postgres::types::ToSql + Sync)),
-            );
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.study_id];
+            params.extend(names.iter().map(|n| n as &(dyn ToSql + Sync)));
             c.query(&sql, &params)
         })?;
         Ok(rows
@@ -844,7 +908,7 @@ impl Backend for Postgres {
     }
 
     fn lock_coordinator(&self) -> Result<bool, StorageError> {
-        let locked = self.run(|c, _| try_coordinator_lock(c, self.study_id))?;
+        let locked = self.run(|c, _| try_coordinator_lock(&mut c.client, self.study_id))?;
         if locked {
             self.conn
                 .lock()

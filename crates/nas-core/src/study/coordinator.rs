@@ -17,7 +17,9 @@ use nas_plugin::TrialState;
 
 use super::{Observer, Proposed, Study, Summary};
 use crate::storage::{OpenMode, Outcome, Storage};
-use crate::worker::{Evaluator, SEARCH_STATE_KEY, WorkerOptions, process_name, serve};
+use crate::worker::{
+    Evaluator, RequeueTimer, SEARCH_STATE_KEY, WorkerOptions, process_name, serve,
+};
 
 /// Trials queued beyond one per live worker, so a worker that finishes finds the next one
 /// waiting.
@@ -114,14 +116,18 @@ impl Study {
         let mut remote = 0;
         let mut counted: Option<Instant> = None;
         let mut poll = MIN_POLL;
+        let mut requeue = RequeueTimer::new(self.config.runtime.lease);
         loop {
             if let Some(e) = failed.lock().expect("worker error slot").take() {
                 bail!("a worker thread of this process stopped: {e}");
             }
-            for r in self
-                .storage
-                .requeue_expired(self.config.runtime.max_retries)?
-            {
+            let expired = if requeue.due() {
+                self.storage
+                    .requeue_expired(self.config.runtime.max_retries)?
+            } else {
+                Vec::new()
+            };
+            for r in expired {
                 tracing::warn!(
                     trial = r.id,
                     state = r.state.as_str(),
