@@ -39,7 +39,10 @@ pub fn search(
     eprintln!(
         "study `{}` in {} ({} trials stored)",
         study.config().name,
-        study.storage().location(),
+        match &study_ref {
+            StudyRef::Dir(dir) => dir.display().to_string(),
+            StudyRef::Database { .. } => study.storage().location(),
+        },
         study.progress().evaluated
     );
     let mut progress = SearchProgress::new(&objective, budget);
@@ -124,7 +127,7 @@ pub fn status(study: &StudyRef, json: bool, show_config: bool) -> anyhow::Result
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    println!("study `{}` ({study})", config.name);
+    println!("study `{}` ({})", config.name, study.place());
     let mut counts = std::collections::BTreeMap::new();
     for t in &trials {
         *counts.entry(t.state.as_str()).or_insert(0) += 1;

@@ -57,7 +57,7 @@ pub fn workers(study: &StudyRef, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("study `{}` ({study})", config.name);
+    println!("study `{}` ({})", config.name, study.place());
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
     let line: Vec<String> = counts
         .iter()

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, postgres, provision_cpu, run};
+use crate::{cargo, provision_cpu, run};
 
 const STUDY: &str = "bench-workers";
 const TABLE: &str = "configs/tables/nb201-digits.json.gz";
@@ -413,7 +413,7 @@ pub fn bench_workers(root: &Path, target: &Path, opts: &Options) -> Result<()> {
     if opts.trials < 10 {
         bail!("--trials must be at least 10, got {}", opts.trials);
     }
-    let server = postgres::test_server()?;
+    let server = nas_testdb::TestServer::find_or_start()?;
     let library = provision_cpu(target)?;
     run(cargo(root).args([
         "build",

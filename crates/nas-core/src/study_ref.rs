@@ -91,6 +91,14 @@ impl StudyRef {
         }
     }
 
+    /// Where it is stored: the folder, or the database URL (without password).
+    pub fn place(&self) -> String {
+        match self {
+            StudyRef::Dir(dir) => dir.display().to_string(),
+            StudyRef::Database { url, .. } => url.to_string(),
+        }
+    }
+
     /// How to name the study again in a command (`runs/x` or `--storage URL --study NAME`).
     pub fn arguments(&self) -> String {
         match self {
