@@ -74,6 +74,9 @@ struct Throughput {
     busy_s: f64,
     /// The `nas search` process, start to exit.
     whole_s: f64,
+    /// Trials/s between the 10th and 90th percentile of the finish times (workers' start-up
+    /// and the last stragglers left out).
+    steady: Option<f64>,
 }
 
 impl Options {
@@ -361,6 +364,10 @@ impl Bench {
             trials: span["finished"].as_u64().unwrap_or(0),
             busy_s: span["seconds"].as_f64().unwrap_or(0.0),
             whole_s,
+            steady: span["steady"]["trials"]
+                .as_f64()
+                .zip(span["steady"]["seconds"].as_f64())
+                .map(|(n, s)| n / s.max(1e-9)),
         };
         eprintln!(
             "  {} {} worker(s), delay {} ms: {} trials, {:.1} trials/s busy, {:.1} trials/s whole ({:.2} s)",
@@ -639,6 +646,30 @@ fn report(r: &Results, opts: &Options) -> String {
         }
     }
     let _ = writeln!(s, "{row}\n");
+    let _ = writeln!(
+        s,
+        "Steady state (trials/s between the 10th and 90th percentile of the finish times: the \
+         workers' start-up, loading plugins and data on shared cores, left out):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| workers | ideal | PostgreSQL | % of ideal | SQLite | % of ideal |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    for &n in &opts.workers {
+        let raw_ideal = n as f64 / delay_s;
+        let mut row = format!("| {n} | {raw_ideal:.0} |");
+        for backend in [Backend::Postgres, Backend::Sqlite] {
+            match find(&r.throughput, backend, n, true).and_then(|t| t.steady) {
+                Some(rate) => {
+                    let _ = write!(row, " {rate:.1} | {:.0} % |", 100.0 * rate / raw_ideal);
+                }
+                None => row.push_str(" - | - |"),
+            }
+        }
+        let _ = writeln!(s, "{row}");
+    }
+    let _ = writeln!(s);
 
     let _ = writeln!(s, "## Claim latency (`Storage::claim_next`)\n");
     let _ = writeln!(
@@ -716,6 +747,16 @@ fn report(r: &Results, opts: &Options) -> String {
                 t.rate(),
                 if pct >= 90.0 { "met" } else { "not met" }
             );
+            if let Some(rate) = t.steady {
+                let pct = 100.0 * rate / raw_ideal;
+                let _ = writeln!(
+                    s,
+                    "- The same in steady state (workers' start-up left out), {}: {rate:.1} \
+                     trials/s = {pct:.0} % of {raw_ideal:.0}: **{}**",
+                    backend.label(),
+                    if pct >= 90.0 { "met" } else { "not met" }
+                );
+            }
         }
     }
     for backend in [Backend::Postgres, Backend::Sqlite] {
@@ -844,6 +885,7 @@ mod tests {
             trials: 160,
             busy_s,
             whole_s: busy_s + 0.5,
+            steady: None,
         };
         let results = Results {
             throughput: vec![

@@ -188,10 +188,21 @@ fn span(study: &Study) -> Result<serde_json::Value> {
         .iter()
         .filter_map(|t| t.finished_at)
         .fold(f64::NEG_INFINITY, f64::max);
+    // Steady state: between the 10th and 90th percentile of the finish times, so workers
+    // still starting (loading plugins and data) or already idle at the end do not count.
+    let mut finishes: Vec<f64> = done.iter().filter_map(|t| t.finished_at).collect();
+    finishes.sort_by(f64::total_cmp);
+    let (lo, hi) = (
+        finishes.len() / 10,
+        finishes.len() - 1 - finishes.len() / 10,
+    );
+    let steady = (finishes.len() >= 10 && finishes[hi] > finishes[lo])
+        .then(|| json!({ "trials": hi - lo, "seconds": finishes[hi] - finishes[lo] }));
     Ok(json!({
         "finished": done.len(),
         "complete": done.iter().filter(|t| t.state == nas_plugin::TrialState::Complete).count(),
         "seconds": if last > first { last - first } else { 0.0 },
+        "steady": steady,
     }))
 }
 

@@ -616,6 +616,7 @@ impl Study {
             Err(reason) => return Ok(Proposed::Stop(reason)),
         };
         let Some(proposal) = self.ask(index)? else {
+            self.store_proposal_count()?;
             if running {
                 // It may be waiting for running trials (e.g. a rung to fill): ask again later.
                 return Ok(Proposed::Wait);
@@ -680,13 +681,20 @@ impl Study {
             .ok_or_else(|| "no strategy has anything more to propose".into())
     }
 
-    /// One proposal of strategy `index` (none: it has nothing to propose now).
+    /// One proposal of strategy `index` (none: it has nothing to propose now). The count of
+    /// proposals is stored with what the proposal leads to (the trial it becomes, in the same
+    /// transaction as the proposer's checkpoint), so a resume restores both together.
     fn ask(&mut self, index: usize) -> anyhow::Result<Option<Proposal>> {
         self.proposals += 1;
-        self.storage
-            .set_meta("proposals", &self.proposals.to_string())?;
         let proposals = self.phases[index].handle.ask(1)?;
         Ok(proposals.into_iter().next())
+    }
+
+    /// Stores the proposal count when a proposal leaves no trial (a duplicate, an empty ask).
+    fn store_proposal_count(&self) -> anyhow::Result<()> {
+        self.storage
+            .set_meta("proposals", &self.proposals.to_string())?;
+        Ok(())
     }
 
     /// The trial a valid proposal becomes (hash and metrics still to fill in).
@@ -737,6 +745,7 @@ impl Study {
                 .push((index, values.to_vec()));
         }
         let cps = self.checkpoint(&[index])?;
+        self.store_proposal_count()?;
         self.storage.save_checkpoints(&cps)?;
         Ok(())
     }

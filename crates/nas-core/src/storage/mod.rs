@@ -231,6 +231,7 @@ pub(crate) trait Backend: Send {
     fn trials_where_state(&self, states: &[TrialState]) -> Result<Vec<TrialRecord>, StorageError>;
     fn untold(&self) -> Result<Vec<TrialRecord>, StorageError>;
     fn requeued(&self) -> Result<Vec<TrialRecord>, StorageError>;
+    fn count_unfinished(&self, ids: &[u64]) -> Result<u64, StorageError>;
     fn state_counts(&self) -> Result<Vec<(TrialState, u64)>, StorageError>;
     fn complete_metric_values(&self, names: &[&str]) -> Result<Vec<MetricValues>, StorageError>;
     fn worker_beat(&self, beat: &WorkerBeat) -> Result<(), StorageError>;
@@ -318,7 +319,8 @@ impl Storage {
     }
 
     /// Stores a new trial and, in the same transaction, the proposer's checkpoint taken right
-    /// after it proposed the trial. Returns the trial id.
+    /// after it proposed the trial and (meta `proposals`) its proposal number. Returns the
+    /// trial id.
     pub fn insert_trial(
         &mut self,
         trial: &NewTrial,
@@ -420,6 +422,11 @@ impl Storage {
     /// Trials an expired lease put back in the queue at least once, in id order.
     pub fn requeued(&self) -> Result<Vec<TrialRecord>, StorageError> {
         self.backend.requeued()
+    }
+
+    /// How many of the trials `ids` are still pending or running.
+    pub fn count_unfinished(&self, ids: &[u64]) -> Result<u64, StorageError> {
+        self.backend.count_unfinished(ids)
     }
 
     /// How many trials are in each state (states with none left out).

@@ -580,6 +580,10 @@ impl Backend for Postgres {
                  RETURNING id"
             ))?;
             let checkpoint = checkpoint_statement(c)?;
+            let count = c.prepare(
+                "INSERT INTO nas_meta (study_id, key, value) VALUES ($1, 'proposals', $2)
+                 ON CONFLICT (study_id, key) DO UPDATE SET value = excluded.value",
+            )?;
             let mut tx = c.client.transaction()?;
             if let Some(p) = proposal
                 && let Some(row) = tx.query_opt(&existing, &[&self.study_id, &p])?
@@ -607,6 +611,9 @@ impl Backend for Postgres {
                 )?
                 .get(0);
             write_checkpoints(&mut tx, &checkpoint, self.study_id, cps)?;
+            if let Some(p) = proposal {
+                tx.execute(&count, &[&self.study_id, &p.to_string()])?;
+            }
             tx.commit()?;
             Ok(id as u64)
         })
@@ -818,6 +825,19 @@ impl Backend for Postgres {
 
     fn requeued(&self) -> Result<Vec<TrialRecord>, StorageError> {
         self.query_trials("AND requeues > 0", &[])
+    }
+
+    fn count_unfinished(&self, ids: &[u64]) -> Result<u64, StorageError> {
+        let ids: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
+        let n: i64 = self.run(|c, _| {
+            Ok(c.query_one(
+                "SELECT count(*) FROM nas_trials
+                 WHERE study_id = $1 AND id = ANY($2) AND state IN ('pending', 'running')",
+                &[&self.study_id, &ids],
+            )?
+            .get(0))
+        })?;
+        Ok(n as u64)
     }
 
     fn state_counts(&self) -> Result<Vec<(TrialState, u64)>, StorageError> {

@@ -319,6 +319,13 @@ impl Backend for Sqlite {
             )?;
             let id = tx.last_insert_rowid() as u64;
             write_checkpoints(tx, cps)?;
+            if let Some(p) = trial.proposal {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('proposals', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [p.to_string()],
+                )?;
+            }
             Ok(id)
         })
     }
@@ -517,6 +524,25 @@ impl Backend for Sqlite {
 
     fn requeued(&self) -> Result<Vec<TrialRecord>, StorageError> {
         self.query_trials("SELECT * FROM trials WHERE requeues > 0 ORDER BY id", [])
+    }
+
+    fn count_unfinished(&self, ids: &[u64]) -> Result<u64, StorageError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let n: i64 = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM trials
+                     WHERE state IN ('pending', 'running') AND id IN ({marks})"
+                ),
+                rusqlite::params_from_iter(ids.iter().map(|&id| id as i64)),
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(n as u64)
     }
 
     fn state_counts(&self) -> Result<Vec<(TrialState, u64)>, StorageError> {

@@ -28,6 +28,9 @@ const MIN_POLL: Duration = Duration::from_millis(2);
 /// Short: while the coordinator sleeps, workers that finish find at most the queue's margin
 /// of trials waiting.
 const MAX_POLL: Duration = Duration::from_millis(10);
+/// With the default (adaptive) queue, trials in flight (queued, running, or finished and
+/// waiting to be told) at most this many times the queue depth.
+const BACKLOG: usize = 4;
 /// How often the live workers are counted (to size the queue).
 const COUNT_WORKERS_EVERY: Duration = Duration::from_secs(1);
 
@@ -154,7 +157,21 @@ impl Study {
                 .runtime
                 .queue_depth
                 .unwrap_or(local + remote + QUEUE_MARGIN);
-            while !stopped && in_flight.len() < depth {
+            // A fixed depth counts every trial not yet told, so a seed always gives the same
+            // proposals. The default counts only unfinished ones: outcomes waiting behind a
+            // slower, older trial do not leave workers idle (up to BACKLOG x depth in flight).
+            let adaptive = self.config.runtime.queue_depth.is_none();
+            while !stopped {
+                let waiting = if in_flight.len() < depth {
+                    in_flight.len()
+                } else if adaptive && in_flight.len() < BACKLOG * depth {
+                    self.storage.count_unfinished(in_flight.make_contiguous())? as usize
+                } else {
+                    break;
+                };
+                if waiting >= depth {
+                    break;
+                }
                 match self.propose(
                     &mut summary,
                     &mut fruitless,
