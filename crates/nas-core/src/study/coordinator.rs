@@ -5,7 +5,8 @@
 //! Outcomes are told in proposal order (the oldest queued trial first), whatever order the
 //! workers finish in: with a fixed `[runtime] queue_depth` a seed always gives the same
 //! proposals. The cost is head-of-line waiting: a slow trial delays telling the ones behind
-//! it (their workers still go on with the queue, which is kept `workers + QUEUE_MARGIN` deep).
+//! it. By default the queue keeps `workers + QUEUE_MARGIN` trials unfinished, so workers go on
+//! while finished outcomes wait their turn; a fixed depth counts every untold trial.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
