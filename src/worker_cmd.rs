@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nas_core::config::StudyConfig;
 use nas_core::storage::{OpenMode, Storage, StorageError};
-use nas_core::study_ref::{StudyRef, storage_url};
+use nas_core::study_ref::{StudyRef, only_study, storage_url};
 use nas_core::worker::{Evaluator, WorkerOptions, check_builds, process_name, serve};
 
 pub struct Options {
@@ -34,14 +34,7 @@ fn wait_for_study(o: &Options) -> anyhow::Result<(StudyRef, StudyConfig)> {
     loop {
         let name = match &o.study {
             Some(name) => Some(name.clone()),
-            None => match Storage::studies(&url)?.as_slice() {
-                [] => None,
-                [one] => Some(one.clone()),
-                many => anyhow::bail!(
-                    "{url} holds several studies ({}); choose one with --study NAME",
-                    many.join(", ")
-                ),
-            },
+            None => only_study(&url)?,
         };
         if let Some(name) = name {
             // A study counts once its coordinator has stored its config.

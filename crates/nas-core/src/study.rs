@@ -549,12 +549,7 @@ impl Study {
                     in_flight.push_back(t.id);
                 }
                 Err(e) => {
-                    let outcome = Outcome {
-                        state: TrialState::Failed,
-                        metrics: t.metrics.clone(),
-                        details: serde_json::Value::Null,
-                        error: Some(format!("cannot decode the candidate: {e}")),
-                    };
+                    let outcome = Outcome::undecodable(t.metrics.clone(), &e);
                     self.finish(t.id, outcome, observer)?;
                 }
             }
@@ -564,23 +559,16 @@ impl Study {
         let mut failures = crate::failures::FailureWatch::default();
         loop {
             // Fill the free workers with new trials.
-            while !stopped && in_flight.len() < capacity {
-                match self.propose(
+            while !stopped
+                && in_flight.len() < capacity
+                && self.propose_into(
+                    &mut in_flight,
                     &mut summary,
                     &mut fruitless,
+                    &mut stopped,
                     observer,
-                    !in_flight.is_empty(),
-                )? {
-                    Proposed::Trial(id) => in_flight.push_back(id),
-                    Proposed::Nothing => {}
-                    Proposed::Wait => break,
-                    Proposed::Stop(reason) => {
-                        tracing::info!(%reason, "the study stops proposing");
-                        summary.stop_reason = reason;
-                        stopped = true;
-                    }
-                }
-            }
+                )?
+            {}
             let Some(oldest) = in_flight.pop_front() else {
                 break;
             };
@@ -600,6 +588,31 @@ impl Study {
         self.storage
             .set_meta("standings", &serde_json::to_string(&self.standings())?)?;
         Ok(summary)
+    }
+
+    /// One proposal round of a filling loop: a new trial joins `in_flight`. False when the
+    /// loop should stop filling for now (the strategy waits for running trials) or for good
+    /// (`stopped` set, with the reason in `summary`).
+    fn propose_into(
+        &mut self,
+        in_flight: &mut std::collections::VecDeque<u64>,
+        summary: &mut Summary,
+        fruitless: &mut u64,
+        stopped: &mut bool,
+        observer: &mut dyn Observer,
+    ) -> anyhow::Result<bool> {
+        match self.propose(summary, fruitless, observer, !in_flight.is_empty())? {
+            Proposed::Trial(id) => in_flight.push_back(id),
+            Proposed::Nothing => {}
+            Proposed::Wait => return Ok(false),
+            Proposed::Stop(reason) => {
+                tracing::info!(%reason, "the study stops proposing");
+                summary.stop_reason = reason;
+                *stopped = true;
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Asks the next strategy for one candidate and stores it: as a new trial submitted to

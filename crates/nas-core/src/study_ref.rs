@@ -33,6 +33,19 @@ pub fn storage_url(flag: Option<&str>) -> anyhow::Result<Option<StorageUrl>> {
     }
 }
 
+/// The study a database holds when `--study` is left out: its only one (none while it holds
+/// none); an error naming them when it holds several.
+pub fn only_study(url: &StorageUrl) -> anyhow::Result<Option<String>> {
+    match Storage::studies(url)?.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => bail!(
+            "{url} holds several studies ({}); choose one with --study NAME",
+            many.join(", ")
+        ),
+    }
+}
+
 impl StudyRef {
     /// A study folder if one is given; otherwise study `--study` (or the only study) of the
     /// database named by `--storage` / `NAS_STORAGE`.
@@ -57,19 +70,12 @@ impl StudyRef {
         };
         let name = match study {
             Some(name) => name.to_string(),
-            None => {
-                let names = Storage::studies(&url)?;
-                match names.as_slice() {
-                    [one] => one.clone(),
-                    [] => bail!(
-                        "{url} holds no study; start one with `nas search CONFIG --storage URL`"
-                    ),
-                    many => bail!(
-                        "{url} holds several studies ({}); choose one with --study NAME",
-                        many.join(", ")
-                    ),
+            None => match only_study(&url)? {
+                Some(name) => name,
+                None => {
+                    bail!("{url} holds no study; start one with `nas search CONFIG --storage URL`")
                 }
-            }
+            },
         };
         Ok(StudyRef::Database { url, name })
     }

@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nas_plugin::{EvalRequest, TrialState};
+use nas_plugin::EvalRequest;
 
 use crate::config::StudyConfig;
 use crate::pipeline::{Pipeline, PluginBuilds};
 use crate::space::{SearchSpace, build_space};
-use crate::storage::{Outcome, Storage, TrialRecord, WorkerBeat};
+use crate::storage::{Outcome, Requeued, Storage, TrialRecord, WorkerBeat};
 
 /// Meta key under which the coordinator records the evaluator plugin builds of the study.
 pub const PLUGIN_BUILDS_KEY: &str = "plugin_builds";
@@ -102,14 +102,7 @@ impl Evaluator {
     fn evaluate(&mut self, trial: &TrialRecord) -> Outcome {
         let graph = match self.space.decode(&trial.values) {
             Ok(g) => g,
-            Err(e) => {
-                return Outcome {
-                    state: TrialState::Failed,
-                    metrics: trial.metrics.clone(),
-                    details: serde_json::Value::Null,
-                    error: Some(format!("cannot decode the candidate: {e}")),
-                };
-            }
+            Err(e) => return Outcome::undecodable(trial.metrics.clone(), &e),
         };
         self.pipeline.run(EvalRequest {
             trial_id: trial.id,
@@ -162,27 +155,40 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// Says when to look for expired leases again: at most every second (or a quarter lease),
-/// rather than before every claim, which would cost a write per trial and worker.
-pub struct RequeueTimer {
+/// Looks for expired leases (`Storage::requeue_expired`) at most every second (or a quarter
+/// lease) rather than before every claim, which would cost a write per trial and worker, and
+/// logs what it found. Workers and the coordinator both sweep.
+pub struct LeaseSweeper {
     every: Duration,
+    max_retries: u32,
     last: Option<Instant>,
 }
 
-impl RequeueTimer {
-    pub fn new(lease: Duration) -> RequeueTimer {
-        RequeueTimer {
+impl LeaseSweeper {
+    pub fn new(lease: Duration, max_retries: u32) -> LeaseSweeper {
+        LeaseSweeper {
             every: (lease / 4).min(Duration::from_secs(1)),
+            max_retries,
             last: None,
         }
     }
 
-    pub fn due(&mut self) -> bool {
-        let due = self.last.is_none_or(|t| t.elapsed() >= self.every);
-        if due {
-            self.last = Some(Instant::now());
+    /// The trials whose lease expired since the last sweep (none when it is not yet due).
+    pub fn sweep(&mut self, storage: &Storage) -> anyhow::Result<Vec<Requeued>> {
+        if self.last.is_some_and(|t| t.elapsed() < self.every) {
+            return Ok(Vec::new());
         }
-        due
+        self.last = Some(Instant::now());
+        let expired = storage.requeue_expired(self.max_retries)?;
+        for r in &expired {
+            tracing::warn!(
+                trial = r.id,
+                state = r.state.as_str(),
+                previous_worker = ?r.worker,
+                "a trial's lease expired (its worker stopped renewing it)"
+            );
+        }
+        Ok(expired)
     }
 }
 
@@ -276,7 +282,7 @@ fn claim_loop(
     let mut summary = WorkerSummary::default();
     let mut idle_since = Instant::now();
     let mut poll = options.poll;
-    let mut requeue = RequeueTimer::new(options.lease);
+    let mut sweeper = LeaseSweeper::new(options.lease, options.max_retries);
     let lease = options.lease.as_secs_f64();
     loop {
         if stop() {
@@ -289,19 +295,7 @@ fn claim_loop(
             summary.stop_reason = format!("evaluated --max-trials {n} trials");
             break;
         }
-        let expired = if requeue.due() {
-            storage.requeue_expired(options.max_retries)?
-        } else {
-            Vec::new()
-        };
-        for r in expired {
-            tracing::warn!(
-                trial = r.id,
-                state = r.state.as_str(),
-                previous_worker = ?r.worker,
-                "a trial's lease expired (its worker stopped renewing it)"
-            );
-        }
+        sweeper.sweep(storage)?;
         let Some(trial) = storage.claim_next(&options.name, lease)? else {
             if let Some(limit) = options.idle_exit
                 && idle_since.elapsed() >= limit

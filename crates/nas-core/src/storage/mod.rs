@@ -148,6 +148,18 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+impl Outcome {
+    /// A trial whose choices the space cannot decode into a network.
+    pub fn undecodable(metrics: Metrics, error: &dyn std::fmt::Display) -> Outcome {
+        Outcome {
+            state: TrialState::Failed,
+            metrics,
+            details: serde_json::Value::Null,
+            error: Some(format!("cannot decode the candidate: {error}")),
+        }
+    }
+}
+
 /// A strategy's saved state.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {

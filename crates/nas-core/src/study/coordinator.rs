@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nas_plugin::TrialState;
 
-use super::{Observer, Proposed, Study, Summary};
+use super::{Observer, Study, Summary};
 use crate::storage::{OpenMode, Outcome, Storage};
 use crate::worker::{
-    Evaluator, RequeueTimer, SEARCH_STATE_KEY, WorkerOptions, process_name, serve,
+    Evaluator, LeaseSweeper, SEARCH_STATE_KEY, WorkerOptions, process_name, serve,
 };
 
 /// Trials queued beyond one per live worker, so a worker that finishes finds the next one
@@ -120,24 +120,13 @@ impl Study {
         let mut remote = 0;
         let mut counted: Option<Instant> = None;
         let mut poll = MIN_POLL;
-        let mut requeue = RequeueTimer::new(self.config.runtime.lease);
+        let mut sweeper =
+            LeaseSweeper::new(self.config.runtime.lease, self.config.runtime.max_retries);
         loop {
             if let Some(e) = failed.lock().expect("worker error slot").take() {
                 bail!("a worker thread of this process stopped: {e}");
             }
-            let expired = if requeue.due() {
-                self.storage
-                    .requeue_expired(self.config.runtime.max_retries)?
-            } else {
-                Vec::new()
-            };
-            for r in expired {
-                tracing::warn!(
-                    trial = r.id,
-                    state = r.state.as_str(),
-                    previous_worker = ?r.worker,
-                    "a trial's lease expired (its worker stopped renewing it)"
-                );
+            for r in sweeper.sweep(&self.storage)? {
                 let what = if r.state == TrialState::Failed {
                     "failed: its lease expired too many times"
                 } else {
@@ -170,23 +159,16 @@ impl Study {
                 } else {
                     break;
                 };
-                if waiting >= depth {
+                if waiting >= depth
+                    || !self.propose_into(
+                        &mut in_flight,
+                        &mut summary,
+                        &mut fruitless,
+                        &mut stopped,
+                        observer,
+                    )?
+                {
                     break;
-                }
-                match self.propose(
-                    &mut summary,
-                    &mut fruitless,
-                    observer,
-                    !in_flight.is_empty(),
-                )? {
-                    Proposed::Trial(id) => in_flight.push_back(id),
-                    Proposed::Nothing => {}
-                    Proposed::Wait => break,
-                    Proposed::Stop(reason) => {
-                        tracing::info!(%reason, "the study stops proposing");
-                        summary.stop_reason = reason;
-                        stopped = true;
-                    }
                 }
             }
             // Interrupted: the queued trials stay for the workers; the next `nas search`
