@@ -10,6 +10,8 @@ pub(crate) struct Emitter {
     pub batch: Option<usize>,
     next: usize,
     ints: Vec<(Vec<i64>, String)>,
+    /// Constant tensors shared by key (e.g. one im2col kernel per channel count and size).
+    shared: Vec<(String, String)>,
 }
 
 impl Emitter {
@@ -19,6 +21,7 @@ impl Emitter {
             batch,
             next: 0,
             ints: Vec::new(),
+            shared: Vec::new(),
         }
     }
 
@@ -83,6 +86,22 @@ impl Emitter {
         self.b
             .initializers
             .push(TensorProto::from_f32(&name, dims, data));
+        name
+    }
+
+    /// A float32 constant tensor shared by every caller passing the same `key`; `data` is only
+    /// called the first time.
+    pub fn shared_tensor(
+        &mut self,
+        key: &str,
+        dims: &[usize],
+        data: impl FnOnce() -> Vec<f32>,
+    ) -> String {
+        if let Some((_, name)) = self.shared.iter().find(|(k, _)| k == key) {
+            return name.clone();
+        }
+        let name = self.tensor(key, dims, data());
+        self.shared.push((key.to_string(), name.clone()));
         name
     }
 
