@@ -421,6 +421,32 @@ fn conv_rules() {
             2,
             13,
         ),
+        // Even seeds fix the batch, which routes depthwise weight gradients through the
+        // per-sample correlation form (odd seeds above take the im2col form).
+        case(
+            "conv depthwise fixed batch",
+            wrapped([8, 8], one(sq(4, 3, 1, 1, 1, 4, false))),
+            3,
+            16,
+        ),
+        case(
+            "conv depthwise x2 5x5 s2 fixed batch",
+            wrapped([9, 9], one(sq(8, 5, 2, 2, 1, 4, true))),
+            2,
+            18,
+        ),
+        case(
+            "conv depthwise 3x3 s2 p0 d2 fixed batch (crop)",
+            wrapped([10, 10], one(sq(4, 3, 2, 0, 2, 4, false))),
+            2,
+            20,
+        ),
+        case(
+            "conv depthwise 7x7 fixed batch",
+            wrapped([9, 9], one(sq(4, 7, 1, 3, 1, 4, false))),
+            2,
+            22,
+        ),
         case(
             "conv non-square 1x3 s(2,1)",
             wrapped([8, 8], one(conv(3, [1, 3], [2, 1], [0, 1], 1, 1, true))),

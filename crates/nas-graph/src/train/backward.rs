@@ -155,7 +155,7 @@ fn conv(e: &mut Emitter, s: &Site, op: &Op, need0: bool, want_bias: bool, bw: &m
         bw.set0(dx);
     }
     let out_hw = [s.out_shape[1], s.out_shape[2]];
-    let dw = conv_weight_grad(e, &s.x, dy, out_hw, &geometry);
+    let dw = conv_weight_grad(e, &s.x, dy, hw, out_hw, &geometry);
     bw.params.push((w, dw));
     if bias && want_bias {
         let db = e.reduce_sum(dy, &[0, 2, 3], false);
@@ -501,17 +501,21 @@ fn window_counts(
     counts
 }
 
-/// `dW[co, ci, u, v] = sum_{n,p} dy[n, co, p] * patch(x)[n, ci, u, v, p]`: the input's patches
-/// (im2col, as a grouped conv with a constant one-hot kernel that copies each kernel tap into a
-/// channel of its own; a 1x1 conv's patches are the input itself) times `dy`, one batched
-/// MatMul per sample (and group), summed over the batch. Against the classic form (a conv of
-/// the batch-transposed input with the batch-transposed `dy` as kernel), ONNX Runtime runs this
-/// 5-13x faster on 2 threads: that conv has a kernel as large as the image and a 3x3 output,
-/// which its conv kernels neither vectorize nor thread well.
+/// `dW[co, ci, u, v] = sum_{n,p} dy[n, co, p] * patch(x)[n, ci, u, v, p]`. Two forms, chosen by
+/// what ONNX Runtime runs fastest on 2 threads (NAS-Bench-201 and MobileNet shapes):
+/// - [`per_sample_correlation`] where each group has one input channel (depthwise) and the
+///   patches would be large (kernels above 3x3 or small images): no copy of the input per tap;
+/// - otherwise the input's patches (im2col, as a grouped conv with a constant one-hot kernel
+///   that copies each tap into a channel of its own; a 1x1 conv's patches are the input itself)
+///   times `dy`, one batched MatMul per sample and group, summed over the batch. Against the
+///   classic conv of the batch-transposed input with the batch-transposed `dy` as kernel, this
+///   is 5-13x faster for dense convs: that conv has a kernel as large as the image and a 3x3
+///   output, which ONNX Runtime's conv kernels neither vectorize nor thread well.
 fn conv_weight_grad(
     e: &mut Emitter,
     x: &str,
     dy: &str,
+    in_hw: [usize; 2],
     out_hw: [usize; 2],
     g: &ConvGeometry,
 ) -> String {
@@ -520,6 +524,12 @@ fn conv_weight_grad(
     let cig = g.in_channels / g.groups;
     let cog = g.out_channels / g.groups;
     let positions = (out_hw[0] * out_hw[1]) as i64;
+    if let Some(batch) = e.batch
+        && cig == 1
+        && (taps > 9 || positions < 256)
+    {
+        return per_sample_correlation(e, x, dy, batch, in_hw, out_hw, g);
+    }
     let patches = if g.kernel == [1, 1] && g.padding == [0, 0] {
         if g.stride == [1, 1] {
             x.to_string()
@@ -566,4 +576,73 @@ fn conv_weight_grad(
     let summed = e.reduce_sum(&per_sample, &[0], false);
     let by_out = e.transpose(&summed, &[0, 2, 1]);
     e.reshape(&by_out, &[gr * cog, cig, kh as i64, kw as i64])
+}
+
+/// The weight gradient of a conv whose groups have one input channel each, as one depthwise
+/// conv over the whole batch: the input `[N, C, H, W]` seen as `[1, N C, H, W]`, `dy` as its
+/// kernel `[N C m, 1, Ho, Wo]` (`m` outputs per group; strides and dilations swap roles), which
+/// gives every sample's `[C m, k, k]` correlation; they are summed over the batch. End pads are
+/// chosen so the result is exactly `k x k`; where even a zero end pad is too much, the unused
+/// trailing rows/columns of `x` are sliced off. The group count `N C` needs a fixed batch.
+fn per_sample_correlation(
+    e: &mut Emitter,
+    x: &str,
+    dy: &str,
+    batch: usize,
+    mut hw: [usize; 2],
+    out_hw: [usize; 2],
+    g: &ConvGeometry,
+) -> String {
+    let (c, co) = (g.in_channels as i64, g.out_channels as i64);
+    let (kh, kw) = (g.kernel[0] as i64, g.kernel[1] as i64);
+    let mut crop = [0usize; 2];
+    let mut end = [0usize; 2];
+    for a in 0..2 {
+        // Rows of the padded input the forward never reads at the end.
+        let r = (hw[a] + 2 * g.padding[a] - g.dilation[a] * (g.kernel[a] - 1) - 1) % g.stride[a];
+        // Valid end pads: [p - r, p - r + d - 1].
+        let lo = g.padding[a] as i64 - r as i64;
+        let hi = lo + g.dilation[a] as i64 - 1;
+        if lo >= 0 {
+            end[a] = lo as usize;
+        } else if hi >= 0 {
+            end[a] = 0;
+        } else {
+            crop[a] = (-hi) as usize;
+        }
+    }
+    let xs = if crop != [0, 0] {
+        let starts = e.ints(&[0, 0]);
+        let ends = e.ints(&[(hw[0] - crop[0]) as i64, (hw[1] - crop[1]) as i64]);
+        let axes = e.ints(&[2, 3]);
+        hw = [hw[0] - crop[0], hw[1] - crop[1]];
+        e.op("Slice", &[x, &starts, &ends, &axes], vec![])
+    } else {
+        x.to_string()
+    };
+    let (h, w) = (hw[0] as i64, hw[1] as i64);
+    let flat_x = e.reshape(&xs, &[1, -1, h, w]);
+    let kernel = e.reshape(dy, &[-1, 1, out_hw[0] as i64, out_hw[1] as i64]);
+    let groups = batch as i64 * c;
+    let per_sample = e.op(
+        "Conv",
+        &[&flat_x, &kernel],
+        vec![
+            AttributeProto::ints("strides", &pair(g.dilation)),
+            AttributeProto::ints("dilations", &pair(g.stride)),
+            AttributeProto::ints(
+                "pads",
+                &[
+                    g.padding[0] as i64,
+                    g.padding[1] as i64,
+                    end[0] as i64,
+                    end[1] as i64,
+                ],
+            ),
+            AttributeProto::int("group", groups),
+        ],
+    );
+    let by_sample = e.reshape(&per_sample, &[-1, co, kh, kw]);
+    let summed = e.reduce_sum(&by_sample, &[0], false);
+    e.reshape(&summed, &[co, 1, kh, kw])
 }
