@@ -281,15 +281,28 @@ fn batch_norm(
         bw.params.push((format!("n{id}.bias"), dbias));
     }
     if need0 {
+        // dx = k dy + a xc + b per channel, with a = -k inv^2 mean(dy xc) and b = -k mean(dy);
+        // `a xc + b` is one BatchNormalization pass (mean 0, variance 1, epsilon 0).
+        let c = c as usize;
         let m1 = e.div(&s1, count);
-        let centred = e.sub(dy, &m1);
-        let first = e.mul(&centred, k);
         let kinv = e.mul(k, inv);
         let kinv2 = e.mul(&kinv, inv);
         let p = e.div(&s2, count);
         let coef = e.mul(&kinv2, &p);
-        let second = e.mul(xc, &coef);
-        let dx = e.sub(&first, &second);
+        let a4 = e.op("Neg", &[&coef], vec![]);
+        let km1 = e.mul(k, &m1);
+        let b4 = e.op("Neg", &[&km1], vec![]);
+        let a = e.reshape(&a4, &[c as i64]);
+        let b = e.reshape(&b4, &[c as i64]);
+        let zeros = e.shared_tensor(&format!("zeros_{c}"), &[c], || vec![0.0; c]);
+        let ones = e.shared_tensor(&format!("ones_{c}"), &[c], || vec![1.0; c]);
+        let affine = e.op(
+            "BatchNormalization",
+            &[xc, &a, &b, &zeros, &ones],
+            vec![AttributeProto::float("epsilon", 0.0)],
+        );
+        let scaled = e.mul(dy, k);
+        let dx = e.add(&scaled, &affine);
         bw.set0(dx);
     }
 }
@@ -376,27 +389,54 @@ fn avg_pool(e: &mut Emitter, s: &Site, op: &Op) -> String {
     let hw = [s.in_shape[1], s.in_shape[2]];
     let ohw = [s.out_shape[1], s.out_shape[2]];
     let area = kernel[0] * kernel[1];
-    let (weight, scaled) = if count_include_pad {
-        let k = e.tensor(
-            "avgpool_kernel",
-            &[c, 1, kernel[0], kernel[1]],
-            vec![1.0 / area as f32; c * area],
-        );
-        (k, dy.to_string())
+    // Each output spreads dy / (its count) over its window; without padding in the count,
+    // the count varies at the borders.
+    let per_output = if count_include_pad {
+        None
     } else {
-        // Each output spreads dy / (its own count of real inputs).
-        let k = e.tensor(
-            "avgpool_kernel",
-            &[c, 1, kernel[0], kernel[1]],
-            vec![1.0; c * area],
-        );
         let counts = window_counts(hw, ohw, kernel, stride, padding);
-        let recip = e.tensor(
-            "avgpool_recip_count",
-            &[ohw[0], ohw[1]],
-            counts.iter().map(|&n| 1.0 / n as f32).collect(),
+        Some(counts.iter().map(|&n| 1.0 / n as f32).collect::<Vec<f32>>())
+    };
+    if stride == [1, 1] && kernel[0] == 2 * padding[0] + 1 && kernel[1] == 2 * padding[1] + 1 {
+        // A centred stride-1 window is symmetric: the windows covering an input are the
+        // window around it, so the spread is an average pool of `dy` (padding counted), 5-10x
+        // faster than the transposed conv.
+        let spread = match per_output {
+            None => dy.to_string(),
+            Some(recip) => {
+                let scaled: Vec<f32> = recip.iter().map(|r| r * area as f32).collect();
+                let t = e.tensor("avgpool_area_over_count", &[ohw[0], ohw[1]], scaled);
+                e.mul(dy, &t)
+            }
+        };
+        return e.op(
+            "AveragePool",
+            &[&spread],
+            vec![
+                AttributeProto::ints("kernel_shape", &pair(kernel)),
+                AttributeProto::ints("pads", &pads(padding)),
+                AttributeProto::int("count_include_pad", 1),
+            ],
         );
-        (k, e.mul(dy, &recip))
+    }
+    let (weight, scaled) = match per_output {
+        None => {
+            let k = e.tensor(
+                "avgpool_kernel",
+                &[c, 1, kernel[0], kernel[1]],
+                vec![1.0 / area as f32; c * area],
+            );
+            (k, dy.to_string())
+        }
+        Some(recip) => {
+            let k = e.tensor(
+                "avgpool_kernel",
+                &[c, 1, kernel[0], kernel[1]],
+                vec![1.0; c * area],
+            );
+            let r = e.tensor("avgpool_recip_count", &[ohw[0], ohw[1]], recip);
+            (k, e.mul(dy, &r))
+        }
     };
     let opad = output_padding(hw, kernel, stride, padding, [1, 1]);
     e.op(

@@ -395,11 +395,10 @@ fn emit_backward(
         let parts = std::mem::take(&mut contributions[id]);
         let dy = match parts.as_slice() {
             [one] => one.clone(),
-            [a, b] => e.add(a, b),
-            many => {
-                let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-                e.op("Sum", &refs, vec![])
-            }
+            // Pairwise Adds: ONNX Runtime's Sum of three or more tensors is 2-3x slower than
+            // the Adds it replaces.
+            [first, rest @ ..] => rest.iter().fold(first.clone(), |acc, g| e.add(&acc, g)),
+            [] => unreachable!("skipped above"),
         };
         let node = &graph.nodes[id];
         let need: Vec<bool> = node.inputs.iter().map(|&i| requires[i]).collect();
@@ -831,6 +830,7 @@ mod tests {
             "And",
             "ArgMax",
             "AveragePool",
+            "BatchNormalization",
             "Cast",
             "Clip",
             "Concat",
@@ -888,11 +888,20 @@ mod tests {
                 for n in m.graph.unwrap().node {
                     assert!(n.domain.is_empty(), "{}", n.op_type);
                     assert!(ALLOWED.contains(&n.op_type.as_str()), "{}", n.op_type);
+                    // Only the inference form (an affine map of given statistics): the
+                    // training form hides the batch statistics and keeps a biased variance.
+                    if n.op_type == "BatchNormalization" {
+                        assert!(
+                            n.attribute
+                                .iter()
+                                .all(|a| a.name != "training_mode" || a.i.unwrap_or(0) == 0),
+                            "BatchNormalization in training mode"
+                        );
+                    }
                     seen.insert(n.op_type);
                 }
             }
         }
         assert!(seen.contains("ScatterElements") && seen.contains("ConvTranspose"));
-        assert!(!seen.contains("BatchNormalization"));
     }
 }

@@ -83,28 +83,32 @@ pub(crate) fn forward(
             let xc = e.sub(&x, &mean);
             let sq = e.mul(&xc, &xc);
             let var = e.reduce_mean(&sq, &axes, true);
-            let eps = e.scalar(*eps);
-            let ve = e.add(&var, &eps);
+            let eps_c = e.scalar(*eps);
+            let ve = e.add(&var, &eps_c);
             let sd = e.op("Sqrt", &[&ve], vec![]);
             let inv = e.op("Reciprocal", &[&sd], vec![]);
             // [C] parameters broadcast against [N, C, ...] as [C, 1, ...].
             let bshape: Vec<i64> = std::iter::once(c as i64)
                 .chain(std::iter::repeat_n(1, s.len() - 1))
                 .collect();
-            let param = |e: &mut Emitter, role: &str| {
-                let p = format!("n{id}.{role}");
-                if s.len() > 1 {
-                    e.reshape(&p, &bshape)
-                } else {
-                    p
-                }
+            let scale_c = format!("n{id}.scale");
+            let scale = if s.len() > 1 {
+                e.reshape(&scale_c, &bshape)
+            } else {
+                scale_c.clone()
             };
-            let scale = param(e, "scale");
-            let shift = param(e, "bias");
             let k = e.mul(&scale, &inv);
-            let xk = e.mul(&xc, &k);
-            e.op_to("Add", &[&xk, &shift], &out, vec![]);
-
+            // The normalization itself is one pass of ONNX's BatchNormalization (inference
+            // form) fed the batch statistics: `xc / sqrt(var + eps) * scale + shift`, fewer
+            // full-size tensors written than Mul + Add.
+            let zeros = e.shared_tensor(&format!("zeros_{c}"), &[c], || vec![0.0; c]);
+            let var_c = e.reshape(&var, &[c as i64]);
+            e.op_to(
+                "BatchNormalization",
+                &[&xc, &scale_c, &format!("n{id}.bias"), &zeros, &var_c],
+                &out,
+                vec![AttributeProto::float("epsilon", *eps)],
+            );
             let count = e.count(&x, s.iter().product(), c);
             if let Some(r) = running {
                 // PyTorch: running = (1 - m) * running + m * batch stat, the variance unbiased.
@@ -120,7 +124,6 @@ pub(crate) fn forward(
                 let keep = e.scalar(1.0 - momentum);
                 let m = e.scalar(*momentum);
                 let mean_c = e.reshape(&mean, &[c as i64]);
-                let var_c = e.reshape(&var, &[c as i64]);
                 let rm = e.mul(&format!("n{id}.mean"), &keep);
                 let bm = e.mul(&mean_c, &m);
                 e.op_to("Add", &[&rm, &bm], &r.mean, vec![]);
