@@ -314,8 +314,17 @@ fn sq(out: usize, k: usize, s: usize, p: usize, d: usize, g: usize, bias: bool) 
 /// `input [c, h, w] -> conv3x3(c -> 4, bias) -> body -> Flatten -> Linear(3)`: the first conv's
 /// weight gradient passes through the body's input gradient.
 fn wrapped(hw: [usize; 2], body: impl FnOnce(&mut GraphBuilder, NodeId) -> NodeId) -> Graph {
+    wrapped_channels(4, hw, body)
+}
+
+/// [`wrapped`] with a stem of `channels` outputs.
+fn wrapped_channels(
+    channels: usize,
+    hw: [usize; 2],
+    body: impl FnOnce(&mut GraphBuilder, NodeId) -> NodeId,
+) -> Graph {
     let mut b = GraphBuilder::new(&[2, hw[0], hw[1]]);
-    let stem = b.add(sq(4, 3, 1, 1, 1, 1, true), &[0]);
+    let stem = b.add(sq(channels, 3, 1, 1, 1, 1, true), &[0]);
     let y = body(&mut b, stem);
     let f = b.add(Op::Flatten, &[y]);
     let l = b.add(
@@ -446,6 +455,13 @@ fn conv_rules() {
             wrapped([9, 9], one(sq(4, 7, 1, 3, 1, 4, false))),
             2,
             22,
+        ),
+        // Small images with many channels run forward and input gradient as im2col + MatMul.
+        case(
+            "conv 3x3 64 channels 4x4 (MatMul form)",
+            wrapped_channels(64, [4, 4], one(sq(64, 3, 1, 1, 1, 1, true))),
+            2,
+            24,
         ),
         case(
             "conv non-square 1x3 s(2,1)",

@@ -5,6 +5,7 @@ use crate::ir::{Graph, NodeId, Op};
 use crate::onnx::export::{pads, pair};
 use crate::onnx::proto::{AttributeProto, TensorProto};
 
+use super::conv_forms::{ConvGeometry, conv_via_matmul, im2col, matmul_is_faster};
 use super::emit::Emitter;
 use super::rules::{Saved, channel_reduce_axes, value};
 
@@ -126,30 +127,13 @@ pub(crate) fn backward(
 /// a transposed conv (strided); the weight gradient comes from the input's patches times `dy`
 /// (see [`conv_weight_grad`]); the bias gradient sums `dy`.
 fn conv(e: &mut Emitter, s: &Site, op: &Op, need0: bool, want_bias: bool, bw: &mut Backward) {
-    let Op::Conv2d {
-        out_channels,
-        kernel,
-        stride,
-        padding,
-        dilation,
-        groups,
-        bias,
-    } = *op
-    else {
+    let Op::Conv2d { bias, .. } = *op else {
         unreachable!("conv rule on {}", op.kind())
     };
     let (id, dy) = (s.id, s.dy);
     let w = format!("n{id}.weight");
     let hw = [s.in_shape[1], s.in_shape[2]];
-    let geometry = ConvGeometry {
-        in_channels: s.in_shape[0],
-        out_channels,
-        kernel,
-        stride,
-        padding,
-        dilation,
-        groups,
-    };
+    let geometry = ConvGeometry::of(op, s.in_shape[0]).expect("a conv");
     if need0 {
         let dx = conv_input_grad(e, dy, &w, hw, &geometry);
         bw.set0(dx);
@@ -161,17 +145,6 @@ fn conv(e: &mut Emitter, s: &Site, op: &Op, need0: bool, want_bias: bool, bw: &m
         let db = e.reduce_sum(dy, &[0, 2, 3], false);
         bw.params.push((format!("n{id}.bias"), db));
     }
-}
-
-/// A conv's shape parameters, as its backward rules read them.
-struct ConvGeometry {
-    in_channels: usize,
-    out_channels: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
-    dilation: [usize; 2],
-    groups: usize,
 }
 
 /// `dx` of a conv. At stride 1 it is an ordinary conv of `dy` with the weight flipped in space
@@ -212,6 +185,15 @@ fn conv_input_grad(e: &mut Emitter, dy: &str, w: &str, hw: [usize; 2], g: &ConvG
             (reach[0] - g.padding[0]) as i64,
             (reach[1] - g.padding[1]) as i64,
         ];
+        let transposed = ConvGeometry {
+            in_channels: g.out_channels,
+            out_channels: g.in_channels,
+            padding: [pads[0] as usize, pads[1] as usize],
+            ..*g
+        };
+        if matmul_is_faster(&transposed, hw) {
+            return conv_via_matmul(e, dy, &flipped, None, &transposed, hw, None);
+        }
         return e.op(
             "Conv",
             &[dy, &flipped],
@@ -581,28 +563,14 @@ fn conv_weight_grad(
             e.op("Slice", &[x, &starts, &ends, &axes, &steps], vec![])
         }
     } else {
-        let c = g.in_channels;
-        let key = format!("im2col_{c}x{kh}x{kw}");
-        let kernel = e.shared_tensor(&key, &[c * taps, 1, kh, kw], || {
-            let mut one_hot = vec![0.0f32; c * taps * taps];
-            for ch in 0..c {
-                for t in 0..taps {
-                    // Output channel ch * taps + t copies kernel element t.
-                    one_hot[(ch * taps + t) * taps + t] = 1.0;
-                }
-            }
-            one_hot
-        });
-        e.op(
-            "Conv",
-            &[x, &kernel],
-            vec![
-                AttributeProto::ints("kernel_shape", &pair(g.kernel)),
-                AttributeProto::ints("strides", &pair(g.stride)),
-                AttributeProto::ints("pads", &pads(g.padding)),
-                AttributeProto::ints("dilations", &pair(g.dilation)),
-                AttributeProto::int("group", c as i64),
-            ],
+        im2col(
+            e,
+            x,
+            g.in_channels,
+            g.kernel,
+            g.stride,
+            g.padding,
+            g.dilation,
         )
     };
     let gr = g.groups as i64;

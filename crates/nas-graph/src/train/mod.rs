@@ -24,6 +24,7 @@
 //!   is emitted rather than float32 rounding noise.
 
 mod backward;
+mod conv_forms;
 mod emit;
 mod loss;
 mod optimizer;

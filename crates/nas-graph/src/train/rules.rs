@@ -9,6 +9,7 @@ use crate::onnx::export::{emit_node, pads, pair};
 use crate::onnx::proto::AttributeProto;
 
 use super::INPUT;
+use super::conv_forms::{ConvGeometry, conv_via_matmul, matmul_is_faster};
 use super::emit::Emitter;
 
 /// The ONNX value of node `id` in the training graph.
@@ -74,6 +75,10 @@ pub(crate) fn forward(
     let ins: Vec<String> = node.inputs.iter().map(|&i| value(i)).collect();
     let out = value(id);
     let x = ins.first().cloned().unwrap_or_default();
+    let conv_geometry = node
+        .inputs
+        .first()
+        .and_then(|&i| ConvGeometry::of(&node.op, shapes[i][0]));
     Ok(match &node.op {
         Op::BatchNorm { eps, momentum } => {
             let s = &shapes[id];
@@ -136,6 +141,23 @@ pub(crate) fn forward(
                 e.op_to("Add", &[&rv, &bv], &r.var, vec![]);
             }
             Saved::BatchNorm { xc, inv, k, count }
+        }
+        Op::Conv2d { bias, .. }
+            if conv_geometry
+                .as_ref()
+                .is_some_and(|g| matmul_is_faster(g, [shapes[id][1], shapes[id][2]])) =>
+        {
+            let bias_name = format!("n{id}.bias");
+            conv_via_matmul(
+                e,
+                &x,
+                &format!("n{id}.weight"),
+                bias.then_some(bias_name.as_str()),
+                conv_geometry.as_ref().expect("checked above"),
+                [shapes[id][1], shapes[id][2]],
+                Some(&out),
+            );
+            Saved::Plain
         }
         Op::MaxPool {
             kernel,
