@@ -24,6 +24,9 @@ use crate::step_api::{
 /// Batch size of validation and evaluation runs (the last batch may be smaller).
 pub const EVAL_BATCH: usize = 256;
 
+/// Training batches assembled ahead of the step that uses them.
+const PREFETCH: usize = 2;
+
 /// What one epoch did. `epoch` is 1-based (the number of epochs completed after it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
@@ -288,33 +291,44 @@ impl<'d> Trainer<'d> {
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen, mut steps) = (0f64, 0f64, 0usize, 0usize);
         let mut lr = self.schedule.lr(self.global_step);
-        for (i, (images, labels)) in self
-            .data
-            .batches(Part::Train, &opts, index as u64)?
-            .enumerate()
-        {
-            lr = self.schedule.lr(self.global_step);
-            let masks = self.dropout_masks(self.global_step);
-            let (loss, hits) = self.runner.step(StepInputs {
-                images,
-                labels: &labels,
-                lr: lr as f32,
-                step: (self.global_step + 1) as f32,
-                masks,
-            })?;
-            if !loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch: index + 1,
-                    step: i + 1,
-                    loss,
-                });
+        let batches = self.data.batches(Part::Train, &opts, index as u64)?;
+        // Batches are assembled (gathered, normalized, augmented) on a thread of their own,
+        // up to PREFETCH ahead, while ONNX Runtime runs the step; the order is the
+        // iterator's, so results do not change.
+        std::thread::scope(|scope| -> Result<(), TrainError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH);
+            scope.spawn(move || {
+                for batch in batches {
+                    if tx.send(batch).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (i, (images, labels)) in rx.iter().enumerate() {
+                lr = self.schedule.lr(self.global_step);
+                let masks = self.dropout_masks(self.global_step);
+                let (loss, hits) = self.runner.step(StepInputs {
+                    images,
+                    labels: &labels,
+                    lr: lr as f32,
+                    step: (self.global_step + 1) as f32,
+                    masks,
+                })?;
+                if !loss.is_finite() {
+                    return Err(TrainError::Diverged {
+                        epoch: index + 1,
+                        step: i + 1,
+                        loss,
+                    });
+                }
+                loss_sum += f64::from(loss);
+                correct += f64::from(hits);
+                seen += labels.len();
+                steps += 1;
+                self.global_step += 1;
             }
-            loss_sum += f64::from(loss);
-            correct += f64::from(hits);
-            seen += labels.len();
-            steps += 1;
-            self.global_step += 1;
-        }
+            Ok(())
+        })?;
         let seconds = start.elapsed().as_secs_f64();
         self.epoch += 1;
         let every = self.cfg.eval_every;
