@@ -108,7 +108,8 @@ fn memory_err(during: &str, home: &TensorHome) -> impl FnOnce(ort::Error) -> Run
         hint: if home.is_host() {
             ""
         } else {
-            "; check that the GPU has free memory (`nvidia-smi`) and that the session runs on it"
+            "; device memory needs a session built on that device's provider (cuda or tensorrt) and \
+             free memory on the GPU (`nvidia-smi`)"
         },
         home: home.to_string(),
         reason: e.to_string().trim_end().trim_end_matches('.').to_string(),

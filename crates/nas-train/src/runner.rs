@@ -451,6 +451,7 @@ mod tests {
         .err()
         .expect("a CPU session has no CUDA allocator")
         .to_string();
+        println!("{err}");
         assert!(err.contains("device memory (Cuda:0)"), "{err}");
     }
 }
