@@ -379,7 +379,7 @@ mod tests {
                 let mut k = i;
                 ArrayD::from_shape_simple_fn(IxDyn(&shape), || {
                     k += 1;
-                    if k % 4 == 0 { 0.0 } else { 1.0 / 0.75 }
+                    if k.is_multiple_of(4) { 0.0 } else { 1.0 / 0.75 }
                 })
             })
             .collect();

@@ -7,8 +7,6 @@
 //! latency = { batch = 1, runs = 20, warmup = 5 }   # or `latency = true`; each key optional
 //! ```
 
-use std::time::Instant;
-
 use nas_graph::Graph;
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::weights::Weights;
