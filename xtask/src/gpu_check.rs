@@ -81,14 +81,14 @@ pub fn detect_gpus(
     } else {
         Err(format!(
             "no NVIDIA GPU found ({}); gpu-check needs one",
-            why.join(", ")
+            why.join("; ")
         ))
     }
 }
 
 fn nvidia_smi() -> SmiOutcome {
     match Command::new("nvidia-smi").arg("-L").output() {
-        Err(e) => Err(format!("cannot run it ({e})")),
+        Err(e) => Err(format!("cannot run it: {e}")),
         Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr);
@@ -129,8 +129,14 @@ pub fn gpu_check(root: &Path, target: &Path, opts: Options) -> Result<ExitCode> 
     if opts.steps == 0 {
         bail!("--steps must be at least 1");
     }
-    let gpus = detect_gpus(Path::new("/dev/nvidia0").exists(), &nvidia_smi())
-        .map_err(anyhow::Error::msg)?;
+    let gpus = match detect_gpus(Path::new("/dev/nvidia0").exists(), &nvidia_smi()) {
+        Ok(gpus) => gpus,
+        Err(why) => {
+            // A plain message and exit code: an expected refusal, not a failure to trace.
+            eprintln!("error: {why}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     for g in &gpus {
         eprintln!("{g}");
     }
@@ -217,12 +223,12 @@ mod tests {
         );
         let e = detect_gpus(
             false,
-            &Err("cannot run it (No such file or directory)".into()),
+            &Err("cannot run it: No such file or directory".into()),
         )
         .unwrap_err();
         assert_eq!(
             e,
-            "no NVIDIA GPU found (`nvidia-smi -L` failed: cannot run it (No such file or directory), \
+            "no NVIDIA GPU found (`nvidia-smi -L` failed: cannot run it: No such file or directory; \
              /dev/nvidia0 is absent); gpu-check needs one"
         );
         let e = detect_gpus(false, &Ok(H200.into())).unwrap_err();
