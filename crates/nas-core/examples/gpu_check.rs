@@ -65,6 +65,7 @@ const INFERENCE_RUNS: usize = 50;
 const USAGE: &str = "usage: gpu_check [--provider cuda|tensorrt|cpu] [--steps N] [--threads N] \
                      [--seed N] [--out FILE]";
 
+#[derive(Debug)]
 struct Args {
     provider: ExecutionProvider,
     steps: usize,
@@ -223,7 +224,7 @@ pub fn median(v: &[f64]) -> f64 {
 }
 
 /// One network's figures and checks.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Row {
     pub network: String,
     pub batch: usize,
@@ -237,6 +238,22 @@ pub struct Row {
     pub agreement: Option<Agreement>,
     /// Checks that failed (provider, state placement, errors), in order.
     pub failures: Vec<String>,
+}
+
+impl Default for Row {
+    fn default() -> Self {
+        Row {
+            network: String::new(),
+            batch: 0,
+            cpu_train: None,
+            gpu_train: None,
+            cpu_infer: None,
+            gpu_infer: None,
+            trt_infer: Err("not tried".into()),
+            agreement: None,
+            failures: Vec::new(),
+        }
+    }
 }
 
 impl Row {
@@ -501,7 +518,6 @@ fn check_network(
     let mut row = Row {
         network: name.into(),
         batch,
-        trt_infer: Err("not tried".into()),
         ..Row::default()
     };
     let data = match synthetic_data(batch, args.seed) {
