@@ -238,6 +238,8 @@ pub struct Row {
     pub agreement: Option<Agreement>,
     /// Checks that failed (provider, state placement, errors), in order.
     pub failures: Vec<String>,
+    /// Wall time of this network's check.
+    pub seconds: f64,
 }
 
 impl Default for Row {
@@ -252,6 +254,7 @@ impl Default for Row {
             trt_infer: Err("not tried".into()),
             agreement: None,
             failures: Vec::new(),
+            seconds: 0.0,
         }
     }
 }
@@ -287,9 +290,12 @@ pub fn table(provider: &str, steps: usize, tol: &Tolerance, rows: &[Row]) -> Str
         out,
         "| network | batch | train img/s cpu | train img/s {provider} | inference img/s cpu | \
          inference img/s {provider} | inference img/s tensorrt | max loss diff (first steps) | \
-         final loss cpu / {provider} | result |"
+         final loss cpu / {provider} | result | check s |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+    );
     for r in rows {
         let (diff, fin) = match &r.agreement {
             Some(a) => (
@@ -304,7 +310,7 @@ pub fn table(provider: &str, steps: usize, tol: &Tolerance, rows: &[Row]) -> Str
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
             r.network,
             r.batch,
             rate(r.cpu_train),
@@ -314,7 +320,8 @@ pub fn table(provider: &str, steps: usize, tol: &Tolerance, rows: &[Row]) -> Str
             trt,
             diff,
             fin,
-            if r.ok() { "ok" } else { "FAIL" }
+            if r.ok() { "ok" } else { "FAIL" },
+            r.seconds
         );
     }
     let mut notes = String::new();
@@ -479,6 +486,13 @@ fn infer(
         Err(e) => return Ok(Err(e.into())),
     };
     let built = nas_runtime::build_session(&model, runtime)?;
+    if built.provider != runtime.provider.name() {
+        return Ok(Err(format!(
+            "the inference session runs on `{}`, not `{}`",
+            built.provider, runtime.provider
+        )
+        .into()));
+    }
     let mut session = built.session;
     let store = match TensorStore::new(&session, TensorHome::for_provider(runtime.provider)) {
         Ok(s) => s,
@@ -515,6 +529,7 @@ fn check_network(
     library: &std::path::Path,
     tol: &Tolerance,
 ) -> Row {
+    let start = Instant::now();
     let mut row = Row {
         network: name.into(),
         batch,
@@ -611,6 +626,7 @@ fn check_network(
             a.failure.as_deref().unwrap_or("ok")
         );
     }
+    row.seconds = start.elapsed().as_secs_f64();
     row
 }
 
@@ -745,6 +761,7 @@ mod tests {
             trt_infer: Err("libnvinfer.so.10 not found".into()),
             agreement: Some(compare_curves(&[2.0, 1.0], &[2.0, 1.00002], &tol)),
             failures: vec![],
+            seconds: 12.3,
         };
         let bad = Row {
             network: "net-b".into(),
@@ -756,9 +773,9 @@ mod tests {
         let t = table("cuda", 200, &tol, &[good, bad]);
         println!("{t}");
         assert!(t.starts_with("# GPU check: `cuda` against CPU"));
-        assert!(t.contains("| net-a | 128 | 3000 | 45000 | 90000 | n/a | skipped | 2.00e-5 (2 steps) | 1.5000 / 1.5000 | ok |"), "{t}");
+        assert!(t.contains("| net-a | 128 | 3000 | 45000 | 90000 | n/a | skipped | 2.00e-5 (2 steps) | 1.5000 / 1.5000 | ok | 12 |"), "{t}");
         assert!(
-            t.contains("| net-b | 64 | n/a | n/a | n/a | n/a | 1234 | n/a | n/a | FAIL |"),
+            t.contains("| net-b | 64 | n/a | n/a | n/a | n/a | 1234 | n/a | n/a | FAIL | 0 |"),
             "{t}"
         );
         assert!(t.contains("- FAIL net-b: the training session runs on `cpu`, not `cuda`"));

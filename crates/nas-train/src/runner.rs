@@ -4,8 +4,11 @@
 //! With [`StepIo::Binding`] there are two sets of state tensors, A and B, and two I/O
 //! bindings: step k reads A and writes B, step k+1 reads B and writes A. A buffer is never
 //! bound as input and output of the same run (ORT then reads values it already overwrote).
-//! Each binding's state inputs and outputs are bound once, when the sets are made; a step
-//! binds only its per-call inputs.
+//! Each binding's outputs are bound once, when the sets are made; its inputs (the per-call
+//! ones and the state set it reads) are bound before every run. Re-binding a state tensor is a
+//! pointer store where ORT consumes it on the device it lives on; where ORT placed its
+//! consumers on another device (a node the GPU provider lacks), ORT copies it at bind time, so
+//! a binding made once would keep reading a stale copy.
 //!
 //! Where the sets live follows the provider the session actually runs on (after any
 //! fallback), as a [`TensorHome`]; the code is the same for every home. Per step:
@@ -123,14 +126,21 @@ impl StepRunner {
         &self.home
     }
 
-    /// Switches the I/O mode, installing `values` as the state.
+    /// Switches the I/O mode, installing `values` as the state. When the bound sets cannot be
+    /// made, the state is kept in host arrays ([`StepIo::Run`]) and the error returned.
     pub fn set_io(&mut self, io: StepIo, values: Vec<ArrayD<f32>>) -> Result<(), TrainError> {
         self.check_values(&values)?;
         // The old sets are freed first: on a GPU two copies of the state may not fit.
         self.io = Io::Run(Vec::new());
         self.io = match io {
             StepIo::Run => Io::Run(values),
-            StepIo::Binding => Io::Binding(Box::new(self.bind(values)?)),
+            StepIo::Binding => match self.bind(&values) {
+                Ok(bound) => Io::Binding(Box::new(bound)),
+                Err(e) => {
+                    self.io = Io::Run(values);
+                    return Err(e);
+                }
+            },
         };
         Ok(())
     }
@@ -156,11 +166,11 @@ impl StepRunner {
         Ok(())
     }
 
-    fn bind(&mut self, values: Vec<ArrayD<f32>>) -> Result<Bound, TrainError> {
+    fn bind(&mut self, values: &[ArrayD<f32>]) -> Result<Bound, TrainError> {
         let store = TensorStore::new(&self.session, self.home.clone())?;
         let mut a = Vec::with_capacity(self.state.len());
         let mut b = Vec::with_capacity(self.state.len());
-        for (spec, v) in self.state.iter().zip(&values) {
+        for (spec, v) in self.state.iter().zip(values) {
             let v = v.as_standard_layout();
             a.push(store.upload(&spec.shape, v.as_slice().expect("standard layout"))?);
             b.push(store.alloc(&spec.shape)?);
@@ -175,22 +185,13 @@ impl StepRunner {
             let mut binding = self.session.create_binding()?;
             binding.bind_output(LOSS, &mut loss)?;
             binding.bind_output(CORRECT, &mut correct)?;
-            let [first, second] = &mut sets;
-            let (read, write) = if k == 0 {
-                (first, second)
-            } else {
-                (second, first)
-            };
-            for (spec, t) in self.state.iter().zip(read.iter()) {
-                binding.bind_input(spec.input.as_str(), t)?;
-            }
-            for (spec, t) in self.state.iter().zip(write.iter_mut()) {
+            for (spec, t) in self.state.iter().zip(sets[1 - k].iter_mut()) {
                 binding.bind_output(spec.output.as_str(), t)?;
             }
             Ok(binding)
         };
-        let b0 = make_binding(0).map_err(ort_err("binding the training step's state"))?;
-        let b1 = make_binding(1).map_err(ort_err("binding the training step's state"))?;
+        let b0 = make_binding(0).map_err(ort_err("binding the training step's outputs"))?;
+        let b1 = make_binding(1).map_err(ort_err("binding the training step's outputs"))?;
         Ok(Bound {
             bindings: [b0, b1],
             sets,
@@ -228,7 +229,10 @@ impl StepRunner {
                     for (m, t) in self.masks.iter().zip(&masks) {
                         binding.bind_input(m.input.as_str(), t)?;
                     }
-                    // A device session copied those host inputs at bind time: wait for them.
+                    for (spec, t) in self.state.iter().zip(&b.sets[k]) {
+                        binding.bind_input(spec.input.as_str(), t)?;
+                    }
+                    // A device session copied the host inputs at bind time: wait for them.
                     if !self.home.is_host() {
                         binding.synchronize_inputs()?;
                     }
