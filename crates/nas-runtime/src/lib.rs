@@ -418,7 +418,8 @@ fn preload_cuda(library: &Path) -> Result<(), String> {
         }
         ep::cuda::preload_dylibs(cuda.as_deref(), cudnn.as_deref()).map_err(|e| {
             format!(
-                "cannot load the CUDA libraries next to {}: {e}",
+                "cannot load the CUDA libraries next to {}: {e} (they need the NVIDIA driver's \
+                 libcuda.so.1, R580 or newer, which a machine without a GPU lacks)",
                 library.display()
             )
         })
