@@ -22,7 +22,9 @@
 //!   labels, lr, step and dropout masks host->device (ORT copies a host input at bind time;
 //!   the step waits for those copies), the run reads set k and writes set 1-k on the device,
 //!   and only loss and correct come back: they are bound to host scalars, which ORT fills at
-//!   the end of the run. No weight, optimizer buffer or BN statistic crosses per step.
+//!   the end of the run. No weight, optimizer buffer or BN statistic crosses per step (unless
+//!   ORT runs one of its consumers on CPU, see above; `cargo xtask gpu-check` would show that
+//!   as lower throughput).
 //! - [`StepRunner::state`] (weights for validation, checkpoints, export) copies the current
 //!   set device->host on demand, one copy per state tensor.
 //!
@@ -436,6 +438,50 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(runners[2].state().unwrap(), runners[0].state().unwrap());
         assert_eq!(runners[2].home(), &cpu_device());
+    }
+
+    #[test]
+    fn the_home_follows_the_provider_after_a_fallback() {
+        use nas_data::{DataConfig, SplitDataset};
+        use nas_runtime::ExecutionProvider;
+
+        let cfg = DataConfig {
+            dataset: Some("digits".into()),
+            ..DataConfig::default()
+        };
+        let data: SplitDataset = nas_data::load(&cfg, 0).unwrap();
+        let mut b = GraphBuilder::new(&[1, 8, 8]);
+        let x = b.input();
+        let p = b.add(Op::GlobalAvgPool, &[x]);
+        let l = b.add(
+            Op::Linear {
+                out_features: 10,
+                bias: true,
+            },
+            &[p],
+        );
+        let graph = b.finish(l);
+        let lib = nas_runtime::locate_library(None).unwrap();
+        let gpu_or_cpu = SessionSettings {
+            provider: ExecutionProvider::Cuda,
+            fallback: Some(ExecutionProvider::Cpu),
+            ..SessionSettings::cpu(&lib)
+        };
+        let weights = Weights::he_init(&graph, 0).unwrap();
+        let config = crate::TrainConfig {
+            epochs: 1,
+            ..crate::TrainConfig::default()
+        };
+        let mut trainer =
+            crate::Trainer::new(&graph, weights, &config, &gpu_or_cpu, &data).unwrap();
+        // Here CUDA is unavailable (no GPU, or a CPU build): the session falls back to CPU and
+        // the state stays in host memory; on a GPU both would say CUDA.
+        let expected = TensorHome::for_provider_name(trainer.provider()).unwrap();
+        assert_eq!(trainer.state_home(), &expected);
+        if trainer.provider() == "cpu" {
+            assert_eq!(trainer.state_home(), &TensorHome::Host);
+        }
+        assert!(trainer.train_epochs(1).unwrap()[0].train_loss.is_finite());
     }
 
     #[test]
