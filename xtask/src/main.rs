@@ -4,6 +4,7 @@ mod bench;
 mod bench_train;
 mod bench_workers;
 mod elf;
+mod gpu_check;
 mod new_strategy;
 mod ort;
 
@@ -92,6 +93,18 @@ enum Task {
         /// Intra-op threads of both runtimes.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+    },
+    /// On a machine with an NVIDIA GPU: provision the GPU build of ONNX Runtime, then train and
+    /// run two benchmark networks on CUDA and on CPU from the same weights and data, check the
+    /// GPU really ran and the loss curves agree, time inference on CPU, CUDA and TensorRT;
+    /// writes results/gpu-check/summary.md, exits non-zero when a check fails (a few minutes).
+    GpuCheck {
+        /// Training steps per network and provider.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Use the GPU build ORT_DYLIB_PATH names instead of provisioning one.
+        #[arg(long)]
+        skip_provision: bool,
     },
     /// Build in release mode, then run a benchmark suite with `target/release/nas benchmark`;
     /// writes results/bench/<suite>/ (CSV, markdown, SVG plots, the studies).
@@ -289,6 +302,19 @@ fn main() -> Result<ExitCode> {
                 threads,
             },
         )?,
+        Task::GpuCheck {
+            steps,
+            skip_provision,
+        } => {
+            return gpu_check::gpu_check(
+                &root,
+                &target,
+                gpu_check::Options {
+                    steps,
+                    skip_provision,
+                },
+            );
+        }
         Task::NewStrategy { name, out } => new_strategy::run(&root, &name, out.as_deref())?,
         Task::ZeroCost => zero_cost(&root, &target)?,
         Task::Benchmark { suite, seeds, jobs } => benchmark(&root, &target, &suite, seeds, jobs)?,

@@ -6,6 +6,9 @@
 //! - [`session_from_bytes`] builds a session on the configured [`ExecutionProvider`], falling
 //!   back to `settings.fallback` (announced once) when that provider is unavailable.
 //! - [`SessionSettings`]: provider, fallback, threads and the library the host resolved.
+//! - [`TensorHome`] / [`TensorStore`]: tensors kept across runs in the memory of the
+//!   provider a session runs on (device memory on CUDA / TensorRT), with explicit copies;
+//!   [`time_runs`] times runs with input and outputs kept there and a device synchronisation.
 //!
 //! This crate knows nothing of plugins: evaluators turn the host's runtime message into
 //! [`SessionSettings`] with [`SessionSettings::from_names`].
@@ -17,7 +20,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
 
+mod memory;
 mod provider;
+pub use memory::{TensorHome, TensorStore, time_runs};
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 pub use provider::{ExecutionProvider, SessionSettings};
@@ -78,6 +83,16 @@ pub enum RuntimeError {
     },
     #[error("ONNX Runtime could not build a session on `{provider}`: {reason}")]
     Session { provider: String, reason: String },
+    /// Allocating or copying a tensor kept across runs failed.
+    #[error("cannot {during} in {home}: {reason}{hint}")]
+    Memory {
+        during: String,
+        home: String,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error("ONNX Runtime failed {during}: {reason}")]
+    Run { during: String, reason: String },
 }
 
 /// Which library build suits a provider: the GPU build can also run on CPU, not the reverse.
@@ -406,7 +421,8 @@ fn preload_cuda(library: &Path) -> Result<(), String> {
         }
         ep::cuda::preload_dylibs(cuda.as_deref(), cudnn.as_deref()).map_err(|e| {
             format!(
-                "cannot load the CUDA libraries next to {}: {e}",
+                "cannot load the CUDA libraries next to {}: {e} (they need the NVIDIA driver's \
+                 libcuda.so.1, R580 or newer, which a machine without a GPU lacks)",
                 library.display()
             )
         })

@@ -6,7 +6,7 @@ use std::time::Instant;
 use nas_data::{Augment, BatchOptions, DataKind, Part, SplitDataset};
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::{Graph, Weights};
-use nas_runtime::SessionSettings;
+use nas_runtime::{SessionSettings, TensorHome};
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -221,8 +221,11 @@ impl<'d> Trainer<'d> {
             }
         };
         let built = nas_runtime::build_session(&step.model, runtime)?;
+        // The state stays in the memory of the provider the session really runs on.
+        let home = TensorHome::for_provider_name(&built.provider)?;
         let runner = StepRunner::new(
             built.session,
+            home,
             step.state.clone(),
             step.dropout_masks.clone(),
             values,
@@ -466,6 +469,11 @@ impl<'d> Trainer<'d> {
     /// The execution provider the training session runs on (after any fallback).
     pub fn provider(&self) -> &str {
         &self.provider
+    }
+
+    /// Where the training state lives between steps (device memory on a GPU provider).
+    pub fn state_home(&self) -> &TensorHome {
+        self.runner.home()
     }
 
     /// The seed of the dropout masks.

@@ -7,16 +7,13 @@
 //! latency = { batch = 1, runs = 20, warmup = 5 }   # or `latency = true`; each key optional
 //! ```
 
-use std::time::Instant;
-
 use nas_graph::Graph;
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::weights::Weights;
 use nas_plugin::{
     EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
 };
-use nas_runtime::SessionSettings;
-use ort::value::Tensor;
+use nas_runtime::{SessionSettings, TensorHome, TensorStore};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -24,8 +21,8 @@ use serde_json::{Value, json};
 const OPTIONS: &[&str] = &["latency"];
 const LATENCY_OPTIONS: &[&str] = &["batch", "runs", "warmup"];
 
-/// How latency is measured: `runs` timed `session.run` calls after `warmup` untimed ones, on
-/// inputs of `batch` samples.
+/// How latency is measured: `runs` timed runs after `warmup` untimed ones, on inputs of
+/// `batch` samples (see [`measure_latency`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LatencyConfig {
     pub batch: usize,
@@ -137,6 +134,12 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Exports `graph` with He-initialised weights, builds a session on the configured provider
 /// and times `cfg.runs` runs on one fixed random input.
+///
+/// The input is placed once in the memory of the provider the session runs on (device memory
+/// on CUDA / TensorRT) and the outputs are bound there too, so no run copies between host and
+/// device; each timed run ends with a device synchronisation (see [`nas_runtime::time_runs`]).
+/// The figure is thus the model's compute time on the provider. On CPU the same binding path
+/// runs with host memory (it skips `session.run`'s per-call input and output handling).
 pub fn measure_latency(
     graph: &Graph,
     cfg: &LatencyConfig,
@@ -153,31 +156,24 @@ pub fn measure_latency(
         .map_err(|e| format!("cost evaluator: cannot export the candidate to ONNX: {e}"))?;
     let built = nas_runtime::build_session(&model, runtime)?;
     let mut session = built.session;
+    let home = TensorHome::for_provider_name(&built.provider)?;
+    let store = TensorStore::new(&session, home)?;
 
     let mut shape = vec![cfg.batch];
     shape.extend_from_slice(&graph.input);
     let len: usize = shape.iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1A7E);
     let data: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let run_err =
-        |e: ort::Error| format!("cost evaluator: ONNX Runtime failed to run the candidate: {e}");
-    let input = Tensor::from_array((shape, data)).map_err(run_err)?;
-    let input_name = options.input_name.to_string();
-
-    for _ in 0..cfg.warmup {
-        session
-            .run(ort::inputs![input_name.as_str() => &input])
-            .map_err(run_err)?;
-    }
-    let mut samples = Vec::with_capacity(cfg.runs);
-    for _ in 0..cfg.runs {
-        let start = Instant::now();
-        let outputs = session
-            .run(ort::inputs![input_name.as_str() => &input])
-            .map_err(run_err)?;
-        samples.push(start.elapsed().as_secs_f64() * 1e3);
-        drop(outputs);
-    }
+    let mut samples = nas_runtime::time_runs(
+        &mut session,
+        &store,
+        &options.input_name,
+        &shape,
+        &data,
+        cfg.warmup,
+        cfg.runs,
+    )
+    .map_err(|e| format!("cost evaluator: cannot time the candidate: {e}"))?;
     samples.sort_by(f64::total_cmp);
     Ok(Latency {
         median_ms: median(&samples),
