@@ -347,10 +347,14 @@ fn warn_fallback_once(provider: ExecutionProvider, fallback: ExecutionProvider, 
 }
 
 fn base_builder(env: &Environment, settings: &SessionSettings) -> ort::Result<SessionBuilder> {
-    Ok(Session::builder(env)?
+    let builder = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(settings.threads.max(1))?
-        .with_inter_threads(1)?)
+        .with_inter_threads(1)?;
+    Ok(match &settings.profiling {
+        Some(prefix) => builder.with_profiling(prefix)?,
+        None => builder,
+    })
 }
 
 fn commit(
