@@ -875,25 +875,25 @@ fn loss_verdict(net: &str, c: &LossCompare) -> String {
     };
     match (c.step1_rel, c.step2_rel) {
         (Some(r1), _) if r1 > SAME_STEP_REL => format!(
-            "{net}: the losses differ already at step 1 (relative {r1:.1e}): the two sides do              not compute the same network on the same start"
+            "{net}: the losses differ already at step 1 (relative {r1:.1e}): the two sides do not compute the same network on the same start"
         ),
         (_, Some(r2)) if r2 > SAME_STEP_REL => format!(
-            "{net}: the same start, but after one update the losses differ (relative {r2:.1e}):              the training steps differ"
+            "{net}: the same start, but after one update the losses differ (relative {r2:.1e}): the training steps differ"
         ),
         (Some(r1), r2) => {
             let start = format!(
-                "{net}: the same start and the same step (relative difference {r1:.1e} at step 1,                  {} after one update)",
+                "{net}: the same start and the same step (relative difference {r1:.1e} at step 1, {} after one update)",
                 r2.map_or("n/a".into(), |r| format!("{r:.1e}"))
             );
             if all <= AGREE_FIRST10 {
                 format!("{start}; the curves agree throughout (max abs difference {all:.1e})")
             } else if first10 <= AGREE_FIRST10 {
                 format!(
-                    "{start}; the curves agree over the first 10 steps (max abs difference                      {first10:.1e}) and then drift apart (up to {all:.2}) as float rounding                      differences grow step after step"
+                    "{start}; the curves agree over the first 10 steps (max abs difference {first10:.1e}) and then drift apart (up to {all:.2}) as float rounding differences grow step after step"
                 )
             } else {
                 format!(
-                    "{start}; the curves drift apart within 10 steps (max abs difference                      {first10:.2}, {all:.2} over all steps) as float rounding differences grow                      step after step in this unstable run"
+                    "{start}; the curves drift apart within 10 steps (max abs difference {first10:.2}, {all:.2} over all steps) as float rounding differences grow step after step in this unstable run"
                 )
             }
         }
