@@ -644,6 +644,14 @@ pub fn summarize(opts: &Options, report: &Report, machine: &Machine) -> String {
         s,
         "\nRatios are throughputs, ours / PyTorch (PyTorch ms / our ms): above 1 ours is faster."
     );
+    if let Some(worst) = busy_share(&nets, tf) {
+        let _ = writeln!(
+            s,
+            "\n**The machine was busy**: while timed, the benchmark's threads waited for a CPU up \
+             to {worst:.0} % of the step time (run-queue wait, see Step times). Absolute figures \
+             are too low and the ratios unreliable; rerun on a quiet machine."
+        );
+    }
     if opts.profile {
         let _ = writeln!(
             s,
@@ -867,6 +875,20 @@ pub fn summarize(opts: &Options, report: &Report, machine: &Machine) -> String {
     s
 }
 
+/// The largest run-queue wait of a timed training step as a percentage of its median time,
+/// over both sides, when it exceeds 10 %.
+fn busy_share(ours: &[&Figures], torch: &[Figures]) -> Option<f64> {
+    let share =
+        |f: &Figures| Some(100.0 * num(f, "train_wait_ms_per_step")? / num(f, "train_ms_median")?);
+    let worst = ours
+        .iter()
+        .copied()
+        .chain(torch.iter().filter(|f| kind_is(f, "network")))
+        .filter_map(share)
+        .fold(0.0f64, f64::max);
+    (worst > 10.0).then_some(worst)
+}
+
 /// Whether the curves agree, in words: step 1 shows whether both start alike, step 2 whether
 /// one update does the same; later steps only show how rounding differences grow.
 fn loss_verdict(net: &str, c: &LossCompare) -> String {
@@ -893,7 +915,7 @@ fn loss_verdict(net: &str, c: &LossCompare) -> String {
                 )
             } else {
                 format!(
-                    "{start}; the curves drift apart within 10 steps (max abs difference {first10:.2}, {all:.2} over all steps) as float rounding differences grow step after step in this unstable run"
+                    "{start}; the curves drift apart within 10 steps (max abs difference {first10:.2}, {all:.2} over all steps) as float rounding differences grow step after step (lr 0.1 on a single batch amplifies them)"
                 )
             }
         }
@@ -995,6 +1017,7 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("2 CPUs (nproc), Test CPU"), "{s}");
+        assert!(!s.contains("machine was busy"), "{s}");
         assert!(s.contains("load average 0.10 0.20 0.30 before"), "{s}");
 
         let mut drifting = curve.clone();
@@ -1007,6 +1030,7 @@ mod tests {
                 ("infer_ms_median", 6.4),
                 ("infer_img_s", 20_000.0),
                 ("check_rel_diff", 2e-7),
+                ("train_wait_ms_per_step", 8.0),
             ],
             &drifting,
         );
@@ -1052,6 +1076,7 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("--profile"), "{s}");
+        assert!(s.contains("waited for a CPU up to 50 %"), "{s}");
     }
 
     #[test]
