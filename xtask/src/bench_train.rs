@@ -798,7 +798,8 @@ pub fn summarize(opts: &Options, report: &Report, machine: &Machine) -> String {
                     s,
                     "| | ours | PyTorch | ours / PyTorch (speed) |\n|---|---:|---:|---:|\n\
                      | epoch time | {} | {} | {} |\n| mean training loss | {} | {} | |\n\
-                     | training accuracy | {} | {} | |",
+                     | training accuracy | {} | {} | |\n\
+                     | run-queue wait, ms per step | {} | {} | |",
                     secs(Some(e), "seconds"),
                     secs(t, "seconds"),
                     ratio(t.and_then(|t| num(t, "seconds")), num(e, "seconds")),
@@ -806,6 +807,8 @@ pub fn summarize(opts: &Options, report: &Report, machine: &Machine) -> String {
                     fmt_loss(t.and_then(|t| num(t, "train_loss"))),
                     fmt_loss(num(e, "train_accuracy")),
                     fmt_loss(t.and_then(|t| num(t, "train_accuracy"))),
+                    fmt_ms(num(e, "wait_ms_per_step")),
+                    fmt_ms(t.and_then(|t| num(t, "wait_ms_per_step"))),
                 );
             }
             None => {
@@ -1077,6 +1080,65 @@ mod tests {
         );
         assert!(s.contains("--profile"), "{s}");
         assert!(s.contains("waited for a CPU up to 50 %"), "{s}");
+    }
+
+    #[test]
+    fn summary_of_an_epoch() {
+        let epoch = |pairs: &[(&str, f64)], source: Option<&str>| {
+            let mut f: Figures = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                .collect();
+            f.insert("kind".into(), "epoch".into());
+            if let Some(src) = source {
+                f.insert("source".into(), src.into());
+            }
+            f
+        };
+        let ours = epoch(
+            &[
+                ("images", 6000.0),
+                ("batch", 256.0),
+                ("steps", 23.0),
+                ("seconds", 40.0),
+                ("train_loss", 1.35),
+                ("wait_ms_per_step", 2.5),
+            ],
+            Some("Fashion-MNIST training images"),
+        );
+        let torch = epoch(&[("seconds", 20.0), ("train_loss", 1.36)], None);
+        let report = Report {
+            ours: vec![ours],
+            torch: Ok(TorchRun {
+                python: "/usr/bin/python3".into(),
+                figures: vec![torch],
+            }),
+            profiles: BTreeMap::new(),
+        };
+        let o = Options {
+            nets: vec![],
+            epoch: true,
+            epoch_images: 6000,
+            ..opts()
+        };
+        let s = summarize(&o, &report, &machine());
+        assert!(s.contains("## One epoch"), "{s}");
+        assert!(
+            s.contains("on 6000 images 1x28x28 (Fashion-MNIST training images)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| epoch time | 40.0 s | 20.0 s | 0.50x |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| mean training loss | 1.3500 | 1.3600 | |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| run-queue wait, ms per step | 2.500 | n/a | |"),
+            "{s}"
+        );
     }
 
     #[test]
