@@ -7,6 +7,7 @@ mod elf;
 mod gpu_check;
 mod new_strategy;
 mod ort;
+mod ort_profile;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -77,13 +78,20 @@ enum Task {
         #[arg(long, default_value_t = 50)]
         delay_ms: u64,
     },
-    /// Measure images/s of the ONNX Runtime training step and of inference for a fixed small
-    /// CNN (3x32x32) on CPU, next to PyTorch when python3 can import it; writes
+    /// Measure images/s of the ONNX Runtime training step and of inference on CPU for several
+    /// networks of our search spaces (a small CNN, NAS-Bench-201 cells, a MobileNetV2-like
+    /// chain), next to PyTorch running the same networks, weights and data when a python3 can
+    /// import torch; compares the loss curves from that common start; writes
     /// results/bench-train/summary.md.
     BenchTrain {
-        /// Images per training step and per inference run.
-        #[arg(long, default_value_t = 128)]
-        batch: usize,
+        /// Networks to run, comma-separated: reference, nb201-b64, nb201-b256, chain,
+        /// nb201-mnist (default: all).
+        #[arg(long, value_delimiter = ',')]
+        nets: Option<Vec<String>>,
+        /// Images per training step and per inference run for every network (default: each
+        /// network's own batch).
+        #[arg(long)]
+        batch: Option<usize>,
         /// Timed steps (and timed inference runs).
         #[arg(long, default_value_t = 100)]
         steps: usize,
@@ -93,6 +101,26 @@ enum Task {
         /// Intra-op threads of both runtimes.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Seed of the initial weights and the data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Folder of the results (each network's tensors and profile, summary.md).
+        #[arg(long, default_value = bench_train::OUT_DIR)]
+        out: PathBuf,
+        /// Profile our training steps with ONNX Runtime's profiler: time per op type.
+        #[arg(long)]
+        profile: bool,
+        /// Also train one full epoch of the NB201 network on 60,000 1x28x28 images (Fashion-MNIST
+        /// when installed), ours and PyTorch's (long).
+        #[arg(long)]
+        epoch: bool,
+        /// Images of the `--epoch` run.
+        #[arg(long, default_value_t = 60_000)]
+        epoch_images: usize,
+        /// The Python interpreter with torch (default: the first python3 on PATH that imports
+        /// torch).
+        #[arg(long)]
+        python: Option<PathBuf>,
     },
     /// On a machine with an NVIDIA GPU: provision the GPU build of ONNX Runtime, then train and
     /// run two benchmark networks on CUDA and on CPU from the same weights and data, check the
@@ -288,18 +316,33 @@ fn main() -> Result<ExitCode> {
             },
         )?,
         Task::BenchTrain {
+            nets,
             batch,
             steps,
             warmup,
             threads,
+            seed,
+            out,
+            profile,
+            epoch,
+            epoch_images,
+            python,
         } => bench_train::bench_train(
             &root,
             &target,
-            bench_train::Options {
+            &bench_train::Options {
+                nets: nets
+                    .unwrap_or_else(|| bench_train::NETS.iter().map(|s| s.to_string()).collect()),
                 batch,
                 steps,
                 warmup,
                 threads,
+                seed,
+                out,
+                profile,
+                epoch,
+                epoch_images,
+                python,
             },
         )?,
         Task::GpuCheck {

@@ -420,7 +420,7 @@ fn settings(
         // No fallback: a provider that cannot run is an error, never a silent CPU run.
         fallback: None,
         threads,
-        library: library.to_path_buf(),
+        ..SessionSettings::cpu(library)
     }
 }
 

@@ -362,13 +362,17 @@ fn warn_fallback_once(provider: ExecutionProvider, fallback: ExecutionProvider, 
 }
 
 fn base_builder(env: &Environment, settings: &SessionSettings) -> ort::Result<SessionBuilder> {
-    Ok(Session::builder(env)?
+    let builder = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(settings.threads.max(1))?
         .with_inter_threads(1)?
         // Denormal floats are 100x slower on x86; training steps produce them (tiny gradients
         // and momenta) and slowed down 2.6x after ~60 steps without this.
-        .with_flush_to_zero()?)
+        .with_flush_to_zero()?;
+    Ok(match &settings.profiling {
+        Some(prefix) => builder.with_profiling(prefix)?,
+        None => builder,
+    })
 }
 
 fn commit(

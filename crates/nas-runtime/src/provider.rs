@@ -62,6 +62,9 @@ pub struct SessionSettings {
     /// Intra-op threads per session (at least 1 is used).
     pub threads: usize,
     pub library: PathBuf,
+    /// Where ONNX Runtime's profiler writes its JSON trace (`<prefix>_<date>.json`, written
+    /// when the session ends); `None` (the default) leaves the profiler off.
+    pub profiling: Option<PathBuf>,
 }
 
 impl SessionSettings {
@@ -78,6 +81,7 @@ impl SessionSettings {
             fallback: fallback.map(ExecutionProvider::parse).transpose()?,
             threads,
             library: library.ok_or(RuntimeError::NotResolved)?.to_path_buf(),
+            profiling: None,
         })
     }
 
@@ -88,6 +92,7 @@ impl SessionSettings {
             fallback: None,
             threads: 1,
             library: library.to_path_buf(),
+            profiling: None,
         }
     }
 }
