@@ -25,10 +25,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nas_core::space::{CellSpace, CellSpaceConfig, ChainSpace, ChainSpaceConfig, SearchSpace};
+use nas_core::space::{ChainSpace, ChainSpaceConfig, SearchSpace};
 use nas_data::{BatchOptions, Dataset, FASHION_MNIST_DIR, Part, SplitConfig, SplitDataset};
 use nas_graph::onnx::{ExportOptions, export_inference};
-use nas_graph::{Graph, GraphBuilder, NodeId, Op, Weights};
+use nas_graph::{Graph, Weights};
 use nas_runtime::SessionSettings;
 use nas_train::{OptimizerKind, Schedule, TrainConfig, Trainer};
 use ndarray::{Array4, ArrayD};
@@ -38,10 +38,9 @@ use rand_chacha::ChaCha8Rng;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-const CLASSES: usize = 10;
-
-/// The NB201 cell of the `nb201-*` networks.
-pub const NB201_ARCH: &str = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|";
+#[path = "shared/nets.rs"]
+mod nets;
+use nets::{CLASSES, NB201_ARCH, nb201_net, reference_net};
 
 /// Every network, in the order of the report: (name, input shape, batch).
 const NETS: [(&str, [usize; 3], usize); 5] = [
@@ -146,41 +145,6 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(args)
-}
-
-fn conv_bn_relu(b: &mut GraphBuilder, x: NodeId, channels: usize, stride: usize) -> NodeId {
-    let conv = b.conv(x, channels, 3, stride, 1);
-    let bn = b.batch_norm(conv);
-    b.add(Op::Relu, &[bn])
-}
-
-/// The small reference CNN (no conv biases: BatchNorm follows each conv).
-fn reference_net(input: [usize; 3]) -> Graph {
-    let mut b = GraphBuilder::new(&input);
-    let x = b.input();
-    let a = conv_bn_relu(&mut b, x, 16, 1);
-    let c = conv_bn_relu(&mut b, a, 32, 2);
-    let p = b.add(Op::GlobalAvgPool, &[c]);
-    let l = b.add(
-        Op::Linear {
-            out_features: CLASSES,
-            bias: true,
-        },
-        &[p],
-    );
-    b.finish(l)
-}
-
-/// The NB201 network (C = 16, N = 5) of [`NB201_ARCH`], as the `cell` space decodes it.
-fn nb201_net(input: [usize; 3]) -> Result<Graph> {
-    let space = CellSpace::new(&CellSpaceConfig {
-        input: Some(input.to_vec()),
-        classes: Some(CLASSES),
-        channels: 16,
-        cells_per_stage: 5,
-        ..CellSpaceConfig::default()
-    })?;
-    Ok(space.decode(&space.parse_arch(NB201_ARCH)?)?)
 }
 
 /// The `chain` space's default stages, each with depth 2 (or its largest depth below),

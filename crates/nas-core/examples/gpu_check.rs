@@ -5,7 +5,7 @@
 //! - `reference-cnn`, batch 128: Conv3x3(3->16)+BN+ReLU -> Conv3x3/s2(16->32)+BN+ReLU -> GAP ->
 //!   Linear(10);
 //! - `nb201-cell`, batch 64: the NAS-Bench-201 network (C=16, N=5) of the `cell` space for
-//!   [`NB201_ARCH`].
+//!   [`nets::NB201_ARCH`].
 //!
 //! For each: `--steps` SGD steps (default 200) through `nas_train::Trainer` on CPU and on the
 //! provider, then inference throughput (median of timed runs, input and outputs kept in the
@@ -39,10 +39,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace};
 use nas_data::{Dataset, SplitConfig, SplitDataset};
 use nas_graph::onnx::{ExportOptions, export_inference};
-use nas_graph::{Graph, GraphBuilder, NodeId, Op, Weights};
+use nas_graph::{Graph, Weights};
 use nas_runtime::{
     ExecutionProvider, RuntimeError, SessionSettings, TensorHome, TensorStore, time_runs,
 };
@@ -53,10 +52,11 @@ use rand_chacha::ChaCha8Rng;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-const CLASSES: usize = 10;
+#[path = "shared/nets.rs"]
+mod nets;
+use nets::{CLASSES, nb201_net, reference_net};
+
 const INPUT: [usize; 3] = [3, 32, 32];
-/// The NB201 cell the check trains.
-pub const NB201_ARCH: &str = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|";
 /// Steps left out of the step throughput.
 const WARMUP_STEPS: usize = 5;
 const INFERENCE_WARMUP: usize = 10;
@@ -342,40 +342,6 @@ pub fn table(provider: &str, steps: usize, tol: &Tolerance, rows: &[Row]) -> Str
     out
 }
 
-fn conv_bn_relu(b: &mut GraphBuilder, x: NodeId, channels: usize, stride: usize) -> NodeId {
-    let conv = b.conv(x, channels, 3, stride, 1);
-    let bn = b.batch_norm(conv);
-    b.add(Op::Relu, &[bn])
-}
-
-fn reference_cnn() -> Graph {
-    let mut b = GraphBuilder::new(&INPUT);
-    let x = b.input();
-    let a = conv_bn_relu(&mut b, x, 16, 1);
-    let c = conv_bn_relu(&mut b, a, 32, 2);
-    let p = b.add(Op::GlobalAvgPool, &[c]);
-    let l = b.add(
-        Op::Linear {
-            out_features: CLASSES,
-            bias: true,
-        },
-        &[p],
-    );
-    b.finish(l)
-}
-
-fn nb201_cell() -> Result<Graph> {
-    let space = CellSpace::new(&CellSpaceConfig {
-        input: Some(INPUT.to_vec()),
-        classes: Some(CLASSES),
-        channels: 16,
-        cells_per_stage: 5,
-        ..CellSpaceConfig::default()
-    })?;
-    let values = space.parse_arch(NB201_ARCH)?;
-    Ok(space.decode(&values)?)
-}
-
 /// `n` images: the prototype of its class (seeded noise) plus as much noise again, so the
 /// classes are learnable and the loss falls.
 fn synthetic_data(n: usize, seed: u64) -> Result<SplitDataset> {
@@ -636,8 +602,8 @@ fn run(args: &Args) -> Result<bool> {
     eprintln!("ONNX Runtime: {}", library.display());
     let tol = Tolerance::default();
     let networks: Vec<(&str, Graph, usize)> = vec![
-        ("reference-cnn", reference_cnn(), 128),
-        ("nb201-cell", nb201_cell()?, 64),
+        ("reference-cnn", reference_net(INPUT), 128),
+        ("nb201-cell", nb201_net(INPUT)?, 64),
     ];
     let rows: Vec<Row> = networks
         .iter()

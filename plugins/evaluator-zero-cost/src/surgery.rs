@@ -213,11 +213,13 @@ impl Model {
     }
 
     /// The value holding the gradient of the probe output of a [`with_input_probe`] graph,
-    /// found from how the training step computes the probe weight's gradient `grad_output`
-    /// (`Identity <- Transpose <- Conv(x^T, dy^T) <- Transpose(dy)`); `None` when that
-    /// gradient is the constant zero the step emits for a weight the loss does not depend on
-    /// (then the input gradient is zero too). An unexpected layout is an error, never a wrong
-    /// value.
+    /// found from how the training step computes the probe weight's gradient `grad_output`,
+    /// in either of its forms: patches times `dy` (`Identity <- Reshape <- Transpose <-
+    /// ReduceSum <- MatMul(x, Transpose(Reshape(dy)))`) or one correlation per sample
+    /// (`Identity <- Reshape <- ReduceSum <- Reshape <- Conv(x, Reshape(dy))`); `None` when
+    /// that gradient is the constant zero the step emits for a weight the loss does not depend
+    /// on (then the input gradient is zero too). An unexpected layout is an error, never a
+    /// wrong value.
     pub fn input_gradient(&self, grad_output: &str) -> Result<Option<String>, String> {
         let producer: HashMap<&str, &NodeProto> = self
             .nodes()
@@ -243,9 +245,22 @@ impl Model {
         {
             return Ok(None);
         }
-        let gw = step(&t, "Transpose", 0)?;
-        let dyt = step(&gw, "Conv", 1)?;
-        step(&dyt, "Transpose", 0).map(Some)
+        let dw = step(&t, "Reshape", 0)?;
+        if producer
+            .get(dw.as_str())
+            .is_some_and(|n| n.op_type == "Transpose")
+        {
+            let summed = step(&dw, "Transpose", 0)?;
+            let per_sample = step(&summed, "ReduceSum", 0)?;
+            let dyt = step(&per_sample, "MatMul", 1)?;
+            let dyr = step(&dyt, "Transpose", 0)?;
+            step(&dyr, "Reshape", 0).map(Some)
+        } else {
+            let by_sample = step(&dw, "ReduceSum", 0)?;
+            let per_sample = step(&by_sample, "Reshape", 0)?;
+            let kernel = step(&per_sample, "Conv", 1)?;
+            step(&kernel, "Reshape", 0).map(Some)
+        }
     }
 
     /// Keeps only what `outputs` need: their producing nodes and ancestors, the inputs and
