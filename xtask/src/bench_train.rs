@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use crate::ort_profile::{self, Profile};
-use crate::{cargo, provision_cpu, run};
+use crate::{build_core_example, provision_cpu};
 
 pub const TORCH_SCRIPT: &str = "xtask/bench/torch_reference.py";
 /// Where results go unless `--out` says otherwise; the summary is `summary.md` in it.
@@ -414,21 +414,7 @@ pub fn bench_train(root: &Path, target: &Path, opts: &Options) -> Result<()> {
         root.join(&opts.out)
     };
     let library = provision_cpu(target)?;
-    run(cargo(root).args([
-        "build",
-        "--release",
-        "-p",
-        "nas-core",
-        "--example",
-        "bench_train",
-    ]))?;
-    let exe = target.join("release/examples/bench_train");
-    if !exe.is_file() {
-        bail!(
-            "{} was not built; check `cargo build --release -p nas-core --example bench_train`",
-            exe.display()
-        );
-    }
+    let exe = build_core_example(root, target, "bench_train")?;
     let mut machine = Machine {
         nproc: command_line("nproc", &[]).unwrap_or_else(|| {
             std::thread::available_parallelism().map_or("unknown".into(), |n| n.get().to_string())

@@ -25,7 +25,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, ort, run};
+use crate::{build_core_example, ort};
 
 pub const SUMMARY: &str = "results/gpu-check/summary.md";
 
@@ -146,21 +146,7 @@ pub fn gpu_check(root: &Path, target: &Path, opts: Options) -> Result<ExitCode> 
         ort::provision(target, true)?.library
     };
     eprintln!("ONNX Runtime (GPU build): {}", library.display());
-    run(cargo(root).args([
-        "build",
-        "--release",
-        "-p",
-        "nas-core",
-        "--example",
-        "gpu_check",
-    ]))?;
-    let exe = target.join("release/examples/gpu_check");
-    if !exe.is_file() {
-        bail!(
-            "{} was not built; check `cargo build --release -p nas-core --example gpu_check`",
-            exe.display()
-        );
-    }
+    let exe = build_core_example(root, target, "gpu_check")?;
     let summary = root.join(SUMMARY);
     let status = Command::new(&exe)
         .current_dir(root)

@@ -206,6 +206,19 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Builds example `name` of nas-core in release mode; returns the program's path.
+pub fn build_core_example(root: &Path, target: &Path, name: &str) -> Result<PathBuf> {
+    run(cargo(root).args(["build", "--release", "-p", "nas-core", "--example", name]))?;
+    let exe = target.join("release/examples").join(name);
+    if !exe.is_file() {
+        bail!(
+            "{} was not built; check `cargo build --release -p nas-core --example {name}`",
+            exe.display()
+        );
+    }
+    Ok(exe)
+}
+
 /// Formatting and lints, checked before the tests (CI runs `cargo xtask test`): each check
 /// with what to run to fix what it found.
 const STYLE_CHECKS: [(&[&str], &str); 2] = [
