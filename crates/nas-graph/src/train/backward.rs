@@ -76,7 +76,13 @@ pub(crate) fn backward(
     };
     let need0 = need.first().copied().unwrap_or(false);
     match (&node.op, saved) {
-        (Op::Conv2d { .. }, _) => conv(e, &s, &node.op, need0, wanted.bias, &mut bw),
+        (Op::Conv2d { .. }, saved) => {
+            let patches = match saved {
+                Saved::ConvPatches { patches } => Some(patches.as_str()),
+                _ => None,
+            };
+            conv(e, &s, &node.op, patches, need0, wanted.bias, &mut bw)
+        }
         (Op::Linear { bias, .. }, _) => linear(e, &s, *bias, need0, wanted.bias, &mut bw),
         (Op::BatchNorm { .. }, Saved::BatchNorm { .. }) => {
             batch_norm(e, &s, saved, need0, wanted.bias, &mut bw)
@@ -125,8 +131,17 @@ pub(crate) fn backward(
 
 /// Conv: the input gradient is a conv of `dy` with the flipped, transposed weight (stride 1) or
 /// a transposed conv (strided); the weight gradient comes from the input's patches times `dy`
-/// (see [`conv_weight_grad`]); the bias gradient sums `dy`.
-fn conv(e: &mut Emitter, s: &Site, op: &Op, need0: bool, want_bias: bool, bw: &mut Backward) {
+/// (see [`conv_weight_grad`]; `patches` when the forward made them); the bias gradient sums
+/// `dy`.
+fn conv(
+    e: &mut Emitter,
+    s: &Site,
+    op: &Op,
+    patches: Option<&str>,
+    need0: bool,
+    want_bias: bool,
+    bw: &mut Backward,
+) {
     let Op::Conv2d { bias, .. } = *op else {
         unreachable!("conv rule on {}", op.kind())
     };
@@ -139,7 +154,7 @@ fn conv(e: &mut Emitter, s: &Site, op: &Op, need0: bool, want_bias: bool, bw: &m
         bw.set0(dx);
     }
     let out_hw = [s.out_shape[1], s.out_shape[2]];
-    let dw = conv_weight_grad(e, &s.x, dy, hw, out_hw, &geometry);
+    let dw = conv_weight_grad(e, &s.x, patches, dy, hw, out_hw, &geometry);
     bw.params.push((w, dw));
     if bias && want_bias {
         let db = e.reduce_sum(dy, &[0, 2, 3], false);
@@ -192,7 +207,8 @@ fn conv_input_grad(e: &mut Emitter, dy: &str, w: &str, hw: [usize; 2], g: &ConvG
             ..*g
         };
         if matmul_is_faster(&transposed, hw) {
-            return conv_via_matmul(e, dy, &flipped, None, &transposed, hw, None);
+            let patches = im2col(e, dy, &transposed);
+            return conv_via_matmul(e, &patches, &flipped, None, &transposed, hw, None);
         }
         return e.op(
             "Conv",
@@ -536,6 +552,7 @@ fn window_counts(
 fn conv_weight_grad(
     e: &mut Emitter,
     x: &str,
+    saved_patches: Option<&str>,
     dy: &str,
     in_hw: [usize; 2],
     out_hw: [usize; 2],
@@ -562,16 +579,10 @@ fn conv_weight_grad(
             let steps = e.ints(&[g.stride[0] as i64, g.stride[1] as i64]);
             e.op("Slice", &[x, &starts, &ends, &axes, &steps], vec![])
         }
+    } else if let Some(patches) = saved_patches {
+        patches.to_string()
     } else {
-        im2col(
-            e,
-            x,
-            g.in_channels,
-            g.kernel,
-            g.stride,
-            g.padding,
-            g.dilation,
-        )
+        im2col(e, x, g)
     };
     let gr = g.groups as i64;
     let (cig, cog, taps) = (cig as i64, cog as i64, taps as i64);

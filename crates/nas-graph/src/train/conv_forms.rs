@@ -57,18 +57,11 @@ pub(crate) fn matmul_is_faster(g: &ConvGeometry, out_hw: [usize; 2]) -> bool {
         && g.in_channels * g.kernel[0] * g.kernel[1] >= 512
 }
 
-/// `[N, C, H, W]` -> `[N, C * kh * kw, Ho, Wo]`: every kernel tap of every channel as a channel
-/// of its own (tap-major within a channel), by a grouped conv with a constant one-hot kernel
-/// shared by every conv with the same channel count and kernel size.
-pub(crate) fn im2col(
-    e: &mut Emitter,
-    x: &str,
-    channels: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
-    dilation: [usize; 2],
-) -> String {
+/// `[N, C, H, W]` -> `[N, C * kh * kw, Ho, Wo]`: every kernel tap of every channel of a conv
+/// of geometry `g` as a channel of its own (tap-major within a channel), by a grouped conv with
+/// a constant one-hot kernel shared by every conv with the same channel count and kernel size.
+pub(crate) fn im2col(e: &mut Emitter, x: &str, g: &ConvGeometry) -> String {
+    let (channels, kernel) = (g.in_channels, g.kernel);
     let (kh, kw) = (kernel[0], kernel[1]);
     let taps = kh * kw;
     let key = format!("im2col_{channels}x{kh}x{kw}");
@@ -87,19 +80,20 @@ pub(crate) fn im2col(
         &[x, &one_hot],
         vec![
             AttributeProto::ints("kernel_shape", &pair(kernel)),
-            AttributeProto::ints("strides", &pair(stride)),
-            AttributeProto::ints("pads", &pads(padding)),
-            AttributeProto::ints("dilations", &pair(dilation)),
+            AttributeProto::ints("strides", &pair(g.stride)),
+            AttributeProto::ints("pads", &pads(g.padding)),
+            AttributeProto::ints("dilations", &pair(g.dilation)),
             AttributeProto::int("group", channels as i64),
         ],
     )
 }
 
-/// A dense (one group) conv of `x` with weight `w` `[Co, C, kh, kw]` as patches times weight:
-/// `[Co, C kh kw] x [N, C kh kw, P] -> [N, Co, P]`, plus the bias; written to `out` when given.
+/// A dense (one group) conv of geometry `g` as patches times weight: `patches` (its input's
+/// [`im2col`]) and weight `w` `[Co, C, kh, kw]` give `[Co, C kh kw] x [N, C kh kw, P] ->
+/// [N, Co, P]`, plus the bias; written to `out` when given.
 pub(crate) fn conv_via_matmul(
     e: &mut Emitter,
-    x: &str,
+    patches: &str,
     w: &str,
     bias: Option<&str>,
     g: &ConvGeometry,
@@ -109,16 +103,7 @@ pub(crate) fn conv_via_matmul(
     let cols = (g.in_channels * g.kernel[0] * g.kernel[1]) as i64;
     let positions = (out_hw[0] * out_hw[1]) as i64;
     let co = g.out_channels as i64;
-    let patches = im2col(
-        e,
-        x,
-        g.in_channels,
-        g.kernel,
-        g.stride,
-        g.padding,
-        g.dilation,
-    );
-    let flat = e.reshape(&patches, &[0, cols, positions]);
+    let flat = e.reshape(patches, &[0, cols, positions]);
     let w2 = e.reshape(w, &[co, cols]);
     let y = e.op("MatMul", &[&w2, &flat], vec![]);
     let shape = e.ints(&[0, co, out_hw[0] as i64, out_hw[1] as i64]);

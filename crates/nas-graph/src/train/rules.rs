@@ -9,7 +9,7 @@ use crate::onnx::export::{emit_node, pads, pair};
 use crate::onnx::proto::AttributeProto;
 
 use super::INPUT;
-use super::conv_forms::{ConvGeometry, conv_via_matmul, matmul_is_faster};
+use super::conv_forms::{ConvGeometry, conv_via_matmul, im2col, matmul_is_faster};
 use super::emit::Emitter;
 
 /// The ONNX value of node `id` in the training graph.
@@ -36,6 +36,10 @@ pub(crate) enum Saved {
     },
     MaxPool {
         indices: String,
+    },
+    /// A conv run as im2col + MatMul: its input's patches, which its weight gradient reuses.
+    ConvPatches {
+        patches: String,
     },
     Silu {
         sigmoid: String,
@@ -147,17 +151,19 @@ pub(crate) fn forward(
                 .as_ref()
                 .is_some_and(|g| matmul_is_faster(g, [shapes[id][1], shapes[id][2]])) =>
         {
+            let g = conv_geometry.as_ref().expect("checked above");
             let bias_name = format!("n{id}.bias");
+            let patches = im2col(e, &x, g);
             conv_via_matmul(
                 e,
-                &x,
+                &patches,
                 &format!("n{id}.weight"),
                 bias.then_some(bias_name.as_str()),
-                conv_geometry.as_ref().expect("checked above"),
+                g,
                 [shapes[id][1], shapes[id][2]],
                 Some(&out),
             );
-            Saved::Plain
+            Saved::ConvPatches { patches }
         }
         Op::MaxPool {
             kernel,
