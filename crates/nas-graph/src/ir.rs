@@ -62,6 +62,12 @@ pub enum Op {
     Dropout {
         p: f32,
     },
+    /// A supernet's mixed edge: `sum_k m_k x_k` over the inputs (same shape), with mixing
+    /// weights `m` that are no parameter of the network but fed with every training step
+    /// (input `mix:n{id}` of shape `[inputs]`, whose gradient the step outputs): softmax
+    /// weights (DARTS), a sampled one-hot (GDAS, SPOS). Training only: derive an
+    /// architecture to export or run a network.
+    Mix,
 }
 
 impl Op {
@@ -86,6 +92,7 @@ impl Op {
             Op::Identity => "Identity",
             Op::Zero => "Zero",
             Op::Dropout { .. } => "Dropout",
+            Op::Mix => "Mix",
         }
     }
 }

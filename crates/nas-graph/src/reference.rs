@@ -10,6 +10,10 @@ use crate::error::GraphError;
 use crate::ir::{Graph, Op};
 use crate::weights::{Weights, parameter_specs};
 
+/// Why a supernet's mixed edge has no inference value of its own.
+pub(crate) const MIX_NEEDS_WEIGHTS: &str = "a mixed edge (supernet) has no inference form: its mixing weights are fed per training \
+     step; derive an architecture from the supernet and export that";
+
 /// The network output for `input` with `weights` (converted to f64).
 pub fn forward(
     graph: &Graph,
@@ -121,6 +125,7 @@ pub fn forward_all(
                 let views: Vec<_> = ins.iter().map(|x| x.view()).collect();
                 ndarray::concatenate(Axis(1), &views).expect("validated shapes")
             }
+            Op::Mix => return Err(GraphError::node(id, &node.op, MIX_NEEDS_WEIGHTS)),
             Op::AvgPool {
                 kernel,
                 stride,

@@ -273,7 +273,7 @@ fn infer(op: &Op, ins: &[&Vec<usize>]) -> Result<Vec<usize>, String> {
             }
             Ok(one(ins)?.clone())
         }
-        Op::Add => {
+        Op::Add | Op::Mix => {
             let first = ins.first().ok_or("expects at least 1 input, got 0")?;
             if let Some(other) = ins.iter().find(|s| *s != first) {
                 return Err(format!(

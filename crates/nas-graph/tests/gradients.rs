@@ -141,6 +141,12 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
         masks.insert(id, mask.clone());
         mask_values.push((m.input.clone(), mask));
     }
+    // Mixing weights of mixed edges: positive, not normalized (any weights must work).
+    for m in &step.mixes {
+        let weights =
+            ArrayD::from_shape_simple_fn(IxDyn(&[m.len]), || rng.random_range(0.2f32..1.0));
+        mask_values.push((m.input.clone(), weights));
+    }
 
     // ORT.
     let mut s = session(&step.model);
@@ -181,11 +187,25 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
             grads.insert(t.name.clone(), gv);
         }
     }
+    for m in &step.mixes {
+        let gv = outputs[m.grad.as_str()]
+            .try_extract_array::<f32>()
+            .unwrap()
+            .mapv(f64::from);
+        grads.insert(m.input.clone(), gv);
+    }
 
     // Reference.
+    // Mixing weights are differentiated like params, under their input names.
     let mut params: BTreeMap<String, ArrayD<f64>> = w
         .iter()
         .map(|(k, v)| (k.to_string(), v.mapv(f64::from)))
+        .chain(
+            mask_values
+                .iter()
+                .filter(|(name, _)| name.starts_with("mix:"))
+                .map(|(k, v)| (k.clone(), v.mapv(f64::from))),
+        )
         .collect();
     let x64 = x.mapv(f64::from);
     let masks64: BTreeMap<NodeId, ArrayD<f64>> =
@@ -196,7 +216,12 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
             &|name| params.get(name).cloned(),
             &x64,
             &labels,
-            &|id| masks64.get(&id).cloned(),
+            &|id| {
+                masks64
+                    .get(&id)
+                    .or_else(|| params.get(&format!("mix:n{id}")))
+                    .cloned()
+            },
             f64::from(SMOOTHING),
         )
         .unwrap()
@@ -611,6 +636,77 @@ fn structural_rules() {
             },
             3,
             36,
+        ),
+    ];
+    check_all(cases);
+}
+
+/// Mixed edges of a supernet: every NAS-Bench-201 operation (conv-BN, avg pool, skip, zero)
+/// weighed into one value, an auxiliary skip as an extra input, two edges in a row, an edge
+/// of zeros only, and a Dropout behind an edge (masks and mixing weights fed together).
+#[test]
+fn mixed_edge_rules() {
+    let bn = || Op::BatchNorm {
+        eps: 1e-5,
+        momentum: 0.1,
+    };
+    let edge = |b: &mut GraphBuilder, x: NodeId, aux: bool| {
+        let r = b.add(Op::Relu, &[x]);
+        let c3 = b.add(sq(4, 3, 1, 1, 1, 1, false), &[r]);
+        let b3 = b.add(bn(), &[c3]);
+        let r1 = b.add(Op::Relu, &[x]);
+        let c1 = b.add(sq(4, 1, 1, 0, 1, 1, false), &[r1]);
+        let b1 = b.add(bn(), &[c1]);
+        let pool = b.add(
+            Op::AvgPool {
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: [1, 1],
+                count_include_pad: false,
+            },
+            &[x],
+        );
+        let skip = b.add(Op::Identity, &[x]);
+        let zero = b.add(Op::Zero, &[x]);
+        let mut ins = vec![zero, skip, b1, b3, pool];
+        if aux {
+            ins.push(x);
+        }
+        b.add(Op::Mix, &ins)
+    };
+    let cases = vec![
+        case(
+            "mixed edge, NB201 ops",
+            wrapped([5, 5], |b, x| edge(b, x, false)),
+            3,
+            40,
+        ),
+        case(
+            "mixed edge with auxiliary skip",
+            wrapped([5, 5], |b, x| edge(b, x, true)),
+            3,
+            41,
+        ),
+        case(
+            "two mixed edges and a sum",
+            wrapped([4, 4], |b, x| {
+                let a = edge(b, x, false);
+                let c = edge(b, a, false);
+                let z = b.add(Op::Zero, &[x]);
+                let only_zero = b.add(Op::Mix, &[z]);
+                b.add(Op::Add, &[a, c, only_zero])
+            }),
+            2,
+            42,
+        ),
+        case(
+            "mixed edge then dropout",
+            wrapped([4, 4], |b, x| {
+                let a = edge(b, x, false);
+                b.add(Op::Dropout { p: 0.3 }, &[a])
+            }),
+            2,
+            43,
         ),
     ];
     check_all(cases);

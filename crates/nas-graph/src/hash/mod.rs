@@ -59,7 +59,7 @@ fn keeps_zero(op: &Op) -> bool {
         Op::Conv2d { bias, .. } | Op::Linear { bias, .. } => !bias,
         // Sigmoid(0) = 0.5; BatchNorm(0) = shift - mean * scale / sqrt(var + eps).
         Op::Sigmoid | Op::BatchNorm { .. } => false,
-        Op::Input | Op::Add | Op::Concat | Op::Zero => false,
+        Op::Input | Op::Add | Op::Concat | Op::Zero | Op::Mix => false,
     }
 }
 

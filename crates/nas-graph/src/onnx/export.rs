@@ -144,6 +144,13 @@ pub fn inference_model(
     let mut is_live = vec![false; graph.nodes.len()];
     for &id in &live {
         is_live[id] = true;
+        if graph.nodes[id].op == Op::Mix {
+            return Err(GraphError::node(
+                id,
+                &Op::Mix,
+                crate::reference::MIX_NEEDS_WEIGHTS,
+            ));
+        }
     }
 
     let folds = if options.fold_batch_norm {
@@ -577,6 +584,7 @@ pub(crate) fn emit_node(b: &mut Builder, id: NodeId, op: &Op, ins: &[String], ou
             }
             [] => unreachable!("Add has inputs"),
         },
+        Op::Mix => unreachable!("inference_model rejects mixed edges; training emits its own"),
         Op::Concat => {
             let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
             b.node(

@@ -16,6 +16,8 @@ pub(crate) struct Backward {
     pub inputs: Vec<Option<String>>,
     /// `(param name, gradient)`.
     pub params: Vec<(String, String)>,
+    /// A mixed edge's gradient of its mixing weights, `[inputs]`.
+    pub mix: Option<String>,
 }
 
 /// Which gradients a node's backward must produce.
@@ -73,6 +75,7 @@ pub(crate) fn backward(
     let mut bw = Backward {
         inputs: vec![None; node.inputs.len()],
         params: Vec::new(),
+        mix: None,
     };
     let need0 = need.first().copied().unwrap_or(false);
     match (&node.op, saved) {
@@ -117,6 +120,10 @@ pub(crate) fn backward(
         (Op::Flatten, _) if need0 => {
             let dx = e.reshape(dy, &batched(0, s.in_shape));
             bw.set0(dx);
+        }
+        (Op::Mix, Saved::Mix { weights }) => {
+            let ins: Vec<String> = node.inputs.iter().map(|&i| value(i)).collect();
+            mix(e, dy, &ins, weights, need, &mut bw)
         }
         (Op::Identity, _) if need0 => bw.set0(dy.to_string()),
         (Op::Dropout { .. }, Saved::Dropout { mask }) if need0 => {
@@ -664,4 +671,35 @@ fn per_sample_correlation(
     let by_sample = e.reshape(&per_sample, &[-1, co, kh, kw]);
     let summed = e.reduce_sum(&by_sample, &[0], false);
     e.reshape(&summed, &[co, 1, kh, kw])
+}
+
+/// `dx_k = m_k dy`; `dm_k = sum(dy * x_k)` over the batch and every axis, zero for a `Zero`
+/// input (its term was left out of the forward).
+fn mix(
+    e: &mut Emitter,
+    dy: &str,
+    ins: &[String],
+    weights: &[Option<String>],
+    need: &[bool],
+    bw: &mut Backward,
+) {
+    let mut parts = Vec::with_capacity(ins.len());
+    for (k, (x, w)) in ins.iter().zip(weights).enumerate() {
+        let Some(w) = w else {
+            parts.push(e.zeros(&[1]));
+            continue;
+        };
+        if need[k] {
+            bw.inputs[k] = Some(e.mul(dy, w));
+        }
+        let prod = e.mul(dy, x);
+        let total = e.op(
+            "ReduceSum",
+            &[&prod],
+            vec![AttributeProto::int("keepdims", 0)],
+        );
+        parts.push(e.reshape(&total, &[1]));
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    bw.mix = Some(e.op("Concat", &refs, vec![AttributeProto::int("axis", 0)]));
 }

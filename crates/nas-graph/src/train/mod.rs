@@ -4,10 +4,11 @@
 //!
 //! Graph inputs, in order: [`INPUT`] f32 `[B, ...graph.input]`, [`LABELS`] int64 `[B]`, [`LR`]
 //! f32 `[]`, [`STEP`] f32 `[]` (1-based; AdamW bias correction), then `state[i].input` for every
-//! [`StateTensor`], then every [`DropoutMask`] input. Outputs: [`LOSS`] f32 `[]`, [`CORRECT`]
-//! f32 `[]`, then `state[i].output` in the same order, then (with
-//! [`TrainOptions::emit_gradients`]) [`grad_name`]`(param)` for every trainable tensor in state
-//! order. Bind a step's outputs to the next step's inputs; never the same buffer as both.
+//! [`StateTensor`], then every [`DropoutMask`] input, then every [`MixInput`]'s weights.
+//! Outputs: [`LOSS`] f32 `[]`, [`CORRECT`] f32 `[]`, then `state[i].output` in the same order,
+//! then (with [`TrainOptions::emit_gradients`]) [`grad_name`]`(param)` for every trainable
+//! tensor in state order, then every [`MixInput`]'s gradient. Bind a step's outputs to the
+//! next step's inputs; never the same buffer as both.
 //!
 //! Semantics follow PyTorch:
 //! - loss: mean softmax cross-entropy with label smoothing `s` (targets
@@ -15,6 +16,9 @@
 //! - BatchNorm normalizes with the batch mean and biased variance; running statistics are
 //!   updated as `(1 - momentum) * running + momentum * batch`, the variance unbiased.
 //! - Dropout multiplies by a mask the caller draws (0 or `1 / (1 - p)` per element).
+//! - A supernet's mixed edge ([`Op::Mix`]) weighs its inputs by weights the caller feeds with
+//!   every step and outputs the loss gradient of those weights; what they are (softmax of
+//!   architecture logits, a sampled one-hot) and how they learn is the caller's business.
 //! - Weight decay applies to conv and linear weights only, not to biases or BatchNorm affine
 //!   parameters: SGD adds `wd * w` to the gradient, AdamW decays decoupled (`w *= 1 - lr wd`).
 //! - Only nodes that reach the output are computed or carried in the state. A trainable tensor
@@ -146,6 +150,16 @@ pub struct DropoutMask {
     pub p: f32,
 }
 
+/// The mixing weights of a live [`Op::Mix`] node: fed as `input` (`[len]`, one weight per
+/// node input) with every step; the step outputs their loss gradient as `grad`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixInput {
+    pub node: NodeId,
+    pub input: String,
+    pub grad: String,
+    pub len: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct TrainingStep {
     /// Serialized ONNX `ModelProto`, opset [`OPSET`].
@@ -154,6 +168,8 @@ pub struct TrainingStep {
     pub state: Vec<StateTensor>,
     /// Inputs after the state, in order.
     pub dropout_masks: Vec<DropoutMask>,
+    /// Inputs after the dropout masks, in order (ascending node id).
+    pub mixes: Vec<MixInput>,
 }
 
 fn bad_option(reason: String) -> GraphError {
@@ -276,6 +292,7 @@ fn shift_absorbed(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
                 | Op::GlobalAvgPool
                 | Op::Flatten
                 | Op::Linear { .. }
+                | Op::Mix
                 | Op::AvgPool {
                     count_include_pad: false,
                     ..
@@ -304,36 +321,52 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     let live = graph.reachable();
     let state = state_layout(graph, options)?;
     let mut e = Emitter::new(options.batch);
-    let (saved, masks) = emit_forward(&mut e, graph, &shapes, &live)?;
+    let (saved, masks, mixes) = emit_forward(&mut e, graph, &shapes, &live)?;
     let dlogits = loss::emit(
         &mut e,
         &rules::value(graph.output),
         classes,
         options.label_smoothing,
     );
-    let grads = emit_backward(&mut e, graph, &shapes, &live, &saved, dlogits);
+    let (grads, mix_grads) = emit_backward(&mut e, graph, &shapes, &live, &saved, dlogits);
     let grad_outputs = emit_updates(&mut e, options, &state, &grads);
-    let (inputs, outputs) = interface(graph, options, &state, &masks, &grad_outputs);
+    for m in &mixes {
+        // Zero when no gradient reaches the edge (it only feeds a Zero).
+        let g = match mix_grads.iter().find(|(id, _)| *id == m.node) {
+            Some((_, g)) => g.clone(),
+            None => e.zeros(&[m.len]),
+        };
+        e.op_to("Identity", &[&g], &m.grad, vec![]);
+    }
+    let (inputs, outputs) = interface(graph, options, &state, &masks, &mixes, &grad_outputs);
     Ok(TrainingStep {
         model: encode_model(e, inputs, outputs),
         state,
         dropout_masks: masks,
+        mixes,
     })
 }
 
+/// What a node's backward needs, per node.
+type SavedByNode = Vec<Option<rules::Saved>>;
+
+/// `(param name, gradient)` pairs and `(mixed edge, gradient of its weights)` pairs.
+type Gradients = (Vec<(String, String)>, Vec<(NodeId, String)>);
+
 /// Emits the training-mode forward of every live node; returns what each node's backward
-/// needs and the dropout masks the caller feeds.
+/// needs, the dropout masks and the mixing weights the caller feeds.
 fn emit_forward(
     e: &mut Emitter,
     graph: &Graph,
     shapes: &[Vec<usize>],
     live: &[NodeId],
-) -> Result<(Vec<Option<rules::Saved>>, Vec<DropoutMask>), GraphError> {
+) -> Result<(SavedByNode, Vec<DropoutMask>, Vec<MixInput>), GraphError> {
     let mut masks = Vec::new();
+    let mut mixes = Vec::new();
     let mut saved: Vec<Option<rules::Saved>> = (0..graph.nodes.len()).map(|_| None).collect();
     for &id in live.iter().filter(|&&id| id != 0) {
         let op = &graph.nodes[id].op;
-        let mask = match op {
+        let fed = match op {
             Op::Dropout { p } => {
                 masks.push(DropoutMask {
                     input: format!("mask:n{id}"),
@@ -341,6 +374,16 @@ fn emit_forward(
                     p: *p,
                 });
                 masks.last().map(|m| m.input.clone())
+            }
+            Op::Mix => {
+                let input = format!("mix:n{id}");
+                mixes.push(MixInput {
+                    node: id,
+                    grad: grad_name(&input),
+                    input,
+                    len: graph.nodes[id].inputs.len(),
+                });
+                mixes.last().map(|m| m.input.clone())
             }
             _ => None,
         };
@@ -353,11 +396,11 @@ fn emit_forward(
             graph,
             shapes,
             id,
-            mask.as_deref(),
+            fed.as_deref(),
             running.as_ref(),
         )?);
     }
-    Ok((saved, masks))
+    Ok((saved, masks, mixes))
 }
 
 /// Which live nodes' values depend on a trainable tensor (only they need gradients).
@@ -367,7 +410,8 @@ fn requires_grad(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
         let node = &graph.nodes[id];
         requires[id] = match node.op {
             Op::Input | Op::Zero => false,
-            Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm { .. } => true,
+            // A mixed edge's weights want a gradient, whatever its inputs.
+            Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm { .. } | Op::Mix => true,
             _ => node.inputs.iter().any(|&i| requires[i]),
         };
     }
@@ -375,7 +419,8 @@ fn requires_grad(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
 }
 
 /// Emits the backward pass from the logits' gradient `dlogits`, in reverse topological order
-/// (a value used several times sums its gradients); returns `(param name, gradient)` pairs.
+/// (a value used several times sums its gradients); returns `(param name, gradient)` pairs
+/// and `(mixed edge, gradient of its weights)` pairs.
 fn emit_backward(
     e: &mut Emitter,
     graph: &Graph,
@@ -383,12 +428,13 @@ fn emit_backward(
     live: &[NodeId],
     saved: &[Option<rules::Saved>],
     dlogits: String,
-) -> Vec<(String, String)> {
+) -> Gradients {
     let requires = requires_grad(graph, live);
     let absorbed = shift_absorbed(graph, live);
     let mut contributions: Vec<Vec<String>> = vec![Vec::new(); graph.nodes.len()];
     contributions[graph.output].push(dlogits);
     let mut grads: Vec<(String, String)> = Vec::new();
+    let mut mix_grads = Vec::new();
     for &id in live.iter().rev() {
         if !requires[id] || contributions[id].is_empty() {
             continue;
@@ -415,8 +461,9 @@ fn emit_backward(
             }
         }
         grads.extend(bw.params);
+        mix_grads.extend(bw.mix.map(|g| (id, g)));
     }
-    grads
+    (grads, mix_grads)
 }
 
 /// Emits the optimizer update of every trainable tensor (a zero gradient where the backward
@@ -482,6 +529,7 @@ fn interface(
     options: &TrainOptions,
     state: &[StateTensor],
     masks: &[DropoutMask],
+    mixes: &[MixInput],
     grad_outputs: &[(String, Vec<usize>)],
 ) -> (Vec<ValueInfoProto>, Vec<ValueInfoProto>) {
     let batch = || -> Result<i64, String> {
@@ -507,9 +555,11 @@ fn interface(
     ];
     inputs.extend(state.iter().map(|t| f32v(&t.input, fixed(&t.shape))));
     inputs.extend(masks.iter().map(|m| f32v(&m.input, batched(&m.shape))));
+    inputs.extend(mixes.iter().map(|m| f32v(&m.input, fixed(&[m.len]))));
     let mut outputs = vec![f32v(LOSS, vec![]), f32v(CORRECT, vec![])];
     outputs.extend(state.iter().map(|t| f32v(&t.output, fixed(&t.shape))));
     outputs.extend(grad_outputs.iter().map(|(n, s)| f32v(n, fixed(s))));
+    outputs.extend(mixes.iter().map(|m| f32v(&m.grad, fixed(&[m.len]))));
     (inputs, outputs)
 }
 

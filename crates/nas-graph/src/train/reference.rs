@@ -22,14 +22,14 @@ pub struct TrainingForward {
 }
 
 /// The training loss of `graph` on `input` (`[N, ...graph.input]`) and `labels`, with every
-/// tensor looked up through `param` and each live Dropout node's `[N, ...]` mask through
-/// `mask`.
+/// tensor looked up through `param`, and what the training step takes per step through `fed`:
+/// each live Dropout node's `[N, ...]` mask and each live Mix node's `[inputs]` weights.
 pub fn training_forward(
     graph: &Graph,
     param: &dyn Fn(&str) -> Option<ArrayD<f64>>,
     input: &ArrayD<f64>,
     labels: &[i64],
-    mask: &dyn Fn(NodeId) -> Option<ArrayD<f64>>,
+    fed: &dyn Fn(NodeId) -> Option<ArrayD<f64>>,
     label_smoothing: f64,
 ) -> Result<TrainingForward, GraphError> {
     let shapes = graph.shapes()?;
@@ -77,7 +77,7 @@ pub fn training_forward(
                 y
             }
             Op::Dropout { .. } => {
-                let m = mask(id)
+                let m = fed(id)
                     .ok_or_else(|| GraphError::node(id, &node.op, "no dropout mask given"))?;
                 if m.shape() != ins[0].shape() {
                     return Err(GraphError::node(
@@ -87,6 +87,26 @@ pub fn training_forward(
                     ));
                 }
                 ins[0] * &m
+            }
+            Op::Mix => {
+                let m = fed(id)
+                    .ok_or_else(|| GraphError::node(id, &node.op, "no mixing weights given"))?;
+                if m.shape() != [ins.len()] {
+                    return Err(GraphError::node(
+                        id,
+                        &node.op,
+                        format!(
+                            "mixing weights of shape {:?}, expected [{}]",
+                            m.shape(),
+                            ins.len()
+                        ),
+                    ));
+                }
+                let mut acc = ins[0] * m[0];
+                for (x, w) in ins[1..].iter().zip(m.iter().skip(1)) {
+                    acc.scaled_add(*w, *x);
+                }
+                acc
             }
             Op::Add => {
                 let mut acc = ins[0].clone();

@@ -53,6 +53,11 @@ pub(crate) enum Saved {
     Dropout {
         mask: String,
     },
+    /// A mixed edge: each input's weight as a `[1]` value (`None` for a `Zero` input, whose
+    /// term is left out).
+    Mix {
+        weights: Vec<Option<String>>,
+    },
 }
 
 /// Names a BatchNorm forward writes its updated running statistics to.
@@ -72,7 +77,7 @@ pub(crate) fn forward(
     graph: &Graph,
     shapes: &[Vec<usize>],
     id: NodeId,
-    mask: Option<&str>,
+    fed: Option<&str>,
     running: Option<&RunningOutputs>,
 ) -> Result<Saved, GraphError> {
     let node = &graph.nodes[id];
@@ -199,15 +204,59 @@ pub(crate) fn forward(
             Saved::Gelu { d, a }
         }
         Op::Dropout { .. } => {
-            let mask = mask
+            let mask = fed
                 .ok_or_else(|| GraphError::node(id, &node.op, "no dropout mask input"))?
                 .to_string();
             e.op_to("Mul", &[&x, &mask], &out, vec![]);
             Saved::Dropout { mask }
+        }
+        Op::Mix => {
+            let m = fed.ok_or_else(|| GraphError::node(id, &node.op, "no mixing weights input"))?;
+            mix_forward(e, graph, id, &ins, m, &out)
         }
         op => {
             emit_node(&mut e.b, id, op, &ins, &out);
             Saved::Plain
         }
     })
+}
+
+/// `out = sum_k m[k] x_k`, leaving out `Zero` inputs (their term is exactly zero).
+fn mix_forward(
+    e: &mut Emitter,
+    graph: &Graph,
+    id: NodeId,
+    ins: &[String],
+    m: &str,
+    out: &str,
+) -> Saved {
+    let node = &graph.nodes[id];
+    let weights: Vec<Option<String>> = node
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            (graph.nodes[i].op != Op::Zero).then(|| {
+                let index = e.ints(&[k as i64]);
+                e.op("Gather", &[m, &index], vec![AttributeProto::int("axis", 0)])
+            })
+        })
+        .collect();
+    let mut terms: Vec<String> = ins
+        .iter()
+        .zip(&weights)
+        .filter_map(|(x, w)| w.as_ref().map(|w| e.mul(x, w)))
+        .collect();
+    if terms.is_empty() {
+        // Every input is Zero: so is the sum (the first input times its weight).
+        let index = e.ints(&[0]);
+        let w = e.op("Gather", &[m, &index], vec![AttributeProto::int("axis", 0)]);
+        terms.push(e.mul(&ins[0], &w));
+    }
+    let last = terms.pop().expect("at least one term");
+    match terms.into_iter().reduce(|acc, t| e.add(&acc, &t)) {
+        Some(acc) => e.op_to("Add", &[&acc, &last], out, vec![]),
+        None => e.op_to("Identity", &[&last], out, vec![]),
+    }
+    Saved::Mix { weights }
 }
