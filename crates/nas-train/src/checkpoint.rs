@@ -1,19 +1,18 @@
 //! Checkpoints: everything needed to continue training exactly where it stopped.
 //!
-//! File layout (version 1), all integers little-endian:
-//! `b"NASTRAIN"` | u32 version | u64 header length | header (JSON) | tensor data (f32 LE, in
-//! the header's tensor order, each `product(shape)` values).
+//! File layout (version 1): [`tensor_file`] with magic `b"NASTRAIN"`.
 
 use std::path::Path;
 
 use nas_data::SplitDataset;
 use nas_graph::Graph;
 use nas_runtime::SessionSettings;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;
+use crate::tensor_file;
 use crate::trainer::{DataFingerprint, EpochStats, Start, Trainer};
 
 const MAGIC: &[u8; 8] = b"NASTRAIN";
@@ -49,9 +48,9 @@ struct Header {
 }
 
 #[derive(Serialize, Deserialize)]
-struct TensorEntry {
-    name: String,
-    shape: Vec<usize>,
+pub(crate) struct TensorEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
 }
 
 impl<'d> Trainer<'d> {
@@ -104,10 +103,6 @@ impl TrainCheckpoint {
     /// Writes the checkpoint; a temporary file is renamed into place, so readers never see
     /// a partial file.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
-        let write_err = |e: std::io::Error| TrainError::Write {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
         let header = Header {
             graph: self.graph.clone(),
             config: self.config.clone(),
@@ -125,84 +120,18 @@ impl TrainCheckpoint {
                 })
                 .collect(),
         };
-        let json = serde_json::to_vec(&header).map_err(|e| TrainError::Write {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let values: usize = self.state.iter().map(|(_, t)| t.len()).sum();
-        let mut bytes = Vec::with_capacity(20 + json.len() + 4 * values);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&json);
-        for (_, t) in &self.state {
-            for v in t.iter() {
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        crate::files::write_atomic(path, &bytes).map_err(write_err)
+        tensor_file::write(path, MAGIC, CHECKPOINT_VERSION, &header, &self.state)
     }
 
     /// Reads a checkpoint written by [`TrainCheckpoint::save`].
     pub fn load(path: &Path) -> Result<TrainCheckpoint, TrainError> {
-        let bad = |reason: String| TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-        if bytes.len() < 20 || &bytes[..8] != MAGIC {
-            return Err(bad(
-                "is not a training checkpoint (it does not start with NASTRAIN)".into(),
-            ));
-        }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != CHECKPOINT_VERSION {
-            return Err(bad(format!(
-                "has format version {version}; this build reads version {CHECKPOINT_VERSION}; \
-                 retrain or use the matching build"
-            )));
-        }
-        let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| l.checked_add(20))
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| {
-                bad(format!(
-                    "is truncated: the header claims {len} bytes, the file has {}",
-                    bytes.len()
-                ))
+        let (header, state): (Header, _) =
+            tensor_file::read(path, MAGIC, CHECKPOINT_VERSION, "a training checkpoint", |h: &Header| {
+                h.tensors
+                    .iter()
+                    .map(|t| (t.name.clone(), t.shape.clone()))
+                    .collect()
             })?;
-        let header: Header = serde_json::from_slice(&bytes[20..end])
-            .map_err(|e| bad(format!("has a broken header: {e}")))?;
-        let mut at = end;
-        let mut state = Vec::with_capacity(header.tensors.len());
-        for entry in header.tensors {
-            let n: usize = entry.shape.iter().product();
-            let stop = at
-                .checked_add(n * 4)
-                .filter(|&s| s <= bytes.len())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "is truncated in tensor `{}` (byte {at} of {})",
-                        entry.name,
-                        bytes.len()
-                    ))
-                })?;
-            let data: Vec<f32> = bytes[at..stop]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect();
-            let t = ArrayD::from_shape_vec(IxDyn(&entry.shape), data).expect("length checked");
-            state.push((entry.name, t));
-            at = stop;
-        }
-        if at != bytes.len() {
-            return Err(bad(format!(
-                "has {} unexpected bytes after the last tensor",
-                bytes.len() - at
-            )));
-        }
         Ok(TrainCheckpoint {
             graph: header.graph,
             config: header.config,
@@ -219,6 +148,7 @@ impl TrainCheckpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::IxDyn;
     use nas_graph::{GraphBuilder, Op};
 
     fn sample() -> TrainCheckpoint {

@@ -11,6 +11,7 @@
 //! - [`TrainTable`]: the `train` evaluator's table (the recipe plus the evaluator's own keys),
 //!   read by the evaluator and the final phase alike.
 //! - [`retrain`]: the final phase's training (retrain the best, test, export, ensemble).
+//! - [`oneshot`]: one-shot search (DARTS, DARTS-, GDAS, SPOS) of a supernet.
 //! - [`write_atomic`]: model files are replaced, never truncated.
 
 mod checkpoint;
@@ -19,11 +20,13 @@ mod error;
 mod eval;
 mod export;
 mod files;
+pub mod oneshot;
 mod recipe;
 pub mod retrain;
 mod runner;
 mod schedule;
 mod step_api;
+mod tensor_file;
 mod trainer;
 
 pub use checkpoint::{CHECKPOINT_VERSION, TrainCheckpoint};

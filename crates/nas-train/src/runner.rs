@@ -38,7 +38,9 @@ use ort::session::{IoBinding, Session};
 use ort::value::Tensor;
 
 use crate::error::TrainError;
-use crate::step_api::{CORRECT, DropoutMask, INPUT, LABELS, LOSS, LR, STEP, StateTensor};
+use crate::step_api::{
+    CORRECT, DropoutMask, INPUT, LABELS, LOSS, LR, MixInput, STEP, StateTensor,
+};
 
 /// How state moves between steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,6 +61,11 @@ pub(crate) struct StepInputs<'a> {
     /// 1-based optimizer step (Adam bias correction).
     pub step: f32,
     pub masks: Vec<ArrayD<f32>>,
+    /// The mixing weights of the step's mixed edges (supernets), in step order.
+    pub mixes: Vec<ArrayD<f32>>,
+    /// Keep the state the step computed; `false` only reads the loss and the gradients of
+    /// the mixing weights (a supernet's architecture step) and leaves the state as it was.
+    pub commit: bool,
 }
 
 pub(crate) struct StepRunner {
@@ -68,6 +75,9 @@ pub(crate) struct StepRunner {
     home: TensorHome,
     state: Vec<StateTensor>,
     masks: Vec<DropoutMask>,
+    mixes: Vec<MixInput>,
+    /// The last step's gradients of the mixing weights, in `mixes` order.
+    mix_grads: Vec<Vec<f32>>,
 }
 
 enum Io {
@@ -83,6 +93,8 @@ struct Bound {
     /// Host scalars on every provider: the only values a step brings back.
     loss: Tensor<f32>,
     correct: Tensor<f32>,
+    /// Host tensors the mixing weights' gradients are written to.
+    mix_grads: Vec<Tensor<f32>>,
     /// The set holding the current state.
     current: usize,
 }
@@ -102,6 +114,7 @@ impl StepRunner {
         home: TensorHome,
         state: Vec<StateTensor>,
         masks: Vec<DropoutMask>,
+        mixes: Vec<MixInput>,
         values: Vec<ArrayD<f32>>,
         io: StepIo,
     ) -> Result<StepRunner, TrainError> {
@@ -111,6 +124,8 @@ impl StepRunner {
             home,
             state,
             masks,
+            mix_grads: mixes.iter().map(|m| vec![0.0; m.len]).collect(),
+            mixes,
         };
         runner.set_io(io, values)?;
         Ok(runner)
@@ -183,10 +198,19 @@ impl StepRunner {
         let scalar = || Tensor::<f32>::new(&host, Vec::<usize>::new());
         let mut loss = scalar().map_err(ort_err("allocating the loss"))?;
         let mut correct = scalar().map_err(ort_err("allocating the loss"))?;
+        let mut mix_grads = self
+            .mixes
+            .iter()
+            .map(|m| Tensor::<f32>::new(&host, vec![m.len]))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ort_err("allocating the mixing weights' gradients"))?;
         let mut make_binding = |k: usize| -> Result<IoBinding, ort::Error> {
             let mut binding = self.session.create_binding()?;
             binding.bind_output(LOSS, &mut loss)?;
             binding.bind_output(CORRECT, &mut correct)?;
+            for (m, t) in self.mixes.iter().zip(mix_grads.iter_mut()) {
+                binding.bind_output(m.grad.as_str(), t)?;
+            }
             for (spec, t) in self.state.iter().zip(sets[1 - k].iter_mut()) {
                 binding.bind_output(spec.output.as_str(), t)?;
             }
@@ -200,6 +224,7 @@ impl StepRunner {
             store,
             loss,
             correct,
+            mix_grads,
             current: 0,
         })
     }
@@ -219,6 +244,20 @@ impl StepRunner {
             .map(Tensor::from_array)
             .collect::<Result<_, _>>()
             .map_err(run_err())?;
+        if inputs.mixes.len() != self.mixes.len() {
+            return Err(TrainError::Mismatch(format!(
+                "{} mixing weight vectors given, the training step has {} mixed edges",
+                inputs.mixes.len(),
+                self.mixes.len()
+            )));
+        }
+        let mixes: Vec<Tensor<f32>> = inputs
+            .mixes
+            .into_iter()
+            .map(Tensor::from_array)
+            .collect::<Result<_, _>>()
+            .map_err(run_err())?;
+        let commit = inputs.commit;
         match &mut self.io {
             Io::Binding(b) => {
                 let k = b.current;
@@ -229,6 +268,9 @@ impl StepRunner {
                     binding.bind_input(LR, &lr)?;
                     binding.bind_input(STEP, &step)?;
                     for (m, t) in self.masks.iter().zip(&masks) {
+                        binding.bind_input(m.input.as_str(), t)?;
+                    }
+                    for (m, t) in self.mixes.iter().zip(&mixes) {
                         binding.bind_input(m.input.as_str(), t)?;
                     }
                     for (spec, t) in self.state.iter().zip(&b.sets[k]) {
@@ -245,9 +287,14 @@ impl StepRunner {
                     .run_binding(&b.bindings[k])
                     .map(drop)
                     .map_err(run_err())?;
-                b.current = 1 - k;
+                if commit {
+                    b.current = 1 - k;
+                }
                 let loss = b.loss.try_extract_tensor::<f32>().map_err(run_err())?.1[0];
                 let correct = b.correct.try_extract_tensor::<f32>().map_err(run_err())?.1[0];
+                for (out, t) in self.mix_grads.iter_mut().zip(&b.mix_grads) {
+                    out.copy_from_slice(t.try_extract_tensor::<f32>().map_err(run_err())?.1);
+                }
                 Ok((loss, correct))
             }
             Io::Run(values) => {
@@ -258,6 +305,9 @@ impl StepRunner {
                     (STEP.into(), step.into()),
                 ];
                 for (m, t) in self.masks.iter().zip(masks) {
+                    feeds.push((m.input.clone(), t.into()));
+                }
+                for (m, t) in self.mixes.iter().zip(mixes) {
                     feeds.push((m.input.clone(), t.into()));
                 }
                 let views: Vec<ort::value::TensorRef<'_, f32>> = values
@@ -276,6 +326,15 @@ impl StepRunner {
                     Ok(v.1[0])
                 };
                 let (loss, correct) = (scalar(LOSS)?, scalar(CORRECT)?);
+                for (m, out) in self.mixes.iter().zip(self.mix_grads.iter_mut()) {
+                    let v = outputs[m.grad.as_str()]
+                        .try_extract_tensor::<f32>()
+                        .map_err(run_err())?;
+                    out.copy_from_slice(v.1);
+                }
+                if !commit {
+                    return Ok((loss, correct));
+                }
                 let mut next = Vec::with_capacity(values.len());
                 for spec in &self.state {
                     let v = outputs[spec.output.as_str()]
@@ -288,6 +347,11 @@ impl StepRunner {
                 Ok((loss, correct))
             }
         }
+    }
+
+    /// The last step's gradients of the mixing weights, in the step's mixed-edge order.
+    pub fn mix_grads(&self) -> &[Vec<f32>] {
+        &self.mix_grads
     }
 
     /// A copy of the current state, in step order (device->host copies when the state lives
@@ -365,6 +429,7 @@ mod tests {
             home,
             step.state.clone(),
             step.dropout_masks.clone(),
+            Vec::new(),
             values.to_vec(),
             io,
         )
@@ -395,6 +460,8 @@ mod tests {
             lr: 0.1,
             step: (i + 1) as f32,
             masks,
+            mixes: Vec::new(),
+            commit: true,
         }
     }
 
@@ -495,6 +562,7 @@ mod tests {
             TensorHome::cuda(0),
             step.state.clone(),
             step.dropout_masks.clone(),
+            Vec::new(),
             values,
             StepIo::Binding,
         )

@@ -5,8 +5,8 @@ use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::{Graph, GraphError, Weights};
 
 pub use nas_graph::train::{
-    CORRECT, DropoutMask, INPUT, LABELS, LOSS, LR, Optimizer, STEP, StateTensor, TrainOptions,
-    TrainingStep, initial_state, training_step, weights_from_state,
+    CORRECT, DropoutMask, INPUT, LABELS, LOSS, LR, MixInput, Optimizer, STEP, StateTensor,
+    TrainOptions, TrainingStep, initial_state, training_step, weights_from_state,
 };
 
 /// Inference export (dynamic batch) with optional per-channel normalization as the first

@@ -190,6 +190,13 @@ impl<'d> Trainer<'d> {
         let batch = cfg.batch.min(train_n).max(1);
         let step = training_step(graph, &train_options(cfg, batch))
             .map_err(TrainError::graph("cannot build the training step"))?;
+        if !step.mixes.is_empty() {
+            return Err(TrainError::Mismatch(
+                "the network has mixed edges (a one-shot supernet): train it with \
+                 nas_train::oneshot, or derive an architecture first"
+                    .into(),
+            ));
+        }
         let (values, epoch, global_step, seed, history) = match start {
             Start::Weights(w) => {
                 let values = initial_state(&step, &w)
@@ -228,6 +235,7 @@ impl<'d> Trainer<'d> {
             home,
             step.state.clone(),
             step.dropout_masks.clone(),
+            Vec::new(),
             values,
             StepIo::Binding,
         )?;
@@ -316,6 +324,8 @@ impl<'d> Trainer<'d> {
                     lr: lr as f32,
                     step: (self.global_step + 1) as f32,
                     masks,
+                    mixes: Vec::new(),
+                    commit: true,
                 })?;
                 if !loss.is_finite() {
                     return Err(TrainError::Diverged {

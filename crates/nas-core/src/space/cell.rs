@@ -1,7 +1,7 @@
 //! The NAS-Bench-201 cell space, with the exact encoding and network of NB201 (xautodl
 //! `TinyNetwork` with `InferCell`s), so tabular NB201 results can be looked up by arch string.
 
-use nas_graph::{Graph, GraphBuilder, NodeId, Op};
+use nas_graph::{Graph, GraphBuilder, MixedEdge, NodeId, Op, Supernet};
 use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
 use serde::{Deserialize, Serialize};
 
@@ -158,14 +158,13 @@ impl CellSpace {
     }
 }
 
-impl SearchSpace for CellSpace {
-    fn descriptor(&self) -> &SpaceDescriptor {
-        &self.descriptor
-    }
-
-    fn decode(&self, values: &[f64]) -> Result<Graph, SpaceError> {
-        check_values(KIND, &self.descriptor, values)?;
-        let ops: Vec<usize> = values.iter().map(|&v| super::index(v)).collect();
+impl CellSpace {
+    /// The NB201 network (stem, three stages of cells, two reduction blocks, classifier);
+    /// `edge(builder, input, channels, edge index)` builds each cell edge.
+    fn network(
+        &self,
+        edge: &mut dyn FnMut(&mut GraphBuilder, NodeId, usize, usize) -> NodeId,
+    ) -> Graph {
         let mut b = GraphBuilder::new(&self.input);
         let c = self.channels;
         let stem = b.add(conv3x3(c, 1), &[b.input()]);
@@ -176,7 +175,7 @@ impl SearchSpace for CellSpace {
                 x = reduction_block(&mut b, x, c_stage);
             }
             for _ in 0..self.cells_per_stage {
-                x = cell(&mut b, x, c_stage, &ops);
+                x = cell(&mut b, x, c_stage, edge);
             }
         }
         // "lastact": BN + ReLU before the classifier.
@@ -190,8 +189,49 @@ impl SearchSpace for CellSpace {
             },
             &[pool],
         );
-        checked(KIND, b.finish(logits))
+        b.finish(logits)
     }
+}
+
+impl SearchSpace for CellSpace {
+    fn descriptor(&self) -> &SpaceDescriptor {
+        &self.descriptor
+    }
+
+    fn decode(&self, values: &[f64]) -> Result<Graph, SpaceError> {
+        check_values(KIND, &self.descriptor, values)?;
+        let ops: Vec<usize> = values.iter().map(|&v| super::index(v)).collect();
+        let graph = self.network(&mut |b, x, c, edge| edge_op(b, x, c, ops[edge]));
+        checked(KIND, graph)
+    }
+
+    /// Every edge of every cell mixes the five NB201 ops (`none` included, as in NB201's
+    /// DARTS, GDAS and SPOS search networks); the cells share one choice per edge.
+    fn supernet(&self, aux_skip: bool) -> Result<Supernet, SpaceError> {
+        let mut edges = Vec::new();
+        let graph = self.network(&mut |b, x, c, edge| {
+            let mut terms: Vec<NodeId> = (0..NB201_OPS.len())
+                .map(|op| edge_op(b, x, c, op))
+                .collect();
+            if aux_skip {
+                terms.push(x);
+            }
+            let node = b.add(Op::Mix, &terms);
+            edges.push(MixedEdge { node, choice: edge });
+            node
+        });
+        let supernet = Supernet {
+            graph: checked(KIND, graph)?,
+            edges,
+            options: vec![NB201_OPS.len(); NB201_EDGES.len()],
+            aux_skip,
+        };
+        supernet
+            .validate()
+            .map_err(|source| SpaceError::Graph { kind: KIND, source })?;
+        Ok(supernet)
+    }
+
 
     fn arch_string(&self, values: &[f64]) -> String {
         let names: Vec<&str> = (0..NB201_EDGES.len())
@@ -337,14 +377,20 @@ fn reduction_block(b: &mut GraphBuilder, x: NodeId, c_out: usize) -> NodeId {
 }
 
 /// NB201 `InferCell`: node j sums op_{j,i}(node i) over i < j; the output is node 3.
-fn cell(b: &mut GraphBuilder, x: NodeId, c: usize, ops: &[usize]) -> NodeId {
+/// `edge` builds edge `k` (in [`NB201_EDGES`] order) from its input.
+fn cell(
+    b: &mut GraphBuilder,
+    x: NodeId,
+    c: usize,
+    edge: &mut dyn FnMut(&mut GraphBuilder, NodeId, usize, usize) -> NodeId,
+) -> NodeId {
     let mut nodes = vec![x];
-    let mut edge = 0;
+    let mut k = 0;
     for to in 1..=3 {
         let terms: Vec<NodeId> = (0..to)
             .map(|from| {
-                let y = edge_op(b, nodes[from], c, ops[edge]);
-                edge += 1;
+                let y = edge(b, nodes[from], c, k);
+                k += 1;
                 y
             })
             .collect();

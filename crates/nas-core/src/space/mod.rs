@@ -11,7 +11,7 @@
 mod cell;
 mod chain;
 
-use nas_graph::{Graph, GraphError};
+use nas_graph::{Graph, GraphError, Supernet};
 use nas_plugin::SpaceDescriptor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -105,6 +105,14 @@ pub trait SearchSpace: Send + Sync {
     fn arch_string(&self, values: &[f64]) -> String;
     /// Inverse of `arch_string` (users pass such strings with `--arch`).
     fn parse_arch(&self, arch: &str) -> Result<Vec<f64>, SpaceError>;
+    /// The one-shot supernet holding every candidate (each categorical choice a set of mixed
+    /// edges), with an auxiliary skip input on every mixed edge when `aux_skip` (DARTS-).
+    fn supernet(&self, aux_skip: bool) -> Result<Supernet, SpaceError> {
+        let _ = aux_skip;
+        Err(SpaceError::NoSupernet {
+            kind: self.descriptor().kind.clone(),
+        })
+    }
 }
 
 /// What is wrong with a space config, a choice vector or an architecture string.
@@ -118,6 +126,11 @@ pub enum SpaceError {
         field: String,
         reason: String,
     },
+    #[error(
+        "the `{kind}` space has no one-shot supernet yet; one-shot methods (darts, gdas, \
+         darts-minus, spos) need `[space] kind = \"cell\"`"
+    )]
+    NoSupernet { kind: String },
     #[error("invalid choice vector for the `{kind}` space: {reason}")]
     Values { kind: &'static str, reason: String },
     #[error(

@@ -1,0 +1,291 @@
+//! Architecture parameters of a supernet and how each method turns them into mixing weights
+//! and learns them (on the host: a few numbers per choice).
+//!
+//! - DARTS (Liu et al., ICLR 2019), first order: weights `softmax(alpha)`; `alpha` follows
+//!   the loss gradient on validation batches with Adam.
+//! - DARTS- (Chu et al., ICLR 2021): DARTS plus an auxiliary skip on every mixed edge whose
+//!   weight `beta` decays linearly from `aux_beta` to 0 over the search, so skip connections
+//!   need not win the softmax to pass gradients (the collapse of DARTS onto skips).
+//! - GDAS (Dong & Yang, CVPR 2019): a one-hot sampled per step by Gumbel-max on
+//!   `(alpha + g) / tau`; gradients reach `alpha` straight through the softmax of the same
+//!   perturbed logits; `tau` decays linearly from `tau_max` to `tau_min`.
+//! - SPOS (Guo et al., ECCV 2020): a uniformly sampled one-hot per step; no `alpha`.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+/// Which one-shot method trains the supernet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    Darts,
+    DartsMinus,
+    Gdas,
+    Spos,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Darts => "darts",
+            Method::DartsMinus => "darts-minus",
+            Method::Gdas => "gdas",
+            Method::Spos => "spos",
+        }
+    }
+
+    /// Whether the method learns architecture logits (on validation batches).
+    pub fn learns_alpha(self) -> bool {
+        !matches!(self, Method::Spos)
+    }
+
+    /// Whether mixed edges carry the auxiliary skip input.
+    pub fn aux_skip(self) -> bool {
+        matches!(self, Method::DartsMinus)
+    }
+}
+
+/// Streams of the per-step random draws, so a resumed search draws the same numbers.
+#[derive(Clone, Copy)]
+pub(crate) enum Draw {
+    /// GDAS noise of the architecture step.
+    ArchStep = 1,
+    /// GDAS noise or SPOS path of the weight step.
+    WeightStep = 2,
+}
+
+/// A generator for `(seed, step, draw)` only.
+pub(crate) fn step_rng(seed: u64, step: u64, draw: Draw) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0A5E_5E1E_C7ED_0000 ^ draw as u64);
+    rng.set_stream(step);
+    rng
+}
+
+pub(crate) fn softmax(x: &[f64]) -> Vec<f64> {
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = x.iter().map(|v| (v - max).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.iter().map(|v| v / sum).collect()
+}
+
+/// Gradient with respect to `z` of a loss whose gradient with respect to `softmax(z)` is `g`.
+pub(crate) fn softmax_backward(p: &[f64], g: &[f64]) -> Vec<f64> {
+    let dot: f64 = p.iter().zip(g).map(|(p, g)| p * g).sum();
+    p.iter().zip(g).map(|(p, g)| p * (g - dot)).collect()
+}
+
+fn argmax(x: &[f64]) -> usize {
+    x.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
+fn one_hot(k: usize, n: usize) -> Vec<f64> {
+    (0..n).map(|i| if i == k { 1.0 } else { 0.0 }).collect()
+}
+
+/// Mixing weights of every choice for one step, and what the architecture gradient of that
+/// step needs to reach `alpha`.
+pub(crate) struct StepWeights {
+    /// Per choice: the weights its mixed edges use.
+    pub weights: Vec<Vec<f64>>,
+    /// Per choice: the softmax the gradient flows through (DARTS: of `alpha`; GDAS: of the
+    /// perturbed logits) and the scale of its input (`1 / tau` for GDAS).
+    pub softmax: Vec<Vec<f64>>,
+    pub scale: f64,
+}
+
+/// Architecture logits per choice and their Adam state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArchParams {
+    pub alpha: Vec<Vec<f64>>,
+    m: Vec<Vec<f64>>,
+    v: Vec<Vec<f64>>,
+    /// Adam steps taken.
+    t: u64,
+}
+
+/// Adam settings of the architecture step (DARTS: lr 3e-4, betas (0.5, 0.999), L2 1e-3).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ArchAdam {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+}
+
+impl ArchParams {
+    /// `alpha = 1e-3 N(0, 1)` per option, as in DARTS.
+    pub fn new(options: &[usize], seed: u64) -> ArchParams {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xA1FA_0000_0000_0001);
+        let alpha: Vec<Vec<f64>> = options
+            .iter()
+            .map(|&n| {
+                (0..n)
+                    .map(|_| {
+                        let z: f64 = StandardNormal.sample(&mut rng);
+                        1e-3 * z
+                    })
+                    .collect()
+            })
+            .collect();
+        let zeros: Vec<Vec<f64>> = options.iter().map(|&n| vec![0.0; n]).collect();
+        ArchParams {
+            alpha,
+            m: zeros.clone(),
+            v: zeros,
+            t: 0,
+        }
+    }
+
+    /// Softmax of `alpha` per choice.
+    pub fn probabilities(&self) -> Vec<Vec<f64>> {
+        self.alpha.iter().map(|a| softmax(a)).collect()
+    }
+
+    /// The derived architecture: the most likely option of every choice.
+    pub fn derive(&self) -> Vec<usize> {
+        self.alpha.iter().map(|a| argmax(a)).collect()
+    }
+
+    /// The weights one step uses. `tau` is GDAS's temperature.
+    pub(crate) fn step_weights(&self, method: Method, tau: f64, rng: &mut impl Rng) -> StepWeights {
+        match method {
+            Method::Darts | Method::DartsMinus => {
+                let p = self.probabilities();
+                StepWeights {
+                    weights: p.clone(),
+                    softmax: p,
+                    scale: 1.0,
+                }
+            }
+            Method::Gdas => {
+                let mut weights = Vec::with_capacity(self.alpha.len());
+                let mut soft = Vec::with_capacity(self.alpha.len());
+                for a in &self.alpha {
+                    let logits: Vec<f64> = a
+                        .iter()
+                        .map(|&v| {
+                            let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+                            (v - (-u.ln()).ln()) / tau
+                        })
+                        .collect();
+                    let p = softmax(&logits);
+                    weights.push(one_hot(argmax(&p), a.len()));
+                    soft.push(p);
+                }
+                StepWeights {
+                    weights,
+                    softmax: soft,
+                    scale: 1.0 / tau,
+                }
+            }
+            Method::Spos => {
+                let weights = self
+                    .alpha
+                    .iter()
+                    .map(|a| one_hot(rng.random_range(0..a.len()), a.len()))
+                    .collect();
+                StepWeights {
+                    weights,
+                    softmax: Vec::new(),
+                    scale: 1.0,
+                }
+            }
+        }
+    }
+
+    /// One Adam step on `alpha` from `grad_weights`, the loss gradient of each choice's
+    /// mixing weights (summed over its mixed edges), through the step's softmax.
+    pub(crate) fn update(&mut self, w: &StepWeights, grad_weights: &[Vec<f64>], adam: &ArchAdam) {
+        self.t += 1;
+        let t = self.t as i32;
+        for c in 0..self.alpha.len() {
+            let g = softmax_backward(&w.softmax[c], &grad_weights[c]);
+            for (j, g) in g.iter().enumerate() {
+                let g = g * w.scale + adam.weight_decay * self.alpha[c][j];
+                self.m[c][j] = adam.beta1 * self.m[c][j] + (1.0 - adam.beta1) * g;
+                self.v[c][j] = adam.beta2 * self.v[c][j] + (1.0 - adam.beta2) * g * g;
+                let m_hat = self.m[c][j] / (1.0 - adam.beta1.powi(t));
+                let v_hat = self.v[c][j] / (1.0 - adam.beta2.powi(t));
+                self.alpha[c][j] -= adam.lr * m_hat / (v_hat.sqrt() + 1e-8);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_backward_matches_finite_differences() {
+        let z = [0.3, -1.2, 0.7, 0.0];
+        let g = [1.5, -0.4, 0.25, 2.0];
+        let f = |z: &[f64]| -> f64 { softmax(z).iter().zip(&g).map(|(p, g)| p * g).sum() };
+        let analytic = softmax_backward(&softmax(&z), &g);
+        for j in 0..z.len() {
+            let (mut up, mut down) = (z, z);
+            up[j] += 1e-6;
+            down[j] -= 1e-6;
+            let fd = (f(&up) - f(&down)) / 2e-6;
+            assert!((fd - analytic[j]).abs() < 1e-8, "{j}: {fd} vs {}", analytic[j]);
+        }
+    }
+
+    #[test]
+    fn derive_takes_the_largest_logit_of_every_choice() {
+        let mut a = ArchParams::new(&[5, 5, 3], 1);
+        a.alpha = vec![
+            vec![0.1, 0.0, 0.3, 2.0, -1.0],
+            vec![5.0, 0.0, 0.0, 0.0, 0.0],
+            vec![0.0, 0.0, 0.5],
+        ];
+        assert_eq!(a.derive(), vec![3, 0, 2]);
+    }
+
+    #[test]
+    fn gdas_draws_are_one_hot_and_seeded() {
+        let a = ArchParams::new(&[5, 5], 3);
+        let draw = |step| {
+            let mut rng = step_rng(7, step, Draw::WeightStep);
+            a.step_weights(Method::Gdas, 1.0, &mut rng).weights
+        };
+        let w = draw(4);
+        assert_eq!(w, draw(4), "same seed and step, same sample");
+        for choice in &w {
+            assert_eq!(choice.iter().sum::<f64>(), 1.0);
+            assert_eq!(choice.iter().filter(|&&v| v == 1.0).count(), 1);
+        }
+        // Over many steps every option of near-uniform logits is drawn.
+        let mut seen = [false; 5];
+        for step in 0..200 {
+            let k = draw(step)[0].iter().position(|&v| v == 1.0).unwrap();
+            seen[k] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "{seen:?}");
+    }
+
+    #[test]
+    fn adam_moves_alpha_against_the_gradient() {
+        let mut a = ArchParams::new(&[3], 0);
+        let adam = ArchAdam {
+            lr: 0.1,
+            beta1: 0.5,
+            beta2: 0.999,
+            weight_decay: 0.0,
+        };
+        for _ in 0..20 {
+            let w = a.step_weights(Method::Darts, 1.0, &mut step_rng(0, 0, Draw::ArchStep));
+            // The loss falls as the weight of option 2 grows.
+            a.update(&w, &[vec![0.0, 0.0, -1.0]], &adam);
+        }
+        assert_eq!(a.derive(), vec![2]);
+        assert!(a.probabilities()[0][2] > 0.5);
+    }
+}

@@ -1,0 +1,631 @@
+//! One-shot search: a supernet ([`nas_graph::Supernet`]) trained once inside ONNX Runtime,
+//! its architecture read from learned mixing weights (DARTS, DARTS-, GDAS) or its shared
+//! weights used to score single paths (SPOS). See [`arch`] for the methods.
+//!
+//! Every step feeds each mixed edge its choice's weights; the architecture step (on a
+//! validation batch) runs the training step without keeping its state (`commit = false`)
+//! and reads the gradient of the mixing weights, from which the host updates `alpha`; the
+//! weight step (on a training batch) trains the network weights with SGD. Per-step random
+//! draws come from `(seed, step)` only, so [`SupernetTrainer::checkpoint`] and
+//! [`SupernetTrainer::resume`] continue a search exactly.
+//!
+//! GDAS and SPOS compute every operation of an edge and weigh the unsampled ones by zero
+//! (ONNX graphs have no data-dependent branches our autodiff could follow): a step costs a
+//! supernet step, about 1.5x the step of the largest candidate on NAS-Bench-201's cell.
+
+pub mod arch;
+mod checkpoint;
+
+use std::time::Instant;
+
+use nas_data::{Augment, BatchOptions, DataKind, Part, SplitDataset};
+use nas_graph::{Supernet, Weights};
+use nas_runtime::{SessionSettings, TensorHome};
+use ndarray::{Array4, ArrayD, IxDyn};
+use serde::{Deserialize, Serialize};
+
+pub use arch::{ArchParams, Method};
+pub use checkpoint::{ONESHOT_CHECKPOINT_VERSION, OneShotCheckpoint};
+
+use crate::error::TrainError;
+use crate::runner::{StepInputs, StepIo, StepRunner};
+use crate::step_api::{Optimizer, TrainOptions, TrainingStep, initial_state, training_step};
+use crate::trainer::check_fit;
+use arch::{ArchAdam, Draw, StepWeights, step_rng};
+
+/// The one-shot search's settings (a strategy's or evaluator's TOML table).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OneShotConfig {
+    pub method: Method,
+    /// Passes over the training split.
+    pub epochs: usize,
+    pub batch: usize,
+    /// SGD (momentum, L2) on the network weights, cosine from `weight_lr` to `weight_lr_min`.
+    pub weight_lr: f64,
+    pub weight_lr_min: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Adam on the architecture logits.
+    pub arch_lr: f64,
+    pub arch_weight_decay: f64,
+    pub arch_beta1: f64,
+    pub arch_beta2: f64,
+    /// GDAS temperature, linear from `tau_max` to `tau_min` over the search.
+    pub tau_max: f64,
+    pub tau_min: f64,
+    /// DARTS-: initial weight of the auxiliary skip, linear to 0 over the search.
+    pub aux_beta: f64,
+    /// Crop and flip the training batches (`None`: as the data set says).
+    pub augment: Option<bool>,
+    /// Seed of the initial weights, `alpha` and every draw (`None`: the data's seed).
+    pub seed: Option<u64>,
+}
+
+impl Default for OneShotConfig {
+    /// The settings of NAS-Bench-201's DARTS / GDAS / SPOS searches, 50 epochs.
+    fn default() -> Self {
+        OneShotConfig {
+            method: Method::Darts,
+            epochs: 50,
+            batch: 64,
+            weight_lr: 0.025,
+            weight_lr_min: 0.001,
+            momentum: 0.9,
+            weight_decay: 3e-4,
+            arch_lr: 3e-4,
+            arch_weight_decay: 1e-3,
+            arch_beta1: 0.5,
+            arch_beta2: 0.999,
+            tau_max: 10.0,
+            tau_min: 0.1,
+            aux_beta: 1.0,
+            augment: None,
+            seed: None,
+        }
+    }
+}
+
+impl OneShotConfig {
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |key: &str, reason: String| {
+            Err(TrainError::Config {
+                key: key.into(),
+                reason,
+            })
+        };
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1".into());
+        }
+        if self.batch == 0 {
+            return bad("batch", "must be at least 1".into());
+        }
+        for (key, v) in [
+            ("weight_lr", self.weight_lr),
+            ("arch_lr", self.arch_lr),
+            ("tau_min", self.tau_min),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(key, format!("is {v}; it must be a positive number"));
+            }
+        }
+        for (key, v) in [
+            ("weight_lr_min", self.weight_lr_min),
+            ("momentum", self.momentum),
+            ("weight_decay", self.weight_decay),
+            ("arch_weight_decay", self.arch_weight_decay),
+            ("aux_beta", self.aux_beta),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(key, format!("is {v}; it must be a number >= 0"));
+            }
+        }
+        for (key, v) in [("arch_beta1", self.arch_beta1), ("arch_beta2", self.arch_beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(key, format!("is {v}; it must be in [0, 1)"));
+            }
+        }
+        if !(self.tau_max.is_finite() && self.tau_max >= self.tau_min) {
+            return bad(
+                "tau_max",
+                format!("is {}; it must be at least tau_min ({})", self.tau_max, self.tau_min),
+            );
+        }
+        Ok(())
+    }
+
+    fn adam(&self) -> ArchAdam {
+        ArchAdam {
+            lr: self.arch_lr,
+            beta1: self.arch_beta1,
+            beta2: self.arch_beta2,
+            weight_decay: self.arch_weight_decay,
+        }
+    }
+}
+
+/// What one epoch of the search did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OneShotEpoch {
+    /// 1-based.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    /// Loss and accuracy of the architecture steps on validation batches (not for SPOS).
+    pub arch_loss: Option<f64>,
+    pub arch_accuracy: Option<f64>,
+    /// Learning rate of the epoch's last weight step.
+    pub lr: f64,
+    /// GDAS temperature / DARTS- auxiliary skip weight of the epoch.
+    pub tau: Option<f64>,
+    pub aux_beta: Option<f64>,
+    pub seconds: f64,
+    /// Softmax of `alpha` per choice after the epoch (empty for SPOS).
+    pub probabilities: Vec<Vec<f64>>,
+    /// The derived architecture after the epoch: an option index per choice (empty for SPOS).
+    pub derived: Vec<usize>,
+}
+
+/// Trains a supernet with one method on one split data set.
+pub struct SupernetTrainer<'d> {
+    supernet: Supernet,
+    cfg: OneShotConfig,
+    data: &'d SplitDataset,
+    step: TrainingStep,
+    runner: StepRunner,
+    /// Per mixed input of the step (its order): the choice the edge decides.
+    choice_of_mix: Vec<usize>,
+    arch: ArchParams,
+    batch: usize,
+    steps_per_epoch: usize,
+    augment: Option<Augment>,
+    seed: u64,
+    epoch: usize,
+    global_step: u64,
+    history: Vec<OneShotEpoch>,
+}
+
+/// Where a trainer starts.
+enum Start {
+    Fresh,
+    Resume(Box<OneShotCheckpoint>),
+}
+
+impl<'d> SupernetTrainer<'d> {
+    /// A search at epoch 0: He-initialized weights, `alpha` near zero.
+    pub fn new(
+        supernet: &Supernet,
+        cfg: &OneShotConfig,
+        runtime: &SessionSettings,
+        data: &'d SplitDataset,
+    ) -> Result<SupernetTrainer<'d>, TrainError> {
+        Self::build(supernet, cfg, runtime, data, Start::Fresh)
+    }
+
+    /// Continues a search from a checkpoint of the same supernet, settings and data.
+    pub fn resume(
+        checkpoint: OneShotCheckpoint,
+        runtime: &SessionSettings,
+        data: &'d SplitDataset,
+    ) -> Result<SupernetTrainer<'d>, TrainError> {
+        let here = crate::DataFingerprint::of(data);
+        if here != checkpoint.data {
+            return Err(TrainError::Mismatch(format!(
+                "the supernet checkpoint was trained on {:?}, not on this data {:?}; \
+                 resume it with the same [data] table and seed",
+                checkpoint.data, here
+            )));
+        }
+        let (supernet, cfg) = (checkpoint.supernet.clone(), checkpoint.config.clone());
+        Self::build(
+            &supernet,
+            &cfg,
+            runtime,
+            data,
+            Start::Resume(Box::new(checkpoint)),
+        )
+    }
+
+    fn build(
+        supernet: &Supernet,
+        cfg: &OneShotConfig,
+        runtime: &SessionSettings,
+        data: &'d SplitDataset,
+        start: Start,
+    ) -> Result<SupernetTrainer<'d>, TrainError> {
+        cfg.validate()?;
+        supernet
+            .validate()
+            .map_err(TrainError::graph("the supernet is invalid"))?;
+        if supernet.aux_skip != cfg.method.aux_skip() {
+            return Err(TrainError::Mismatch(format!(
+                "method `{}` needs a supernet {} auxiliary skips",
+                cfg.method.name(),
+                if cfg.method.aux_skip() { "with" } else { "without" }
+            )));
+        }
+        check_fit(&supernet.graph, data)?;
+        let augment = match cfg.augment {
+            None => data.augment,
+            Some(false) => None,
+            Some(true) if data.data.kind == DataKind::Tabular => {
+                return Err(TrainError::Config {
+                    key: "augment".into(),
+                    reason: format!(
+                        "is true, but crop and flip need images and `{}` is tabular; remove it",
+                        data.data.name
+                    ),
+                });
+            }
+            Some(true) => data
+                .augment
+                .or_else(|| Some(Augment::default_for(data.input_shape()))),
+        };
+        let train_n = data.indices(Part::Train).len();
+        let val_n = data.indices(Part::Validation).len();
+        if cfg.method.learns_alpha() && val_n == 0 {
+            return Err(TrainError::Mismatch(format!(
+                "`{}` learns the architecture on the validation split, which is empty; \
+                 set `[data] validation` above 0 (e.g. 0.5)",
+                cfg.method.name()
+            )));
+        }
+        let mut batch = cfg.batch.min(train_n).max(1);
+        if cfg.method.learns_alpha() {
+            batch = batch.min(val_n);
+        }
+        let options = TrainOptions {
+            batch: Some(batch),
+            optimizer: Optimizer::Sgd {
+                momentum: cfg.momentum as f32,
+                nesterov: false,
+            },
+            weight_decay: cfg.weight_decay as f32,
+            label_smoothing: 0.0,
+            emit_gradients: false,
+        };
+        let step = training_step(&supernet.graph, &options)
+            .map_err(TrainError::graph("cannot build the supernet's training step"))?;
+        let choice_of_mix = step
+            .mixes
+            .iter()
+            .map(|m| {
+                supernet
+                    .edges
+                    .iter()
+                    .find(|e| e.node == m.node)
+                    .map(|e| e.choice)
+                    .ok_or_else(|| {
+                        TrainError::Mismatch(format!(
+                            "mixed edge {} is not an edge of the supernet's description",
+                            m.node
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let seed = cfg.seed.unwrap_or(data.seed);
+        let (values, arch, epoch, global_step, history) = match start {
+            Start::Fresh => {
+                let w = Weights::he_init(&supernet.graph, seed)
+                    .map_err(TrainError::graph("cannot initialize the supernet"))?;
+                let values = initial_state(&step, &w)
+                    .map_err(TrainError::graph("cannot set the initial weights"))?;
+                (values, ArchParams::new(&supernet.options, seed), 0, 0, Vec::new())
+            }
+            Start::Resume(c) => {
+                let values = step
+                    .state
+                    .iter()
+                    .map(|spec| {
+                        c.state
+                            .iter()
+                            .find(|(n, _)| *n == spec.name)
+                            .map(|(_, t)| t.clone())
+                            .ok_or_else(|| {
+                                TrainError::Mismatch(format!(
+                                    "the supernet checkpoint has no state tensor `{}`",
+                                    spec.name
+                                ))
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (values, c.arch, c.epoch, c.step, c.history)
+            }
+        };
+        let built = nas_runtime::build_session(&step.model, runtime)?;
+        let home = TensorHome::for_provider_name(&built.provider)?;
+        let runner = StepRunner::new(
+            built.session,
+            home,
+            step.state.clone(),
+            step.dropout_masks.clone(),
+            step.mixes.clone(),
+            values,
+            StepIo::Binding,
+        )?;
+        Ok(SupernetTrainer {
+            supernet: supernet.clone(),
+            cfg: cfg.clone(),
+            data,
+            step,
+            runner,
+            choice_of_mix,
+            arch,
+            batch,
+            steps_per_epoch: train_n / batch,
+            augment,
+            seed,
+            epoch,
+            global_step,
+            history,
+        })
+    }
+
+    /// Epochs completed.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    pub fn history(&self) -> &[OneShotEpoch] {
+        &self.history
+    }
+
+    pub fn config(&self) -> &OneShotConfig {
+        &self.cfg
+    }
+
+    pub fn supernet(&self) -> &Supernet {
+        &self.supernet
+    }
+
+    pub fn arch(&self) -> &ArchParams {
+        &self.arch
+    }
+
+    /// Sets the architecture logits (a derived architecture from hand-set weights, tests).
+    pub fn set_alpha(&mut self, alpha: Vec<Vec<f64>>) -> Result<(), TrainError> {
+        let fits = alpha.len() == self.supernet.options.len()
+            && alpha.iter().zip(&self.supernet.options).all(|(a, &n)| a.len() == n);
+        if !fits {
+            return Err(TrainError::Mismatch(format!(
+                "alpha needs {:?} values per choice",
+                self.supernet.options
+            )));
+        }
+        self.arch.alpha = alpha;
+        Ok(())
+    }
+
+    /// The derived architecture: the most likely option per choice.
+    pub fn derive(&self) -> Vec<usize> {
+        self.arch.derive()
+    }
+
+    /// The weights' learning rate at optimizer step `step` (cosine to the minimum).
+    fn lr(&self, step: u64) -> f64 {
+        let total = (self.cfg.epochs * self.steps_per_epoch).max(1) as f64;
+        let t = (step as f64).min(total);
+        let (hi, lo) = (self.cfg.weight_lr, self.cfg.weight_lr_min.min(self.cfg.weight_lr));
+        lo + (hi - lo) * 0.5 * (1.0 + (std::f64::consts::PI * t / total).cos())
+    }
+
+    /// Progress of the search in [0, 1] at the start of epoch `epoch` (0-based).
+    fn progress(&self, epoch: usize) -> f64 {
+        if self.cfg.epochs <= 1 {
+            0.0
+        } else {
+            epoch as f64 / (self.cfg.epochs - 1) as f64
+        }
+    }
+
+    fn tau(&self, epoch: usize) -> f64 {
+        self.cfg.tau_max - (self.cfg.tau_max - self.cfg.tau_min) * self.progress(epoch)
+    }
+
+    fn aux_beta(&self, epoch: usize) -> f64 {
+        self.cfg.aux_beta * (1.0 - self.progress(epoch))
+    }
+
+    /// The step's mixing weights per mixed edge, from per-choice weights.
+    fn mix_inputs(&self, per_choice: &[Vec<f64>], beta: f64) -> Vec<ArrayD<f32>> {
+        self.choice_of_mix
+            .iter()
+            .map(|&c| {
+                let mut w: Vec<f32> = per_choice[c].iter().map(|&v| v as f32).collect();
+                if self.supernet.aux_skip {
+                    w.push(beta as f32);
+                }
+                ArrayD::from_shape_vec(IxDyn(&[w.len()]), w).expect("1-D")
+            })
+            .collect()
+    }
+
+    /// Sums the gradient of each choice's weights over its mixed edges (the auxiliary skip's
+    /// slot is fixed, not learned).
+    fn choice_grads(&self) -> Vec<Vec<f64>> {
+        let mut out: Vec<Vec<f64>> = self.supernet.options.iter().map(|&n| vec![0.0; n]).collect();
+        for (g, &c) in self.runner.mix_grads().iter().zip(&self.choice_of_mix) {
+            for (o, v) in out[c].iter_mut().zip(g) {
+                *o += f64::from(*v);
+            }
+        }
+        out
+    }
+
+    fn run(
+        &mut self,
+        images: Array4<f32>,
+        labels: &[u32],
+        lr: f64,
+        mixes: Vec<ArrayD<f32>>,
+        commit: bool,
+    ) -> Result<(f32, f32), TrainError> {
+        let (loss, correct) = self.runner.step(StepInputs {
+            images,
+            labels,
+            lr: lr as f32,
+            step: (self.global_step + 1) as f32,
+            masks: Vec::new(),
+            mixes,
+            commit,
+        })?;
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch: self.epoch + 1,
+                step: (self.global_step as usize % self.steps_per_epoch.max(1)) + 1,
+                loss,
+            });
+        }
+        Ok((loss, correct))
+    }
+
+    /// Runs one epoch: per training batch an architecture step on the next validation batch
+    /// (methods that learn `alpha`), then a weight step.
+    pub fn train_epoch(&mut self) -> Result<OneShotEpoch, TrainError> {
+        let index = self.epoch;
+        let started = Instant::now();
+        let tau = self.tau(index);
+        let beta = if self.supernet.aux_skip { self.aux_beta(index) } else { 0.0 };
+        let train_opts = BatchOptions {
+            batch_size: self.batch,
+            shuffle: true,
+            drop_last: true,
+            augment: self.augment,
+        };
+        let val_opts = BatchOptions {
+            augment: None,
+            ..train_opts
+        };
+        let learns = self.cfg.method.learns_alpha();
+        let train: Vec<(Array4<f32>, Vec<u32>)> =
+            self.data.batches(Part::Train, &train_opts, index as u64)?.collect();
+        let mut val = if learns {
+            Some(self.data.batches(Part::Validation, &val_opts, index as u64)?)
+        } else {
+            None
+        };
+        let mut refills = 0u64;
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0f64, 0usize);
+        let (mut arch_loss, mut arch_correct, mut arch_seen) = (0f64, 0f64, 0usize);
+        let mut lr = self.lr(self.global_step);
+        for (images, labels) in train {
+            if let Some(batches) = val.as_mut() {
+                let (vx, vy) = match batches.next() {
+                    Some(b) => b,
+                    None => {
+                        // The validation split ran out: start it again, reshuffled.
+                        refills += 1;
+                        let seed = (index as u64) << 16 | refills;
+                        *batches = self.data.batches(Part::Validation, &val_opts, seed)?;
+                        batches.next().ok_or_else(|| {
+                            TrainError::Mismatch("the validation split has no full batch".into())
+                        })?
+                    }
+                };
+                let mut rng = step_rng(self.seed, self.global_step, Draw::ArchStep);
+                let w = self.arch.step_weights(self.cfg.method, tau, &mut rng);
+                let mixes = self.mix_inputs(&w.weights, beta);
+                let (l, c) = self.run(vx, &vy, 0.0, mixes, false)?;
+                arch_loss += f64::from(l) * vy.len() as f64;
+                arch_correct += f64::from(c);
+                arch_seen += vy.len();
+                let grads = self.choice_grads();
+                self.arch.update(&w, &grads, &self.cfg.adam());
+            }
+            lr = self.lr(self.global_step);
+            let mut rng = step_rng(self.seed, self.global_step, Draw::WeightStep);
+            let w: StepWeights = self.arch.step_weights(self.cfg.method, tau, &mut rng);
+            let mixes = self.mix_inputs(&w.weights, beta);
+            let n = labels.len();
+            let (l, c) = self.run(images, &labels, lr, mixes, true)?;
+            loss_sum += f64::from(l) * n as f64;
+            correct += f64::from(c);
+            seen += n;
+            self.global_step += 1;
+        }
+        self.epoch += 1;
+        let (probabilities, derived) = if learns {
+            (self.arch.probabilities(), self.arch.derive())
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let stats = OneShotEpoch {
+            epoch: self.epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct / seen.max(1) as f64,
+            arch_loss: (arch_seen > 0).then(|| arch_loss / arch_seen as f64),
+            arch_accuracy: (arch_seen > 0).then(|| arch_correct / arch_seen as f64),
+            lr,
+            tau: (self.cfg.method == Method::Gdas).then_some(tau),
+            aux_beta: self.supernet.aux_skip.then_some(beta),
+            seconds: started.elapsed().as_secs_f64(),
+            probabilities,
+            derived,
+        };
+        self.history.push(stats.clone());
+        Ok(stats)
+    }
+
+    /// Loss and accuracy of one path (`choices`: an option per choice) of the trained
+    /// supernet on the validation split, BatchNorm on batch statistics (as NAS-Bench-201's
+    /// one-shot evaluation does: running statistics are shared by every path and fit none).
+    /// Full batches only; the state is not changed.
+    pub fn score(&mut self, choices: &[usize]) -> Result<(f64, f64), TrainError> {
+        if choices.len() != self.supernet.options.len()
+            || choices.iter().zip(&self.supernet.options).any(|(&c, &n)| c >= n)
+        {
+            return Err(TrainError::Mismatch(format!(
+                "path {choices:?} does not pick one option per choice ({:?} options)",
+                self.supernet.options
+            )));
+        }
+        let per_choice: Vec<Vec<f64>> = choices
+            .iter()
+            .zip(&self.supernet.options)
+            .map(|(&c, &n)| (0..n).map(|i| if i == c { 1.0 } else { 0.0 }).collect())
+            .collect();
+        let opts = BatchOptions {
+            batch_size: self.batch,
+            shuffle: false,
+            drop_last: true,
+            augment: None,
+        };
+        let (mut loss, mut correct, mut seen) = (0f64, 0f64, 0usize);
+        for (x, y) in self.data.batches(Part::Validation, &opts, 0)? {
+            let mixes = self.mix_inputs(&per_choice, 0.0);
+            let (l, c) = self.run(x, &y, 0.0, mixes, false)?;
+            loss += f64::from(l) * y.len() as f64;
+            correct += f64::from(c);
+            seen += y.len();
+        }
+        if seen == 0 {
+            return Err(TrainError::Mismatch(format!(
+                "the validation split has no full batch of {}; lower `batch`",
+                self.batch
+            )));
+        }
+        Ok((loss / seen as f64, correct / seen as f64))
+    }
+
+    /// The search's complete state: training on from it gives the same results.
+    pub fn checkpoint(&self) -> Result<OneShotCheckpoint, TrainError> {
+        let state = self
+            .step
+            .state
+            .iter()
+            .zip(self.runner.state()?)
+            .map(|(spec, t)| (spec.name.clone(), t))
+            .collect();
+        Ok(OneShotCheckpoint {
+            supernet: self.supernet.clone(),
+            config: self.cfg.clone(),
+            data: crate::DataFingerprint::of(self.data),
+            epoch: self.epoch,
+            step: self.global_step,
+            arch: self.arch.clone(),
+            history: self.history.clone(),
+            state,
+        })
+    }
+}
+

@@ -1,0 +1,183 @@
+//! One-shot search on a small supernet and the bundled digits: derivation from hand-set
+//! architecture weights, single-path scores, and exact resume from a checkpoint.
+
+use nas_data::{DataConfig, SplitDataset};
+use nas_graph::{GraphBuilder, MixedEdge, NodeId, Op, Supernet};
+use nas_runtime::SessionSettings;
+use nas_train::oneshot::{Method, OneShotCheckpoint, OneShotConfig, SupernetTrainer};
+
+fn runtime() -> SessionSettings {
+    let lib = nas_runtime::locate_library(None)
+        .expect("ONNX Runtime is provisioned (`cargo xtask ort` or ORT_DYLIB_PATH)");
+    SessionSettings {
+        threads: 2,
+        ..SessionSettings::cpu(&lib)
+    }
+}
+
+fn digits() -> SplitDataset {
+    let cfg = DataConfig {
+        dataset: Some("digits".into()),
+        validation: 0.3,
+        ..DataConfig::default()
+    };
+    nas_data::load(&cfg, 0).unwrap()
+}
+
+fn relu_conv_bn(b: &mut GraphBuilder, x: NodeId, k: usize) -> NodeId {
+    let r = b.add(Op::Relu, &[x]);
+    let c = b.conv(r, 4, k, 1, 1);
+    b.batch_norm(c)
+}
+
+/// Stem, edge A {none, skip, conv3x3, avg pool}, edge B {skip, conv1x1} used twice (a
+/// repeated cell), head.
+fn supernet(aux_skip: bool) -> Supernet {
+    let mut b = GraphBuilder::new(&[1, 8, 8]);
+    let stem = b.conv(0, 4, 3, 1, 1);
+    let x = b.batch_norm(stem);
+    let mut edges = Vec::new();
+    let mut mix = |b: &mut GraphBuilder, mut ins: Vec<NodeId>, input: NodeId, choice: usize| {
+        if aux_skip {
+            ins.push(input);
+        }
+        let node = b.add(Op::Mix, &ins);
+        edges.push(MixedEdge { node, choice });
+        node
+    };
+    let zero = b.add(Op::Zero, &[x]);
+    let skip = b.add(Op::Identity, &[x]);
+    let conv = relu_conv_bn(&mut b, x, 3);
+    let pool = b.add(
+        Op::AvgPool {
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            count_include_pad: false,
+        },
+        &[x],
+    );
+    let a = mix(&mut b, vec![zero, skip, conv, pool], x, 0);
+    let mut y = a;
+    for _ in 0..2 {
+        let skip = b.add(Op::Identity, &[y]);
+        let conv = relu_conv_bn(&mut b, y, 1);
+        y = mix(&mut b, vec![skip, conv], y, 1);
+    }
+    let bn = b.batch_norm(y);
+    let r = b.add(Op::Relu, &[bn]);
+    let p = b.add(Op::GlobalAvgPool, &[r]);
+    let l = b.add(
+        Op::Linear {
+            out_features: 10,
+            bias: true,
+        },
+        &[p],
+    );
+    let s = Supernet {
+        graph: b.finish(l),
+        edges,
+        options: vec![4, 2],
+        aux_skip,
+    };
+    s.validate().unwrap();
+    s
+}
+
+fn config(method: Method, epochs: usize) -> OneShotConfig {
+    OneShotConfig {
+        method,
+        epochs,
+        batch: 32,
+        weight_lr: 0.05,
+        arch_lr: 3e-3,
+        seed: Some(5),
+        ..OneShotConfig::default()
+    }
+}
+
+#[test]
+fn hand_set_architecture_weights_derive_their_argmax_and_paths_score() {
+    let data = digits();
+    let net = supernet(false);
+    let mut t = SupernetTrainer::new(&net, &config(Method::Darts, 1), &runtime(), &data).unwrap();
+    t.set_alpha(vec![vec![0.0, 0.1, 2.0, -1.0], vec![0.5, 0.2]])
+        .unwrap();
+    assert_eq!(t.derive(), vec![2, 0]);
+    let err = t.set_alpha(vec![vec![0.0; 4]]).unwrap_err().to_string();
+    assert!(err.contains("[4, 2]"), "{err}");
+    t.train_epoch().unwrap();
+    // Scores read the state and leave it as it was.
+    let before = t.checkpoint().unwrap().state;
+    let (loss, acc) = t.score(&[2, 1]).unwrap();
+    assert!(loss.is_finite() && (0.0..=1.0).contains(&acc), "{loss} {acc}");
+    assert_eq!(t.score(&[2, 1]).unwrap(), (loss, acc), "scores are deterministic");
+    assert_eq!(t.checkpoint().unwrap().state, before);
+    let err = t.score(&[4, 0]).unwrap_err().to_string();
+    assert!(err.contains("one option per choice"), "{err}");
+}
+
+#[test]
+fn every_method_learns_and_resumes_exactly() {
+    let data = digits();
+    let dir = tempfile::tempdir().unwrap();
+    for method in [Method::Darts, Method::DartsMinus, Method::Gdas, Method::Spos] {
+        let net = supernet(method.aux_skip());
+        let cfg = config(method, 3);
+        let mut straight = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
+        let first = straight.train_epoch().unwrap();
+        for _ in 1..3 {
+            straight.train_epoch().unwrap();
+        }
+        let last = straight.history().last().unwrap().clone();
+        assert!(
+            last.train_loss < first.train_loss,
+            "{method:?}: loss {} -> {}",
+            first.train_loss,
+            last.train_loss
+        );
+        assert_eq!(last.derived.is_empty(), method == Method::Spos);
+        if method.learns_alpha() {
+            assert!(last.arch_accuracy.is_some());
+            let moved = last.probabilities[0]
+                .iter()
+                .any(|p| (p - 0.25).abs() > 1e-3);
+            assert!(moved, "{method:?}: alpha did not move: {:?}", last.probabilities);
+        }
+
+        // Stop after one epoch, save, load, continue: the same search.
+        let mut killed = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
+        killed.train_epoch().unwrap();
+        let path = dir.path().join(format!("{}.ckpt", method.name()));
+        killed.checkpoint().unwrap().save(&path).unwrap();
+        drop(killed);
+        let loaded = OneShotCheckpoint::load(&path).unwrap();
+        let mut resumed = SupernetTrainer::resume(loaded, &runtime(), &data).unwrap();
+        assert_eq!(resumed.epoch(), 1);
+        for _ in 1..3 {
+            resumed.train_epoch().unwrap();
+        }
+        let (a, b) = (straight.checkpoint().unwrap(), resumed.checkpoint().unwrap());
+        assert_eq!(a.arch, b.arch, "{method:?}: alpha differs after resume");
+        assert_eq!(a.state, b.state, "{method:?}: weights differ after resume");
+        let strip = |h: &[nas_train::oneshot::OneShotEpoch]| -> Vec<(f64, Vec<usize>)> {
+            h.iter().map(|e| (e.train_loss, e.derived.clone())).collect()
+        };
+        assert_eq!(strip(&a.history), strip(&b.history));
+    }
+}
+
+#[test]
+fn a_method_and_a_supernet_must_agree_on_the_auxiliary_skip() {
+    let data = digits();
+    let err = SupernetTrainer::new(
+        &supernet(false),
+        &config(Method::DartsMinus, 1),
+        &runtime(),
+        &data,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("with auxiliary skips"), "{err}");
+}
