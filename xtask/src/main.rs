@@ -122,6 +122,35 @@ enum Task {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// One-shot search against ground truth: for each method (darts, darts-minus, gdas,
+    /// spos) and seed, train the supernet of the `nb201-digits` table's space on its data,
+    /// derive the architecture and look up its test accuracy and percentile in the table;
+    /// writes results/bench-oneshot/{runs.csv,summary.md}.
+    BenchOneshot {
+        /// Methods, comma-separated (default: all four).
+        #[arg(long, default_value = "darts,darts-minus,gdas,spos")]
+        methods: String,
+        /// Seeds, comma-separated.
+        #[arg(long, default_value = "1,2,3,4,5")]
+        seeds: String,
+        /// Supernet epochs per search.
+        #[arg(long, default_value_t = 50)]
+        epochs: usize,
+        /// Adam learning rate of the architecture logits.
+        #[arg(long, default_value_t = 3e-3)]
+        arch_lr: f64,
+        /// SGD learning rate of the supernet's weights (cosine to 0.001).
+        #[arg(long, default_value_t = 0.025)]
+        weight_lr: f64,
+        /// SPOS: random architectures scored with the supernet's weights.
+        #[arg(long, default_value_t = 300)]
+        spos_sample: usize,
+        /// Intra-op threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value = "results/bench-oneshot")]
+        out: PathBuf,
+    },
     /// On a machine with an NVIDIA GPU: provision the GPU build of ONNX Runtime, then train and
     /// run two benchmark networks on CUDA and on CPU from the same weights and data, check the
     /// GPU really ran and the loss curves agree, time inference on CPU, CUDA and TensorRT;
@@ -358,6 +387,31 @@ fn main() -> Result<ExitCode> {
                 python,
             },
         )?,
+        Task::BenchOneshot {
+            methods,
+            seeds,
+            epochs,
+            arch_lr,
+            weight_lr,
+            spos_sample,
+            threads,
+            out,
+        } => {
+            let library = provision_cpu(&target)?;
+            let exe = build_core_example(&root, &target, "oneshot_bench")?;
+            let mut cmd = Command::new(exe);
+            cmd.current_dir(&root)
+                .env("ORT_DYLIB_PATH", &library)
+                .args(["--methods", &methods, "--seeds", &seeds])
+                .args(["--epochs", &epochs.to_string()])
+                .args(["--arch-lr", &arch_lr.to_string()])
+                .args(["--weight-lr", &weight_lr.to_string()])
+                .args(["--spos-sample", &spos_sample.to_string()])
+                .args(["--threads", &threads.to_string()])
+                .arg("--out")
+                .arg(&out);
+            run(&mut cmd)?;
+        }
         Task::GpuCheck {
             steps,
             skip_provision,

@@ -1,0 +1,342 @@
+//! One-shot search against ground truth: the program behind `cargo xtask bench-oneshot`.
+//!
+//! On the shipped `nb201-digits` table (every cell of the NAS-Bench-201 space at 4 channels,
+//! one cell per stage, trained 8 epochs on the bundled digits; test accuracy known), for each
+//! method and seed: train the supernet of that very space on the table's data split (weights
+//! on the training part, architecture on the validation part), derive the architecture
+//! (DARTS-family: argmax of alpha; SPOS: the best of `--spos-sample` random architectures
+//! scored with inherited supernet weights), and look up its test accuracy and percentile
+//! among the table's 15,625 architectures. For SPOS also Kendall's tau between those supernet
+//! scores and the table's test accuracies. Writes `<out>/runs.csv` and `<out>/summary.md`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace};
+use nas_data::DataConfig;
+use nas_runtime::SessionSettings;
+use nas_table::Table;
+use nas_train::oneshot::{Method, OneShotConfig, SupernetTrainer};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+struct Args {
+    table: PathBuf,
+    methods: Vec<Method>,
+    seeds: Vec<u64>,
+    epochs: usize,
+    arch_lr: f64,
+    weight_lr: f64,
+    spos_sample: usize,
+    threads: usize,
+    out: PathBuf,
+}
+
+const USAGE: &str = "usage: oneshot_bench [--table FILE] [--methods darts,darts-minus,gdas,spos] \
+     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--spos-sample N] [--threads N] [--out DIR]";
+
+fn parse_method(s: &str) -> Result<Method> {
+    Ok(match s {
+        "darts" => Method::Darts,
+        "darts-minus" => Method::DartsMinus,
+        "gdas" => Method::Gdas,
+        "spos" => Method::Spos,
+        other => return Err(format!("unknown method `{other}`; {USAGE}").into()),
+    })
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        table: PathBuf::from("configs/tables/nb201-digits.json.gz"),
+        methods: vec![Method::Darts, Method::DartsMinus, Method::Gdas, Method::Spos],
+        seeds: (1..=5).collect(),
+        epochs: 50,
+        arch_lr: 3e-3,
+        weight_lr: 0.025,
+        spos_sample: 300,
+        threads: 1,
+        out: PathBuf::from("results/bench-oneshot"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value; {USAGE}"));
+        match flag.as_str() {
+            "--table" => a.table = value()?.into(),
+            "--methods" => {
+                a.methods = value()?
+                    .split(',')
+                    .map(parse_method)
+                    .collect::<Result<_>>()?
+            }
+            "--seeds" => {
+                a.seeds = value()?
+                    .split(',')
+                    .map(|s| s.parse())
+                    .collect::<std::result::Result<_, _>>()?
+            }
+            "--epochs" => a.epochs = value()?.parse()?,
+            "--arch-lr" => a.arch_lr = value()?.parse()?,
+            "--weight-lr" => a.weight_lr = value()?.parse()?,
+            "--spos-sample" => a.spos_sample = value()?.parse()?,
+            "--threads" => a.threads = value()?.parse()?,
+            "--out" => a.out = value()?.into(),
+            other => return Err(format!("unknown argument `{other}`; {USAGE}").into()),
+        }
+    }
+    Ok(a)
+}
+
+/// Kendall's tau-b of two equally long series.
+fn kendall_tau(x: &[f64], y: &[f64]) -> f64 {
+    let (mut concordant, mut discordant, mut ties_x, mut ties_y) = (0f64, 0f64, 0f64, 0f64);
+    for i in 0..x.len() {
+        for j in i + 1..x.len() {
+            let (dx, dy) = (x[i] - x[j], y[i] - y[j]);
+            if dx == 0.0 && dy == 0.0 {
+                continue;
+            } else if dx == 0.0 {
+                ties_x += 1.0;
+            } else if dy == 0.0 {
+                ties_y += 1.0;
+            } else if dx * dy > 0.0 {
+                concordant += 1.0;
+            } else {
+                discordant += 1.0;
+            }
+        }
+    }
+    let n = concordant + discordant;
+    (concordant - discordant) / ((n + ties_x) * (n + ties_y)).sqrt()
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+struct Run {
+    method: Method,
+    seed: u64,
+    arch: String,
+    test_accuracy: f64,
+    /// Share of the table's architectures with a lower test accuracy, in percent.
+    percentile: f64,
+    search_seconds: f64,
+    tau: Option<f64>,
+    final_probabilities: String,
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let table = Table::read(&args.table)?;
+    let index = table.index();
+    let space_cfg: CellSpaceConfig = serde_json::from_value(table.space.clone())?;
+    let space = CellSpace::new(&space_cfg)?;
+    let data_cfg: DataConfig = serde_json::from_value(table.data.clone())?;
+    let data = nas_data::load(&data_cfg, table.seed)?;
+    let library = nas_runtime::locate_library(None)?;
+    let runtime = SessionSettings {
+        threads: args.threads,
+        ..SessionSettings::cpu(&library)
+    };
+    // Test accuracy per architecture (all 15,625), for lookups and percentiles.
+    let test_of = |arch: &str| -> Option<f64> {
+        index
+            .by_arch
+            .get(arch)
+            .and_then(|&i| table.rows[i].test_accuracy)
+    };
+    let mut all: Vec<f64> = table
+        .rows
+        .iter()
+        .flat_map(|r| std::iter::repeat_n(r.test_accuracy.unwrap_or(0.0), r.archs.len()))
+        .collect();
+    all.sort_by(f64::total_cmp);
+    let percentile = |acc: f64| 100.0 * all.partition_point(|&v| v < acc) as f64 / all.len() as f64;
+    let optimum = table.optimum().test_accuracy;
+    // What training one candidate costs, measured here under the same conditions as the
+    // searches: the table's recipe (its evaluator table) on the table's best architecture.
+    let one_training: f64 = {
+        let recipe = nas_train::TrainTable::parse(&table.evaluator)?.recipe;
+        let best = table
+            .rows
+            .iter()
+            .max_by(|a, b| a.test_accuracy.partial_cmp(&b.test_accuracy).expect("finite"))
+            .ok_or("the table is empty")?;
+        let graph = space.decode(&space.parse_arch(&best.archs[0])?)?;
+        let weights = nas_graph::Weights::he_init(&graph, table.seed)?;
+        let started = Instant::now();
+        let mut trainer = nas_train::Trainer::new(&graph, weights, &recipe, &runtime, &data)?;
+        trainer.train_epochs(recipe.epochs)?;
+        started.elapsed().as_secs_f64()
+    };
+
+    let mut runs = Vec::new();
+    for &method in &args.methods {
+        for &seed in &args.seeds {
+            let supernet = space.supernet(method.aux_skip())?;
+            let cfg = OneShotConfig {
+                method,
+                epochs: args.epochs,
+                arch_lr: args.arch_lr,
+                weight_lr: args.weight_lr,
+                seed: Some(seed),
+                ..OneShotConfig::default()
+            };
+            let started = Instant::now();
+            let mut trainer = SupernetTrainer::new(&supernet, &cfg, &runtime, &data)?;
+            for _ in 0..args.epochs {
+                let e = trainer.train_epoch()?;
+                eprint!(
+                    "\r{} seed {seed}: epoch {}/{} loss {:.3} {}",
+                    method.name(),
+                    e.epoch,
+                    args.epochs,
+                    e.train_loss,
+                    if e.derived.is_empty() {
+                        String::new()
+                    } else {
+                        space.arch_string(&e.derived.iter().map(|&v| v as f64).collect::<Vec<_>>())
+                    }
+                );
+            }
+            eprintln!();
+            let (choices, tau) = if method == Method::Spos {
+                // Score distinct random architectures with the shared weights.
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5905);
+                let mut seen = BTreeSet::new();
+                let (mut scores, mut truths, mut best) = (Vec::new(), Vec::new(), None);
+                while seen.len() < args.spos_sample {
+                    let c: Vec<usize> = (0..6).map(|_| rng.random_range(0..5)).collect();
+                    if !seen.insert(c.clone()) {
+                        continue;
+                    }
+                    let (_, acc) = trainer.score(&c)?;
+                    let arch = space.arch_string(&c.iter().map(|&v| v as f64).collect::<Vec<_>>());
+                    scores.push(acc);
+                    truths.push(test_of(&arch).unwrap_or(0.0));
+                    if best.as_ref().is_none_or(|(a, _)| acc > *a) {
+                        best = Some((acc, c));
+                    }
+                }
+                let tau = kendall_tau(&scores, &truths);
+                (best.expect("sampled").1, Some(tau))
+            } else {
+                (trainer.derive(), None)
+            };
+            let search_seconds = started.elapsed().as_secs_f64();
+            let arch = space.arch_string(&choices.iter().map(|&v| v as f64).collect::<Vec<_>>());
+            let acc = test_of(&arch).ok_or_else(|| format!("{arch} is not in the table"))?;
+            let probs = trainer
+                .arch()
+                .probabilities()
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .map(|v| format!("{v:.2}"))
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!(
+                "  -> {arch}: test {:.2} % (percentile {:.1}), {search_seconds:.1} s{}",
+                100.0 * acc,
+                percentile(acc),
+                tau.map(|t| format!(", Kendall tau {t:.3}")).unwrap_or_default()
+            );
+            runs.push(Run {
+                method,
+                seed,
+                arch,
+                test_accuracy: acc,
+                percentile: percentile(acc),
+                search_seconds,
+                tau,
+                final_probabilities: probs,
+            });
+        }
+    }
+    write_results(&args, &runs, optimum, one_training)
+}
+
+fn write_results(args: &Args, runs: &[Run], optimum: f64, one_training: f64) -> Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let mut csv = String::from(
+        "method,seed,arch,test_accuracy,percentile,search_seconds,kendall_tau,probabilities\n",
+    );
+    for r in runs {
+        writeln!(
+            csv,
+            "{},{},\"{}\",{:.4},{:.2},{:.2},{},{}",
+            r.method.name(),
+            r.seed,
+            r.arch,
+            r.test_accuracy,
+            r.percentile,
+            r.search_seconds,
+            r.tau.map(|t| format!("{t:.4}")).unwrap_or_default(),
+            r.final_probabilities
+        )?;
+    }
+    std::fs::write(args.out.join("runs.csv"), csv)?;
+    let mut md = format!(
+        "# One-shot search on `nb201-digits`\n\n{} epochs per search, seeds {:?}, arch_lr {}, \
+         weight_lr {}, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         table's recipe, measured in this run): {one_training:.2} s.\n\n\
+         | method | test accuracy, mean ± std (%) | percentile, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | Kendall tau | derived architectures |\n\
+         |---|---|---|---|---|---|---|\n",
+        args.epochs,
+        args.seeds,
+        args.arch_lr,
+        args.weight_lr,
+        args.threads,
+        100.0 * optimum
+    );
+    for &m in &args.methods {
+        let rs: Vec<&Run> = runs.iter().filter(|r| r.method == m).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let acc: Vec<f64> = rs.iter().map(|r| 100.0 * r.test_accuracy).collect();
+        let pct: Vec<f64> = rs.iter().map(|r| r.percentile).collect();
+        let secs: Vec<f64> = rs.iter().map(|r| r.search_seconds).collect();
+        let (am, asd) = mean_std(&acc);
+        let (pm, _) = mean_std(&pct);
+        let pmin = pct.iter().copied().fold(f64::INFINITY, f64::min);
+        let (sm, _) = mean_std(&secs);
+        let degenerate = |op: &str| rs.iter().filter(|r| r.arch.split('|').filter(|t| t.contains('~')).all(|t| t.starts_with(op))).count();
+        let taus: Vec<f64> = rs.iter().filter_map(|r| r.tau).collect();
+        let tau = if taus.is_empty() {
+            "-".to_string()
+        } else {
+            let (t, ts) = mean_std(&taus);
+            format!("{t:.3} ± {ts:.3}")
+        };
+        // `|` would end a markdown table cell.
+        let archs: Vec<String> = rs
+            .iter()
+            .map(|r| format!("`{}`", r.arch.replace('|', "\\|")))
+            .collect();
+        writeln!(
+            md,
+            "| {} | {am:.2} ± {asd:.2} | {pm:.1} ({pmin:.1}) | {} / {} / {} | {sm:.1} ({:.1}x) | {tau} | {} |",
+            m.name(),
+            degenerate("skip_connect"),
+            degenerate("avg_pool_3x3"),
+            degenerate("none"),
+            sm / one_training,
+            archs.join("<br>")
+        )?;
+    }
+    std::fs::write(args.out.join("summary.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
