@@ -846,6 +846,7 @@ impl Study {
             graph,
             fidelity: trial.fidelity,
             metrics: trial.metrics.clone(),
+            parent: None,
         };
         self.workers.submit(request, span)
     }

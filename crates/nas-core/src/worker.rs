@@ -111,6 +111,7 @@ impl Evaluator {
             graph,
             fidelity: trial.fidelity,
             metrics: trial.metrics.clone(),
+            parent: None,
         })
     }
 }

@@ -73,6 +73,7 @@ fn request(trial_id: u64, fidelity: Option<f64>) -> EvalRequest {
         graph: net(),
         fidelity,
         metrics: Metrics::new(),
+        parent: None,
     }
 }
 
