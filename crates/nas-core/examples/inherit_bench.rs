@@ -14,8 +14,9 @@
 //!
 //! Every arm starts a child from the same fresh weights (one seed per seed and step), and the
 //! same SGD recipe (batch 64, lr 0.1, cosine over the epochs trained). Prints one line per
-//! child and a markdown table: mean validation and test accuracy of the children, epochs per
-//! child, and accuracy per epoch trained.
+//! child (stderr) and a markdown table: epochs per child, mean validation and test accuracy of
+//! the children, and the paired difference in validation accuracy to the two scratch arms
+//! (mean ± standard error over the same children).
 //!
 //! `cargo run -p nas-core --example inherit_bench -- [--seeds 5] [--steps 6] [--epochs 4]
 //! [--channels 8] [--threads 2]`
@@ -218,9 +219,14 @@ fn main() -> Result<()> {
     );
     println!(
         "| arm | epochs per child | val accuracy (mean ± std) | test accuracy (mean ± std) | \
-         val accuracy per epoch trained | seconds per child | tensors inherited |"
+         val Δ vs scratch E/2 | val Δ vs scratch E | seconds per child | tensors inherited |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    // Paired over the same children: mean difference ± its standard error, in points.
+    let delta = |a: &Tally, b: &Tally| {
+        let d: Vec<f64> = a.val.iter().zip(&b.val).map(|(x, y)| 100.0 * (x - y)).collect();
+        format!("{:+.2} ± {:.2}", mean(&d), std(&d) / (d.len() as f64).sqrt())
+    };
     for (name, t) in ARMS.iter().zip(&tallies) {
         let per_child = t.epochs as f64 / children as f64;
         let inherited = if t.tensors > 0 {
@@ -229,12 +235,13 @@ fn main() -> Result<()> {
             "-".into()
         };
         println!(
-            "| {name} | {per_child:.0} | {:.2} ± {:.2} % | {:.2} ± {:.2} % | {:.2} % | {:.2} | {inherited} |",
+            "| {name} | {per_child:.0} | {:.2} ± {:.2} % | {:.2} ± {:.2} % | {} | {} | {:.2} | {inherited} |",
             100.0 * mean(&t.val),
             100.0 * std(&t.val),
             100.0 * mean(&t.test),
             100.0 * std(&t.test),
-            100.0 * mean(&t.val) / per_child,
+            delta(t, &tallies[1]),
+            delta(t, &tallies[0]),
             t.seconds / children as f64,
         );
     }
