@@ -86,7 +86,10 @@ fn evolution_children_inherit_their_parents_weights() {
         assert_eq!(*parent, None, "trial {id}");
         assert_eq!(metrics["inherited"], 0.0, "trial {id}");
         assert_eq!(metrics["epochs"], 2.0);
-        assert!(details["train"]["inheritance"]["note"].is_string(), "{details}");
+        assert!(
+            details["train"]["inheritance"]["note"].is_string(),
+            "{details}"
+        );
     }
     let mut inherited = 0;
     for (id, parent, metrics, details) in &rows[3..] {

@@ -162,7 +162,12 @@ fn main() -> Result<()> {
             .collect();
         let root = space.decode(&values)?;
         let init_seed = |step: usize| seed * 1000 + step as u64;
-        let root_trained = bench.train(&root, Weights::he_init(&root, init_seed(0))?, full, init_seed(0))?;
+        let root_trained = bench.train(
+            &root,
+            Weights::he_init(&root, init_seed(0))?,
+            full,
+            init_seed(0),
+        )?;
         eprintln!(
             "seed {seed} root {}: val {:.4}",
             space.arch_string(&values),
@@ -224,8 +229,17 @@ fn main() -> Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     // Paired over the same children: mean difference ± its standard error, in points.
     let delta = |a: &Tally, b: &Tally| {
-        let d: Vec<f64> = a.val.iter().zip(&b.val).map(|(x, y)| 100.0 * (x - y)).collect();
-        format!("{:+.2} ± {:.2}", mean(&d), std(&d) / (d.len() as f64).sqrt())
+        let d: Vec<f64> = a
+            .val
+            .iter()
+            .zip(&b.val)
+            .map(|(x, y)| 100.0 * (x - y))
+            .collect();
+        format!(
+            "{:+.2} ± {:.2}",
+            mean(&d),
+            std(&d) / (d.len() as f64).sqrt()
+        )
     };
     for (name, t) in ARMS.iter().zip(&tallies) {
         let per_child = t.epochs as f64 / children as f64;

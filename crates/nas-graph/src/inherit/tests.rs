@@ -103,9 +103,8 @@ fn nb201(ops: [usize; 6]) -> (Graph, Vec<String>) {
         let mut edge = 0;
         for to in 1..=3 {
             let mut terms = Vec::new();
-            for from in 0..to {
+            for &input in &nodes[..to] {
                 let l = |s: &str| format!("stage{stage}.edge{edge}.{s}");
-                let input = nodes[from];
                 let y = match ops[edge] {
                     0 => g.add(Op::Zero, &[input], l("zero")),
                     1 => g.add(Op::Identity, &[input], l("skip")),
