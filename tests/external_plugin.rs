@@ -84,7 +84,7 @@ impl Strategy for Corner {
             let mut values: Vec<f64> = self.space.choices.iter().map(|c| last(&c.kind)).collect();
             let i = self.state.rng.random_range(0..values.len());
             values[i] = kit::sample_choice(&self.space.choices[i].kind, &mut self.state.rng);
-            proposals.push(Proposal { values, fidelity: None });
+            proposals.push(Proposal { values, fidelity: None, parent: None });
         }
         Ok(proposals)
     }

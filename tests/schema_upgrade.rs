@@ -58,7 +58,7 @@ fn a_version_1_study_is_read_then_resumed_with_its_history() {
     );
     assert!(o.status.success(), "resume failed: {}", stderr(&o));
     assert!(stderr(&o).contains("(6 trials stored)"), "{}", stderr(&o));
-    assert_eq!(schema_version(&dir.join("study.db")), "2");
+    assert_eq!(schema_version(&dir.join("study.db")), "3");
     let after = trials(&dir, tmp.path());
     assert_eq!(after.len(), 10, "{after:#?}");
     for (old, new) in before.iter().zip(&after) {

@@ -109,6 +109,7 @@ pub fn evaluate(config: &StudyConfig, specs: &[String]) -> anyhow::Result<Vec<Sc
                 graph,
                 fidelity: None,
                 metrics,
+                parent: None,
             }),
         };
         out.push(Scored {

@@ -90,6 +90,7 @@ mod tests {
             attempts: 0,
             requeues: 0,
             told: true,
+            parent: None,
         }
     }
 

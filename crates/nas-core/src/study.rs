@@ -725,6 +725,7 @@ impl Study {
             metrics: Metrics::new(),
             error: None,
             proposal: Some(self.proposals),
+            parent: proposal.parent,
         })
     }
 
@@ -846,6 +847,7 @@ impl Study {
             graph,
             fidelity: trial.fidelity,
             metrics: trial.metrics.clone(),
+            parent: crate::worker::parent_ref(&self.storage, self.space.as_ref(), trial),
         };
         self.workers.submit(request, span)
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nas_plugin::EvalRequest;
+use nas_plugin::{EvalRequest, ParentRef};
 
 use crate::config::StudyConfig;
 use crate::pipeline::{Pipeline, PluginBuilds};
@@ -99,7 +99,7 @@ impl Evaluator {
         self.pipeline.builds()
     }
 
-    fn evaluate(&mut self, trial: &TrialRecord) -> Outcome {
+    fn evaluate(&mut self, trial: &TrialRecord, storage: &Storage) -> Outcome {
         let graph = match self.space.decode(&trial.values) {
             Ok(g) => g,
             Err(e) => return Outcome::undecodable(trial.metrics.clone(), &e),
@@ -111,8 +111,41 @@ impl Evaluator {
             graph,
             fidelity: trial.fidelity,
             metrics: trial.metrics.clone(),
+            parent: parent_ref(storage, self.space.as_ref(), trial),
         })
     }
+}
+
+/// The parent a trial names, for its evaluation request: only a completed trial whose values
+/// still decode is passed on (one that failed or is unknown is silently left out, since the
+/// candidate is evaluated the same without it).
+pub(crate) fn parent_ref(
+    storage: &Storage,
+    space: &dyn SearchSpace,
+    trial: &TrialRecord,
+) -> Option<ParentRef> {
+    let id = trial.parent?;
+    let parent = match storage.trial(id) {
+        Ok(Some(p)) => p,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(
+                trial = trial.id,
+                parent = id,
+                "cannot read the parent trial: {e}"
+            );
+            return None;
+        }
+    };
+    if parent.state != nas_plugin::TrialState::Complete {
+        return None;
+    }
+    let graph = space.decode(&parent.values).ok()?;
+    Some(ParentRef {
+        trial_id: parent.id,
+        hash: parent.hash,
+        graph,
+    })
 }
 
 /// Refuses to serve a study whose evaluator plugins were built differently here (their
@@ -321,7 +354,7 @@ fn claim_loop(
         let _entered = span.enter();
         *shared.current.lock().expect("current trial") = Some(trial.id);
         tracing::debug!(attempt = trial.attempts, "claimed; evaluating");
-        let outcome = evaluator.evaluate(&trial);
+        let outcome = evaluator.evaluate(&trial, storage);
         *shared.current.lock().expect("current trial") = None;
         if storage.report(trial.id, &options.name, &outcome)? {
             summary.done += 1;

@@ -4,12 +4,14 @@
 //! - [`shape`]: [`Graph::validate`], [`Graph::shapes`], [`Graph::param_count`], [`Graph::flops`].
 //! - [`weights`]: named f32 tensors, [`parameter_specs`], He initialization.
 //! - [`onnx`]: hand-written `onnx.proto` messages and [`export_inference`] (opset [`OPSET`]).
+//! - [`inherit`](mod@inherit): weight inheritance from a parent network (network morphism).
 //! - [`reference`](mod@reference): a float64 forward pass, the ground truth for tests and gradient checks.
 //! - [`Graph::canonical_hash`]: deduplication of equivalent candidates.
 //! - [`testing`]: random valid graphs for tests.
 
 pub mod error;
 mod hash;
+pub mod inherit;
 pub mod ir;
 pub mod onnx;
 pub mod reference;
@@ -20,6 +22,7 @@ pub mod train;
 pub mod weights;
 
 pub use error::GraphError;
+pub use inherit::{InheritReport, inherit};
 pub use ir::{Graph, GraphBuilder, Node, NodeId, Op};
 pub use onnx::{ExportOptions, GraphSignature, OPSET, export_inference, graph_signature};
 pub use shape::NodeCost;

@@ -135,6 +135,10 @@ pub struct Proposal {
     /// Requested fidelity (e.g. epochs) for multi-fidelity strategies; `None` = evaluator default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fidelity: Option<f64>,
+    /// The trial this candidate was derived from (e.g. the evaluated trial it mutates), so an
+    /// evaluator may start it from that trial's trained weights; `None` for fresh candidates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -247,6 +251,19 @@ pub struct EvalRequest {
     pub fidelity: Option<f64>,
     /// Metrics produced so far by the core (`params`, `flops`) and earlier pipeline stages.
     pub metrics: Metrics,
+    /// The completed trial the candidate was derived from, when its proposer named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+}
+
+/// The trial a candidate was derived from: its id, canonical hash and network.
+#[cfg(feature = "evaluator")]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParentRef {
+    pub trial_id: u64,
+    /// Canonical hash of the parent's network (the key of its kept checkpoint).
+    pub hash: String,
+    pub graph: nas_graph::Graph,
 }
 
 /// How an evaluation ended.

@@ -40,6 +40,7 @@ impl<const FLAW: u8> Strategy for Random<FLAW> {
                 Proposal {
                     values,
                     fidelity: None,
+                    parent: None,
                 }
             })
             .collect())

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use nas_data::SplitDataset;
-use nas_graph::Graph;
+use nas_graph::{Graph, Weights, parameter_specs};
 use nas_runtime::SessionSettings;
 use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,19 @@ impl<'d> Trainer<'d> {
 }
 
 impl TrainCheckpoint {
+    /// The network's weights and BatchNorm statistics held in the state (of the layers that
+    /// reach the output; optimizer buffers left out).
+    pub fn weights(&self) -> Result<Weights, TrainError> {
+        let specs = parameter_specs(&self.graph)
+            .map_err(TrainError::graph("the checkpoint's network is invalid"))?;
+        Ok(self
+            .state
+            .iter()
+            .filter(|(name, _)| specs.iter().any(|s| s.name == *name))
+            .map(|(name, t)| (name.clone(), t.clone()))
+            .collect())
+    }
+
     /// Writes the checkpoint; a temporary file is renamed into place, so readers never see
     /// a partial file.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
@@ -189,8 +202,22 @@ mod tests {
                     ArrayD::from_shape_fn(IxDyn(&[3, 4]), |i| (i[0] * 4 + i[1]) as f32 * 0.5),
                 ),
                 ("n2.bias".into(), ArrayD::from_elem(IxDyn(&[3]), -1.25)),
+                (
+                    "n2.weight.momentum".into(),
+                    ArrayD::from_elem(IxDyn(&[3, 4]), 0.5),
+                ),
             ],
         }
+    }
+
+    #[test]
+    fn weights_leave_the_optimizer_state_out() {
+        let c = sample();
+        let w = c.weights().unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w.get("n2.weight"), Some(&c.state[0].1));
+        assert_eq!(w.get("n2.bias"), Some(&c.state[1].1));
+        w.check(&c.graph).unwrap();
     }
 
     #[test]

@@ -7,7 +7,12 @@ use serde_json::Value;
 use crate::config::TrainConfig;
 
 /// Keys of the evaluator's table besides those of [`TrainConfig`].
-pub const EVALUATOR_KEYS: &[&str] = &["keep_checkpoints", "test_accuracy"];
+pub const EVALUATOR_KEYS: &[&str] = &[
+    "keep_checkpoints",
+    "test_accuracy",
+    "inherit",
+    "inherit_epochs",
+];
 
 /// The `train` evaluator's table, parsed and validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,6 +23,12 @@ pub struct TrainTable {
     pub keep_checkpoints: bool,
     /// Also report `test_accuracy` and `test_loss`.
     pub test_accuracy: bool,
+    /// Start a candidate whose proposer names a parent from the parent's trained weights
+    /// (network morphism), for [`TrainTable::inherit_epochs`] epochs.
+    pub inherit: bool,
+    /// Epochs of an inherited candidate: `inherit_epochs`, by default half of `epochs` (at
+    /// least 1).
+    pub inherit_epochs: usize,
 }
 
 impl TrainTable {
@@ -59,15 +70,36 @@ impl TrainTable {
         };
         let keep_checkpoints = flag("keep_checkpoints")?;
         let test_accuracy = flag("test_accuracy")?;
+        let inherit = flag("inherit")?;
+        let inherit_epochs = match map.remove("inherit_epochs") {
+            None => None,
+            Some(v) => match v.as_u64() {
+                Some(n) if (1..=1_000_000).contains(&n) => Some(n as usize),
+                _ => {
+                    return Err(format!(
+                        "train evaluator: `inherit_epochs` must be a whole number of epochs of at least 1, found {v}"
+                    ));
+                }
+            },
+        };
+        if inherit_epochs.is_some() && !inherit {
+            return Err(
+                "train evaluator: `inherit_epochs` is set but `inherit` is not; add `inherit = true` or remove it"
+                    .into(),
+            );
+        }
         let recipe: TrainConfig = serde_json::from_value(Value::Object(map))
             .map_err(|e| format!("train evaluator: {e}"))?;
         recipe
             .validate()
             .map_err(|e| format!("train evaluator: {e}"))?;
+        let inherit_epochs = inherit_epochs.unwrap_or((recipe.epochs / 2).max(1));
         Ok(TrainTable {
             recipe,
             keep_checkpoints,
             test_accuracy,
+            inherit,
+            inherit_epochs,
         })
     }
 }
@@ -87,6 +119,20 @@ mod tests {
         assert_eq!((s.recipe.epochs, s.recipe.lr), (3, Some(0.1)));
         assert!(s.keep_checkpoints);
         assert!(!s.test_accuracy);
+    }
+
+    #[test]
+    fn inherit_epochs_default_to_half_the_epochs() {
+        let s = TrainTable::parse(&json!({"epochs": 6})).unwrap();
+        assert!(!s.inherit);
+        let s = TrainTable::parse(&json!({"epochs": 6, "inherit": true})).unwrap();
+        assert!(s.inherit);
+        assert_eq!(s.inherit_epochs, 3);
+        let s = TrainTable::parse(&json!({"epochs": 1, "inherit": true})).unwrap();
+        assert_eq!(s.inherit_epochs, 1);
+        let s =
+            TrainTable::parse(&json!({"epochs": 6, "inherit": true, "inherit_epochs": 4})).unwrap();
+        assert_eq!((s.inherit_epochs, s.recipe.epochs), (4, 6));
     }
 
     #[test]
@@ -115,7 +161,7 @@ mod tests {
         assert!(e.contains("unknown option `epoch`"), "{e}");
         assert!(
             e.contains("epochs, batch, optimizer, lr")
-                && e.ends_with("keep_checkpoints, test_accuracy"),
+                && e.ends_with("keep_checkpoints, test_accuracy, inherit, inherit_epochs"),
             "{e}"
         );
     }
@@ -130,6 +176,10 @@ mod tests {
         assert!(e.contains("true or false"), "{e}");
         let e = TrainTable::parse(&json!({"test_accuracy": 1})).unwrap_err();
         assert!(e.contains("`test_accuracy` must be true or false"), "{e}");
+        let e = TrainTable::parse(&json!({"inherit": true, "inherit_epochs": 0})).unwrap_err();
+        assert!(e.contains("`inherit_epochs` must be a whole number"), "{e}");
+        let e = TrainTable::parse(&json!({"inherit_epochs": 2})).unwrap_err();
+        assert!(e.contains("add `inherit = true`"), "{e}");
         let e = TrainTable::parse(&json!([1])).unwrap_err();
         assert!(e.contains("table"), "{e}");
     }

@@ -29,6 +29,7 @@ fn request(graph: Graph) -> EvalRequest {
         graph,
         fidelity: None,
         metrics: Metrics::new(),
+        parent: None,
     }
 }
 

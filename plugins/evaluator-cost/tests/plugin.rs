@@ -67,6 +67,7 @@ fn the_plugin_loads_and_evaluates_a_graph() {
         graph: graph.clone(),
         fidelity: None,
         metrics: Metrics::new(),
+        parent: None,
     };
     let result = evaluator.evaluate(&request).unwrap();
     assert_eq!(result.metrics["params"], (2 * 9 + 2 * 3 + 3) as f64);

@@ -53,6 +53,7 @@ fn request_with(graph: Graph, arch: &str, fidelity: Option<f64>) -> EvalRequest 
         graph,
         fidelity,
         metrics,
+        parent: None,
     }
 }
 
@@ -438,6 +439,7 @@ fn every_cell_passes_the_network_check() {
             graph: space.decode(&values).unwrap(),
             fidelity: None,
             metrics: Metrics::new(),
+            parent: None,
         };
         e.evaluate(&req)
             .unwrap_or_else(|err| panic!("{arch}: {err}"));

@@ -60,6 +60,7 @@ fn the_plugin_loads_and_looks_up_a_cell_of_the_real_space() {
         metrics: Metrics::from([("flops".to_string(), graph.flops().unwrap() as f64)]),
         graph,
         fidelity: None,
+        parent: None,
     };
     let result = evaluator.evaluate(&request).unwrap();
     let m = &result.metrics;

@@ -78,6 +78,7 @@ fn request(channels: usize, arch: &str, fidelity: Option<f64>) -> EvalRequest {
         graph: graph(channels, arch),
         fidelity,
         metrics: Metrics::new(),
+        parent: None,
     }
 }
 

@@ -11,7 +11,19 @@
 //! epochs = 10               # every key of the recipe (nas_train::TrainConfig: lr, batch, ...)
 //! keep_checkpoints = true   # continue training when a higher fidelity comes for the same net
 //! test_accuracy = false     # also measure the test split (for tabular benchmarks, `nas tabulate`)
+//! inherit = false           # start a mutated child from its parent's trained weights
+//! inherit_epochs = 5        # epochs of an inherited child (default: half of `epochs`, at least 1)
 //! ```
+//!
+//! Inheritance: with `inherit = true` the final weights of every trained candidate are kept
+//! (`<study_dir>/checkpoints/<canonical hash>.ckpt`, as with `keep_checkpoints`). A request
+//! whose proposer named a parent (evolution and local search name the trial they mutated)
+//! whose checkpoint exists, was trained on the same data and fits, starts from
+//! [`nas_graph::inherit`] of the parent's weights (every layer at the same place with the same
+//! shape copied, a grown conv kernel embedded at the centre, a conv replacing `none` starting
+//! silent, the rest freshly initialised) and trains for `inherit_epochs` epochs (a requested
+//! fidelity still wins). It reports `inherited` (1 or 0) and, in the details, `inheritance`:
+//! the parent trial and the tensors copied, morphed and fresh (or why nothing was inherited).
 //!
 //! `test_accuracy = true` adds `test_accuracy` and `test_loss` of the trained network on the
 //! test split. A search must not select on them (that leaks the test set into the choice); they
@@ -31,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nas_data::{DataConfig, Part, SplitDataset};
-use nas_graph::Weights;
+use nas_graph::{InheritReport, Weights};
 use nas_plugin::{
     EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
     RuntimeSettings,
@@ -106,26 +118,43 @@ impl Evaluator for TrainEvaluator {
 
     fn evaluate(&mut self, req: &EvalRequest) -> Result<EvalResult, PluginError> {
         let started = Instant::now();
-        let target = requested_epochs(req.fidelity, self.settings.recipe.epochs)?;
-        let path = self.settings.keep_checkpoints.then(|| {
-            self.checkpoints
-                .join(format!("{}.ckpt", req.graph.canonical_hash()))
-        });
+        let mut target = requested_epochs(req.fidelity, self.settings.recipe.epochs)?;
+        let keep = self.settings.keep_checkpoints || self.settings.inherit;
+        let path = keep.then(|| self.checkpoint_path(&req.graph.canonical_hash()));
         let (resumable, note) = match &path {
-            Some(p) if p.is_file() => self.usable_checkpoint(p, req, target),
+            Some(p) if self.settings.keep_checkpoints && p.is_file() => {
+                self.usable_checkpoint(p, req, target)
+            }
             _ => (None, None),
         };
+        let mut inheritance = serde_json::Value::Null;
+        let mut inherited = false;
         let mut trainer = match &resumable {
             Some(c) => Trainer::resume(c, &self.runtime, &self.data)?,
             None => {
                 let mut cfg = self.settings.recipe.clone();
-                cfg.epochs = cfg.epochs.max(target);
                 let seed = cfg
                     .seed
                     .unwrap_or_else(|| self.seed.wrapping_add(req.trial_id));
                 cfg.seed = Some(seed);
-                let weights = Weights::he_init(&req.graph, seed)
+                let mut weights = Weights::he_init(&req.graph, seed)
                     .map_err(|e| format!("train evaluator: cannot initialise weights: {e}"))?;
+                if self.settings.inherit {
+                    let (w, info) = self.inherit(req, weights);
+                    weights = w;
+                    if let Ok(report) = &info {
+                        inherited = report.inherited_any();
+                    }
+                    if inherited && req.fidelity.is_none() {
+                        target = self.settings.inherit_epochs;
+                    }
+                    inheritance = inheritance_details(req, info);
+                }
+                cfg.epochs = if inherited && req.fidelity.is_none() {
+                    target
+                } else {
+                    cfg.epochs.max(target)
+                };
                 Trainer::new(&req.graph, weights, &cfg, &self.runtime, &self.data)?
             }
         };
@@ -146,7 +175,15 @@ impl Evaluator for TrainEvaluator {
             }
         };
         let mut saved = None;
-        if let Some(p) = &path {
+        if let Some(p) = &path
+            && let Some(dir) = p.parent()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!(
+                    "train evaluator: cannot create the checkpoint folder {}: {e}",
+                    dir.display()
+                )
+            })?;
             let further = resumable.is_none() && note.as_deref() == Some(FURTHER);
             if !further {
                 trainer.checkpoint()?.save(p)?;
@@ -168,7 +205,10 @@ impl Evaluator for TrainEvaluator {
             metrics.insert("test_accuracy".into(), t.accuracy);
             metrics.insert("test_loss".into(), t.loss);
         }
-        let details = json!({
+        if self.settings.inherit {
+            metrics.insert("inherited".into(), if inherited { 1.0 } else { 0.0 });
+        }
+        let mut details = json!({
             "curve": trainer.history(),
             "resumed_from_epoch": resumed_from,
             "schedule_epochs": trainer.config().epochs,
@@ -179,6 +219,9 @@ impl Evaluator for TrainEvaluator {
             "checkpoint": saved,
             "checkpoint_note": note,
         });
+        if self.settings.inherit {
+            details["inheritance"] = inheritance;
+        }
         Ok(EvalResult {
             metrics,
             status: EvalStatus::Ok,
@@ -189,7 +232,70 @@ impl Evaluator for TrainEvaluator {
 
 const FURTHER: &str = "the kept checkpoint is past the requested fidelity; trained from scratch";
 
+/// What the trial's details say about inheritance: the parent and the tensors copied,
+/// morphed and fresh, or why nothing was inherited.
+fn inheritance_details(
+    req: &EvalRequest,
+    info: Result<InheritReport, String>,
+) -> serde_json::Value {
+    let parent = req.parent.as_ref().map(|p| p.trial_id);
+    match info {
+        Ok(r) => json!({
+            "parent": parent,
+            "copied": r.copied,
+            "morphed": r.morphed,
+            "fresh": r.fresh,
+        }),
+        Err(why) => json!({ "parent": parent, "note": why }),
+    }
+}
+
 impl TrainEvaluator {
+    fn checkpoint_path(&self, hash: &str) -> PathBuf {
+        self.checkpoints.join(format!("{hash}.ckpt"))
+    }
+
+    /// `init` with what can be inherited from the request's parent, and what was (or why
+    /// nothing was).
+    fn inherit(
+        &self,
+        req: &EvalRequest,
+        init: Weights,
+    ) -> (Weights, Result<InheritReport, String>) {
+        let Some(parent) = &req.parent else {
+            return (init, Err("the candidate has no parent".into()));
+        };
+        let path = self.checkpoint_path(&parent.hash);
+        if !path.is_file() {
+            return (
+                init,
+                Err(format!(
+                    "no kept weights of parent trial {} ({})",
+                    parent.trial_id,
+                    path.display()
+                )),
+            );
+        }
+        let c = match TrainCheckpoint::load(&path) {
+            Ok(c) => c,
+            Err(e) => return (init, Err(format!("ignored: {e}"))),
+        };
+        if c.data != DataFingerprint::of(&self.data) {
+            return (
+                init,
+                Err("the parent's weights were trained on other data".into()),
+            );
+        }
+        let weights = match c.weights() {
+            Ok(w) => w,
+            Err(e) => return (init, Err(format!("ignored: {e}"))),
+        };
+        // The kept weights belong to the checkpoint's network (equivalent to the parent's,
+        // with possibly other node numbers).
+        let (w, report) = nas_graph::inherit(&c.graph, &weights, &req.graph, &init);
+        (w, Ok(report))
+    }
+
     /// The checkpoint at `path` if training can continue from it, else why not.
     fn usable_checkpoint(
         &self,

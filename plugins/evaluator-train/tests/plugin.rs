@@ -73,6 +73,7 @@ fn request(trial_id: u64, fidelity: Option<f64>) -> EvalRequest {
         graph: net(),
         fidelity,
         metrics: Metrics::new(),
+        parent: None,
     }
 }
 
@@ -212,4 +213,79 @@ fn test_accuracy_is_measured_on_the_test_split_when_asked_for() {
         .unwrap()
         .metrics;
     assert!(!m.contains_key("test_accuracy"), "{m:?}");
+}
+
+/// `net()` with its second conv's kernel grown from 3 to 5.
+fn wider_kernel_net() -> Graph {
+    let mut g = net();
+    for node in &mut g.nodes {
+        if let Op::Conv2d {
+            out_channels: 32,
+            kernel,
+            padding,
+            ..
+        } = &mut node.op
+        {
+            *kernel = [5, 5];
+            *padding = [2, 2];
+        }
+    }
+    g
+}
+
+#[test]
+fn an_inherited_child_starts_from_its_parents_weights() {
+    let lib = PluginLibrary::open(&plugin_path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        json!({"epochs": 4, "lr": 0.2, "inherit": true}),
+        json!({"dataset": "digits"}),
+        dir.path(),
+    );
+    let mut evaluator = lib.create_evaluator(&ctx).unwrap();
+    let parent = evaluator.evaluate(&request(1, None)).unwrap();
+    assert_eq!(parent.metrics["inherited"], 0.0);
+    assert_eq!(parent.metrics["epochs"], 4.0);
+    assert_eq!(
+        parent.details["inheritance"]["note"],
+        "the candidate has no parent"
+    );
+    let child = |id: u64, parent: Option<nas_plugin::ParentRef>| EvalRequest {
+        graph: wider_kernel_net(),
+        parent,
+        ..request(id, None)
+    };
+    let parent_ref = nas_plugin::ParentRef {
+        trial_id: 1,
+        hash: net().canonical_hash(),
+        graph: net(),
+    };
+    let inherited = evaluator.evaluate(&child(2, Some(parent_ref))).unwrap();
+    println!("inherited: {:?}", inherited.metrics);
+    let m = &inherited.metrics;
+    assert_eq!(m["inherited"], 1.0);
+    assert_eq!(m["epochs"], 2.0, "half of `epochs`");
+    let info = &inherited.details["inheritance"];
+    assert_eq!(info["parent"], 1);
+    // Every tensor but the grown kernel came over unchanged; that one was morphed.
+    assert_eq!(info["copied"].as_array().unwrap().len(), 1 + 4 + 4 + 2);
+    assert_eq!(info["morphed"], json!(["n4.weight"]));
+    assert_eq!(info["fresh"], json!([]));
+    // A parent without kept weights: trained from scratch for the full epochs.
+    let orphan = nas_plugin::ParentRef {
+        trial_id: 7,
+        hash: "0000".into(),
+        graph: net(),
+    };
+    let fresh = evaluator.evaluate(&child(3, Some(orphan))).unwrap();
+    assert_eq!(fresh.metrics["inherited"], 0.0);
+    assert_eq!(fresh.metrics["epochs"], 4.0);
+    assert!(
+        fresh.details["inheritance"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("no kept weights of parent trial 7"),
+        "{}",
+        fresh.details
+    );
 }

@@ -61,6 +61,7 @@ fn request(graph: Graph) -> EvalRequest {
         graph,
         fidelity: None,
         metrics: Metrics::new(),
+        parent: None,
     }
 }
 

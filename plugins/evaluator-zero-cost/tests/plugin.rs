@@ -52,6 +52,7 @@ fn request(trial_id: u64, space: &CellSpace, arch: &str) -> EvalRequest {
         values,
         fidelity: None,
         metrics: Metrics::new(),
+        parent: None,
     }
 }
 

@@ -5,7 +5,8 @@
 //! whoever proposed them. Until it is full, proposals are uniform random. Afterwards every
 //! proposal is a tournament: `sample` distinct members drawn uniformly, the one with the lowest
 //! first loss becomes the parent, and exactly one of its choices is changed. Members leave by
-//! age, not by fitness; that is the regularization.
+//! age, not by fitness; that is the regularization. A mutated child names its parent's trial
+//! (`Proposal::parent`), so an evaluator may start it from the parent's trained weights.
 //!
 //! Options (the strategy's TOML table): `population` (default 20), `sample` (default 5).
 
@@ -88,27 +89,31 @@ impl Evolution {
         self.config
     }
 
-    fn propose(&mut self) -> Vec<f64> {
+    /// The next candidate and, for a mutated child, the trial id of its parent.
+    fn propose(&mut self) -> (Vec<f64>, Option<u64>) {
         if self.population.len() < self.config.population {
-            return kit::sample_point(&self.space, &mut self.rng);
+            return (kit::sample_point(&self.space, &mut self.rng), None);
         }
         // A child equal to a living member would only re-enter the population as a copy
         // (the study answers it from its cache), so a few fresh tournaments are tried first.
         let mut child = Vec::new();
+        let mut parent_id = None;
         for _ in 0..MUTATION_ATTEMPTS {
             let parent = self.tournament();
             child = self.population[parent].values.clone();
+            parent_id = None;
             // A space with a single candidate has nothing to mutate.
             if !self.mutable.is_empty() {
                 let i = self.mutable[self.rng.random_range(0..self.mutable.len())];
                 let kind = &self.space.choices[i].kind;
                 child[i] = kit::mutate_value(kind, child[i], FLOAT_STEP, &mut self.rng);
+                parent_id = Some(self.population[parent].trial_id);
             }
             if !self.population.iter().any(|m| m.values == child) {
                 break;
             }
         }
-        child
+        (child, parent_id)
     }
 
     /// Index of the best of `sample` distinct members drawn uniformly; ties go to the first
@@ -207,9 +212,13 @@ impl Strategy for Evolution {
 
     fn ask(&mut self, n: usize) -> Result<Vec<Proposal>, PluginError> {
         Ok((0..n)
-            .map(|_| Proposal {
-                values: self.propose(),
-                fidelity: None,
+            .map(|_| {
+                let (values, parent) = self.propose();
+                Proposal {
+                    values,
+                    fidelity: None,
+                    parent,
+                }
             })
             .collect())
     }

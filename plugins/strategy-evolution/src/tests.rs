@@ -261,6 +261,7 @@ fn mutation_changes_exactly_one_choice_of_the_tournament_winner() {
             space.check(&p.values).unwrap();
             let d = differing(&p.values, &best);
             assert_eq!(d.len(), 1, "{:?} vs {best:?}", p.values);
+            assert_eq!(p.parent, Some(1), "the child names the winner's trial");
             changed[d[0]] += 1;
         }
     }
@@ -434,6 +435,7 @@ impl Strategy for Uniform {
                     .map(|c| sample_choice(&c.kind, &mut self.1))
                     .collect(),
                 fidelity: None,
+                parent: None,
             })
             .collect())
     }

@@ -311,6 +311,7 @@ impl Strategy for Grid {
             proposals.push(Proposal {
                 values: self.values(self.permutation.at(position)),
                 fidelity: None,
+                parent: None,
             });
         }
         Ok(proposals)

@@ -331,6 +331,7 @@ impl Hyperband {
         Proposal {
             values,
             fidelity: Some(self.ladder[self.rungs[r].level]),
+            parent: None,
         }
     }
 
@@ -346,6 +347,7 @@ impl Hyperband {
                 return Some(Proposal {
                     values: e.values.clone(),
                     fidelity: Some(fidelity),
+                    parent: None,
                 });
             }
             let rung = &self.rungs[c];
@@ -401,6 +403,7 @@ impl Hyperband {
             return Proposal {
                 values,
                 fidelity: Some(self.ladder[self.rungs[r + 1].level]),
+                parent: None,
             };
         }
         self.new_entry(0)

@@ -402,6 +402,7 @@ fn synchronous_rung_waits_for_all_its_results() {
     let other = Proposal {
         values: vec![0.0; 12],
         fidelity: None,
+        parent: None,
     };
     s.tell(&[complete(999, &other, -100.0)]).unwrap();
     assert!(s.ask(3).unwrap().is_empty());
@@ -631,6 +632,7 @@ fn bad_observation_is_an_error_and_changes_nothing() {
     let bad = Proposal {
         values: vec![0.0, 3.0, 0.0],
         fidelity: Some(1.0),
+        parent: None,
     };
     let e = s
         .tell(&[complete(1, &p, 1.0), complete(2, &bad, 1.0)])
@@ -658,6 +660,7 @@ fn multi_fidelity_beats_random_search_at_full_fidelity_for_the_same_cost() {
                     let p = Proposal {
                         values: RandomSampler.sample(&space, &mut rng),
                         fidelity: Some(27.0),
+                        parent: None,
                     };
                     sim.evaluate(&p);
                 }

@@ -11,6 +11,9 @@
 //! been evaluated without improvement the climb is stuck and restarts from a new uniform
 //! random point, at most `restarts` times. Failed, pruned and infeasible trials never improve.
 //!
+//! A neighbour names the incumbent's trial as its parent (`Proposal::parent`), so an evaluator
+//! may start it from the incumbent's trained weights.
+//!
 //! Proposed floats are rounded to 12 significant digits so they cross the JSON ABI exactly
 //! and told results can be matched to proposals bit for bit.
 //!
@@ -79,6 +82,9 @@ struct SavedState {
     rng: kit::Rng,
     /// Every evaluated point with its loss (absent: bad), in the order told.
     points: Vec<(Vec<i64>, Option<u64>)>,
+    /// The trial id of each point (absent in states saved before trial ids were kept).
+    #[serde(default)]
+    trial_ids: Vec<u64>,
     incumbent: Option<SavedIncumbent>,
     start: Option<Vec<i64>>,
     pending: Vec<(Vec<i64>, u64)>,
@@ -101,6 +107,9 @@ pub struct Local {
     rng: kit::Rng,
     /// Every evaluated point, in the order told, and an index into it by value bits.
     points: Vec<(Vec<f64>, Option<f64>)>,
+    /// The trial id each point was told with (the first one), parallel to `points`; shorter
+    /// when restored from an older state.
+    trial_ids: Vec<u64>,
     index: HashMap<Vec<u64>, usize>,
     incumbent: Option<Incumbent>,
     /// A start point proposed and not yet told.
@@ -118,7 +127,8 @@ pub struct Local {
 }
 
 enum Next {
-    Propose(Vec<f64>),
+    /// A point and the trial it neighbours (the incumbent's), if any.
+    Propose(Vec<f64>, Option<u64>),
     Wait,
 }
 
@@ -134,6 +144,12 @@ impl Local {
 
     fn loss_of(&self, values: &[f64]) -> Option<Option<f64>> {
         self.index.get(&bits(values)).map(|&i| self.points[i].1)
+    }
+
+    /// The trial id a point was told with, when known.
+    fn trial_of(&self, values: &[f64]) -> Option<u64> {
+        let &i = self.index.get(&bits(values))?;
+        self.trial_ids.get(i).copied()
     }
 
     fn in_flight(&self, values: &[f64]) -> bool {
@@ -214,7 +230,7 @@ impl Local {
                         waiting = true;
                         continue;
                     }
-                    return Next::Propose(n);
+                    return Next::Propose(n, self.trial_of(&inc.values));
                 }
                 if waiting {
                     return Next::Wait;
@@ -232,7 +248,7 @@ impl Local {
                 return if self.in_flight(start) {
                     Next::Wait
                 } else {
-                    Next::Propose(start.clone())
+                    Next::Propose(start.clone(), None)
                 };
             }
             if !self.started {
@@ -259,7 +275,7 @@ impl Local {
                 Some(Some(l)) => self.set_incumbent(point, l),
                 _ => {
                     self.start = Some(point.clone());
-                    return Next::Propose(point);
+                    return Next::Propose(point, None);
                 }
             }
         }
@@ -297,6 +313,7 @@ impl Strategy for Local {
             config,
             rng: kit::seeded(ctx.seed),
             points: Vec::new(),
+            trial_ids: Vec::new(),
             index: HashMap::new(),
             incumbent: None,
             start: None,
@@ -314,7 +331,7 @@ impl Strategy for Local {
         self.pending.retain(|(_, at)| told - at < STALE_AFTER);
         let mut proposals = Vec::new();
         while proposals.len() < n {
-            let Next::Propose(values) = self.next() else {
+            let Next::Propose(values, parent) = self.next() else {
                 break;
             };
             // A stale entry proposed again restarts its clock.
@@ -323,6 +340,7 @@ impl Strategy for Local {
             proposals.push(Proposal {
                 values,
                 fidelity: None,
+                parent,
             });
         }
         Ok(proposals)
@@ -351,6 +369,9 @@ impl Strategy for Local {
             if !self.index.contains_key(&key) {
                 self.index.insert(key, self.points.len());
                 self.points.push((values.clone(), loss));
+                if self.trial_ids.len() + 1 == self.points.len() {
+                    self.trial_ids.push(o.trial_id);
+                }
             }
             let loss = self.loss_of(&values).flatten();
             if self.start.as_ref() == Some(&values) {
@@ -378,6 +399,7 @@ impl Strategy for Local {
             points: (self.points.iter())
                 .map(|(v, l)| (self.encode_values(v), l.map(f64::to_bits)))
                 .collect(),
+            trial_ids: self.trial_ids.clone(),
             incumbent: self.incumbent.as_ref().map(|inc| SavedIncumbent {
                 values: self.encode_values(&inc.values),
                 loss: inc.loss.to_bits(),
@@ -437,6 +459,7 @@ impl Strategy for Local {
             config: self.config,
             rng: state.rng,
             points,
+            trial_ids: state.trial_ids,
             index,
             incumbent,
             start,

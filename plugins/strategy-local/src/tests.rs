@@ -193,6 +193,7 @@ fn climbs_through_one_choice_neighbours_and_waits_for_results() {
     let start = s.ask(10).unwrap();
     assert_eq!(start.len(), 1);
     assert!(s.ask(3).unwrap().is_empty());
+    assert_eq!(start[0].parent, None, "a random start has no parent");
     let start = start[0].values.clone();
     s.tell(&[complete(0, start.clone(), 100.0)]).unwrap();
     // The whole neighbourhood, once each, then a wait for the results.
@@ -206,6 +207,7 @@ fn climbs_through_one_choice_neighbours_and_waits_for_results() {
     for p in &batch {
         sp.check(&p.values).unwrap();
         assert_eq!(differing(&p.values, &start).len(), 1, "{:?}", p.values);
+        assert_eq!(p.parent, Some(0), "a neighbour names the incumbent's trial");
     }
     assert!(s.ask(1).unwrap().is_empty());
     // The third neighbour improves: its own neighbours come next.
@@ -217,6 +219,7 @@ fn climbs_through_one_choice_neighbours_and_waits_for_results() {
     let moved = batch[2].values.clone();
     for p in s.ask(5).unwrap() {
         assert_eq!(differing(&p.values, &moved).len(), 1, "{:?}", p.values);
+        assert_eq!(p.parent, Some(3));
         // Points already evaluated (the start among them) are not proposed again.
         assert!(p.values != start);
     }

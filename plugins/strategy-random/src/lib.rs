@@ -30,6 +30,7 @@ impl Strategy for RandomSearch {
             .map(|_| Proposal {
                 values: kit::sample_point(&self.space, &mut self.rng),
                 fidelity: None,
+                parent: None,
             })
             .collect())
     }

@@ -482,6 +482,7 @@ impl Strategy for Reinforce {
             .map(|_| Proposal {
                 values: self.sample(),
                 fidelity: None,
+                parent: None,
             })
             .collect())
     }

@@ -239,6 +239,7 @@ impl Strategy for Tpe {
             proposals.push(Proposal {
                 values,
                 fidelity: None,
+                parent: None,
             });
         }
         Ok(proposals)

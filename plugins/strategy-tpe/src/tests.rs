@@ -480,6 +480,7 @@ impl Strategy for Uniform {
                     .map(|c| sample_choice(&c.kind, &mut self.1))
                     .collect(),
                 fidelity: None,
+                parent: None,
             })
             .collect())
     }

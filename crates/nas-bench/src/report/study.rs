@@ -600,6 +600,7 @@ mod tests {
             attempts: 1,
             requeues: 0,
             told: true,
+            parent: None,
         }
     }
 

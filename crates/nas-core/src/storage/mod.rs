@@ -33,8 +33,9 @@ pub use url::StorageUrl;
 
 pub const DB_FILE: &str = "study.db";
 /// Version 2 added workers: claim attempts, requeues, the told flag, proposal numbers and
-/// the worker table. Older stores are migrated forward when opened for writing.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// the worker table; version 3 the parent trial of a derived candidate. Older stores are
+/// migrated forward when opened for writing.
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -117,6 +118,8 @@ pub struct TrialRecord {
     /// Whether the strategies were told its outcome (a worker's result waits for the
     /// coordinator to tell it).
     pub told: bool,
+    /// The trial its proposer derived it from (e.g. mutated), if any.
+    pub parent: Option<u64>,
 }
 
 /// A trial id and fidelity with the values of some of its metrics (`None` where absent).
@@ -137,6 +140,8 @@ pub struct NewTrial {
     /// The study's proposal number it came from: storing the same proposal twice (a retry
     /// after a lost connection) stores one trial.
     pub proposal: Option<u64>,
+    /// The trial its proposer derived it from, if any.
+    pub parent: Option<u64>,
 }
 
 /// How a trial ended.
@@ -483,6 +488,7 @@ pub(crate) struct RawRow {
     pub attempts: u32,
     pub requeues: u32,
     pub told: bool,
+    pub parent: Option<u64>,
 }
 
 impl RawRow {
@@ -521,6 +527,7 @@ impl RawRow {
             attempts: self.attempts,
             requeues: self.requeues,
             told: self.told,
+            parent: self.parent,
         })
     }
 }

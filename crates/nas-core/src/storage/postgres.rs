@@ -66,6 +66,7 @@ const SCHEMA: &str = "
         requeues INTEGER NOT NULL DEFAULT 0,
         told BOOLEAN NOT NULL DEFAULT TRUE,
         proposal BIGINT,
+        parent BIGINT,
         PRIMARY KEY (study_id, id),
         UNIQUE (study_id, proposal)
     );
@@ -98,9 +99,12 @@ const SCHEMA: &str = "
         PRIMARY KEY (study_id, name)
     );";
 
-/// Forward migrations by the version they start from (the PostgreSQL schema began at the
-/// version that introduced it, so there are none yet).
-const MIGRATIONS: &[(i64, &str)] = &[];
+/// Forward migrations by the version they start from (the PostgreSQL schema began at
+/// version 2).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    "ALTER TABLE nas_trials ADD COLUMN IF NOT EXISTS parent BIGINT;",
+)];
 
 /// Key of the advisory lock that serialises schema creation across processes.
 const SCHEMA_LOCK: i64 = 0x6e61_735f_7363_6865;
@@ -109,13 +113,20 @@ const COORDINATOR_LOCK: i32 = 0x6e61_7363;
 
 const TRIAL_COLUMNS: &str = "id, state, strategy, strategy_index, choices, arch, hash, fidelity,
     metrics, details, error, created_at, started_at, finished_at, worker, attempts, requeues,
-    told";
+    told, parent";
+/// The same, read from a version-2 database opened read-only (it has no `parent` column and
+/// is not migrated).
+const TRIAL_COLUMNS_V2: &str = "id, state, strategy, strategy_index, choices, arch, hash,
+    fidelity, metrics, details, error, created_at, started_at, finished_at, worker, attempts,
+    requeues, told, NULL::BIGINT AS parent";
 
 pub(crate) struct Postgres {
     url: StorageUrl,
     name: String,
     study_id: i64,
     conn: Mutex<Connection>,
+    /// The trial columns as this database holds them.
+    trial_columns: &'static str,
 }
 
 struct Connection {
@@ -337,6 +348,10 @@ impl Postgres {
                 client: Some(Session::new(client)),
                 coordinating: false,
             }),
+            trial_columns: match version {
+                Some(v) if mode == OpenMode::ReadOnly && v < 3 => TRIAL_COLUMNS_V2,
+                _ => TRIAL_COLUMNS,
+            },
         })
     }
 
@@ -433,7 +448,8 @@ impl Postgres {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<TrialRecord>, StorageError> {
         let sql = format!(
-            "SELECT {TRIAL_COLUMNS} FROM nas_trials WHERE study_id = $1 {filter} ORDER BY id"
+            "SELECT {} FROM nas_trials WHERE study_id = $1 {filter} ORDER BY id",
+            self.trial_columns
         );
         let rows = self.run(|c, _| {
             let mut all: Vec<&(dyn ToSql + Sync)> = vec![&self.study_id];
@@ -491,6 +507,7 @@ fn raw_row(r: &Row) -> RawRow {
         attempts: r.get::<_, i32>("attempts") as u32,
         requeues: r.get::<_, i32>("requeues") as u32,
         told: r.get("told"),
+        parent: r.get::<_, Option<i64>>("parent").map(|p| p as u64),
     }
 }
 
@@ -566,6 +583,7 @@ impl Backend for Postgres {
         let values = serde_json::to_string(&trial.values).expect("values serialize");
         let metrics = metrics_text(&trial.metrics);
         let proposal = trial.proposal.map(|p| p as i64);
+        let parent = trial.parent.map(|p| p as i64);
         let finished = trial.state.is_finished();
         self.run(|c, _| {
             let existing =
@@ -573,9 +591,9 @@ impl Backend for Postgres {
             let insert = c.prepare(&format!(
                 "INSERT INTO nas_trials (study_id, id, state, strategy, strategy_index,
                      choices, arch, hash, fidelity, metrics, error, created_at,
-                     finished_at, proposal)
+                     finished_at, proposal, parent)
                  SELECT $1, coalesce(max(id), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9,
-                        $10, {CLOCK}, CASE WHEN $11 THEN {CLOCK} END, $12
+                        $10, {CLOCK}, CASE WHEN $11 THEN {CLOCK} END, $12, $13
                  FROM nas_trials WHERE study_id = $1
                  RETURNING id"
             ))?;
@@ -607,6 +625,7 @@ impl Backend for Postgres {
                         &trial.error,
                         &finished,
                         &proposal,
+                        &parent,
                     ],
                 )?
                 .get(0);

@@ -13,8 +13,8 @@ use super::{
 
 const LOCK_FILE: &str = "study.lock";
 
-/// The tables of schema version 2. Version 1 (no workers) lacked `attempts`, `requeues`,
-/// `told`, `proposal` and the `workers` table; `migrate` adds them.
+/// The tables of schema version 3. Version 1 (no workers) lacked `attempts`, `requeues`,
+/// `told`, `proposal` and the `workers` table, version 2 `parent`; `migrate` adds them.
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS meta (
         key TEXT PRIMARY KEY,
@@ -40,7 +40,8 @@ const SCHEMA: &str = "
         attempts INTEGER NOT NULL DEFAULT 0,
         requeues INTEGER NOT NULL DEFAULT 0,
         told INTEGER NOT NULL DEFAULT 1,
-        proposal INTEGER
+        proposal INTEGER,
+        parent INTEGER
     );
     CREATE INDEX IF NOT EXISTS trials_state ON trials (state);
     CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
@@ -67,14 +68,17 @@ const SCHEMA_V2_OBJECTS: &str = "
     );";
 
 /// Forward migrations, by the version they start from.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "ALTER TABLE trials ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE trials ADD COLUMN requeues INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE trials ADD COLUMN told INTEGER NOT NULL DEFAULT 1;
-     ALTER TABLE trials ADD COLUMN proposal INTEGER;
-     UPDATE trials SET attempts = 1 WHERE started_at IS NOT NULL;",
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "ALTER TABLE trials ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE trials ADD COLUMN requeues INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE trials ADD COLUMN told INTEGER NOT NULL DEFAULT 1;
+         ALTER TABLE trials ADD COLUMN proposal INTEGER;
+         UPDATE trials SET attempts = 1 WHERE started_at IS NOT NULL;",
+    ),
+    (2, "ALTER TABLE trials ADD COLUMN parent INTEGER;"),
+];
 
 pub(crate) struct Sqlite {
     path: PathBuf,
@@ -300,8 +304,8 @@ impl Backend for Sqlite {
             let finished = trial.state.is_finished().then_some(t);
             tx.execute(
                 "INSERT INTO trials (state, strategy, strategy_index, choices, arch, hash, fidelity,
-                                     metrics, error, created_at, finished_at, proposal)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                     metrics, error, created_at, finished_at, proposal, parent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     trial.state.as_str(),
                     trial.strategy,
@@ -315,6 +319,7 @@ impl Backend for Sqlite {
                     t,
                     finished,
                     trial.proposal.map(|p| p as i64),
+                    trial.parent.map(|p| p as i64),
                 ],
             )?;
             let id = tx.last_insert_rowid() as u64;
@@ -702,6 +707,11 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<super::RawRow> {
         told: match r.get::<_, bool>("told") {
             Ok(v) => v,
             Err(rusqlite::Error::InvalidColumnName(_)) => true,
+            Err(e) => return Err(e),
+        },
+        parent: match r.get::<_, Option<i64>>("parent") {
+            Ok(v) => v.map(|p| p as u64),
+            Err(rusqlite::Error::InvalidColumnName(_)) => None,
             Err(e) => return Err(e),
         },
     })

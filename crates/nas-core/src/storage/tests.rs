@@ -92,6 +92,7 @@ both!(
     worker_heartbeats_register_and_update,
     metric_values_with_dots_and_dashes,
     one_coordinator_per_study,
+    the_parent_of_a_trial_is_kept,
 );
 
 fn new_trial(hash: &str) -> NewTrial {
@@ -106,7 +107,26 @@ fn new_trial(hash: &str) -> NewTrial {
         metrics: Metrics::from([("params".to_string(), 10.0)]),
         error: None,
         proposal: None,
+        parent: None,
     }
+}
+
+fn the_parent_of_a_trial_is_kept(store: &Store) {
+    let mut s = store.open();
+    let first = s.insert_trial(&new_trial("h1"), &[]).unwrap();
+    let child = NewTrial {
+        parent: Some(first),
+        ..new_trial("h2")
+    };
+    let second = s.insert_trial(&child, &[]).unwrap();
+    let trials = s.trials().unwrap();
+    assert_eq!(trials[0].parent, None);
+    assert_eq!(trials[1].parent, Some(first));
+    assert_eq!(s.trial(second).unwrap().unwrap().parent, Some(first));
+    // Also as a worker claims it.
+    s.claim_next("w", 60.0).unwrap();
+    let claimed = s.claim_next("w", 60.0).unwrap().unwrap();
+    assert_eq!((claimed.id, claimed.parent), (second, Some(first)));
 }
 
 fn complete(metric: &str, value: f64) -> Outcome {
@@ -720,10 +740,13 @@ fn sqlite_version_1_files_are_read_as_they_are_and_migrated_when_opened_for_writ
     assert!(s.workers().unwrap().is_empty());
     let proposed = NewTrial {
         proposal: Some(1),
+        parent: Some(1),
         ..new_trial("h3")
     };
     assert_eq!(s.insert_trial(&proposed, &[]).unwrap(), 3);
     assert_eq!(s.insert_trial(&proposed, &[]).unwrap(), 3);
+    let parents: Vec<Option<u64>> = s.trials().unwrap().iter().map(|t| t.parent).collect();
+    assert_eq!(parents, [None, None, Some(1)]);
     assert_eq!(s.claim_next("w", 60.0).unwrap().unwrap().id, 2);
     drop(s);
     // Opening again does not migrate twice.
@@ -731,6 +754,36 @@ fn sqlite_version_1_files_are_read_as_they_are_and_migrated_when_opened_for_writ
     assert_eq!(s.trials().unwrap().len(), 3);
     let r = Storage::open_read_only(dir.path()).unwrap();
     assert_eq!(r.trial(2).unwrap().unwrap().attempts, 1);
+}
+
+#[test]
+fn sqlite_version_2_files_get_the_parent_column() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = Storage::create(dir.path()).unwrap();
+        s.insert_trial(&new_trial("h1"), &[]).unwrap();
+    }
+    // Back to what version 2 wrote: no `parent` column.
+    rusqlite::Connection::open(dir.path().join(DB_FILE))
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE trials DROP COLUMN parent;
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    let r = Storage::open_read_only(dir.path()).unwrap();
+    assert_eq!(r.trials().unwrap()[0].parent, None);
+    assert_eq!(r.meta("schema_version").unwrap().as_deref(), Some("2"));
+    drop(r);
+    let mut s = Storage::open_existing(dir.path()).unwrap();
+    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("3"));
+    let child = NewTrial {
+        parent: Some(1),
+        ..new_trial("h2")
+    };
+    let id = s.insert_trial(&child, &[]).unwrap();
+    assert_eq!(s.trial(id).unwrap().unwrap().parent, Some(1));
+    assert_eq!(s.trial(1).unwrap().unwrap().parent, None);
 }
 
 #[test]
@@ -757,6 +810,33 @@ fn with_password(url: &str) -> (String, String) {
             "secret".into(),
         ),
     }
+}
+
+#[test]
+fn postgres_version_2_databases_get_the_parent_column() {
+    let store = Store::postgres();
+    store.open().insert_trial(&new_trial("h1"), &[]).unwrap();
+    let Store::Postgres(db) = &store else {
+        unreachable!()
+    };
+    // Back to what version 2 wrote: no `parent` column.
+    ::postgres::Client::connect(&db.url, ::postgres::NoTls)
+        .unwrap()
+        .batch_execute(
+            "ALTER TABLE nas_trials DROP COLUMN parent; UPDATE nas_schema SET version = 2",
+        )
+        .unwrap();
+    let r = store.open_study(STUDY, OpenMode::ReadOnly);
+    assert_eq!(r.trials().unwrap()[0].parent, None);
+    drop(r);
+    let mut s = store.reopen();
+    let child = NewTrial {
+        parent: Some(1),
+        ..new_trial("h2")
+    };
+    let id = s.insert_trial(&child, &[]).unwrap();
+    assert_eq!(s.trial(id).unwrap().unwrap().parent, Some(1));
+    assert_eq!(s.trial(1).unwrap().unwrap().parent, None);
 }
 
 #[test]

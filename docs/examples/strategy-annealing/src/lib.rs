@@ -160,6 +160,7 @@ impl Strategy for Annealing {
             proposals.push(Proposal {
                 values,
                 fidelity: None,
+                parent: None,
             });
         }
         Ok(proposals)

@@ -115,6 +115,7 @@ impl Strategy for BestNeighbour {
             proposals.push(Proposal {
                 values,
                 fidelity: None,
+                parent: None,
             });
         }
         Ok(proposals)
