@@ -373,5 +373,11 @@ pub fn plugins(json: bool) -> anyhow::Result<()> {
             (None, None) => {}
         }
     }
+    for (name, _) in nas_core::oneshot::ONESHOT_STRATEGIES {
+        println!(
+            "{:<10} {:<14} (built in: one-shot supernet search)",
+            "strategy", name
+        );
+    }
     Ok(())
 }

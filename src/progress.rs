@@ -136,4 +136,20 @@ impl Observer for SearchProgress {
             None => eprintln!("{message}"),
         }
     }
+
+    /// A line per epoch; on a terminal the bar's message also shows the epoch and the
+    /// architecture derived so far while the supernet trains.
+    fn supernet_epoch(&mut self, p: &nas_core::oneshot::SupernetProgress<'_>) {
+        let line = nas_core::study::supernet_line(p);
+        match &self.bar {
+            Some(bar) => {
+                bar.println(&line);
+                bar.set_message(format!(
+                    "{}: supernet epoch {}/{}, derived {}",
+                    p.strategy, p.epoch.epoch, p.epochs, p.arch
+                ));
+            }
+            None => eprintln!("{line}"),
+        }
+    }
 }

@@ -728,7 +728,7 @@ fn missing_strategies(suite: &Suite) -> BTreeMap<String, String> {
     let mut missing = BTreeMap::new();
     for m in &suite.methods {
         for p in m.plugins() {
-            if missing.contains_key(&p) {
+            if missing.contains_key(&p) || nas_core::oneshot::oneshot_method(&p).is_some() {
                 continue;
             }
             if let Err(e) = plugins::load(PluginKind::Strategy, &p) {

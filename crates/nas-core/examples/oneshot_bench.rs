@@ -52,7 +52,12 @@ fn parse_method(s: &str) -> Result<Method> {
 fn parse_args() -> Result<Args> {
     let mut a = Args {
         table: PathBuf::from("configs/tables/nb201-digits.json.gz"),
-        methods: vec![Method::Darts, Method::DartsMinus, Method::Gdas, Method::Spos],
+        methods: vec![
+            Method::Darts,
+            Method::DartsMinus,
+            Method::Gdas,
+            Method::Spos,
+        ],
         seeds: (1..=5).collect(),
         epochs: 50,
         arch_lr: 3e-3,
@@ -63,7 +68,10 @@ fn parse_args() -> Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value; {USAGE}"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{flag} needs a value; {USAGE}"))
+        };
         match flag.as_str() {
             "--table" => a.table = value()?.into(),
             "--methods" => {
@@ -167,7 +175,11 @@ fn main() -> Result<()> {
         let best = table
             .rows
             .iter()
-            .max_by(|a, b| a.test_accuracy.partial_cmp(&b.test_accuracy).expect("finite"))
+            .max_by(|a, b| {
+                a.test_accuracy
+                    .partial_cmp(&b.test_accuracy)
+                    .expect("finite")
+            })
             .ok_or("the table is empty")?;
         let graph = space.decode(&space.parse_arch(&best.archs[0])?)?;
         let weights = nas_graph::Weights::he_init(&graph, table.seed)?;
@@ -249,7 +261,8 @@ fn main() -> Result<()> {
                 "  -> {arch}: test {:.2} % (percentile {:.1}), {search_seconds:.1} s{}",
                 100.0 * acc,
                 percentile(acc),
-                tau.map(|t| format!(", Kendall tau {t:.3}")).unwrap_or_default()
+                tau.map(|t| format!(", Kendall tau {t:.3}"))
+                    .unwrap_or_default()
             );
             runs.push(Run {
                 method,
@@ -311,7 +324,16 @@ fn write_results(args: &Args, runs: &[Run], optimum: f64, one_training: f64) -> 
         let (pm, _) = mean_std(&pct);
         let pmin = pct.iter().copied().fold(f64::INFINITY, f64::min);
         let (sm, _) = mean_std(&secs);
-        let degenerate = |op: &str| rs.iter().filter(|r| r.arch.split('|').filter(|t| t.contains('~')).all(|t| t.starts_with(op))).count();
+        let degenerate = |op: &str| {
+            rs.iter()
+                .filter(|r| {
+                    r.arch
+                        .split('|')
+                        .filter(|t| t.contains('~'))
+                        .all(|t| t.starts_with(op))
+                })
+                .count()
+        };
         let taus: Vec<f64> = rs.iter().filter_map(|r| r.tau).collect();
         let tau = if taus.is_empty() {
             "-".to_string()
@@ -339,4 +361,3 @@ fn write_results(args: &Args, runs: &[Run], optimum: f64, one_training: f64) -> 
     println!("{md}");
     Ok(())
 }
-

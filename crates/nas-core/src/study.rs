@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use nas_plugin::abi::PluginKind;
-use nas_plugin::host::StrategyHandle;
 use nas_plugin::{
     EvalRequest, Metrics, Observation, Proposal, RuntimeSettings, SpaceDescriptor, StrategyContext,
     TrialState,
@@ -24,11 +23,13 @@ use nas_plugin::{
 use crate::config::StudyConfig;
 use crate::mix::{Mixer, Slot, Standing};
 use crate::objectives;
+use crate::oneshot::{OneShotStrategy, SupernetProgress};
 use crate::pipeline::{Pipeline, static_metrics, violation};
 use crate::plugins;
 use crate::seeds::{derive_seed, hash_key};
 use crate::space::{SearchSpace, build_space};
 use crate::storage::{Checkpoint, NewTrial, OpenMode, Outcome, Storage, TrialRecord};
+use crate::strategies::StrategyInstance;
 use crate::workers::Workers;
 
 /// Proposals in a row that produce no new evaluation before the study gives up.
@@ -40,6 +41,27 @@ const LEASE_SECONDS: f64 = 3600.0;
 pub trait Observer {
     fn trial_finished(&mut self, trial: &TrialRecord, progress: &Progress);
     fn note(&mut self, message: &str);
+    /// A one-shot strategy finished an epoch of its supernet.
+    fn supernet_epoch(&mut self, p: &SupernetProgress<'_>) {
+        self.note(&supernet_line(p));
+    }
+}
+
+/// One line per supernet epoch: loss, architecture-step accuracy, derived architecture.
+pub fn supernet_line(p: &SupernetProgress<'_>) -> String {
+    let e = p.epoch;
+    format!(
+        "{}: supernet epoch {}/{}  loss {:.4}  train acc {:.3}{}  derived {}",
+        p.strategy,
+        e.epoch,
+        p.epochs,
+        e.train_loss,
+        e.train_accuracy,
+        e.arch_accuracy
+            .map(|a| format!("  val acc {a:.3}"))
+            .unwrap_or_default(),
+        p.arch
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -60,10 +82,10 @@ pub struct Summary {
     pub stop_reason: String,
 }
 
-/// One `[[strategy]]`: its plugin instance and what the mixer knows about it.
+/// One `[[strategy]]`: its instance and its name.
 struct Phase {
     name: String,
-    handle: StrategyHandle,
+    handle: StrategyInstance,
 }
 
 pub struct Study {
@@ -144,13 +166,39 @@ fn open_storage(config: &StudyConfig, dir: &Path) -> anyhow::Result<Storage> {
     Ok(storage)
 }
 
-/// One plugin instance per `[[strategy]]`, each with its own seed.
+/// One instance per `[[strategy]]`, each with its own seed: a plugin, or one of the
+/// built-in one-shot strategies (`darts`, `darts-minus`, `gdas`).
 fn load_strategies(
     config: &StudyConfig,
     descriptor: &SpaceDescriptor,
+    runtime: &RuntimeSettings,
+    dir: &Path,
 ) -> anyhow::Result<Vec<Phase>> {
     let mut phases = Vec::new();
     for (index, spec) in config.strategies.iter().enumerate() {
+        if let Some(method) = crate::oneshot::oneshot_method(&spec.plugin) {
+            let space = build_space(&config.resolved_space()?)
+                .map_err(|e| crate::config_checks::space_error(config, e))?;
+            let checkpoint = dir
+                .join("oneshot")
+                .join(format!("{index}-{}.ckpt", spec.plugin));
+            let strategy = OneShotStrategy::new(
+                &spec.plugin,
+                method,
+                &spec.config,
+                space,
+                config.data_config()?,
+                config.seed,
+                runtime,
+                checkpoint,
+            )
+            .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e:#}", spec.location))?;
+            phases.push(Phase {
+                name: spec.plugin.clone(),
+                handle: StrategyInstance::OneShot(Box::new(strategy)),
+            });
+            continue;
+        }
         let library = plugins::load(PluginKind::Strategy, &spec.plugin)
             .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
         let ctx = StrategyContext {
@@ -164,7 +212,7 @@ fn load_strategies(
             .map_err(|e| anyhow::anyhow!("[[strategy]] at {}: {e}", spec.location))?;
         phases.push(Phase {
             name: library.name.clone(),
-            handle,
+            handle: StrategyInstance::Plugin(handle),
         });
     }
     Ok(phases)
@@ -289,8 +337,8 @@ impl Study {
         let space = build_space(&config.resolved_space()?)
             .map_err(|e| crate::config_checks::space_error(&config, e))?;
         let descriptor = space.descriptor().clone();
-        let mut phases = load_strategies(&config, &descriptor)?;
         let runtime = config.runtime.resolve()?;
+        let mut phases = load_strategies(&config, &descriptor, &runtime, &dir)?;
         let pipelines = build_pipelines(&config, &runtime, &dir)?;
 
         let storage = open_storage(&config, &dir)?;
@@ -628,7 +676,7 @@ impl Study {
             Ok(index) => index,
             Err(reason) => return Ok(Proposed::Stop(reason)),
         };
-        let Some(proposal) = self.ask(index)? else {
+        let Some(proposal) = self.ask(index, observer)? else {
             self.store_proposal_count()?;
             if running {
                 // It may be waiting for running trials (e.g. a rung to fill): ask again later.
@@ -697,9 +745,15 @@ impl Study {
     /// One proposal of strategy `index` (none: it has nothing to propose now). The count of
     /// proposals is stored with what the proposal leads to (the trial it becomes, in the same
     /// transaction as the proposer's checkpoint), so a resume restores both together.
-    fn ask(&mut self, index: usize) -> anyhow::Result<Option<Proposal>> {
+    fn ask(
+        &mut self,
+        index: usize,
+        observer: &mut dyn Observer,
+    ) -> anyhow::Result<Option<Proposal>> {
         self.proposals += 1;
-        let proposals = self.phases[index].handle.ask(1)?;
+        let proposals = self.phases[index]
+            .handle
+            .ask(1, &mut |p| observer.supernet_epoch(&p))?;
         Ok(proposals.into_iter().next())
     }
 

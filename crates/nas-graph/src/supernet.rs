@@ -42,15 +42,24 @@ impl Supernet {
                 .get(e.node)
                 .ok_or_else(|| bad(format!("edge node {} does not exist", e.node)))?;
             if node.op != Op::Mix {
-                return Err(bad(format!("node {} is a {}, not a Mix", e.node, node.op.kind())));
+                return Err(bad(format!(
+                    "node {} is a {}, not a Mix",
+                    e.node,
+                    node.op.kind()
+                )));
             }
             if live.binary_search(&e.node).is_err() {
-                return Err(bad(format!("mixed edge {} does not reach the output", e.node)));
+                return Err(bad(format!(
+                    "mixed edge {} does not reach the output",
+                    e.node
+                )));
             }
-            let options = *self
-                .options
-                .get(e.choice)
-                .ok_or_else(|| bad(format!("edge {} decides unknown choice {}", e.node, e.choice)))?;
+            let options = *self.options.get(e.choice).ok_or_else(|| {
+                bad(format!(
+                    "edge {} decides unknown choice {}",
+                    e.node, e.choice
+                ))
+            })?;
             let want = options + usize::from(self.aux_skip);
             if node.inputs.len() != want {
                 return Err(bad(format!(

@@ -138,13 +138,18 @@ impl TrainCheckpoint {
 
     /// Reads a checkpoint written by [`TrainCheckpoint::save`].
     pub fn load(path: &Path) -> Result<TrainCheckpoint, TrainError> {
-        let (header, state): (Header, _) =
-            tensor_file::read(path, MAGIC, CHECKPOINT_VERSION, "a training checkpoint", |h: &Header| {
+        let (header, state): (Header, _) = tensor_file::read(
+            path,
+            MAGIC,
+            CHECKPOINT_VERSION,
+            "a training checkpoint",
+            |h: &Header| {
                 h.tensors
                     .iter()
                     .map(|t| (t.name.clone(), t.shape.clone()))
                     .collect()
-            })?;
+            },
+        )?;
         Ok(TrainCheckpoint {
             graph: header.graph,
             config: header.config,
@@ -161,8 +166,8 @@ impl TrainCheckpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::IxDyn;
     use nas_graph::{GraphBuilder, Op};
+    use ndarray::IxDyn;
 
     fn sample() -> TrainCheckpoint {
         let mut b = GraphBuilder::new(&[1, 2, 2]);

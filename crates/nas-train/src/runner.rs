@@ -38,9 +38,7 @@ use ort::session::{IoBinding, Session};
 use ort::value::Tensor;
 
 use crate::error::TrainError;
-use crate::step_api::{
-    CORRECT, DropoutMask, INPUT, LABELS, LOSS, LR, MixInput, STEP, StateTensor,
-};
+use crate::step_api::{CORRECT, DropoutMask, INPUT, LABELS, LOSS, LR, MixInput, STEP, StateTensor};
 
 /// How state moves between steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -110,8 +110,15 @@ fn hand_set_architecture_weights_derive_their_argmax_and_paths_score() {
     // Scores read the state and leave it as it was.
     let before = t.checkpoint().unwrap().state;
     let (loss, acc) = t.score(&[2, 1]).unwrap();
-    assert!(loss.is_finite() && (0.0..=1.0).contains(&acc), "{loss} {acc}");
-    assert_eq!(t.score(&[2, 1]).unwrap(), (loss, acc), "scores are deterministic");
+    assert!(
+        loss.is_finite() && (0.0..=1.0).contains(&acc),
+        "{loss} {acc}"
+    );
+    assert_eq!(
+        t.score(&[2, 1]).unwrap(),
+        (loss, acc),
+        "scores are deterministic"
+    );
     assert_eq!(t.checkpoint().unwrap().state, before);
     let err = t.score(&[4, 0]).unwrap_err().to_string();
     assert!(err.contains("one option per choice"), "{err}");
@@ -121,7 +128,12 @@ fn hand_set_architecture_weights_derive_their_argmax_and_paths_score() {
 fn every_method_learns_and_resumes_exactly() {
     let data = digits();
     let dir = tempfile::tempdir().unwrap();
-    for method in [Method::Darts, Method::DartsMinus, Method::Gdas, Method::Spos] {
+    for method in [
+        Method::Darts,
+        Method::DartsMinus,
+        Method::Gdas,
+        Method::Spos,
+    ] {
         let net = supernet(method.aux_skip());
         let cfg = config(method, 3);
         let mut straight = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
@@ -142,7 +154,11 @@ fn every_method_learns_and_resumes_exactly() {
             let moved = last.probabilities[0]
                 .iter()
                 .any(|p| (p - 0.25).abs() > 1e-3);
-            assert!(moved, "{method:?}: alpha did not move: {:?}", last.probabilities);
+            assert!(
+                moved,
+                "{method:?}: alpha did not move: {:?}",
+                last.probabilities
+            );
         }
 
         // Stop after one epoch, save, load, continue: the same search.
@@ -157,11 +173,16 @@ fn every_method_learns_and_resumes_exactly() {
         for _ in 1..3 {
             resumed.train_epoch().unwrap();
         }
-        let (a, b) = (straight.checkpoint().unwrap(), resumed.checkpoint().unwrap());
+        let (a, b) = (
+            straight.checkpoint().unwrap(),
+            resumed.checkpoint().unwrap(),
+        );
         assert_eq!(a.arch, b.arch, "{method:?}: alpha differs after resume");
         assert_eq!(a.state, b.state, "{method:?}: weights differ after resume");
         let strip = |h: &[nas_train::oneshot::OneShotEpoch]| -> Vec<(f64, Vec<usize>)> {
-            h.iter().map(|e| (e.train_loss, e.derived.clone())).collect()
+            h.iter()
+                .map(|e| (e.train_loss, e.derived.clone()))
+                .collect()
         };
         assert_eq!(strip(&a.history), strip(&b.history));
     }

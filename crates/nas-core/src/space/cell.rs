@@ -232,7 +232,6 @@ impl SearchSpace for CellSpace {
         Ok(supernet)
     }
 
-
     fn arch_string(&self, values: &[f64]) -> String {
         let names: Vec<&str> = (0..NB201_EDGES.len())
             .map(|i| {

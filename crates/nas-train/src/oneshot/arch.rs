@@ -153,6 +153,30 @@ impl ArchParams {
         self.alpha.iter().map(|a| argmax(a)).collect()
     }
 
+    /// The `k` most likely architectures under independent softmaxes, most likely first
+    /// (the first is [`ArchParams::derive`]). A beam of width `k` over the choices is exact
+    /// here: log-probabilities add up choice by choice.
+    pub fn most_likely(&self, k: usize) -> Vec<Vec<usize>> {
+        let mut beam: Vec<(f64, Vec<usize>)> = vec![(0.0, Vec::new())];
+        for p in self.probabilities() {
+            let mut next: Vec<(f64, Vec<usize>)> = beam
+                .iter()
+                .flat_map(|(score, prefix)| {
+                    p.iter().enumerate().map(move |(o, q)| {
+                        let mut path = prefix.clone();
+                        path.push(o);
+                        (score + q.ln(), path)
+                    })
+                })
+                .collect();
+            // Stable: ties keep the lower option first, as `derive` does.
+            next.sort_by(|a, b| b.0.total_cmp(&a.0));
+            next.truncate(k.max(1));
+            beam = next;
+        }
+        beam.into_iter().map(|(_, path)| path).collect()
+    }
+
     /// The weights one step uses. `tau` is GDAS's temperature.
     pub(crate) fn step_weights(&self, method: Method, tau: f64, rng: &mut impl Rng) -> StepWeights {
         match method {
@@ -234,7 +258,11 @@ mod tests {
             up[j] += 1e-6;
             down[j] -= 1e-6;
             let fd = (f(&up) - f(&down)) / 2e-6;
-            assert!((fd - analytic[j]).abs() < 1e-8, "{j}: {fd} vs {}", analytic[j]);
+            assert!(
+                (fd - analytic[j]).abs() < 1e-8,
+                "{j}: {fd} vs {}",
+                analytic[j]
+            );
         }
     }
 
@@ -247,6 +275,20 @@ mod tests {
             vec![0.0, 0.0, 0.5],
         ];
         assert_eq!(a.derive(), vec![3, 0, 2]);
+    }
+
+    #[test]
+    fn most_likely_lists_architectures_by_probability() {
+        let mut a = ArchParams::new(&[3, 2], 1);
+        a.alpha = vec![vec![0.0, 2.0, 1.0], vec![0.0, 0.5]];
+        let top = a.most_likely(4);
+        assert_eq!(top[0], a.derive());
+        assert_eq!(top, vec![vec![1, 1], vec![1, 0], vec![2, 1], vec![2, 0]]);
+        assert_eq!(
+            a.most_likely(100).len(),
+            6,
+            "every architecture at most once"
+        );
     }
 
     #[test]

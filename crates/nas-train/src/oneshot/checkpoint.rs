@@ -64,7 +64,13 @@ impl OneShotCheckpoint {
                 })
                 .collect(),
         };
-        tensor_file::write(path, MAGIC, ONESHOT_CHECKPOINT_VERSION, &header, &self.state)
+        tensor_file::write(
+            path,
+            MAGIC,
+            ONESHOT_CHECKPOINT_VERSION,
+            &header,
+            &self.state,
+        )
     }
 
     pub fn load(path: &Path) -> Result<OneShotCheckpoint, TrainError> {

@@ -120,7 +120,10 @@ impl OneShotConfig {
                 return bad(key, format!("is {v}; it must be a number >= 0"));
             }
         }
-        for (key, v) in [("arch_beta1", self.arch_beta1), ("arch_beta2", self.arch_beta2)] {
+        for (key, v) in [
+            ("arch_beta1", self.arch_beta1),
+            ("arch_beta2", self.arch_beta2),
+        ] {
             if !(0.0..1.0).contains(&v) {
                 return bad(key, format!("is {v}; it must be in [0, 1)"));
             }
@@ -128,7 +131,10 @@ impl OneShotConfig {
         if !(self.tau_max.is_finite() && self.tau_max >= self.tau_min) {
             return bad(
                 "tau_max",
-                format!("is {}; it must be at least tau_min ({})", self.tau_max, self.tau_min),
+                format!(
+                    "is {}; it must be at least tau_min ({})",
+                    self.tau_max, self.tau_min
+                ),
             );
         }
         Ok(())
@@ -241,7 +247,11 @@ impl<'d> SupernetTrainer<'d> {
             return Err(TrainError::Mismatch(format!(
                 "method `{}` needs a supernet {} auxiliary skips",
                 cfg.method.name(),
-                if cfg.method.aux_skip() { "with" } else { "without" }
+                if cfg.method.aux_skip() {
+                    "with"
+                } else {
+                    "without"
+                }
             )));
         }
         check_fit(&supernet.graph, data)?;
@@ -284,8 +294,9 @@ impl<'d> SupernetTrainer<'d> {
             label_smoothing: 0.0,
             emit_gradients: false,
         };
-        let step = training_step(&supernet.graph, &options)
-            .map_err(TrainError::graph("cannot build the supernet's training step"))?;
+        let step = training_step(&supernet.graph, &options).map_err(TrainError::graph(
+            "cannot build the supernet's training step",
+        ))?;
         let choice_of_mix = step
             .mixes
             .iter()
@@ -310,7 +321,13 @@ impl<'d> SupernetTrainer<'d> {
                     .map_err(TrainError::graph("cannot initialize the supernet"))?;
                 let values = initial_state(&step, &w)
                     .map_err(TrainError::graph("cannot set the initial weights"))?;
-                (values, ArchParams::new(&supernet.options, seed), 0, 0, Vec::new())
+                (
+                    values,
+                    ArchParams::new(&supernet.options, seed),
+                    0,
+                    0,
+                    Vec::new(),
+                )
             }
             Start::Resume(c) => {
                 let values = step
@@ -385,7 +402,10 @@ impl<'d> SupernetTrainer<'d> {
     /// Sets the architecture logits (a derived architecture from hand-set weights, tests).
     pub fn set_alpha(&mut self, alpha: Vec<Vec<f64>>) -> Result<(), TrainError> {
         let fits = alpha.len() == self.supernet.options.len()
-            && alpha.iter().zip(&self.supernet.options).all(|(a, &n)| a.len() == n);
+            && alpha
+                .iter()
+                .zip(&self.supernet.options)
+                .all(|(a, &n)| a.len() == n);
         if !fits {
             return Err(TrainError::Mismatch(format!(
                 "alpha needs {:?} values per choice",
@@ -405,7 +425,10 @@ impl<'d> SupernetTrainer<'d> {
     fn lr(&self, step: u64) -> f64 {
         let total = (self.cfg.epochs * self.steps_per_epoch).max(1) as f64;
         let t = (step as f64).min(total);
-        let (hi, lo) = (self.cfg.weight_lr, self.cfg.weight_lr_min.min(self.cfg.weight_lr));
+        let (hi, lo) = (
+            self.cfg.weight_lr,
+            self.cfg.weight_lr_min.min(self.cfg.weight_lr),
+        );
         lo + (hi - lo) * 0.5 * (1.0 + (std::f64::consts::PI * t / total).cos())
     }
 
@@ -443,7 +466,12 @@ impl<'d> SupernetTrainer<'d> {
     /// Sums the gradient of each choice's weights over its mixed edges (the auxiliary skip's
     /// slot is fixed, not learned).
     fn choice_grads(&self) -> Vec<Vec<f64>> {
-        let mut out: Vec<Vec<f64>> = self.supernet.options.iter().map(|&n| vec![0.0; n]).collect();
+        let mut out: Vec<Vec<f64>> = self
+            .supernet
+            .options
+            .iter()
+            .map(|&n| vec![0.0; n])
+            .collect();
         for (g, &c) in self.runner.mix_grads().iter().zip(&self.choice_of_mix) {
             for (o, v) in out[c].iter_mut().zip(g) {
                 *o += f64::from(*v);
@@ -485,7 +513,11 @@ impl<'d> SupernetTrainer<'d> {
         let index = self.epoch;
         let started = Instant::now();
         let tau = self.tau(index);
-        let beta = if self.supernet.aux_skip { self.aux_beta(index) } else { 0.0 };
+        let beta = if self.supernet.aux_skip {
+            self.aux_beta(index)
+        } else {
+            0.0
+        };
         let train_opts = BatchOptions {
             batch_size: self.batch,
             shuffle: true,
@@ -497,10 +529,15 @@ impl<'d> SupernetTrainer<'d> {
             ..train_opts
         };
         let learns = self.cfg.method.learns_alpha();
-        let train: Vec<(Array4<f32>, Vec<u32>)> =
-            self.data.batches(Part::Train, &train_opts, index as u64)?.collect();
+        let train: Vec<(Array4<f32>, Vec<u32>)> = self
+            .data
+            .batches(Part::Train, &train_opts, index as u64)?
+            .collect();
         let mut val = if learns {
-            Some(self.data.batches(Part::Validation, &val_opts, index as u64)?)
+            Some(
+                self.data
+                    .batches(Part::Validation, &val_opts, index as u64)?,
+            )
         } else {
             None
         };
@@ -572,7 +609,10 @@ impl<'d> SupernetTrainer<'d> {
     /// Full batches only; the state is not changed.
     pub fn score(&mut self, choices: &[usize]) -> Result<(f64, f64), TrainError> {
         if choices.len() != self.supernet.options.len()
-            || choices.iter().zip(&self.supernet.options).any(|(&c, &n)| c >= n)
+            || choices
+                .iter()
+                .zip(&self.supernet.options)
+                .any(|(&c, &n)| c >= n)
         {
             return Err(TrainError::Mismatch(format!(
                 "path {choices:?} does not pick one option per choice ({:?} options)",
@@ -628,4 +668,3 @@ impl<'d> SupernetTrainer<'d> {
         })
     }
 }
-

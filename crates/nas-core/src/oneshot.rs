@@ -1,0 +1,239 @@
+//! The one-shot strategies `darts`, `darts-minus` and `gdas`: built into the core rather than
+//! loaded as plugins, because they train a supernet, which needs the space's network, the
+//! study's data and ONNX Runtime (a strategy plugin sees only the space's choices).
+//!
+//! ```toml
+//! [[strategy]]
+//! plugin = "darts"          # or "darts-minus", "gdas"
+//! epochs = 50               # every key of nas_train::oneshot::OneShotConfig but `method`
+//! arch_lr = 3e-4
+//! weight_lr = 0.025
+//! derive = 1                # architectures to propose: the most likely ones
+//! ```
+//!
+//! On its first `ask` the strategy trains the supernet (the study waits; the observer sees
+//! every epoch with the architecture derived so far), then proposes the derived
+//! architectures as ordinary trials, which the evaluators score and `[final]` retrains, and
+//! then nothing more. After every epoch it writes `<study dir>/oneshot/<index>-<name>.ckpt`
+//! (weights, optimizer and architecture state); a killed study resumes the supernet from
+//! there. Its saved state (stored with the study's strategy checkpoints) holds the softmax of
+//! the architecture logits after every epoch.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use nas_data::DataConfig;
+use nas_plugin::{Observation, Proposal, RuntimeSettings};
+use nas_runtime::SessionSettings;
+use nas_train::oneshot::{Method, OneShotCheckpoint, OneShotConfig, OneShotEpoch, SupernetTrainer};
+use serde::{Deserialize, Serialize};
+
+use crate::space::SearchSpace;
+
+/// The built-in one-shot strategies by their `plugin` name.
+pub const ONESHOT_STRATEGIES: [(&str, Method); 3] = [
+    ("darts", Method::Darts),
+    ("darts-minus", Method::DartsMinus),
+    ("gdas", Method::Gdas),
+];
+
+/// The one-shot method a `[[strategy]] plugin` names, if it is one.
+pub fn oneshot_method(plugin: &str) -> Option<Method> {
+    ONESHOT_STRATEGIES
+        .iter()
+        .find(|(name, _)| *name == plugin)
+        .map(|(_, m)| *m)
+}
+
+/// What a one-shot strategy reports while its supernet trains.
+pub struct SupernetProgress<'a> {
+    pub strategy: &'a str,
+    pub epoch: &'a OneShotEpoch,
+    pub epochs: usize,
+    /// The derived architecture after this epoch, as the space prints it.
+    pub arch: String,
+}
+
+/// The strategy's own keys besides the supernet's settings (which OneShotConfig checks,
+/// unknown keys included: `deny_unknown_fields` does not work through `flatten`).
+#[derive(Deserialize)]
+struct Table {
+    #[serde(default = "one")]
+    derive: usize,
+    #[serde(flatten)]
+    supernet: serde_json::Map<String, serde_json::Value>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// What survives in the study's strategy checkpoints.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct State {
+    history: Vec<OneShotEpoch>,
+    /// The derived architectures (option indices), most likely first, once trained.
+    derived: Vec<Vec<usize>>,
+    proposed: usize,
+}
+
+pub struct OneShotStrategy {
+    name: String,
+    cfg: OneShotConfig,
+    derive: usize,
+    space: Box<dyn SearchSpace>,
+    data: Option<DataConfig>,
+    seed: u64,
+    runtime: SessionSettings,
+    checkpoint: PathBuf,
+    state: State,
+}
+
+impl OneShotStrategy {
+    /// Checks the table and the space (it must have a supernet); trains nothing yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        method: Method,
+        table: &serde_json::Value,
+        space: Box<dyn SearchSpace>,
+        data: Option<DataConfig>,
+        seed: u64,
+        runtime: &RuntimeSettings,
+        checkpoint: PathBuf,
+    ) -> anyhow::Result<OneShotStrategy> {
+        let table: Table = serde_json::from_value(match table {
+            serde_json::Value::Null => serde_json::json!({}),
+            t => t.clone(),
+        })
+        .with_context(|| format!("strategy `{name}`"))?;
+        if table.supernet.contains_key("method") {
+            anyhow::bail!(
+                "strategy `{name}`: `method` is set by the strategy's name; remove it (or use \
+                 plugin = \"darts\", \"darts-minus\" or \"gdas\")"
+            );
+        }
+        let mut supernet = table.supernet;
+        supernet.insert("method".into(), serde_json::to_value(method)?);
+        let cfg: OneShotConfig = serde_json::from_value(serde_json::Value::Object(supernet))
+            .with_context(|| format!("strategy `{name}`"))?;
+        cfg.validate()
+            .with_context(|| format!("strategy `{name}`"))?;
+        if table.derive == 0 {
+            anyhow::bail!("strategy `{name}`: `derive` must be at least 1");
+        }
+        if data.is_none() {
+            anyhow::bail!(
+                "strategy `{name}` trains a supernet on the study's data: add a [data] table"
+            );
+        }
+        // Fails now, not after the first ask, when the space has no supernet.
+        space.supernet(method.aux_skip())?;
+        let runtime = SessionSettings::from_names(
+            &runtime.execution_provider,
+            runtime.fallback.as_deref(),
+            runtime.threads,
+            runtime.ort_library.as_deref().map(std::path::Path::new),
+        )?;
+        Ok(OneShotStrategy {
+            name: name.to_string(),
+            cfg,
+            derive: table.derive,
+            space,
+            data,
+            seed,
+            runtime,
+            checkpoint,
+            state: State::default(),
+        })
+    }
+
+    fn arch(&self, choices: &[usize]) -> String {
+        let values: Vec<f64> = choices.iter().map(|&v| v as f64).collect();
+        self.space.arch_string(&values)
+    }
+
+    /// Trains (or resumes) the supernet to its last epoch and derives the architectures.
+    fn search(&mut self, report: &mut dyn FnMut(SupernetProgress<'_>)) -> anyhow::Result<()> {
+        let data_cfg = self.data.as_ref().expect("checked in new");
+        let data = nas_data::load(data_cfg, self.seed)
+            .with_context(|| format!("strategy `{}`: [data]", self.name))?;
+        let supernet = self.space.supernet(self.cfg.method.aux_skip())?;
+        let resumable = match OneShotCheckpoint::load(&self.checkpoint) {
+            Ok(c) if c.supernet == supernet && c.config == self.cfg => Some(c),
+            Ok(_) => {
+                tracing::warn!(
+                    path = %self.checkpoint.display(),
+                    "the supernet checkpoint is of another supernet or settings; starting afresh"
+                );
+                None
+            }
+            Err(_) => None,
+        };
+        let mut trainer = match resumable {
+            Some(c) => {
+                tracing::info!(epoch = c.epoch, "resuming the supernet from its checkpoint");
+                SupernetTrainer::resume(c, &self.runtime, &data)?
+            }
+            None => SupernetTrainer::new(&supernet, &self.cfg, &self.runtime, &data)?,
+        };
+        if let Some(dir) = self.checkpoint.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        while trainer.epoch() < self.cfg.epochs {
+            let epoch = trainer.train_epoch()?;
+            trainer.checkpoint()?.save(&self.checkpoint)?;
+            report(SupernetProgress {
+                strategy: &self.name,
+                epoch: &epoch,
+                epochs: self.cfg.epochs,
+                arch: self.arch(&epoch.derived),
+            });
+            if crate::interrupt::requested().is_some() {
+                // Stop at an epoch boundary: the checkpoint resumes from here.
+                self.state.history = trainer.history().to_vec();
+                return Ok(());
+            }
+        }
+        self.state.history = trainer.history().to_vec();
+        self.state.derived = trainer.arch().most_likely(self.derive);
+        Ok(())
+    }
+
+    pub fn ask(
+        &mut self,
+        n: usize,
+        report: &mut dyn FnMut(SupernetProgress<'_>),
+    ) -> anyhow::Result<Vec<Proposal>> {
+        if self.state.derived.is_empty() {
+            self.search(report)?;
+        }
+        // Interrupted before the last epoch: nothing to propose in this run.
+        let mut out = Vec::new();
+        while out.len() < n && self.state.proposed < self.state.derived.len() {
+            let choices = &self.state.derived[self.state.proposed];
+            out.push(Proposal {
+                values: choices.iter().map(|&v| v as f64).collect(),
+                ..Proposal::default()
+            });
+            self.state.proposed += 1;
+        }
+        Ok(out)
+    }
+
+    /// The derived architectures are fixed by the supernet: trials teach it nothing.
+    pub fn tell(&mut self, _observations: &[Observation]) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    pub fn save(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::to_value(&self.state)?)
+    }
+
+    pub fn restore(&mut self, state: &serde_json::Value) -> anyhow::Result<()> {
+        self.state = serde_json::from_value(state.clone())
+            .with_context(|| format!("strategy `{}`: stored state", self.name))?;
+        Ok(())
+    }
+}

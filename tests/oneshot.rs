@@ -1,0 +1,171 @@
+//! One-shot strategies end to end: `[[strategy]] plugin = "darts"` trains a supernet on the
+//! bundled digits, shows every epoch with its derived architecture, stores the architecture
+//! weights per epoch, proposes the derived architectures as ordinary trials, and a study
+//! killed during the supernet's training resumes it from its checkpoint to the very same
+//! result.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+mod common;
+use common::{NAS, nas, stderr};
+
+fn study(epochs: usize, trials: usize) -> String {
+    format!(
+        r#"
+[study]
+name = "oneshot-e2e"
+seed = 3
+directory = "study"
+
+[budget]
+trials = {trials}
+
+[data]
+dataset = "digits"
+validation = 0.3
+
+[space]
+kind = "cell"
+channels = 4
+cells_per_stage = 1
+
+[[strategy]]
+plugin = "darts"
+epochs = {epochs}
+batch = 64
+arch_lr = 3e-3
+derive = 2
+
+[[evaluator]]
+plugin = "train"
+epochs = 1
+batch = 64
+lr = 0.1
+
+[objective]
+maximize = "val_accuracy"
+
+[runtime]
+threads = 1
+"#
+    )
+}
+
+/// The darts strategy's stored state and the (strategy, arch) of every trial.
+fn stored(dir: &Path) -> (serde_json::Value, Vec<(String, String)>) {
+    let conn = rusqlite::Connection::open(dir.join("study/study.db")).unwrap();
+    let state: String = conn
+        .query_row(
+            "SELECT state FROM checkpoints WHERE name = 'darts'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT strategy, arch FROM trials ORDER BY id")
+        .unwrap();
+    let trials = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    (serde_json::from_str(&state).unwrap(), trials)
+}
+
+#[test]
+fn darts_trains_a_supernet_and_its_derived_architectures_become_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("s.toml"), study(3, 2)).unwrap();
+    let o = nas(&["search", "s.toml"], tmp.path());
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    for e in 1..=3 {
+        assert!(
+            err.contains(&format!("darts: supernet epoch {e}/3")),
+            "epoch {e} not shown:\n{err}"
+        );
+    }
+    assert!(err.contains("derived |"), "{err}");
+    let (state, trials) = stored(tmp.path());
+    let history = state["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3);
+    for epoch in history {
+        let probs = epoch["probabilities"].as_array().unwrap();
+        assert_eq!(probs.len(), 6, "one distribution per edge");
+        for p in probs {
+            let sum: f64 = p
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .sum();
+            assert!((sum - 1.0).abs() < 1e-9, "{p}");
+        }
+    }
+    let derived = state["derived"].as_array().unwrap();
+    assert_eq!(derived.len(), 2);
+    assert_eq!(trials.len(), 2, "{trials:?}");
+    assert!(trials.iter().all(|(s, _)| s == "darts"), "{trials:?}");
+    assert_ne!(trials[0].1, trials[1].1, "two different architectures");
+    assert!(tmp.path().join("study/oneshot/0-darts.ckpt").is_file());
+}
+
+#[test]
+fn a_killed_supernet_training_resumes_from_its_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("s.toml"), study(8, 1)).unwrap();
+    let mut child = Command::new(NAS)
+        .args(["search", "s.toml"])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let second = line.contains("supernet epoch 2/8");
+        seen.push(line);
+        if second {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        seen.iter().any(|l| l.contains("supernet epoch 2/8")),
+        "{}",
+        seen.join("\n")
+    );
+    let o = nas(&["search", "s.toml"], tmp.path());
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains("supernet epoch 1/8"),
+        "epoch 1 trained again:\n{err}"
+    );
+    assert!(err.contains("supernet epoch 8/8"), "{err}");
+    let (resumed, resumed_trials) = stored(tmp.path());
+
+    // The same study, never interrupted.
+    let clean = tempfile::tempdir().unwrap();
+    std::fs::write(clean.path().join("s.toml"), study(8, 1)).unwrap();
+    let o = nas(&["search", "s.toml"], clean.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (straight, straight_trials) = stored(clean.path());
+    assert_eq!(resumed["history"].as_array().unwrap().len(), 8);
+    let losses = |s: &serde_json::Value| -> Vec<f64> {
+        s["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["train_loss"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(losses(&resumed), losses(&straight));
+    assert_eq!(resumed["derived"], straight["derived"]);
+    assert_eq!(resumed_trials, straight_trials);
+}
