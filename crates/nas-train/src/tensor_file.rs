@@ -11,6 +11,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::TrainError;
 
+/// Named tensors in file order.
+pub(crate) type Tensors = Vec<(String, ArrayD<f32>)>;
+
 /// Writes `header` (which lists the tensors' names and shapes) and the tensors' data.
 pub(crate) fn write(
     path: &Path,
@@ -46,7 +49,7 @@ pub(crate) fn read<H: DeserializeOwned>(
     version: u32,
     what: &str,
     entries: impl Fn(&H) -> Vec<(String, Vec<usize>)>,
-) -> Result<(H, Vec<(String, ArrayD<f32>)>), TrainError> {
+) -> Result<(H, Tensors), TrainError> {
     let bad = |reason: String| TrainError::Checkpoint {
         path: path.to_path_buf(),
         reason,

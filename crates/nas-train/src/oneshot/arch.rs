@@ -229,15 +229,16 @@ impl ArchParams {
     pub(crate) fn update(&mut self, w: &StepWeights, grad_weights: &[Vec<f64>], adam: &ArchAdam) {
         self.t += 1;
         let t = self.t as i32;
-        for c in 0..self.alpha.len() {
+        let choices = self.alpha.iter_mut().zip(&mut self.m).zip(&mut self.v);
+        for (c, ((alpha, m), v)) in choices.enumerate() {
             let g = softmax_backward(&w.softmax[c], &grad_weights[c]);
             for (j, g) in g.iter().enumerate() {
-                let g = g * w.scale + adam.weight_decay * self.alpha[c][j];
-                self.m[c][j] = adam.beta1 * self.m[c][j] + (1.0 - adam.beta1) * g;
-                self.v[c][j] = adam.beta2 * self.v[c][j] + (1.0 - adam.beta2) * g * g;
-                let m_hat = self.m[c][j] / (1.0 - adam.beta1.powi(t));
-                let v_hat = self.v[c][j] / (1.0 - adam.beta2.powi(t));
-                self.alpha[c][j] -= adam.lr * m_hat / (v_hat.sqrt() + 1e-8);
+                let g = g * w.scale + adam.weight_decay * alpha[j];
+                m[j] = adam.beta1 * m[j] + (1.0 - adam.beta1) * g;
+                v[j] = adam.beta2 * v[j] + (1.0 - adam.beta2) * g * g;
+                let m_hat = m[j] / (1.0 - adam.beta1.powi(t));
+                let v_hat = v[j] / (1.0 - adam.beta2.powi(t));
+                alpha[j] -= adam.lr * m_hat / (v_hat.sqrt() + 1e-8);
             }
         }
     }
