@@ -31,13 +31,15 @@ struct Args {
     epochs: usize,
     arch_lr: f64,
     weight_lr: f64,
+    warmup: usize,
+    affine: bool,
     spos_sample: usize,
     threads: usize,
     out: PathBuf,
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--methods darts,darts-minus,gdas,spos] \
-     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--spos-sample N] [--threads N] [--out DIR]";
+     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--spos-sample N] [--threads N] [--out DIR]";
 
 fn parse_method(s: &str) -> Result<Method> {
     Ok(match s {
@@ -62,6 +64,8 @@ fn parse_args() -> Result<Args> {
         epochs: 50,
         arch_lr: 3e-3,
         weight_lr: 0.025,
+        warmup: 0,
+        affine: false,
         spos_sample: 300,
         threads: 1,
         out: PathBuf::from("results/bench-oneshot"),
@@ -89,6 +93,8 @@ fn parse_args() -> Result<Args> {
             "--epochs" => a.epochs = value()?.parse()?,
             "--arch-lr" => a.arch_lr = value()?.parse()?,
             "--weight-lr" => a.weight_lr = value()?.parse()?,
+            "--warmup" => a.warmup = value()?.parse()?,
+            "--affine" => a.affine = true,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             "--out" => a.out = value()?.into(),
@@ -198,6 +204,8 @@ fn main() -> Result<()> {
                 epochs: args.epochs,
                 arch_lr: args.arch_lr,
                 weight_lr: args.weight_lr,
+                warmup_epochs: args.warmup,
+                affine: args.affine,
                 seed: Some(seed),
                 ..OneShotConfig::default()
             };
@@ -301,7 +309,7 @@ fn write_results(args: &Args, runs: &[Run], optimum: f64, one_training: f64) -> 
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `nb201-digits`\n\n{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, affine BatchNorm in mixed edges {}, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|\n",
@@ -309,6 +317,8 @@ fn write_results(args: &Args, runs: &[Run], optimum: f64, one_training: f64) -> 
         args.seeds,
         args.arch_lr,
         args.weight_lr,
+        args.warmup,
+        args.affine,
         args.threads,
         100.0 * optimum
     );

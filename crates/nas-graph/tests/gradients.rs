@@ -121,6 +121,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
         weight_decay: 0.0,
         label_smoothing: SMOOTHING,
         emit_gradients: true,
+        frozen: Vec::new(),
     };
     let step = training_step(g, &options).map_err(|e| e.to_string())?;
     let state = initial_state(&step, &w).map_err(|e| e.to_string())?;

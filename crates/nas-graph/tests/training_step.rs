@@ -275,6 +275,7 @@ fn check_optimizer(optimizer: Optimizer, weight_decay: f32, batch: Option<usize>
         weight_decay,
         label_smoothing: 0.0,
         emit_gradients: true,
+        frozen: Vec::new(),
     };
     let step = training_step(&graph, &options).unwrap();
     let mut s = session(&step.model);
@@ -523,6 +524,7 @@ fn double_buffered_training_converges() {
             weight_decay: 5e-4,
             label_smoothing: 0.05,
             emit_gradients: false,
+            frozen: Vec::new(),
         },
     )
     .unwrap();
@@ -709,4 +711,61 @@ fn folded_and_normalized_exports_match_the_plain_export() {
     }
     eprintln!("{folds} BatchNorms folded");
     assert!(folds >= 20, "only {folds} BatchNorms were folded");
+}
+
+/// Frozen tensors (and their optimizer buffers) leave a step as they entered it, while
+/// every other trainable tensor moves; an unknown name is refused.
+#[test]
+fn frozen_tensors_are_not_updated() {
+    let graph = small_net();
+    let trainable: Vec<String> = nas_graph::parameter_specs(&graph)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.role.trainable())
+        .map(|s| s.name)
+        .collect();
+    let frozen: Vec<String> = trainable
+        .iter()
+        .filter(|n| n.ends_with(".scale") || n.ends_with(".bias"))
+        .cloned()
+        .collect();
+    assert!(!frozen.is_empty() && frozen.len() < trainable.len());
+    let options = TrainOptions {
+        batch: Some(4),
+        optimizer: Optimizer::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        },
+        weight_decay: 1e-3,
+        label_smoothing: 0.0,
+        emit_gradients: false,
+        frozen: frozen.clone(),
+    };
+    let step = training_step(&graph, &options).unwrap();
+    let mut s = session(&step.model);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut state = initial_state(&step, &weights(&graph, 5)).unwrap();
+    let first = state.clone();
+    for k in 0..2 {
+        let b = random_batch(&graph, &step, 4, 3, &mut rng);
+        state = run_step(&mut s, &step, &b, 0.1, (k + 1) as f32, &state)
+            .unwrap()
+            .state;
+    }
+    for ((t, before), after) in step.state.iter().zip(&first).zip(&state) {
+        let is_frozen = frozen.contains(&t.param);
+        match t.kind {
+            StateKind::Param(_) | StateKind::Momentum if is_frozen => {
+                assert_eq!(before, after, "{} moved although frozen", t.name)
+            }
+            StateKind::Param(_) => assert_ne!(before, after, "{} did not train", t.name),
+            _ => {}
+        }
+    }
+    let bad = TrainOptions {
+        frozen: vec!["n99.scale".into()],
+        ..options
+    };
+    let err = training_step(&graph, &bad).unwrap_err().to_string();
+    assert!(err.contains("`n99.scale`"), "{err}");
 }

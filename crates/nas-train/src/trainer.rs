@@ -118,6 +118,7 @@ fn train_options(cfg: &TrainConfig, batch: usize) -> TrainOptions {
         weight_decay: cfg.weight_decay as f32,
         label_smoothing: cfg.label_smoothing as f32,
         emit_gradients: false,
+        frozen: Vec::new(),
     }
 }
 

@@ -102,6 +102,7 @@ impl Step {
             weight_decay: 0.0,
             label_smoothing: 0.0,
             emit_gradients: true,
+            frozen: Vec::new(),
         };
         let e = err("cannot build the training-step graph");
         let step = training_step(graph, &options).map_err(|x| e(x.to_string()))?;

@@ -90,6 +90,10 @@ pub struct TrainOptions {
     pub label_smoothing: f32,
     /// Also output [`grad_name`]`(param)` for every trainable tensor.
     pub emit_gradients: bool,
+    /// Trainable tensors (by name, e.g. `n7.scale`) the step leaves as they are: no update,
+    /// no weight decay, optimizer buffers unchanged (e.g. BatchNorm without affine
+    /// parameters in a supernet). Unknown names are an error.
+    pub frozen: Vec<String>,
 }
 
 impl Default for TrainOptions {
@@ -104,6 +108,7 @@ impl Default for TrainOptions {
             weight_decay: 0.0,
             label_smoothing: 0.0,
             emit_gradients: false,
+            frozen: Vec::new(),
         }
     }
 }
@@ -320,6 +325,15 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     let classes = out_shape[0];
     let live = graph.reachable();
     let state = state_layout(graph, options)?;
+    if let Some(name) = options.frozen.iter().find(|f| {
+        !state
+            .iter()
+            .any(|t| t.name == **f && matches!(t.kind, StateKind::Param(_)))
+    }) {
+        return Err(bad_option(format!(
+            "frozen tensor `{name}` is no trainable tensor of the network"
+        )));
+    }
     let mut e = Emitter::new(options.batch);
     let (saved, masks, mixes) = emit_forward(&mut e, graph, &shapes, &live)?;
     let dlogits = loss::emit(
@@ -488,6 +502,12 @@ fn emit_updates(
         let StateKind::Param(role) = t.kind else {
             continue;
         };
+        if options.frozen.contains(&t.name) {
+            for s in state.iter().filter(|s| s.param == t.name) {
+                e.op_to("Identity", &[&s.input], &s.output, vec![]);
+            }
+            continue;
+        }
         let grad = match grads.iter().find(|(p, _)| *p == t.name) {
             Some((_, g)) => g.clone(),
             None => e.zeros(&t.shape),

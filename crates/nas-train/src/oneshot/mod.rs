@@ -33,6 +33,21 @@ use crate::step_api::{Optimizer, TrainOptions, TrainingStep, initial_state, trai
 use crate::trainer::check_fit;
 use arch::{ArchAdam, Draw, StepWeights, step_rng};
 
+/// Scale and shift of every BatchNorm whose output is an input of a mixed edge.
+fn mixed_batch_norm_params(supernet: &Supernet) -> Vec<String> {
+    let g = &supernet.graph;
+    let mut names: Vec<String> = supernet
+        .edges
+        .iter()
+        .flat_map(|e| g.nodes[e.node].inputs.iter().copied())
+        .filter(|&i| matches!(g.nodes[i].op, nas_graph::Op::BatchNorm { .. }))
+        .flat_map(|i| [format!("n{i}.scale"), format!("n{i}.bias")])
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The one-shot search's settings (a strategy's or evaluator's TOML table).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +55,10 @@ pub struct OneShotConfig {
     pub method: Method,
     /// Passes over the training split.
     pub epochs: usize,
+    /// The first epochs train only the weights, with `alpha` at its initial (uniform)
+    /// value (PC-DARTS' warm-up): the architecture is then not judged on barely trained
+    /// operations, which favours parameter-free ones.
+    pub warmup_epochs: usize,
     pub batch: usize,
     /// SGD (momentum, L2) on the network weights, cosine from `weight_lr` to `weight_lr_min`.
     pub weight_lr: f64,
@@ -56,6 +75,10 @@ pub struct OneShotConfig {
     pub tau_min: f64,
     /// DARTS-: initial weight of the auxiliary skip, linear to 0 over the search.
     pub aux_beta: f64,
+    /// Train the scale and shift of the BatchNorms that end a mixed edge's operations. Off
+    /// by default, as in NAS-Bench-201's search networks: with them an operation can grow
+    /// its output instead of its architecture weight.
+    pub affine: bool,
     /// Crop and flip the training batches (`None`: as the data set says).
     pub augment: Option<bool>,
     /// Seed of the initial weights, `alpha` and every draw (`None`: the data's seed).
@@ -68,6 +91,7 @@ impl Default for OneShotConfig {
         OneShotConfig {
             method: Method::Darts,
             epochs: 50,
+            warmup_epochs: 0,
             batch: 64,
             weight_lr: 0.025,
             weight_lr_min: 0.001,
@@ -80,6 +104,7 @@ impl Default for OneShotConfig {
             tau_max: 10.0,
             tau_min: 0.1,
             aux_beta: 1.0,
+            affine: false,
             augment: None,
             seed: None,
         }
@@ -96,6 +121,15 @@ impl OneShotConfig {
         };
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
+        }
+        if self.warmup_epochs >= self.epochs {
+            return bad(
+                "warmup_epochs",
+                format!(
+                    "is {}; it must be below `epochs` ({}), or the architecture never learns",
+                    self.warmup_epochs, self.epochs
+                ),
+            );
         }
         if self.batch == 0 {
             return bad("batch", "must be at least 1".into());
@@ -293,6 +327,11 @@ impl<'d> SupernetTrainer<'d> {
             weight_decay: cfg.weight_decay as f32,
             label_smoothing: 0.0,
             emit_gradients: false,
+            frozen: if cfg.affine {
+                Vec::new()
+            } else {
+                mixed_batch_norm_params(supernet)
+            },
         };
         let step = training_step(&supernet.graph, &options).map_err(TrainError::graph(
             "cannot build the supernet's training step",
@@ -529,11 +568,12 @@ impl<'d> SupernetTrainer<'d> {
             ..train_opts
         };
         let learns = self.cfg.method.learns_alpha();
+        let warm = index < self.cfg.warmup_epochs;
         let train: Vec<(Array4<f32>, Vec<u32>)> = self
             .data
             .batches(Part::Train, &train_opts, index as u64)?
             .collect();
-        let mut val = if learns {
+        let mut val = if learns && !warm {
             Some(
                 self.data
                     .batches(Part::Validation, &val_opts, index as u64)?,
