@@ -122,7 +122,7 @@ impl StepRunner {
             home,
             state,
             masks,
-            mix_grads: mixes.iter().map(|m| vec![0.0; m.len]).collect(),
+            mix_grads: mixes.iter().map(|m| vec![0.0; m.len + 1]).collect(),
             mixes,
         };
         runner.set_io(io, values)?;
@@ -199,7 +199,7 @@ impl StepRunner {
         let mut mix_grads = self
             .mixes
             .iter()
-            .map(|m| Tensor::<f32>::new(&host, vec![m.len]))
+            .map(|m| Tensor::<f32>::new(&host, vec![m.len + 1]))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ort_err("allocating the mixing weights' gradients"))?;
         let mut make_binding = |k: usize| -> Result<IoBinding, ort::Error> {
@@ -347,7 +347,8 @@ impl StepRunner {
         }
     }
 
-    /// The last step's gradients of the mixing weights, in the step's mixed-edge order.
+    /// The last step's gradients of the mixing weights (each followed by the sum of the
+    /// edge's output gradient), in the step's mixed-edge order.
     pub fn mix_grads(&self) -> &[Vec<f32>] {
         &self.mix_grads
     }

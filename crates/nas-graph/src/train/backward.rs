@@ -674,7 +674,8 @@ fn per_sample_correlation(
 }
 
 /// `dx_k = m_k dy`; `dm_k = sum(dy * x_k)` over the batch and every axis, zero for a `Zero`
-/// input (its term was left out of the forward).
+/// input (its term was left out of the forward); then `sum(dy)`, the gradient of a constant
+/// added to the edge's output (what GDAS gives every unsampled operation).
 fn mix(
     e: &mut Emitter,
     dy: &str,
@@ -700,6 +701,8 @@ fn mix(
         );
         parts.push(e.reshape(&total, &[1]));
     }
+    let total = e.op("ReduceSum", &[dy], vec![AttributeProto::int("keepdims", 0)]);
+    parts.push(e.reshape(&total, &[1]));
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     bw.mix = Some(e.op("Concat", &refs, vec![AttributeProto::int("axis", 0)]));
 }

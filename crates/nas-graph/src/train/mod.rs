@@ -156,7 +156,9 @@ pub struct DropoutMask {
 }
 
 /// The mixing weights of a live [`Op::Mix`] node: fed as `input` (`[len]`, one weight per
-/// node input) with every step; the step outputs their loss gradient as `grad`.
+/// node input) with every step; the step outputs `grad` (`[len + 1]`): the loss gradient of
+/// each weight, then that of a constant added to the node's output (the sum of its output
+/// gradient).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixInput {
     pub node: NodeId,
@@ -348,7 +350,7 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         // Zero when no gradient reaches the edge (it only feeds a Zero).
         let g = match mix_grads.iter().find(|(id, _)| *id == m.node) {
             Some((_, g)) => g.clone(),
-            None => e.zeros(&[m.len]),
+            None => e.zeros(&[m.len + 1]),
         };
         e.op_to("Identity", &[&g], &m.grad, vec![]);
     }
@@ -579,7 +581,7 @@ fn interface(
     let mut outputs = vec![f32v(LOSS, vec![]), f32v(CORRECT, vec![])];
     outputs.extend(state.iter().map(|t| f32v(&t.output, fixed(&t.shape))));
     outputs.extend(grad_outputs.iter().map(|(n, s)| f32v(n, fixed(s))));
-    outputs.extend(mixes.iter().map(|m| f32v(&m.grad, fixed(&[m.len]))));
+    outputs.extend(mixes.iter().map(|m| f32v(&m.grad, fixed(&[m.len + 1]))));
     (inputs, outputs)
 }
 

@@ -8,7 +8,8 @@
 //!   need not win the softmax to pass gradients (the collapse of DARTS onto skips).
 //! - GDAS (Dong & Yang, CVPR 2019): a one-hot sampled per step by Gumbel-max on
 //!   `(alpha + g) / tau`; gradients reach `alpha` straight through the softmax of the same
-//!   perturbed logits; `tau` decays linearly from `tau_max` to `tau_min`.
+//!   perturbed logits, with the authors' gradient for unsampled operations (see
+//!   `SupernetTrainer::choice_grads`); `tau` decays linearly from `tau_max` to `tau_min`.
 //! - SPOS (Guo et al., ECCV 2020): a uniformly sampled one-hot per step; no `alpha`.
 
 use rand::{Rng, SeedableRng};

@@ -503,17 +503,26 @@ impl<'d> SupernetTrainer<'d> {
     }
 
     /// Sums the gradient of each choice's weights over its mixed edges (the auxiliary skip's
-    /// slot is fixed, not learned).
-    fn choice_grads(&self) -> Vec<Vec<f64>> {
+    /// slot is fixed, not learned). GDAS, as its authors compute it, runs only the sampled
+    /// operation and adds each unsampled weight to the edge's output as a constant, so an
+    /// unsampled weight's gradient is the sum of the output gradient (the last value of the
+    /// step's gradient output), the sampled one's is the usual one.
+    fn choice_grads(&self, w: &StepWeights) -> Vec<Vec<f64>> {
         let mut out: Vec<Vec<f64>> = self
             .supernet
             .options
             .iter()
             .map(|&n| vec![0.0; n])
             .collect();
+        let gdas = self.cfg.method == Method::Gdas;
         for (g, &c) in self.runner.mix_grads().iter().zip(&self.choice_of_mix) {
-            for (o, v) in out[c].iter_mut().zip(g) {
-                *o += f64::from(*v);
+            let output_sum = f64::from(*g.last().expect("the output sum ends the gradient"));
+            for (k, (o, v)) in out[c].iter_mut().zip(g).enumerate() {
+                *o += if gdas && w.weights[c][k] == 0.0 {
+                    output_sum
+                } else {
+                    f64::from(*v)
+                };
             }
         }
         out
@@ -606,7 +615,7 @@ impl<'d> SupernetTrainer<'d> {
                 arch_loss += f64::from(l) * vy.len() as f64;
                 arch_correct += f64::from(c);
                 arch_seen += vy.len();
-                let grads = self.choice_grads();
+                let grads = self.choice_grads(&w);
                 self.arch.update(&w, &grads, &self.cfg.adam());
             }
             lr = self.lr(self.global_step);
