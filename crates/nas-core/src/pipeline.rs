@@ -96,7 +96,6 @@ pub fn unmeasured_error(constraints: &[Constraint], metrics: &Metrics) -> Option
 impl Pipeline {
     /// Loads and creates every evaluator of the config; `supernet` is the space's (see
     /// [`evaluator_supernet`]).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         specs: &[EvaluatorSpec],
         constraints: &[Constraint],
