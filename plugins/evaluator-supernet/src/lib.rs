@@ -68,10 +68,13 @@ pub fn parse_config(table: &Value) -> Result<OneShotConfig, String> {
     }
     map.insert("method".into(), json!("spos"));
     let cfg: OneShotConfig = serde_json::from_value(Value::Object(map)).map_err(|e| {
+        // serde lists `method` among the expected keys; ours are the rest.
+        let e = e.to_string();
+        let what = e.split(", expected one of").next().unwrap_or(&e);
         format!(
-            "{NAME}: {e} (its keys: epochs, batch, weight_lr, weight_lr_min, momentum, \
-             weight_decay, augment, seed, and the unused arch_lr, arch_weight_decay, \
-             arch_beta1, arch_beta2, tau_max, tau_min, aux_beta)"
+            "{NAME}: {what}; its keys are epochs, batch, weight_lr, weight_lr_min, momentum, \
+             weight_decay, augment and seed (arch_lr, arch_weight_decay, arch_beta1, \
+             arch_beta2, tau_max, tau_min and aux_beta are accepted and unused by SPOS)"
         )
     })?;
     cfg.validate().map_err(|e| format!("{NAME}: {e}"))?;
