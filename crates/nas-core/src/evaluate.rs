@@ -89,6 +89,7 @@ pub fn evaluate(config: &StudyConfig, specs: &[String]) -> anyhow::Result<Vec<Sc
         config.seed,
         &scratch.display().to_string(),
         &config.data_json()?,
+        crate::pipeline::evaluator_supernet(space.as_ref())?.as_ref(),
     )?;
     let mut out = Vec::new();
     for (i, values) in values.into_iter().enumerate() {

@@ -1,13 +1,14 @@
 //! The evaluator pipeline: evaluators run in the order given, each seeing the metrics of the
 //! ones before; a violated constraint, a pruned result or an error stops the pipeline.
 
-use nas_graph::Graph;
+use nas_graph::{Graph, Supernet};
 use nas_plugin::abi::PluginKind;
 use nas_plugin::host::EvaluatorHandle;
 use nas_plugin::{EvalRequest, EvalStatus, EvaluatorContext, Metrics, RuntimeSettings, TrialState};
 
 use crate::config::{Constraint, EvaluatorSpec};
 use crate::plugins;
+use crate::space::{SearchSpace, SpaceError};
 use crate::storage::Outcome;
 
 pub struct Pipeline {
@@ -37,6 +38,16 @@ fn build_digest(path: &std::path::Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("cannot read plugin {}: {e}", path.display()))?;
     Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// The supernet evaluators are given (`EvaluatorContext::supernet`): the space's one-shot
+/// supernet without auxiliary skips, or `None` for a space that has none.
+pub fn evaluator_supernet(space: &dyn SearchSpace) -> anyhow::Result<Option<Supernet>> {
+    match space.supernet(false) {
+        Ok(s) => Ok(Some(s)),
+        Err(SpaceError::NoSupernet { .. }) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot build the space's supernet: {e}")),
+    }
 }
 
 /// Metrics the core computes itself from the IR, before any evaluator runs.
@@ -83,7 +94,8 @@ pub fn unmeasured_error(constraints: &[Constraint], metrics: &Metrics) -> Option
 }
 
 impl Pipeline {
-    /// Loads and creates every evaluator of the config.
+    /// Loads and creates every evaluator of the config; `supernet` is the space's (see
+    /// [`evaluator_supernet`]).
     pub fn new(
         specs: &[EvaluatorSpec],
         constraints: &[Constraint],
@@ -91,6 +103,7 @@ impl Pipeline {
         seed: u64,
         study_dir: &str,
         data: &serde_json::Value,
+        supernet: Option<&Supernet>,
     ) -> anyhow::Result<Pipeline> {
         let mut evaluators = Vec::new();
         let mut builds = PluginBuilds::new();
@@ -104,6 +117,7 @@ impl Pipeline {
                 seed,
                 study_dir: study_dir.to_string(),
                 data: data.clone(),
+                supernet: supernet.cloned(),
             };
             let handle = library
                 .create_evaluator(&ctx)

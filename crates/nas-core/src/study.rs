@@ -221,10 +221,12 @@ fn load_strategies(
 /// One evaluator pipeline per worker: plugin instances are not shared between threads.
 fn build_pipelines(
     config: &StudyConfig,
+    space: &dyn SearchSpace,
     runtime: &RuntimeSettings,
     dir: &Path,
 ) -> anyhow::Result<Vec<Pipeline>> {
     let data = config.data_json()?;
+    let supernet = crate::pipeline::evaluator_supernet(space)?;
     (0..config.runtime.workers)
         .map(|_| {
             Pipeline::new(
@@ -234,6 +236,7 @@ fn build_pipelines(
                 config.seed,
                 &dir.display().to_string(),
                 &data,
+                supernet.as_ref(),
             )
         })
         .collect()
@@ -339,7 +342,7 @@ impl Study {
         let descriptor = space.descriptor().clone();
         let runtime = config.runtime.resolve()?;
         let mut phases = load_strategies(&config, &descriptor, &runtime, &dir)?;
-        let pipelines = build_pipelines(&config, &runtime, &dir)?;
+        let pipelines = build_pipelines(&config, space.as_ref(), &runtime, &dir)?;
 
         let storage = open_storage(&config, &dir)?;
         check_identity(&storage, &config, &dir)?;

@@ -84,6 +84,8 @@ impl Evaluator {
         study_dir: &std::path::Path,
     ) -> anyhow::Result<Evaluator> {
         let runtime = config.runtime.resolve()?;
+        let space = build_space(&config.resolved_space()?)
+            .map_err(|e| crate::config_checks::space_error(config, e))?;
         let pipeline = Pipeline::new(
             &config.evaluators,
             &config.constraints,
@@ -91,8 +93,9 @@ impl Evaluator {
             config.seed,
             &study_dir.display().to_string(),
             &config.data_json()?,
+            crate::pipeline::evaluator_supernet(space.as_ref())?.as_ref(),
         )?;
-        Evaluator::new(config, pipeline)
+        Ok(Evaluator { space, pipeline })
     }
 
     pub fn builds(&self) -> &PluginBuilds {

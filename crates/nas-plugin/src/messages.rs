@@ -235,6 +235,12 @@ pub struct EvaluatorContext {
     /// when the study has none.
     #[serde(default)]
     pub data: serde_json::Value,
+    /// The study space's one-shot supernet (SPOS evaluators score paths of it); `None` when
+    /// the space has none. Evaluator side only, like [`EvalRequest`]; absent from the JSON
+    /// when `None`, so plugins built before it read the context as before.
+    #[cfg(feature = "evaluator")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supernet: Option<nas_graph::Supernet>,
 }
 
 /// One candidate to evaluate. Evaluator side only: it carries the network, so it needs the

@@ -54,6 +54,7 @@ fn evaluator(config: Value, runtime: RuntimeSettings) -> Result<CostEvaluator, P
         seed: 7,
         study_dir: std::env::temp_dir().display().to_string(),
         data: serde_json::Value::Null,
+        supernet: None,
     })
 }
 

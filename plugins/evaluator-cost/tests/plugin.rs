@@ -45,6 +45,7 @@ fn the_plugin_loads_and_evaluates_a_graph() {
         seed: 3,
         study_dir: std::env::temp_dir().display().to_string(),
         data: serde_json::Value::Null,
+        supernet: None,
     };
     let mut evaluator = lib.create_evaluator(&ctx).unwrap();
 
@@ -85,6 +86,7 @@ fn the_plugin_reports_bad_options_through_the_host() {
         seed: 0,
         study_dir: String::new(),
         data: serde_json::Value::Null,
+        supernet: None,
     };
     let err = lib.create_evaluator(&ctx).err().unwrap().to_string();
     assert!(

@@ -68,6 +68,7 @@ fn evaluator(config: Value) -> Result<Nb201Evaluator, PluginError> {
         seed: 0,
         study_dir: std::env::temp_dir().display().to_string(),
         data: Value::Null,
+        supernet: None,
     })
 }
 

@@ -38,6 +38,7 @@ fn context(config: serde_json::Value) -> EvaluatorContext {
         seed: 1,
         study_dir: std::env::temp_dir().display().to_string(),
         data: serde_json::Value::Null,
+        supernet: None,
     }
 }
 

@@ -218,6 +218,7 @@ fn creation_reads_the_file_and_names_it_when_it_is_bad() {
         seed: 0,
         study_dir: dir.path().display().to_string(),
         data: Value::Null,
+        supernet: None,
     };
     let mut e = TabularEvaluator::new(ctx(path.to_str().unwrap())).unwrap();
     assert_eq!(e.table().rows.len(), 3);

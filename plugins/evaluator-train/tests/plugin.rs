@@ -42,6 +42,7 @@ fn context(config: Value, data: Value, study_dir: &std::path::Path) -> Evaluator
         seed: 5,
         study_dir: study_dir.display().to_string(),
         data,
+        supernet: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn context(config: Value, data: Value) -> EvaluatorContext {
         seed: 5,
         study_dir: std::env::temp_dir().display().to_string(),
         data,
+        supernet: None,
     }
 }
 

@@ -28,6 +28,7 @@ fn evaluator(config: Value) -> ZeroCostEvaluator {
         seed: 0,
         study_dir: std::env::temp_dir().display().to_string(),
         data: Value::Null,
+        supernet: None,
     })
     .expect("a valid configuration")
 }

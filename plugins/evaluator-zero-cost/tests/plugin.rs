@@ -40,6 +40,7 @@ fn context(config: Value) -> EvaluatorContext {
         seed: 3,
         study_dir: std::env::temp_dir().display().to_string(),
         data: Value::Null,
+        supernet: None,
     }
 }
 

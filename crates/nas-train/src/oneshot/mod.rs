@@ -16,6 +16,8 @@
 pub mod arch;
 mod checkpoint;
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Instant;
 
 use nas_data::{Augment, BatchOptions, DataKind, Part, SplitDataset};
@@ -206,11 +208,42 @@ pub struct OneShotEpoch {
     pub derived: Vec<usize>,
 }
 
+/// The data a [`SupernetTrainer`] reads: borrowed from the caller, or shared with it (a
+/// trainer that outlives the caller's borrow, e.g. one kept by an evaluator).
+#[derive(Clone, Debug)]
+pub enum TrainData<'d> {
+    Borrowed(&'d SplitDataset),
+    Shared(Arc<SplitDataset>),
+}
+
+impl Deref for TrainData<'_> {
+    type Target = SplitDataset;
+
+    fn deref(&self) -> &SplitDataset {
+        match self {
+            TrainData::Borrowed(d) => d,
+            TrainData::Shared(d) => d,
+        }
+    }
+}
+
+impl<'d> From<&'d SplitDataset> for TrainData<'d> {
+    fn from(d: &'d SplitDataset) -> Self {
+        TrainData::Borrowed(d)
+    }
+}
+
+impl From<Arc<SplitDataset>> for TrainData<'static> {
+    fn from(d: Arc<SplitDataset>) -> Self {
+        TrainData::Shared(d)
+    }
+}
+
 /// Trains a supernet with one method on one split data set.
 pub struct SupernetTrainer<'d> {
     supernet: Supernet,
     cfg: OneShotConfig,
-    data: &'d SplitDataset,
+    data: TrainData<'d>,
     step: TrainingStep,
     runner: StepRunner,
     /// Per mixed input of the step (its order): the choice the edge decides.
@@ -237,18 +270,19 @@ impl<'d> SupernetTrainer<'d> {
         supernet: &Supernet,
         cfg: &OneShotConfig,
         runtime: &SessionSettings,
-        data: &'d SplitDataset,
+        data: impl Into<TrainData<'d>>,
     ) -> Result<SupernetTrainer<'d>, TrainError> {
-        Self::build(supernet, cfg, runtime, data, Start::Fresh)
+        Self::build(supernet, cfg, runtime, data.into(), Start::Fresh)
     }
 
     /// Continues a search from a checkpoint of the same supernet, settings and data.
     pub fn resume(
         checkpoint: OneShotCheckpoint,
         runtime: &SessionSettings,
-        data: &'d SplitDataset,
+        data: impl Into<TrainData<'d>>,
     ) -> Result<SupernetTrainer<'d>, TrainError> {
-        let here = crate::DataFingerprint::of(data);
+        let data = data.into();
+        let here = crate::DataFingerprint::of(&data);
         if here != checkpoint.data {
             return Err(TrainError::Mismatch(format!(
                 "the supernet checkpoint was trained on {:?}, not on this data {:?}; \
@@ -270,7 +304,7 @@ impl<'d> SupernetTrainer<'d> {
         supernet: &Supernet,
         cfg: &OneShotConfig,
         runtime: &SessionSettings,
-        data: &'d SplitDataset,
+        data: TrainData<'d>,
         start: Start,
     ) -> Result<SupernetTrainer<'d>, TrainError> {
         cfg.validate()?;
@@ -288,7 +322,7 @@ impl<'d> SupernetTrainer<'d> {
                 }
             )));
         }
-        check_fit(&supernet.graph, data)?;
+        check_fit(&supernet.graph, &data)?;
         let augment = match cfg.augment {
             None => data.augment,
             Some(false) => None,
@@ -578,15 +612,13 @@ impl<'d> SupernetTrainer<'d> {
         };
         let learns = self.cfg.method.learns_alpha();
         let warm = index < self.cfg.warmup_epochs;
-        let train: Vec<(Array4<f32>, Vec<u32>)> = self
-            .data
+        // A handle of our own: the batch iterators borrow it while steps borrow `self`.
+        let data = self.data.clone();
+        let train: Vec<(Array4<f32>, Vec<u32>)> = data
             .batches(Part::Train, &train_opts, index as u64)?
             .collect();
         let mut val = if learns && !warm {
-            Some(
-                self.data
-                    .batches(Part::Validation, &val_opts, index as u64)?,
-            )
+            Some(data.batches(Part::Validation, &val_opts, index as u64)?)
         } else {
             None
         };
@@ -602,7 +634,7 @@ impl<'d> SupernetTrainer<'d> {
                         // The validation split ran out: start it again, reshuffled.
                         refills += 1;
                         let seed = (index as u64) << 16 | refills;
-                        *batches = self.data.batches(Part::Validation, &val_opts, seed)?;
+                        *batches = data.batches(Part::Validation, &val_opts, seed)?;
                         batches.next().ok_or_else(|| {
                             TrainError::Mismatch("the validation split has no full batch".into())
                         })?
@@ -680,7 +712,8 @@ impl<'d> SupernetTrainer<'d> {
             augment: None,
         };
         let (mut loss, mut correct, mut seen) = (0f64, 0f64, 0usize);
-        for (x, y) in self.data.batches(Part::Validation, &opts, 0)? {
+        let data = self.data.clone();
+        for (x, y) in data.batches(Part::Validation, &opts, 0)? {
             let mixes = self.mix_inputs(&per_choice, 0.0);
             let (l, c) = self.run(x, &y, 0.0, mixes, false)?;
             loss += f64::from(l) * y.len() as f64;
@@ -708,7 +741,7 @@ impl<'d> SupernetTrainer<'d> {
         Ok(OneShotCheckpoint {
             supernet: self.supernet.clone(),
             config: self.cfg.clone(),
-            data: crate::DataFingerprint::of(self.data),
+            data: crate::DataFingerprint::of(&self.data),
             epoch: self.epoch,
             step: self.global_step,
             arch: self.arch.clone(),

@@ -1,0 +1,30 @@
+//! The table and the request's path; training and scoring are covered by tests/plugin.rs.
+
+use super::*;
+
+#[test]
+fn the_table_is_a_one_shot_config_with_spos() {
+    let cfg = parse_config(&json!({"epochs": 3, "batch": 32})).unwrap();
+    assert_eq!(cfg.method, Method::Spos);
+    assert_eq!((cfg.epochs, cfg.batch), (3, 32));
+    assert_eq!(parse_config(&Value::Null).unwrap().epochs, 50);
+}
+
+#[test]
+fn method_and_unknown_keys_are_errors_naming_them() {
+    let e = parse_config(&json!({"method": "darts"})).unwrap_err();
+    assert!(e.contains("`method`") && e.contains("spos"), "{e}");
+    let e = parse_config(&json!({"epoch": 3})).unwrap_err();
+    assert!(e.contains("`epoch`"), "{e}");
+    let e = parse_config(&json!({"epochs": 0})).unwrap_err();
+    assert!(e.contains("`epochs`"), "{e}");
+    let e = parse_config(&json!({"batch": "big"})).unwrap_err();
+    assert!(e.contains("supernet evaluator"), "{e}");
+}
+
+#[test]
+fn values_must_be_option_indices() {
+    assert_eq!(path_of(&[0.0, 4.0, 2.0]).unwrap(), vec![0, 4, 2]);
+    assert!(path_of(&[0.5]).is_err());
+    assert!(path_of(&[-1.0]).is_err());
+}
