@@ -217,6 +217,7 @@ fn split(data: Dataset, seed: u64) -> Result<SplitDataset> {
         validation: 0.0,
         test: 0.0,
         stratify: false,
+        max_train: None,
     };
     Ok(SplitDataset::new(data, n, &cfg, None, seed)?)
 }

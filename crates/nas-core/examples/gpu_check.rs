@@ -358,6 +358,7 @@ fn synthetic_data(n: usize, seed: u64) -> Result<SplitDataset> {
         validation: 0.0,
         test: 0.0,
         stratify: false,
+        max_train: None,
     };
     Ok(SplitDataset::new(data, n, &split, None, seed)?)
 }

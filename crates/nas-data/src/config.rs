@@ -4,6 +4,7 @@
 //! [data]
 //! dataset = "digits"          # bundled; or "fashion-mnist" (Debian package dataset-fashion-mnist)
 //! validation = 0.2            # fraction of the training samples held out for validation
+//! max_train = 5000            # optional: train on a subset of the training part
 //! augment = false
 //!
 //! # or one of:
@@ -73,6 +74,8 @@ pub struct DataConfig {
     /// Class count; inferred as largest label + 1 when absent (fixed for CIFAR and digits).
     pub classes: Option<usize>,
     pub validation: f64,
+    /// Train on at most this many samples (see [`SplitConfig::max_train`]).
+    pub max_train: Option<usize>,
     /// Fraction held out as the test set when the source has no test part (digits: 0.2).
     pub test_fraction: Option<f64>,
     pub stratify: bool,
@@ -104,6 +107,7 @@ impl Default for DataConfig {
             layout: Layout::Auto,
             classes: None,
             validation: 0.2,
+            max_train: None,
             test_fraction: None,
             stratify: true,
             augment: false,
@@ -258,6 +262,7 @@ impl DataConfig {
             validation: self.validation,
             test: self.test_fraction.unwrap_or(default_test),
             stratify: self.stratify,
+            max_train: self.max_train,
         }
     }
 }

@@ -21,6 +21,10 @@ pub struct SplitConfig {
     pub test: f64,
     /// Hold out the same fraction of every class (exact totals by largest remainder).
     pub stratify: bool,
+    /// Train on at most this many samples: a seeded subset (stratified with `stratify`) of
+    /// the training part left after the test and validation parts are held out, which stay
+    /// whole. For quick searches on a large data set.
+    pub max_train: Option<usize>,
 }
 
 impl Default for SplitConfig {
@@ -29,6 +33,7 @@ impl Default for SplitConfig {
             validation: 0.2,
             test: 0.2,
             stratify: true,
+            max_train: None,
         }
     }
 }
@@ -102,8 +107,21 @@ impl Splits {
                 &mut r,
             )
         };
-        let (train, validation) =
+        let (mut train, validation) =
             holdout(pool, labels, classes, cfg.validation, cfg.stratify, &mut r);
+        match cfg.max_train {
+            Some(0) => {
+                return Err(DataError::config(
+                    "max_train",
+                    "is 0; give at least 1 (or remove it to train on the whole training part)",
+                ));
+            }
+            Some(m) if train.len() > m => {
+                let drop = 1.0 - m as f64 / train.len() as f64;
+                train = holdout(train, labels, classes, drop, cfg.stratify, &mut r).0;
+            }
+            _ => {}
+        }
         if train.is_empty() {
             return Err(DataError::Invalid(format!(
                 "the split leaves no training samples ({n} samples, validation {}, test {}); use smaller fractions or more data",

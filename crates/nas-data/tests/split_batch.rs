@@ -62,6 +62,7 @@ fn unstratified_split_and_source_test_part() {
         validation: 0.25,
         test: 0.1,
         stratify: false,
+        max_train: None,
     };
     let a = Splits::new(&labels, 3, 100, &c, 5).unwrap();
     assert_eq!(
@@ -86,6 +87,56 @@ fn unstratified_split_and_source_test_part() {
         e.contains("[data] `validation`") && e.contains("is 1"),
         "{e}"
     );
+}
+
+/// `max_train` keeps a stratified subset of exactly that many training samples, drawn from
+/// the training part only: validation and test are the parts of the same split without it.
+#[test]
+fn max_train_subsets_the_training_part_only() {
+    let labels: Vec<u32> = (0..1000).map(|i| (i % 4) as u32).collect();
+    let whole = SplitConfig {
+        validation: 0.2,
+        test: 0.1,
+        stratify: true,
+        max_train: None,
+    };
+    let full = Splits::new(&labels, 4, 1000, &whole, 9).unwrap();
+    let cfg = SplitConfig {
+        max_train: Some(100),
+        ..whole
+    };
+    let sub = Splits::new(&labels, 4, 1000, &cfg, 9).unwrap();
+    assert_eq!(sub.train.len(), 100);
+    assert_eq!(sub.validation, full.validation);
+    assert_eq!(sub.test, full.test);
+    assert!(
+        sub.train
+            .iter()
+            .all(|i| full.train.binary_search(i).is_ok())
+    );
+    for c in 0..4 {
+        let n = sub.train.iter().filter(|&&i| labels[i] == c).count();
+        assert_eq!(n, 25, "class {c}");
+    }
+    assert_eq!(sub, Splits::new(&labels, 4, 1000, &cfg, 9).unwrap());
+    assert_ne!(
+        sub.train,
+        Splits::new(&labels, 4, 1000, &cfg, 10).unwrap().train
+    );
+    // Above the training part's size it changes nothing; 0 is refused.
+    let big = SplitConfig {
+        max_train: Some(5000),
+        ..whole
+    };
+    assert_eq!(Splits::new(&labels, 4, 1000, &big, 9).unwrap(), full);
+    let zero = SplitConfig {
+        max_train: Some(0),
+        ..whole
+    };
+    let e = Splits::new(&labels, 4, 1000, &zero, 9)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_train"), "{e}");
 }
 
 /// Train samples are all 1.0 / 3.0 per channel, test samples 100: stats see train only.
@@ -114,6 +165,7 @@ fn normalization_uses_training_split_only() {
         validation: 0.0,
         test: 0.2,
         stratify: true,
+        max_train: None,
     };
     let s = SplitDataset::new(data, 30, &cfg, None, 1).unwrap();
     assert_eq!(s.splits.train.len(), 30);
@@ -201,6 +253,7 @@ fn cifar_like(n: usize) -> SplitDataset {
         validation: 0.0,
         test: 0.0,
         stratify: true,
+        max_train: None,
     };
     let aug = Augment::default_for([3, 32, 32]);
     assert_eq!(

@@ -343,6 +343,7 @@ fn throughput_of_the_reference_net_on_cifar_sized_inputs() {
         validation: 0.0,
         test: 0.0,
         stratify: false,
+        max_train: None,
     };
     let data = SplitDataset::new(ds, n, &split, None, 0).unwrap();
     let graph = reference_net(&[3, 32, 32], 10, None);
