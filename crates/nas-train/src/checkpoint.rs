@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::tensor_file;
+use crate::tensor_file::{self, TensorEntry};
 use crate::trainer::{DataFingerprint, EpochStats, Start, Trainer};
 
 const MAGIC: &[u8; 8] = b"NASTRAIN";
@@ -45,12 +45,6 @@ struct Header {
     seed: u64,
     history: Vec<EpochStats>,
     tensors: Vec<TensorEntry>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct TensorEntry {
-    pub name: String,
-    pub shape: Vec<usize>,
 }
 
 impl<'d> Trainer<'d> {
@@ -124,14 +118,7 @@ impl TrainCheckpoint {
             step: self.step,
             seed: self.seed,
             history: self.history.clone(),
-            tensors: self
-                .state
-                .iter()
-                .map(|(name, t)| TensorEntry {
-                    name: name.clone(),
-                    shape: t.shape().to_vec(),
-                })
-                .collect(),
+            tensors: tensor_file::entries(&self.state),
         };
         tensor_file::write(path, MAGIC, CHECKPOINT_VERSION, &header, &self.state)
     }
@@ -143,12 +130,7 @@ impl TrainCheckpoint {
             MAGIC,
             CHECKPOINT_VERSION,
             "a training checkpoint",
-            |h: &Header| {
-                h.tensors
-                    .iter()
-                    .map(|t| (t.name.clone(), t.shape.clone()))
-                    .collect()
-            },
+            |h: &Header| &h.tensors,
         )?;
         Ok(TrainCheckpoint {
             graph: header.graph,

@@ -6,10 +6,28 @@
 use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
+
+/// A tensor's name and shape, as a header lists them.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TensorEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// The header's list of `tensors`.
+pub(crate) fn entries(tensors: &[(String, ArrayD<f32>)]) -> Vec<TensorEntry> {
+    tensors
+        .iter()
+        .map(|(name, t)| TensorEntry {
+            name: name.clone(),
+            shape: t.shape().to_vec(),
+        })
+        .collect()
+}
 
 /// Named tensors in file order.
 pub(crate) type Tensors = Vec<(String, ArrayD<f32>)>;
@@ -48,7 +66,7 @@ pub(crate) fn read<H: DeserializeOwned>(
     magic: &[u8; 8],
     version: u32,
     what: &str,
-    entries: impl Fn(&H) -> Vec<(String, Vec<usize>)>,
+    entries: impl Fn(&H) -> &[TensorEntry],
 ) -> Result<(H, Tensors), TrainError> {
     let bad = |reason: String| TrainError::Checkpoint {
         path: path.to_path_buf(),
@@ -83,7 +101,7 @@ pub(crate) fn read<H: DeserializeOwned>(
         .map_err(|e| bad(format!("has a broken header: {e}")))?;
     let mut at = end;
     let mut tensors = Vec::new();
-    for (name, shape) in entries(&header) {
+    for TensorEntry { name, shape } in entries(&header) {
         let n: usize = shape.iter().product();
         let stop = n
             .checked_mul(4)
@@ -99,8 +117,8 @@ pub(crate) fn read<H: DeserializeOwned>(
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
-        let t = ArrayD::from_shape_vec(IxDyn(&shape), data).expect("length checked");
-        tensors.push((name, t));
+        let t = ArrayD::from_shape_vec(IxDyn(shape), data).expect("length checked");
+        tensors.push((name.clone(), t));
         at = stop;
     }
     if at != bytes.len() {

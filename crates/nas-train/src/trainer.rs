@@ -149,6 +149,73 @@ pub(crate) fn check_fit(graph: &Graph, data: &SplitDataset) -> Result<(), TrainE
     Ok(())
 }
 
+/// What `augment` (`None`: as the data set says) means for `data`: crops and flips for
+/// images, refused for tabular data.
+pub(crate) fn resolve_augment(
+    requested: Option<bool>,
+    data: &SplitDataset,
+) -> Result<Option<Augment>, TrainError> {
+    match requested {
+        None => Ok(data.augment),
+        Some(false) => Ok(None),
+        Some(true) if data.data.kind == DataKind::Tabular => Err(TrainError::Config {
+            key: "augment".into(),
+            reason: format!(
+                "is true, but crop and flip need images and `{}` is tabular; remove it",
+                data.data.name
+            ),
+        }),
+        Some(true) => Ok(data
+            .augment
+            .or_else(|| Some(Augment::default_for(data.input_shape())))),
+    }
+}
+
+/// A checkpoint's state tensors (by name) in the order of `step`'s state; `what` names the
+/// checkpoint in the error ("the checkpoint", "the supernet checkpoint").
+pub(crate) fn state_in_step_order(
+    step: &TrainingStep,
+    saved: &[(String, ArrayD<f32>)],
+    what: &str,
+) -> Result<Vec<ArrayD<f32>>, TrainError> {
+    step.state
+        .iter()
+        .map(|spec| {
+            saved
+                .iter()
+                .find(|(n, _)| *n == spec.name)
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| {
+                    TrainError::Mismatch(format!(
+                        "{what} has no state tensor `{}`; it was written for another network or optimizer",
+                        spec.name
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// The session of `step` and a runner holding `values` as its state, bound in the memory of
+/// the provider the session really runs on; also that provider's name.
+pub(crate) fn start_runner(
+    step: &TrainingStep,
+    runtime: &SessionSettings,
+    values: Vec<ArrayD<f32>>,
+) -> Result<(StepRunner, String), TrainError> {
+    let built = nas_runtime::build_session(&step.model, runtime)?;
+    let home = TensorHome::for_provider_name(&built.provider)?;
+    let runner = StepRunner::new(
+        built.session,
+        home,
+        step.state.clone(),
+        step.dropout_masks.clone(),
+        step.mixes.clone(),
+        values,
+        StepIo::Binding,
+    )?;
+    Ok((runner, built.provider))
+}
+
 impl<'d> Trainer<'d> {
     /// A trainer at epoch 0 starting from `weights`. Builds the training step for a fixed
     /// batch of `cfg.batch` (the whole training split when it is smaller) and its session.
@@ -171,22 +238,7 @@ impl<'d> Trainer<'d> {
     ) -> Result<Trainer<'d>, TrainError> {
         cfg.validate()?;
         check_fit(graph, data)?;
-        let augment = match cfg.augment {
-            None => data.augment,
-            Some(false) => None,
-            Some(true) if data.data.kind == DataKind::Tabular => {
-                return Err(TrainError::Config {
-                    key: "augment".into(),
-                    reason: format!(
-                        "is true, but crop and flip need images and `{}` is tabular; remove it",
-                        data.data.name
-                    ),
-                });
-            }
-            Some(true) => data
-                .augment
-                .or_else(|| Some(Augment::default_for(data.input_shape()))),
-        };
+        let augment = resolve_augment(cfg.augment, data)?;
         let train_n = data.indices(Part::Train).len();
         let batch = cfg.batch.min(train_n).max(1);
         let step = training_step(graph, &train_options(cfg, batch))
@@ -211,35 +263,11 @@ impl<'d> Trainer<'d> {
                 seed,
                 history,
             } => {
-                let mut values = Vec::with_capacity(step.state.len());
-                for spec in &step.state {
-                    let t = state
-                        .iter()
-                        .find(|(n, _)| *n == spec.name)
-                        .map(|(_, t)| t.clone())
-                        .ok_or_else(|| {
-                            TrainError::Mismatch(format!(
-                                "the checkpoint has no state tensor `{}`; it was written for another network or optimizer",
-                                spec.name
-                            ))
-                        })?;
-                    values.push(t);
-                }
+                let values = state_in_step_order(&step, &state, "the checkpoint")?;
                 (values, epoch, s, seed, history)
             }
         };
-        let built = nas_runtime::build_session(&step.model, runtime)?;
-        // The state stays in the memory of the provider the session really runs on.
-        let home = TensorHome::for_provider_name(&built.provider)?;
-        let runner = StepRunner::new(
-            built.session,
-            home,
-            step.state.clone(),
-            step.dropout_masks.clone(),
-            Vec::new(),
-            values,
-            StepIo::Binding,
-        )?;
+        let (runner, provider) = start_runner(&step, runtime, values)?;
         let steps_per_epoch = train_n / batch;
         let schedule = LrSchedule {
             base: cfg.base_lr(),
@@ -254,7 +282,7 @@ impl<'d> Trainer<'d> {
             runtime: runtime.clone(),
             step,
             runner,
-            provider: built.provider,
+            provider,
             batch,
             steps_per_epoch,
             schedule,

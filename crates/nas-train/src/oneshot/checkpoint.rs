@@ -7,9 +7,8 @@ use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 
 use super::{ArchParams, OneShotConfig, OneShotEpoch};
-use crate::checkpoint::TensorEntry;
 use crate::error::TrainError;
-use crate::tensor_file;
+use crate::tensor_file::{self, TensorEntry};
 use crate::trainer::DataFingerprint;
 
 const MAGIC: &[u8; 8] = b"NASSUPER";
@@ -55,14 +54,7 @@ impl OneShotCheckpoint {
             step: self.step,
             arch: self.arch.clone(),
             history: self.history.clone(),
-            tensors: self
-                .state
-                .iter()
-                .map(|(name, t)| TensorEntry {
-                    name: name.clone(),
-                    shape: t.shape().to_vec(),
-                })
-                .collect(),
+            tensors: tensor_file::entries(&self.state),
         };
         tensor_file::write(
             path,
@@ -79,12 +71,7 @@ impl OneShotCheckpoint {
             MAGIC,
             ONESHOT_CHECKPOINT_VERSION,
             "a supernet checkpoint",
-            |h: &Header| {
-                h.tensors
-                    .iter()
-                    .map(|t| (t.name.clone(), t.shape.clone()))
-                    .collect()
-            },
+            |h: &Header| &h.tensors,
         )?;
         Ok(OneShotCheckpoint {
             supernet: h.supernet,

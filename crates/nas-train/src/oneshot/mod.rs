@@ -20,9 +20,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
-use nas_data::{Augment, BatchOptions, DataKind, Part, SplitDataset};
+use nas_data::{Augment, BatchOptions, Part, SplitDataset};
 use nas_graph::{Supernet, Weights};
-use nas_runtime::{SessionSettings, TensorHome};
+use nas_runtime::SessionSettings;
 use ndarray::{Array4, ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -30,9 +30,9 @@ pub use arch::{ArchParams, Method};
 pub use checkpoint::{ONESHOT_CHECKPOINT_VERSION, OneShotCheckpoint};
 
 use crate::error::TrainError;
-use crate::runner::{StepInputs, StepIo, StepRunner};
+use crate::runner::{StepInputs, StepRunner};
 use crate::step_api::{Optimizer, TrainOptions, TrainingStep, initial_state, training_step};
-use crate::trainer::check_fit;
+use crate::trainer::{check_fit, resolve_augment, start_runner, state_in_step_order};
 use arch::{ArchAdam, Draw, StepWeights, step_rng};
 
 /// Scale and shift of every BatchNorm whose output is an input of a mixed edge.
@@ -323,22 +323,7 @@ impl<'d> SupernetTrainer<'d> {
             )));
         }
         check_fit(&supernet.graph, &data)?;
-        let augment = match cfg.augment {
-            None => data.augment,
-            Some(false) => None,
-            Some(true) if data.data.kind == DataKind::Tabular => {
-                return Err(TrainError::Config {
-                    key: "augment".into(),
-                    reason: format!(
-                        "is true, but crop and flip need images and `{}` is tabular; remove it",
-                        data.data.name
-                    ),
-                });
-            }
-            Some(true) => data
-                .augment
-                .or_else(|| Some(Augment::default_for(data.input_shape()))),
-        };
+        let augment = resolve_augment(cfg.augment, &data)?;
         let train_n = data.indices(Part::Train).len();
         let val_n = data.indices(Part::Validation).len();
         if cfg.method.learns_alpha() && val_n == 0 {
@@ -403,36 +388,11 @@ impl<'d> SupernetTrainer<'d> {
                 )
             }
             Start::Resume(c) => {
-                let values = step
-                    .state
-                    .iter()
-                    .map(|spec| {
-                        c.state
-                            .iter()
-                            .find(|(n, _)| *n == spec.name)
-                            .map(|(_, t)| t.clone())
-                            .ok_or_else(|| {
-                                TrainError::Mismatch(format!(
-                                    "the supernet checkpoint has no state tensor `{}`",
-                                    spec.name
-                                ))
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let values = state_in_step_order(&step, &c.state, "the supernet checkpoint")?;
                 (values, c.arch, c.epoch, c.step, c.history)
             }
         };
-        let built = nas_runtime::build_session(&step.model, runtime)?;
-        let home = TensorHome::for_provider_name(&built.provider)?;
-        let runner = StepRunner::new(
-            built.session,
-            home,
-            step.state.clone(),
-            step.dropout_masks.clone(),
-            step.mixes.clone(),
-            values,
-            StepIo::Binding,
-        )?;
+        let (runner, _) = start_runner(&step, runtime, values)?;
         Ok(SupernetTrainer {
             supernet: supernet.clone(),
             cfg: cfg.clone(),
