@@ -98,13 +98,9 @@ pub fn run(
         bail!("[final] needs a [data] table");
     };
     let recipe = recipe(config, fin)?;
-    let session = nas_runtime::SessionSettings::from_names(
-        &runtime.execution_provider,
-        runtime.fallback.as_deref(),
-        runtime.threads,
-        runtime.ort_library.as_deref().map(Path::new),
-    )
-    .context("[final] retrains inside ONNX Runtime")?;
+    let session = runtime
+        .session_settings()
+        .context("[final] retrains inside ONNX Runtime")?;
     let best = best_trials(storage, &config.objectives, Some(fin.top_k))?;
     if best.is_empty() {
         bail!("no complete trial to retrain: the search produced no result");

@@ -129,12 +129,7 @@ impl OneShotStrategy {
         }
         // Fails now, not after the first ask, when the space has no supernet.
         space.supernet(method.aux_skip())?;
-        let runtime = SessionSettings::from_names(
-            &runtime.execution_provider,
-            runtime.fallback.as_deref(),
-            runtime.threads,
-            runtime.ort_library.as_deref().map(std::path::Path::new),
-        )?;
+        let runtime = runtime.session_settings()?;
         Ok(OneShotStrategy {
             name: name.to_string(),
             cfg,

@@ -211,6 +211,21 @@ pub struct RuntimeSettings {
     pub ort_library: Option<String>,
 }
 
+#[cfg(feature = "runtime")]
+impl RuntimeSettings {
+    /// The ONNX Runtime session settings these name (the library path is the host's).
+    pub fn session_settings(
+        &self,
+    ) -> Result<nas_runtime::SessionSettings, nas_runtime::RuntimeError> {
+        nas_runtime::SessionSettings::from_names(
+            &self.execution_provider,
+            self.fallback.as_deref(),
+            self.threads,
+            self.ort_library.as_deref().map(std::path::Path::new),
+        )
+    }
+}
+
 impl Default for RuntimeSettings {
     fn default() -> Self {
         RuntimeSettings {

@@ -151,13 +151,7 @@ impl Evaluator for SupernetEvaluator {
             )
             .into());
         }
-        let r = &ctx.runtime;
-        let runtime = SessionSettings::from_names(
-            &r.execution_provider,
-            r.fallback.as_deref(),
-            r.threads,
-            r.ort_library.as_deref().map(Path::new),
-        )?;
+        let runtime = ctx.runtime.session_settings()?;
         nas_runtime::init(&runtime.library)?;
         Ok(SupernetEvaluator {
             cfg,

@@ -46,7 +46,6 @@ use nas_data::{DataConfig, Part, SplitDataset};
 use nas_graph::{InheritReport, Weights};
 use nas_plugin::{
     EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
-    RuntimeSettings,
 };
 use nas_runtime::SessionSettings;
 use nas_train::{DataFingerprint, TrainCheckpoint, TrainTable, Trainer};
@@ -64,16 +63,6 @@ pub fn requested_epochs(fidelity: Option<f64>, default: usize) -> Result<usize, 
             "train evaluator: fidelity {f} is not a positive number of epochs"
         )),
     }
-}
-
-/// Session settings from the host's runtime message (the library path comes from the host).
-fn session_settings(r: &RuntimeSettings) -> Result<SessionSettings, PluginError> {
-    Ok(SessionSettings::from_names(
-        &r.execution_provider,
-        r.fallback.as_deref(),
-        r.threads,
-        r.ort_library.as_deref().map(Path::new),
-    )?)
 }
 
 pub struct TrainEvaluator {
@@ -105,7 +94,7 @@ impl Evaluator for TrainEvaluator {
         }
         // The host resolved the library; fail at study start, not on the first candidate,
         // when it is missing or unusable.
-        let runtime = session_settings(&ctx.runtime)?;
+        let runtime = ctx.runtime.session_settings()?;
         nas_runtime::init(&runtime.library)?;
         Ok(TrainEvaluator {
             settings,

@@ -343,13 +343,7 @@ impl Evaluator for ZeroCostEvaluator {
         let runtime = if needs_runtime {
             // The host resolved the library; fail at study start, not on the first
             // candidate, when it is missing or unusable.
-            let r = &ctx.runtime;
-            let settings = SessionSettings::from_names(
-                &r.execution_provider,
-                r.fallback.as_deref(),
-                r.threads,
-                r.ort_library.as_deref().map(std::path::Path::new),
-            )?;
+            let settings = ctx.runtime.session_settings()?;
             nas_runtime::init(&settings.library)?;
             Some(settings)
         } else {
