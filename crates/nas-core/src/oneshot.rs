@@ -163,6 +163,11 @@ impl OneShotStrategy {
                 );
                 None
             }
+            Err(e) if self.checkpoint.exists() => {
+                // A truncated or foreign file: say so rather than restart silently.
+                tracing::warn!(%e, "cannot resume the supernet from its checkpoint; starting afresh");
+                None
+            }
             Err(_) => None,
         };
         let mut trainer = match resumable {

@@ -27,7 +27,7 @@ use crate::oneshot::{OneShotStrategy, SupernetProgress};
 use crate::pipeline::{Pipeline, static_metrics, violation};
 use crate::plugins;
 use crate::seeds::{derive_seed, hash_key};
-use crate::space::{SearchSpace, build_space};
+use crate::space::{SearchSpace, SpaceConfig, build_space};
 use crate::storage::{Checkpoint, NewTrial, OpenMode, Outcome, Storage, TrialRecord};
 use crate::strategies::StrategyInstance;
 use crate::workers::Workers;
@@ -170,6 +170,7 @@ fn open_storage(config: &StudyConfig, dir: &Path) -> anyhow::Result<Storage> {
 /// built-in one-shot strategies (`darts`, `darts-minus`, `gdas`).
 fn load_strategies(
     config: &StudyConfig,
+    space_config: &SpaceConfig,
     descriptor: &SpaceDescriptor,
     runtime: &RuntimeSettings,
     dir: &Path,
@@ -177,7 +178,8 @@ fn load_strategies(
     let mut phases = Vec::new();
     for (index, spec) in config.strategies.iter().enumerate() {
         if let Some(method) = crate::oneshot::oneshot_method(&spec.plugin) {
-            let space = build_space(&config.resolved_space()?)
+            // Its own instance of the study's space (resolved once by the caller).
+            let space = build_space(space_config)
                 .map_err(|e| crate::config_checks::space_error(config, e))?;
             let checkpoint = dir
                 .join("oneshot")
@@ -337,11 +339,12 @@ impl Study {
         // Everything that can be wrong with the config is checked before the study directory
         // is touched, so a bad config never alters (or creates) a stored study.
         crate::checks::workers(&config)?;
-        let space = build_space(&config.resolved_space()?)
+        let space_config = config.resolved_space()?;
+        let space = build_space(&space_config)
             .map_err(|e| crate::config_checks::space_error(&config, e))?;
         let descriptor = space.descriptor().clone();
         let runtime = config.runtime.resolve()?;
-        let mut phases = load_strategies(&config, &descriptor, &runtime, &dir)?;
+        let mut phases = load_strategies(&config, &space_config, &descriptor, &runtime, &dir)?;
         let pipelines = build_pipelines(&config, space.as_ref(), &runtime, &dir)?;
 
         let storage = open_storage(&config, &dir)?;
