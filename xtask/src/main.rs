@@ -145,6 +145,15 @@ enum Task {
         /// SPOS: random architectures scored with the supernet's weights.
         #[arg(long, default_value_t = 300)]
         spos_sample: usize,
+        /// Epochs that train only the weights before the architecture learns.
+        #[arg(long, default_value_t = 0)]
+        warmup: usize,
+        /// Train the affine parameters of the mixed edges' BatchNorms.
+        #[arg(long)]
+        affine: bool,
+        /// GDAS and SPOS compute every operation (weighed by zero), not only the sampled one.
+        #[arg(long)]
+        all_ops: bool,
         /// Intra-op threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -394,6 +403,9 @@ fn main() -> Result<ExitCode> {
             arch_lr,
             weight_lr,
             spos_sample,
+            warmup,
+            affine,
+            all_ops,
             threads,
             out,
         } => {
@@ -407,9 +419,16 @@ fn main() -> Result<ExitCode> {
                 .args(["--arch-lr", &arch_lr.to_string()])
                 .args(["--weight-lr", &weight_lr.to_string()])
                 .args(["--spos-sample", &spos_sample.to_string()])
+                .args(["--warmup", &warmup.to_string()])
                 .args(["--threads", &threads.to_string()])
                 .arg("--out")
                 .arg(&out);
+            if affine {
+                cmd.arg("--affine");
+            }
+            if all_ops {
+                cmd.arg("--all-ops");
+            }
             run(&mut cmd)?;
         }
         Task::GpuCheck {

@@ -122,6 +122,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
         label_smoothing: SMOOTHING,
         emit_gradients: true,
         frozen: Vec::new(),
+        conditional_mix: true,
     };
     let step = training_step(g, &options).map_err(|e| e.to_string())?;
     let state = initial_state(&step, &w).map_err(|e| e.to_string())?;

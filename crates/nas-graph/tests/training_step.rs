@@ -120,6 +120,8 @@ struct Batch {
     x: ArrayD<f32>,
     labels: ArrayD<i64>,
     masks: Vec<ArrayD<f32>>,
+    /// One weight vector per mixed edge (none for networks without one).
+    mixes: Vec<ArrayD<f32>>,
 }
 
 fn random_batch(
@@ -149,7 +151,12 @@ fn random_batch(
             })
         })
         .collect();
-    Batch { x, labels, masks }
+    Batch {
+        x,
+        labels,
+        masks,
+        mixes: Vec::new(),
+    }
 }
 
 struct StepOut {
@@ -184,6 +191,9 @@ fn run_step(
     for (m, v) in step.dropout_masks.iter().zip(&batch.masks) {
         feed.push((m.input.clone(), TensorRef::from_array_view(v)?.into()));
     }
+    for (m, v) in step.mixes.iter().zip(&batch.mixes) {
+        feed.push((m.input.clone(), TensorRef::from_array_view(v)?.into()));
+    }
     let out = s.run(feed)?;
     let mut grads = BTreeMap::new();
     for st in &step.state {
@@ -191,6 +201,12 @@ fn run_step(
         if let Some(v) = out.get(g.as_str()) {
             grads.insert(st.name.clone(), v.try_extract_array::<f32>()?.to_owned());
         }
+    }
+    for m in &step.mixes {
+        grads.insert(
+            m.grad.clone(),
+            out[m.grad.as_str()].try_extract_array::<f32>()?.to_owned(),
+        );
     }
     Ok(StepOut {
         loss: out[LOSS].try_extract_scalar::<f32>()?,
@@ -276,6 +292,7 @@ fn check_optimizer(optimizer: Optimizer, weight_decay: f32, batch: Option<usize>
         label_smoothing: 0.0,
         emit_gradients: true,
         frozen: Vec::new(),
+        conditional_mix: true,
     };
     let step = training_step(&graph, &options).unwrap();
     let mut s = session(&step.model);
@@ -525,6 +542,7 @@ fn double_buffered_training_converges() {
             label_smoothing: 0.05,
             emit_gradients: false,
             frozen: Vec::new(),
+            conditional_mix: true,
         },
     )
     .unwrap();
@@ -740,6 +758,7 @@ fn frozen_tensors_are_not_updated() {
         label_smoothing: 0.0,
         emit_gradients: false,
         frozen: frozen.clone(),
+        conditional_mix: true,
     };
     let step = training_step(&graph, &options).unwrap();
     let mut s = session(&step.model);
@@ -768,4 +787,162 @@ fn frozen_tensors_are_not_updated() {
     };
     let err = training_step(&graph, &bad).unwrap_err().to_string();
     assert!(err.contains("`n99.scale`"), "{err}");
+}
+
+/// Two NB201-like mixed edges behind a stem: per edge `[zero, skip, 1x1 conv, 3x3 conv,
+/// pool]`; returns the graph and, per edge, the nodes of each input's branch.
+fn two_mixed_edges() -> (Graph, Vec<Vec<Vec<NodeId>>>) {
+    let mut b = GraphBuilder::new(&[2, 6, 6]);
+    let stem = b.conv(0, 4, 3, 1, 1);
+    let stem = b.batch_norm(stem);
+    let mut branches = Vec::new();
+    let mut edge = |b: &mut GraphBuilder, x: NodeId| {
+        let zero = b.add(Op::Zero, &[x]);
+        let skip = b.add(Op::Identity, &[x]);
+        let mut conv = |k: usize| {
+            let r = b.add(Op::Relu, &[x]);
+            let c = b.conv(r, 4, k, 1, 1);
+            let n = b.batch_norm(c);
+            (n, vec![r, c, n])
+        };
+        let (c1, n1) = conv(1);
+        let (c3, n3) = conv(3);
+        let pool = b.add(
+            Op::AvgPool {
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: [1, 1],
+                count_include_pad: false,
+            },
+            &[x],
+        );
+        branches.push(vec![vec![], vec![skip], n1, n3, vec![pool]]);
+        b.add(Op::Mix, &[zero, skip, c1, c3, pool])
+    };
+    let a = edge(&mut b, stem);
+    let c = edge(&mut b, a);
+    let g = b.add(Op::GlobalAvgPool, &[c]);
+    let l = b.add(
+        Op::Linear {
+            out_features: 3,
+            bias: true,
+        },
+        &[g],
+    );
+    (b.finish(l), branches)
+}
+
+/// With one-hot mixing weights the conditional step computes one path per edge: the same loss,
+/// gradients and updates as the plain step on that path, the other operations' parameters,
+/// optimizer buffers and running statistics untouched (the plain step moves them by weight
+/// decay and momentum), their weight gradients zero. With weights that are nowhere zero both
+/// steps are the same computation.
+#[test]
+fn zero_mixing_weights_skip_their_operations() {
+    let (graph, branches) = two_mixed_edges();
+    let options = |conditional_mix| TrainOptions {
+        batch: Some(6),
+        optimizer: Optimizer::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        },
+        weight_decay: 0.01,
+        conditional_mix,
+        ..TrainOptions::default()
+    };
+    let conditional = training_step(&graph, &options(true)).unwrap();
+    let plain = training_step(&graph, &options(false)).unwrap();
+    let model = <nas_graph::onnx::proto::ModelProto as prost::Message>::decode(
+        conditional.model.as_slice(),
+    )
+    .unwrap();
+    let ifs = model
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .filter(|n| n.op_type == "If")
+        .count();
+    // Per edge a forward If for skip, 1x1, 3x3 and pool, a backward If for all but the skip
+    // (whose backward passes the gradient on without a node).
+    assert_eq!(ifs, 2 * (4 + 3), "If nodes in the conditional step");
+    assert_eq!(conditional.state, plain.state);
+    let mut sc = session(&conditional.model);
+    let mut sp = session(&plain.model);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let start = initial_state(&conditional, &weights(&graph, 9)).unwrap();
+
+    let close = |a: &ArrayD<f32>, b: &ArrayD<f32>| {
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5 * scale)
+    };
+    let selected = [3usize, 4]; // 3x3 conv on the first edge, pooling on the second
+    for (case, weights_of) in [
+        ("one-hot", &|e: usize| -> Vec<f32> {
+            (0..5)
+                .map(|k| if k == selected[e] { 1.0 } else { 0.0 })
+                .collect()
+        } as &dyn Fn(usize) -> Vec<f32>),
+        ("softmax-like", &|e: usize| {
+            vec![0.1, 0.2, 0.3 + e as f32 * 0.1, 0.25, 0.15]
+        }),
+    ] {
+        let (mut c_state, mut p_state) = (start.clone(), start.clone());
+        for k in 0..3 {
+            let mut batch = random_batch(&graph, &conditional, 6, 3, &mut rng);
+            batch.mixes = (0..2)
+                .map(|e| ArrayD::from_shape_vec(IxDyn(&[5]), weights_of(e)).unwrap())
+                .collect();
+            let c = run_step(&mut sc, &conditional, &batch, 0.1, (k + 1) as f32, &c_state).unwrap();
+            let p = run_step(&mut sp, &plain, &batch, 0.1, (k + 1) as f32, &p_state).unwrap();
+            assert!(
+                (c.loss - p.loss).abs() <= 1e-5 * p.loss.abs().max(1.0),
+                "{case}: loss {} against {}",
+                c.loss,
+                p.loss
+            );
+            for (e, m) in conditional.mixes.iter().enumerate() {
+                let (gc, gp) = (&c.grads[&m.grad], &p.grads[&m.grad]);
+                for i in 0..6 {
+                    let skipped = case == "one-hot" && i < 5 && i != selected[e] && i > 0;
+                    if skipped {
+                        assert_eq!(gc[[i]], 0.0, "{case}: edge {e} input {i} gradient");
+                    } else {
+                        let tol = 1e-5 * gp[[i]].abs().max(1e-3);
+                        assert!(
+                            (gc[[i]] - gp[[i]]).abs() <= tol,
+                            "{case}: edge {e} input {i} gradient {} against {}",
+                            gc[[i]],
+                            gp[[i]]
+                        );
+                    }
+                }
+            }
+            c_state = c.state;
+            p_state = p.state;
+        }
+        for (i, t) in conditional.state.iter().enumerate() {
+            let owner: NodeId = t.param[1..].split('.').next().unwrap().parse().unwrap();
+            let skipped = case == "one-hot"
+                && (0..2)
+                    .any(|e| (0..5).any(|k| k != selected[e] && branches[e][k].contains(&owner)));
+            if skipped {
+                assert_eq!(
+                    c_state[i], start[i],
+                    "{case}: {} moved off the path",
+                    t.name
+                );
+                if matches!(t.kind, StateKind::Param(ParamRole::Weight)) {
+                    assert_ne!(p_state[i], start[i], "{case}: plain step left {}", t.name);
+                }
+            } else {
+                assert!(
+                    close(&c_state[i], &p_state[i]),
+                    "{case}: {} differs",
+                    t.name
+                );
+            }
+        }
+    }
 }

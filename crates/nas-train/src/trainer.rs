@@ -119,6 +119,7 @@ fn train_options(cfg: &TrainConfig, batch: usize) -> TrainOptions {
         label_smoothing: cfg.label_smoothing as f32,
         emit_gradients: false,
         frozen: Vec::new(),
+        conditional_mix: true,
     }
 }
 

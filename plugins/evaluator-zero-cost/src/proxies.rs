@@ -103,6 +103,7 @@ impl Step {
             label_smoothing: 0.0,
             emit_gradients: true,
             frozen: Vec::new(),
+            conditional_mix: true,
         };
         let e = err("cannot build the training-step graph");
         let step = training_step(graph, &options).map_err(|x| e(x.to_string()))?;

@@ -28,6 +28,7 @@
 //!   is emitted rather than float32 rounding noise.
 
 mod backward;
+mod conditional;
 mod conv_forms;
 mod emit;
 mod loss;
@@ -43,7 +44,8 @@ use crate::ir::{Graph, NodeId, Op};
 use crate::onnx::OPSET;
 use crate::onnx::export::IR_VERSION;
 use crate::onnx::proto::{
-    GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto, tensor_proto::DataType,
+    AttributeProto, GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto,
+    tensor_proto::DataType,
 };
 use crate::weights::{ParamRole, Weights, parameter_specs};
 
@@ -94,6 +96,11 @@ pub struct TrainOptions {
     /// no weight decay, optimizer buffers unchanged (e.g. BatchNorm without affine
     /// parameters in a supernet). Unknown names are an error.
     pub frozen: Vec<String>,
+    /// Wrap each operation a mixed edge owns in ONNX `If`s, so that a step whose weight for
+    /// it is exactly zero neither computes it nor updates its tensors (one-hot weights then
+    /// cost one path, not the whole supernet). Off: every operation runs and is updated with
+    /// what its zero weight gives. No effect on graphs without [`Op::Mix`].
+    pub conditional_mix: bool,
 }
 
 impl Default for TrainOptions {
@@ -109,6 +116,7 @@ impl Default for TrainOptions {
             label_smoothing: 0.0,
             emit_gradients: false,
             frozen: Vec::new(),
+            conditional_mix: true,
         }
     }
 }
@@ -337,15 +345,17 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         )));
     }
     let mut e = Emitter::new(options.batch);
-    let (saved, masks, mixes) = emit_forward(&mut e, graph, &shapes, &live)?;
+    let mut emitted = conditional::Emitted::new(graph.nodes.len());
+    let (saved, masks, mixes) = emit_forward(&mut e, graph, &shapes, &live, &mut emitted)?;
     let dlogits = loss::emit(
         &mut e,
         &rules::value(graph.output),
         classes,
         options.label_smoothing,
     );
-    let (grads, mix_grads) = emit_backward(&mut e, graph, &shapes, &live, &saved, dlogits);
-    let grad_outputs = emit_updates(&mut e, options, &state, &grads);
+    let (grads, mix_grads) =
+        emit_backward(&mut e, graph, &shapes, &live, &saved, dlogits, &mut emitted);
+    let grad_outputs = emit_updates(&mut e, options, &state, &grads, &mut emitted);
     for m in &mixes {
         // Zero when no gradient reaches the edge (it only feeds a Zero).
         let g = match mix_grads.iter().find(|(id, _)| *id == m.node) {
@@ -355,12 +365,122 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         e.op_to("Identity", &[&g], &m.grad, vec![]);
     }
     let (inputs, outputs) = interface(graph, options, &state, &masks, &mixes, &grad_outputs);
+    if options.conditional_mix {
+        let branches = conditional::exclusive_branches(graph, &live);
+        if !branches.is_empty() {
+            let groups = branch_groups(&mut e, graph, &shapes, &state, &branches, &emitted);
+            let nodes = std::mem::take(&mut e.b.nodes);
+            e.b.nodes = conditional::wrap(
+                nodes,
+                &groups,
+                &conditional::Interface {
+                    inputs: &inputs,
+                    outputs: &outputs,
+                    initializers: &e.b.initializers,
+                    carried: state
+                        .iter()
+                        .map(|t| (t.output.clone(), t.input.clone()))
+                        .collect(),
+                },
+            )?;
+        }
+    }
     Ok(TrainingStep {
         model: encode_model(e, inputs, outputs),
         state,
         dropout_masks: masks,
         mixes,
     })
+}
+
+/// Two groups per branch (see [`conditional`]): its forward, and its backward with the
+/// optimizer updates of its trainable tensors, both run when the branch's weight is not zero.
+fn branch_groups(
+    e: &mut Emitter,
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+    state: &[StateTensor],
+    branches: &[conditional::Branch],
+    emitted: &conditional::Emitted,
+) -> Vec<conditional::Group> {
+    let zero = e.scalar(0.0);
+    let mut groups = Vec::new();
+    for b in branches {
+        let index = e.ints(&[b.input as i64]);
+        let weight = e.op(
+            "Gather",
+            &[&format!("mix:n{}", b.mix), &index],
+            vec![AttributeProto::int("axis", 0)],
+        );
+        let is_zero = e.op("Equal", &[&weight, &zero], vec![]);
+        let cond = e.op("Not", &[&is_zero], vec![]);
+        let forward = b.nodes.iter().flat_map(|&n| emitted.forward[n].clone());
+        groups.push(conditional::Group {
+            cond: cond.clone(),
+            members: forward.collect(),
+        });
+        let owned = |t: &&StateTensor| {
+            matches!(t.kind, StateKind::Param(_))
+                && b.nodes
+                    .iter()
+                    .any(|n| t.name.starts_with(&format!("n{n}.")))
+        };
+        let updates = state
+            .iter()
+            .filter(owned)
+            .filter_map(|t| emitted.update.get(&t.name))
+            .flat_map(|r| r.clone());
+        let backward = b.nodes.iter().flat_map(|&n| emitted.backward[n].clone());
+        groups.push(conditional::Group {
+            cond,
+            members: backward.chain(updates).collect(),
+        });
+    }
+    // A mixed sum whose every computed input may be skipped could come out as a scalar zero:
+    // give it the edge's shape.
+    let mut mixes: Vec<NodeId> = branches.iter().map(|b| b.mix).collect();
+    mixes.dedup();
+    for mix in mixes {
+        let node = &graph.nodes[mix];
+        let all_wrapped = node.inputs.iter().enumerate().all(|(k, &i)| {
+            graph.nodes[i].op == Op::Zero || branches.iter().any(|b| b.mix == mix && b.input == k)
+        });
+        if !all_wrapped {
+            continue;
+        }
+        let out = rules::value(mix);
+        let partial = format!("{out}:partial");
+        let Some(last) = e.b.nodes[emitted.forward[mix].clone()]
+            .iter_mut()
+            .find(|n| n.output.first() == Some(&out))
+        else {
+            continue;
+        };
+        last.output[0] = partial.clone();
+        last.name = partial.clone();
+        let dims: Vec<i64> = shapes[mix].iter().map(|&d| d as i64).collect();
+        let shape = match e.batch {
+            Some(b) => e.ints(&std::iter::once(b as i64).chain(dims).collect::<Vec<_>>()),
+            None => {
+                let batch = e.op(
+                    "Shape",
+                    &[INPUT],
+                    vec![
+                        AttributeProto::int("start", 0),
+                        AttributeProto::int("end", 1),
+                    ],
+                );
+                let rest = e.ints(&dims);
+                e.op(
+                    "Concat",
+                    &[&batch, &rest],
+                    vec![AttributeProto::int("axis", 0)],
+                )
+            }
+        };
+        e.op_to("Expand", &[&partial, &shape], &out, vec![]);
+    }
+    groups
 }
 
 /// What a node's backward needs, per node.
@@ -376,6 +496,7 @@ fn emit_forward(
     graph: &Graph,
     shapes: &[Vec<usize>],
     live: &[NodeId],
+    emitted: &mut conditional::Emitted,
 ) -> Result<(SavedByNode, Vec<DropoutMask>, Vec<MixInput>), GraphError> {
     let mut masks = Vec::new();
     let mut mixes = Vec::new();
@@ -407,6 +528,7 @@ fn emit_forward(
             mean: next_name(&format!("n{id}.mean")),
             var: next_name(&format!("n{id}.var")),
         });
+        let start = e.b.nodes.len();
         saved[id] = Some(rules::forward(
             e,
             graph,
@@ -415,6 +537,7 @@ fn emit_forward(
             fed.as_deref(),
             running.as_ref(),
         )?);
+        emitted.forward[id] = start..e.b.nodes.len();
     }
     Ok((saved, masks, mixes))
 }
@@ -444,6 +567,7 @@ fn emit_backward(
     live: &[NodeId],
     saved: &[Option<rules::Saved>],
     dlogits: String,
+    emitted: &mut conditional::Emitted,
 ) -> Gradients {
     let requires = requires_grad(graph, live);
     let absorbed = shift_absorbed(graph, live);
@@ -455,6 +579,7 @@ fn emit_backward(
         if !requires[id] || contributions[id].is_empty() {
             continue;
         }
+        let start = e.b.nodes.len();
         let parts = std::mem::take(&mut contributions[id]);
         let dy = match parts.as_slice() {
             [one] => one.clone(),
@@ -478,6 +603,7 @@ fn emit_backward(
         }
         grads.extend(bw.params);
         mix_grads.extend(bw.mix.map(|g| (id, g)));
+        emitted.backward[id] = start..e.b.nodes.len();
     }
     (grads, mix_grads)
 }
@@ -489,6 +615,7 @@ fn emit_updates(
     options: &TrainOptions,
     state: &[StateTensor],
     grads: &[(String, String)],
+    emitted: &mut conditional::Emitted,
 ) -> Vec<(String, Vec<usize>)> {
     let adam = match options.optimizer {
         Optimizer::AdamW { beta1, beta2, .. } => Some(optimizer::adam_scalars(
@@ -504,7 +631,9 @@ fn emit_updates(
         let StateKind::Param(role) = t.kind else {
             continue;
         };
+        let start = e.b.nodes.len();
         if options.frozen.contains(&t.name) {
+            // Frozen: nothing to run, nothing to skip.
             for s in state.iter().filter(|s| s.param == t.name) {
                 e.op_to("Identity", &[&s.input], &s.output, vec![]);
             }
@@ -541,6 +670,9 @@ fn emit_updates(
             e.op_to("Identity", &[&grad], &name, vec![]);
             grad_outputs.push((name, t.shape.clone()));
         }
+        emitted
+            .update
+            .insert(t.name.clone(), start..e.b.nodes.len());
     }
     grad_outputs
 }

@@ -85,6 +85,11 @@ pub struct OneShotConfig {
     pub augment: Option<bool>,
     /// Seed of the initial weights, `alpha` and every draw (`None`: the data's seed).
     pub seed: Option<u64>,
+    /// GDAS and SPOS: compute only the sampled operation of each edge (its weight is the only
+    /// one not zero); the others are neither run nor updated, as in the methods' papers. Off:
+    /// every operation runs, weighed by zero, and its parameters still decay (slower; kept
+    /// for measurements).
+    pub sampled_path_only: bool,
 }
 
 impl Default for OneShotConfig {
@@ -109,6 +114,7 @@ impl Default for OneShotConfig {
             affine: false,
             augment: None,
             seed: None,
+            sampled_path_only: true,
         }
     }
 }
@@ -351,6 +357,8 @@ impl<'d> SupernetTrainer<'d> {
             } else {
                 mixed_batch_norm_params(supernet)
             },
+            // One-hot weights (GDAS, SPOS) then run one path per edge.
+            conditional_mix: cfg.sampled_path_only,
         };
         let step = training_step(&supernet.graph, &options).map_err(TrainError::graph(
             "cannot build the supernet's training step",
