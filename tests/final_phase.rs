@@ -233,3 +233,41 @@ fn nas_with_file_size_limit(args: &[&str], cwd: &Path, bytes: u64) -> Output {
     }
     cmd.output().expect("nas runs")
 }
+
+/// A study whose evaluators train nothing (here only `cost`; a `supernet` study alike) takes
+/// its retraining recipe from `[final] train`; without it the error says how to give one.
+#[test]
+fn final_train_gives_the_recipe_of_a_study_without_a_train_evaluator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let without_train = |final_table: &str| {
+        study(final_table).replace(
+            "plugin = \"train\"\nepochs = 1\nbatch = 64\nlr = 0.1\ntest_accuracy = true\nkeep_checkpoints = false\n",
+            "plugin = \"cost\"\n",
+        )
+        .replace("maximize = \"val_accuracy\"", "minimize = \"params\"")
+    };
+    let cfg = write_config(cwd, &without_train("top_k = 1\n"));
+    let o = nas(
+        &["search", cfg.to_str().unwrap(), "--study-dir", "study"],
+        cwd,
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("train = {"), "{err}");
+
+    // The trials are kept; a resume with the recipe in `[final]` only retrains.
+    let cfg = write_config(
+        cwd,
+        &without_train("top_k = 1\ntrain = { epochs = 2, batch = 32, lr = 0.05 }\n"),
+    );
+    search(&cfg, "study", cwd);
+    let best = best_json("study", "1", cwd);
+    let fin = &best[0]["final"];
+    assert_eq!(fin["epochs"], 2, "{fin}");
+    assert!(
+        (0.0..=1.0).contains(&fin["test_accuracy"].as_f64().unwrap()),
+        "{fin}"
+    );
+    assert!(cwd.join(fin["model"].as_str().unwrap()).is_file(), "{fin}");
+}

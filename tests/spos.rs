@@ -137,8 +137,9 @@ fn what_spos_cannot_do_in_a_study_is_said_plainly() {
     assert!(!o.status.success());
     assert!(err.contains("unknown field `lr`"), "{err}");
 
-    // [final] retrains with a `train` evaluator's recipe: with the supernet evaluator alone
-    // the search runs, then the final phase says what it needs.
+    // [final] retrains with a `train` evaluator's recipe or its own `train` table: with the
+    // supernet evaluator alone and neither, the search runs, then the final phase says what
+    // it needs.
     let alone =
         study(SUPERNET, CELL, "[final]\ntop_k = 1\nepochs = 1").replace("trials = 8", "trials = 2");
     std::fs::write(tmp.path().join("alone.toml"), alone).unwrap();
@@ -153,7 +154,12 @@ fn the_shipped_spos_config_is_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = nas_core::config::load(&root.join("configs/oneshot-spos.toml")).unwrap();
     let plugins: Vec<&str> = cfg.evaluators.iter().map(|e| e.plugin.as_str()).collect();
-    assert_eq!(plugins, ["supernet", "train"]);
+    assert_eq!(plugins, ["supernet"]);
     assert_eq!(cfg.objectives[0].metric, "supernet_accuracy");
-    assert!(cfg.final_phase.is_some());
+    // No train evaluator: `[final] train` is the retraining recipe.
+    let recipe = cfg
+        .final_phase
+        .and_then(|f| f.train)
+        .expect("[final] train");
+    assert_eq!(recipe["epochs"], 30);
 }

@@ -83,6 +83,10 @@ pub struct FinalConfig {
     /// Write the trained models as ONNX under `<study dir>/final/`.
     #[serde(default = "yes")]
     pub export: bool,
+    /// Training options for the retraining (any key of the `train` evaluator): they replace
+    /// that evaluator's, or stand alone in a study without one (e.g. scored by a supernet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<serde_json::Value>,
 }
 
 fn one() -> usize {

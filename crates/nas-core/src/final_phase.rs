@@ -35,28 +35,46 @@ pub fn stored_report(storage: &Storage) -> anyhow::Result<Option<FinalReport>> {
     }
 }
 
-/// The training recipe: the first `train` evaluator's recipe, with the final epochs.
+/// The training recipe: the first `train` evaluator's options, with `[final] train`'s keys
+/// over them (alone when the study has no `train` evaluator) and the final epochs.
 fn recipe(config: &StudyConfig, fin: &FinalConfig) -> anyhow::Result<TrainConfig> {
-    let spec = config
+    let evaluator = config
         .evaluators
         .iter()
-        .find(|e| e.plugin == "train" || e.plugin.contains("evaluator_train"))
-        .with_context(|| {
-            "`[final]` retrains with the `train` evaluator's settings, but the study has no `[[evaluator]] plugin = \"train\"`"
-        })?;
-    let table = TrainTable::parse(&spec.config).map_err(|e| {
-        anyhow::anyhow!(
-            "[[evaluator]] at {}: not a valid training recipe: {e}",
-            spec.location
-        )
-    })?;
+        .find(|e| e.plugin == "train" || e.plugin.contains("evaluator_train"));
+    let (mut options, origin) = match (evaluator, &fin.train) {
+        (Some(spec), _) => (
+            spec.config.as_object().cloned().unwrap_or_default(),
+            format!("[[evaluator]] at {}", spec.location),
+        ),
+        (None, Some(_)) => (serde_json::Map::new(), "[final] train".to_string()),
+        (None, None) => bail!(
+            "`[final]` retrains with the `train` evaluator's settings, but the study has no \
+             `[[evaluator]] plugin = \"train\"`: add one, or give the recipe in `[final]` as \
+             `train = {{ epochs = 30, lr = 0.05 }}` (any key of the train evaluator)"
+        ),
+    };
+    match &fin.train {
+        Some(serde_json::Value::Object(over)) => {
+            options.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Some(other) => bail!("[final] train must be a table of training options, found {other}"),
+        None => {}
+    }
+    let origin = if evaluator.is_some() && fin.train.is_some() {
+        format!("{origin} with [final] train")
+    } else {
+        origin
+    };
+    let table = TrainTable::parse(&serde_json::Value::Object(options))
+        .map_err(|e| anyhow::anyhow!("{origin}: not a valid training recipe: {e}"))?;
     let mut recipe = table.recipe;
     if let Some(epochs) = fin.epochs {
         recipe.epochs = epochs as usize;
     }
     recipe
         .validate()
-        .map_err(|e| anyhow::anyhow!("[final] with the train evaluator's recipe: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("[final] with the recipe of {origin}: {e}"))?;
     Ok(recipe)
 }
 

@@ -106,17 +106,20 @@ fn the_first_evaluation_trains_the_supernet_and_a_later_instance_loads_it() {
 
     let mut first = lib.create_evaluator(&ctx).unwrap();
     let a = first.evaluate(&request(space.as_ref(), 1, &CONVS)).unwrap();
-    println!("convs: {:?}", a.metrics);
+    println!("convs: {:?} {}", a.metrics, a.details["history"]);
     assert!(a.metrics["supernet_seconds"] > 0.0);
+    // Two epochs train each operation on about a fifth of the steps: the accuracy is near
+    // chance, but a valid fraction; that training happened shows in the falling loss below.
     let acc = a.metrics["supernet_accuracy"];
-    assert!(acc > 0.1 && acc <= 1.0, "{acc}");
+    assert!((0.0..=1.0).contains(&acc), "{acc}");
     assert!(a.metrics["supernet_loss"].is_finite());
     let ckpt = dir.path().join("supernet/spos.ckpt");
     assert!(ckpt.is_file());
     assert_eq!(OneShotCheckpoint::load(&ckpt).unwrap().epoch, 2);
     let history = a.details["history"].as_array().unwrap();
     assert_eq!(history.len(), 2);
-    assert!(history[1]["train_loss"].as_f64().unwrap() > 0.0);
+    let loss = |e: usize| history[e]["train_loss"].as_f64().unwrap();
+    assert!(loss(1) > 0.0 && loss(1) < loss(0), "{history:?}");
     assert_eq!(a.details["trained_here"], true);
 
     // Trained once: the next request only scores.

@@ -4,13 +4,14 @@
 //! zero. Computing those anyway would make a supernet step cost every candidate operation, so
 //! the training step wraps each branch an edge owns exclusively (the nodes that only feed that
 //! input of the `Mix`) in ONNX `If` nodes whose condition is "this input's weight is not zero":
-//! one `If` for the branch's forward, one for its backward together with the optimizer update
-//! of its tensors. A branch left out yields a scalar zero for its value and for everything its
-//! backward would have read (the mixed sum broadcasts it), and leaves its state as it was: the
-//! parameters, optimizer buffers and BatchNorm running statistics of an operation off the
-//! sampled path are not touched, as in PyTorch, where such a parameter has no gradient. Its
-//! mixing-weight gradient is then zero. Weights that are never exactly zero (DARTS' softmax)
-//! run every branch, as without the `If`s.
+//! one `If` for the branch's forward, one for its backward. A branch left out yields a scalar
+//! zero for its value, for everything its backward would have read and for its input's gradient
+//! (sums broadcast it), zeros of full shape for its parameters' gradients, and its BatchNorm
+//! running statistics unchanged. The optimizer still updates those parameters with their zero
+//! gradient (momentum and weight decay go on), as PyTorch does once a parameter has had a
+//! gradient: only the compute changes. The skipped input's mixing-weight gradient is zero.
+//! Weights that are never exactly zero (DARTS' softmax) run every branch, at the cost of the
+//! `If`s.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
@@ -37,8 +38,6 @@ pub(super) struct Emitted {
     pub forward: Vec<Range<usize>>,
     /// Per IR node: the sum of its output gradients and its backward rule.
     pub backward: Vec<Range<usize>>,
-    /// Per trainable tensor name: its optimizer update (and gradient output).
-    pub update: HashMap<String, Range<usize>>,
 }
 
 impl Emitted {
@@ -46,7 +45,6 @@ impl Emitted {
         Emitted {
             forward: vec![0..0; nodes],
             backward: vec![0..0; nodes],
-            update: HashMap::new(),
         }
     }
 }
@@ -113,6 +111,9 @@ pub(super) struct Interface<'a> {
     pub initializers: &'a [TensorProto],
     /// State output -> the state input it replaces (`next:x` -> `x`).
     pub carried: HashMap<String, String>,
+    /// Values a skipped branch gives as zeros of their full shape (parameter gradients, which
+    /// the optimizer updates read whole).
+    pub zeros: HashMap<String, Vec<usize>>,
 }
 
 /// `nodes` with every group replaced by one `If`, in a topological order. A group whose
@@ -208,13 +209,13 @@ pub(super) fn wrap(
             let out = format!("e{g}:{c}");
             let node = if let Some(input) = interface.carried.get(c.as_str()) {
                 simple_node("Identity", vec![input.clone()], &out, vec![])
-            } else if let Some(v) = graph_outputs.get(c.as_str()) {
-                // A declared graph output keeps its shape: zeros of it.
-                let dims = fixed_dims(v).ok_or_else(|| {
-                    GraphError::Export(format!(
-                        "conditional branch: graph output `{c}` has no fixed shape"
-                    ))
-                })?;
+            } else if let Some(dims) = interface
+                .zeros
+                .get(c.as_str())
+                .map(|d| d.iter().map(|&v| v as i64).collect::<Vec<_>>())
+                .or_else(|| graph_outputs.get(c.as_str()).and_then(|v| fixed_dims(v)))
+            {
+                // Zeros of the value's full shape.
                 let shape = format!("e{g}:shape:{c}");
                 else_nodes.push(simple_node(
                     "Constant",

@@ -355,7 +355,7 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     );
     let (grads, mix_grads) =
         emit_backward(&mut e, graph, &shapes, &live, &saved, dlogits, &mut emitted);
-    let grad_outputs = emit_updates(&mut e, options, &state, &grads, &mut emitted);
+    let grad_outputs = emit_updates(&mut e, options, &state, &grads);
     for m in &mixes {
         // Zero when no gradient reaches the edge (it only feeds a Zero).
         let g = match mix_grads.iter().find(|(id, _)| *id == m.node) {
@@ -368,7 +368,7 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     if options.conditional_mix {
         let branches = conditional::exclusive_branches(graph, &live);
         if !branches.is_empty() {
-            let groups = branch_groups(&mut e, graph, &shapes, &state, &branches, &emitted);
+            let groups = branch_groups(&mut e, graph, &shapes, &branches, &emitted);
             let nodes = std::mem::take(&mut e.b.nodes);
             e.b.nodes = conditional::wrap(
                 nodes,
@@ -380,6 +380,13 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
                     carried: state
                         .iter()
                         .map(|t| (t.output.clone(), t.input.clone()))
+                        .collect(),
+                    zeros: grads
+                        .iter()
+                        .filter_map(|(param, g)| {
+                            let t = state.iter().find(|t| t.name == *param)?;
+                            Some((g.clone(), t.shape.clone()))
+                        })
                         .collect(),
                 },
             )?;
@@ -399,7 +406,6 @@ fn branch_groups(
     e: &mut Emitter,
     graph: &Graph,
     shapes: &[Vec<usize>],
-    state: &[StateTensor],
     branches: &[conditional::Branch],
     emitted: &conditional::Emitted,
 ) -> Vec<conditional::Group> {
@@ -419,21 +425,10 @@ fn branch_groups(
             cond: cond.clone(),
             members: forward.collect(),
         });
-        let owned = |t: &&StateTensor| {
-            matches!(t.kind, StateKind::Param(_))
-                && b.nodes
-                    .iter()
-                    .any(|n| t.name.starts_with(&format!("n{n}.")))
-        };
-        let updates = state
-            .iter()
-            .filter(owned)
-            .filter_map(|t| emitted.update.get(&t.name))
-            .flat_map(|r| r.clone());
         let backward = b.nodes.iter().flat_map(|&n| emitted.backward[n].clone());
         groups.push(conditional::Group {
             cond,
-            members: backward.chain(updates).collect(),
+            members: backward.collect(),
         });
     }
     // A mixed sum whose every computed input may be skipped could come out as a scalar zero:
@@ -615,7 +610,6 @@ fn emit_updates(
     options: &TrainOptions,
     state: &[StateTensor],
     grads: &[(String, String)],
-    emitted: &mut conditional::Emitted,
 ) -> Vec<(String, Vec<usize>)> {
     let adam = match options.optimizer {
         Optimizer::AdamW { beta1, beta2, .. } => Some(optimizer::adam_scalars(
@@ -631,9 +625,7 @@ fn emit_updates(
         let StateKind::Param(role) = t.kind else {
             continue;
         };
-        let start = e.b.nodes.len();
         if options.frozen.contains(&t.name) {
-            // Frozen: nothing to run, nothing to skip.
             for s in state.iter().filter(|s| s.param == t.name) {
                 e.op_to("Identity", &[&s.input], &s.output, vec![]);
             }
@@ -670,9 +662,6 @@ fn emit_updates(
             e.op_to("Identity", &[&grad], &name, vec![]);
             grad_outputs.push((name, t.shape.clone()));
         }
-        emitted
-            .update
-            .insert(t.name.clone(), start..e.b.nodes.len());
     }
     grad_outputs
 }

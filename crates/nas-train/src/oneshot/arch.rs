@@ -46,6 +46,11 @@ impl Method {
     pub fn aux_skip(self) -> bool {
         matches!(self, Method::DartsMinus)
     }
+
+    /// Whether a step weighs one operation per edge (a one-hot), so the others need not run.
+    pub fn samples_paths(self) -> bool {
+        matches!(self, Method::Gdas | Method::Spos)
+    }
 }
 
 /// Streams of the per-step random draws, so a resumed search draws the same numbers.

@@ -86,9 +86,9 @@ pub struct OneShotConfig {
     /// Seed of the initial weights, `alpha` and every draw (`None`: the data's seed).
     pub seed: Option<u64>,
     /// GDAS and SPOS: compute only the sampled operation of each edge (its weight is the only
-    /// one not zero); the others are neither run nor updated, as in the methods' papers. Off:
-    /// every operation runs, weighed by zero, and its parameters still decay (slower; kept
-    /// for measurements).
+    /// one not zero). The others' parameters are still updated with a zero gradient (momentum
+    /// and weight decay), as in the methods' PyTorch code, so only the compute changes. Off:
+    /// every operation runs, weighed by zero (slower; kept for measurements).
     pub sampled_path_only: bool,
 }
 
@@ -357,8 +357,9 @@ impl<'d> SupernetTrainer<'d> {
             } else {
                 mixed_batch_norm_params(supernet)
             },
-            // One-hot weights (GDAS, SPOS) then run one path per edge.
-            conditional_mix: cfg.sampled_path_only,
+            // One-hot weights (GDAS, SPOS) then run one path per edge; DARTS' softmax
+            // weights are never zero, so the `If`s would only cost.
+            conditional_mix: cfg.sampled_path_only && cfg.method.samples_paths(),
         };
         let step = training_step(&supernet.graph, &options).map_err(TrainError::graph(
             "cannot build the supernet's training step",
