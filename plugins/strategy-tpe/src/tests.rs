@@ -110,7 +110,7 @@ fn config_defaults_and_values() {
             }
         );
     }
-    assert_eq!(Config::default().prior_weight(), 0.25);
+    assert_eq!(Config::default().prior_weight(), 1.0);
     let univariate = Config {
         multivariate: false,
         ..Config::default()
@@ -347,9 +347,9 @@ fn failed_trials_count_as_bad_in(multivariate: bool) {
     for p in s.ask(200).unwrap() {
         counts[p.values[0] as usize] += 1;
     }
-    // Measured: [13, 187, 0, 0] joint, fewer than 10 of option 0 univariate.
+    // Measured: [25, 175, 0, 0] joint, fewer than 10 of option 0 univariate.
     assert!(
-        counts[1] > 170 && counts[0] < 25,
+        counts[1] > 150 && counts[1] >= 5 * counts[0],
         "{counts:?}, multivariate {multivariate}"
     );
 }
