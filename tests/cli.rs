@@ -352,6 +352,62 @@ fn a_cost_budget_stops_when_the_summed_metric_reaches_it() {
     );
 }
 
+/// `[budget] proposals` counts every proposal, repeats answered from the cache included (as
+/// Optuna counts trials), where `trials` counts only the networks evaluated.
+#[test]
+fn a_proposal_budget_counts_repeated_networks_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "s.toml",
+        r#"
+[study]
+name = "proposals"
+seed = 3
+directory = "study"
+
+[budget]
+trials = 1000
+proposals = 80
+
+[space]
+kind = "cell"
+input = [3, 16, 16]
+classes = 10
+channels = 8
+cells_per_stage = 1
+
+[[strategy]]
+plugin = "random"
+
+[[evaluator]]
+plugin = "cost"
+
+[objective]
+minimize = "params"
+"#,
+    );
+    let o = nas(&["search", cfg.to_str().unwrap()], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = stderr(&o);
+    assert!(said.contains("proposal budget of 80 reached"), "{said}");
+    // "(N trials evaluated in this run, D duplicate proposals answered from the cache)"
+    let counts: Vec<u64> = said
+        .split_once("reached (")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no counts in {said}"))
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .take(2)
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let (evaluated, duplicates) = (counts[0], counts[1]);
+    // Random NB201 cells repeat a network (isomorphic cells) now and then.
+    assert!(duplicates > 0, "{said}");
+    assert_eq!(evaluated + duplicates, 80, "{said}");
+    assert_eq!(trials_json(tmp.path(), "study").len() as u64, evaluated);
+}
+
 #[test]
 fn constraints_mark_candidates_infeasible_without_scoring_them() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! `cargo xtask ...`: project chores that need more than cargo (see `cargo xtask --help`).
 
 mod bench;
+mod bench_optuna;
 mod bench_train;
 mod bench_workers;
 mod elf;
@@ -184,6 +185,24 @@ enum Task {
         /// Studies run at once (default: the number of CPUs).
         #[arg(long)]
         jobs: Option<usize>,
+    },
+    /// Our strategies (`tpe` both ways, `local`, `evolution`, `random`) and Optuna's default
+    /// TPESampler and RandomSampler side by side on the NAS-Bench-201 ImageNet16-120
+    /// test-accuracy table, 100 trials, seeds 1..N, repeats counted both ways; Optuna is
+    /// installed from PyPI into a throwaway venv under target/ (a few minutes); writes
+    /// results/bench-optuna/summary.md.
+    BenchOptuna {
+        /// Seeds 1..N of every method.
+        #[arg(long, default_value_t = 100)]
+        seeds: usize,
+        /// Studies run at once (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// The Python 3 that creates the venv.
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+        #[arg(long, default_value = bench_optuna::OUT_DIR)]
+        out: PathBuf,
     },
     /// Score the 725 NAS-Bench-201 networks of NASLib's zero-cost file with every proxy of the
     /// `zero-cost` evaluator (release build, about 30 minutes on 2 cores) and compare rank
@@ -447,6 +466,21 @@ fn main() -> Result<ExitCode> {
         Task::NewStrategy { name, out } => new_strategy::run(&root, &name, out.as_deref())?,
         Task::ZeroCost => zero_cost(&root, &target)?,
         Task::Benchmark { suite, seeds, jobs } => benchmark(&root, &target, &suite, seeds, jobs)?,
+        Task::BenchOptuna {
+            seeds,
+            jobs,
+            python,
+            out,
+        } => bench_optuna::bench_optuna(
+            &root,
+            &target,
+            &bench_optuna::Options {
+                seeds,
+                jobs,
+                python,
+                out,
+            },
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

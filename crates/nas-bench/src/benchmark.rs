@@ -36,6 +36,8 @@
 //!
 //! [[budget]]
 //! trials = 200                   # the study budget (required: the cap of every run)
+//! proposals = 200                # optional: also stop after this many proposals, repeats
+//!                                # included (a budget counted as Optuna counts trials)
 //! simulated_seconds = 50000      # optional: each run stops once its summed cost (the `time`
 //!                                # metric) reaches it, and is cut there for the report
 //!
@@ -148,6 +150,7 @@ struct RawDataset {
 struct RawBudget {
     name: Option<String>,
     trials: Option<u64>,
+    proposals: Option<u64>,
     simulated_seconds: Option<f64>,
 }
 
@@ -495,16 +498,28 @@ fn budgets(raw: Vec<RawBudget>) -> Result<Vec<BenchBudget>, String> {
                 "every [[budget]] needs `trials = N`: the cap of each run (a `simulated_seconds` budget then cuts the runs)".into(),
             );
         };
-        if trials == 0 || b.simulated_seconds.is_some_and(|s| s.is_nan() || s <= 0.0) {
-            return Err("[[budget]] `trials` and `simulated_seconds` must be positive".into());
+        if trials == 0
+            || b.proposals == Some(0)
+            || b.simulated_seconds.is_some_and(|s| s.is_nan() || s <= 0.0)
+        {
+            return Err(
+                "[[budget]] `trials`, `proposals` and `simulated_seconds` must be positive".into(),
+            );
         }
-        let name = b.name.unwrap_or_else(|| match b.simulated_seconds {
-            Some(s) => format!("{trials} trials, {s} s"),
-            None => format!("{trials} trials"),
+        let name = b.name.unwrap_or_else(|| {
+            let mut name = format!("{trials} trials");
+            if let Some(p) = b.proposals {
+                name += &format!(", {p} proposals");
+            }
+            if let Some(s) = b.simulated_seconds {
+                name += &format!(", {s} s");
+            }
+            name
         });
         budgets.push(BenchBudget {
             name,
             trials: Some(trials),
+            proposals: b.proposals,
             simulated_seconds: b.simulated_seconds,
         });
     }
@@ -557,6 +572,9 @@ impl Suite {
         let mut b = toml::Table::new();
         if let Some(t) = self.budgets[budget].trials {
             b.insert("trials".into(), toml::Value::Integer(t as i64));
+        }
+        if let Some(p) = self.budgets[budget].proposals {
+            b.insert("proposals".into(), toml::Value::Integer(p as i64));
         }
         // A simulated-time budget also stops the study itself (the report cuts at it exactly).
         if let Some(s) = self.budgets[budget].simulated_seconds {
@@ -1080,6 +1098,17 @@ score = { maximize = "test_accuracy" }
                 metric: "simulated_seconds".into(),
                 max: 900.0
             })
+        );
+
+        // A proposal budget counts repeats too, as Optuna counts trials.
+        let counted = SUITE.replace("trials = 50", "trials = 50\nproposals = 40");
+        let suite = parse_suite(Path::new("unit.toml"), &counted).unwrap();
+        assert_eq!(suite.budgets[0].name, "50 trials, 40 proposals");
+        let plan = &suite.plans(&[0], 1, Path::new("out/runs"))[0];
+        let config = config::parse(Path::new("study.toml"), &plan.text).unwrap();
+        assert_eq!(
+            (config.budget.trials, config.budget.proposals),
+            (Some(50), Some(40))
         );
     }
 

@@ -101,6 +101,9 @@ fn yes() -> bool {
 pub struct Budget {
     /// Trials that reach the evaluators (infeasible and duplicate proposals are not counted).
     pub trials: Option<u64>,
+    /// Proposals asked of the strategies, duplicates and infeasible ones included: a budget
+    /// counted as Optuna counts trials.
+    pub proposals: Option<u64>,
     /// Study time summed over every run of the study (a resume continues the clock).
     pub wall_time: Option<Duration>,
     /// A metric summed over the finished trials (e.g. `simulated_seconds` of a tabular
@@ -345,6 +348,7 @@ struct RawMix {
 #[serde(deny_unknown_fields)]
 struct RawBudget {
     trials: Option<u64>,
+    proposals: Option<u64>,
     wall_time: Option<Spanned<String>>,
     cost: Option<Spanned<RawCostBudget>>,
 }
@@ -538,6 +542,7 @@ fn finish<S>(
 ) -> Result<StudyConfig, ConfigError> {
     let budget = Budget {
         trials: raw.budget.trials,
+        proposals: raw.budget.proposals,
         wall_time: raw
             .budget
             .wall_time
@@ -551,9 +556,13 @@ fn finish<S>(
             .map(|c| parse_cost_budget(loc, c))
             .transpose()?,
     };
-    if budget.trials.is_none() && budget.wall_time.is_none() && budget.cost.is_none() {
+    if budget.trials.is_none()
+        && budget.proposals.is_none()
+        && budget.wall_time.is_none()
+        && budget.cost.is_none()
+    {
         return Err(loc.whole(
-            "`[budget]` needs `trials = N`, `wall_time = \"10m\"` or `cost = { metric = \"...\", max = X }` (any of them), otherwise the study never ends",
+            "`[budget]` needs `trials = N`, `proposals = N`, `wall_time = \"10m\"` or `cost = { metric = \"...\", max = X }` (any of them), otherwise the study never ends",
         ));
     }
     if raw.strategy.is_empty() {

@@ -501,6 +501,11 @@ impl Study {
         {
             return Some(format!("trial budget of {n} reached"));
         }
+        if let Some(n) = self.config.budget.proposals
+            && self.proposals >= n
+        {
+            return Some(format!("proposal budget of {n} reached"));
+        }
         if let Some(d) = self.config.budget.wall_time
             && self.study_seconds() >= d.as_secs_f64()
         {

@@ -1,5 +1,7 @@
 //! Univariate Parzen estimators, following Optuna's `_ParzenEstimator` with its defaults
-//! (prior kernel on, magic clip on, endpoints off).
+//! (prior kernel on, magic clip on, endpoints off), with the bandwidth rule of earlier Optuna
+//! releases, which counted the prior's mean among an observation's neighbours (Optuna 5.x no
+//! longer does; the joint estimators of [`crate::joint`] follow 5.x).
 
 use nas_plugin::ChoiceKind;
 use nas_plugin::kit::rand::Rng;
@@ -118,8 +120,20 @@ impl Estimator {
     }
 }
 
+/// A normal draw truncated to `[a, b]`, by rejection; the clamped mean if every draw falls
+/// outside.
+pub(crate) fn truncated_normal(mu: f64, sigma: f64, a: f64, b: f64, rng: &mut impl Rng) -> f64 {
+    for _ in 0..MAX_REJECTIONS {
+        let y = mu + sigma * rng.sample::<f64, _>(StandardNormal);
+        if (a..=b).contains(&y) {
+            return y;
+        }
+    }
+    mu.clamp(a, b)
+}
+
 /// Index drawn with probability proportional to `weights` (which sum to about 1).
-fn pick(weights: &[f64], rng: &mut impl Rng) -> usize {
+pub(crate) fn pick(weights: &[f64], rng: &mut impl Rng) -> usize {
     let total: f64 = weights.iter().sum();
     let mut u = rng.random::<f64>() * total;
     for (i, &w) in weights.iter().enumerate() {
@@ -208,17 +222,9 @@ impl Mixture {
 
     fn sample(&self, rng: &mut impl Rng) -> f64 {
         let k = pick(&self.weights, rng);
-        let (mu, sigma) = (self.mus[k], self.sigmas[k]);
         let half = self.step.unwrap_or(0.0) / 2.0;
         let (a, b) = (self.low - half, self.high + half);
-        let mut x = mu.clamp(a, b);
-        for _ in 0..MAX_REJECTIONS {
-            let y = mu + sigma * rng.sample::<f64, _>(StandardNormal);
-            if (a..=b).contains(&y) {
-                x = y;
-                break;
-            }
-        }
+        let mut x = truncated_normal(self.mus[k], self.sigmas[k], a, b, rng);
         if let Some(step) = self.step {
             x = self.low + ((x - self.low) / step).round() * step;
         }
@@ -255,7 +261,7 @@ pub fn normal_mass(a: f64, b: f64) -> f64 {
 }
 
 /// ln(sum(exp(t))) without overflow; terms of -inf (underflowed kernels) contribute nothing.
-fn log_sum_exp(terms: impl Iterator<Item = f64> + Clone) -> f64 {
+pub(crate) fn log_sum_exp(terms: impl Iterator<Item = f64> + Clone) -> f64 {
     let max = terms.clone().fold(f64::NEG_INFINITY, f64::max);
     if max == f64::NEG_INFINITY {
         return max;

@@ -43,6 +43,8 @@ pub struct BenchDataset {
 pub struct BenchBudget {
     pub name: String,
     pub trials: Option<u64>,
+    /// Proposals a run may ask for, repeats included (the study stops there).
+    pub proposals: Option<u64>,
     /// Runs are cut where their cumulative cost passes this.
     pub simulated_seconds: Option<f64>,
 }
@@ -1079,6 +1081,7 @@ mod tests {
             budgets: vec![BenchBudget {
                 name: "3 trials".into(),
                 trials: Some(3),
+                proposals: None,
                 simulated_seconds: None,
             }],
             select: maximize("val_accuracy"),
