@@ -38,6 +38,9 @@
 //! trials = 200                   # the study budget (required: the cap of every run)
 //! simulated_seconds = 50000      # optional: each run stops once its summed cost (the `time`
 //!                                # metric) reaches it, and is cut there for the report
+//! stop_at_optimum = true         # optional: each run stops once its objective reaches the
+//!                                # dataset's `optimum` (`[budget] target` of the study); the
+//!                                # objective must then be the score
 //!
 //! [[evaluator]]                  # the pipeline, as in a study
 //! plugin = "nb201"
@@ -149,6 +152,8 @@ struct RawBudget {
     name: Option<String>,
     trials: Option<u64>,
     simulated_seconds: Option<f64>,
+    #[serde(default)]
+    stop_at_optimum: bool,
 }
 
 #[derive(Default, Deserialize)]
@@ -308,6 +313,9 @@ pub fn parse_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
     if threshold.is_nan() || threshold < 0.0 {
         return Err(whole("`[analysis] threshold` must be a number >= 0".into()));
     }
+    if budgets.iter().any(|b| b.stop_at_optimum) {
+        check_stop_at_optimum(&raw.objective, &raw.analysis, &datasets).map_err(whole)?;
+    }
     let seeds = raw.suite.seeds.unwrap_or(DEFAULT_SEEDS);
     if seeds == 0 {
         return Err(whole("`[suite] seeds` must be at least 1".into()));
@@ -338,6 +346,51 @@ pub fn parse_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
         threshold,
         percent: raw.analysis.percent,
     })
+}
+
+/// `stop_at_optimum` makes each study stop when its objective reaches the dataset's optimum,
+/// which is only that if the objective is the score the optimum is of.
+fn check_stop_at_optimum(
+    objective: &toml::Table,
+    analysis: &RawAnalysis,
+    datasets: &[Dataset],
+) -> Result<(), String> {
+    if let Some(d) = datasets.iter().find(|d| d.info.optimum.is_none()) {
+        return Err(format!(
+            "[[budget]] `stop_at_optimum` needs the `optimum` of every [[dataset]]; `{}` has none",
+            d.info.name
+        ));
+    }
+    if datasets.is_empty() {
+        return Err(
+            "[[budget]] `stop_at_optimum` needs [[dataset]] tables with an `optimum`".into(),
+        );
+    }
+    let objective = match (
+        objective.get("maximize").and_then(|v| v.as_str()),
+        objective.get("minimize").and_then(|v| v.as_str()),
+    ) {
+        (Some(m), None) => (m, Direction::Maximize),
+        (None, Some(m)) => (m, Direction::Minimize),
+        _ => {
+            return Err("[[budget]] `stop_at_optimum` needs a single `[objective]` \
+                        (`maximize = \"metric\"` or `minimize = \"metric\"`)"
+                .into());
+        }
+    };
+    let goal = |g: &Option<RawGoal>| g.as_ref().and_then(|g| g.objective("").ok());
+    let score = goal(&analysis.score).or_else(|| goal(&analysis.select));
+    if let Some(score) = score
+        && (score.metric != objective.0 || score.direction != objective.1)
+    {
+        return Err(format!(
+            "[[budget]] `stop_at_optimum` stops each run when the objective `{}` reaches the \
+             dataset's optimum, but the runs are scored by `{}`: make the objective the score \
+             (or drop `stop_at_optimum`)",
+            objective.0, score.metric
+        ));
+    }
+    Ok(())
 }
 
 /// The tables every suite needs; returns the evaluator plugin names.
@@ -506,6 +559,7 @@ fn budgets(raw: Vec<RawBudget>) -> Result<Vec<BenchBudget>, String> {
             name,
             trials: Some(trials),
             simulated_seconds: b.simulated_seconds,
+            stop_at_optimum: b.stop_at_optimum,
         });
     }
     Ok(budgets)
@@ -565,6 +619,11 @@ impl Suite {
             cost.insert("metric".into(), metric.into());
             cost.insert("max".into(), s.into());
             b.insert("cost".into(), cost.into());
+        }
+        if self.budgets[budget].stop_at_optimum
+            && let Some(optimum) = d.info.optimum
+        {
+            b.insert("target".into(), optimum.into());
         }
         doc.insert("budget".into(), b.into());
         let mut sp = self.spaces[space].table.clone();

@@ -102,6 +102,10 @@ pub struct Budget {
     /// A metric summed over the finished trials (e.g. `simulated_seconds` of a tabular
     /// evaluator, `train_seconds`): the study stops proposing once the sum reaches `max`.
     pub cost: Option<CostBudget>,
+    /// A value of the first objective that ends the study once a complete trial reaches it
+    /// (at least it when maximized, at most it when minimized), e.g. a benchmark's known
+    /// optimum. Not a budget by itself: the study also needs one of the others.
+    pub target: Option<f64>,
 }
 
 /// `[budget] cost = { metric = "simulated_seconds", max = 3600 }`.
@@ -343,6 +347,7 @@ struct RawBudget {
     trials: Option<u64>,
     wall_time: Option<Spanned<String>>,
     cost: Option<Spanned<RawCostBudget>>,
+    target: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -546,10 +551,19 @@ fn finish<S>(
             .as_ref()
             .map(|c| parse_cost_budget(loc, c))
             .transpose()?,
+        target: match &raw.budget.target {
+            Some(t) if !t.get_ref().is_finite() => {
+                return Err(loc.at(
+                    t.span().start,
+                    "`[budget] target` must be a finite number (the first objective's value that ends the study)",
+                ));
+            }
+            t => t.as_ref().map(|t| *t.get_ref()),
+        },
     };
     if budget.trials.is_none() && budget.wall_time.is_none() && budget.cost.is_none() {
         return Err(loc.whole(
-            "`[budget]` needs `trials = N`, `wall_time = \"10m\"` or `cost = { metric = \"...\", max = X }` (any of them), otherwise the study never ends",
+            "`[budget]` needs `trials = N`, `wall_time = \"10m\"` or `cost = { metric = \"...\", max = X }` (any of them), otherwise the study never ends (`target` alone may never be reached)",
         ));
     }
     if raw.strategy.is_empty() {
