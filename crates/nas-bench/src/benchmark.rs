@@ -1143,6 +1143,36 @@ score = { maximize = "test_accuracy" }
     }
 
     #[test]
+    fn stop_at_optimum_sets_the_study_target_and_needs_the_score_as_objective() {
+        let stopping = SUITE
+            .replace("trials = 50", "trials = 50\nstop_at_optimum = true")
+            .replace("score = { maximize = \"test_accuracy\" }", "");
+        let suite = parse_suite(Path::new("unit.toml"), &stopping).unwrap();
+        let plan = &suite.plans(&[0], 1, Path::new("out/runs"))[0];
+        let config = config::parse(Path::new("study.toml"), &plan.text).unwrap();
+        assert_eq!(config.budget.target, Some(0.7351));
+        assert_eq!(config.budget.trials, Some(50));
+
+        // Scored by another metric than the objective: the optimum is not the objective's.
+        let other = SUITE.replace("trials = 50", "trials = 50\nstop_at_optimum = true");
+        let e = parse_suite(Path::new("s.toml"), &other)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stop_at_optimum") && e.contains("scored by `test_accuracy`"),
+            "{e}"
+        );
+        let no_optimum = stopping.replace("optimum = 0.7351\n", "");
+        let e = parse_suite(Path::new("s.toml"), &no_optimum)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("needs the `optimum`") && e.contains("cifar100"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let bad = SUITE.replace(
             "evaluator = { nb201 = { fidelity = \"auto\" } }",

@@ -1157,6 +1157,7 @@ mod tests {
         assert_eq!(rea.reached, (1, 2));
         // Half the seeds never reach it: the median is infinite.
         assert_eq!(rea.queries_median, None);
+        assert_eq!(rea.queries_p90, None);
         assert_eq!(rows[1].reached, (0, 2));
     }
 

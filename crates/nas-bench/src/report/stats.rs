@@ -116,6 +116,20 @@ mod tests {
     }
 
     #[test]
+    fn quantiles_interpolate_and_keep_censored_runs_last() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), median(&v));
+        assert!(close(quantile(&v, 0.9).unwrap(), 9.1));
+        assert_eq!(quantile(&v, 1.0), Some(10.0));
+        // One run in ten never got there: the median is finite, the 90th percentile is not.
+        let mut censored = v.clone();
+        censored[3] = f64::INFINITY;
+        assert!(close(quantile(&censored, 0.5).unwrap(), 6.5));
+        assert_eq!(quantile(&censored, 0.9), Some(f64::INFINITY));
+        assert_eq!(quantile(&[], 0.9), None);
+    }
+
+    #[test]
     fn confidence_interval_uses_student_t() {
         let v = [1.0, 2.0, 3.0, 4.0, 5.0];
         // s = sqrt(2.5), t(4) = 2.776
