@@ -237,6 +237,11 @@ impl Encoder {
         self.choice_len + self.path.as_ref().map_or(0, |p| p.len)
     }
 
+    /// Whether the encoding is empty (a space of fixed choices only).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether the path encoding is in use.
     pub fn has_path(&self) -> bool {
         self.path.is_some()

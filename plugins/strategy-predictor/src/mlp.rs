@@ -161,8 +161,12 @@ impl Mlp {
             }
             let (c1, c2) = (1.0 - BETA1.powi(step as i32), 1.0 - BETA2.powi(step as i32));
             for l in &layers {
-                for i in l.weights..l.biases {
-                    grad[i] += t.weight_decay * self.params[i];
+                let (g, p) = (
+                    &mut grad[l.weights..l.biases],
+                    &self.params[l.weights..l.biases],
+                );
+                for (g, p) in g.iter_mut().zip(p) {
+                    *g += t.weight_decay * p;
                 }
             }
             for i in 0..n {
