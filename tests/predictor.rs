@@ -87,7 +87,10 @@ fn a_budget_target_ends_the_study_when_reached() {
     let dir = tmp.path();
     let text = STUDY
         .replace("trials = 60", "trials = 500\ntarget = 0.935")
-        .replace("plugin = \"predictor\"\nsteps = 60", "plugin = \"evolution\"");
+        .replace(
+            "plugin = \"predictor\"\nsteps = 60",
+            "plugin = \"evolution\"",
+        );
     search(dir, "s.toml", &text, "study");
     let t = trials(dir, "study");
     let accuracy = |t: &serde_json::Value| t["metrics"]["val_accuracy"].as_f64().unwrap();
