@@ -40,6 +40,9 @@
 //!                                # included (a budget counted as Optuna counts trials)
 //! simulated_seconds = 50000      # optional: each run stops once its summed cost (the `time`
 //!                                # metric) reaches it, and is cut there for the report
+//! stop_at_optimum = true         # optional: each run stops once its objective reaches the
+//!                                # dataset's `optimum` (`[budget] target` of the study); the
+//!                                # objective must then be the score
 //!
 //! [[evaluator]]                  # the pipeline, as in a study
 //! plugin = "nb201"
@@ -152,6 +155,8 @@ struct RawBudget {
     trials: Option<u64>,
     proposals: Option<u64>,
     simulated_seconds: Option<f64>,
+    #[serde(default)]
+    stop_at_optimum: bool,
 }
 
 #[derive(Default, Deserialize)]
@@ -311,6 +316,9 @@ pub fn parse_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
     if threshold.is_nan() || threshold < 0.0 {
         return Err(whole("`[analysis] threshold` must be a number >= 0".into()));
     }
+    if budgets.iter().any(|b| b.stop_at_optimum) {
+        check_stop_at_optimum(&raw.objective, &raw.analysis, &datasets).map_err(whole)?;
+    }
     let seeds = raw.suite.seeds.unwrap_or(DEFAULT_SEEDS);
     if seeds == 0 {
         return Err(whole("`[suite] seeds` must be at least 1".into()));
@@ -341,6 +349,51 @@ pub fn parse_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
         threshold,
         percent: raw.analysis.percent,
     })
+}
+
+/// `stop_at_optimum` makes each study stop when its objective reaches the dataset's optimum,
+/// which is only that if the objective is the score the optimum is of.
+fn check_stop_at_optimum(
+    objective: &toml::Table,
+    analysis: &RawAnalysis,
+    datasets: &[Dataset],
+) -> Result<(), String> {
+    if let Some(d) = datasets.iter().find(|d| d.info.optimum.is_none()) {
+        return Err(format!(
+            "[[budget]] `stop_at_optimum` needs the `optimum` of every [[dataset]]; `{}` has none",
+            d.info.name
+        ));
+    }
+    if datasets.is_empty() {
+        return Err(
+            "[[budget]] `stop_at_optimum` needs [[dataset]] tables with an `optimum`".into(),
+        );
+    }
+    let objective = match (
+        objective.get("maximize").and_then(|v| v.as_str()),
+        objective.get("minimize").and_then(|v| v.as_str()),
+    ) {
+        (Some(m), None) => (m, Direction::Maximize),
+        (None, Some(m)) => (m, Direction::Minimize),
+        _ => {
+            return Err("[[budget]] `stop_at_optimum` needs a single `[objective]` \
+                        (`maximize = \"metric\"` or `minimize = \"metric\"`)"
+                .into());
+        }
+    };
+    let goal = |g: &Option<RawGoal>| g.as_ref().and_then(|g| g.objective("").ok());
+    let score = goal(&analysis.score).or_else(|| goal(&analysis.select));
+    if let Some(score) = score
+        && (score.metric != objective.0 || score.direction != objective.1)
+    {
+        return Err(format!(
+            "[[budget]] `stop_at_optimum` stops each run when the objective `{}` reaches the \
+             dataset's optimum, but the runs are scored by `{}`: make the objective the score \
+             (or drop `stop_at_optimum`)",
+            objective.0, score.metric
+        ));
+    }
+    Ok(())
 }
 
 /// The tables every suite needs; returns the evaluator plugin names.
@@ -521,6 +574,7 @@ fn budgets(raw: Vec<RawBudget>) -> Result<Vec<BenchBudget>, String> {
             trials: Some(trials),
             proposals: b.proposals,
             simulated_seconds: b.simulated_seconds,
+            stop_at_optimum: b.stop_at_optimum,
         });
     }
     Ok(budgets)
@@ -583,6 +637,11 @@ impl Suite {
             cost.insert("metric".into(), metric.into());
             cost.insert("max".into(), s.into());
             b.insert("cost".into(), cost.into());
+        }
+        if self.budgets[budget].stop_at_optimum
+            && let Some(optimum) = d.info.optimum
+        {
+            b.insert("target".into(), optimum.into());
         }
         doc.insert("budget".into(), b.into());
         let mut sp = self.spaces[space].table.clone();
@@ -1109,6 +1168,36 @@ score = { maximize = "test_accuracy" }
         assert_eq!(
             (config.budget.trials, config.budget.proposals),
             (Some(50), Some(40))
+        );
+    }
+
+    #[test]
+    fn stop_at_optimum_sets_the_study_target_and_needs_the_score_as_objective() {
+        let stopping = SUITE
+            .replace("trials = 50", "trials = 50\nstop_at_optimum = true")
+            .replace("score = { maximize = \"test_accuracy\" }", "");
+        let suite = parse_suite(Path::new("unit.toml"), &stopping).unwrap();
+        let plan = &suite.plans(&[0], 1, Path::new("out/runs"))[0];
+        let config = config::parse(Path::new("study.toml"), &plan.text).unwrap();
+        assert_eq!(config.budget.target, Some(0.7351));
+        assert_eq!(config.budget.trials, Some(50));
+
+        // Scored by another metric than the objective: the optimum is not the objective's.
+        let other = SUITE.replace("trials = 50", "trials = 50\nstop_at_optimum = true");
+        let e = parse_suite(Path::new("s.toml"), &other)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stop_at_optimum") && e.contains("scored by `test_accuracy`"),
+            "{e}"
+        );
+        let no_optimum = stopping.replace("optimum = 0.7351\n", "");
+        let e = parse_suite(Path::new("s.toml"), &no_optimum)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("needs the `optimum`") && e.contains("cifar100"),
+            "{e}"
         );
     }
 

@@ -109,6 +109,10 @@ pub struct Budget {
     /// A metric summed over the finished trials (e.g. `simulated_seconds` of a tabular
     /// evaluator, `train_seconds`): the study stops proposing once the sum reaches `max`.
     pub cost: Option<CostBudget>,
+    /// A value of the first objective that ends the study once a complete trial reaches it
+    /// (at least it when maximized, at most it when minimized), e.g. a benchmark's known
+    /// optimum. Not a budget by itself: the study also needs one of the others.
+    pub target: Option<f64>,
 }
 
 /// `[budget] cost = { metric = "simulated_seconds", max = 3600 }`.
@@ -351,6 +355,7 @@ struct RawBudget {
     proposals: Option<u64>,
     wall_time: Option<Spanned<String>>,
     cost: Option<Spanned<RawCostBudget>>,
+    target: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -555,6 +560,15 @@ fn finish<S>(
             .as_ref()
             .map(|c| parse_cost_budget(loc, c))
             .transpose()?,
+        target: match &raw.budget.target {
+            Some(t) if !t.get_ref().is_finite() => {
+                return Err(loc.at(
+                    t.span().start,
+                    "`[budget] target` must be a finite number (the first objective's value that ends the study)",
+                ));
+            }
+            t => t.as_ref().map(|t| *t.get_ref()),
+        },
     };
     if budget.trials.is_none()
         && budget.proposals.is_none()
@@ -562,7 +576,7 @@ fn finish<S>(
         && budget.cost.is_none()
     {
         return Err(loc.whole(
-            "`[budget]` needs `trials = N`, `proposals = N`, `wall_time = \"10m\"` or `cost = { metric = \"...\", max = X }` (any of them), otherwise the study never ends",
+            "`[budget]` needs `trials = N`, `proposals = N`, `wall_time = \"10m\"` or `cost = { metric = \"...\", max = X }` (any of them), otherwise the study never ends (`target` alone may never be reached)",
         ));
     }
     if raw.strategy.is_empty() {

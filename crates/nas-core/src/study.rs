@@ -16,8 +16,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use nas_plugin::abi::PluginKind;
 use nas_plugin::{
-    EvalRequest, Metrics, Observation, Proposal, RuntimeSettings, SpaceDescriptor, StrategyContext,
-    TrialState,
+    Direction, EvalRequest, Metrics, Observation, Proposal, RuntimeSettings, SpaceDescriptor,
+    StrategyContext, TrialState,
 };
 
 use crate::config::StudyConfig;
@@ -521,6 +521,21 @@ impl Study {
                 "cost budget of {} {} reached ({:.6} spent)",
                 c.max, c.metric, self.cost_spent
             ));
+        }
+        if let Some(target) = self.config.budget.target
+            && let Some((_, best, id)) = &self.best
+        {
+            let objective = &self.config.objectives[0];
+            let reached = match objective.direction {
+                Direction::Maximize => *best >= target,
+                Direction::Minimize => *best <= target,
+            };
+            if reached {
+                return Some(format!(
+                    "target {} = {target} reached by trial {id} ({best})",
+                    objective.metric
+                ));
+            }
         }
         None
     }

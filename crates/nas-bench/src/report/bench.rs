@@ -47,6 +47,8 @@ pub struct BenchBudget {
     pub proposals: Option<u64>,
     /// Runs are cut where their cumulative cost passes this.
     pub simulated_seconds: Option<f64>,
+    /// Each run stops once its objective reaches the dataset's optimum (`[budget] target`).
+    pub stop_at_optimum: bool,
 }
 
 /// One stored trial, with its metrics aligned to the run's `metric_names`.
@@ -168,6 +170,8 @@ pub struct GroupSummary {
     /// Median over seeds of the queries to the threshold, seeds that never reach it counted
     /// as infinite (`None` when half or more never do).
     pub queries_median: Option<f64>,
+    /// 90th percentile of the same (`None` when more than a tenth never get there).
+    pub queries_p90: Option<f64>,
     /// Seeds reaching the threshold / seeds.
     pub reached: (usize, usize),
     pub trials: Option<Spread>,
@@ -271,6 +275,7 @@ impl Bench {
                     auc_trials: Spread::of(&collect(&|x| x.auc_trials)),
                     auc_time: Spread::of(&collect(&|x| x.auc_time)),
                     queries_median: stats::median(&queries).filter(|q| q.is_finite()),
+                    queries_p90: stats::quantile(&queries, 0.9).filter(|q| q.is_finite()),
                     reached: if has_optimum {
                         (reached, runs.len())
                     } else {
@@ -509,6 +514,7 @@ pub fn summary_csv(bench: &Bench, rows: &[GroupSummary]) -> String {
         "auc_time_std",
         "threshold",
         "queries_median",
+        "queries_p90",
         "reached_fraction",
         "trials_mean",
         "cost_mean",
@@ -544,6 +550,7 @@ pub fn summary_csv(bench: &Bench, rows: &[GroupSummary]) -> String {
             std(g.auc_time),
             csv_number(dataset.optimum.map(|_| bench.threshold)),
             csv_number(g.queries_median),
+            csv_number(g.queries_p90),
             if g.reached.1 > 0 {
                 csv_number(Some(g.reached.0 as f64 / g.reached.1 as f64))
             } else {
@@ -574,6 +581,7 @@ fn group_table(bench: &Bench, rows: &[&GroupSummary]) -> String {
             header.push(format!("AUC regret / time{}", bench.regret_unit()));
         }
         header.push(format!("queries to ≤ {}", bench.threshold_text()));
+        header.push("p90".into());
         header.push("seeds reaching it".into());
     }
     header.push("trials".into());
@@ -603,6 +611,10 @@ fn group_table(bench: &Bench, rows: &[&GroupSummary]) -> String {
                     row.push(pp(g.auc_time));
                 }
                 row.push(match g.queries_median {
+                    Some(q) => format!("{q:.0}"),
+                    None => "not reached".into(),
+                });
+                row.push(match g.queries_p90 {
                     Some(q) => format!("{q:.0}"),
                     None => "not reached".into(),
                 });
@@ -901,7 +913,7 @@ pub fn report_markdown(bench: &Bench, rows: &[GroupSummary], charts: &Charts) ->
     if bench.datasets.iter().any(|d| d.optimum.is_some()) {
         let _ = writeln!(
             md,
-            "- Regret: the optimum of the table minus the incumbent's score{}. AUC: the area under the incumbent's regret curve divided by the budget, i.e. its mean regret over trials 1..B (trials before the first result count with the first incumbent's regret; a run that stops early keeps its last one){}. Queries: trials until the incumbent's regret is at most {}, median over seeds with seeds that never get there counted as infinite (\"not reached\" when half or more never do).",
+            "- Regret: the optimum of the table minus the incumbent's score{}. AUC: the area under the incumbent's regret curve divided by the budget, i.e. its mean regret over trials 1..B (trials before the first result count with the first incumbent's regret; a run that stops early keeps its last one){}. Queries: trials until the incumbent's regret is at most {}, median and 90th percentile over seeds (linear interpolation between ranks), with seeds that never get there within their budget counted as infinite (censored: they rank last, so the median is exact while fewer than half are censored, \"not reached\" otherwise; likewise the 90th percentile with a tenth).",
             if bench.percent {
                 " in percentage points (pp)"
             } else {
@@ -925,6 +937,12 @@ pub fn report_markdown(bench: &Bench, rows: &[GroupSummary], charts: &Charts) ->
                 "cut at {s} s of cumulative `{}`",
                 bench.time.as_deref().unwrap_or("cost")
             ));
+        }
+        if b.stop_at_optimum {
+            parts.push(
+                "each run stops as soon as a trial reaches the dataset's optimum (`[budget] target`)"
+                    .into(),
+            );
         }
         let _ = writeln!(md, "- Budget `{}`: {}.", b.name, parts.join(", "));
     }
@@ -1083,6 +1101,7 @@ mod tests {
                 trials: Some(3),
                 proposals: None,
                 simulated_seconds: None,
+                stop_at_optimum: false,
             }],
             select: maximize("val_accuracy"),
             score: maximize("test_accuracy"),
@@ -1141,6 +1160,7 @@ mod tests {
         assert_eq!(rea.reached, (1, 2));
         // Half the seeds never reach it: the median is infinite.
         assert_eq!(rea.queries_median, None);
+        assert_eq!(rea.queries_p90, None);
         assert_eq!(rows[1].reached, (0, 2));
     }
 

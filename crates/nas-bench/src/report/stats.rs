@@ -31,6 +31,28 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
+/// The `q` quantile (0..=1) by linear interpolation between the closest ranks (R's type 7,
+/// the median at 0.5); infinite values (e.g. runs that never got there) sort last and make
+/// every quantile that touches them infinite. `None` for no values.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let h = (v.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let (lo, frac) = (h.floor() as usize, h - h.floor());
+    if frac == 0.0 {
+        return Some(v[lo]);
+    }
+    let (a, b) = (v[lo], v[lo + 1]);
+    Some(if a.is_infinite() || b.is_infinite() {
+        f64::INFINITY
+    } else {
+        a + frac * (b - a)
+    })
+}
+
 /// Two-sided 97.5 % quantile of Student's t distribution with `df` degrees of freedom.
 pub fn t_975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
@@ -91,6 +113,20 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn quantiles_interpolate_and_keep_censored_runs_last() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), median(&v));
+        assert!(close(quantile(&v, 0.9).unwrap(), 9.1));
+        assert_eq!(quantile(&v, 1.0), Some(10.0));
+        // One run in ten never got there: the median is finite, the 90th percentile is not.
+        let mut censored = v.clone();
+        censored[3] = f64::INFINITY;
+        assert!(close(quantile(&censored, 0.5).unwrap(), 6.5));
+        assert_eq!(quantile(&censored, 0.9), Some(f64::INFINITY));
+        assert_eq!(quantile(&[], 0.9), None);
     }
 
     #[test]
