@@ -148,13 +148,14 @@ fn benchmark_digits_suite_runs_every_method_on_the_shipped_table() {
         "tpe",
         "hyperband",
         "local",
+        "predictor",
     ];
     run_shipped_suite("digits", &plugins, &out);
     let summary = read(&out.join("summary.csv"));
     let rows: Vec<&str> = summary.lines().skip(1).collect();
     assert_eq!(
         rows.len(),
-        7 * 2,
+        8 * 2,
         "one row per method and budget:\n{summary}"
     );
     for row in &rows {
@@ -167,7 +168,7 @@ fn benchmark_digits_suite_runs_every_method_on_the_shipped_table() {
         let score: f64 = cells[6].parse().expect("a mean score");
         assert!((0.8..=1.0).contains(&score), "{row}");
     }
-    // 7 methods x 2 seeds x 100 trials in the first budget, none failed anywhere; Hyperband's
+    // 8 methods x 2 seeds x 100 trials in the first budget, none failed anywhere; Hyperband's
     // first rung is one epoch.
     let trials = read(&out.join("trials.csv"));
     let mut lines = trials.lines();
@@ -182,7 +183,7 @@ fn benchmark_digits_suite_runs_every_method_on_the_shipped_table() {
     let (state, fidelity) = (col("state"), col("fidelity"));
     let body: Vec<Vec<String>> = lines.map(csv_cells).collect();
     let in_budget = |name: &str| body.iter().filter(|r| r[budget] == name).count();
-    assert_eq!(in_budget("100 trials"), 7 * 2 * 100, "{:?}", body[0]);
+    assert_eq!(in_budget("100 trials"), 8 * 2 * 100, "{:?}", body[0]);
     assert!(
         body.iter().all(|r| r[state] == "complete"),
         "a trial failed"

@@ -26,9 +26,10 @@ pub const OUT_DIR: &str = "results/bench-optuna";
 const SCRIPT: &str = "xtask/bench/optuna_nb201.py";
 const TABLE: &str = "plugins/evaluator-nb201/data/nb201_test_accuracy.csv.gz";
 /// What the suite runs: the engine and the plugins its methods and evaluator name.
-const PACKAGES: [&str; 6] = [
+const PACKAGES: [&str; 7] = [
     "nas",
     "evaluator-nb201",
+    "strategy-predictor",
     "strategy-tpe",
     "strategy-local",
     "strategy-evolution",
