@@ -18,6 +18,8 @@ pub fn to_json(t: &TrialRecord) -> serde_json::Value {
         "error": t.error,
         "values": t.values,
         "fidelity": t.fidelity,
+        // The trial its proposer derived it from (mutation), or null.
+        "parent": t.parent,
         "seconds": match (t.started_at, t.finished_at) {
             (Some(s), Some(f)) => Some(f - s),
             _ => None,

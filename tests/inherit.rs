@@ -113,6 +113,15 @@ fn evolution_children_inherit_their_parents_weights() {
         }
     }
     assert!(inherited >= 1, "no trial inherited: {rows:#?}");
+    // Scripts see the same parents in `nas best --json`.
+    let o = nas(&["best", "study", "--json", "--top", "8"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let best: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(best.len(), 8);
+    for t in &best {
+        let id = t["id"].as_u64().unwrap();
+        assert_eq!(t["parent"].as_u64(), by_id(id).1, "trial {id}: {t}");
+    }
     // The kept weights the children started from.
     let kept = std::fs::read_dir(tmp.path().join("study/checkpoints"))
         .unwrap()
