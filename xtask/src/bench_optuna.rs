@@ -166,15 +166,9 @@ fn venv(root: &Path, target: &Path, python: &Path) -> Result<PathBuf> {
 
 /// "AMD EPYC, 2 cores (2 jobs)": the CPU model from /proc/cpuinfo where there is one.
 fn machine(jobs: usize) -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{model}, {cores} cores ({jobs} jobs)")
+    format!(
+        "{}, {cores} cores ({jobs} jobs)",
+        crate::bench_train::cpu_model()
+    )
 }

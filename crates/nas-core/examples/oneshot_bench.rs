@@ -172,15 +172,9 @@ fn main() -> Result<()> {
             .get(arch)
             .and_then(|&i| table.rows[i].test_accuracy)
     };
-    let mut all: Vec<f64> = table
-        .rows
-        .iter()
-        .flat_map(|r| std::iter::repeat_n(r.test_accuracy.unwrap_or(0.0), r.archs.len()))
-        .collect();
-    all.sort_by(f64::total_cmp);
-    let percentile = |acc: f64| 100.0 * all.partition_point(|&v| v < acc) as f64 / all.len() as f64;
     let optimum = table.optimum().test_accuracy;
     let truth = GroundTruth::new(&table, data.splits.validation.len(), data.splits.test.len());
+    let percentile = |acc: f64| truth.test_percentile(acc);
     // What training one candidate costs, measured here under the same conditions as the
     // searches: the table's recipe (its evaluator table) on the table's best architecture.
     let one_training: f64 = {
@@ -361,6 +355,11 @@ impl GroundTruth {
         100.0 * sorted.partition_point(|&v| v < x) as f64 / sorted.len() as f64
     }
 
+    /// Share of the table's architectures with a lower test accuracy than `acc`, in percent.
+    fn test_percentile(&self, acc: f64) -> f64 {
+        Self::rank_in(&self.test_sorted, acc)
+    }
+
     fn pooled_percentile(&self, row: usize) -> f64 {
         Self::rank_in(&self.pooled_sorted, self.pooled[row])
     }
@@ -376,7 +375,7 @@ impl GroundTruth {
             if n >= k {
                 break;
             }
-            let p = Self::rank_in(&self.test_sorted, self.test[row]);
+            let p = self.test_percentile(self.test[row]);
             let w = self.weight[row].min(k - n);
             sum += p * w as f64;
             n += w;

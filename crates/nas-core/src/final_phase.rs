@@ -43,9 +43,17 @@ fn recipe(config: &StudyConfig, fin: &FinalConfig) -> anyhow::Result<TrainConfig
         .iter()
         .find(|e| e.plugin == "train" || e.plugin.contains("evaluator_train"));
     let (mut options, origin) = match (evaluator, &fin.train) {
-        (Some(spec), _) => (
+        (Some(spec), over) => (
             spec.config.as_object().cloned().unwrap_or_default(),
-            format!("[[evaluator]] at {}", spec.location),
+            format!(
+                "[[evaluator]] at {}{}",
+                spec.location,
+                if over.is_some() {
+                    " with [final] train"
+                } else {
+                    ""
+                }
+            ),
         ),
         (None, Some(_)) => (serde_json::Map::new(), "[final] train".to_string()),
         (None, None) => bail!(
@@ -61,11 +69,6 @@ fn recipe(config: &StudyConfig, fin: &FinalConfig) -> anyhow::Result<TrainConfig
         Some(other) => bail!("[final] train must be a table of training options, found {other}"),
         None => {}
     }
-    let origin = if evaluator.is_some() && fin.train.is_some() {
-        format!("{origin} with [final] train")
-    } else {
-        origin
-    };
     let table = TrainTable::parse(&serde_json::Value::Object(options))
         .map_err(|e| anyhow::anyhow!("{origin}: not a valid training recipe: {e}"))?;
     let mut recipe = table.recipe;

@@ -427,17 +427,7 @@ impl Predictor {
     fn propose(&mut self, n: usize) -> Vec<Proposal> {
         let mut out = Vec::with_capacity(n);
         if self.complete() < self.config.initial.max(1) {
-            for _ in 0..n {
-                let Some(values) = self.random_unseen() else {
-                    break;
-                };
-                self.state.seen.insert(bits(&values));
-                out.push(Proposal {
-                    values,
-                    fidelity: None,
-                    parent: None,
-                });
-            }
+            self.fill_random(&mut out, n);
             return out;
         }
         let complete = self.complete();
@@ -460,6 +450,12 @@ impl Predictor {
             });
         }
         // A pool left empty (every draw seen): random unseen candidates instead.
+        self.fill_random(&mut out, n);
+        out
+    }
+
+    /// Appends random unseen candidates to `out` until it holds `n` or none is left.
+    fn fill_random(&mut self, out: &mut Vec<Proposal>, n: usize) {
         while out.len() < n {
             let Some(values) = self.random_unseen() else {
                 break;
@@ -471,7 +467,6 @@ impl Predictor {
                 parent: None,
             });
         }
-        out
     }
 
     fn rebuild_index(&mut self) {

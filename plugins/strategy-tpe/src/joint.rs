@@ -13,7 +13,7 @@ use nas_plugin::ChoiceKind;
 use nas_plugin::kit::fixed_value;
 use nas_plugin::kit::rand::Rng;
 
-use crate::parzen::{log_sum_exp, normal_mass, pick, truncated_normal};
+use crate::parzen::{log_sum_exp, mixture_weights, normal_mass, pick, truncated_normal};
 
 /// The joint density of one group of observations.
 #[derive(Clone, Debug)]
@@ -72,11 +72,7 @@ impl Joint {
         prior_weight: f64,
     ) -> Self {
         debug_assert_eq!(points.len(), weights.len());
-        let n = points.len();
-        let mut mix: Vec<f64> = weights.to_vec();
-        mix.push(if n == 0 { 1.0 } else { prior_weight });
-        let total: f64 = mix.iter().sum();
-        mix.iter_mut().for_each(|w| *w /= total);
+        let mix = mixture_weights(weights, prior_weight);
         let factors = (kinds.iter().enumerate())
             .map(|(j, kind)| {
                 fixed_value(kind).is_none().then(|| {

@@ -68,11 +68,7 @@ impl Estimator {
     ) -> Self {
         debug_assert_eq!(observations.len(), weights.len());
         let n = observations.len();
-        // Mixture weights: one per observation plus the prior, normalized.
-        let mut mix: Vec<f64> = weights.to_vec();
-        mix.push(if n == 0 { 1.0 } else { prior_weight });
-        let total: f64 = mix.iter().sum();
-        mix.iter_mut().for_each(|w| *w /= total);
+        let mix = mixture_weights(weights, prior_weight);
 
         match kind {
             ChoiceKind::Categorical { options } => {
@@ -122,6 +118,20 @@ impl Estimator {
 
 /// A normal draw truncated to `[a, b]`, by rejection; the clamped mean if every draw falls
 /// outside.
+/// Mixture weights of a Parzen estimator: one per observation plus the prior's (the only one
+/// without observations), normalized.
+pub(crate) fn mixture_weights(weights: &[f64], prior_weight: f64) -> Vec<f64> {
+    let mut mix: Vec<f64> = weights.to_vec();
+    mix.push(if weights.is_empty() {
+        1.0
+    } else {
+        prior_weight
+    });
+    let total: f64 = mix.iter().sum();
+    mix.iter_mut().for_each(|w| *w /= total);
+    mix
+}
+
 pub(crate) fn truncated_normal(mu: f64, sigma: f64, a: f64, b: f64, rng: &mut impl Rng) -> f64 {
     for _ in 0..MAX_REJECTIONS {
         let y = mu + sigma * rng.sample::<f64, _>(StandardNormal);

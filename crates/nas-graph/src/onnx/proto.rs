@@ -304,6 +304,16 @@ impl AttributeProto {
             ..Default::default()
         }
     }
+
+    /// A subgraph (an `If` node's branches).
+    pub fn graph(name: &str, g: GraphProto) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: attribute_proto::AttributeType::Graph as i32,
+            g: Some(g),
+            ..Default::default()
+        }
+    }
 }
 
 impl TensorProto {
@@ -349,12 +359,22 @@ impl ValueInfoProto {
                 denotation: String::new(),
             })
             .collect();
+        Self::typed(name, elem, Some(TensorShapeProto { dim }))
+    }
+
+    /// A tensor value of element type `elem` whose shape is not declared (a subgraph output
+    /// whose branches may differ in shape).
+    pub fn unshaped(name: &str, elem: tensor_proto::DataType) -> Self {
+        Self::typed(name, elem, None)
+    }
+
+    fn typed(name: &str, elem: tensor_proto::DataType, shape: Option<TensorShapeProto>) -> Self {
         ValueInfoProto {
             name: name.into(),
             r#type: Some(TypeProto {
                 value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                     elem_type: elem as i32,
-                    shape: Some(TensorShapeProto { dim }),
+                    shape,
                 })),
                 denotation: String::new(),
             }),

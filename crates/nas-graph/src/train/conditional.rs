@@ -18,13 +18,14 @@ use std::ops::Range;
 
 use crate::error::GraphError;
 use crate::ir::{Graph, NodeId, Op};
+use crate::onnx::export::Builder;
 use crate::onnx::proto::{
     AttributeProto, GraphProto, NodeProto, TensorProto, TypeProto, ValueInfoProto,
-    attribute_proto::AttributeType, tensor_proto::DataType, type_proto,
+    tensor_proto::DataType, type_proto,
 };
 
 /// The nodes that feed input `input` of the mixed edge `mix` and nothing else.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub(super) struct Branch {
     pub mix: NodeId,
     pub input: usize,
@@ -32,7 +33,6 @@ pub(super) struct Branch {
 }
 
 /// Which emitted ONNX nodes (indices into the node list) came from what.
-#[derive(Default)]
 pub(super) struct Emitted {
     /// Per IR node: its training-mode forward.
     pub forward: Vec<Range<usize>>,
@@ -135,29 +135,34 @@ pub(super) fn wrap(
             group_of[m] = Some(g);
         }
     }
+    // Which nodes read each value, once for every group.
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for input in &n.input {
+            readers.entry(input.as_str()).or_default().push(i);
+        }
+    }
     let mut ifs: Vec<(usize, NodeProto)> = Vec::new();
     let mut wrapped = vec![false; groups.len()];
     for (g, group) in groups.iter().enumerate() {
         if group.members.is_empty() {
             continue;
         }
-        let members: HashSet<usize> = group.members.iter().copied().collect();
         let produced: Vec<&String> = group
             .members
             .iter()
             .flat_map(|&m| nodes[m].output.iter())
             .collect();
-        let read_outside: HashSet<&str> = nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !members.contains(i))
-            .flat_map(|(_, n)| n.input.iter().map(String::as_str))
-            .chain(graph_outputs.keys().copied())
-            .collect();
+        // What the group makes that the rest of the graph (or its outputs) reads.
         let crossing: Vec<&String> = produced
             .iter()
             .copied()
-            .filter(|p| read_outside.contains(p.as_str()))
+            .filter(|p| {
+                graph_outputs.contains_key(p.as_str())
+                    || readers
+                        .get(p.as_str())
+                        .is_some_and(|r| r.iter().any(|&i| group_of[i] != Some(g)))
+            })
             .collect();
         if crossing
             .iter()
@@ -186,29 +191,19 @@ pub(super) fn wrap(
                 n
             })
             .collect();
-        let unshaped = |name: String| ValueInfoProto {
-            name,
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: DataType::Float as i32,
-                    shape: None,
-                })),
-                denotation: String::new(),
-            }),
-            doc_string: String::new(),
-        };
+        let unshaped = |name: &str| ValueInfoProto::unshaped(name, DataType::Float);
         let then_branch = GraphProto {
             node: then_nodes,
             name: format!("b{g}:then"),
-            output: crossing.iter().map(|c| unshaped(inner(c))).collect(),
+            output: crossing.iter().map(|c| unshaped(&inner(c))).collect(),
             ..Default::default()
         };
-        let mut else_nodes = Vec::new();
+        let mut els = Builder::default();
         let mut else_outputs = Vec::new();
         for c in &crossing {
             let out = format!("e{g}:{c}");
-            let node = if let Some(input) = interface.carried.get(c.as_str()) {
-                simple_node("Identity", vec![input.clone()], &out, vec![])
+            if let Some(input) = interface.carried.get(c.as_str()) {
+                els.node("Identity", &out, &[input], &out, vec![]);
             } else if let Some(dims) = interface
                 .zeros
                 .get(c.as_str())
@@ -217,40 +212,36 @@ pub(super) fn wrap(
             {
                 // Zeros of the value's full shape.
                 let shape = format!("e{g}:shape:{c}");
-                else_nodes.push(simple_node(
+                let dims = TensorProto::from_i64("", &[dims.len()], &dims);
+                els.node(
                     "Constant",
-                    vec![],
                     &shape,
-                    vec![AttributeProto::tensor(
-                        "value",
-                        TensorProto::from_i64("", &[dims.len()], &dims),
-                    )],
-                ));
-                simple_node(
+                    &[],
+                    &shape,
+                    vec![AttributeProto::tensor("value", dims)],
+                );
+                let zero = TensorProto::from_f32("", &[1], [0.0]);
+                els.node(
                     "ConstantOfShape",
-                    vec![shape],
                     &out,
-                    vec![AttributeProto::tensor(
-                        "value",
-                        TensorProto::from_f32("", &[1], [0.0]),
-                    )],
-                )
+                    &[&shape],
+                    &out,
+                    vec![AttributeProto::tensor("value", zero)],
+                );
             } else {
-                simple_node(
+                let zero = TensorProto::from_f32("", &[], [0.0]);
+                els.node(
                     "Constant",
-                    vec![],
                     &out,
-                    vec![AttributeProto::tensor(
-                        "value",
-                        TensorProto::from_f32("", &[], [0.0]),
-                    )],
-                )
-            };
-            else_nodes.push(node);
-            else_outputs.push(unshaped(out));
+                    &[],
+                    &out,
+                    vec![AttributeProto::tensor("value", zero)],
+                );
+            }
+            else_outputs.push(unshaped(&out));
         }
         let else_branch = GraphProto {
-            node: else_nodes,
+            node: els.nodes,
             name: format!("b{g}:else"),
             output: else_outputs,
             ..Default::default()
@@ -264,8 +255,8 @@ pub(super) fn wrap(
                 name: format!("if:b{g}"),
                 op_type: "If".into(),
                 attribute: vec![
-                    graph_attr("then_branch", then_branch),
-                    graph_attr("else_branch", else_branch),
+                    AttributeProto::graph("then_branch", then_branch),
+                    AttributeProto::graph("else_branch", else_branch),
                 ],
                 ..Default::default()
             },
@@ -281,31 +272,6 @@ pub(super) fn wrap(
     placed.extend(ifs);
     placed.sort_by_key(|(i, _)| *i);
     topological(placed.into_iter().map(|(_, n)| n).collect(), interface)
-}
-
-fn simple_node(
-    op: &str,
-    input: Vec<String>,
-    out: &str,
-    attribute: Vec<AttributeProto>,
-) -> NodeProto {
-    NodeProto {
-        input,
-        output: vec![out.to_string()],
-        name: out.to_string(),
-        op_type: op.into(),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Graph as i32,
-        g: Some(g),
-        ..Default::default()
-    }
 }
 
 fn fixed_dims(v: &ValueInfoProto) -> Option<Vec<i64>> {

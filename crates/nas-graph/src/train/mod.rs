@@ -97,9 +97,10 @@ pub struct TrainOptions {
     /// parameters in a supernet). Unknown names are an error.
     pub frozen: Vec<String>,
     /// Wrap each operation a mixed edge owns in ONNX `If`s, so that a step whose weight for
-    /// it is exactly zero neither computes it nor updates its tensors (one-hot weights then
-    /// cost one path, not the whole supernet). Off: every operation runs and is updated with
-    /// what its zero weight gives. No effect on graphs without [`Op::Mix`].
+    /// it is exactly zero does not compute it (one-hot weights then cost one path, not the
+    /// whole supernet): its parameters get a zero gradient, its BatchNorm running statistics
+    /// stay, its mixing weight's gradient is zero. Off: every operation runs. No effect on
+    /// graphs without [`Op::Mix`]; the `If`s cost, so leave it off when no weight is zero.
     pub conditional_mix: bool,
 }
 
@@ -400,8 +401,9 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     })
 }
 
-/// Two groups per branch (see [`conditional`]): its forward, and its backward with the
-/// optimizer updates of its trainable tensors, both run when the branch's weight is not zero.
+/// Two groups per branch (see [`conditional`]): its forward and its backward, both run when
+/// the branch's weight is not zero. The optimizer updates stay outside: a skipped operation's
+/// parameters are updated with a zero gradient.
 fn branch_groups(
     e: &mut Emitter,
     graph: &Graph,
