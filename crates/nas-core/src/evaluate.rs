@@ -90,6 +90,8 @@ pub fn evaluate(config: &StudyConfig, specs: &[String]) -> anyhow::Result<Vec<Sc
         &scratch.display().to_string(),
         &config.data_json()?,
         crate::pipeline::evaluator_supernet(space.as_ref())?.as_ref(),
+        // Scoring stands alone: no study, nothing finished to observe.
+        crate::finished::FinishedTrials::default(),
     )?;
     let mut out = Vec::new();
     for (i, values) in values.into_iter().enumerate() {

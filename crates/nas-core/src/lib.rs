@@ -6,6 +6,7 @@ mod config_checks;
 pub mod evaluate;
 pub mod failures;
 pub mod final_phase;
+pub mod finished;
 pub mod interrupt;
 pub mod mix;
 pub mod objectives;

@@ -7,6 +7,7 @@ use nas_plugin::host::EvaluatorHandle;
 use nas_plugin::{EvalRequest, EvalStatus, EvaluatorContext, Metrics, RuntimeSettings, TrialState};
 
 use crate::config::{Constraint, EvaluatorSpec};
+use crate::finished::FinishedTrials;
 use crate::plugins;
 use crate::space::{SearchSpace, SpaceError};
 use crate::storage::Outcome;
@@ -15,6 +16,11 @@ pub struct Pipeline {
     evaluators: Vec<EvaluatorHandle>,
     constraints: Vec<Constraint>,
     builds: PluginBuilds,
+    /// The finished trials evaluators observe, and how far this pipeline has read them.
+    finished: FinishedTrials,
+    read: usize,
+    /// Per evaluator: whether it still wants finished trials (see `Evaluator::observe`).
+    observing: Vec<bool>,
 }
 
 /// Each evaluator plugin of a pipeline (as the config names it) with the SHA-256 of its
@@ -95,7 +101,9 @@ pub fn unmeasured_error(constraints: &[Constraint], metrics: &Metrics) -> Option
 
 impl Pipeline {
     /// Loads and creates every evaluator of the config; `supernet` is the space's (see
-    /// [`evaluator_supernet`]).
+    /// [`evaluator_supernet`]). Evaluators observe the trials of `finished` (see
+    /// [`Pipeline::run`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         specs: &[EvaluatorSpec],
         constraints: &[Constraint],
@@ -104,6 +112,7 @@ impl Pipeline {
         study_dir: &str,
         data: &serde_json::Value,
         supernet: Option<&Supernet>,
+        finished: FinishedTrials,
     ) -> anyhow::Result<Pipeline> {
         let mut evaluators = Vec::new();
         let mut builds = PluginBuilds::new();
@@ -125,10 +134,38 @@ impl Pipeline {
             evaluators.push(handle);
         }
         Ok(Pipeline {
+            observing: vec![true; evaluators.len()],
             evaluators,
             constraints: constraints.to_vec(),
             builds,
+            finished,
+            read: 0,
         })
+    }
+
+    /// The log of finished trials this pipeline's evaluators observe.
+    pub fn finished(&self) -> &FinishedTrials {
+        &self.finished
+    }
+
+    /// Whether some evaluator still observes finished trials (before the first run: may).
+    pub fn observes(&self) -> bool {
+        self.observing.contains(&true)
+    }
+
+    /// Shows the observing evaluators the trials finished since the last call.
+    fn observe(&mut self) -> Result<(), String> {
+        if !self.observes() {
+            return Ok(());
+        }
+        let trials = self.finished.since(self.read);
+        self.read += trials.len();
+        for (evaluator, observing) in self.evaluators.iter_mut().zip(&mut self.observing) {
+            if *observing {
+                *observing = evaluator.observe(&trials).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
 
     /// The plugin builds this pipeline runs.
@@ -136,9 +173,18 @@ impl Pipeline {
         &self.builds
     }
 
-    /// Runs every stage on one candidate. Never fails: problems become the trial's outcome.
+    /// Runs every stage on one candidate, after showing the evaluators that observe them the
+    /// trials finished since the last run. Never fails: problems become the trial's outcome.
     pub fn run(&mut self, mut request: EvalRequest) -> Outcome {
         let mut details = serde_json::Map::new();
+        if let Err(e) = self.observe() {
+            return Outcome {
+                state: TrialState::Failed,
+                metrics: request.metrics,
+                details: serde_json::Value::Object(details),
+                error: Some(e),
+            };
+        }
         for evaluator in &mut self.evaluators {
             let name = evaluator.name().to_string();
             let result = match evaluator.evaluate(&request) {

@@ -21,6 +21,7 @@ use nas_plugin::{
 };
 
 use crate::config::StudyConfig;
+use crate::finished::FinishedTrials;
 use crate::mix::{Mixer, Slot, Standing};
 use crate::objectives;
 use crate::oneshot::{OneShotStrategy, SupernetProgress};
@@ -117,6 +118,8 @@ pub struct Study {
     runtime: RuntimeSettings,
     /// Spans of the trials in evaluation: evaluation and storing a trial log in its span.
     spans: HashMap<u64, tracing::Span>,
+    /// Finished trials, stored and new, for the evaluators that observe them.
+    finished: FinishedTrials,
 }
 
 /// The parts of a config that define what a study is; changing them makes stored results
@@ -226,6 +229,7 @@ fn build_pipelines(
     space: &dyn SearchSpace,
     runtime: &RuntimeSettings,
     dir: &Path,
+    finished: &FinishedTrials,
 ) -> anyhow::Result<Vec<Pipeline>> {
     let data = config.data_json()?;
     let supernet = crate::pipeline::evaluator_supernet(space)?;
@@ -239,6 +243,7 @@ fn build_pipelines(
                 &dir.display().to_string(),
                 &data,
                 supernet.as_ref(),
+                finished.clone(),
             )
         })
         .collect()
@@ -345,7 +350,8 @@ impl Study {
         let descriptor = space.descriptor().clone();
         let runtime = config.runtime.resolve()?;
         let mut phases = load_strategies(&config, &space_config, &descriptor, &runtime, &dir)?;
-        let pipelines = build_pipelines(&config, space.as_ref(), &runtime, &dir)?;
+        let finished = FinishedTrials::default();
+        let pipelines = build_pipelines(&config, space.as_ref(), &runtime, &dir, &finished)?;
 
         let storage = open_storage(&config, &dir)?;
         check_identity(&storage, &config, &dir)?;
@@ -399,6 +405,7 @@ impl Study {
             worker: crate::worker::process_name(),
             runtime,
             spans: HashMap::new(),
+            finished,
             config,
         };
         study.replay_history()?;
@@ -433,7 +440,9 @@ impl Study {
 
     /// Rebuilds the in-memory counters (dedup index, budget, phases, best) from storage.
     fn replay_history(&mut self) -> anyhow::Result<()> {
-        for t in self.storage.trials()? {
+        let trials = self.storage.trials()?;
+        self.finished.push_stored(&trials, &self.config.objectives);
+        for t in trials {
             self.seen.insert(hash_key(&t.hash, t.fidelity), t.id);
             let reached_evaluators = t.started_at.is_some()
                 || matches!(t.state, TrialState::Pending | TrialState::Running);
@@ -573,19 +582,7 @@ impl Study {
     }
 
     fn observation(&self, t: &TrialRecord) -> Observation {
-        Observation {
-            trial_id: t.id,
-            values: t.values.clone(),
-            fidelity: t.fidelity,
-            state: t.state,
-            losses: if t.state == TrialState::Complete {
-                objectives::losses(&self.config.objectives, &t.metrics).unwrap_or_default()
-            } else {
-                Vec::new()
-            },
-            metrics: t.metrics.clone(),
-            proposer: t.strategy.clone(),
-        }
+        crate::finished::observation(t, &self.config.objectives)
     }
 
     /// Tells every strategy about a finished trial and returns their checkpoints.
@@ -1005,6 +1002,7 @@ impl Study {
         self.storage.finish(id, &outcome, &cps, seconds)?;
         tracing::debug!(state = ?outcome.state, "trial stored");
         let trial = self.storage.trial(id)?.context("trial vanished")?;
+        self.finished.push(self.observation(&trial));
         self.account_finished(&trial);
         observer.trial_finished(&trial, &self.progress());
         Ok(())

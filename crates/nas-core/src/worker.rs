@@ -14,6 +14,7 @@ use anyhow::Context;
 use nas_plugin::{EvalRequest, ParentRef};
 
 use crate::config::StudyConfig;
+use crate::finished::FinishedTrials;
 use crate::pipeline::{Pipeline, PluginBuilds};
 use crate::space::{SearchSpace, build_space};
 use crate::storage::{Outcome, Requeued, Storage, TrialRecord, WorkerBeat};
@@ -68,13 +69,18 @@ pub struct WorkerSummary {
 pub struct Evaluator {
     space: Box<dyn SearchSpace>,
     pipeline: Pipeline,
+    objectives: Vec<nas_plugin::Objective>,
 }
 
 impl Evaluator {
     pub fn new(config: &StudyConfig, pipeline: Pipeline) -> anyhow::Result<Evaluator> {
         let space = build_space(&config.resolved_space()?)
             .map_err(|e| crate::config_checks::space_error(config, e))?;
-        Ok(Evaluator { space, pipeline })
+        Ok(Evaluator {
+            space,
+            pipeline,
+            objectives: config.objectives.clone(),
+        })
     }
 
     /// Builds the evaluator pipeline of a stored study on this machine (its plugins, its
@@ -94,8 +100,13 @@ impl Evaluator {
             &study_dir.display().to_string(),
             &config.data_json()?,
             crate::pipeline::evaluator_supernet(space.as_ref())?.as_ref(),
+            FinishedTrials::default(),
         )?;
-        Ok(Evaluator { space, pipeline })
+        Ok(Evaluator {
+            space,
+            pipeline,
+            objectives: config.objectives.clone(),
+        })
     }
 
     pub fn builds(&self) -> &PluginBuilds {
@@ -103,6 +114,16 @@ impl Evaluator {
     }
 
     fn evaluate(&mut self, trial: &TrialRecord, storage: &Storage) -> Outcome {
+        if self.pipeline.observes() {
+            // Evaluators that learn from the study see what every worker has finished.
+            match storage.trials() {
+                Ok(trials) => self
+                    .pipeline
+                    .finished()
+                    .push_stored(&trials, &self.objectives),
+                Err(e) => tracing::warn!("cannot read the finished trials to observe: {e}"),
+            }
+        }
         let graph = match self.space.decode(&trial.values) {
             Ok(g) => g,
             Err(e) => return Outcome::undecodable(trial.metrics.clone(), &e),

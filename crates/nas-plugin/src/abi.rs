@@ -167,6 +167,10 @@ impl<E: Evaluator> PluginInstance for EvaluatorAdapter<E> {
                     let req: EvalRequest = decode("evaluate", payload)?;
                     encode(&self.0.evaluate(&req).map_err(|e| e.to_string())?)?
                 }
+                "observe" => {
+                    let trials: Vec<Observation> = decode("observe", payload)?;
+                    encode(&self.0.observe(&trials).map_err(|e| e.to_string())?)?
+                }
                 other => return Err(format!("evaluator has no method `{other}`")),
             };
             Ok(RString::from(reply))

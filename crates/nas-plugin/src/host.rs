@@ -243,4 +243,8 @@ impl EvaluatorHandle {
     pub fn evaluate(&mut self, request: &EvalRequest) -> Result<EvalResult, CallError> {
         self.0.call("evaluate", request)
     }
+    /// Shows the evaluator finished trials; the reply says whether it wants more.
+    pub fn observe(&mut self, trials: &[Observation]) -> Result<bool, CallError> {
+        self.0.call("observe", &trials)
+    }
 }

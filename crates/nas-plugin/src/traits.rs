@@ -47,4 +47,19 @@ pub trait Evaluator: Send + 'static {
     where
         Self: Sized;
     fn evaluate(&mut self, request: &EvalRequest) -> Result<EvalResult, PluginError>;
+
+    /// Learns from the study's finished trials (every state, with the metrics the whole
+    /// pipeline produced), e.g. to rank candidates by a model of the study's own results.
+    ///
+    /// The host calls it before an evaluation with the trials finished since the last call,
+    /// each trial once per instance, in the order they finished; a fresh instance (a resumed
+    /// study, a new worker) first gets every trial finished so far. Its first call may be
+    /// empty. Return whether to go on receiving them: the default says no at the first call,
+    /// so evaluators that do not learn cost nothing. With several workers, a trial may still be
+    /// running elsewhere when its successor is evaluated, so what is observed before an
+    /// evaluation depends on timing; with one worker it does not.
+    fn observe(&mut self, trials: &[Observation]) -> Result<bool, PluginError> {
+        let _ = trials;
+        Ok(false)
+    }
 }

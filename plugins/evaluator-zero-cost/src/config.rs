@@ -29,11 +29,20 @@ const OPTIONS: &[&str] = &[
     "rank_by",
     "warmup",
     "flops_convention",
+    "label",
+    "min_labels",
+    "learn_choices",
 ];
+
+/// Options only the learned ranking reads.
+const LEARN_OPTIONS: &[&str] = &["label", "min_labels", "learn_choices"];
 
 pub const DEFAULT_BATCH: usize = 64;
 pub const DEFAULT_WARMUP: usize = 10;
 pub const DEFAULT_RANK_BY: &str = "zc_combined";
+/// `rank_by` value of the learned ranking.
+pub const LEARNED: &str = "learned";
+pub const DEFAULT_MIN_LABELS: usize = 20;
 
 /// Where the data-dependent proxies (naswot, grad_norm, snip, jacob_cov) get their batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,9 +67,24 @@ pub enum Rule {
 /// come back `Pruned` once `warmup` candidates have been seen.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cascade {
+    /// A proxy, or [`LEARNED`].
     pub rank_by: String,
     pub rule: Rule,
     pub warmup: usize,
+    /// Set when `rank_by` is [`LEARNED`].
+    pub learn: Option<Learn>,
+}
+
+/// The learned ranking (`rank_by = "learned"`): a model of the study's own labelled trials,
+/// from the proxies (and the candidate's choices) to a label, ranks the candidates; until
+/// `min_labels` trials are labelled, `zc_combined` ranks them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Learn {
+    /// The metric learned (higher is better); `None`: the study's first objective.
+    pub label: Option<String>,
+    pub min_labels: usize,
+    /// Whether the choice values are features too.
+    pub choices: bool,
 }
 
 /// How `flops` counts.
@@ -251,6 +275,12 @@ pub fn parse_config(config: &Value) -> Result<ZeroCostConfig, String> {
                 .to_string(),
         ),
     };
+    let learned = rank_by.as_deref() == Some(LEARNED);
+    if !learned && let Some(key) = LEARN_OPTIONS.iter().find(|k| map.contains_key(**k)) {
+        return Err(fail(format!(
+            "`{key}` only applies to the learned ranking (`rank_by = \"{LEARNED}\"`)"
+        )));
+    }
     match rule {
         None => {
             if let Some(key) = ["rank_by", "warmup"].iter().find(|k| map.contains_key(**k)) {
@@ -258,6 +288,58 @@ pub fn parse_config(config: &Value) -> Result<ZeroCostConfig, String> {
                     "`{key}` only applies to the pruning cascade; add `keep_top` or `threshold`"
                 )));
             }
+        }
+        Some(Rule::Threshold(_)) if learned => {
+            return Err(fail(format!(
+                "`rank_by = \"{LEARNED}\"` ranks candidates against each other; prune with \
+                 `keep_top`, not `threshold` (the model's scale changes as it learns)"
+            )));
+        }
+        Some(rule) if learned => {
+            if !cfg.wants(DEFAULT_RANK_BY) {
+                return Err(fail(format!(
+                    "`rank_by = \"{LEARNED}\"` ranks by `{DEFAULT_RANK_BY}` until the study has \
+                     labelled trials; add it to `proxies`"
+                )));
+            }
+            let label = match map.get("label") {
+                None => None,
+                Some(v) => Some(
+                    v.as_str()
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| fail(format!("`label` must be a metric name, found {v}")))?
+                        .to_string(),
+                ),
+            };
+            let min_labels = match map.get("min_labels") {
+                None => DEFAULT_MIN_LABELS,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|&n| n >= 2)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "`min_labels` must be an integer >= 2 (a ranking needs two \
+                             labels), found {v}"
+                        ))
+                    })?,
+            };
+            let choices = match map.get("learn_choices") {
+                None => true,
+                Some(v) => v.as_bool().ok_or_else(|| {
+                    fail(format!("`learn_choices` must be true or false, found {v}"))
+                })?,
+            };
+            cfg.cascade = Some(Cascade {
+                rank_by: LEARNED.to_string(),
+                rule,
+                warmup,
+                learn: Some(Learn {
+                    label,
+                    min_labels,
+                    choices,
+                }),
+            });
         }
         Some(rule) => {
             let rank_by = rank_by.unwrap_or_else(|| DEFAULT_RANK_BY.to_string());
@@ -272,6 +354,7 @@ pub fn parse_config(config: &Value) -> Result<ZeroCostConfig, String> {
                 rank_by,
                 rule,
                 warmup,
+                learn: None,
             });
         }
     }

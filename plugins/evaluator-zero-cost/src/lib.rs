@@ -31,19 +31,32 @@
 //! # Cascade: prune candidates that score badly, so later (expensive) evaluators skip them.
 //! keep_top = 0.5          # keep the best half of what was seen so far ...
 //! # threshold = 400.0     # ... or everything scoring at least this
-//! rank_by = "zc_combined" # the metric both rules read (default zc_combined)
+//! rank_by = "zc_combined" # the metric both rules read (default zc_combined), or "learned"
 //! warmup = 10             # candidates seen before anything is pruned
 //! flops_convention = "nb201"  # or "naslib": count FLOPs as NASLib's zero-cost data does
+//! # With rank_by = "learned" (keep_top only):
+//! # label = "val_accuracy"  # metric learned, higher is better (default: the first objective)
+//! # min_labels = 20         # labelled trials before the model ranks (zc_combined until then)
+//! # learn_choices = true    # the candidate's choice values are features too
 //! ```
 //!
-//! The cascade's history lives in the evaluator instance: a resumed study warms up again, and
-//! with `[runtime] workers = N` each worker ranks among the candidates it scored itself.
+//! The cascade ranks a candidate among every candidate of the study it knows of: those it
+//! scored and those it is shown as finished trials ([`Evaluator::observe`]), by trial id. So a
+//! resumed study ranks as it did before it stopped, and several workers rank among the same
+//! trials (each as far as they have finished when it scores).
+//!
+//! `rank_by = "learned"` ranks by a model of the study's own results: gradient-boosted trees
+//! ([`boost`]) fitted on the complete trials' proxies (and choice values) against the ranks of
+//! their label, refitted whenever labels arrive; the candidate and everything seen are scored
+//! with the current model. See [`ranking`].
 
+pub mod boost;
 pub mod cascade;
 pub mod config;
 pub mod init;
 pub mod linalg;
 pub mod proxies;
+pub mod ranking;
 pub mod surgery;
 
 use std::time::Instant;
@@ -51,7 +64,8 @@ use std::time::Instant;
 use nas_data::{DataConfig, Part};
 use nas_graph::{Graph, Op};
 use nas_plugin::{
-    EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
+    EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, Observation,
+    PluginError,
 };
 use nas_runtime::SessionSettings;
 use rand::SeedableRng;
@@ -59,9 +73,10 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
-pub use config::{Cascade, DataSource, FlopsConvention, Rule, ZeroCostConfig, parse_config};
+pub use config::{Cascade, DataSource, FlopsConvention, Learn, Rule, ZeroCostConfig, parse_config};
 use init::{Init, init_weights};
 use proxies::Batch;
+use ranking::Ranking;
 
 /// `zc_combined`: `naswot / batch + ln(synflow) / 10 + ln(params)`. Each term is on a log
 /// scale (NASWOT is a log-determinant, about `batch * ln(units)`), so the sum is a log of a
@@ -88,8 +103,8 @@ pub struct ZeroCostEvaluator {
     runtime: Option<SessionSettings>,
     seed: u64,
     inputs: Inputs,
-    /// Values of the cascade's `rank_by` metric, in evaluation order.
-    seen: Vec<f64>,
+    /// The cascade's memory, when there is a cascade.
+    ranking: Option<Ranking>,
 }
 
 fn fail(msg: impl std::fmt::Display) -> PluginError {
@@ -349,41 +364,48 @@ impl Evaluator for ZeroCostEvaluator {
         } else {
             None
         };
+        let ranking = config
+            .cascade
+            .clone()
+            .map(|c| Ranking::new(c, config.proxies.clone(), seed));
         Ok(ZeroCostEvaluator {
             config,
             runtime,
             seed,
             inputs,
-            seen: Vec::new(),
+            ranking,
         })
     }
 
     fn evaluate(&mut self, req: &EvalRequest) -> Result<EvalResult, PluginError> {
         let (metrics, mut details) = self.score(&req.graph)?;
         let mut status = EvalStatus::Ok;
-        if let Some(cascade) = &self.config.cascade {
-            let value = *metrics.get(&cascade.rank_by).ok_or_else(|| {
-                fail(format!(
-                    "the cascade ranks by `{}`, which this network has no value for",
-                    cascade.rank_by
-                ))
-            })?;
-            let keep = cascade.keeps(&self.seen, value);
-            self.seen.push(value);
-            if !keep {
+        if let Some(ranking) = &mut self.ranking {
+            let judged = ranking
+                .judge(req.trial_id, &metrics, &req.values)
+                .map_err(fail)?;
+            if !judged.keep {
                 status = EvalStatus::Pruned;
             }
-            details["cascade"] = json!({
-                "rank_by": cascade.rank_by,
-                "seen": self.seen.len(),
-                "kept": keep,
-            });
+            details["cascade"] = judged.details;
         }
         Ok(EvalResult {
             metrics,
             status,
             details,
         })
+    }
+
+    /// The cascade ranks among the study's finished trials too (and the learned ranking
+    /// learns from them); without a cascade nothing is observed.
+    fn observe(&mut self, trials: &[Observation]) -> Result<bool, PluginError> {
+        match &mut self.ranking {
+            Some(ranking) => {
+                ranking.observe(trials);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }
 

@@ -3,13 +3,14 @@
 use super::*;
 use crate::linalg::{corrcoef, log_abs_det, ranks, spearman, symmetric_eigenvalues};
 use crate::proxies::{DEGENERATE, data_scores, hamming_kernel, input_gradients, synflow};
+use crate::ranking::Ranking;
 use crate::surgery::{Model, Output, shift_weights, with_input_probe, without_batch_norm};
 use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace};
 use nas_graph::reference;
 use nas_graph::train::reference::training_forward;
 use nas_graph::weights::Weights;
 use nas_graph::{GraphBuilder, Op};
-use nas_plugin::RuntimeSettings;
+use nas_plugin::{Observation, RuntimeSettings, TrialState};
 use ndarray::ArrayD;
 use prost::Message;
 use rand::Rng;
@@ -54,9 +55,11 @@ fn evaluator(config: Value) -> ZeroCostEvaluator {
     ZeroCostEvaluator::new(context(config, Value::Null)).unwrap()
 }
 
+/// A request with a new trial id (the cascade tells candidates apart by id).
 fn request(graph: Graph) -> EvalRequest {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     EvalRequest {
-        trial_id: 1,
+        trial_id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         values: vec![],
         arch: "test".into(),
         graph,
@@ -160,7 +163,8 @@ fn config_values() {
         Some(Cascade {
             rank_by: "naswot".into(),
             rule: Rule::KeepTop(0.25),
-            warmup: 10
+            warmup: 10,
+            learn: None,
         })
     );
     let c = parse_config(&json!({"threshold": -2, "warmup": 0})).unwrap();
@@ -169,7 +173,30 @@ fn config_values() {
         Some(Cascade {
             rank_by: "zc_combined".into(),
             rule: Rule::Threshold(-2.0),
-            warmup: 0
+            warmup: 0,
+            learn: None,
+        })
+    );
+    let c = parse_config(&json!({"keep_top": 0.5, "rank_by": "learned"})).unwrap();
+    assert_eq!(
+        c.cascade.unwrap().learn,
+        Some(Learn {
+            label: None,
+            min_labels: 20,
+            choices: true
+        })
+    );
+    let c = parse_config(&json!({
+        "keep_top": 0.5, "rank_by": "learned", "label": "val_accuracy", "min_labels": 5,
+        "learn_choices": false
+    }))
+    .unwrap();
+    assert_eq!(
+        c.cascade.unwrap().learn,
+        Some(Learn {
+            label: Some("val_accuracy".into()),
+            min_labels: 5,
+            choices: false
         })
     );
 }
@@ -209,6 +236,30 @@ fn unknown_keys_and_bad_values_are_named() {
             "is not among",
         ),
         (json!(7), "expected a table"),
+        (
+            json!({"threshold": 1, "rank_by": "learned"}),
+            "prune with `keep_top`",
+        ),
+        (
+            json!({"keep_top": 0.5, "rank_by": "learned", "proxies": ["naswot"]}),
+            "add it to `proxies`",
+        ),
+        (
+            json!({"keep_top": 0.5, "label": "val_accuracy"}),
+            "only applies to the learned ranking",
+        ),
+        (
+            json!({"keep_top": 0.5, "rank_by": "learned", "min_labels": 1}),
+            "`min_labels`",
+        ),
+        (
+            json!({"keep_top": 0.5, "rank_by": "learned", "label": 3}),
+            "`label`",
+        ),
+        (
+            json!({"keep_top": 0.5, "rank_by": "learned", "learn_choices": "yes"}),
+            "`learn_choices`",
+        ),
     ] {
         let e = parse_config(&bad).unwrap_err();
         assert!(e.contains(says), "{bad}: {e}");
@@ -233,6 +284,7 @@ fn cascade_keeps_everything_during_warmup_then_the_top_fraction() {
         rank_by: "x".into(),
         rule: Rule::KeepTop(0.5),
         warmup: 3,
+        learn: None,
     };
     assert!(c.keeps(&[], -100.0));
     assert!(c.keeps(&[5.0, 6.0], -100.0));
@@ -678,4 +730,169 @@ fn the_weights_seed_changes_random_scores_but_not_counts() {
     assert_eq!(a["params"], b["params"]);
     assert_ne!(a["naswot"], b["naswot"]);
     assert_ne!(a["synflow"], b["synflow"]);
+}
+
+// ---- ranking among observed trials, learned ranking --------------------------------------
+
+fn finished(id: u64, state: TrialState, metrics: &[(&str, f64)], loss: Option<f64>) -> Observation {
+    Observation {
+        trial_id: id,
+        values: vec![(id % 5) as f64],
+        fidelity: None,
+        state,
+        losses: loss.into_iter().collect(),
+        metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        proposer: "random".into(),
+    }
+}
+
+#[test]
+fn without_a_cascade_nothing_is_observed() {
+    let mut e = evaluator(json!({"proxies": ["params"]}));
+    assert!(!e.observe(&[]).unwrap());
+    let mut e = evaluator(json!({"proxies": ["params"], "keep_top": 0.5, "rank_by": "params"}));
+    assert!(e.observe(&[]).unwrap());
+}
+
+#[test]
+fn the_cascade_ranks_among_finished_trials_it_is_shown() {
+    let mut e = evaluator(json!({
+        "proxies": ["params"], "keep_top": 0.5, "rank_by": "params", "warmup": 3
+    }));
+    // Three finished trials (any state) scored before: the warm-up is over.
+    let shown = [
+        finished(1001, TrialState::Complete, &[("params", 100.0)], Some(0.1)),
+        finished(1002, TrialState::Pruned, &[("params", 200.0)], None),
+        finished(1003, TrialState::Failed, &[("params", 300.0)], None),
+        // Scored by nothing this evaluator knows: not a candidate.
+        finished(
+            1004,
+            TrialState::Complete,
+            &[("val_accuracy", 0.5)],
+            Some(0.5),
+        ),
+    ];
+    e.observe(&shown).unwrap();
+    let r = e.evaluate(&request(linear_net(5))).unwrap(); // 33 params
+    assert_eq!(r.status, EvalStatus::Pruned, "{}", r.details);
+    assert_eq!(r.details["cascade"]["seen"], 4);
+    // The candidate finishing later is not counted twice.
+    let mut again = request(linear_net(100)); // 603 params
+    let id = again.trial_id;
+    e.evaluate(&again).unwrap();
+    e.observe(&[finished(
+        id,
+        TrialState::Complete,
+        &[("params", 603.0)],
+        None,
+    )])
+    .unwrap();
+    again.trial_id = id;
+    let r = e.evaluate(&again).unwrap();
+    assert_eq!(r.details["cascade"]["seen"], 5, "{}", r.details);
+}
+
+/// Metrics of a candidate whose fixed score (`zc_combined`) and learnable label disagree:
+/// `zc_combined` grows with `x`, the label falls with it.
+fn disagreeing(x: f64) -> Vec<(&'static str, f64)> {
+    vec![
+        ("naswot", x),
+        ("synflow", 1.0),
+        ("params", 10.0),
+        ("zc_combined", x),
+    ]
+}
+
+#[test]
+fn the_learned_ranking_falls_back_to_zc_combined_then_follows_the_labels() {
+    let config = parse_config(&json!({
+        "proxies": ["naswot", "synflow", "params", "zc_combined"],
+        "keep_top": 0.5, "rank_by": "learned", "warmup": 0, "min_labels": 6,
+        "learn_choices": false
+    }))
+    .unwrap();
+    let cascade = config.cascade.clone().unwrap();
+    let mut ranking = Ranking::new(cascade, config.proxies.clone(), 7);
+    let metrics = |x: f64| -> Metrics {
+        disagreeing(x)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    };
+    // Five labelled trials: one short of min_labels. The first objective is a loss, so the
+    // label is its negation: low x is good.
+    let labelled: Vec<Observation> = (0..5)
+        .map(|i| {
+            let x = i as f64;
+            finished(i + 1, TrialState::Complete, &disagreeing(x), Some(x))
+        })
+        .collect();
+    ranking.observe(&labelled);
+    let low = ranking.judge(100, &metrics(0.5), &[]).unwrap();
+    assert_eq!(low.details["ranked_with"], "zc_combined");
+    assert_eq!(low.details["labels"], 5);
+    assert!(!low.keep, "zc_combined prefers high x: {}", low.details);
+    // The sixth label (and a pruned trial, which labels nothing) switches to the model.
+    ranking.observe(&[
+        finished(6, TrialState::Complete, &disagreeing(5.0), Some(5.0)),
+        finished(7, TrialState::Pruned, &disagreeing(9.0), None),
+    ]);
+    let low = ranking.judge(101, &metrics(0.5), &[]).unwrap();
+    assert_eq!(low.details["ranked_with"], "model", "{}", low.details);
+    assert_eq!(low.details["labels"], 6);
+    assert!(
+        low.keep,
+        "the model learned that low x is good: {}",
+        low.details
+    );
+    let high = ranking.judge(102, &metrics(8.0), &[]).unwrap();
+    assert!(!high.keep, "{}", high.details);
+
+    // A fresh ranking shown the same trials in other batches (a resumed study) judges alike.
+    let mut resumed = Ranking::new(config.cascade.clone().unwrap(), config.proxies.clone(), 7);
+    let mut all = labelled.clone();
+    all.push(finished(7, TrialState::Pruned, &disagreeing(9.0), None));
+    all.push(finished(
+        6,
+        TrialState::Complete,
+        &disagreeing(5.0),
+        Some(5.0),
+    ));
+    resumed.observe(&all[..3]);
+    resumed.observe(&all[3..]);
+    resumed.observe(&[finished(100, TrialState::Pruned, &disagreeing(0.5), None)]);
+    resumed.observe(&[finished(101, TrialState::Complete, &disagreeing(0.5), None)]);
+    let again = resumed.judge(102, &metrics(8.0), &[]).unwrap();
+    assert_eq!(again.details, high.details);
+}
+
+#[test]
+fn a_named_label_metric_is_learned_higher_is_better() {
+    let config = parse_config(&json!({
+        "proxies": ["naswot", "synflow", "params", "zc_combined"],
+        "keep_top": 0.5, "rank_by": "learned", "warmup": 0, "min_labels": 4,
+        "label": "score"
+    }))
+    .unwrap();
+    let mut ranking = Ranking::new(config.cascade.clone().unwrap(), config.proxies.clone(), 1);
+    let trials: Vec<Observation> = (0..8)
+        .map(|i| {
+            let x = i as f64;
+            let mut m = disagreeing(x);
+            m.push(("score", -x));
+            // The objective's loss says the opposite: only `label` counts.
+            finished(i + 1, TrialState::Complete, &m, Some(-x))
+        })
+        .collect();
+    ranking.observe(&trials);
+    let metrics: Metrics = disagreeing(0.2)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let j = ranking.judge(50, &metrics, &[0.0]).unwrap();
+    assert!(
+        j.keep && j.details["ranked_with"] == "model",
+        "{}",
+        j.details
+    );
 }

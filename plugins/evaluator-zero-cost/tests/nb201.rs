@@ -14,6 +14,7 @@ use std::time::Instant;
 use common::*;
 use evaluator_zero_cost::ZeroCostEvaluator;
 use evaluator_zero_cost::linalg::spearman;
+use evaluator_zero_cost::ranking::fit_ranker;
 use nas_plugin::{Evaluator, EvaluatorContext};
 use serde_json::{Value, json};
 
@@ -97,6 +98,33 @@ const PUBLISHED: &[(&str, &str, f64)] = &[
     ("snip", "snip", 0.608),
     ("grad_norm", "grad_norm", 0.606),
 ];
+
+/// Every proxy the evaluator computes, in its order (the learned ranking's features).
+const PROXIES: &[&str] = evaluator_zero_cost::config::PROXIES;
+const SPLITS: u64 = 5;
+
+/// Mean and standard deviation over [`SPLITS`] random splits of the Spearman correlation, on
+/// the held-out networks, of the learned ranking trained on `n` of them.
+fn held_out_spearman(features: &[Vec<f64>], acc: &[f64], n: usize) -> (f64, f64) {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let rhos: Vec<f64> = (0..SPLITS)
+        .map(|seed| {
+            let mut order: Vec<usize> = (0..acc.len()).collect();
+            order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+            let (train, test) = order.split_at(n);
+            let x: Vec<Vec<f64>> = train.iter().map(|&i| features[i].clone()).collect();
+            let y: Vec<f64> = train.iter().map(|&i| acc[i]).collect();
+            let model = fit_ranker(&x, &y, seed).expect("a fit");
+            let predicted: Vec<f64> = test.iter().map(|&i| model.predict(&features[i])).collect();
+            let truth: Vec<f64> = test.iter().map(|&i| acc[i]).collect();
+            spearman(&predicted, &truth)
+        })
+        .collect();
+    let mean = rhos.iter().sum::<f64>() / rhos.len() as f64;
+    let var = rhos.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rhos.len() as f64;
+    (mean, var.sqrt())
+}
 
 #[test]
 #[ignore = "all proxies on 725 networks: run with --release -- --ignored"]
@@ -208,11 +236,66 @@ fn proxy_correlations_on_725_archs() {
     }
     writeln!(report, "\nper-architecture scores: {}", out.display()).unwrap();
 
+    let ours_features = |with_choices: bool| -> Vec<Vec<f64>> {
+        archs
+            .iter()
+            .zip(&rows)
+            .map(|(a, m)| {
+                let mut f: Vec<f64> = PROXIES.iter().map(|p| m[*p]).collect();
+                if with_choices {
+                    f.extend_from_slice(&a.values);
+                }
+                f
+            })
+            .collect()
+    };
+    let naslib_features: Vec<Vec<f64>> = archs
+        .iter()
+        .map(|a| {
+            PUBLISHED
+                .iter()
+                .map(|(_, theirs, _)| a.scores.get(*theirs).copied().unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect();
+    writeln!(
+        report,
+        "\n## Learned combination\n\nThe `rank_by = \"learned\"` model (`fit_ranker`: \
+         gradient-boosted trees on the ranks of the labels) trained on n labelled networks, \
+         Spearman with validation accuracy on the other {} - n; mean +- std over {SPLITS} \
+         random splits (seeds 0..{SPLITS}):\n",
+        archs.len()
+    )
+    .unwrap();
+    writeln!(report, "| features | n = 20 | n = 50 | n = 100 |").unwrap();
+    writeln!(report, "|---|---|---|---|").unwrap();
+    let mut learned_100 = 0.0;
+    for (name, features) in [
+        ("our proxies + choices (the default)", ours_features(true)),
+        ("our proxies", ours_features(false)),
+        ("NASLib's 7 proxies (CIFAR-10 images)", naslib_features),
+    ] {
+        let mut cells = Vec::new();
+        for n in [20, 50, 100] {
+            let (mean, std) = held_out_spearman(&features, &acc, n);
+            if n == 100 && name.ends_with("(the default)") {
+                learned_100 = mean;
+            }
+            cells.push(format!("{mean:.3} +- {std:.3}"));
+        }
+        writeln!(report, "| {name} | {} |", cells.join(" | ")).unwrap();
+    }
+
     print!("{report}");
     if let Some(path) = std::env::var_os("ZERO_COST_REPORT") {
         std::fs::write(&path, &report).unwrap();
     }
     assert!(agreement >= 0.95, "synflow rank agreement {agreement}");
+    assert!(
+        learned_100 > combined,
+        "the learned ranking on 100 labels ({learned_100:.3}) does not beat zc_combined \
+         ({combined:.3})"
+    );
     for (name, rho) in singles {
         assert!(
             combined > rho,
