@@ -1,7 +1,7 @@
 //! Search spaces: each turns a choice vector into an IR graph.
 //!
 //! A space is configured by the `[space]` table of a study file. Its `kind` selects the
-//! config struct ([`CellSpaceConfig`], [`ChainSpaceConfig`]); [`build_space`] checks the
+//! config struct ([`CellSpaceConfig`], [`ChainSpaceConfig`], [`MlpSpaceConfig`]); [`build_space`] checks the
 //! knobs and returns a [`SearchSpace`], whose descriptor is all that strategies see.
 //!
 //! Adding a kind: a module here whose config struct implements [`KindConfig`], and one line in
@@ -10,6 +10,7 @@
 
 mod cell;
 mod chain;
+mod mlp;
 
 use nas_graph::{Graph, GraphError, Supernet};
 use nas_plugin::SpaceDescriptor;
@@ -20,6 +21,7 @@ pub use cell::{
     CellSpace, CellSpaceConfig, NB201_EDGES, NB201_OPS, nb201_arch_string, parse_nb201_arch,
 };
 pub use chain::{Activation, ChainSpace, ChainSpaceConfig, ChainStage};
+pub use mlp::{MlpActivation, MlpNorm, MlpSpace, MlpSpaceConfig};
 
 /// Declares the kinds: the [`SpaceConfig`] enum, its dispatch to each kind's [`KindConfig`],
 /// and [`SPACE_KINDS`].
@@ -88,6 +90,8 @@ space_kinds! {
     Cell(CellSpaceConfig),
     /// `kind = "chain"`: a MobileNet-like chain of stages.
     Chain(ChainSpaceConfig),
+    /// `kind = "mlp"`: multi-layer perceptrons (tabular data).
+    Mlp(MlpSpaceConfig),
 }
 
 /// Input shape `[C, H, W]` used when neither the config nor the dataset gives one.
@@ -356,7 +360,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "s.toml:12:8: unknown space kind `mlpp`, expected one of: cell | chain"
+            "s.toml:12:8: unknown space kind `mlpp`, expected one of: cell | chain | mlp"
         );
     }
 }

@@ -1,0 +1,651 @@
+//! Multi-layer perceptrons for tabular data (or any input, flattened): the depth, the width of
+//! each hidden layer, and one activation, dropout rate, normalization and residual setting
+//! for the whole network.
+//!
+//! A hidden layer is `Linear -> norm -> activation -> dropout`, plus its input when `skip` is
+//! on and the widths match (a residual MLP). Choices of layers deeper than the chosen depth do
+//! not change the network (the canonical hash sees the same graph).
+//!
+//! ```toml
+//! [space]
+//! kind = "mlp"
+//! depths = [1, 2, 3]
+//! widths = [64, 128, 256]
+//! activations = ["relu", "gelu", "silu"]
+//! dropouts = [0.0, 0.1, 0.3]
+//! norms = ["none", "batch"]
+//! skips = [false, true]
+//! ```
+
+use nas_graph::{Graph, GraphBuilder, NodeId, Op};
+use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DEFAULT_CLASSES, DEFAULT_INPUT, SearchSpace, SpaceError, check_kind, check_values, checked,
+    config_error,
+};
+
+const KIND: &str = "mlp";
+
+/// Most hidden layers one network may have.
+const MAX_DEPTH: usize = 64;
+/// Widest hidden layer.
+const MAX_WIDTH: usize = 65_536;
+
+/// `[space] kind = "mlp"`. Every knob is optional.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MlpSpaceConfig {
+    pub kind: String,
+    /// Per-sample input shape (flattened to its product when it is not `[F]`); from the
+    /// dataset when omitted (tabular data is `[F, 1, 1]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<usize>>,
+    /// Number of classes; from the dataset when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
+    /// Numbers of hidden layers to choose from.
+    #[serde(default = "default_depths")]
+    pub depths: Vec<usize>,
+    /// Widths each hidden layer chooses from.
+    #[serde(default = "default_widths")]
+    pub widths: Vec<usize>,
+    #[serde(default = "default_activations")]
+    pub activations: Vec<MlpActivation>,
+    /// Dropout probabilities after each hidden layer (0 leaves dropout out).
+    #[serde(default = "default_dropouts")]
+    pub dropouts: Vec<f64>,
+    #[serde(default = "default_norms")]
+    pub norms: Vec<MlpNorm>,
+    /// Whether hidden layers of equal width add their input (residual connections).
+    #[serde(default = "default_skips")]
+    pub skips: Vec<bool>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MlpActivation {
+    Relu,
+    Gelu,
+    Silu,
+    Sigmoid,
+}
+
+impl MlpActivation {
+    fn op(self) -> Op {
+        match self {
+            MlpActivation::Relu => Op::Relu,
+            MlpActivation::Gelu => Op::Gelu,
+            MlpActivation::Silu => Op::Silu,
+            MlpActivation::Sigmoid => Op::Sigmoid,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            MlpActivation::Relu => "relu",
+            MlpActivation::Gelu => "gelu",
+            MlpActivation::Silu => "silu",
+            MlpActivation::Sigmoid => "sigmoid",
+        }
+    }
+}
+
+/// Normalization after each hidden layer's `Linear`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MlpNorm {
+    None,
+    /// BatchNorm over the features.
+    Batch,
+}
+
+impl MlpNorm {
+    fn name(self) -> &'static str {
+        match self {
+            MlpNorm::None => "none",
+            MlpNorm::Batch => "batch",
+        }
+    }
+}
+
+fn default_depths() -> Vec<usize> {
+    vec![1, 2, 3]
+}
+
+fn default_widths() -> Vec<usize> {
+    vec![64, 128, 256]
+}
+
+fn default_activations() -> Vec<MlpActivation> {
+    vec![
+        MlpActivation::Relu,
+        MlpActivation::Gelu,
+        MlpActivation::Silu,
+    ]
+}
+
+fn default_dropouts() -> Vec<f64> {
+    vec![0.0, 0.1, 0.3]
+}
+
+fn default_norms() -> Vec<MlpNorm> {
+    vec![MlpNorm::None, MlpNorm::Batch]
+}
+
+fn default_skips() -> Vec<bool> {
+    vec![false, true]
+}
+
+impl Default for MlpSpaceConfig {
+    fn default() -> Self {
+        MlpSpaceConfig {
+            kind: KIND.to_string(),
+            input: None,
+            classes: None,
+            depths: default_depths(),
+            widths: default_widths(),
+            activations: default_activations(),
+            dropouts: default_dropouts(),
+            norms: default_norms(),
+            skips: default_skips(),
+        }
+    }
+}
+
+impl super::KindConfig for MlpSpaceConfig {
+    const KIND: &'static str = KIND;
+
+    fn io(&self) -> (&Option<Vec<usize>>, &Option<usize>) {
+        (&self.input, &self.classes)
+    }
+
+    fn io_mut(&mut self) -> (&mut Option<Vec<usize>>, &mut Option<usize>) {
+        (&mut self.input, &mut self.classes)
+    }
+
+    fn build(&self) -> Result<Box<dyn SearchSpace>, SpaceError> {
+        Ok(Box::new(MlpSpace::new(self)?))
+    }
+}
+
+/// The chosen network, decoded from a choice vector.
+#[derive(Clone, Debug, PartialEq)]
+struct Chosen {
+    depth: usize,
+    /// One per possible layer (those past `depth` unused).
+    widths: Vec<usize>,
+    activation: MlpActivation,
+    dropout: f64,
+    norm: MlpNorm,
+    skip: bool,
+}
+
+/// The mlp space for one config.
+#[derive(Clone, Debug)]
+pub struct MlpSpace {
+    descriptor: SpaceDescriptor,
+    input: Vec<usize>,
+    classes: usize,
+    config: MlpSpaceConfig,
+    /// Hidden layers that have a width choice (the largest depth).
+    layers: usize,
+}
+
+/// A non-empty option list without duplicates.
+fn check_options<T: PartialEq + std::fmt::Debug>(
+    field: &str,
+    list: &[T],
+) -> Result<(), SpaceError> {
+    if list.is_empty() {
+        return Err(config_error(KIND, field, "must list at least one option"));
+    }
+    if let Some(v) = list
+        .iter()
+        .enumerate()
+        .find_map(|(i, v)| list[..i].contains(v).then_some(v))
+    {
+        return Err(config_error(
+            KIND,
+            field,
+            format!("lists {v:?} twice; remove the duplicate"),
+        ));
+    }
+    Ok(())
+}
+
+impl MlpSpace {
+    pub fn new(config: &MlpSpaceConfig) -> Result<MlpSpace, SpaceError> {
+        check_kind(KIND, &config.kind)?;
+        let input = config
+            .input
+            .clone()
+            .unwrap_or_else(|| DEFAULT_INPUT.to_vec());
+        if input.is_empty() || input.contains(&0) {
+            return Err(config_error(
+                KIND,
+                "input",
+                format!("is {input:?}; it must be a shape with no zero, e.g. [13] or [13, 1, 1]"),
+            ));
+        }
+        let classes = config.classes.unwrap_or(DEFAULT_CLASSES);
+        if classes == 0 {
+            return Err(config_error(KIND, "classes", "must be at least 1"));
+        }
+        check_options("depths", &config.depths)?;
+        if let Some(d) = config.depths.iter().find(|&&d| d > MAX_DEPTH) {
+            return Err(config_error(
+                KIND,
+                "depths",
+                format!("contains {d}; at most {MAX_DEPTH} hidden layers (0 is a linear model)"),
+            ));
+        }
+        check_options("widths", &config.widths)?;
+        if let Some(w) = config
+            .widths
+            .iter()
+            .find(|&&w| !(1..=MAX_WIDTH).contains(&w))
+        {
+            return Err(config_error(
+                KIND,
+                "widths",
+                format!("contains {w}; every width must be between 1 and {MAX_WIDTH}"),
+            ));
+        }
+        check_options("activations", &config.activations)?;
+        check_options("dropouts", &config.dropouts)?;
+        if let Some(p) = config
+            .dropouts
+            .iter()
+            .find(|p| !(p.is_finite() && (0.0..1.0).contains(*p)))
+        {
+            return Err(config_error(
+                KIND,
+                "dropouts",
+                format!("contains {p}; a dropout probability is in [0, 1)"),
+            ));
+        }
+        check_options("norms", &config.norms)?;
+        check_options("skips", &config.skips)?;
+
+        let layers = config.depths.iter().copied().max().unwrap_or(0);
+        let categorical = |name: String, options: Vec<String>| Choice {
+            name,
+            kind: ChoiceKind::Categorical { options },
+        };
+        let mut choices = vec![categorical(
+            "depth".into(),
+            config.depths.iter().map(|d| d.to_string()).collect(),
+        )];
+        for layer in 1..=layers {
+            choices.push(categorical(
+                format!("layer{layer}.width"),
+                config.widths.iter().map(|w| w.to_string()).collect(),
+            ));
+        }
+        choices.push(categorical(
+            "activation".into(),
+            config.activations.iter().map(|a| a.name().into()).collect(),
+        ));
+        choices.push(categorical(
+            "dropout".into(),
+            config.dropouts.iter().map(|p| p.to_string()).collect(),
+        ));
+        choices.push(categorical(
+            "norm".into(),
+            config.norms.iter().map(|n| n.name().into()).collect(),
+        ));
+        choices.push(categorical(
+            "skip".into(),
+            config.skips.iter().map(|s| s.to_string()).collect(),
+        ));
+        Ok(MlpSpace {
+            descriptor: SpaceDescriptor {
+                kind: KIND.to_string(),
+                choices,
+            },
+            input,
+            classes,
+            config: config.clone(),
+            layers,
+        })
+    }
+
+    /// The network a checked choice vector names.
+    fn chosen(&self, values: &[f64]) -> Chosen {
+        let at = |i: usize| super::index(values[i]);
+        let c = &self.config;
+        let tail = 1 + self.layers;
+        Chosen {
+            depth: c.depths[at(0)],
+            widths: (1..=self.layers).map(|i| c.widths[at(i)]).collect(),
+            activation: c.activations[at(tail)],
+            dropout: c.dropouts[at(tail + 1)],
+            norm: c.norms[at(tail + 2)],
+            skip: c.skips[at(tail + 3)],
+        }
+    }
+
+    fn example(&self) -> String {
+        let c = &self.config;
+        let widths = vec![c.widths[0].to_string(); self.layers].join(",");
+        format!(
+            "depth={} widths={widths} activation={} dropout={} norm={} skip={}",
+            c.depths[0],
+            c.activations[0].name(),
+            c.dropouts[0],
+            c.norms[0].name(),
+            c.skips[0]
+        )
+    }
+}
+
+impl SearchSpace for MlpSpace {
+    fn descriptor(&self) -> &SpaceDescriptor {
+        &self.descriptor
+    }
+
+    fn decode(&self, values: &[f64]) -> Result<Graph, SpaceError> {
+        check_values(KIND, &self.descriptor, values)?;
+        let chosen = self.chosen(values);
+        let mut b = GraphBuilder::new(&self.input);
+        let mut x: NodeId = b.input();
+        let mut width = self.input.iter().product::<usize>();
+        if self.input.len() != 1 {
+            x = b.add(Op::Flatten, &[x]);
+        }
+        for &out in &chosen.widths[..chosen.depth] {
+            let mut h = b.add(
+                Op::Linear {
+                    out_features: out,
+                    // A bias before BatchNorm is cancelled by its mean.
+                    bias: chosen.norm == MlpNorm::None,
+                },
+                &[x],
+            );
+            if chosen.norm == MlpNorm::Batch {
+                h = b.batch_norm(h);
+            }
+            h = b.add(chosen.activation.op(), &[h]);
+            if chosen.dropout > 0.0 {
+                h = b.add(
+                    Op::Dropout {
+                        p: chosen.dropout as f32,
+                    },
+                    &[h],
+                );
+            }
+            if chosen.skip && out == width {
+                h = b.add(Op::Add, &[x, h]);
+            }
+            x = h;
+            width = out;
+        }
+        let logits = b.add(
+            Op::Linear {
+                out_features: self.classes,
+                bias: true,
+            },
+            &[x],
+        );
+        checked(KIND, b.finish(logits))
+    }
+
+    fn arch_string(&self, values: &[f64]) -> String {
+        if check_values(KIND, &self.descriptor, values).is_err() {
+            return format!("invalid mlp choices {values:?}");
+        }
+        let c = self.chosen(values);
+        let widths: Vec<String> = c.widths.iter().map(|w| w.to_string()).collect();
+        format!(
+            "depth={} widths={} activation={} dropout={} norm={} skip={}",
+            c.depth,
+            widths.join(","),
+            c.activation.name(),
+            c.dropout,
+            c.norm.name(),
+            c.skip
+        )
+    }
+
+    fn parse_arch(&self, arch: &str) -> Result<Vec<f64>, SpaceError> {
+        let err = |reason: String| SpaceError::Arch {
+            kind: KIND,
+            arch: arch.to_string(),
+            reason,
+            example: self.example(),
+        };
+        let mut fields = std::collections::BTreeMap::new();
+        for token in arch.split_whitespace() {
+            let (key, value) = token
+                .split_once('=')
+                .ok_or_else(|| err(format!("`{token}` is not `key=value`")))?;
+            if fields.insert(key, value).is_some() {
+                return Err(err(format!("`{key}` is given twice")));
+            }
+        }
+        let field = |key: &str| {
+            fields
+                .get(key)
+                .copied()
+                .ok_or_else(|| err(format!("`{key}=` is missing")))
+        };
+        let position = |key: &str, value: &str, choice: usize| -> Result<f64, SpaceError> {
+            let ChoiceKind::Categorical { options } = &self.descriptor.choices[choice].kind else {
+                unreachable!("every mlp choice is categorical")
+            };
+            // Numbers compare as numbers (`0.10` is `0.1`).
+            let same = |o: &String| {
+                o == value
+                    || matches!((o.parse::<f64>(), value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+            };
+            options
+                .iter()
+                .position(same)
+                .map(|i| i as f64)
+                .ok_or_else(|| {
+                    err(format!(
+                        "{key} `{value}` is not an option; allowed: {options:?}"
+                    ))
+                })
+        };
+        if let Some(extra) = fields
+            .keys()
+            .find(|k| !["depth", "widths", "activation", "dropout", "norm", "skip"].contains(k))
+        {
+            return Err(err(format!("unknown field `{extra}`")));
+        }
+        let mut values = vec![position("depth", field("depth")?, 0)?];
+        let widths: Vec<&str> = field("widths")?.split(',').collect();
+        if widths.len() != self.layers {
+            return Err(err(format!(
+                "`widths` lists {} layers, the space has {} width choices",
+                widths.len(),
+                self.layers
+            )));
+        }
+        for (i, w) in widths.iter().enumerate() {
+            values.push(position("widths", w, 1 + i)?);
+        }
+        let tail = 1 + self.layers;
+        for (i, key) in ["activation", "dropout", "norm", "skip"].iter().enumerate() {
+            values.push(position(key, field(key)?, tail + i)?);
+        }
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn space(config: MlpSpaceConfig) -> MlpSpace {
+        MlpSpace::new(&MlpSpaceConfig {
+            input: Some(vec![13, 1, 1]),
+            classes: Some(3),
+            ..config
+        })
+        .unwrap()
+    }
+
+    fn ops(g: &Graph) -> Vec<&'static str> {
+        g.nodes.iter().map(|n| n.op.kind()).collect()
+    }
+
+    #[test]
+    fn decodes_layers_norm_activation_dropout_and_skips() {
+        let s = space(MlpSpaceConfig {
+            depths: vec![0, 3],
+            widths: vec![8, 16],
+            ..MlpSpaceConfig::default()
+        });
+        let names: Vec<&str> = s
+            .descriptor
+            .choices
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "depth",
+                "layer1.width",
+                "layer2.width",
+                "layer3.width",
+                "activation",
+                "dropout",
+                "norm",
+                "skip"
+            ]
+        );
+        // depth 3, widths 8, 16, 16, gelu, dropout 0.1, batch norm, skips.
+        let values = [1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let g = s.decode(&values).unwrap();
+        assert_eq!(
+            ops(&g),
+            [
+                "Input",
+                "Flatten",
+                "Linear",
+                "BatchNorm",
+                "Gelu",
+                "Dropout",
+                "Linear",
+                "BatchNorm",
+                "Gelu",
+                "Dropout",
+                "Linear",
+                "BatchNorm",
+                "Gelu",
+                "Dropout",
+                "Add",
+                "Linear"
+            ]
+        );
+        // Params: 13*8 + 2*8, 8*16 + 2*16, 16*16 + 2*16, head 16*3 + 3.
+        assert_eq!(
+            g.param_count().unwrap(),
+            (13 * 8 + 16 + 8 * 16 + 32 + 16 * 16 + 32 + 16 * 3 + 3) as u64
+        );
+        let arch = s.arch_string(&values);
+        assert_eq!(
+            arch,
+            "depth=3 widths=8,16,16 activation=gelu dropout=0.1 norm=batch skip=true"
+        );
+        assert_eq!(s.parse_arch(&arch).unwrap(), values);
+
+        // Depth 0 is a linear model whatever the other choices.
+        let linear = s.decode(&[0.0, 1.0, 0.0, 1.0, 2.0, 2.0, 0.0, 0.0]).unwrap();
+        assert_eq!(ops(&linear), ["Input", "Flatten", "Linear"]);
+        assert_eq!(
+            linear.canonical_hash(),
+            s.decode(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+                .unwrap()
+                .canonical_hash()
+        );
+    }
+
+    #[test]
+    fn a_flat_input_is_not_flattened_and_every_default_choice_decodes() {
+        let s = MlpSpace::new(&MlpSpaceConfig {
+            input: Some(vec![5]),
+            classes: Some(2),
+            ..MlpSpaceConfig::default()
+        })
+        .unwrap();
+        let g = s.decode(&vec![0.0; s.descriptor.choices.len()]).unwrap();
+        assert_eq!(ops(&g), ["Input", "Linear", "Relu", "Linear"]);
+        // Every option of every choice, one at a time.
+        for (i, c) in s.descriptor.choices.iter().enumerate() {
+            for v in 0..c.kind.cardinality().unwrap() {
+                let mut values = vec![0.0; s.descriptor.choices.len()];
+                values[i] = v as f64;
+                let g = s.decode(&values).unwrap();
+                assert_eq!(g.shapes().unwrap()[g.output], vec![2]);
+                assert_eq!(s.parse_arch(&s.arch_string(&values)).unwrap(), values);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_configs_and_archs_are_named() {
+        for (config, says) in [
+            (
+                MlpSpaceConfig {
+                    depths: vec![],
+                    ..MlpSpaceConfig::default()
+                },
+                "`depths` must list at least one option",
+            ),
+            (
+                MlpSpaceConfig {
+                    widths: vec![8, 0],
+                    ..MlpSpaceConfig::default()
+                },
+                "`widths` contains 0",
+            ),
+            (
+                MlpSpaceConfig {
+                    dropouts: vec![1.0],
+                    ..MlpSpaceConfig::default()
+                },
+                "in [0, 1)",
+            ),
+            (
+                MlpSpaceConfig {
+                    skips: vec![true, true],
+                    ..MlpSpaceConfig::default()
+                },
+                "lists true twice",
+            ),
+            (
+                MlpSpaceConfig {
+                    input: Some(vec![4, 0]),
+                    ..MlpSpaceConfig::default()
+                },
+                "`input` is [4, 0]",
+            ),
+        ] {
+            let e = MlpSpace::new(&config).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        let s = space(MlpSpaceConfig::default());
+        for (arch, says) in [
+            ("depth=2", "`widths=` is missing"),
+            (
+                "depth=9 widths=64,64,64 activation=relu dropout=0 norm=none skip=false",
+                "depth `9` is not an option",
+            ),
+            (
+                "depth=1 widths=64 activation=relu dropout=0 norm=none skip=false",
+                "lists 1 layers",
+            ),
+            ("depth=1 depth=2", "given twice"),
+            ("depth", "not `key=value`"),
+        ] {
+            let e = s.parse_arch(arch).unwrap_err().to_string();
+            assert!(e.contains(says), "{arch}: {e}");
+        }
+    }
+}
