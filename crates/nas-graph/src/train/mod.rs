@@ -35,6 +35,7 @@ mod loss;
 mod optimizer;
 pub mod reference;
 mod rules;
+mod sequence;
 
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
@@ -545,9 +546,18 @@ fn requires_grad(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
     for &id in live {
         let node = &graph.nodes[id];
         requires[id] = match node.op {
-            Op::Input | Op::Zero => false,
+            Op::Input | Op::Zero | Op::PaddingMask => false,
             // A mixed edge's weights want a gradient, whatever its inputs.
-            Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm { .. } | Op::Mix => true,
+            Op::Conv2d { .. }
+            | Op::Linear { .. }
+            | Op::BatchNorm { .. }
+            | Op::Mix
+            | Op::Embedding { .. }
+            | Op::Dense { .. }
+            | Op::LayerNorm { .. }
+            | Op::Parameter { .. }
+            | Op::Conv1d { .. }
+            | Op::PositionalEncoding { learned: true } => true,
             _ => node.inputs.iter().any(|&i| requires[i]),
         };
     }
