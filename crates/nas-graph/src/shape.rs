@@ -893,6 +893,216 @@ mod tests {
         );
     }
 
+    /// ids [6] -> Embedding(10, 4) -> Dense(8) -> LayerNorm -> Transpose -> Conv1d(3, k3,
+    /// causal) -> Transpose -> attention scores -> Softmax(mask) -> MatMul -> TimePool -> Dense.
+    #[test]
+    fn sequence_shapes_params_and_flops() {
+        use crate::ir::{ParamInit, TimePoolKind};
+        let mut b = GraphBuilder::new(&[6]);
+        let e = b.add(Op::Embedding { vocab: 10, dim: 4 }, &[0]);
+        let d = b.add(
+            Op::Dense {
+                out_features: 8,
+                bias: true,
+            },
+            &[e],
+        );
+        let n = b.add(Op::LayerNorm { eps: 1e-5 }, &[d]);
+        let t = b.add(Op::Transpose { perm: vec![1, 0] }, &[n]);
+        let c = b.add(
+            Op::Conv1d {
+                out_channels: 3,
+                kernel: 3,
+                dilation: 2,
+                causal: true,
+                bias: false,
+            },
+            &[t],
+        );
+        let back = b.add(Op::Transpose { perm: vec![1, 0] }, &[c]);
+        let kt = b.add(Op::Transpose { perm: vec![1, 0] }, &[back]);
+        let scores = b.add(Op::MatMul, &[back, kt]);
+        let mask = b.add(Op::PaddingMask, &[0]);
+        let p = b.add(Op::Softmax, &[scores, mask]);
+        let ctx = b.add(Op::MatMul, &[p, back]);
+        let w = b.add(
+            Op::Parameter {
+                shape: vec![6, 3],
+                init: ParamInit::Zeros,
+            },
+            &[],
+        );
+        let sum = b.add(Op::Add, &[ctx, w]);
+        let pos = b.add(Op::PositionalEncoding { learned: true }, &[sum]);
+        let pool = b.add(
+            Op::TimePool {
+                kind: TimePoolKind::Mean,
+            },
+            &[pos, mask],
+        );
+        let r = b.add(Op::Reshape { shape: vec![1, 3] }, &[pool]);
+        let sl = b.add(
+            Op::Slice {
+                axis: 1,
+                start: 1,
+                end: 3,
+            },
+            &[r],
+        );
+        let g = b.finish(sl);
+        let shapes = g.shapes().unwrap();
+        assert_eq!(shapes[e], vec![6, 4]);
+        assert_eq!(shapes[d], vec![6, 8]);
+        assert_eq!(shapes[t], vec![8, 6]);
+        assert_eq!(shapes[c], vec![3, 6]);
+        assert_eq!(shapes[scores], vec![6, 6]);
+        assert_eq!(shapes[mask], vec![6]);
+        assert_eq!(shapes[ctx], vec![6, 3]);
+        assert_eq!(shapes[w], vec![6, 3]);
+        assert_eq!(shapes[pool], vec![3]);
+        assert_eq!(shapes[sl], vec![1, 2]);
+        let costs = g.costs().unwrap();
+        assert_eq!(
+            costs[e],
+            NodeCost {
+                params: 40,
+                flops: 0
+            }
+        );
+        assert_eq!(
+            costs[d],
+            NodeCost {
+                params: 4 * 8 + 8,
+                flops: 6 * (4 * 8 + 8)
+            }
+        );
+        assert_eq!(costs[n].params, 16);
+        assert_eq!(
+            costs[c],
+            NodeCost {
+                params: 8 * 3 * 3,
+                flops: 6 * 8 * 3 * 3
+            }
+        );
+        assert_eq!(costs[scores].flops, 6 * 6 * 3);
+        assert_eq!(costs[w].params, 18);
+        assert_eq!(costs[pos].params, 18);
+        assert_eq!(
+            g.param_count().unwrap(),
+            40 + 40 + 16 + 72 + 18 + 18,
+            "every tensor once"
+        );
+        let specs = crate::weights::parameter_specs(&g).unwrap();
+        let trainable: usize = specs
+            .iter()
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum();
+        assert_eq!(trainable as u64, g.param_count().unwrap());
+    }
+
+    #[test]
+    fn sequence_errors_name_node_op_and_rank() {
+        let one = |input: &[usize], op: Op| {
+            let mut b = GraphBuilder::new(input);
+            let y = b.add(op, &[0]);
+            err_of(&b.finish(y))
+        };
+        let e = one(&[3, 4], Op::Embedding { vocab: 5, dim: 2 });
+        assert!(e.contains("node 1 (Embedding)") && e.contains("[T]"), "{e}");
+        let e = one(
+            &[4, 6, 6],
+            Op::TimePool {
+                kind: crate::ir::TimePoolKind::Max,
+            },
+        );
+        assert!(
+            e.contains("node 1 (TimePool)") && e.contains("[T, F]"),
+            "{e}"
+        );
+        let e = one(
+            &[4],
+            Op::Conv1d {
+                out_channels: 2,
+                kernel: 3,
+                dilation: 1,
+                causal: false,
+                bias: false,
+            },
+        );
+        assert!(e.contains("node 1 (Conv1d)") && e.contains("[C, T]"), "{e}");
+        let e = one(
+            &[4, 8],
+            Op::Conv1d {
+                out_channels: 2,
+                kernel: 2,
+                dilation: 1,
+                causal: false,
+                bias: false,
+            },
+        );
+        assert!(e.contains("evenly") && e.contains("causal"), "{e}");
+        let e = one(&[3, 4], Op::Transpose { perm: vec![0, 0] });
+        assert!(
+            e.contains("node 1 (Transpose)") && e.contains("permutation"),
+            "{e}"
+        );
+        let e = one(&[3, 4], Op::Reshape { shape: vec![5, 2] });
+        assert!(e.contains("as many elements"), "{e}");
+        let e = one(
+            &[3, 4],
+            Op::Slice {
+                axis: 2,
+                start: 0,
+                end: 1,
+            },
+        );
+        assert!(e.contains("axis 2 does not exist"), "{e}");
+        let e = one(
+            &[3, 4],
+            Op::Slice {
+                axis: 0,
+                start: 2,
+                end: 4,
+            },
+        );
+        assert!(e.contains("within axis 0"), "{e}");
+        let e = one(&[3, 4], Op::MatMul);
+        assert!(e.contains("exactly 2 inputs"), "{e}");
+
+        let mut b = GraphBuilder::new(&[3, 4]);
+        let m = b.add(Op::MatMul, &[0, 0]);
+        let e = err_of(&b.finish(m));
+        assert!(
+            e.contains("node 1 (MatMul)") && e.contains("[..., K, N]"),
+            "{e}"
+        );
+        let mut b = GraphBuilder::new(&[3, 4]);
+        let s = b.add(Op::Softmax, &[0, 0, 0]);
+        assert!(err_of(&b.finish(s)).contains("1 or 2 inputs"));
+        let mut b = GraphBuilder::new(&[5]);
+        let e1 = b.add(Op::Embedding { vocab: 9, dim: 3 }, &[0]);
+        let mask = b.add(Op::PaddingMask, &[0]);
+        let t = b.add(Op::Transpose { perm: vec![1, 0] }, &[e1]);
+        let s = b.add(Op::Softmax, &[t, mask]);
+        let ok = b.clone().finish(s);
+        ok.validate().unwrap();
+        let bad_mask = b.add(Op::Softmax, &[e1, mask]);
+        let e = err_of(&b.finish(bad_mask));
+        assert!(
+            e.contains("node 5 (Softmax)") && e.contains("trailing axes"),
+            "{e}"
+        );
+        let mut b = GraphBuilder::new(&[3]);
+        let p = b.add(
+            Op::Parameter {
+                shape: vec![2],
+                init: crate::ir::ParamInit::Normal { std: 0.0 },
+            },
+            &[],
+        );
+        assert!(err_of(&b.finish(p)).contains("positive, finite scale"));
+    }
+
     #[test]
     fn reachable_skips_dead_nodes() {
         let mut b = GraphBuilder::new(&[3, 4, 4]);

@@ -641,3 +641,174 @@ fn builders_export_and_train_exactly() {
         .collect();
     check_all(cases);
 }
+
+/// Hashing, parameter specs, initialization and inheritance work on sequence graphs; the
+/// reference rejects ids that are no vocabulary index.
+#[test]
+fn hash_init_inherit_and_bad_ids() {
+    use nas_graph::testing::expanded_canonical_hash;
+    let (enc, ..) = encoder();
+    let gru_net = recurrent_classifier("gru");
+    let lstm_net = recurrent_classifier("lstm");
+    for g in [&enc, &gru_net, &lstm_net] {
+        assert_eq!(g.canonical_hash(), expanded_canonical_hash(g));
+    }
+    assert_ne!(gru_net.canonical_hash(), lstm_net.canonical_hash());
+
+    // One tensor read twice is not two tensors of the same shape.
+    let reads = |shared: bool| {
+        let mut b = GraphBuilder::new(&[2, 3]);
+        let p = |b: &mut GraphBuilder| {
+            b.add(
+                Op::Parameter {
+                    shape: vec![3, 3],
+                    init: ParamInit::He,
+                },
+                &[],
+            )
+        };
+        let w1 = p(&mut b);
+        let w2 = if shared { w1 } else { p(&mut b) };
+        let a = b.add(Op::MatMul, &[0, w1]);
+        let c = b.add(Op::MatMul, &[a, w2]);
+        b.finish(c)
+    };
+    assert_ne!(reads(true).canonical_hash(), reads(false).canonical_hash());
+    assert_eq!(reads(true).param_count().unwrap(), 9);
+    assert_eq!(reads(false).param_count().unwrap(), 18);
+
+    // Every spec initialized with its shape; uniform recurrent weights within their bound.
+    let w = Weights::he_init(&gru_net, 1).unwrap();
+    w.check(&gru_net).unwrap();
+    let mut b = GraphBuilder::new(&[3, 4]);
+    let r = gru(&mut b, 0, 5).unwrap();
+    let hw = w.get(&format!("n{}.weight", r.hidden_weight)).unwrap();
+    let bound = 1.0 / 5f32.sqrt();
+    assert!(hw.iter().all(|v| v.abs() <= bound) && hw.iter().any(|&v| v != 0.0));
+    let hb = w.get(&format!("n{}.weight", r.hidden_bias)).unwrap();
+    assert!(hb.iter().all(|&v| v == 0.0));
+    let table = Weights::he_init(&enc, 2).unwrap();
+    let emb = table.get("n1.weight").unwrap();
+    let var = emb.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / emb.len() as f64;
+    assert!((0.4..2.5).contains(&var), "embedding variance {var}");
+
+    // Inheritance: an identical child copies everything; a wider GRU copies what still fits.
+    let (child, report) = nas_graph::inherit(
+        &gru_net,
+        &w,
+        &gru_net,
+        &Weights::he_init(&gru_net, 3).unwrap(),
+    );
+    assert!(
+        report.fresh.is_empty() && report.morphed.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(child, w);
+    let mut b = GraphBuilder::new(&[3, 4]);
+    let wide = gru(&mut b, 0, 6).unwrap();
+    let out = b.add(
+        Op::Linear {
+            out_features: 3,
+            bias: true,
+        },
+        &[wide.last],
+    );
+    let wide_net = b.finish(out);
+    let (_, report) = nas_graph::inherit(
+        &gru_net,
+        &w,
+        &wide_net,
+        &Weights::he_init(&wide_net, 4).unwrap(),
+    );
+    assert!(!report.fresh.is_empty());
+
+    // Ids must be integers in [0, vocab).
+    let wts = weights(&enc, 5);
+    for bad in [7.0f64, -1.0, 2.5] {
+        let x = ArrayD::from_shape_vec(IxDyn(&[1, 3]), vec![1.0, bad, 0.0]).unwrap();
+        let e = nas_graph::reference::forward(&enc, &wts, &x)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 1 (Embedding)")
+                && e.contains(&format!("token id {bad}"))
+                && e.contains("[0, 7)"),
+            "{e}"
+        );
+    }
+}
+
+/// Embedding -> GRU -> Linear learns, inside ONNX Runtime with AdamW, whether token 1 came
+/// first: the label sits at step 0, so it has to cross every recurrent step.
+#[test]
+fn a_gru_classifier_learns_in_onnx_runtime() {
+    use nas_graph::train::{
+        INPUT, LABELS, LOSS, LR, Optimizer, STEP, TrainOptions, initial_state, training_step,
+    };
+    use ort::session::SessionInputValue;
+    use ort::value::TensorRef;
+    let mut b = GraphBuilder::new(&[4]);
+    let e = b.add(Op::Embedding { vocab: 5, dim: 6 }, &[0]);
+    let r = gru(&mut b, e, 8).unwrap();
+    let out = b.add(
+        Op::Linear {
+            out_features: 2,
+            bias: true,
+        },
+        &[r.last],
+    );
+    let g = b.finish(out);
+    let options = TrainOptions {
+        batch: Some(32),
+        optimizer: Optimizer::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        },
+        weight_decay: 0.01,
+        ..TrainOptions::default()
+    };
+    let step = training_step(&g, &options).unwrap();
+    let mut state = initial_state(&step, &Weights::he_init(&g, 0).unwrap()).unwrap();
+    let mut s = support::gradcheck::session(&step.model);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut losses = Vec::new();
+    for k in 1..=150 {
+        let x = ArrayD::from_shape_simple_fn(IxDyn(&[32, 4]), || rng.random_range(1..5) as f32);
+        let labels = ArrayD::from_shape_fn(IxDyn(&[32]), |i| i64::from(x[[i[0], 0]] == 1.0));
+        let lr = ndarray::arr0(0.02f32).into_dyn();
+        let t = ndarray::arr0(k as f32).into_dyn();
+        let mut feed: Vec<(String, SessionInputValue<'_>)> = vec![
+            (INPUT.into(), TensorRef::from_array_view(&x).unwrap().into()),
+            (
+                LABELS.into(),
+                TensorRef::from_array_view(&labels).unwrap().into(),
+            ),
+            (LR.into(), TensorRef::from_array_view(&lr).unwrap().into()),
+            (STEP.into(), TensorRef::from_array_view(&t).unwrap().into()),
+        ];
+        for (st, v) in step.state.iter().zip(&state) {
+            feed.push((
+                st.input.clone(),
+                TensorRef::from_array_view(v).unwrap().into(),
+            ));
+        }
+        let outputs = s.run(feed).unwrap();
+        losses.push(outputs[LOSS].try_extract_scalar::<f32>().unwrap());
+        let next: Vec<ArrayD<f32>> = step
+            .state
+            .iter()
+            .map(|st| {
+                outputs[st.output.as_str()]
+                    .try_extract_array::<f32>()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        drop(outputs);
+        state = next;
+    }
+    let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
+    let last: f32 = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
+    assert!(last < 0.1 && last < first / 4.0, "loss {first} -> {last}");
+}
