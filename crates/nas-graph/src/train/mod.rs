@@ -19,8 +19,13 @@
 //! - A supernet's mixed edge ([`Op::Mix`]) weighs its inputs by weights the caller feeds with
 //!   every step and outputs the loss gradient of those weights; what they are (softmax of
 //!   architecture logits, a sampled one-hot) and how they learn is the caller's business.
-//! - Weight decay applies to conv and linear weights only, not to biases or BatchNorm affine
+//! - Weight decay applies to conv, linear and dense weights and `Parameter` tensors only, not to
+//!   biases, embedding or position tables, or BatchNorm/LayerNorm affine
 //!   parameters: SGD adds `wd * w` to the gradient, AdamW decays decoupled (`w *= 1 - lr wd`).
+//! - Sequence ops train with their inference form where it is differentiable as is; an
+//!   `Embedding` passes no gradient to the token ids (its table's gradient scatters `dy` rows
+//!   back with `ScatterND`), nor do masks (`PaddingMask`, a `TimePool`'s mask); a
+//!   `Parameter` read by several nodes sums their gradients.
 //! - Only nodes that reach the output are computed or carried in the state. A trainable tensor
 //!   that receives no gradient (behind a `Zero`) is updated with a zero gradient. A bias or
 //!   BatchNorm shift that a later training-mode BatchNorm cancels (a per-channel constant that
@@ -87,7 +92,8 @@ pub struct TrainOptions {
     /// Fixed batch size, or `None` for a dynamic batch.
     pub batch: Option<usize>,
     pub optimizer: Optimizer,
-    /// Conv and linear weights only. SGD: L2 added to the gradient; AdamW: decoupled.
+    /// Conv, linear and dense weights and `Parameter` tensors only ([`ParamRole::Weight`]).
+    /// SGD: L2 added to the gradient; AdamW: decoupled.
     pub weight_decay: f32,
     /// In `[0, 1)`.
     pub label_smoothing: f32,
