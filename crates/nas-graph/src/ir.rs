@@ -1,8 +1,13 @@
 //! The architecture IR: a typed DAG of layers in topological order.
 //!
-//! Shapes are per sample (no batch axis): `[C, H, W]` for images, `[F]` after `Flatten`.
-//! Node 0 is always `Op::Input`; `output` names the node whose value is the network output
-//! (logits).
+//! Shapes are per sample (no batch axis): `[C, H, W]` for images, `[F]` after `Flatten`,
+//! `[T, F]` for a sequence of features and `[T]` for token ids (float32 values holding exact
+//! integers, 0 = padding; [`Op::Embedding`] turns them into vectors). Node 0 is always
+//! `Op::Input`; `output` names the node whose value is the network output (logits).
+//!
+//! Sequence models are built from the primitives below (see [`crate::sequence`] for GRU, LSTM,
+//! attention and feed-forward blocks); a tensor used at several places (a recurrent weight
+//! applied at every time step) is one [`Op::Parameter`] node read by every step.
 
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +73,121 @@ pub enum Op {
     /// weights (DARTS), a sampled one-hot (GDAS, SPOS). Training only: derive an
     /// architecture to export or run a network.
     Mix,
+    /// `[T]` token ids -> `[T, dim]`: row `id` of a learned `[vocab, dim]` table
+    /// (`n{id}.weight`). Ids must be integers in `[0, vocab)`; no gradient reaches them.
+    Embedding {
+        vocab: usize,
+        dim: usize,
+    },
+    /// `[..., F] -> [..., out_features]`: `x W^T + b` over the last axis of any rank (weight
+    /// `[out, F]` as `Linear`, bias `[out]`).
+    Dense {
+        out_features: usize,
+        bias: bool,
+    },
+    /// Normalizes the last axis to mean 0 and (biased) variance 1, then scales and shifts it by
+    /// learned `[F]` tensors (`n{id}.scale`, `n{id}.bias`), as `torch.nn.LayerNorm`.
+    LayerNorm {
+        eps: f32,
+    },
+    Tanh,
+    /// Elementwise product of two inputs of the same shape.
+    Mul,
+    /// Elementwise difference `inputs[0] - inputs[1]` of two inputs of the same shape.
+    Sub,
+    /// `x * factor` (e.g. the `1 / sqrt(d)` of attention scores).
+    Scale {
+        factor: f32,
+    },
+    /// Permutes the per-sample axes: output axis `i` is input axis `perm[i]`
+    /// (`[T, F] -> [F, T]` with `perm = [1, 0]`).
+    Transpose {
+        perm: Vec<usize>,
+    },
+    /// The same elements in row-major order with the per-sample shape `shape`.
+    Reshape {
+        shape: Vec<usize>,
+    },
+    /// Indices `start..end` of per-sample axis `axis`, which is kept: time step `t` of `[T, F]`
+    /// is `Slice { axis: 0, start: t, end: t + 1 }` (`[1, F]`; `Flatten` makes it `[F]`).
+    Slice {
+        axis: usize,
+        start: usize,
+        end: usize,
+    },
+    /// A learned tensor of per-sample shape `shape` (`n{id}.weight`), the same for every
+    /// sample; no inputs. Lets several nodes share one tensor (a recurrent weight read at
+    /// every time step). Initialized by `init`.
+    Parameter {
+        shape: Vec<usize>,
+        init: ParamInit,
+    },
+    /// `a @ b` over the last two axes, batched over the leading per-sample axes (equal, not
+    /// broadcast): `[..., M, K] x [..., K, N] -> [..., M, N]`.
+    MatMul,
+    /// Softmax over the last axis of `inputs[0]`, after adding the optional additive mask
+    /// `inputs[1]`, whose shape must be a suffix of the first input's (it is broadcast over
+    /// the leading axes), e.g. a [`Op::PaddingMask`] `[T]` against scores `[heads, T, T]`.
+    Softmax,
+    /// `[T]` token ids -> the `[T]` additive key mask: 0 for tokens, [`MASKED`] for padding
+    /// (id 0). Read by `Softmax` and `TimePool`; passes no gradient.
+    PaddingMask,
+    /// `[T, F] -> [F]` over time; with a second input, a `[T]` additive mask (a
+    /// [`Op::PaddingMask`]), steps whose mask is not 0 are left out (see [`TimePoolKind`]).
+    TimePool {
+        kind: TimePoolKind,
+    },
+    /// Adds a position table to `[T, D]`: a learned `[T, D]` tensor (`n{id}.weight`), or the
+    /// fixed sinusoidal table of "Attention is all you need" (`sin` on even, `cos` on odd
+    /// features: `pe[t, 2i] = sin(t / 10000^(2i / D))`, `pe[t, 2i + 1] = cos(...)`).
+    PositionalEncoding {
+        learned: bool,
+    },
+    /// A 1-D convolution over `[C, T] -> [out_channels, T]` (stride 1, same length): padded by
+    /// `dilation * (kernel - 1)` zeros on the left when `causal` (output `t` sees inputs up to
+    /// `t`), else by half that on each side (then `dilation * (kernel - 1)` must be even).
+    /// Weight `[out, C, kernel]`, bias `[out]`.
+    Conv1d {
+        out_channels: usize,
+        kernel: usize,
+        dilation: usize,
+        causal: bool,
+        bias: bool,
+    },
+}
+
+/// The additive mask value of a padded position (see [`Op::PaddingMask`]): large enough that
+/// `exp` of it is exactly 0 in float32, small enough to stay finite after adding a score.
+pub const MASKED: f32 = -1e9;
+
+/// How [`Op::TimePool`] reduces the time axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimePoolKind {
+    /// The mean over the (unmasked) steps; zeros when every step is masked.
+    Mean,
+    /// The per-feature maximum over the (unmasked) steps (the first one on ties).
+    Max,
+    /// The last (unmasked) step; step 0 when every step is masked.
+    Last,
+}
+
+/// How a parameter tensor starts: chosen per tensor by [`crate::parameter_specs`] (He for conv
+/// and dense weights, ...) and given explicitly by an [`Op::Parameter`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ParamInit {
+    Zeros,
+    Ones,
+    /// Kaiming normal on the tensor's fan-in, `std = sqrt(2 / fan_in)`.
+    He,
+    /// Uniform in `[-bound, bound)` (PyTorch's recurrent layers: `bound = 1 / sqrt(hidden)`).
+    Uniform {
+        bound: f32,
+    },
+    Normal {
+        std: f32,
+    },
 }
 
 impl Op {
@@ -93,6 +213,23 @@ impl Op {
             Op::Zero => "Zero",
             Op::Dropout { .. } => "Dropout",
             Op::Mix => "Mix",
+            Op::Embedding { .. } => "Embedding",
+            Op::Dense { .. } => "Dense",
+            Op::LayerNorm { .. } => "LayerNorm",
+            Op::Tanh => "Tanh",
+            Op::Mul => "Mul",
+            Op::Sub => "Sub",
+            Op::Scale { .. } => "Scale",
+            Op::Transpose { .. } => "Transpose",
+            Op::Reshape { .. } => "Reshape",
+            Op::Slice { .. } => "Slice",
+            Op::Parameter { .. } => "Parameter",
+            Op::MatMul => "MatMul",
+            Op::Softmax => "Softmax",
+            Op::PaddingMask => "PaddingMask",
+            Op::TimePool { .. } => "TimePool",
+            Op::PositionalEncoding { .. } => "PositionalEncoding",
+            Op::Conv1d { .. } => "Conv1d",
         }
     }
 }
@@ -173,6 +310,22 @@ impl GraphBuilder {
             },
             &[x],
         )
+    }
+
+    /// The per-sample shape of node `id` (validating the nodes so far).
+    pub fn shape_of(&self, id: NodeId) -> Result<Vec<usize>, crate::GraphError> {
+        if id >= self.nodes.len() {
+            return Err(crate::GraphError::BadOutput {
+                output: id,
+                len: self.nodes.len(),
+            });
+        }
+        let partial = Graph {
+            input: self.input.clone(),
+            nodes: self.nodes[..=id].to_vec(),
+            output: id,
+        };
+        Ok(partial.shapes()?.swap_remove(id))
     }
 
     pub fn finish(self, output: NodeId) -> Graph {

@@ -7,6 +7,7 @@
 //! - [`inherit`](mod@inherit): weight inheritance from a parent network (network morphism).
 //! - [`reference`](mod@reference): a float64 forward pass, the ground truth for tests and gradient checks.
 //! - [`Graph::canonical_hash`]: deduplication of equivalent candidates.
+//! - [`sequence`]: GRU, LSTM, self-attention and feed-forward blocks built from primitive ops.
 //! - [`testing`]: random valid graphs for tests.
 
 pub mod error;
@@ -15,6 +16,7 @@ pub mod inherit;
 pub mod ir;
 pub mod onnx;
 pub mod reference;
+pub mod sequence;
 pub mod shape;
 pub mod supernet;
 pub mod testing;
@@ -23,7 +25,7 @@ pub mod weights;
 
 pub use error::GraphError;
 pub use inherit::{InheritReport, inherit};
-pub use ir::{Graph, GraphBuilder, Node, NodeId, Op};
+pub use ir::{Graph, GraphBuilder, MASKED, Node, NodeId, Op, ParamInit, TimePoolKind};
 pub use onnx::{ExportOptions, GraphSignature, OPSET, export_inference, graph_signature};
 pub use shape::NodeCost;
 pub use supernet::{MixedEdge, Supernet};

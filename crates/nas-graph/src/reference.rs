@@ -10,6 +10,10 @@ use crate::error::GraphError;
 use crate::ir::{Graph, Op};
 use crate::weights::{Weights, parameter_specs};
 
+pub(crate) mod sequence;
+
+pub use sequence::sinusoidal_positions;
+
 /// Why a supernet's mixed edge has no inference value of its own.
 pub(crate) const MIX_NEEDS_WEIGHTS: &str = "a mixed edge (supernet) has no inference form: its mixing weights are fed per training \
      step; derive an architecture from the supernet and export that";
@@ -80,6 +84,11 @@ pub fn forward_all(
             .map(|&i| values[i].as_ref().expect("inputs of a live node are live"))
             .collect();
         let p = |role: &str| get(format!("n{id}.{role}"));
+        let batch = shape[0];
+        if let Some(y) = sequence::forward(id, &node.op, &ins, &p, batch)? {
+            values[id] = Some(y);
+            continue;
+        }
         let y = match &node.op {
             Op::Input => input.clone(),
             Op::Conv2d {
@@ -176,6 +185,7 @@ pub fn forward_all(
             }
             Op::Identity | Op::Dropout { .. } => ins[0].clone(),
             Op::Zero => ArrayD::zeros(ins[0].raw_dim()),
+            op => unreachable!("{} is a sequence op", op.kind()),
         };
         values[id] = Some(y);
     }

@@ -2,10 +2,13 @@
 //!
 //! Shapes are per sample (no batch axis). Spatial ops (`Conv2d`, pools, `GlobalAvgPool`) need
 //! `[C, H, W]`; `Linear` needs `[F]`; `BatchNorm` normalizes axis 0 of any rank; elementwise
-//! ops, `Flatten`, `Identity`, `Zero` and `Dropout` accept any rank.
+//! ops, `Flatten`, `Identity`, `Zero` and `Dropout` accept any rank. Sequence ops: `Embedding`
+//! and `PaddingMask` read token ids `[T]`; `TimePool`, `PositionalEncoding` read `[T, F]`,
+//! `Conv1d` reads `[C, T]`; `Dense`, `LayerNorm` and `Softmax` work on the last axis of any
+//! rank; `MatMul` needs rank 2 or more.
 
 use crate::error::GraphError;
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Graph, NodeId, Op, ParamInit};
 
 /// Parameters and multiply-accumulates of one node, for one sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,7 +116,9 @@ impl Graph {
     }
 
     /// Number of trainable parameters: conv weights (+ bias), BatchNorm affine scale and shift
-    /// (`2 * C`; running statistics are buffers, not parameters), Linear `in * out` (+ bias).
+    /// (`2 * C`; running statistics are buffers, not parameters), Linear `in * out` (+ bias);
+    /// Dense as Linear, LayerNorm `2 * F`, Embedding `vocab * dim`, a learned positional
+    /// encoding `T * D`, a Parameter its element count (once, however many nodes read it).
     pub fn param_count(&self) -> Result<u64, GraphError> {
         sum(self.costs()?.iter().map(|c| c.params))
     }
@@ -124,6 +129,8 @@ impl Graph {
     ///   `C_out * H_out * W_out` with a bias;
     /// - `Linear`: `in * out`, plus `out` with a bias;
     /// - `AvgPool` / `MaxPool`: `C * H_out * W_out * k_h * k_w`;
+    /// - `Dense`: `Linear`'s count at every position of the leading axes; `Conv1d`:
+    ///   `T * C_in * C_out * k` (+ `C_out * T` with a bias); `MatMul`: `K` per output element;
     /// - `GlobalAvgPool`, `BatchNorm`, activations, `Add`, `Concat` and the rest: 0.
     pub fn flops(&self) -> Result<u64, GraphError> {
         sum(self.costs()?.iter().map(|c| c.flops))
@@ -223,9 +230,231 @@ fn spatial(
     Ok(out)
 }
 
+fn two<'a>(ins: &[&'a Vec<usize>]) -> Result<(&'a Vec<usize>, &'a Vec<usize>), String> {
+    match ins {
+        [a, b] => Ok((a, b)),
+        _ => Err(format!("expects exactly 2 inputs, got {}", ins.len())),
+    }
+}
+
+/// The first input, and the optional second one (a mask).
+fn one_or_two<'a>(
+    ins: &[&'a Vec<usize>],
+) -> Result<(&'a Vec<usize>, Option<&'a Vec<usize>>), String> {
+    match ins {
+        [a] => Ok((a, None)),
+        [a, b] => Ok((a, Some(b))),
+        _ => Err(format!(
+            "expects 1 or 2 inputs (the second a mask), got {}",
+            ins.len()
+        )),
+    }
+}
+
+/// A `[T]` input of token ids.
+fn token_ids<'a>(x: &'a Vec<usize>, what: &str) -> Result<&'a Vec<usize>, String> {
+    if x.len() != 1 {
+        return Err(format!(
+            "expects {what} of shape [T], got {x:?} (feed token ids as the graph input)"
+        ));
+    }
+    Ok(x)
+}
+
+/// A `[T, F]` (or `[C, T]`) input.
+fn rank2<'a>(x: &'a Vec<usize>, layout: &str, hint: &str) -> Result<&'a Vec<usize>, String> {
+    if x.len() != 2 {
+        return Err(format!("expects a {layout} input, got {x:?}{hint}"));
+    }
+    Ok(x)
+}
+
+/// A `[T]` mask that must match the time axis of `x`'s length `t`.
+fn time_mask(mask: Option<&Vec<usize>>, t: usize) -> Result<(), String> {
+    match mask {
+        Some(m) if m[..] != [t] => Err(format!(
+            "the mask input must have shape [{t}] (one value per time step), got {m:?}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `perm` is a permutation of `0..rank`.
+fn is_permutation(perm: &[usize], rank: usize) -> bool {
+    let mut seen = vec![false; rank];
+    perm.len() == rank
+        && perm
+            .iter()
+            .all(|&p| p < rank && !std::mem::replace(&mut seen[p], true))
+}
+
+/// Output shape of a sequence op (see [`infer`]).
+fn infer_sequence(op: &Op, ins: &[&Vec<usize>]) -> Result<Vec<usize>, String> {
+    match op {
+        Op::Embedding { vocab, dim } => {
+            let x = token_ids(one(ins)?, "token ids")?;
+            if *vocab == 0 || *dim == 0 {
+                return Err(format!("vocab ({vocab}) and dim ({dim}) must be positive"));
+            }
+            Ok(vec![x[0], *dim])
+        }
+        Op::Dense { out_features, .. } => {
+            let x = one(ins)?;
+            if *out_features == 0 {
+                return Err("out_features must be positive".into());
+            }
+            let mut out = x.clone();
+            *out.last_mut().expect("shapes have at least one axis") = *out_features;
+            Ok(out)
+        }
+        Op::LayerNorm { eps } => {
+            if !(eps.is_finite() && *eps > 0.0) {
+                return Err(format!("eps {eps} must be positive and finite"));
+            }
+            Ok(one(ins)?.clone())
+        }
+        Op::Tanh => Ok(one(ins)?.clone()),
+        Op::PaddingMask => Ok(token_ids(one(ins)?, "token ids")?.clone()),
+        Op::Scale { factor } => {
+            if !factor.is_finite() {
+                return Err(format!("factor {factor} must be finite"));
+            }
+            Ok(one(ins)?.clone())
+        }
+        Op::Mul | Op::Sub => {
+            let (a, b) = two(ins)?;
+            if a != b {
+                return Err(format!(
+                    "both inputs must have the same shape, got {a:?} and {b:?}"
+                ));
+            }
+            Ok(a.clone())
+        }
+        Op::Transpose { perm } => {
+            let x = one(ins)?;
+            if !is_permutation(perm, x.len()) {
+                return Err(format!(
+                    "perm {perm:?} must be a permutation of the {} per-sample axes of {x:?}",
+                    x.len()
+                ));
+            }
+            Ok(perm.iter().map(|&p| x[p]).collect())
+        }
+        Op::Reshape { shape } => {
+            let x = one(ins)?;
+            if shape.is_empty() || product(shape) != product(x) {
+                return Err(format!(
+                    "shape {shape:?} must hold as many elements as the input {x:?}"
+                ));
+            }
+            Ok(shape.clone())
+        }
+        Op::Slice { axis, start, end } => {
+            let x = one(ins)?;
+            if *axis >= x.len() {
+                return Err(format!("axis {axis} does not exist in the input {x:?}"));
+            }
+            if start >= end || *end > x[*axis] {
+                return Err(format!(
+                    "range {start}..{end} must be non-empty and within axis {axis} of {x:?}"
+                ));
+            }
+            let mut out = x.clone();
+            out[*axis] = end - start;
+            Ok(out)
+        }
+        Op::Parameter { shape, init } => {
+            if !ins.is_empty() {
+                return Err(format!("takes no inputs, got {}", ins.len()));
+            }
+            let ok = match init {
+                ParamInit::Zeros | ParamInit::Ones | ParamInit::He => true,
+                ParamInit::Uniform { bound: v } | ParamInit::Normal { std: v } => {
+                    v.is_finite() && *v > 0.0
+                }
+            };
+            if !ok {
+                return Err(format!("init {init:?} needs a positive, finite scale"));
+            }
+            Ok(shape.clone())
+        }
+        Op::MatMul => {
+            let (a, b) = two(ins)?;
+            let (ra, rb) = (a.len(), b.len());
+            if ra < 2 || ra != rb || a[..ra - 2] != b[..rb - 2] || a[ra - 1] != b[rb - 2] {
+                return Err(format!(
+                    "expects [..., M, K] and [..., K, N] with equal leading axes, got {a:?} and {b:?} (Reshape or Transpose first)"
+                ));
+            }
+            let mut out = a.clone();
+            out[ra - 1] = b[rb - 1];
+            Ok(out)
+        }
+        Op::Softmax => {
+            let (x, mask) = one_or_two(ins)?;
+            if let Some(m) = mask
+                && (m.len() > x.len() || x[x.len() - m.len()..] != m[..])
+            {
+                return Err(format!(
+                    "the mask {m:?} must match the trailing axes of the input {x:?}"
+                ));
+            }
+            Ok(x.clone())
+        }
+        Op::TimePool { .. } => {
+            let (x, mask) = one_or_two(ins)?;
+            let x = rank2(x, "[T, F]", " (pool a sequence of features)")?;
+            time_mask(mask, x[0])?;
+            Ok(vec![x[1]])
+        }
+        Op::PositionalEncoding { .. } => {
+            Ok(rank2(one(ins)?, "[T, D]", " (a sequence of features)")?.clone())
+        }
+        Op::Conv1d {
+            out_channels,
+            kernel,
+            dilation,
+            causal,
+            ..
+        } => {
+            let x = rank2(one(ins)?, "[C, T]", " (Transpose a [T, F] sequence first)")?;
+            if *out_channels == 0 || *kernel == 0 || *dilation == 0 {
+                return Err(format!(
+                    "out_channels ({out_channels}), kernel ({kernel}) and dilation ({dilation}) must be positive"
+                ));
+            }
+            if !causal && !(dilation * (kernel - 1)).is_multiple_of(2) {
+                return Err(format!(
+                    "a non-causal conv pads dilation * (kernel - 1) = {} evenly on both sides: make it even (odd kernel) or causal",
+                    dilation * (kernel - 1)
+                ));
+            }
+            Ok(vec![*out_channels, x[1]])
+        }
+        _ => unreachable!("infer handles {}", op.kind()),
+    }
+}
+
 /// Output shape of `op` given its input shapes, or what is wrong.
 fn infer(op: &Op, ins: &[&Vec<usize>]) -> Result<Vec<usize>, String> {
     match op {
+        Op::Embedding { .. }
+        | Op::Dense { .. }
+        | Op::LayerNorm { .. }
+        | Op::Tanh
+        | Op::Mul
+        | Op::Sub
+        | Op::Scale { .. }
+        | Op::Transpose { .. }
+        | Op::Reshape { .. }
+        | Op::Slice { .. }
+        | Op::Parameter { .. }
+        | Op::MatMul
+        | Op::Softmax
+        | Op::PaddingMask
+        | Op::TimePool { .. }
+        | Op::PositionalEncoding { .. }
+        | Op::Conv1d { .. } => infer_sequence(op, ins),
         Op::Input => Err("only node 0 may be an Input".into()),
         Op::Conv2d {
             out_channels,
@@ -342,8 +571,54 @@ fn infer(op: &Op, ins: &[&Vec<usize>]) -> Result<Vec<usize>, String> {
 /// Cost of one node; `None` on overflow. `input` is the first input's shape.
 fn node_cost(op: &Op, input: Option<&[usize]>, out: &[usize]) -> Option<NodeCost> {
     let zero = NodeCost::default();
+    if let Op::Parameter { shape, .. } = op {
+        return Some(NodeCost {
+            params: product(shape)?,
+            flops: 0,
+        });
+    }
     let Some(x) = input else { return Some(zero) };
     Some(match op {
+        Op::Dense { out_features, bias } => {
+            let fin = *x.last().expect("shapes have at least one axis");
+            let w = product(&[fin, *out_features])?;
+            let b = if *bias { *out_features as u64 } else { 0 };
+            let positions = product(&x[..x.len() - 1])?;
+            NodeCost {
+                params: w.checked_add(b)?,
+                flops: w.checked_add(b)?.checked_mul(positions)?,
+            }
+        }
+        Op::Embedding { vocab, dim } => NodeCost {
+            params: product(&[*vocab, *dim])?,
+            flops: 0,
+        },
+        Op::LayerNorm { .. } => NodeCost {
+            params: 2 * *x.last().expect("shapes have at least one axis") as u64,
+            flops: 0,
+        },
+        Op::PositionalEncoding { learned: true } => NodeCost {
+            params: product(x)?,
+            flops: 0,
+        },
+        // Every output element takes K multiply-accumulates.
+        Op::MatMul => NodeCost {
+            params: 0,
+            flops: product(out)?.checked_mul(*x.last().expect("rank >= 2") as u64)?,
+        },
+        Op::Conv1d {
+            out_channels,
+            kernel,
+            bias,
+            ..
+        } => {
+            let per_pos = product(&[x[0], *out_channels, *kernel])?;
+            let b = if *bias { *out_channels as u64 } else { 0 };
+            NodeCost {
+                params: per_pos.checked_add(b)?,
+                flops: per_pos.checked_add(b)?.checked_mul(out[1] as u64)?,
+            }
+        }
         Op::Conv2d {
             out_channels,
             kernel,
@@ -616,6 +891,216 @@ mod tests {
             e.contains("node 1 (MaxPool)") && e.contains("half the kernel"),
             "{e}"
         );
+    }
+
+    /// ids [6] -> Embedding(10, 4) -> Dense(8) -> LayerNorm -> Transpose -> Conv1d(3, k3,
+    /// causal) -> Transpose -> attention scores -> Softmax(mask) -> MatMul -> TimePool -> Dense.
+    #[test]
+    fn sequence_shapes_params_and_flops() {
+        use crate::ir::{ParamInit, TimePoolKind};
+        let mut b = GraphBuilder::new(&[6]);
+        let e = b.add(Op::Embedding { vocab: 10, dim: 4 }, &[0]);
+        let d = b.add(
+            Op::Dense {
+                out_features: 8,
+                bias: true,
+            },
+            &[e],
+        );
+        let n = b.add(Op::LayerNorm { eps: 1e-5 }, &[d]);
+        let t = b.add(Op::Transpose { perm: vec![1, 0] }, &[n]);
+        let c = b.add(
+            Op::Conv1d {
+                out_channels: 3,
+                kernel: 3,
+                dilation: 2,
+                causal: true,
+                bias: false,
+            },
+            &[t],
+        );
+        let back = b.add(Op::Transpose { perm: vec![1, 0] }, &[c]);
+        let kt = b.add(Op::Transpose { perm: vec![1, 0] }, &[back]);
+        let scores = b.add(Op::MatMul, &[back, kt]);
+        let mask = b.add(Op::PaddingMask, &[0]);
+        let p = b.add(Op::Softmax, &[scores, mask]);
+        let ctx = b.add(Op::MatMul, &[p, back]);
+        let w = b.add(
+            Op::Parameter {
+                shape: vec![6, 3],
+                init: ParamInit::Zeros,
+            },
+            &[],
+        );
+        let sum = b.add(Op::Add, &[ctx, w]);
+        let pos = b.add(Op::PositionalEncoding { learned: true }, &[sum]);
+        let pool = b.add(
+            Op::TimePool {
+                kind: TimePoolKind::Mean,
+            },
+            &[pos, mask],
+        );
+        let r = b.add(Op::Reshape { shape: vec![1, 3] }, &[pool]);
+        let sl = b.add(
+            Op::Slice {
+                axis: 1,
+                start: 1,
+                end: 3,
+            },
+            &[r],
+        );
+        let g = b.finish(sl);
+        let shapes = g.shapes().unwrap();
+        assert_eq!(shapes[e], vec![6, 4]);
+        assert_eq!(shapes[d], vec![6, 8]);
+        assert_eq!(shapes[t], vec![8, 6]);
+        assert_eq!(shapes[c], vec![3, 6]);
+        assert_eq!(shapes[scores], vec![6, 6]);
+        assert_eq!(shapes[mask], vec![6]);
+        assert_eq!(shapes[ctx], vec![6, 3]);
+        assert_eq!(shapes[w], vec![6, 3]);
+        assert_eq!(shapes[pool], vec![3]);
+        assert_eq!(shapes[sl], vec![1, 2]);
+        let costs = g.costs().unwrap();
+        assert_eq!(
+            costs[e],
+            NodeCost {
+                params: 40,
+                flops: 0
+            }
+        );
+        assert_eq!(
+            costs[d],
+            NodeCost {
+                params: 4 * 8 + 8,
+                flops: 6 * (4 * 8 + 8)
+            }
+        );
+        assert_eq!(costs[n].params, 16);
+        assert_eq!(
+            costs[c],
+            NodeCost {
+                params: 8 * 3 * 3,
+                flops: 6 * 8 * 3 * 3
+            }
+        );
+        assert_eq!(costs[scores].flops, 6 * 6 * 3);
+        assert_eq!(costs[w].params, 18);
+        assert_eq!(costs[pos].params, 18);
+        assert_eq!(
+            g.param_count().unwrap(),
+            40 + 40 + 16 + 72 + 18 + 18,
+            "every tensor once"
+        );
+        let specs = crate::weights::parameter_specs(&g).unwrap();
+        let trainable: usize = specs
+            .iter()
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum();
+        assert_eq!(trainable as u64, g.param_count().unwrap());
+    }
+
+    #[test]
+    fn sequence_errors_name_node_op_and_rank() {
+        let one = |input: &[usize], op: Op| {
+            let mut b = GraphBuilder::new(input);
+            let y = b.add(op, &[0]);
+            err_of(&b.finish(y))
+        };
+        let e = one(&[3, 4], Op::Embedding { vocab: 5, dim: 2 });
+        assert!(e.contains("node 1 (Embedding)") && e.contains("[T]"), "{e}");
+        let e = one(
+            &[4, 6, 6],
+            Op::TimePool {
+                kind: crate::ir::TimePoolKind::Max,
+            },
+        );
+        assert!(
+            e.contains("node 1 (TimePool)") && e.contains("[T, F]"),
+            "{e}"
+        );
+        let e = one(
+            &[4],
+            Op::Conv1d {
+                out_channels: 2,
+                kernel: 3,
+                dilation: 1,
+                causal: false,
+                bias: false,
+            },
+        );
+        assert!(e.contains("node 1 (Conv1d)") && e.contains("[C, T]"), "{e}");
+        let e = one(
+            &[4, 8],
+            Op::Conv1d {
+                out_channels: 2,
+                kernel: 2,
+                dilation: 1,
+                causal: false,
+                bias: false,
+            },
+        );
+        assert!(e.contains("evenly") && e.contains("causal"), "{e}");
+        let e = one(&[3, 4], Op::Transpose { perm: vec![0, 0] });
+        assert!(
+            e.contains("node 1 (Transpose)") && e.contains("permutation"),
+            "{e}"
+        );
+        let e = one(&[3, 4], Op::Reshape { shape: vec![5, 2] });
+        assert!(e.contains("as many elements"), "{e}");
+        let e = one(
+            &[3, 4],
+            Op::Slice {
+                axis: 2,
+                start: 0,
+                end: 1,
+            },
+        );
+        assert!(e.contains("axis 2 does not exist"), "{e}");
+        let e = one(
+            &[3, 4],
+            Op::Slice {
+                axis: 0,
+                start: 2,
+                end: 4,
+            },
+        );
+        assert!(e.contains("within axis 0"), "{e}");
+        let e = one(&[3, 4], Op::MatMul);
+        assert!(e.contains("exactly 2 inputs"), "{e}");
+
+        let mut b = GraphBuilder::new(&[3, 4]);
+        let m = b.add(Op::MatMul, &[0, 0]);
+        let e = err_of(&b.finish(m));
+        assert!(
+            e.contains("node 1 (MatMul)") && e.contains("[..., K, N]"),
+            "{e}"
+        );
+        let mut b = GraphBuilder::new(&[3, 4]);
+        let s = b.add(Op::Softmax, &[0, 0, 0]);
+        assert!(err_of(&b.finish(s)).contains("1 or 2 inputs"));
+        let mut b = GraphBuilder::new(&[5]);
+        let e1 = b.add(Op::Embedding { vocab: 9, dim: 3 }, &[0]);
+        let mask = b.add(Op::PaddingMask, &[0]);
+        let t = b.add(Op::Transpose { perm: vec![1, 0] }, &[e1]);
+        let s = b.add(Op::Softmax, &[t, mask]);
+        let ok = b.clone().finish(s);
+        ok.validate().unwrap();
+        let bad_mask = b.add(Op::Softmax, &[e1, mask]);
+        let e = err_of(&b.finish(bad_mask));
+        assert!(
+            e.contains("node 5 (Softmax)") && e.contains("trailing axes"),
+            "{e}"
+        );
+        let mut b = GraphBuilder::new(&[3]);
+        let p = b.add(
+            Op::Parameter {
+                shape: vec![2],
+                init: crate::ir::ParamInit::Normal { std: 0.0 },
+            },
+            &[],
+        );
+        assert!(err_of(&b.finish(p)).contains("positive, finite scale"));
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Named weight tensors of a graph and their initialization.
 //!
-//! Names: `n{id}.weight` / `n{id}.bias` for `Conv2d` and `Linear`; `n{id}.scale`, `n{id}.bias`,
-//! `n{id}.mean`, `n{id}.var` for `BatchNorm`. Shapes follow ONNX: conv weights are
-//! `[C_out, C_in / groups, k_h, k_w]`, linear weights `[out, in]` (used with `Gemm transB=1`).
+//! Names: `n{id}.weight` / `n{id}.bias` for `Conv2d`, `Conv1d`, `Linear` and `Dense`;
+//! `n{id}.scale`, `n{id}.bias`, `n{id}.mean`, `n{id}.var` for `BatchNorm` (`LayerNorm`: scale and
+//! bias); `n{id}.weight` for the table of an `Embedding`, a learned `PositionalEncoding` and the
+//! tensor of a `Parameter`. Shapes follow ONNX: conv weights are `[C_out, C_in / groups, k_h,
+//! k_w]` (`Conv1d`: `[C_out, C_in, k]`), linear and dense weights `[out, in]` (used with `Gemm
+//! transB=1`), embedding tables `[vocab, dim]`.
 
 use std::collections::BTreeMap;
 
@@ -12,30 +15,33 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
 use crate::error::GraphError;
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Graph, NodeId, Op, ParamInit};
 
 /// What a tensor is to its node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParamRole {
-    /// Conv or Linear weight.
+    /// Conv, Linear or Dense weight, or the tensor of a [`Op::Parameter`]; the only role
+    /// weight decay applies to.
     Weight,
-    /// Conv or Linear bias.
+    /// Conv, Linear or Dense bias.
     Bias,
-    /// BatchNorm affine scale (gamma).
+    /// BatchNorm or LayerNorm affine scale (gamma).
     BnScale,
-    /// BatchNorm affine shift (beta).
+    /// BatchNorm or LayerNorm affine shift (beta).
     BnBias,
     /// BatchNorm running mean (a buffer, not trained by gradient).
     BnMean,
     /// BatchNorm running variance (a buffer, not trained by gradient).
     BnVar,
+    /// A lookup table: an `Embedding`'s `[vocab, dim]` rows or a learned positional encoding.
+    Table,
 }
 
 impl ParamRole {
     /// The name suffix after `n{id}.`.
     pub fn suffix(self) -> &'static str {
         match self {
-            ParamRole::Weight => "weight",
+            ParamRole::Weight | ParamRole::Table => "weight",
             ParamRole::Bias | ParamRole::BnBias => "bias",
             ParamRole::BnScale => "scale",
             ParamRole::BnMean => "mean",
@@ -55,7 +61,7 @@ pub fn param_name(node: NodeId, role: ParamRole) -> String {
 }
 
 /// One named tensor a graph needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ParamSpec {
     pub name: String,
     pub shape: Vec<usize>,
@@ -63,6 +69,8 @@ pub struct ParamSpec {
     pub role: ParamRole,
     /// Inputs feeding one output element (for He init); 0 for biases and BN tensors.
     pub fan_in: usize,
+    /// How [`Weights::he_init`] starts it.
+    pub init: ParamInit,
 }
 
 /// Every tensor the graph needs, in node order (then weight before bias; BN scale, bias,
@@ -72,14 +80,25 @@ pub fn parameter_specs(graph: &Graph) -> Result<Vec<ParamSpec>, GraphError> {
     let shapes = graph.shapes()?;
     let mut specs = Vec::new();
     for (id, node) in graph.nodes.iter().enumerate() {
-        let mut push = |role: ParamRole, shape: Vec<usize>, fan_in: usize| {
+        let mut push_init = |role: ParamRole, shape: Vec<usize>, fan_in: usize, init| {
             specs.push(ParamSpec {
                 name: param_name(id, role),
                 shape,
                 node: id,
                 role,
                 fan_in,
+                init,
             })
+        };
+        let mut push = |role: ParamRole, shape: Vec<usize>, fan_in: usize| {
+            let init = match role {
+                ParamRole::Weight => ParamInit::He,
+                ParamRole::BnScale | ParamRole::BnVar => ParamInit::Ones,
+                // nn.Embedding's N(0, 1).
+                ParamRole::Table => ParamInit::Normal { std: 1.0 },
+                ParamRole::Bias | ParamRole::BnBias | ParamRole::BnMean => ParamInit::Zeros,
+            };
+            push_init(role, shape, fan_in, init)
         };
         match &node.op {
             Op::Conv2d {
@@ -106,6 +125,47 @@ pub fn parameter_specs(graph: &Graph) -> Result<Vec<ParamSpec>, GraphError> {
                 if *bias {
                     push(ParamRole::Bias, vec![*out_features], 0);
                 }
+            }
+            Op::Dense { out_features, bias } => {
+                let fin = *shapes[node.inputs[0]].last().expect("validated shapes");
+                push(ParamRole::Weight, vec![*out_features, fin], fin);
+                if *bias {
+                    push(ParamRole::Bias, vec![*out_features], 0);
+                }
+            }
+            Op::Conv1d {
+                out_channels,
+                kernel,
+                bias,
+                ..
+            } => {
+                let cin = shapes[node.inputs[0]][0];
+                push(
+                    ParamRole::Weight,
+                    vec![*out_channels, cin, *kernel],
+                    cin * kernel,
+                );
+                if *bias {
+                    push(ParamRole::Bias, vec![*out_channels], 0);
+                }
+            }
+            Op::LayerNorm { .. } => {
+                let f = *shapes[id].last().expect("validated shapes");
+                push(ParamRole::BnScale, vec![f], 0);
+                push(ParamRole::BnBias, vec![f], 0);
+            }
+            Op::Embedding { vocab, dim } => push(ParamRole::Table, vec![*vocab, *dim], 0),
+            Op::PositionalEncoding { learned: true } => {
+                push(ParamRole::Table, shapes[id].clone(), 0)
+            }
+            Op::Parameter { shape, init } => {
+                // Read as `x @ W`: W's second-last axis meets x.
+                let fan_in = if shape.len() >= 2 {
+                    shape[shape.len() - 2]
+                } else {
+                    1
+                };
+                push_init(ParamRole::Weight, shape.clone(), fan_in, *init);
             }
             Op::BatchNorm { .. } => {
                 let c = shapes[id][0];
@@ -135,22 +195,30 @@ impl Weights {
         Weights::default()
     }
 
-    /// He/Kaiming normal init on fan-in (`std = sqrt(2 / fan_in)`) for conv and linear
-    /// weights, zero biases, BatchNorm scale 1, shift 0, mean 0, var 1. Deterministic for a
-    /// seed (ChaCha8, tensors drawn in [`parameter_specs`] order).
+    /// Every tensor as its [`ParamSpec::init`] says: He/Kaiming normal init on fan-in
+    /// (`std = sqrt(2 / fan_in)`) for conv, linear and dense weights, zero biases, BatchNorm and
+    /// LayerNorm scale 1 and shift 0, running mean 0 and var 1, embedding and learned position
+    /// tables N(0, 1) (as `torch.nn.Embedding`), a `Parameter` its own init. Deterministic for
+    /// a seed (ChaCha8, tensors drawn in [`parameter_specs`] order).
     pub fn he_init(graph: &Graph, seed: u64) -> Result<Weights, GraphError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut w = Weights::new();
         for spec in parameter_specs(graph)? {
             let shape = IxDyn(&spec.shape);
-            let t = match spec.role {
-                ParamRole::Weight => {
-                    let std = (2.0 / spec.fan_in.max(1) as f64).sqrt();
-                    let normal = Normal::new(0.0, std).expect("std is finite and positive");
-                    ArrayD::from_shape_simple_fn(shape, || normal.sample(&mut rng) as f32)
+            let mut normal = |std: f64| {
+                let normal = Normal::new(0.0, std).expect("std is finite and positive");
+                ArrayD::from_shape_simple_fn(shape.clone(), || normal.sample(&mut rng) as f32)
+            };
+            let t = match spec.init {
+                ParamInit::He => normal((2.0 / spec.fan_in.max(1) as f64).sqrt()),
+                ParamInit::Normal { std } => normal(f64::from(std)),
+                ParamInit::Uniform { bound } => {
+                    let b = f64::from(bound);
+                    let u = Uniform::new(-b, b).expect("validated bound");
+                    ArrayD::from_shape_simple_fn(shape, || u.sample(&mut rng) as f32)
                 }
-                ParamRole::BnScale | ParamRole::BnVar => ArrayD::ones(shape),
-                ParamRole::Bias | ParamRole::BnBias | ParamRole::BnMean => ArrayD::zeros(shape),
+                ParamInit::Ones => ArrayD::ones(shape),
+                ParamInit::Zeros => ArrayD::zeros(shape),
             };
             w.insert(spec.name, t);
         }

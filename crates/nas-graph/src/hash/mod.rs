@@ -55,11 +55,36 @@ fn keeps_zero(op: &Op) -> bool {
         | Op::AvgPool { .. }
         | Op::MaxPool { .. }
         | Op::GlobalAvgPool
-        | Op::Flatten => true,
-        Op::Conv2d { bias, .. } | Op::Linear { bias, .. } => !bias,
-        // Sigmoid(0) = 0.5; BatchNorm(0) = shift - mean * scale / sqrt(var + eps).
-        Op::Sigmoid | Op::BatchNorm { .. } => false,
-        Op::Input | Op::Add | Op::Concat | Op::Zero | Op::Mix => false,
+        | Op::Flatten
+        | Op::Tanh
+        | Op::Scale { .. }
+        | Op::Transpose { .. }
+        | Op::Reshape { .. }
+        | Op::Slice { .. }
+        | Op::TimePool { .. } => true,
+        Op::Conv2d { bias, .. }
+        | Op::Linear { bias, .. }
+        | Op::Dense { bias, .. }
+        | Op::Conv1d { bias, .. } => !bias,
+        // Sigmoid(0) = 0.5; BatchNorm(0) = shift - mean * scale / sqrt(var + eps); LayerNorm
+        // and positional encodings add a shift, Softmax is uniform, Embedding and PaddingMask
+        // read ids.
+        Op::Sigmoid
+        | Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::Softmax
+        | Op::Embedding { .. }
+        | Op::PaddingMask
+        | Op::PositionalEncoding { .. } => false,
+        Op::Input
+        | Op::Add
+        | Op::Concat
+        | Op::Zero
+        | Op::Mix
+        | Op::Mul
+        | Op::Sub
+        | Op::MatMul
+        | Op::Parameter { .. } => false,
     }
 }
 
@@ -134,6 +159,9 @@ impl Graph {
             .flat_map(|d| (*d as u64).to_le_bytes())
             .collect();
         let mut canon: Vec<Option<Canon>> = vec![None; self.nodes.len()];
+        // Parameter nodes hash their rank among Parameter nodes too: two distinct tensors of
+        // one shape must not look like one shared tensor.
+        let mut parameters = 0u64;
         for id in self.reachable() {
             let node = &self.nodes[id];
             let ins: Vec<Canon> = node
@@ -157,6 +185,13 @@ impl Graph {
                 },
                 Op::Identity | Op::Dropout { .. } => ins[0],
                 Op::Zero => zero_of(&shapes[id]),
+                Op::Parameter { .. } => {
+                    parameters += 1;
+                    Canon {
+                        zero: false,
+                        digest: sha(&[b"op", &op_json, &parameters.to_le_bytes()]),
+                    }
+                }
                 Op::Add => {
                     let live: Vec<[u8; 32]> =
                         ins.iter().filter(|c| !c.zero).map(|c| c.digest).collect();

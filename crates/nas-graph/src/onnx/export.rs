@@ -13,6 +13,8 @@ use crate::error::GraphError;
 use crate::ir::{Graph, NodeId, Op};
 use crate::weights::{Weights, parameter_specs};
 
+pub(crate) use super::sequence::Context;
+
 use ndarray::{ArrayD, Axis};
 
 /// The ONNX opset every exporter of this crate targets. Pinned: `ReduceMean` takes its axes as
@@ -200,12 +202,19 @@ pub fn inference_model(
     }
 
     let value = |id: NodeId| value_name(graph, id, options);
+    let shapes = graph.shapes()?;
+    let input_value = value(0);
     for &id in live.iter().filter(|&&id| id != 0) {
         if folded_bn.contains(&id) {
             continue;
         }
         let node = &graph.nodes[id];
         let ins: Vec<String> = node.inputs.iter().map(|&i| value(i)).collect();
+        let ctx = Context {
+            in_shapes: node.inputs.iter().map(|&i| shapes[i].as_slice()).collect(),
+            input: &input_value,
+            batch: options.batch,
+        };
         match folds.get(&id) {
             // The layer writes the BatchNorm's value directly, with the folded bias.
             Some(&bn) => {
@@ -213,9 +222,9 @@ pub fn inference_model(
                 if let Op::Conv2d { bias, .. } | Op::Linear { bias, .. } = &mut op {
                     *bias = true;
                 }
-                emit_node(&mut b, id, &op, &ins, &value(bn));
+                emit_node(&mut b, id, &op, &ins, &value(bn), &ctx);
             }
-            None => emit_node(&mut b, id, &node.op, &ins, &value(id)),
+            None => emit_node(&mut b, id, &node.op, &ins, &value(id), &ctx),
         }
     }
     if graph.output == 0 {
@@ -452,12 +461,13 @@ fn fold_batch_norm(
     Ok((w2.mapv(|v| v as f32), b2.mapv(|v| v as f32)))
 }
 
-/// Collects nodes and initializers; shared scalar constants are created once.
+/// Collects nodes and initializers; shared scalar and int64 constants are created once.
 #[derive(Default)]
 pub(crate) struct Builder {
     pub nodes: Vec<NodeProto>,
     pub initializers: Vec<TensorProto>,
     scalars: Vec<(u32, String)>,
+    ints: Vec<(Vec<i64>, String)>,
 }
 
 impl Builder {
@@ -490,6 +500,18 @@ impl Builder {
         self.scalars.push((v.to_bits(), name.clone()));
         name
     }
+
+    /// The name of a 1-D int64 initializer holding `v` (shapes, axes, indices).
+    pub fn ints(&mut self, v: &[i64]) -> String {
+        if let Some((_, name)) = self.ints.iter().find(|(vals, _)| vals == v) {
+            return name.clone();
+        }
+        let name = format!("i64_{}", self.ints.len());
+        self.initializers
+            .push(TensorProto::from_i64(&name, &[v.len()], v));
+        self.ints.push((v.to_vec(), name.clone()));
+        name
+    }
 }
 
 pub(crate) fn pair(v: [usize; 2]) -> Vec<i64> {
@@ -501,7 +523,17 @@ pub(crate) fn pads(p: [usize; 2]) -> Vec<i64> {
     vec![p[0] as i64, p[1] as i64, p[0] as i64, p[1] as i64]
 }
 
-pub(crate) fn emit_node(b: &mut Builder, id: NodeId, op: &Op, ins: &[String], out: &str) {
+pub(crate) fn emit_node(
+    b: &mut Builder,
+    id: NodeId,
+    op: &Op,
+    ins: &[String],
+    out: &str,
+    ctx: &Context,
+) {
+    if super::sequence::emit(b, id, op, ins, out, ctx) {
+        return;
+    }
     let name = format!("n{id}");
     let x = ins.first().map(String::as_str).unwrap_or_default();
     let tmp = |s: &str| format!("n{id}_{s}");
@@ -662,6 +694,23 @@ pub(crate) fn emit_node(b: &mut Builder, id: NodeId, op: &Op, ins: &[String], ou
             );
         }
         Op::Identity | Op::Dropout { .. } => b.node("Identity", &name, &[x], out, vec![]),
+        op @ (Op::Embedding { .. }
+        | Op::Dense { .. }
+        | Op::LayerNorm { .. }
+        | Op::Tanh
+        | Op::Mul
+        | Op::Sub
+        | Op::Scale { .. }
+        | Op::Transpose { .. }
+        | Op::Reshape { .. }
+        | Op::Slice { .. }
+        | Op::Parameter { .. }
+        | Op::MatMul
+        | Op::Softmax
+        | Op::PaddingMask
+        | Op::TimePool { .. }
+        | Op::PositionalEncoding { .. }
+        | Op::Conv1d { .. }) => unreachable!("{} is emitted by onnx::sequence", op.kind()),
         Op::Zero => {
             let s = tmp("shape");
             b.node("Shape", &s, &[x], &s, vec![]);

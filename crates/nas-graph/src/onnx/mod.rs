@@ -3,6 +3,7 @@
 pub mod ensemble;
 pub mod export;
 pub mod proto;
+pub(crate) mod sequence;
 
 pub use export::{
     ExportOptions, GraphSignature, OPSET, add_outputs, export_inference, graph_signature,

@@ -78,6 +78,19 @@ pub(crate) fn backward(
         mix: None,
     };
     let need0 = need.first().copied().unwrap_or(false);
+    let site = super::sequence::Site {
+        id,
+        ins: node.inputs.iter().map(|&i| value(i)).collect(),
+        in_shapes: node.inputs.iter().map(|&i| shapes[i].as_slice()).collect(),
+        y: value(id),
+        out_shape: &shapes[id],
+        dy,
+        need,
+        want_bias: wanted.bias,
+    };
+    if super::sequence::backward(e, &node.op, &site, saved, &mut bw) {
+        return bw;
+    }
     match (&node.op, saved) {
         (Op::Conv2d { .. }, saved) => {
             let patches = match saved {

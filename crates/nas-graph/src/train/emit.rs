@@ -9,7 +9,6 @@ pub(crate) struct Emitter {
     /// Fixed batch size, or `None` for a dynamic one (shapes then come from `Shape`/`Size`).
     pub batch: Option<usize>,
     next: usize,
-    ints: Vec<(Vec<i64>, String)>,
     /// Constant tensors shared by key (e.g. one im2col kernel per channel count and size).
     shared: Vec<(String, String)>,
 }
@@ -20,7 +19,6 @@ impl Emitter {
             b: Builder::default(),
             batch,
             next: 0,
-            ints: Vec::new(),
             shared: Vec::new(),
         }
     }
@@ -69,15 +67,7 @@ impl Emitter {
 
     /// A 1-D int64 constant (shapes, axes, split sizes), shared between uses.
     pub fn ints(&mut self, v: &[i64]) -> String {
-        if let Some((_, name)) = self.ints.iter().find(|(vals, _)| vals == v) {
-            return name.clone();
-        }
-        let name = format!("i64_{}", self.ints.len());
-        self.b
-            .initializers
-            .push(TensorProto::from_i64(&name, &[v.len()], v));
-        self.ints.push((v.to_vec(), name.clone()));
-        name
+        self.b.ints(v)
     }
 
     /// A float32 constant tensor.

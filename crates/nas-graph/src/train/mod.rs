@@ -19,8 +19,13 @@
 //! - A supernet's mixed edge ([`Op::Mix`]) weighs its inputs by weights the caller feeds with
 //!   every step and outputs the loss gradient of those weights; what they are (softmax of
 //!   architecture logits, a sampled one-hot) and how they learn is the caller's business.
-//! - Weight decay applies to conv and linear weights only, not to biases or BatchNorm affine
+//! - Weight decay applies to conv, linear and dense weights and `Parameter` tensors only, not to
+//!   biases, embedding or position tables, or BatchNorm/LayerNorm affine
 //!   parameters: SGD adds `wd * w` to the gradient, AdamW decays decoupled (`w *= 1 - lr wd`).
+//! - Sequence ops train with their inference form where it is differentiable as is; an
+//!   `Embedding` passes no gradient to the token ids (its table's gradient scatters `dy` rows
+//!   back with `ScatterND`), nor do masks (`PaddingMask`, a `TimePool`'s mask); a
+//!   `Parameter` read by several nodes sums their gradients.
 //! - Only nodes that reach the output are computed or carried in the state. A trainable tensor
 //!   that receives no gradient (behind a `Zero`) is updated with a zero gradient. A bias or
 //!   BatchNorm shift that a later training-mode BatchNorm cancels (a per-channel constant that
@@ -35,6 +40,7 @@ mod loss;
 mod optimizer;
 pub mod reference;
 mod rules;
+mod sequence;
 
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
@@ -86,7 +92,8 @@ pub struct TrainOptions {
     /// Fixed batch size, or `None` for a dynamic batch.
     pub batch: Option<usize>,
     pub optimizer: Optimizer,
-    /// Conv and linear weights only. SGD: L2 added to the gradient; AdamW: decoupled.
+    /// Conv, linear and dense weights and `Parameter` tensors only ([`ParamRole::Weight`]).
+    /// SGD: L2 added to the gradient; AdamW: decoupled.
     pub weight_decay: f32,
     /// In `[0, 1)`.
     pub label_smoothing: f32,
@@ -545,9 +552,18 @@ fn requires_grad(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
     for &id in live {
         let node = &graph.nodes[id];
         requires[id] = match node.op {
-            Op::Input | Op::Zero => false,
+            Op::Input | Op::Zero | Op::PaddingMask => false,
             // A mixed edge's weights want a gradient, whatever its inputs.
-            Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm { .. } | Op::Mix => true,
+            Op::Conv2d { .. }
+            | Op::Linear { .. }
+            | Op::BatchNorm { .. }
+            | Op::Mix
+            | Op::Embedding { .. }
+            | Op::Dense { .. }
+            | Op::LayerNorm { .. }
+            | Op::Parameter { .. }
+            | Op::Conv1d { .. }
+            | Op::PositionalEncoding { learned: true } => true,
             _ => node.inputs.iter().any(|&i| requires[i]),
         };
     }

@@ -9,7 +9,7 @@ pub(crate) struct Update<'a> {
     pub param: &'a str,
     pub next: &'a str,
     pub grad: &'a str,
-    /// Whether weight decay applies (conv and linear weights only).
+    /// Whether weight decay applies ([`crate::ParamRole::Weight`] tensors only).
     pub decay: bool,
     /// `(input, output)` of each optimizer buffer, in the order the optimizer defines.
     pub buffers: &'a [(String, String)],

@@ -56,6 +56,11 @@ pub fn training_forward(
             let name = format!("n{id}.{role}");
             param(&name).ok_or(GraphError::MissingWeight { name })
         };
+        let seq_param = |role: &str| p(role);
+        if let Some(y) = crate::reference::sequence::forward(id, &node.op, &ins, &seq_param, n)? {
+            values[id] = Some(y);
+            continue;
+        }
         let y = match &node.op {
             Op::Input => input.clone(),
             Op::BatchNorm { eps, .. } => {

@@ -5,7 +5,7 @@
 
 use crate::error::GraphError;
 use crate::ir::{Graph, NodeId, Op};
-use crate::onnx::export::{emit_node, pads, pair};
+use crate::onnx::export::{Context, emit_node, pads, pair};
 use crate::onnx::proto::AttributeProto;
 
 use super::INPUT;
@@ -53,6 +53,17 @@ pub(crate) enum Saved {
     Dropout {
         mask: String,
     },
+    LayerNorm {
+        /// The normalized input `(x - mean) / sqrt(var + eps)`.
+        xhat: String,
+        /// `1 / sqrt(var + eps)`, `[N, ..., 1]`.
+        inv: String,
+    },
+    /// A mean or last-step pool's step weights, or a max pool's (masked) input.
+    TimePool {
+        weights: Option<String>,
+        masked: Option<String>,
+    },
     /// A mixed edge: each input's weight as a `[1]` value (`None` for a `Zero` input, whose
     /// term is left out).
     Mix {
@@ -84,6 +95,9 @@ pub(crate) fn forward(
     let ins: Vec<String> = node.inputs.iter().map(|&i| value(i)).collect();
     let out = value(id);
     let x = ins.first().cloned().unwrap_or_default();
+    if let Some(saved) = super::sequence::forward(e, graph, shapes, id, &out) {
+        return Ok(saved);
+    }
     let conv_geometry = node
         .inputs
         .first()
@@ -215,7 +229,12 @@ pub(crate) fn forward(
             mix_forward(e, graph, id, &ins, m, &out)
         }
         op => {
-            emit_node(&mut e.b, id, op, &ins, &out);
+            let ctx = Context {
+                in_shapes: node.inputs.iter().map(|&i| shapes[i].as_slice()).collect(),
+                input: INPUT,
+                batch: e.batch,
+            };
+            emit_node(&mut e.b, id, op, &ins, &out, &ctx);
             Saved::Plain
         }
     })
