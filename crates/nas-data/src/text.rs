@@ -68,12 +68,12 @@ impl Vocabulary {
     /// Counts the tokens of `texts` and keeps the most frequent, `max_vocab` ids in all.
     pub fn build<'a>(
         texts: impl IntoIterator<Item = &'a str>,
-        tokenize: Tokenize,
+        how: Tokenize,
         max_vocab: Option<usize>,
     ) -> Vocabulary {
         let mut counts: HashMap<String, u64> = HashMap::new();
         for text in texts {
-            for token in self::tokenize(text, tokenize) {
+            for token in tokenize(text, how) {
                 *counts.entry(token).or_default() += 1;
             }
         }
@@ -88,7 +88,7 @@ impl Vocabulary {
             .map(|(i, t)| (t.clone(), i as u32 + 2))
             .collect();
         Vocabulary {
-            tokenize,
+            tokenize: how,
             tokens,
             index,
         }
