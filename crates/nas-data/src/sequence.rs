@@ -10,8 +10,8 @@ use crate::npy::NpyArray;
 /// A sequence data set from `[N, T]` token ids (`token_ids`) or `[N, T, F]` floats, with the
 /// steps past each sample's length (from `lengths`, `[N]` or `[N, 1]`) set to padding.
 ///
-/// The vocabulary size of token ids is one more than the largest id (at least 2, so ids 0
-/// and 1 keep their meaning of padding and unknown token).
+/// The vocabulary size of token ids is one more than the largest id left after padding (at
+/// least 2, so ids 0 and 1 keep their meaning of padding and unknown token).
 pub(crate) fn sequence_dataset(
     x: &NpyArray,
     lengths: Option<&NpyArray>,
