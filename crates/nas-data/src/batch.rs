@@ -33,6 +33,18 @@ impl Augment {
     }
 }
 
+/// The error of asking for crops and flips of data that are not images.
+pub(crate) fn not_images(data: &Dataset) -> DataError {
+    DataError::config(
+        "augment",
+        format!(
+            "crop and flip need images, but `{}` holds {}; set augment = false",
+            data.name,
+            data.describe()
+        ),
+    )
+}
+
 /// How to cut a part into batches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchOptions {
@@ -71,12 +83,15 @@ pub fn batches<'a>(
     if opts.batch_size == 0 {
         return Err(DataError::Invalid("batch size must be at least 1".into()));
     }
-    if norm.channels() != data.channels() {
+    let axis = data.feature_axis();
+    let features = data.images.len_of(ndarray::Axis(axis));
+    if norm.feature_axis != axis || norm.channels() != features {
         return Err(DataError::Invalid(format!(
-            "normalization has {} channels but data set `{}` has {}",
+            "normalization has {} entries along axis {} but data set `{}` ({}) has {features} along axis {axis}",
             norm.channels(),
+            norm.feature_axis,
             data.name,
-            data.channels()
+            data.describe(),
         )));
     }
     if let Some(&i) = indices.iter().find(|&&i| i >= data.len()) {
@@ -86,14 +101,8 @@ pub fn batches<'a>(
             data.len()
         )));
     }
-    if opts.augment.is_some() && data.kind == DataKind::Tabular {
-        return Err(DataError::config(
-            "augment",
-            format!(
-                "crop and flip need images, but `{}` is tabular; set augment = false",
-                data.name
-            ),
-        ));
+    if opts.augment.is_some() && data.kind != DataKind::Image {
+        return Err(not_images(data));
     }
     let mut order = indices.to_vec();
     if opts.shuffle {
@@ -122,13 +131,14 @@ impl Batches<'_> {
         let [c, h, w] = self.data.input_shape();
         let hw = h * w;
         let Some((aug, r)) = &mut self.augment else {
-            for ch in 0..c {
-                let (m, s) = (self.mean[ch], self.std[ch]);
-                for (d, &v) in dst[ch * hw..(ch + 1) * hw]
-                    .iter_mut()
-                    .zip(&src[ch * hw..(ch + 1) * hw])
-                {
-                    *d = (v - m) / s;
+            // Runs of `run` values share one feature: a channel plane of an image, one
+            // feature of one step of a sequence `[T, F, 1]` (then run = 1).
+            let features = self.mean.len();
+            let run = if self.data.feature_axis() == 1 { hw } else { w };
+            for (k, (d, s)) in dst.chunks_mut(run).zip(src.chunks(run)).enumerate() {
+                let (m, sd) = (self.mean[k % features], self.std[k % features]);
+                for (d, &v) in d.iter_mut().zip(s) {
+                    *d = (v - m) / sd;
                 }
             }
             return;

@@ -9,12 +9,22 @@
 //!
 //! # or one of:
 //! format = "idx"              # train_images, train_labels, test_images, test_labels (.gz or not)
-//! format = "npy"              # the same four keys, pointing at .npy files
+//! format = "npy"              # the same four keys, pointing at .npy files; for sequences
+//!                             # (layout = "nt" | "ntf") optional train_lengths, test_lengths
 //! format = "cifar10"          # dir (holding data_batch_1.bin .. test_batch.bin)
 //! format = "cifar100"         # dir (holding train.bin, test.bin)
 //! format = "npz"              # path; [data.keys] renames x_train, y_train, x_test, y_test
+//!                             # and may name lengths_train, lengths_test
 //! format = "csv"              # train, optional test, label_column, header
+//! format = "text"             # train, optional test: `label<TAB>text` lines;
+//!                             # tokenize = "word" | "char", max_vocab, max_len
+//!
+//! as_sequence = true          # single-channel images as sequences of rows ([T = H, F = W])
 //! ```
+//!
+//! Sequences (`layout = "nt"` token ids, `"ntf"` floats, text, `as_sequence`) are
+//! [`DataKind::Sequence`]: float features are normalized per feature over samples and steps
+//! of the training split; token ids are never normalized.
 //!
 //! Relative paths are taken as they are (relative to the working directory); call
 //! [`DataConfig::resolve_paths`] with the study file's folder to make them relative to it.
@@ -23,15 +33,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::Augment;
+use crate::batch::{Augment, not_images};
 use crate::cifar::{CifarKind, load_cifar};
 use crate::dataset::{DataKind, Dataset};
 use crate::digits::{DIGITS_TEST_FRACTION, digits};
 use crate::error::DataError;
 use crate::idx::load_idx;
-use crate::npy::{Layout, NpzKeys, load_npy, load_npz};
+use crate::npy::{Layout, NpzKeys, load_npy_with_lengths, load_npz};
 use crate::split::{SplitConfig, SplitDataset};
 use crate::tabular::{CsvOptions, LabelColumn, load_csv};
+use crate::text::{TextOptions, Tokenize, load_text};
 
 /// Where `dataset = "fashion-mnist"` looks unless `dir` is given.
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -46,6 +57,8 @@ pub enum Format {
     Cifar10,
     Cifar100,
     Csv,
+    /// `label<TAB>text` lines, see [`crate::load_text`].
+    Text,
 }
 
 /// The `[data]` table. Exactly one of `dataset` and `format` is set; a key the chosen source
@@ -62,6 +75,9 @@ pub struct DataConfig {
     pub train_labels: Option<PathBuf>,
     pub test_images: Option<PathBuf>,
     pub test_labels: Option<PathBuf>,
+    /// `.npy` sequence lengths `[N]` of the training / test part (layouts `nt`, `ntf`).
+    pub train_lengths: Option<PathBuf>,
+    pub test_lengths: Option<PathBuf>,
     pub dir: Option<PathBuf>,
     pub path: Option<PathBuf>,
     pub train: Option<PathBuf>,
@@ -71,6 +87,14 @@ pub struct DataConfig {
     pub keys: Option<NpzKeys>,
     /// Axis layout of npy / npz image arrays.
     pub layout: Layout,
+    /// Text: how to cut texts into tokens (default word).
+    pub tokenize: Option<Tokenize>,
+    /// Text: at most this many token ids, padding and unknown included.
+    pub max_vocab: Option<usize>,
+    /// Text: tokens per sample (default: the longest training text).
+    pub max_len: Option<usize>,
+    /// Present single-channel images `[1, H, W]` as sequences of `H` rows of `W` values.
+    pub as_sequence: bool,
     /// Class count; inferred as largest label + 1 when absent (fixed for CIFAR and digits).
     pub classes: Option<usize>,
     pub validation: f64,
@@ -97,6 +121,8 @@ impl Default for DataConfig {
             train_labels: None,
             test_images: None,
             test_labels: None,
+            train_lengths: None,
+            test_lengths: None,
             dir: None,
             path: None,
             train: None,
@@ -105,6 +131,10 @@ impl Default for DataConfig {
             header: None,
             keys: None,
             layout: Layout::Auto,
+            tokenize: None,
+            max_vocab: None,
+            max_len: None,
+            as_sequence: false,
             classes: None,
             validation: 0.2,
             max_train: None,
@@ -122,10 +152,19 @@ fn used_keys(source: &str) -> &'static [&'static str] {
     match source {
         "digits" => &[],
         "fashion-mnist" => &["dir"],
-        "idx" | "npy" => &["train_images", "train_labels", "test_images", "test_labels"],
+        "idx" => &["train_images", "train_labels", "test_images", "test_labels"],
+        "npy" => &[
+            "train_images",
+            "train_labels",
+            "test_images",
+            "test_labels",
+            "train_lengths",
+            "test_lengths",
+        ],
         "npz" => &["path", "keys"],
         "cifar10" | "cifar100" => &["dir"],
         "csv" => &["train", "test", "label_column", "header"],
+        "text" => &["train", "test", "tokenize", "max_vocab", "max_len"],
         _ => &[],
     }
 }
@@ -138,6 +177,8 @@ impl DataConfig {
             &mut self.train_labels,
             &mut self.test_images,
             &mut self.test_labels,
+            &mut self.train_lengths,
+            &mut self.test_lengths,
             &mut self.dir,
             &mut self.path,
             &mut self.train,
@@ -158,6 +199,8 @@ impl DataConfig {
             ("train_labels", self.train_labels.is_some()),
             ("test_images", self.test_images.is_some()),
             ("test_labels", self.test_labels.is_some()),
+            ("train_lengths", self.train_lengths.is_some()),
+            ("test_lengths", self.test_lengths.is_some()),
             ("dir", self.dir.is_some()),
             ("path", self.path.is_some()),
             ("train", self.train.is_some()),
@@ -166,6 +209,9 @@ impl DataConfig {
             ("header", self.header.is_some()),
             ("keys", self.keys.is_some()),
             ("layout", self.layout != Layout::Auto),
+            ("tokenize", self.tokenize.is_some()),
+            ("max_vocab", self.max_vocab.is_some()),
+            ("max_len", self.max_len.is_some()),
         ];
         set.into_iter()
             .filter(|&(_, on)| on)
@@ -186,7 +232,7 @@ impl DataConfig {
             (None, None) => {
                 return Err(DataError::config(
                     "format",
-                    "is missing; set dataset = \"digits\" or format = \"idx\" | \"npy\" | \"npz\" | \"cifar10\" | \"cifar100\" | \"csv\"",
+                    "is missing; set dataset = \"digits\" or format = \"idx\" | \"npy\" | \"npz\" | \"cifar10\" | \"cifar100\" | \"csv\" | \"text\"",
                 ));
             }
             (Some(d), None) => match d.as_str() {
@@ -207,6 +253,7 @@ impl DataConfig {
                 Format::Cifar10 => "cifar10",
                 Format::Cifar100 => "cifar100",
                 Format::Csv => "csv",
+                Format::Text => "text",
             },
         };
         let used = used_keys(source);
@@ -257,6 +304,32 @@ impl DataConfig {
         }
     }
 
+    fn check_test_fraction(&self, source_has_test: bool) -> Result<(), DataError> {
+        if source_has_test && self.test_fraction.is_some() {
+            return Err(DataError::config(
+                "test_fraction",
+                "is set, but the source has its own test part, which is used as the test set; remove it",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Crop and flip settings are refused without `augment = true`.
+    fn check_augment_keys_unused(&self) -> Result<(), DataError> {
+        for (key, set) in [
+            ("crop_padding", self.crop_padding.is_some()),
+            ("horizontal_flip", self.horizontal_flip.is_some()),
+        ] {
+            if set {
+                return Err(DataError::config(
+                    key,
+                    "only applies with augment = true; set augment = true or remove it",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn split_config(&self, default_test: f64) -> SplitConfig {
         SplitConfig {
             validation: self.validation,
@@ -279,6 +352,9 @@ fn file_stem(p: &Path) -> String {
 /// Loads the source the config names, splits it from `seed` and fits the normalization.
 pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
     let source = cfg.source()?;
+    if source == "text" {
+        return load_text_source(cfg, seed);
+    }
     let classes = cfg.classes;
     let (train, test): (Dataset, Option<Dataset>) = match source {
         "digits" => {
@@ -326,17 +402,24 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
             let images = cfg.required("train_images", &cfg.train_images)?;
             let labels = cfg.required("train_labels", &cfg.train_labels)?;
             let test = cfg.test_pair(&cfg.test_images, &cfg.test_labels)?;
+            if test.is_none() && cfg.test_lengths.is_some() {
+                return Err(DataError::config(
+                    "test_lengths",
+                    "is set, but test_images and test_labels are not; give them too, or remove it",
+                ));
+            }
             let name = cfg.name.clone().unwrap_or_else(|| file_stem(images));
-            let one = |i: &Path, l: &Path| {
+            let one = |i: &Path, l: &Path, lengths: Option<&Path>| {
                 if source == "idx" {
                     load_idx(i, l, classes, &name)
                 } else {
-                    load_npy(i, l, cfg.layout, classes, &name)
+                    load_npy_with_lengths(i, l, lengths, cfg.layout, classes, &name)
                 }
             };
             (
-                one(images, labels)?,
-                test.map(|(i, l)| one(i, l)).transpose()?,
+                one(images, labels, cfg.train_lengths.as_deref())?,
+                test.map(|(i, l)| one(i, l, cfg.test_lengths.as_deref()))
+                    .transpose()?,
             )
         }
         "npz" => {
@@ -374,12 +457,7 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
         }
         other => unreachable!("source() returns known names, not {other}"),
     };
-    if test.is_some() && cfg.test_fraction.is_some() {
-        return Err(DataError::config(
-            "test_fraction",
-            "is set, but the source has its own test part, which is used as the test set; remove it",
-        ));
-    }
+    cfg.check_test_fraction(test.is_some())?;
     let source_train = train.len();
     let mut data = match test {
         Some(t) => train.concat(t)?,
@@ -388,15 +466,12 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
     if let Some(name) = &cfg.name {
         data.name.clone_from(name);
     }
+    if cfg.as_sequence {
+        data = data.rows_as_sequence()?;
+    }
     let augment = if cfg.augment {
-        if data.kind == DataKind::Tabular {
-            return Err(DataError::config(
-                "augment",
-                format!(
-                    "crop and flip need images, but `{}` is tabular; set augment = false",
-                    data.name
-                ),
-            ));
+        if data.kind != DataKind::Image {
+            return Err(not_images(&data));
         }
         let mut a = Augment::default_for(data.input_shape());
         if let Some(p) = cfg.crop_padding {
@@ -407,17 +482,7 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
         }
         Some(a)
     } else {
-        for (key, set) in [
-            ("crop_padding", cfg.crop_padding.is_some()),
-            ("horizontal_flip", cfg.horizontal_flip.is_some()),
-        ] {
-            if set {
-                return Err(DataError::config(
-                    key,
-                    "only applies with augment = true; set augment = true or remove it",
-                ));
-            }
-        }
+        cfg.check_augment_keys_unused()?;
         None
     };
     let default_test = if source == "digits" {
@@ -430,6 +495,41 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
         source_train,
         &cfg.split_config(default_test),
         augment,
+        seed,
+    )
+}
+
+/// `format = "text"`: the vocabulary depends on the split, so text is split while it is read.
+fn load_text_source(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
+    let train = cfg.required("train", &cfg.train)?;
+    cfg.check_test_fraction(cfg.test.is_some())?;
+    if cfg.as_sequence {
+        return Err(DataError::config(
+            "as_sequence",
+            "applies to images; text is read as token-id sequences already, so remove it",
+        ));
+    }
+    if cfg.augment {
+        return Err(DataError::config(
+            "augment",
+            "crop and flip need images, but text files hold token ids; set augment = false",
+        ));
+    }
+    cfg.check_augment_keys_unused()?;
+    let opts = TextOptions {
+        tokenize: cfg.tokenize.unwrap_or_default(),
+        max_vocab: cfg.max_vocab,
+        max_len: cfg.max_len,
+    };
+    let name = cfg.name.clone().unwrap_or_else(|| file_stem(train));
+    let split = cfg.split_config(SplitConfig::default().test);
+    load_text(
+        train,
+        cfg.test.as_deref(),
+        &opts,
+        cfg.classes,
+        &name,
+        &split,
         seed,
     )
 }

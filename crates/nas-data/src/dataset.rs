@@ -1,21 +1,31 @@
 //! The in-memory data set every loader produces.
 
-use ndarray::{Array2, Array4, Axis};
+use ndarray::{Array2, Array3, Array4, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
 
-/// Whether samples are images or rows of a table.
+/// Whether samples are images, rows of a table or sequences.
 ///
 /// Tabular data with `F` features is stored as `[N, F, 1, 1]`: every feature is a "channel",
 /// so per-channel normalization is per-feature standardization and the exporter can treat both
-/// kinds alike. Augmentation (crop, flip) only applies to images.
+/// kinds alike. Sequences of `T` steps with `F` features each are stored as `[N, T, F, 1]`
+/// (one sample is `[T, F]`); token-id sequences have `F = 1` (one sample is `[T]`) and a
+/// [`Dataset::vocab_size`]. Augmentation (crop, flip) only applies to images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataKind {
     Image,
     Tabular,
+    Sequence,
 }
+
+/// Token id of padding: steps past a sequence's end.
+pub const PAD_ID: u32 = 0;
+/// Token id of a token outside the vocabulary.
+pub const UNKNOWN_ID: u32 = 1;
+/// Ids must stay below this to be exact in float32 (2^24).
+pub const MAX_VOCAB_SIZE: usize = 1 << 24;
 
 /// Samples as float32 tensors with class labels.
 ///
@@ -30,8 +40,12 @@ pub struct Dataset {
     pub images: Array4<f32>,
     pub labels: Vec<u32>,
     pub classes: usize,
-    /// Class names where the source has them (CIFAR meta files, text labels in CSV).
+    /// Class names where the source has them (CIFAR meta files, text labels in CSV and
+    /// text files).
     pub class_names: Option<Vec<String>>,
+    /// For token-id sequences: ids are whole numbers below this (0 = padding, 1 = unknown
+    /// token); the size of an embedding table over them. `None` for every other data set.
+    pub vocab_size: Option<usize>,
 }
 
 impl Dataset {
@@ -58,6 +72,48 @@ impl Dataset {
             .into_shape_with_order((n, f, 1, 1))
             .expect("standard layout reshapes");
         Self::with_kind(name, DataKind::Tabular, images, labels, classes)
+    }
+
+    /// Builds a sequence data set from `[N, T, F]` float values; stored as `[N, T, F, 1]`.
+    pub fn sequence(
+        name: impl Into<String>,
+        values: Array3<f32>,
+        labels: Vec<u32>,
+        classes: usize,
+    ) -> Result<Self, DataError> {
+        let (n, t, f) = values.dim();
+        let values = values.as_standard_layout().into_owned();
+        let images = values
+            .into_shape_with_order((n, t, f, 1))
+            .expect("standard layout reshapes");
+        Self::with_kind(name, DataKind::Sequence, images, labels, classes)
+    }
+
+    /// Builds a token-id sequence data set from `[N, T]` ids below `vocab_size`; stored as
+    /// `[N, T, 1, 1]` float32 holding the exact ids.
+    pub fn token_ids(
+        name: impl Into<String>,
+        ids: &Array2<u32>,
+        labels: Vec<u32>,
+        classes: usize,
+        vocab_size: usize,
+    ) -> Result<Self, DataError> {
+        let name = name.into();
+        check_vocab_size(&name, vocab_size)?;
+        if let Some(((i, t), &id)) = ids
+            .indexed_iter()
+            .find(|&(_, &id)| id as usize >= vocab_size)
+        {
+            return Err(DataError::Invalid(format!(
+                "data set `{name}`: token id {id} of sample {i}, step {t} is not below the vocabulary size {vocab_size}"
+            )));
+        }
+        let (n, t) = ids.dim();
+        let values: Vec<f32> = ids.iter().map(|&id| id as f32).collect();
+        let images = Array4::from_shape_vec((n, t, 1, 1), values).expect("n * t values");
+        let mut d = Self::with_kind(name, DataKind::Sequence, images, labels, classes)?;
+        d.vocab_size = Some(vocab_size);
+        Ok(d)
     }
 
     pub(crate) fn with_kind(
@@ -104,6 +160,7 @@ impl Dataset {
             labels,
             classes,
             class_names: None,
+            vocab_size: None,
         })
     }
 
@@ -116,15 +173,54 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Shape of one sample, `[C, H, W]` (`[F, 1, 1]` for tabular data).
+    /// Shape of one sample as stored, `[C, H, W]` (`[F, 1, 1]` for tabular data, `[T, F, 1]`
+    /// for sequences).
     pub fn input_shape(&self) -> [usize; 3] {
         let (_, c, h, w) = self.images.dim();
         [c, h, w]
     }
 
-    /// Channels: the `C` of `[C, H, W]`, or the feature count of tabular data.
+    /// Shape of one sample as a network takes it: `[C, H, W]` for images, `[F, 1, 1]` for
+    /// tables, `[T, F]` for float sequences and `[T]` for token ids. It has as many values
+    /// as [`Dataset::input_shape`], in the same order, so a batch reshapes without copying.
+    pub fn sample_shape(&self) -> Vec<usize> {
+        let [a, b, c] = self.input_shape();
+        match (self.kind, self.vocab_size) {
+            (DataKind::Sequence, Some(_)) => vec![a],
+            (DataKind::Sequence, None) => vec![a, b],
+            _ => vec![a, b, c],
+        }
+    }
+
+    /// Whether samples are token ids (never normalized).
+    pub fn is_token_ids(&self) -> bool {
+        self.vocab_size.is_some()
+    }
+
+    /// Channels: the `C` of `[C, H, W]`, or the feature count of tabular data (for
+    /// sequences: the step count `T`; see [`Dataset::feature_axis`]).
     pub fn channels(&self) -> usize {
         self.images.len_of(Axis(1))
+    }
+
+    /// What a sample is, for messages.
+    pub(crate) fn describe(&self) -> &'static str {
+        match (self.kind, self.vocab_size) {
+            (DataKind::Image, _) => "images",
+            (DataKind::Tabular, _) => "tabular rows",
+            (DataKind::Sequence, None) => "float sequences",
+            (DataKind::Sequence, Some(_)) => "token ids",
+        }
+    }
+
+    /// The axis of the stored `[N, ., ., .]` array that normalization statistics are kept
+    /// per entry of: 1 (image channels, table features) or 2 (the features of sequence
+    /// steps).
+    pub fn feature_axis(&self) -> usize {
+        match self.kind {
+            DataKind::Sequence => 2,
+            DataKind::Image | DataKind::Tabular => 1,
+        }
     }
 
     /// Samples per class, indexed by label.
@@ -147,19 +243,23 @@ impl Dataset {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             classes: self.classes,
             class_names: self.class_names.clone(),
+            vocab_size: self.vocab_size,
         }
     }
 
     /// Appends `other`'s samples after this set's; shapes, kinds and class names must agree.
     pub(crate) fn concat(self, other: Dataset) -> Result<Dataset, DataError> {
-        if self.input_shape() != other.input_shape() || self.kind != other.kind {
+        if self.input_shape() != other.input_shape()
+            || self.kind != other.kind
+            || self.is_token_ids() != other.is_token_ids()
+        {
             return Err(DataError::Mismatch {
                 what: format!(
-                    "the training part has samples of shape {:?} ({:?}) but the test part {:?} ({:?})",
-                    self.input_shape(),
-                    self.kind,
-                    other.input_shape(),
-                    other.kind
+                    "the training part has samples of shape {:?} ({}) but the test part {:?} ({})",
+                    self.sample_shape(),
+                    self.describe(),
+                    other.sample_shape(),
+                    other.describe()
                 ),
                 fix: "Point the training and test settings at files of the same data set".into(),
             });
@@ -183,8 +283,19 @@ impl Dataset {
             labels,
             classes: self.classes.max(other.classes),
             class_names: self.class_names.or(other.class_names),
+            vocab_size: self.vocab_size.max(other.vocab_size),
         })
     }
+}
+
+/// Refuses vocabularies without room for padding and unknown ids, or too large for float32.
+pub(crate) fn check_vocab_size(name: &str, vocab_size: usize) -> Result<(), DataError> {
+    if !(2..=MAX_VOCAB_SIZE).contains(&vocab_size) {
+        return Err(DataError::Invalid(format!(
+            "data set `{name}`: vocabulary size {vocab_size} is outside 2..={MAX_VOCAB_SIZE} (ids 0 and 1 are padding and unknown; larger ids are not exact in float32)"
+        )));
+    }
+    Ok(())
 }
 
 /// The class count to use: the configured one, or one more than the largest label seen.

@@ -2,9 +2,16 @@
 //!
 //! - Loaders: [`load_idx`] (MNIST-style IDX, plain or gzipped), [`load_cifar`] (CIFAR-10 and
 //!   CIFAR-100 binary batches), [`load_npy`] / [`load_npz`] (NumPy arrays), [`load_csv`]
-//!   (tabular), and the bundled [`digits`] set. Values are kept as stored (no scaling).
+//!   (tabular), [`load_text`] (`label<TAB>text` lines) and the bundled [`digits`] set.
+//!   Values are kept as stored (no scaling).
 //! - Tabular data with `F` features is stored as `[N, F, 1, 1]` ([`DataKind::Tabular`]): each
 //!   feature is a channel, so per-channel normalization standardizes each feature.
+//! - Sequences are stored as `[N, T, F, 1]` ([`DataKind::Sequence`]; one sample is `[T, F]`,
+//!   or `[T]` for token ids with a [`Dataset::vocab_size`]): NPY / NPZ arrays with layout
+//!   `nt` / `ntf` and optional lengths ([`load_npy_with_lengths`]), text ([`load_text`],
+//!   vocabulary built on the training split) and single-channel images read row by row
+//!   ([`Dataset::rows_as_sequence`]). Float features are normalized per feature over samples
+//!   and steps; token ids never.
 //! - [`Splits`]: deterministic train / validation / test indices from a seed (ChaCha8),
 //!   stratified by class; [`Normalization`]: per-channel mean and std of the training split,
 //!   as values the exporter can bake into the model; [`Batches`]: per-epoch shuffled,
@@ -26,17 +33,20 @@ mod normalize;
 mod npy;
 mod read;
 mod rng;
+mod sequence;
 mod split;
 mod tabular;
+mod text;
 
 pub use batch::{Augment, BatchOptions, Batches, batches};
 pub use cifar::{CifarKind, load_cifar, load_cifar_file};
 pub use config::{DataConfig, FASHION_MNIST_DIR, Format, load};
-pub use dataset::{DataKind, Dataset};
+pub use dataset::{DataKind, Dataset, MAX_VOCAB_SIZE, PAD_ID, UNKNOWN_ID};
 pub use digits::{DIGITS_TEST_FRACTION, digits};
 pub use error::{DataError, Location};
 pub use idx::load_idx;
 pub use normalize::Normalization;
-pub use npy::{Layout, NpyArray, NpzKeys, load_npy, load_npz, read_npy};
+pub use npy::{Layout, NpyArray, NpzKeys, load_npy, load_npy_with_lengths, load_npz, read_npy};
 pub use split::{Part, SplitConfig, SplitDataset, Splits};
 pub use tabular::{CsvOptions, LabelColumn, load_csv};
+pub use text::{TextCorpus, TextOptions, Tokenize, Vocabulary, load_text, tokenize};

@@ -17,13 +17,15 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{DataKind, Dataset, infer_classes};
 use crate::error::{CLASSES_FIX, DataError, Location};
 use crate::read::read_file;
+use crate::sequence::sequence_dataset;
 
 /// How the axes of an image array are laid out.
 ///
 /// `Auto` decides by rank: rank 2 is `nf` (tabular), rank 3 is `nhw` (one channel), rank 4
 /// takes the smaller of axes 1 and 3 as the channel axis if it has at most 4 entries
 /// (`[N, 32, 32, 3]` is `nhwc`, `[N, 3, 32, 32]` is `nchw`); when both axes are equal or both
-/// exceed 4 the layout must be set explicitly.
+/// exceed 4 the layout must be set explicitly. Sequences are never guessed: they need `nt`
+/// or `ntf`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
@@ -37,10 +39,22 @@ pub enum Layout {
     Nhw,
     /// `[N, F]`, tabular rows of `F` features.
     Nf,
+    /// `[N, T]`, token-id sequences: whole numbers, 0 = padding, 1 = unknown token.
+    Nt,
+    /// `[N, T, F]`, float sequences of `T` steps with `F` features.
+    Ntf,
+}
+
+impl Layout {
+    /// Whether the layout is one of the sequence layouts.
+    pub fn is_sequence(self) -> bool {
+        matches!(self, Layout::Nt | Layout::Ntf)
+    }
 }
 
 /// Member names of an `.npz` archive, without the `.npy` suffix. The test pair is optional:
-/// when neither test key is in the archive, the source has no test part.
+/// when neither test key is in the archive, the source has no test part. The lengths of
+/// sequences (layouts `nt`, `ntf`) are read only when their key is given.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NpzKeys {
@@ -48,6 +62,10 @@ pub struct NpzKeys {
     pub y_train: String,
     pub x_test: String,
     pub y_test: String,
+    /// Sequence lengths `[N]` of the training part: steps past them become padding.
+    pub lengths_train: Option<String>,
+    /// Sequence lengths `[N]` of the test part.
+    pub lengths_test: Option<String>,
 }
 
 impl Default for NpzKeys {
@@ -57,6 +75,8 @@ impl Default for NpzKeys {
             y_train: "y_train".into(),
             x_test: "x_test".into(),
             y_test: "y_test".into(),
+            lengths_train: None,
+            lengths_test: None,
         }
     }
 }
@@ -284,7 +304,7 @@ impl NpyArray {
         &self.bytes[self.data_start..]
     }
 
-    fn at(&self, element: usize) -> Location {
+    pub(crate) fn at(&self, element: usize) -> Location {
         at(
             self.member.as_deref(),
             self.data_start + element * self.size,
@@ -292,7 +312,7 @@ impl NpyArray {
     }
 
     /// A name for messages: the file, or `file` plus member.
-    fn what(&self) -> String {
+    pub(crate) fn what(&self) -> String {
         match &self.member {
             Some(m) => format!("`{m}` in {}", self.file.display()),
             None => self.file.display().to_string(),
@@ -363,6 +383,34 @@ impl NpyArray {
         })
     }
 
+    /// The array as f32 in C order, checking that every value is a whole number from 0 to
+    /// `max` (exact in float32 for `max < 2^24`); `noun` names a value in messages ("token
+    /// id", "length") and `fix` says what a valid value is.
+    pub(crate) fn to_whole_f32(
+        &self,
+        noun: &str,
+        max: u32,
+        fix: &str,
+    ) -> Result<ArrayD<f32>, DataError> {
+        for (i, n) in self.values_num().into_iter().enumerate() {
+            let bad = match n {
+                Num::I(v) if (0..=i128::from(max)).contains(&v) => continue,
+                Num::F(f) if f.fract() == 0.0 && (0.0..=f64::from(max)).contains(&f) => continue,
+                Num::I(v) => v.to_string(),
+                Num::F(f) => f.to_string(),
+            };
+            return Err(DataError::corrupt(
+                &self.file,
+                self.at(i),
+                format!(
+                    "element {i} (in storage order) is {bad}, not a {noun} (a whole number from 0 to {max})"
+                ),
+                fix.to_string(),
+            ));
+        }
+        self.to_f32()
+    }
+
     /// Class indices from a label array of shape `[N]` or `[N, 1]`.
     ///
     /// Labels must be non-negative integers (floats with integral values are accepted); with
@@ -428,7 +476,7 @@ impl NpyArray {
     }
 }
 
-/// Loads an image (or feature) array and a label array from two `.npy` files.
+/// Loads an image (or feature, or sequence) array and a label array from two `.npy` files.
 pub fn load_npy(
     images: &Path,
     labels: &Path,
@@ -436,9 +484,24 @@ pub fn load_npy(
     classes: Option<usize>,
     name: &str,
 ) -> Result<Dataset, DataError> {
+    load_npy_with_lengths(images, labels, None, layout, classes, name)
+}
+
+/// [`load_npy`] for sequences (layout `nt` or `ntf`) with an optional `.npy` of lengths `[N]`:
+/// the steps of each sample past its length are set to padding (0).
+pub fn load_npy_with_lengths(
+    sequences: &Path,
+    labels: &Path,
+    lengths: Option<&Path>,
+    layout: Layout,
+    classes: Option<usize>,
+    name: &str,
+) -> Result<Dataset, DataError> {
+    let lengths = lengths.map(read_npy).transpose()?;
     to_dataset(
-        &read_npy(images)?,
+        &read_npy(sequences)?,
         &read_npy(labels)?,
+        lengths.as_ref(),
         layout,
         classes,
         name,
@@ -503,21 +566,39 @@ pub fn load_npz(
             })?;
         parse_npy(bytes, path, Some(&member))
     };
+    let train_lengths = keys.lengths_train.as_deref().map(&mut read).transpose()?;
     let train = to_dataset(
         &read(&keys.x_train)?,
         &read(&keys.y_train)?,
+        train_lengths.as_ref(),
         layout,
         classes,
         name,
     )?;
     let test = match (member_of(&keys.x_test), member_of(&keys.y_test)) {
-        (Some(_), Some(_)) => Some(to_dataset(
-            &read(&keys.x_test)?,
-            &read(&keys.y_test)?,
-            layout,
-            classes,
-            name,
-        )?),
+        (Some(_), Some(_)) => {
+            let test_lengths = keys.lengths_test.as_deref().map(&mut read).transpose()?;
+            Some(to_dataset(
+                &read(&keys.x_test)?,
+                &read(&keys.y_test)?,
+                test_lengths.as_ref(),
+                layout,
+                classes,
+                name,
+            )?)
+        }
+        (None, None) if keys.lengths_test.is_some() => {
+            return Err(DataError::Archive {
+                file: path.to_path_buf(),
+                what: format!(
+                    "[data.keys] lengths_test is set, but the archive has no test arrays `{}` and `{}`; it holds: {}",
+                    keys.x_test,
+                    keys.y_test,
+                    available()
+                ),
+                fix: "Remove lengths_test, or store the test arrays".into(),
+            });
+        }
         (None, None) => None,
         (x, _) => {
             let (has, lacks) = if x.is_some() {
@@ -538,14 +619,27 @@ pub fn load_npz(
     Ok((train, test))
 }
 
-/// Puts an image array and a label array together into a data set, applying `layout`.
+/// Puts an image array and a label array together into a data set, applying `layout` and,
+/// for sequences, the lengths.
 fn to_dataset(
     x: &NpyArray,
     y: &NpyArray,
+    lengths: Option<&NpyArray>,
     layout: Layout,
     classes: Option<usize>,
     name: &str,
 ) -> Result<Dataset, DataError> {
+    if let Some(l) = lengths
+        && !layout.is_sequence()
+    {
+        return Err(DataError::Mismatch {
+            what: format!(
+                "lengths {} are given, but layout {layout:?} is not a sequence layout",
+                l.what()
+            ),
+            fix: "Set layout = \"nt\" (token ids) or \"ntf\" (float sequences) in [data], or remove the lengths".into(),
+        });
+    }
     let shape = x.shape.as_slice();
     let resolved = match (layout, shape.len()) {
         (Layout::Auto, 2) => Layout::Nf,
@@ -569,8 +663,8 @@ fn to_dataset(
         (l, _) => l,
     };
     let rank = match resolved {
-        Layout::Nf => 2,
-        Layout::Nhw => 3,
+        Layout::Nf | Layout::Nt => 2,
+        Layout::Nhw | Layout::Ntf => 3,
         _ => 4,
     };
     if shape.len() != rank {
@@ -580,7 +674,7 @@ fn to_dataset(
                 x.what(),
                 shape.len()
             ),
-            fix: "Set `layout` in [data] to match the array (nchw, nhwc, nhw or nf), or leave it auto for rank 2 and 3".into(),
+            fix: "Set `layout` in [data] to match the array (nchw, nhwc, nhw, nf, or nt / ntf for sequences), or leave it auto for rank 2 and 3".into(),
         });
     }
     let n = shape[0];
@@ -596,6 +690,9 @@ fn to_dataset(
         });
     }
     let (labels, classes) = y.to_labels(classes)?;
+    if resolved.is_sequence() {
+        return sequence_dataset(x, lengths, resolved == Layout::Nt, labels, classes, name);
+    }
     let arr = x.to_f32()?;
     let (images, kind) = match resolved {
         Layout::Nf => (
@@ -614,6 +711,7 @@ fn to_dataset(
             DataKind::Image,
         ),
         Layout::Nchw | Layout::Auto => (Ok(arr), DataKind::Image),
+        Layout::Nt | Layout::Ntf => unreachable!("sequences returned above"),
     };
     let images: Array4<f32> = images
         .expect("standard layout reshapes")

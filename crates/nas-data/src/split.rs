@@ -10,6 +10,7 @@ use crate::dataset::Dataset;
 use crate::error::DataError;
 use crate::normalize::Normalization;
 use crate::rng::{Stream, rng, shuffle};
+use crate::text::Vocabulary;
 
 /// How to split a data set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -216,9 +217,12 @@ pub struct SplitDataset {
     pub splits: Splits,
     /// Per-channel mean and std over the training indices only.
     pub normalization: Normalization,
-    /// Augmentation for training batches; `None` when off (always `None` for tabular data).
+    /// Augmentation for training batches; `None` when off (always `None` for tabular data
+    /// and sequences).
     pub augment: Option<Augment>,
     pub seed: u64,
+    /// The token ids of a text data set (built on the training split); `None` otherwise.
+    pub vocabulary: Option<Vocabulary>,
 }
 
 impl SplitDataset {
@@ -231,6 +235,17 @@ impl SplitDataset {
         seed: u64,
     ) -> Result<SplitDataset, DataError> {
         let splits = Splits::new(&data.labels, data.classes, source_train, cfg, seed)?;
+        Self::from_splits(data, splits, augment, seed)
+    }
+
+    /// `data` with a split made already (by [`Splits::new`] from `seed`); fits the
+    /// normalization on its training indices.
+    pub(crate) fn from_splits(
+        data: Dataset,
+        splits: Splits,
+        augment: Option<Augment>,
+        seed: u64,
+    ) -> Result<SplitDataset, DataError> {
         let normalization = Normalization::fit(&data, &splits.train)?;
         Ok(SplitDataset {
             data,
@@ -238,12 +253,24 @@ impl SplitDataset {
             normalization,
             augment,
             seed,
+            vocabulary: None,
         })
     }
 
-    /// `[C, H, W]` of one sample.
+    /// `[C, H, W]` of one sample as stored (`[T, F, 1]` for sequences).
     pub fn input_shape(&self) -> [usize; 3] {
         self.data.input_shape()
+    }
+
+    /// One sample as a network takes it (see [`Dataset::sample_shape`]).
+    pub fn sample_shape(&self) -> Vec<usize> {
+        self.data.sample_shape()
+    }
+
+    /// For token ids: the number of ids, an embedding table's size (see
+    /// [`Dataset::vocab_size`]).
+    pub fn vocab_size(&self) -> Option<usize> {
+        self.data.vocab_size
     }
 
     pub fn classes(&self) -> usize {

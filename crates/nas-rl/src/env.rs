@@ -1,0 +1,94 @@
+//! The environment interface, the error type and lookup by name.
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::acrobot::Acrobot;
+use crate::cartpole::CartPole;
+
+/// What one step returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub observation: Vec<f32>,
+    pub reward: f64,
+    /// The episode ended inside the task (pole fell, tip reached the line).
+    pub terminated: bool,
+    /// The episode hit the step limit. Both flags can be set on the same step, as in
+    /// Gymnasium's `TimeLimit`.
+    pub truncated: bool,
+}
+
+impl Step {
+    /// The episode is over: terminated or truncated.
+    pub fn done(&self) -> bool {
+        self.terminated || self.truncated
+    }
+}
+
+/// A discrete-action environment.
+pub trait Env {
+    /// The name [`by_name`] knows it by.
+    fn name(&self) -> &'static str;
+
+    /// Length of every observation vector.
+    fn observation_size(&self) -> usize;
+
+    /// Number of actions; actions are `0..actions()`.
+    fn actions(&self) -> usize;
+
+    /// Steps after which an episode is truncated.
+    fn max_steps(&self) -> usize;
+
+    /// Starts an episode from an initial state drawn from `rng`; returns its observation.
+    fn reset(&mut self, rng: &mut ChaCha8Rng) -> Vec<f32>;
+
+    /// Applies `action` for one time step.
+    ///
+    /// # Panics
+    ///
+    /// If `action >= actions()`, or if no episode is running (before the first
+    /// [`Env::reset`], or after a step that ended the episode).
+    fn step(&mut self, action: usize) -> Step;
+}
+
+/// Names [`by_name`] accepts.
+pub const ENV_NAMES: &[&str] = &["cartpole", "acrobot"];
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum RlError {
+    #[error("unknown environment `{name}`; known: {}. Use one of those names", ENV_NAMES.join(", "))]
+    UnknownEnv { name: String },
+    #[error(
+        "the policy chose action {action} in episode {episode}, step {step} of `{env}`, which has actions 0..{actions}. Return an action below {actions}"
+    )]
+    BadAction {
+        env: &'static str,
+        action: usize,
+        actions: usize,
+        episode: usize,
+        step: usize,
+    },
+}
+
+/// A fresh environment by name: `"cartpole"` (CartPole-v1) or `"acrobot"` (Acrobot-v1).
+pub fn by_name(name: &str) -> Result<Box<dyn Env>, RlError> {
+    match name {
+        "cartpole" => Ok(Box::new(CartPole::new())),
+        "acrobot" => Ok(Box::new(Acrobot::new())),
+        _ => Err(RlError::UnknownEnv {
+            name: name.to_string(),
+        }),
+    }
+}
+
+/// The panic of stepping without a running episode, shared by the environments.
+pub(crate) fn not_running(env: &str) -> ! {
+    panic!(
+        "{env}: step called with no episode running; call reset first (also after an episode ends)"
+    )
+}
+
+/// The panic of an out-of-range action, shared by the environments.
+pub(crate) fn bad_action(env: &str, action: usize, actions: usize) -> ! {
+    panic!("{env}: action {action} is out of range; actions are 0..{actions}")
+}
