@@ -6,6 +6,7 @@ mod bench_train;
 mod bench_workers;
 mod elf;
 mod gpu_check;
+mod lang_words;
 mod new_strategy;
 mod ort;
 mod ort_profile;
@@ -208,6 +209,22 @@ enum Task {
     /// `zero-cost` evaluator (release build, about 30 minutes on 2 cores) and compare rank
     /// correlations with NASLib's; writes results/zero-cost/report.md.
     ZeroCost,
+    /// Build the language-identification text set (`language<TAB>word`, 7 languages) from the
+    /// word lists Debian packages (`apt-get install wamerican wngerman wfrench wspanish
+    /// witalian wportuguese wdutch`); configs/text-language-id.toml reads it.
+    LangWords {
+        /// Words sampled from each language (only words found in no other list).
+        #[arg(long, default_value_t = 4000)]
+        per_language: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where the word lists are.
+        #[arg(long, default_value = "/usr/share/dict")]
+        dict: PathBuf,
+        /// The file written (relative to the repository root).
+        #[arg(long, default_value = lang_words::DEFAULT_OUT)]
+        out: PathBuf,
+    },
     /// Create plugins/strategy-NAME: a strategy plugin crate (random search on the SDK's kit,
     /// options, save/restore, conformance tests) to start from; see docs/writing-a-strategy.md.
     NewStrategy {
@@ -465,6 +482,20 @@ fn main() -> Result<ExitCode> {
         }
         Task::NewStrategy { name, out } => new_strategy::run(&root, &name, out.as_deref())?,
         Task::ZeroCost => zero_cost(&root, &target)?,
+        Task::LangWords {
+            per_language,
+            seed,
+            dict,
+            out,
+        } => lang_words::run(
+            &root,
+            &lang_words::Options {
+                per_language,
+                seed,
+                dict,
+                out,
+            },
+        )?,
         Task::Benchmark { suite, seeds, jobs } => benchmark(&root, &target, &suite, seeds, jobs)?,
         Task::BenchOptuna {
             seeds,
