@@ -227,6 +227,7 @@ struct Row {
     error: Option<String>,
     metrics: String,
     finished_at: Option<f64>,
+    details: Option<String>,
 }
 
 /// A test's temporary folder and database.
@@ -319,7 +320,7 @@ impl Setup {
         let mut client = Client::connect(&self.url, NoTls)?;
         let rows = client.query(
             "SELECT t.id, t.state, t.worker, t.attempts, t.requeues, t.told, t.error,
-                    t.metrics, t.finished_at
+                    t.metrics, t.finished_at, t.details::text
              FROM nas_trials t JOIN nas_studies s ON s.id = t.study_id
              WHERE s.name = $1 ORDER BY t.id",
             &[&study],
@@ -336,6 +337,7 @@ impl Setup {
                 error: r.get(6),
                 metrics: r.get(7),
                 finished_at: r.get(8),
+                details: r.get(9),
             })
             .collect())
     }
@@ -903,6 +905,55 @@ fn racing_workers_spend_the_budget_exactly_once() {
             .contains(&format!("{budget} trials evaluated in this run")),
         "{}",
         search.output()
+    );
+}
+
+#[test]
+fn a_cascade_ranks_among_the_trials_every_worker_finished() {
+    let setup = Setup::new("cascade");
+    let text = study_toml("cascade", 16, Trials::Quick, "workers = 0").replace(
+        "[[evaluator]]\nplugin = \"cost\"",
+        "[[evaluator]]\nplugin = \"zero-cost\"\nproxies = [\"params\"]\nkeep_top = 0.5\n\
+         rank_by = \"params\"\nwarmup = 2\n\n[[evaluator]]\nplugin = \"cost\"",
+    );
+    assert!(text.contains("zero-cost"));
+    let config = setup.config("s", &text);
+    let mut search = setup.search("search", &config, "cascade");
+    let mut workers: Vec<Proc> = (1..=2)
+        .map(|i| setup.worker(&format!("w{i}"), "cascade"))
+        .collect();
+    search.succeeds(STUDY_TIMEOUT);
+    for w in &mut workers {
+        w.succeeds(Duration::from_secs(10));
+    }
+    let rows = setup.rows("cascade");
+    assert_eq!(rows.len(), 16, "{rows:#?}");
+    assert!(
+        rows.iter()
+            .all(|r| told(r) && (r.state == "complete" || r.state == "pruned")),
+        "{rows:#?}"
+    );
+    assert!(rows.iter().any(|r| r.state == "pruned"), "{rows:#?}");
+    // Each worker's cascade counts the trials the other finished too (read from the
+    // database before each evaluation), not only its own.
+    let mut beyond_own = 0;
+    for r in &rows {
+        let details: serde_json::Value =
+            serde_json::from_str(r.details.as_deref().unwrap_or("null")).unwrap();
+        let seen = details["zero-cost"]["cascade"]["seen"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{r:?}"));
+        let own_before = rows
+            .iter()
+            .filter(|o| o.worker == r.worker && o.finished_at < r.finished_at)
+            .count() as u64;
+        if seen > own_before + 1 {
+            beyond_own += 1;
+        }
+    }
+    assert!(
+        beyond_own >= 4,
+        "{beyond_own} trials ranked among others' trials: {rows:#?}"
     );
 }
 
