@@ -62,7 +62,8 @@ pub struct RlConfig {
     /// Policy-gradient steps (one per batch of episodes); a request's fidelity replaces it.
     #[serde(deserialize_with = "options::positive_int")]
     pub iterations: usize,
-    /// Episodes run with the current policy before each step.
+    /// Episodes run with the current policy before each step; at least 2 (the baseline
+    /// compares them).
     #[serde(deserialize_with = "options::positive_int")]
     pub episodes_per_iteration: usize,
     /// Discount of the returns, in (0, 1].
@@ -73,7 +74,7 @@ pub struct RlConfig {
     pub optimizer: OptimizerKind,
     /// Coefficient of the policy's mean entropy subtracted from the loss (>= 0).
     pub entropy_bonus: f64,
-    /// Divide the advantages (returns less their batch mean) by their standard deviation.
+    /// Divide the advantages (returns less the time-step baseline) by their root mean square.
     pub normalize_advantages: bool,
     /// Weights, episodes and action draws; default: the study's seed (the same for every
     /// trial, so architectures are compared on the same episodes).
@@ -114,6 +115,13 @@ impl RlConfig {
                 nas_rl::ENV_NAMES.join(", ")
             ));
         }
+        options::check(
+            NAME,
+            "episodes_per_iteration",
+            c.episodes_per_iteration >= 2,
+            "at least 2 (the baseline of a step is the mean return of the episodes that reached it, so one episode alone teaches nothing)",
+            c.episodes_per_iteration,
+        )?;
         options::check(
             NAME,
             "entropy_bonus",

@@ -12,12 +12,12 @@
 //! plugin = "rl"
 //! env = "cartpole"              # or "acrobot"
 //! iterations = 100              # policy-gradient steps; a request's fidelity replaces it
-//! episodes_per_iteration = 8    # episodes run with the current policy per step
+//! episodes_per_iteration = 8    # episodes run with the current policy per step (>= 2)
 //! gamma = 0.99                  # discount of the returns
 //! lr = 0.01
 //! optimizer = "adamw"           # or "sgd" (momentum 0.9)
 //! entropy_bonus = 0.0           # coefficient of the policy's entropy in the loss
-//! normalize_advantages = true   # divide advantages by their standard deviation
+//! normalize_advantages = true   # divide advantages by their root mean square
 //! eval_episodes = 100
 //! eval_policy = "greedy"        # or "sampled"
 //! seed = 0                      # default: the study's seed
@@ -26,9 +26,10 @@
 //! Training: each iteration exports the current weights to an inference model and runs
 //! `episodes_per_iteration` episodes at once (one ONNX Runtime call per time step for every
 //! running episode), drawing each action from the softmax of the logits. Every (observation,
-//! action) pair gets the discounted return from its step on, less the batch mean (the
-//! baseline), divided by the batch's standard deviation (`normalize_advantages`); one step of
-//! nas-graph's training graph with per-sample loss weights then minimizes
+//! action) pair at step `t` gets the discounted return from `t` on less the baseline of step
+//! `t` (the mean of that return over the batch's episodes that reached `t`), divided by the
+//! advantages' root mean square (`normalize_advantages`); one step of nas-graph's training
+//! graph with per-sample loss weights then minimizes
 //! `sum_i A_i CE(logits_i, a_i) / N` (minus `entropy_bonus` times the mean entropy): the
 //! REINFORCE gradient. Dropout is active in the steps, not when acting; BatchNorm normalizes
 //! a step's batch with its own statistics and acts with the running ones.

@@ -12,33 +12,50 @@ pub fn returns_to_go(rewards: &[f64], gamma: f64) -> Vec<f64> {
     out
 }
 
-/// Advantages of a batch of returns: each return less the batch mean (the baseline), divided
-/// by the batch's standard deviation when `normalize` (unless it is ~0, as when every
-/// episode of CartPole lasts 500 steps with `gamma = 1`, where all advantages are then 0).
-pub fn advantages(returns: &[f64], normalize: bool) -> Vec<f64> {
-    if returns.is_empty() {
-        return Vec::new();
+/// The baseline of each time step: the mean of `G_t` over the episodes that lasted past
+/// step `t` (as long as the longest episode).
+pub fn time_baseline(returns: &[Vec<f64>]) -> Vec<f64> {
+    let longest = returns.iter().map(Vec::len).max().unwrap_or(0);
+    let mut sum = vec![0.0; longest];
+    let mut count = vec![0usize; longest];
+    for episode in returns {
+        for (t, g) in episode.iter().enumerate() {
+            sum[t] += g;
+            count[t] += 1;
+        }
     }
-    let n = returns.len() as f64;
-    let mean = returns.iter().sum::<f64>() / n;
-    let centred: Vec<f64> = returns.iter().map(|g| g - mean).collect();
-    if !normalize {
-        return centred;
-    }
-    let std = (centred.iter().map(|a| a * a).sum::<f64>() / n).sqrt();
-    // Below this spread the returns are equal up to rounding: no signal to scale up.
-    if std <= 1e-8 * mean.abs().max(1.0) {
-        return vec![0.0; returns.len()];
-    }
-    centred.iter().map(|a| a / std).collect()
+    sum.iter().zip(&count).map(|(s, &n)| s / n as f64).collect()
 }
 
-/// The advantages of a batch of episodes (their rewards, in order), concatenated in the same
-/// order as their steps.
+/// Advantages `[G_t - b_t]` divided by their root mean square, or all 0 when that is ~0 (no
+/// signal to scale up).
+pub fn normalized(advantages: &[f64]) -> Vec<f64> {
+    let n = advantages.len().max(1) as f64;
+    let rms = (advantages.iter().map(|a| a * a).sum::<f64>() / n).sqrt();
+    if rms <= 1e-8 {
+        return vec![0.0; advantages.len()];
+    }
+    advantages.iter().map(|a| a / rms).collect()
+}
+
+/// The advantages of a batch of episodes (each given by its rewards), concatenated in
+/// episode and step order: each step's discounted return less the [`time_baseline`] of its
+/// step, divided by their root mean square when `normalize`.
+///
+/// A time-step baseline (rather than one mean over all steps) makes episodes that went
+/// alike carry no signal: a batch of Acrobot episodes that all hit the 500-step limit gives
+/// zero advantages, where a single mean would push early actions down and late ones up for
+/// no reason. It also means one episode alone teaches nothing.
 pub fn batch_advantages(episodes: &[&[f64]], gamma: f64, normalize: bool) -> Vec<f64> {
-    let returns: Vec<f64> = episodes
+    let returns: Vec<Vec<f64>> = episodes.iter().map(|r| returns_to_go(r, gamma)).collect();
+    let baseline = time_baseline(&returns);
+    let advantages: Vec<f64> = returns
         .iter()
-        .flat_map(|rewards| returns_to_go(rewards, gamma))
+        .flat_map(|g| g.iter().zip(&baseline).map(|(g, b)| g - b))
         .collect();
-    advantages(&returns, normalize)
+    if normalize {
+        normalized(&advantages)
+    } else {
+        advantages
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::config::{EvalPolicy, OptimizerKind, RlConfig, requested_iterations};
 use crate::policy::{check_fit, greedy, sample};
-use crate::returns::{advantages, batch_advantages, returns_to_go};
+use crate::returns::{batch_advantages, normalized, returns_to_go, time_baseline};
 
 fn close(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12)
@@ -32,30 +32,34 @@ fn returns_to_go_discount_the_rewards_after_each_step() {
 }
 
 #[test]
-fn advantages_subtract_the_batch_mean_and_divide_by_the_spread() {
-    let g = [1.0, 2.0, 3.0, 6.0];
-    // Mean 3, population standard deviation sqrt((4 + 1 + 0 + 9) / 4).
-    let centred = [-2.0, -1.0, 0.0, 3.0];
-    assert!(close(&advantages(&g, false), &centred));
-    let std = 3.5f64.sqrt();
-    let normalized: Vec<f64> = centred.iter().map(|a| a / std).collect();
-    let got = advantages(&g, true);
-    assert!(close(&got, &normalized));
-    let mean: f64 = got.iter().sum::<f64>() / 4.0;
-    let var: f64 = got.iter().map(|a| a * a).sum::<f64>() / 4.0;
-    assert!(mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-12);
-    // Equal returns carry no signal: zero advantages, not a division by zero.
-    assert_eq!(advantages(&[500.0; 3], true), vec![0.0; 3]);
-    assert!(advantages(&[], true).is_empty());
+fn the_baseline_of_a_step_averages_the_episodes_that_reached_it() {
+    let returns = vec![vec![3.0, 2.0, 1.0], vec![1.0], vec![5.0, 4.0]];
+    assert!(close(&time_baseline(&returns), &[3.0, 3.0, 1.0]));
+    assert!(time_baseline(&[]).is_empty());
 }
 
 #[test]
-fn batch_advantages_concatenate_the_episodes_in_order() {
+fn advantages_subtract_the_step_baseline_and_divide_by_their_spread() {
     let a = [1.0, 1.0];
     let b = [1.0, 1.0, 1.0];
-    // Returns to go: [2, 1] then [3, 2, 1]; mean 1.8.
+    // Returns to go: [2, 1] and [3, 2, 1]; baselines 2.5, 1.5, 1; episode order kept.
     let got = batch_advantages(&[&a, &b], 1.0, false);
-    assert!(close(&got, &[0.2, -0.8, 1.2, 0.2, -0.8]));
+    assert!(close(&got, &[-0.5, -0.5, 0.5, 0.5, 0.0]));
+    // Root mean square sqrt(4 * 0.25 / 5).
+    let rms = (1.0f64 / 5.0).sqrt();
+    let want: Vec<f64> = got.iter().map(|v| v / rms).collect();
+    let scaled = batch_advantages(&[&a, &b], 1.0, true);
+    assert!(close(&scaled, &want));
+    assert!((scaled.iter().map(|v| v * v).sum::<f64>() / 5.0 - 1.0).abs() < 1e-12);
+    // Episodes that went alike (every Acrobot episode truncated) carry no signal, nor does
+    // one episode alone: zeros, not a division by zero.
+    let truncated = [-1.0; 500];
+    assert_eq!(
+        batch_advantages(&[&truncated, &truncated], 0.99, true),
+        vec![0.0; 1000]
+    );
+    assert_eq!(batch_advantages(&[&b], 0.99, true), vec![0.0; 3]);
+    assert!(normalized(&[]).is_empty());
 }
 
 #[test]
@@ -182,6 +186,11 @@ fn the_table_has_defaults_and_explains_bad_keys() {
     assert!(e.contains("`iterations` must be a positive integer"), "{e}");
     let e = err(json!({"optimizer": "adam"}));
     assert!(e.contains("`optimizer`") && e.contains("adamw"), "{e}");
+    let e = err(json!({"episodes_per_iteration": 1}));
+    assert!(
+        e.contains("`episodes_per_iteration` must be at least 2"),
+        "{e}"
+    );
     let e = err(json!({"entropy_bonus": -1.0}));
     assert!(e.contains("`entropy_bonus` must be a number >= 0"), "{e}");
 }
