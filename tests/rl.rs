@@ -6,9 +6,11 @@ use common::{nas, stderr};
 
 #[test]
 fn the_rl_cartpole_config_searches_policy_architectures() {
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/rl-cartpole.toml"))
-            .unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/rl-cartpole.toml"
+    ))
+    .unwrap();
     let text = shipped
         .replace("trials = 30", "trials = 3")
         .replace("until = { trials = 10 }", "until = { trials = 2 }")
@@ -29,7 +31,10 @@ fn the_rl_cartpole_config_searches_policy_architectures() {
         let m = &t["metrics"];
         let r = m["mean_return"].as_f64().unwrap();
         assert!((8.0..=500.0).contains(&r), "{t}");
-        assert_eq!(m["solved"].as_f64().unwrap(), f64::from(u8::from(r >= 475.0)));
+        assert_eq!(
+            m["solved"].as_f64().unwrap(),
+            f64::from(u8::from(r >= 475.0))
+        );
         assert_eq!(m["train_episodes"], 20.0 * 8.0);
         assert!(m["rl_seconds"].as_f64().unwrap() > 0.0);
         assert!(t["arch"].as_str().unwrap().starts_with("depth="));
