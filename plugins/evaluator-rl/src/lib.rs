@@ -31,8 +31,7 @@
 //! advantages' root mean square (`normalize_advantages`); one step of nas-graph's training
 //! graph with per-sample loss weights then minimizes
 //! `sum_i A_i CE(logits_i, a_i) / N` (minus `entropy_bonus` times the mean entropy): the
-//! REINFORCE gradient. Dropout is active in the steps, not when acting; BatchNorm normalizes
-//! a step's batch with its own statistics and acts with the running ones.
+//! REINFORCE gradient. Dropout is active in the steps, not when acting.
 //!
 //! Metrics:
 //! - `mean_return`: mean undiscounted return of the trained policy over `eval_episodes`
@@ -41,8 +40,16 @@
 //!   training ones.
 //! - `solved`: 1 when `mean_return` reaches the environment's threshold (CartPole-v1 475,
 //!   Acrobot-v1 -100), else 0.
-//! - `train_episodes`: episodes trained on; `train_return`: mean return of the last
-//!   iteration's episodes; `rl_seconds`: wall time of training and evaluation.
+//! - `train_episodes`: episodes trained on; `iterations`: steps taken; `train_return`: mean
+//!   return of the last iteration's (sampled) episodes; `rl_seconds`: wall time of training
+//!   and evaluation.
+//!
+//! The trial's details hold the per-iteration curve (mean return, steps, loss), every
+//! evaluation episode's return, the seeds and the threshold.
+//!
+//! The output layer starts at 1/100 of its He scale (see [`reinforce::initial_weights`]), so
+//! the first policy explores. Policies with BatchNorm do poorly here: they learn with batch
+//! statistics and act with running ones.
 //!
 //! Determinism: weights, initial states, sampled actions and dropout masks all come from
 //! `seed` (by default the study's seed, the same for every trial, so every candidate meets
