@@ -70,6 +70,7 @@ fn case(name: &str, graph: Graph, batch: usize, seed: u64) -> Case {
         max_elems: 160,
         input_scale: 1.0,
         tokens: None,
+        policy_loss: None,
     }
 }
 
@@ -497,7 +498,103 @@ fn random_graphs() {
             max_elems: 16,
             input_scale: 1.0,
             tokens: None,
+            policy_loss: None,
         })
         .collect();
+    check_all(cases);
+}
+
+/// A policy network as the `mlp` space builds it: `[features] -> (Linear -> norm -> act ->
+/// dropout (+ skip))* -> Linear(actions)`.
+fn policy_mlp(features: usize, widths: &[usize], act: Op, batch_norm: bool, dropout: f32) -> Graph {
+    let mut b = GraphBuilder::new(&[features]);
+    let mut x = b.input();
+    let mut width = features;
+    for &out in widths {
+        let mut h = b.add(
+            Op::Linear {
+                out_features: out,
+                bias: !batch_norm,
+            },
+            &[x],
+        );
+        if batch_norm {
+            h = b.batch_norm(h);
+        }
+        h = b.add(act.clone(), &[h]);
+        if dropout > 0.0 {
+            h = b.add(Op::Dropout { p: dropout }, &[h]);
+        }
+        if out == width {
+            h = b.add(Op::Add, &[x, h]);
+        }
+        x = h;
+        width = out;
+    }
+    let logits = b.add(
+        Op::Linear {
+            out_features: 3,
+            bias: true,
+        },
+        &[x],
+    );
+    b.finish(logits)
+}
+
+/// The policy-gradient loss: cross-entropy weighted per sample (weights of both signs), with
+/// and without an entropy bonus, fixed (even seeds) and dynamic (odd seeds) batches.
+#[test]
+fn sample_weighted_loss_and_entropy_bonus() {
+    let policy = |name: &str, graph: Graph, batch: usize, seed: u64, entropy: f32| Case {
+        policy_loss: Some(entropy),
+        ..case(name, graph, batch, seed)
+    };
+    let mut cases = vec![
+        policy(
+            "weighted, linear policy",
+            policy_mlp(4, &[], Op::Relu, false, 0.0),
+            6,
+            1,
+            0.0,
+        ),
+        policy(
+            "weighted, relu mlp",
+            policy_mlp(4, &[8, 8], Op::Relu, false, 0.0),
+            5,
+            2,
+            0.0,
+        ),
+        policy(
+            "weighted + entropy, linear policy",
+            policy_mlp(4, &[], Op::Relu, false, 0.0),
+            7,
+            3,
+            0.5,
+        ),
+        policy(
+            "weighted + entropy, bn gelu dropout",
+            policy_mlp(6, &[8, 8], Op::Gelu, true, 0.25),
+            6,
+            4,
+            0.1,
+        ),
+        policy(
+            "weighted + entropy, silu residual",
+            policy_mlp(6, &[6, 6], Op::Silu, false, 0.0),
+            3,
+            5,
+            1.0,
+        ),
+    ];
+    cases.extend((0..4).map(|seed| Case {
+        name: format!("weighted + entropy, random graph {seed}"),
+        graph: random_graph(seed),
+        batch: 4,
+        seed: 200 + seed,
+        max_elems: 16,
+        input_scale: 1.0,
+        tokens: None,
+        policy_loss: Some(0.2),
+    }));
     check_all(cases);
 }

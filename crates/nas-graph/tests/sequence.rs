@@ -360,6 +360,7 @@ fn every_op_has_exact_gradients() {
             max_elems: 160,
             input_scale: 1.0,
             tokens: ids.then_some(VOCAB),
+            policy_loss: None,
         })
         .collect();
     check_all(cases);
@@ -637,6 +638,7 @@ fn builders_export_and_train_exactly() {
             max_elems: 60,
             input_scale: 1.0,
             tokens: ids.then_some(VOCAB),
+            policy_loss: None,
         })
         .collect();
     check_all(cases);

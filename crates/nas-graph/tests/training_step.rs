@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use nas_graph::train::reference::training_forward;
 use nas_graph::train::{
-    CORRECT, INPUT, LABELS, LOSS, LR, Optimizer, STEP, StateKind, TrainOptions, TrainingStep,
-    grad_name, initial_state, training_step, weights_from_state,
+    CORRECT, INPUT, LABELS, LOSS, LR, Optimizer, SAMPLE_WEIGHTS, STEP, StateKind, TrainOptions,
+    TrainingStep, grad_name, initial_state, training_step, weights_from_state,
 };
 use nas_graph::{
     ExportOptions, Graph, GraphBuilder, NodeId, Op, ParamRole, Weights, export_inference,
@@ -122,6 +122,8 @@ struct Batch {
     masks: Vec<ArrayD<f32>>,
     /// One weight vector per mixed edge (none for networks without one).
     mixes: Vec<ArrayD<f32>>,
+    /// Per-sample loss weights, for a step built with `sample_weights`.
+    sample_weights: Option<ArrayD<f32>>,
 }
 
 fn random_batch(
@@ -156,6 +158,7 @@ fn random_batch(
         labels,
         masks,
         mixes: Vec::new(),
+        sample_weights: None,
     }
 }
 
@@ -185,6 +188,9 @@ fn run_step(
         (LR.into(), TensorRef::from_array_view(&lr)?.into()),
         (STEP.into(), TensorRef::from_array_view(&t)?.into()),
     ];
+    if let Some(w) = &batch.sample_weights {
+        feed.push((SAMPLE_WEIGHTS.into(), TensorRef::from_array_view(w)?.into()));
+    }
     for (st, v) in step.state.iter().zip(state) {
         feed.push((st.input.clone(), TensorRef::from_array_view(v)?.into()));
     }
@@ -293,6 +299,8 @@ fn check_optimizer(optimizer: Optimizer, weight_decay: f32, batch: Option<usize>
         emit_gradients: true,
         frozen: Vec::new(),
         conditional_mix: true,
+        sample_weights: false,
+        entropy_bonus: 0.0,
     };
     let step = training_step(&graph, &options).unwrap();
     let mut s = session(&step.model);
@@ -543,6 +551,8 @@ fn double_buffered_training_converges() {
             emit_gradients: false,
             frozen: Vec::new(),
             conditional_mix: true,
+            sample_weights: false,
+            entropy_bonus: 0.0,
         },
     )
     .unwrap();
@@ -731,6 +741,49 @@ fn folded_and_normalized_exports_match_the_plain_export() {
     assert!(folds >= 20, "only {folds} BatchNorms were folded");
 }
 
+/// A step with per-sample loss weights all 1 computes what the plain step does, and constant
+/// weights `c` scale the loss and every gradient by `c` (the forward, BatchNorm batch
+/// statistics included, does not depend on them).
+#[test]
+fn constant_sample_weights_scale_the_plain_step() {
+    let graph = small_net();
+    let plain = TrainOptions {
+        batch: None,
+        emit_gradients: true,
+        ..TrainOptions::default()
+    };
+    let weighted = TrainOptions {
+        sample_weights: true,
+        ..plain.clone()
+    };
+    let plain_step = training_step(&graph, &plain).unwrap();
+    let weighted_step = training_step(&graph, &weighted).unwrap();
+    assert_eq!(plain_step.state, weighted_step.state);
+    let (mut sp, mut sw) = (session(&plain_step.model), session(&weighted_step.model));
+    let state = initial_state(&plain_step, &weights(&graph, 9)).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let mut b = random_batch(&graph, &plain_step, 5, 3, &mut rng);
+    let want = run_step(&mut sp, &plain_step, &b, 0.1, 1.0, &state).unwrap();
+    for c in [1.0f32, -0.5] {
+        b.sample_weights = Some(ArrayD::from_elem(IxDyn(&[5]), c));
+        let got = run_step(&mut sw, &weighted_step, &b, 0.1, 1.0, &state).unwrap();
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+        assert!(
+            close(got.loss, c * want.loss),
+            "c = {c}: loss {} vs {}",
+            got.loss,
+            want.loss
+        );
+        assert_eq!(got.correct, want.correct);
+        assert_eq!(got.grads.len(), want.grads.len());
+        for (name, g) in &want.grads {
+            let scaled = g.mapv(|v| f64::from(c * v));
+            let err = rel_err(&got.grads[name], &scaled);
+            assert!(err <= 1e-6, "c = {c}: gradient of {name} off by {err:e}");
+        }
+    }
+}
+
 /// Frozen tensors (and their optimizer buffers) leave a step as they entered it, while
 /// every other trainable tensor moves; an unknown name is refused.
 #[test]
@@ -759,6 +812,8 @@ fn frozen_tensors_are_not_updated() {
         emit_gradients: false,
         frozen: frozen.clone(),
         conditional_mix: true,
+        sample_weights: false,
+        entropy_bonus: 0.0,
     };
     let step = training_step(&graph, &options).unwrap();
     let mut s = session(&step.model);

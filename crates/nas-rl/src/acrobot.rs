@@ -32,6 +32,8 @@ pub const MAX_VEL_2: f64 = 9.0 * PI;
 /// Torque of actions 0, 1, 2.
 pub const TORQUES: [f64; 3] = [-1.0, 0.0, 1.0];
 pub const MAX_STEPS: usize = 500;
+/// Mean return over 100 episodes that counts as solving the task (Gymnasium's).
+pub const REWARD_THRESHOLD: f64 = -100.0;
 /// Initial states are uniform in `[-INIT_RANGE, INIT_RANGE)` in every component.
 pub const INIT_RANGE: f64 = 0.1;
 
@@ -144,6 +146,10 @@ impl Env for Acrobot {
 
     fn max_steps(&self) -> usize {
         MAX_STEPS
+    }
+
+    fn reward_threshold(&self) -> f64 {
+        REWARD_THRESHOLD
     }
 
     fn reset(&mut self, rng: &mut ChaCha8Rng) -> Vec<f32> {

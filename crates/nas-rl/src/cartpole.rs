@@ -24,6 +24,8 @@ pub const X_THRESHOLD: f64 = 2.4;
 /// 12 degrees in radians.
 pub const THETA_THRESHOLD: f64 = 12.0 * 2.0 * std::f64::consts::PI / 360.0;
 pub const MAX_STEPS: usize = 500;
+/// Mean return over 100 episodes that counts as solving the task (Gymnasium's).
+pub const REWARD_THRESHOLD: f64 = 475.0;
 /// Initial states are uniform in `[-INIT_RANGE, INIT_RANGE)` in every component.
 pub const INIT_RANGE: f64 = 0.05;
 
@@ -96,6 +98,10 @@ impl Env for CartPole {
 
     fn max_steps(&self) -> usize {
         MAX_STEPS
+    }
+
+    fn reward_threshold(&self) -> f64 {
+        REWARD_THRESHOLD
     }
 
     fn reset(&mut self, rng: &mut ChaCha8Rng) -> Vec<f32> {

@@ -38,6 +38,10 @@ pub trait Env {
     /// Steps after which an episode is truncated.
     fn max_steps(&self) -> usize;
 
+    /// The mean return over 100 consecutive episodes at which the task counts as solved
+    /// (Gymnasium's `reward_threshold`).
+    fn reward_threshold(&self) -> f64;
+
     /// Starts an episode from an initial state drawn from `rng`; returns its observation.
     fn reset(&mut self, rng: &mut ChaCha8Rng) -> Vec<f32>;
 

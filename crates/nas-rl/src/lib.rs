@@ -3,7 +3,7 @@
 //!
 //! - [`Env`]: reset from an explicit [`ChaCha8Rng`], then [`Env::step`] with a discrete action.
 //!   Physics runs in float64 as in Gymnasium; observations are float32.
-//! - [`by_name`]: `"cartpole"` or `"acrobot"`.
+//! - [`by_name`]: `"cartpole"` or `"acrobot"`; [`Env::reward_threshold`] says when one is solved.
 //! - [`run_episodes`]: the return of each of a number of episodes of a policy closure.
 //!
 //! A seed gives the same episodes forever: the only randomness is the initial state, drawn

@@ -242,6 +242,9 @@ fn by_name_lists_the_known_names() {
         (acro.actions(), acro.observation_size(), acro.max_steps()),
         (3, 6, 500)
     );
+    // Gymnasium's reward thresholds of CartPole-v1 and Acrobot-v1.
+    assert_eq!(by_name("cartpole").unwrap().reward_threshold(), 475.0);
+    assert_eq!(acro.reward_threshold(), -100.0);
     let e = by_name("mountaincar").err().unwrap().to_string();
     assert!(
         e.contains("`mountaincar`") && e.contains("cartpole, acrobot"),

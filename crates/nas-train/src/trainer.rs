@@ -120,6 +120,8 @@ fn train_options(cfg: &TrainConfig, batch: usize) -> TrainOptions {
         emit_gradients: false,
         frozen: Vec::new(),
         conditional_mix: true,
+        sample_weights: false,
+        entropy_bonus: 0.0,
     }
 }
 

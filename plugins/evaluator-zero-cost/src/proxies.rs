@@ -104,6 +104,8 @@ impl Step {
             emit_gradients: true,
             frozen: Vec::new(),
             conditional_mix: true,
+            sample_weights: false,
+            entropy_bonus: 0.0,
         };
         let e = err("cannot build the training-step graph");
         let step = training_step(graph, &options).map_err(|x| e(x.to_string()))?;

@@ -3,7 +3,8 @@
 //! candidate by calling it once per batch and feeding its state outputs back as inputs.
 //!
 //! Graph inputs, in order: [`INPUT`] f32 `[B, ...graph.input]`, [`LABELS`] int64 `[B]`, [`LR`]
-//! f32 `[]`, [`STEP`] f32 `[]` (1-based; AdamW bias correction), then `state[i].input` for every
+//! f32 `[]`, [`STEP`] f32 `[]` (1-based; AdamW bias correction), with
+//! [`TrainOptions::sample_weights`] [`SAMPLE_WEIGHTS`] f32 `[B]`, then `state[i].input` for every
 //! [`StateTensor`], then every [`DropoutMask`] input, then every [`MixInput`]'s weights.
 //! Outputs: [`LOSS`] f32 `[]`, [`CORRECT`] f32 `[]`, then `state[i].output` in the same order,
 //! then (with [`TrainOptions::emit_gradients`]) [`grad_name`]`(param)` for every trainable
@@ -13,6 +14,10 @@
 //! Semantics follow PyTorch:
 //! - loss: mean softmax cross-entropy with label smoothing `s` (targets
 //!   `(1 - s) onehot + s / K`); labels must lie in `[0, K)`. `correct`: argmax == label count.
+//!   Optionally each sample's cross-entropy is multiplied by a weight fed with the batch
+//!   ([`TrainOptions::sample_weights`]: `sum_i w_i CE_i / B`, REINFORCE's loss with advantages
+//!   as weights and taken actions as labels), and the mean softmax entropy times
+//!   [`TrainOptions::entropy_bonus`] is subtracted.
 //! - BatchNorm normalizes with the batch mean and biased variance; running statistics are
 //!   updated as `(1 - momentum) * running + momentum * batch`, the variance unbiased.
 //! - Dropout multiplies by a mask the caller draws (0 or `1 / (1 - p)` per element).
@@ -65,6 +70,8 @@ pub const LABELS: &str = "labels";
 pub const LR: &str = "lr";
 /// Graph input: the 1-based step count, f32 scalar (AdamW bias correction; unused by SGD).
 pub const STEP: &str = "step";
+/// Graph input with [`TrainOptions::sample_weights`]: f32 `[B]`, each sample's loss weight.
+pub const SAMPLE_WEIGHTS: &str = "sample_weights";
 /// Graph output: the mean loss, f32 scalar.
 pub const LOSS: &str = "loss";
 /// Graph output: how many samples of the batch the network classified right, f32 scalar.
@@ -109,6 +116,13 @@ pub struct TrainOptions {
     /// stay, its mixing weight's gradient is zero. Off: every operation runs. No effect on
     /// graphs without [`Op::Mix`]; the `If`s cost, so leave it off when no weight is zero.
     pub conditional_mix: bool,
+    /// Take a [`SAMPLE_WEIGHTS`] input `[B]` and weigh each sample's cross-entropy by it:
+    /// loss `= sum_i w_i CE_i / B` (any sign; with advantages as weights and the actions taken
+    /// as labels, the REINFORCE policy-gradient loss). Off: no such input, every weight 1.
+    pub sample_weights: bool,
+    /// Subtract `entropy_bonus` times the mean entropy of the softmax from the loss (an
+    /// exploration bonus for policies); >= 0, 0 leaves the term out.
+    pub entropy_bonus: f32,
 }
 
 impl Default for TrainOptions {
@@ -125,6 +139,8 @@ impl Default for TrainOptions {
             emit_gradients: false,
             frozen: Vec::new(),
             conditional_mix: true,
+            sample_weights: false,
+            entropy_bonus: 0.0,
         }
     }
 }
@@ -207,6 +223,12 @@ fn check_options(o: &TrainOptions) -> Result<(), GraphError> {
         return Err(bad_option(format!(
             "label_smoothing {} must be in [0, 1)",
             o.label_smoothing
+        )));
+    }
+    if !(o.entropy_bonus.is_finite() && o.entropy_bonus >= 0.0) {
+        return Err(bad_option(format!(
+            "entropy_bonus {} must be finite and >= 0",
+            o.entropy_bonus
         )));
     }
     if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
@@ -359,7 +381,11 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         &mut e,
         &rules::value(graph.output),
         classes,
-        options.label_smoothing,
+        loss::LossTerms {
+            smoothing: options.label_smoothing,
+            weighted: options.sample_weights,
+            entropy_bonus: options.entropy_bonus,
+        },
     );
     let (grads, mix_grads) =
         emit_backward(&mut e, graph, &shapes, &live, &saved, dlogits, &mut emitted);
@@ -714,6 +740,9 @@ fn interface(
         f32v(LR, vec![]),
         f32v(STEP, vec![]),
     ];
+    if options.sample_weights {
+        inputs.push(f32v(SAMPLE_WEIGHTS, vec![batch()]));
+    }
     inputs.extend(state.iter().map(|t| f32v(&t.input, fixed(&t.shape))));
     inputs.extend(masks.iter().map(|m| f32v(&m.input, batched(&m.shape))));
     inputs.extend(mixes.iter().map(|m| f32v(&m.input, fixed(&[m.len]))));
@@ -917,6 +946,26 @@ mod tests {
         );
         assert_eq!(outputs, want);
 
+        // Sample weights: one more input after the step count, nothing else changes.
+        let weighted = TrainOptions {
+            sample_weights: true,
+            entropy_bonus: 0.01,
+            ..options.clone()
+        };
+        let ws = training_step(&g, &weighted).unwrap();
+        assert_eq!(ws.state, step.state);
+        let wm = ModelProto::decode(ws.model.as_slice()).unwrap();
+        let winputs: Vec<&str> = wm
+            .graph
+            .as_ref()
+            .unwrap()
+            .input
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(winputs[..5], [INPUT, LABELS, LR, STEP, SAMPLE_WEIGHTS]);
+        assert_eq!(winputs.len(), inputs.len() + 1);
+
         let sgd = training_step(&g, &TrainOptions::default()).unwrap();
         assert_eq!(sgd.state.len(), 7 + 5);
         assert!(sgd.state[7..].iter().all(|t| t.kind == StateKind::Momentum));
@@ -984,6 +1033,13 @@ mod tests {
                 ..d()
             })
             .contains("weight_decay")
+        );
+        assert!(
+            bad(TrainOptions {
+                entropy_bonus: -0.1,
+                ..d()
+            })
+            .contains("entropy_bonus")
         );
         let nesterov0 = Optimizer::Sgd {
             momentum: 0.0,

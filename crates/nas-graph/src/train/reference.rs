@@ -12,13 +12,24 @@ use crate::ir::{Graph, Node, NodeId, Op};
 /// Result of [`training_forward`].
 #[derive(Clone, Debug)]
 pub struct TrainingForward {
-    /// Mean softmax cross-entropy with label smoothing.
+    /// Mean softmax cross-entropy with label smoothing (weighted per sample and less the
+    /// entropy bonus, as [`LossTerms`] say).
     pub loss: f64,
     /// Samples whose argmax (first maximum) equals the label.
     pub correct: usize,
     pub logits: ArrayD<f64>,
     /// Per live BatchNorm node, ascending: `(id, batch mean, unbiased batch variance)`.
     pub batch_stats: Vec<(NodeId, Vec<f64>, Vec<f64>)>,
+}
+
+/// The loss terms of [`training_forward_with`], as [`super::TrainOptions`] sets them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LossTerms<'a> {
+    pub label_smoothing: f64,
+    /// Per-sample weights of the cross-entropy (`None`: all 1).
+    pub sample_weights: Option<&'a [f64]>,
+    /// Coefficient of the mean softmax entropy subtracted from the loss.
+    pub entropy_bonus: f64,
 }
 
 /// The training loss of `graph` on `input` (`[N, ...graph.input]`) and `labels`, with every
@@ -31,6 +42,22 @@ pub fn training_forward(
     labels: &[i64],
     fed: &dyn Fn(NodeId) -> Option<ArrayD<f64>>,
     label_smoothing: f64,
+) -> Result<TrainingForward, GraphError> {
+    let terms = LossTerms {
+        label_smoothing,
+        ..LossTerms::default()
+    };
+    training_forward_with(graph, param, input, labels, fed, &terms)
+}
+
+/// [`training_forward`] with every loss term: `sum_i w_i CE_i / N - beta mean_i H(p_i)`.
+pub fn training_forward_with(
+    graph: &Graph,
+    param: &dyn Fn(&str) -> Option<ArrayD<f64>>,
+    input: &ArrayD<f64>,
+    labels: &[i64],
+    fed: &dyn Fn(NodeId) -> Option<ArrayD<f64>>,
+    terms: &LossTerms<'_>,
 ) -> Result<TrainingForward, GraphError> {
     let shapes = graph.shapes()?;
     let n = input.shape().first().copied().unwrap_or(0);
@@ -152,7 +179,7 @@ pub fn training_forward(
     let logits = values[graph.output]
         .take()
         .expect("the output node is always computed");
-    let (loss, correct) = cross_entropy(&logits, labels, label_smoothing)?;
+    let (loss, correct) = cross_entropy(&logits, labels, terms)?;
     Ok(TrainingForward {
         loss,
         correct,
@@ -161,12 +188,14 @@ pub fn training_forward(
     })
 }
 
-/// Mean smoothed cross-entropy and the argmax hit count of `[N, K]` logits.
+/// Mean smoothed (weighted, entropy-regularized) cross-entropy and the argmax hit count of
+/// `[N, K]` logits.
 fn cross_entropy(
     logits: &ArrayD<f64>,
     labels: &[i64],
-    smoothing: f64,
+    terms: &LossTerms<'_>,
 ) -> Result<(f64, usize), GraphError> {
+    let smoothing = terms.label_smoothing;
     let (n, k) = match logits.shape() {
         &[n, k] => (n, k),
         s => {
@@ -180,11 +209,20 @@ fn cross_entropy(
             "expected {n} labels in [0, {k}), got {labels:?}"
         )));
     }
+    if let Some(w) = terms.sample_weights
+        && w.len() != n
+    {
+        return Err(GraphError::Export(format!(
+            "expected {n} sample weights, got {}",
+            w.len()
+        )));
+    }
     let mut loss = 0.0;
     let mut correct = 0;
-    for (row, &label) in logits.axis_iter(Axis(0)).zip(labels) {
+    for (i, (row, &label)) in logits.axis_iter(Axis(0)).zip(labels).enumerate() {
         let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
         let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        let weight = terms.sample_weights.map_or(1.0, |w| w[i]);
         for (c, &z) in row.iter().enumerate() {
             let q = smoothing / k as f64
                 + if c as i64 == label {
@@ -192,7 +230,10 @@ fn cross_entropy(
                 } else {
                     0.0
                 };
-            loss -= q * (z - lse);
+            let logp = z - lse;
+            loss -= weight * q * logp;
+            // Minus the entropy bonus: beta * sum_c p log p.
+            loss += terms.entropy_bonus * logp.exp() * logp;
         }
         let argmax = row
             .iter()

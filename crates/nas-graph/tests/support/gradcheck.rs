@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use nas_graph::train::reference::training_forward;
+use nas_graph::train::reference::{LossTerms, training_forward_with};
 use nas_graph::train::{
-    INPUT, LABELS, LOSS, LR, Optimizer, STEP, StateKind, TrainOptions, grad_name, initial_state,
-    training_step,
+    INPUT, LABELS, LOSS, LR, Optimizer, SAMPLE_WEIGHTS, STEP, StateKind, TrainOptions, grad_name,
+    initial_state, training_step,
 };
 use nas_graph::{Graph, NodeId, Op, Weights};
 use ndarray::{ArrayD, IxDyn};
@@ -81,6 +81,9 @@ pub struct Case {
     /// Token ids in `[0, vocab)` as the input instead of normal values (0 is padding; the
     /// last step of the first sample is always padding).
     pub tokens: Option<usize>,
+    /// The policy-gradient loss: per-sample weights in `[-2, 2)` (both signs, as advantages)
+    /// fed as [`SAMPLE_WEIGHTS`], and this entropy bonus (0: none).
+    pub policy_loss: Option<f32>,
 }
 
 #[derive(Debug)]
@@ -121,6 +124,9 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
     let labels: Vec<i64> = (0..n)
         .map(|_| rng.random_range(0..classes as i64))
         .collect();
+    let sample_weights: Option<Vec<f32>> = case
+        .policy_loss
+        .map(|_| (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect());
 
     // Alternate fixed and dynamic batch across cases.
     let options = TrainOptions {
@@ -134,6 +140,8 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
         emit_gradients: true,
         frozen: Vec::new(),
         conditional_mix: true,
+        sample_weights: sample_weights.is_some(),
+        entropy_bonus: case.policy_loss.unwrap_or(0.0),
     };
     let step = training_step(g, &options).map_err(|e| e.to_string())?;
     let state = initial_state(&step, &w).map_err(|e| e.to_string())?;
@@ -166,6 +174,9 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
     let labels_arr = ArrayD::from_shape_vec(IxDyn(&[n]), labels.clone()).unwrap();
     let lr = ndarray::arr0(0.0f32).into_dyn();
     let step_no = ndarray::arr0(1.0f32).into_dyn();
+    let weights_arr = sample_weights
+        .as_ref()
+        .map(|w| ArrayD::from_shape_vec(IxDyn(&[n]), w.clone()).unwrap());
     let mut feed: Vec<(String, SessionInputValue<'_>)> = vec![
         (INPUT.into(), TensorRef::from_array_view(&x).unwrap().into()),
         (
@@ -178,6 +189,12 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
             TensorRef::from_array_view(&step_no).unwrap().into(),
         ),
     ];
+    if let Some(w) = &weights_arr {
+        feed.push((
+            SAMPLE_WEIGHTS.into(),
+            TensorRef::from_array_view(w).unwrap().into(),
+        ));
+    }
     for (t, v) in step.state.iter().zip(&state) {
         feed.push((
             t.input.clone(),
@@ -234,8 +251,16 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
     let x64 = x.mapv(f64::from);
     let masks64: BTreeMap<NodeId, ArrayD<f64>> =
         masks.iter().map(|(k, v)| (*k, v.mapv(f64::from))).collect();
+    let weights64: Option<Vec<f64>> = sample_weights
+        .as_ref()
+        .map(|w| w.iter().map(|&v| f64::from(v)).collect());
+    let terms = LossTerms {
+        label_smoothing: f64::from(SMOOTHING),
+        sample_weights: weights64.as_deref(),
+        entropy_bonus: f64::from(case.policy_loss.unwrap_or(0.0)),
+    };
     let loss_of = |params: &BTreeMap<String, ArrayD<f64>>| -> f64 {
-        training_forward(
+        training_forward_with(
             g,
             &|name| params.get(name).cloned(),
             &x64,
@@ -246,7 +271,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
                     .or_else(|| params.get(&format!("mix:n{id}")))
                     .cloned()
             },
-            f64::from(SMOOTHING),
+            &terms,
         )
         .unwrap()
         .loss

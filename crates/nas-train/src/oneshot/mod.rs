@@ -360,6 +360,8 @@ impl<'d> SupernetTrainer<'d> {
             // One-hot weights (GDAS, SPOS) then run one path per edge; DARTS' softmax
             // weights are never zero, so the `If`s would only cost.
             conditional_mix: cfg.sampled_path_only && cfg.method.samples_paths(),
+            sample_weights: false,
+            entropy_bonus: 0.0,
         };
         let step = training_step(&supernet.graph, &options).map_err(TrainError::graph(
             "cannot build the supernet's training step",
