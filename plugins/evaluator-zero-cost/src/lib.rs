@@ -19,7 +19,11 @@
 //! mode; the same batch and weights seed serve every candidate, so scores are comparable.
 //! How each proxy is computed and what differs from the reference code is documented in
 //! [`proxies`]. A score of minus infinity (a singular kernel, a network whose output ignores
-//! its input) is reported as [`proxies::DEGENERATE`].
+//! its input) is reported as [`proxies::DEGENERATE`]. A proxy that cannot apply to a network
+//! is skipped with its reason in the details (an error only when it was asked for by name):
+//! `jacob_cov` needs image inputs, `zen` a global average pool, `naswot` a ReLU, and
+//! `synflow` inputs it can scale (not token ids). Sequence networks are scored in their own
+//! input shape, on random ids below the vocabulary when they take token ids.
 //!
 //! ```toml
 //! [[evaluator]]
