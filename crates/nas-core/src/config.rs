@@ -274,12 +274,11 @@ impl StudyConfig {
         })
     }
 
-    /// The space with `input` and `classes` taken from the dataset where the config omits them
-    /// (loading the dataset only in that case).
+    /// The space with `input`, `classes` (and a vocabulary) taken from the dataset where the
+    /// config omits them (loading the dataset only in that case).
     pub fn resolved_space(&self) -> Result<SpaceConfig, ConfigError> {
-        let (input, classes) = self.space.io();
-        match (self.data_config()?, input.is_some() && classes.is_some()) {
-            (Some(data), false) => {
+        match (self.data_config()?, self.space.needs_data()) {
+            (Some(data), true) => {
                 let loaded = nas_data::load(&data, self.seed).map_err(|e| ConfigError::Whole {
                     path: self.path.clone(),
                     message: format!("[data]: {e}"),
@@ -287,7 +286,7 @@ impl StudyConfig {
                 Ok(self
                     .space
                     .clone()
-                    .with_data_defaults(&loaded.input_shape(), loaded.classes()))
+                    .with_data_defaults(&space::DataDefaults::of(&loaded)))
             }
             _ => Ok(self.space.clone()),
         }

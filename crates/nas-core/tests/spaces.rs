@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use nas_core::space::{
-    CellSpaceConfig, ChainSpaceConfig, KindConfig, NB201_OPS, SearchSpace, SpaceConfig, SpaceError,
-    build_space,
+    CellSpaceConfig, ChainSpaceConfig, DataDefaults, KindConfig, NB201_OPS, SearchSpace,
+    SpaceConfig, SpaceError, build_space,
 };
 use nas_graph::Op;
 use nas_plugin::ChoiceKind;
@@ -327,20 +327,29 @@ fn build_errors_say_what_to_fix() {
     assert!(e.contains("3 values but the space has 20 choices"), "{e}");
 }
 
+fn data(input: &[usize], classes: usize) -> DataDefaults {
+    DataDefaults {
+        input: input.to_vec(),
+        classes,
+        vocab: None,
+    }
+}
+
 #[test]
 fn data_defaults_fill_only_missing_fields() {
-    let c = SpaceConfig::Chain(ChainSpaceConfig::default()).with_data_defaults(&[1, 8, 8], 2);
+    let c =
+        SpaceConfig::Chain(ChainSpaceConfig::default()).with_data_defaults(&data(&[1, 8, 8], 2));
     let SpaceConfig::Chain(c) = c else { panic!() };
     assert_eq!((c.input, c.classes), (Some(vec![1, 8, 8]), Some(2)));
     let c = CellSpaceConfig {
         classes: Some(100),
         ..CellSpaceConfig::default()
     }
-    .with_data_defaults(&[3, 16, 16], 120);
+    .with_data_defaults(&data(&[3, 16, 16], 120));
     assert_eq!((c.input, c.classes), (Some(vec![3, 16, 16]), Some(100)));
     // An 8x8 single-channel dataset works with the chain defaults.
     let space = build_space(&SpaceConfig::Chain(
-        ChainSpaceConfig::default().with_data_defaults(&[1, 8, 8], 10),
+        ChainSpaceConfig::default().with_data_defaults(&data(&[1, 8, 8], 10)),
     ))
     .unwrap();
     space

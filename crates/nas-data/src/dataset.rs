@@ -1,6 +1,6 @@
 //! The in-memory data set every loader produces.
 
-use ndarray::{Array2, Array3, Array4, Axis};
+use ndarray::{Array2, Array3, Array4, ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
@@ -190,6 +190,23 @@ impl Dataset {
             (DataKind::Sequence, None) => vec![a, b],
             _ => vec![a, b, c],
         }
+    }
+
+    /// A batch of stored samples `[N, ., ., .]` (what [`crate::Batches`] yields) in the shape a
+    /// network takes, `[N]` followed by [`Dataset::sample_shape`]: the same values in the
+    /// same order, so nothing is copied. Panics if `stored` does not hold samples of this
+    /// data set.
+    pub fn network_batch(&self, stored: Array4<f32>) -> ArrayD<f32> {
+        let mut shape = vec![stored.len_of(Axis(0))];
+        shape.extend(self.sample_shape());
+        let stored = if stored.is_standard_layout() {
+            stored
+        } else {
+            stored.as_standard_layout().into_owned()
+        };
+        stored
+            .into_shape_with_order(IxDyn(&shape))
+            .expect("a batch of this data set's samples")
     }
 
     /// Whether samples are token ids (never normalized).

@@ -344,6 +344,17 @@ fn dataset_constructors_for_sequences() {
     assert_eq!(d.images[[1, 3, 2, 0]], 132.0);
     assert_eq!(d.feature_axis(), 2);
     assert!(!d.is_token_ids());
+    // Batches as networks take them: [N, T, F] for features, [N, T] for ids, images as stored.
+    let b = d.network_batch(d.images.clone());
+    assert_eq!(b.shape(), &[2, 4, 3]);
+    assert_eq!(b[[1, 3, 2]], 132.0);
+    let ids = Dataset::token_ids("t", &ids, vec![0, 1], 2, 5).unwrap();
+    let b = ids.network_batch(ids.images.slice(ndarray::s![1.., .., .., ..]).to_owned());
+    assert_eq!(b.shape(), &[1, 3]);
+    assert_eq!(b.as_slice().unwrap(), &[2., 3., 0.]);
+    let digits = nas_data::digits();
+    let b = digits.network_batch(digits.images.clone());
+    assert_eq!(b.shape(), &[1797, 1, 8, 8]);
 }
 
 fn text_cfg(train: &Path, test: Option<&Path>, extra: &str) -> DataConfig {

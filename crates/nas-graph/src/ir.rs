@@ -248,6 +248,22 @@ pub struct Graph {
     pub output: NodeId,
 }
 
+impl Graph {
+    /// When the input is token ids (an [`Op::Embedding`] reads it): the number of valid ids,
+    /// the smallest vocabulary among those embeddings. `None` for inputs of values. Lets code
+    /// that makes up inputs (latency runs, scoring batches) draw ids rather than values.
+    pub fn token_vocab(&self) -> Option<usize> {
+        self.nodes
+            .iter()
+            .filter(|n| n.inputs.first() == Some(&0))
+            .filter_map(|n| match n.op {
+                Op::Embedding { vocab, .. } => Some(vocab),
+                _ => None,
+            })
+            .min()
+    }
+}
+
 /// Builds a graph node by node; every `add` returns the new node's id.
 #[derive(Clone, Debug)]
 pub struct GraphBuilder {

@@ -814,3 +814,70 @@ fn a_gru_classifier_learns_in_onnx_runtime() {
     let last: f32 = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
     assert!(last < 0.1 && last < first / 4.0, "loss {first} -> {last}");
 }
+
+/// A model exported with feature normalization (`normalize_axis = 1`) takes raw `[T, F]`
+/// values and computes what the plain network computes on normalized ones; the axis must
+/// exist and have one mean and std per entry.
+#[test]
+fn sequence_features_are_normalized_along_their_last_axis() {
+    let mut b = GraphBuilder::new(&[4, 3]);
+    let d = b.add(dense(5, true), &[0]);
+    let r = gru(&mut b, d, 4).unwrap();
+    let out = head(&mut b, r.sequence);
+    let g = b.finish(out);
+    let w = weights(&g, 7);
+    let raw = input(&g, 3, false, 8).mapv(|v| 2.0 * v + 1.0);
+    let (mean, std) = (vec![1.0f32, -0.5, 3.0], vec![2.0f32, 0.5, 4.0]);
+    let mut normalized = raw.mapv(f64::from);
+    for (f, mut lane) in normalized.axis_iter_mut(Axis(2)).enumerate() {
+        lane.mapv_inplace(|v| (v - f64::from(mean[f])) / f64::from(std[f]));
+    }
+    let options = ExportOptions {
+        normalize: Some((mean.clone(), std.clone())),
+        normalize_axis: 1,
+        ..Default::default()
+    };
+    let model = nas_graph::export_inference(&g, &w, &options).unwrap();
+    let mut s = support::gradcheck::session(&model);
+    let outputs = s
+        .run(ort::inputs!["input" => ort::value::TensorRef::from_array_view(&raw).unwrap()])
+        .unwrap();
+    let got = outputs[0]
+        .try_extract_array::<f32>()
+        .unwrap()
+        .mapv(f64::from);
+    let want = nas_graph::reference::forward(&g, &w, &normalized).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err < 1e-4,
+        "normalized along the feature axis: max error {err:e}"
+    );
+
+    for (axis, m, says) in [
+        (2, mean.clone(), "has 2 axes"),
+        (0, mean.clone(), "per input channel (4) along axis 0"),
+        (1, vec![0.0; 4], "per input channel (3) along axis 1"),
+    ] {
+        let bad = ExportOptions {
+            normalize: Some((m.clone(), vec![1.0; m.len()])),
+            normalize_axis: axis,
+            ..Default::default()
+        };
+        let e = nas_graph::export_inference(&g, &w, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{e}");
+    }
+}
+
+/// Token-id inputs are recognized by the embedding reading them; value inputs are not.
+#[test]
+fn token_vocab_names_the_embedding_of_the_input() {
+    let (enc, ..) = encoder();
+    assert_eq!(enc.token_vocab(), Some(VOCAB));
+    assert_eq!(recurrent_classifier("gru").token_vocab(), None);
+}

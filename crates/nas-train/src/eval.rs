@@ -1,7 +1,7 @@
 //! Loss and accuracy of an inference session over batches.
 
 use nas_data::Dataset;
-use ndarray::{Array4, s};
+use ndarray::{ArrayD, s};
 use ort::session::Session;
 use ort::value::Tensor;
 use serde::{Deserialize, Serialize};
@@ -56,10 +56,11 @@ impl Totals {
     }
 }
 
-/// Runs a single-input, single-output classifier over `batches`.
+/// Runs a single-input, single-output classifier over `batches` (inputs in the shape the
+/// network takes, see [`Dataset::network_batch`]).
 pub(crate) fn evaluate_batches(
     session: &mut Session,
-    batches: impl Iterator<Item = (Array4<f32>, Vec<u32>)>,
+    batches: impl Iterator<Item = (ArrayD<f32>, Vec<u32>)>,
     during: &str,
 ) -> Result<Evaluation, TrainError> {
     let err = |e: ort::Error| TrainError::Ort {
@@ -83,16 +84,16 @@ pub(crate) fn evaluate_batches(
     Ok(totals.finish())
 }
 
-/// Raw samples of `data` in order, `batch` at a time.
+/// Raw samples of `data` in order, `batch` at a time, shaped as networks take them.
 pub(crate) fn raw_batches(
     data: &Dataset,
     batch: usize,
-) -> impl Iterator<Item = (Array4<f32>, Vec<u32>)> + '_ {
+) -> impl Iterator<Item = (ArrayD<f32>, Vec<u32>)> + '_ {
     let n = data.len();
     (0..n.div_ceil(batch)).map(move |i| {
         let (a, b) = (i * batch, ((i + 1) * batch).min(n));
         (
-            data.images.slice(s![a..b, .., .., ..]).to_owned(),
+            data.network_batch(data.images.slice(s![a..b, .., .., ..]).to_owned()),
             data.labels[a..b].to_vec(),
         )
     })

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::eval::{Evaluation, evaluate_batches, raw_batches};
-use crate::step_api::export_model;
+use crate::step_api::{export_model, input_axis};
 use crate::trainer::{EVAL_BATCH, Trainer};
 
 /// One dimension of an exported tensor: fixed, or the symbolic batch dimension.
@@ -67,17 +67,22 @@ pub fn description_path(model: &Path) -> PathBuf {
 
 impl Trainer<'_> {
     /// The inference model of the current weights (dynamic batch, BatchNorm folded where
-    /// possible) taking raw values normalized by `normalization` in its first nodes.
+    /// possible) taking raw values normalized by `normalization` in its first nodes. Token
+    /// ids are never normalized: a model of them takes the ids as they are.
     pub fn deployable_model(&self, normalization: &Normalization) -> Result<Vec<u8>, TrainError> {
-        let channels = self.graph.input.first().copied().unwrap_or(0);
-        if normalization.channels() != channels {
-            return Err(TrainError::Mismatch(format!(
-                "the normalization has {} channels but the network takes {channels}",
-                normalization.channels()
-            )));
+        let normalize = (!self.data.data.is_token_ids()).then_some(normalization);
+        if let Some(n) = normalize {
+            let axis = input_axis(n);
+            let features = self.graph.input.get(axis).copied().unwrap_or(0);
+            if n.channels() != features {
+                return Err(TrainError::Mismatch(format!(
+                    "the normalization has {} entries but the network's input {:?} has {features} along axis {axis}",
+                    n.channels(),
+                    self.graph.input
+                )));
+            }
         }
         let weights = self.weights()?;
-        let normalize = Some((normalization.mean.clone(), normalization.std.clone()));
         export_model(&self.graph, &weights, normalize, true)
             .map_err(TrainError::graph("cannot export the trained network"))
     }

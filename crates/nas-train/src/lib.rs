@@ -8,6 +8,10 @@
 //! - [`TrainCheckpoint`]: save / resume with bit-for-bit continuation.
 //! - [`Trainer::export`]: deployable ONNX taking raw data values, plus `<model>.json`;
 //!   [`Trainer::evaluate`]: metrics through that same model.
+//! - Every data kind trains the same way: batches reach the network in its per-sample shape
+//!   ([`nas_data::Dataset::network_batch`]: `[N, C, H, W]`, `[N, T, F]`, `[N, T]` for token
+//!   ids); crops and flips are refused for tables and sequences; exported models normalize
+//!   image channels and sequence features themselves and take token ids as they are.
 //! - [`TrainTable`]: the `train` evaluator's table (the recipe plus the evaluator's own keys),
 //!   read by the evaluator and the final phase alike.
 //! - [`retrain`]: the final phase's training (retrain the best, test, export, ensemble).

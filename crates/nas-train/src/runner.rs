@@ -32,7 +32,7 @@
 //! through `session.run`: the reference the binding path is checked against.
 
 use nas_runtime::{TensorHome, TensorStore};
-use ndarray::{Array4, ArrayD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use ort::memory::Allocator;
 use ort::session::{IoBinding, Session};
 use ort::value::Tensor;
@@ -53,7 +53,8 @@ pub enum StepIo {
 
 /// One step's per-call inputs.
 pub(crate) struct StepInputs<'a> {
-    pub images: Array4<f32>,
+    /// The batch in the shape the network takes (see `nas_data::Dataset::network_batch`).
+    pub images: ArrayD<f32>,
     pub labels: &'a [u32],
     pub lr: f32,
     /// 1-based optimizer step (Adam bias correction).
@@ -382,6 +383,7 @@ mod tests {
     use crate::step_api::{TrainOptions, TrainingStep, initial_state, training_step};
     use nas_graph::{GraphBuilder, Op, Weights};
     use nas_runtime::SessionSettings;
+    use ndarray::Array4;
 
     const BATCH: usize = 4;
 
@@ -454,7 +456,7 @@ mod tests {
             })
             .collect();
         StepInputs {
-            images,
+            images: images.into_dyn(),
             labels,
             lr: 0.1,
             step: (i + 1) as f32,

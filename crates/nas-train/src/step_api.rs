@@ -1,6 +1,7 @@
 //! The parts of nas-graph this crate builds on, used through this one module: the
 //! training-step API (`nas_graph::train`) and the deployable export.
 
+use nas_data::Normalization;
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::{Graph, GraphError, Weights};
 
@@ -9,18 +10,25 @@ pub use nas_graph::train::{
     TrainOptions, TrainingStep, initial_state, training_step, weights_from_state,
 };
 
-/// Inference export (dynamic batch) with optional per-channel normalization as the first
-/// nodes (so the model takes raw values) and BatchNorm folding.
+/// Inference export (dynamic batch) with optional normalization as the first nodes (so the
+/// model takes raw values) and BatchNorm folding.
 pub fn export_model(
     graph: &Graph,
     weights: &Weights,
-    normalize: Option<(Vec<f32>, Vec<f32>)>,
+    normalize: Option<&Normalization>,
     fold_batch_norm: bool,
 ) -> Result<Vec<u8>, GraphError> {
     let options = ExportOptions {
-        normalize,
+        normalize: normalize.map(|n| (n.mean.clone(), n.std.clone())),
+        normalize_axis: normalize.map_or(0, input_axis),
         fold_batch_norm,
         ..ExportOptions::default()
     };
     export_inference(graph, weights, &options)
+}
+
+/// The axis of a network's per-sample input that `normalization` indexes: the stored
+/// array's feature axis less the batch axis (channels of `[C, H, W]`, features of `[T, F]`).
+pub fn input_axis(normalization: &Normalization) -> usize {
+    normalization.feature_axis.saturating_sub(1)
 }

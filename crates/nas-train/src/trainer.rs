@@ -130,7 +130,7 @@ pub(crate) fn check_fit(graph: &Graph, data: &SplitDataset) -> Result<(), TrainE
     let shapes = graph
         .shapes()
         .map_err(TrainError::graph("the network is invalid"))?;
-    let sample = data.input_shape().to_vec();
+    let sample = data.sample_shape();
     if graph.input != sample {
         return Err(TrainError::Mismatch(format!(
             "the network takes inputs of shape {:?} but data set `{}` has samples of shape {:?}; \
@@ -153,22 +153,27 @@ pub(crate) fn check_fit(graph: &Graph, data: &SplitDataset) -> Result<(), TrainE
 }
 
 /// What `augment` (`None`: as the data set says) means for `data`: crops and flips for
-/// images, refused for tabular data.
+/// images, refused for tabular data and sequences.
 pub(crate) fn resolve_augment(
     requested: Option<bool>,
     data: &SplitDataset,
 ) -> Result<Option<Augment>, TrainError> {
-    match requested {
-        None => Ok(data.augment),
-        Some(false) => Ok(None),
-        Some(true) if data.data.kind == DataKind::Tabular => Err(TrainError::Config {
+    let not_images = match data.data.kind {
+        DataKind::Image => None,
+        DataKind::Tabular => Some("is tabular"),
+        DataKind::Sequence => Some("holds sequences"),
+    };
+    match (requested, not_images) {
+        (None, _) => Ok(data.augment),
+        (Some(false), _) => Ok(None),
+        (Some(true), Some(what)) => Err(TrainError::Config {
             key: "augment".into(),
             reason: format!(
-                "is true, but crop and flip need images and `{}` is tabular; remove it",
+                "is true, but crop and flip need images and `{}` {what}; remove it",
                 data.data.name
             ),
         }),
-        Some(true) => Ok(data
+        (Some(true), None) => Ok(data
             .augment
             .or_else(|| Some(Augment::default_for(data.input_shape())))),
     }
@@ -351,7 +356,7 @@ impl<'d> Trainer<'d> {
                 lr = self.schedule.lr(self.global_step);
                 let masks = self.dropout_masks(self.global_step);
                 let (loss, hits) = self.runner.step(StepInputs {
-                    images,
+                    images: self.data.data.network_batch(images),
                     labels: &labels,
                     lr: lr as f32,
                     step: (self.global_step + 1) as f32,
@@ -428,7 +433,11 @@ impl<'d> Trainer<'d> {
             TrainError::graph("cannot export the network for validation"),
         )?;
         let mut session = nas_runtime::session_from_bytes(&model, &self.runtime)?;
-        let batches = self.data.eval_batches(part, EVAL_BATCH)?;
+        let data = &self.data.data;
+        let batches = self
+            .data
+            .eval_batches(part, EVAL_BATCH)?
+            .map(|(x, labels)| (data.network_batch(x), labels));
         evaluate_batches(
             &mut session,
             batches,

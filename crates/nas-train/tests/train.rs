@@ -369,3 +369,139 @@ fn throughput_of_the_reference_net_on_cifar_sized_inputs() {
         );
     }
 }
+
+/// Digits read row by row (8 steps of 8 features): a GRU learns them from `[N, 8, 8]`
+/// batches, the exported model normalizes the features itself and agrees with training's
+/// own evaluation; token ids are exported without normalization; crops and flips are refused.
+#[test]
+fn sequences_train_in_their_sample_shape_and_export() {
+    use nas_graph::TimePoolKind;
+    use nas_graph::sequence::gru;
+
+    let cfg = DataConfig {
+        dataset: Some("digits".into()),
+        as_sequence: true,
+        ..DataConfig::default()
+    };
+    let data = nas_data::load(&cfg, 0).unwrap();
+    assert_eq!(data.sample_shape(), vec![8, 8]);
+    let mut b = GraphBuilder::new(&[8, 8]);
+    let stem = b.add(
+        Op::Dense {
+            out_features: 16,
+            bias: true,
+        },
+        &[0],
+    );
+    let r = gru(&mut b, stem, 16).unwrap();
+    let pooled = b.add(
+        Op::TimePool {
+            kind: TimePoolKind::Mean,
+        },
+        &[r.sequence],
+    );
+    let out = b.add(
+        Op::Linear {
+            out_features: 10,
+            bias: true,
+        },
+        &[pooled],
+    );
+    let graph = b.finish(out);
+    let recipe = TrainConfig {
+        epochs: 6,
+        batch: 32,
+        optimizer: OptimizerKind::Adamw,
+        lr: Some(0.01),
+        weight_decay: 0.0,
+        ..TrainConfig::default()
+    };
+    let weights = Weights::he_init(&graph, 2).unwrap();
+    let mut trainer = Trainer::new(&graph, weights.clone(), &recipe, &runtime(), &data).unwrap();
+    let stats = trainer.train_epochs(6).unwrap();
+    let val = stats.last().unwrap().val_accuracy.unwrap();
+    // Chance is 0.1.
+    assert!(val > 0.8, "validation accuracy {val}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rows.onnx");
+    trainer.export(&path, &data.normalization).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(description_path(&path)).unwrap()).unwrap();
+    assert_eq!(json["input"]["shape"], serde_json::json!(["batch", 8, 8]));
+    assert_eq!(json["normalization"]["feature_axis"], 2);
+    assert_eq!(json["normalization"]["mean"].as_array().unwrap().len(), 8);
+    let model = std::fs::read(&path).unwrap();
+    assert!(String::from_utf8_lossy(&model).contains("n0_mean"));
+    let test = data.part(Part::Test);
+    let exported = trainer.evaluate(&test).unwrap();
+    let own = trainer.evaluate_normalized(Part::Test).unwrap().unwrap();
+    assert!(
+        (exported.accuracy - own.accuracy).abs() <= 1e-6,
+        "{exported:?} vs {own:?}"
+    );
+    assert!((exported.loss - own.loss).abs() < 1e-4);
+
+    let augmented = TrainConfig {
+        augment: Some(true),
+        ..recipe.clone()
+    };
+    let e = Trainer::new(&graph, weights, &augmented, &runtime(), &data)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("crop and flip need images") && e.contains("holds sequences"),
+        "{e}"
+    );
+
+    // Token ids: Embedding -> mean over the unpadded steps -> Linear, exported as it is.
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.tsv");
+    let lines: String = (0..200)
+        .map(|i| {
+            if i % 2 == 0 {
+                "a\tyes yes maybe\n"
+            } else {
+                "b\tno\n"
+            }
+        })
+        .collect();
+    std::fs::write(&text, lines).unwrap();
+    let cfg = DataConfig {
+        format: Some(nas_data::Format::Text),
+        train: Some(text),
+        ..DataConfig::default()
+    };
+    let ids = nas_data::load(&cfg, 0).unwrap();
+    let vocab = ids.vocab_size().unwrap();
+    let mut b = GraphBuilder::new(&ids.sample_shape());
+    let e = b.add(Op::Embedding { vocab, dim: 4 }, &[0]);
+    let mask = b.add(Op::PaddingMask, &[0]);
+    let pooled = b.add(
+        Op::TimePool {
+            kind: TimePoolKind::Mean,
+        },
+        &[e, mask],
+    );
+    let out = b.add(
+        Op::Linear {
+            out_features: 2,
+            bias: true,
+        },
+        &[pooled],
+    );
+    let graph = b.finish(out);
+    let weights = Weights::he_init(&graph, 0).unwrap();
+    let quick = TrainConfig {
+        epochs: 5,
+        lr: Some(0.05),
+        ..recipe
+    };
+    let mut trainer = Trainer::new(&graph, weights, &quick, &runtime(), &ids).unwrap();
+    trainer.train_epochs(5).unwrap();
+    let model = trainer.deployable_model(&ids.normalization).unwrap();
+    assert!(!String::from_utf8_lossy(&model).contains("n0_mean"));
+    let raw = trainer.evaluate_part(Part::Test).unwrap();
+    assert_eq!(raw.accuracy, 1.0, "{raw:?}");
+}

@@ -163,7 +163,13 @@ pub fn measure_latency(
     shape.extend_from_slice(&graph.input);
     let len: usize = shape.iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1A7E);
-    let data: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    // Token ids must be valid rows of the embedding; values are drawn in [-1, 1).
+    let data: Vec<f32> = match graph.token_vocab() {
+        Some(vocab) => (0..len)
+            .map(|_| rng.random_range(0..vocab) as f32)
+            .collect(),
+        None => (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+    };
     let mut samples = nas_runtime::time_runs(
         &mut session,
         &store,

@@ -19,7 +19,11 @@
 //! mode; the same batch and weights seed serve every candidate, so scores are comparable.
 //! How each proxy is computed and what differs from the reference code is documented in
 //! [`proxies`]. A score of minus infinity (a singular kernel, a network whose output ignores
-//! its input) is reported as [`proxies::DEGENERATE`].
+//! its input) is reported as [`proxies::DEGENERATE`]. A proxy that cannot apply to a network
+//! is skipped with its reason in the details (an error only when it was asked for by name):
+//! `jacob_cov` needs image inputs, `zen` a global average pool, `naswot` a ReLU, and
+//! `synflow` inputs it can scale (not token ids). Sequence networks are scored in their own
+//! input shape, on random ids below the vocabulary when they take token ids.
 //!
 //! ```toml
 //! [[evaluator]]
@@ -88,7 +92,7 @@ pub fn combined(naswot: f64, synflow: f64, params: f64, batch: usize) -> f64 {
 
 /// The batch data-dependent proxies score on.
 enum Inputs {
-    /// Loaded once from `[data]`; `[C, H, W]` and class count checked per candidate.
+    /// Loaded once from `[data]`; the sample shape and class count checked per candidate.
     Real {
         batch: Batch,
         shape: Vec<usize>,
@@ -135,8 +139,8 @@ fn real_batch(
     let mut images = picked.images;
     split.normalization.apply(&mut images);
     Ok(Inputs::Real {
-        batch: Batch::from_images(images, &picked.labels),
-        shape: split.input_shape().to_vec(),
+        batch: Batch::from_samples(split.data.network_batch(images), &picked.labels),
+        shape: split.sample_shape(),
         classes: split.classes(),
     })
 }
@@ -166,6 +170,10 @@ fn inapplicable(proxy: &str, graph: &Graph) -> Option<String> {
             "the input {:?} is not an image [C, H, W]",
             graph.input
         )),
+        // Its rescaling multiplies the input by tiny factors: ids cannot be scaled.
+        "synflow" if graph.token_vocab().is_some() => {
+            Some("the input is token ids, which its scaled all-ones input cannot stand for".into())
+        }
         "naswot" if !has(|op| matches!(op, Op::Relu)) => Some("the network has no ReLU".into()),
         _ => None,
     }
@@ -200,8 +208,8 @@ impl ZeroCostEvaluator {
                 }
                 Ok(batch.clone())
             }
-            Inputs::Random => Ok(Batch::random(
-                &graph.input,
+            Inputs::Random => Ok(Batch::random_for(
+                graph,
                 self.config.batch,
                 classes,
                 self.seed ^ 0x1A9E,

@@ -12,7 +12,7 @@ use nas_graph::weights::{ParamRole, Weights, parameter_specs};
 use nas_graph::{Graph, NodeId, Op};
 use nas_plugin::PluginError;
 use nas_runtime::SessionSettings;
-use ndarray::{Array4, ArrayD};
+use ndarray::ArrayD;
 use ort::session::{Session, SessionInputValue, SessionOutputs};
 use ort::value::Tensor;
 use rand::SeedableRng;
@@ -54,20 +54,42 @@ impl Batch {
 
     /// Standard-normal inputs and uniform labels below `classes`.
     pub fn random(shape: &[usize], batch: usize, classes: usize, seed: u64) -> Batch {
+        Self::random_inputs(shape, None, batch, classes, seed)
+    }
+
+    /// [`Batch::random`] for `graph`'s input: ids uniform below its vocabulary when it takes
+    /// token ids (see [`Graph::token_vocab`]), standard-normal values otherwise.
+    pub fn random_for(graph: &Graph, batch: usize, classes: usize, seed: u64) -> Batch {
+        Self::random_inputs(&graph.input, graph.token_vocab(), batch, classes, seed)
+    }
+
+    fn random_inputs(
+        shape: &[usize],
+        vocab: Option<usize>,
+        batch: usize,
+        classes: usize,
+        seed: u64,
+    ) -> Batch {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut dims = vec![batch];
         dims.extend_from_slice(shape);
-        let images = ArrayD::from_shape_simple_fn(dims, || StandardNormal.sample(&mut rng));
+        let images = match vocab {
+            Some(v) => ArrayD::from_shape_simple_fn(dims, || {
+                rand::Rng::random_range(&mut rng, 0..v.max(1)) as f32
+            }),
+            None => ArrayD::from_shape_simple_fn(dims, || StandardNormal.sample(&mut rng)),
+        };
         let labels = (0..batch)
             .map(|_| rand::Rng::random_range(&mut rng, 0..classes.max(1)) as i64)
             .collect();
         Batch { images, labels }
     }
 
-    /// From normalized images `[N, C, H, W]` and labels.
-    pub fn from_images(images: Array4<f32>, labels: &[u32]) -> Batch {
+    /// From normalized samples in the shape the network takes (`[N, C, H, W]`, `[N, T, F]`,
+    /// ...) and labels.
+    pub fn from_samples(images: ArrayD<f32>, labels: &[u32]) -> Batch {
         Batch {
-            images: images.into_dyn(),
+            images,
             labels: labels.iter().map(|&l| i64::from(l)).collect(),
         }
     }
@@ -223,7 +245,8 @@ fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
 }
 
 /// Live conv and linear weights `(name, shape)`: the tensors NASLib's per-weight proxies sum
-/// over (`nn.Conv2d` and `nn.Linear` weights, not biases or BatchNorm).
+/// over (`nn.Conv2d` and `nn.Linear` weights, not biases or BatchNorm; in sequence networks
+/// also `Dense`, a linear layer over the last axis, and `Conv1d`).
 fn scored_weights(graph: &Graph) -> Result<Vec<(String, Vec<usize>)>, PluginError> {
     let live = graph.reachable();
     Ok(parameter_specs(graph)
@@ -233,7 +256,7 @@ fn scored_weights(graph: &Graph) -> Result<Vec<(String, Vec<usize>)>, PluginErro
         .filter(|s| {
             matches!(
                 graph.nodes[s.node].op,
-                Op::Conv2d { .. } | Op::Linear { .. }
+                Op::Conv2d { .. } | Op::Linear { .. } | Op::Dense { .. } | Op::Conv1d { .. }
             )
         })
         .map(|s| (s.name, s.shape))

@@ -896,3 +896,61 @@ fn a_named_label_metric_is_learned_higher_is_better() {
         j.details
     );
 }
+
+/// Sequence networks (from the `sequence` space): the proxies that apply score finitely, on
+/// real digit rows or random inputs (random ids for token inputs); the image-only ones and
+/// synflow on token ids are skipped with their reason.
+#[test]
+fn sequence_networks_score_or_skip_with_a_reason() {
+    use nas_core::space::{SequenceSpace, SequenceSpaceConfig};
+    let space = |input: Vec<usize>, vocab: Option<usize>| {
+        SequenceSpace::new(&SequenceSpaceConfig {
+            input: Some(input),
+            classes: Some(10),
+            vocab,
+            ..SequenceSpaceConfig::default()
+        })
+        .unwrap()
+    };
+    let decode = |s: &SequenceSpace, arch: &str| s.decode(&s.parse_arch(arch).unwrap()).unwrap();
+    let rows = decode(
+        &space(vec![8, 8], None),
+        "width=32 depth=2 blocks=conv_k3_d1,gru,identity residual=true norm=layer pooling=attention classifier=mlp",
+    );
+    let ids = decode(
+        &space(vec![6], Some(20)),
+        "width=32 depth=2 blocks=attention_h4,conv_k3_d2,identity residual=true norm=none pooling=mean classifier=linear",
+    );
+    let digit_rows = json!({"dataset": "digits", "as_sequence": true});
+    let real = ZeroCostEvaluator::new(context(json!({"batch": 16}), digit_rows)).unwrap();
+    let random = evaluator(json!({"batch": 8}));
+    for (e, g, data) in [
+        (&real, &rows, "real"),
+        (&random, &rows, "random"),
+        (&random, &ids, "random"),
+    ] {
+        let (m, details) = e.score(g).unwrap();
+        assert_eq!(details["data"], data);
+        for p in ["params", "flops", "naswot", "grad_norm", "snip"] {
+            let v = m[p];
+            assert!(
+                v.is_finite() && v != DEGENERATE && v > 0.0,
+                "{p} = {v} ({details})"
+            );
+        }
+        for p in ["jacob_cov", "zen"] {
+            assert!(details["skipped"][p].is_string(), "{p}: {details}");
+        }
+        if g.token_vocab().is_some() {
+            let why = details["skipped"]["synflow"].as_str().unwrap();
+            assert!(why.contains("token ids"), "{why}");
+            assert!(details["skipped"]["zc_combined"].is_string());
+        } else {
+            assert!(m["synflow"].is_finite() && m["synflow"] > 0.0, "{m:?}");
+            assert!(m["zc_combined"].is_finite());
+        }
+    }
+    // A real batch of another shape is refused by name.
+    let err = real.score(&ids).unwrap_err().to_string();
+    assert!(err.contains("[6]") && err.contains("[8, 8]"), "{err}");
+}

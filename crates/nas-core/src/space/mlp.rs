@@ -193,26 +193,11 @@ pub struct MlpSpace {
     layers: usize,
 }
 
-/// A non-empty option list without duplicates.
 fn check_options<T: PartialEq + std::fmt::Debug>(
     field: &str,
     list: &[T],
 ) -> Result<(), SpaceError> {
-    if list.is_empty() {
-        return Err(config_error(KIND, field, "must list at least one option"));
-    }
-    if let Some(v) = list
-        .iter()
-        .enumerate()
-        .find_map(|(i, v)| list[..i].contains(v).then_some(v))
-    {
-        return Err(config_error(
-            KIND,
-            field,
-            format!("lists {v:?} twice; remove the duplicate"),
-        ));
-    }
-    Ok(())
+    super::check_options(KIND, field, list)
 }
 
 impl MlpSpace {

@@ -1,8 +1,10 @@
 //! Search spaces: each turns a choice vector into an IR graph.
 //!
 //! A space is configured by the `[space]` table of a study file. Its `kind` selects the
-//! config struct ([`CellSpaceConfig`], [`ChainSpaceConfig`], [`MlpSpaceConfig`]); [`build_space`] checks the
-//! knobs and returns a [`SearchSpace`], whose descriptor is all that strategies see.
+//! config struct ([`CellSpaceConfig`], [`ChainSpaceConfig`], [`MlpSpaceConfig`],
+//! [`SequenceSpaceConfig`]); [`build_space`] checks the knobs and returns a [`SearchSpace`],
+//! whose descriptor is all that strategies see. What the config leaves out of the input
+//! (shape, classes, vocabulary) comes from the data set, as [`DataDefaults`].
 //!
 //! Adding a kind: a module here whose config struct implements [`KindConfig`], and one line in
 //! the `space_kinds!` registry below. The study config, its checks on resume and the CLI
@@ -11,6 +13,7 @@
 mod cell;
 mod chain;
 mod mlp;
+mod sequence;
 
 use nas_graph::{Graph, GraphError, Supernet};
 use nas_plugin::SpaceDescriptor;
@@ -22,6 +25,10 @@ pub use cell::{
 };
 pub use chain::{Activation, ChainSpace, ChainSpaceConfig, ChainStage};
 pub use mlp::{MlpActivation, MlpNorm, MlpSpace, MlpSpaceConfig};
+pub use sequence::{
+    Classifier, Pooling, Positional, SequenceBlock, SequenceNorm, SequenceSpace,
+    SequenceSpaceConfig,
+};
 
 /// Declares the kinds: the [`SpaceConfig`] enum, its dispatch to each kind's [`KindConfig`],
 /// and [`SPACE_KINDS`].
@@ -60,9 +67,16 @@ macro_rules! space_kinds {
                 }
             }
 
-            fn io_mut(&mut self) -> (&mut Option<Vec<usize>>, &mut Option<usize>) {
+            /// Whether the data set would fill in something the config leaves out.
+            pub fn needs_data(&self) -> bool {
                 match self {
-                    $(SpaceConfig::$variant(c) => c.io_mut(),)+
+                    $(SpaceConfig::$variant(c) => c.needs_data(),)+
+                }
+            }
+
+            fn fill_from_data(&mut self, data: &DataDefaults) {
+                match self {
+                    $(SpaceConfig::$variant(c) => c.fill_from_data(data),)+
                 }
             }
 
@@ -92,6 +106,8 @@ space_kinds! {
     Chain(ChainSpaceConfig),
     /// `kind = "mlp"`: multi-layer perceptrons (tabular data).
     Mlp(MlpSpaceConfig),
+    /// `kind = "sequence"`: stacks of sequence blocks (token ids or feature sequences).
+    Sequence(SequenceSpaceConfig),
 }
 
 /// Input shape `[C, H, W]` used when neither the config nor the dataset gives one.
@@ -156,6 +172,27 @@ pub enum SpaceError {
     },
 }
 
+/// What a data set tells a space where its `[space]` table is silent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDefaults {
+    /// One sample as a network takes it (see [`nas_data::Dataset::sample_shape`]): `[C, H,
+    /// W]`, `[F, 1, 1]`, `[T, F]` or `[T]`.
+    pub input: Vec<usize>,
+    pub classes: usize,
+    /// For token ids: how many ids there are, an embedding table's rows.
+    pub vocab: Option<usize>,
+}
+
+impl DataDefaults {
+    pub fn of(data: &nas_data::SplitDataset) -> DataDefaults {
+        DataDefaults {
+            input: data.sample_shape(),
+            classes: data.classes(),
+            vocab: data.vocab_size(),
+        }
+    }
+}
+
 /// What the engine needs of a kind's `[space]` config struct.
 pub trait KindConfig: Serialize + DeserializeOwned + Into<SpaceConfig> {
     /// The `kind = "..."` value.
@@ -166,24 +203,28 @@ pub trait KindConfig: Serialize + DeserializeOwned + Into<SpaceConfig> {
     /// Checks the knobs and builds the space.
     fn build(&self) -> Result<Box<dyn SearchSpace>, SpaceError>;
 
-    /// Fills `input` and `classes` from the dataset where the config left them out.
-    fn with_data_defaults(mut self, input: &[usize], classes: usize) -> Self
+    /// Fills `input` and `classes` from the dataset where the config left them out (a kind
+    /// that reads more of the data, such as a vocabulary, fills that too).
+    fn fill_from_data(&mut self, data: &DataDefaults) {
+        let (input, classes) = self.io_mut();
+        input.get_or_insert_with(|| data.input.clone());
+        classes.get_or_insert(data.classes);
+    }
+
+    /// Whether [`KindConfig::fill_from_data`] would fill anything in.
+    fn needs_data(&self) -> bool {
+        let (input, classes) = self.io();
+        input.is_none() || classes.is_none()
+    }
+
+    /// The config with what it leaves out taken from the dataset.
+    fn with_data_defaults(mut self, data: &DataDefaults) -> Self
     where
         Self: Sized,
     {
-        fill_data_defaults(self.io_mut(), input, classes);
+        self.fill_from_data(data);
         self
     }
-}
-
-/// `input` and `classes` from the dataset, where the config has none of its own.
-fn fill_data_defaults(
-    (own_input, own_classes): (&mut Option<Vec<usize>>, &mut Option<usize>),
-    input: &[usize],
-    classes: usize,
-) {
-    own_input.get_or_insert_with(|| input.to_vec());
-    own_classes.get_or_insert(classes);
 }
 
 /// One entry of the registry.
@@ -216,9 +257,10 @@ pub fn kind_names() -> Vec<&'static str> {
 }
 
 impl SpaceConfig {
-    /// Fills `input` and `classes` from the dataset where the config left them out.
-    pub fn with_data_defaults(mut self, input: &[usize], classes: usize) -> SpaceConfig {
-        fill_data_defaults(self.io_mut(), input, classes);
+    /// The config with what it leaves out (`input`, `classes`, a vocabulary) taken from the
+    /// dataset.
+    pub fn with_data_defaults(mut self, data: &DataDefaults) -> SpaceConfig {
+        self.fill_from_data(data);
         self
     }
 }
@@ -276,6 +318,29 @@ fn image_io(
     Ok((input, classes))
 }
 
+/// A non-empty option list without duplicates (`field` of a `kind` space).
+fn check_options<T: PartialEq + std::fmt::Debug>(
+    kind: &'static str,
+    field: &str,
+    list: &[T],
+) -> Result<(), SpaceError> {
+    if list.is_empty() {
+        return Err(config_error(kind, field, "must list at least one option"));
+    }
+    if let Some(v) = list
+        .iter()
+        .enumerate()
+        .find_map(|(i, v)| list[..i].contains(v).then_some(v))
+    {
+        return Err(config_error(
+            kind,
+            field,
+            format!("lists {v:?} twice; remove the duplicate"),
+        ));
+    }
+    Ok(())
+}
+
 /// Categorical option index of a checked value.
 fn index(value: f64) -> usize {
     value as usize
@@ -318,8 +383,14 @@ mod tests {
             assert_eq!(config.space.kind(), kind.name);
             assert_eq!(config.space.to_json()["kind"], kind.name);
             build_space(&config.space).unwrap();
-            let filled = config.space.clone().with_data_defaults(&[1, 8, 8], 3);
+            assert!(config.space.needs_data());
+            let filled = config.space.clone().with_data_defaults(&DataDefaults {
+                input: vec![1, 8, 8],
+                classes: 3,
+                vocab: None,
+            });
             assert_eq!(filled.io(), (&Some(vec![1, 8, 8]), &Some(3)));
+            assert!(!filled.needs_data());
         }
     }
 
@@ -360,7 +431,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "s.toml:12:8: unknown space kind `mlpp`, expected one of: cell | chain | mlp"
+            "s.toml:12:8: unknown space kind `mlpp`, expected one of: cell | chain | mlp | sequence"
         );
     }
 }

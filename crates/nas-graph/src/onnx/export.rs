@@ -35,10 +35,13 @@ pub struct ExportOptions {
     pub input_name: String,
     /// Name of the graph output (default `"logits"`).
     pub output_name: String,
-    /// Per-channel `(mean, std)` (one value per input channel, axis 0 of `graph.input`) applied
-    /// as the model's first nodes, `(x - mean) / std`, so the model takes data exactly as the
-    /// dataset stores it. Default `None`.
+    /// Per-channel `(mean, std)` (one value per entry of axis `normalize_axis` of
+    /// `graph.input`) applied as the model's first nodes, `(x - mean) / std`, so the model
+    /// takes data exactly as the dataset stores it. Default `None`.
     pub normalize: Option<(Vec<f32>, Vec<f32>)>,
+    /// The per-sample axis of `graph.input` that `normalize` indexes: 0 for the channels of
+    /// images `[C, H, W]` (the default), 1 for the features of sequences `[T, F]`.
+    pub normalize_axis: usize,
     /// Fold each BatchNorm into the Conv or Linear directly before it, when that node's output
     /// has no other consumer (its weights are scaled and it gains a bias). Default `false`.
     pub fold_batch_norm: bool,
@@ -51,6 +54,7 @@ impl Default for ExportOptions {
             input_name: "input".into(),
             output_name: "logits".into(),
             normalize: None,
+            normalize_axis: 0,
             fold_batch_norm: false,
         }
     }
@@ -198,7 +202,13 @@ pub fn inference_model(
     }
 
     if let Some((mean, std)) = &options.normalize {
-        emit_normalization(&mut b, graph, mean, std, &options.input_name)?;
+        emit_normalization(
+            &mut b,
+            graph,
+            (mean, std),
+            options.normalize_axis,
+            &options.input_name,
+        )?;
     }
 
     let value = |id: NodeId| value_name(graph, id, options);
@@ -349,14 +359,21 @@ pub fn add_outputs(
 fn emit_normalization(
     b: &mut Builder,
     graph: &Graph,
-    mean: &[f32],
-    std: &[f32],
+    (mean, std): (&[f32], &[f32]),
+    axis: usize,
     input: &str,
 ) -> Result<(), GraphError> {
-    let c = graph.input[0];
+    let Some(&c) = graph.input.get(axis) else {
+        return Err(GraphError::Export(format!(
+            "normalization along axis {axis}, but the input {:?} has {} axes",
+            graph.input,
+            graph.input.len()
+        )));
+    };
     if mean.len() != c || std.len() != c {
         return Err(GraphError::Export(format!(
-            "normalization needs one mean and one std per input channel ({c}), got {} and {}",
+            "normalization needs one mean and one std per input channel ({c}) along axis {axis} of {:?}, got {} and {}",
+            graph.input,
             mean.len(),
             std.len()
         )));
@@ -366,9 +383,9 @@ fn emit_normalization(
             "normalization mean {mean:?} must be finite and std {std:?} positive and finite"
         )));
     }
-    // [C, 1, ...] broadcasts against [N, C, ...].
+    // [C, 1, ...] (ones for the axes after `axis`) broadcasts against [N, ..., C, ...].
     let mut dims = vec![c];
-    dims.extend(std::iter::repeat_n(1, graph.input.len() - 1));
+    dims.extend(std::iter::repeat_n(1, graph.input.len() - 1 - axis));
     b.initializers.push(TensorProto::from_f32(
         "n0_mean",
         &dims,

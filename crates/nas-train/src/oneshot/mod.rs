@@ -542,7 +542,7 @@ impl<'d> SupernetTrainer<'d> {
         commit: bool,
     ) -> Result<(f32, f32), TrainError> {
         let (loss, correct) = self.runner.step(StepInputs {
-            images,
+            images: self.data.data.network_batch(images),
             labels,
             lr: lr as f32,
             step: (self.global_step + 1) as f32,

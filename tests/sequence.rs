@@ -1,0 +1,229 @@
+//! End-to-end studies of the `sequence` space: the bundled digits read row by row (8 steps of
+//! 8 features) and a small text file (token ids with padding), each searched, trained,
+//! retrained by `[final]` and exported; the exported model is then run in ONNX Runtime on the
+//! raw test split and must reproduce the accuracy the study reports.
+
+use std::path::Path;
+
+use nas_data::{DataConfig, Part};
+use ndarray::ArrayD;
+use ort::value::Tensor;
+
+mod common;
+use common::{nas, stderr, stdout};
+
+const SEED: u64 = 11;
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Runs the study in `dir`; returns every trial and the best one (with its `final` part).
+fn search(dir: &Path, config: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    std::fs::write(dir.join("study.toml"), config).unwrap();
+    let o = nas(&["search", "study.toml"], dir);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let trials = json(&nas(&["status", "study", "--json"], dir));
+    let best = json(&nas(&["best", "study", "--json"], dir));
+    let best = match best {
+        serde_json::Value::Array(mut list) => list.remove(0),
+        one => one,
+    };
+    (trials.as_array().unwrap().clone(), best)
+}
+
+/// `[data]` as the study in `dir` reads it.
+fn load(dir: &Path, data: &str) -> nas_data::SplitDataset {
+    let mut cfg: DataConfig = toml::from_str(data).unwrap();
+    cfg.resolve_paths(dir);
+    nas_data::load(&cfg, SEED).unwrap()
+}
+
+/// Accuracy of the ONNX model at `path` on the raw test split of the study's `[data]`, fed
+/// in the shape networks take.
+fn onnx_test_accuracy(dir: &Path, path: &Path, data: &str) -> (f64, usize) {
+    let split = load(dir, data);
+    let test = split.part(Part::Test);
+    let x: ArrayD<f32> = test.network_batch(test.images.clone());
+    let lib = nas_runtime::locate_library(None)
+        .expect("ONNX Runtime is provisioned (`cargo xtask ort` or ORT_DYLIB_PATH)");
+    let model = std::fs::read(path).unwrap();
+    let mut session =
+        nas_runtime::session_from_bytes(&model, &nas_runtime::SessionSettings::cpu(&lib)).unwrap();
+    let outputs = session
+        .run(ort::inputs!["input" => Tensor::from_array(x).unwrap()])
+        .unwrap();
+    let logits = outputs["logits"].try_extract_array::<f32>().unwrap();
+    let correct = logits
+        .outer_iter()
+        .zip(&test.labels)
+        .filter(|(row, label)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |m, (k, &v)| if v > m.1 { (k, v) } else { m },
+                );
+            best.0 == **label as usize
+        })
+        .count();
+    (correct as f64 / test.len() as f64, test.len())
+}
+
+/// What every study shares: random search, cost and training evaluators, `[final]` export.
+fn study(data: &str, space: &str, trials: u64, epochs: u64) -> String {
+    format!(
+        r#"
+[study]
+name = "sequence-e2e"
+seed = {SEED}
+directory = "study"
+
+[budget]
+trials = {trials}
+
+[data]
+{data}
+
+[space]
+kind = "sequence"
+{space}
+
+[[strategy]]
+plugin = "random"
+
+[[evaluator]]
+plugin = "cost"
+latency = {{ batch = 2, runs = 2, warmup = 1 }}
+
+[[evaluator]]
+plugin = "train"
+epochs = {epochs}
+batch = 32
+optimizer = "adamw"
+lr = 0.01
+weight_decay = 0.0
+
+[objective]
+maximize = "val_accuracy"
+
+[final]
+top_k = 1
+epochs = {epochs}
+"#
+    )
+}
+
+/// The exported model of the best trial, checked against its description and the study.
+fn check_final_model(dir: &Path, best: &serde_json::Value, data: &str, input: &[usize]) {
+    let fin = &best["final"];
+    // `nas best` names the model as seen from where it ran.
+    let model = dir.join(fin["model"].as_str().unwrap());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.with_extension("onnx.json")).unwrap()).unwrap();
+    let shape: Vec<&serde_json::Value> =
+        info["input"]["shape"].as_array().unwrap().iter().collect();
+    assert_eq!(shape[0], "batch", "{info}");
+    let dims: Vec<usize> = shape[1..]
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(dims, input, "{info}");
+    let reported = fin["test_accuracy"].as_f64().unwrap();
+    let (measured, samples) = onnx_test_accuracy(dir, &model, data);
+    // The study ran the test split in batches of 256, here it is one batch: allow the one
+    // sample whose argmax such a change of kernels could flip.
+    assert!(
+        (measured - reported).abs() <= 1.0 / samples as f64 + 1e-12,
+        "the exported model scores {measured}, the study reported {reported}"
+    );
+}
+
+#[test]
+fn digits_as_row_sequences_search_train_and_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = "dataset = \"digits\"\nas_sequence = true";
+    let space = "widths = [32]\ndepths = [1, 2]\nheads = [2, 4]";
+    let (trials, best) = search(tmp.path(), &study(data, space, 4, 2));
+    assert_eq!(trials.len(), 4);
+    for t in &trials {
+        assert_eq!(t["state"], "complete", "{t}");
+        let acc = t["metrics"]["val_accuracy"].as_f64().unwrap();
+        // Chance is 0.1; two epochs of any of these networks get far above it.
+        assert!(acc > 0.4, "{}: val_accuracy {acc}", t["arch"]);
+        assert!(t["metrics"]["latency_ms"].as_f64().unwrap() > 0.0);
+        assert!(t["arch"].as_str().unwrap().starts_with("width=32 depth="));
+    }
+    let best_val = best["metrics"]["val_accuracy"].as_f64().unwrap();
+    assert!(best_val > 0.8, "best val_accuracy {best_val}");
+    assert!(
+        best["final"]["test_accuracy"].as_f64().unwrap() > 0.8,
+        "{best}"
+    );
+    check_final_model(tmp.path(), &best, data, &[8, 8]);
+}
+
+/// `label<TAB>text` lines whose class is whether "good" or "bad" words dominate, among
+/// filler words, with lengths 3 to 8 (so shorter texts are padded).
+fn text_file(path: &Path) {
+    let filler = [
+        "the", "a", "film", "was", "plot", "and", "it", "very", "actors",
+    ];
+    let good = ["good", "great", "fine"];
+    let bad = ["bad", "awful", "dull"];
+    let mut state = 7u64;
+    let mut next = |n: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize % n
+    };
+    let mut lines = String::new();
+    for i in 0..400 {
+        let positive = i % 2 == 0;
+        let len = 3 + next(6);
+        let words: Vec<&str> = (0..len)
+            .map(|k| {
+                if k == 0 || next(3) == 0 {
+                    let pick = if positive { &good } else { &bad };
+                    pick[next(3)]
+                } else {
+                    filler[next(filler.len())]
+                }
+            })
+            .collect();
+        let label = if positive { "pos" } else { "neg" };
+        lines.push_str(&format!("{label}\t{}\n", words.join(" ")));
+    }
+    std::fs::write(path, lines).unwrap();
+}
+
+#[test]
+fn text_token_ids_search_train_and_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    text_file(&tmp.path().join("reviews.tsv"));
+    let data = "format = \"text\"\ntrain = \"reviews.tsv\"";
+    let space = "widths = [16]\ndepths = [1]\nblocks = [\"attention\", \"gru\", \"conv\"]\nheads = [2]\nkernels = [3]\ndilations = [1]\npoolings = [\"mean\", \"max\", \"attention\"]";
+    let (trials, best) = search(tmp.path(), &study(data, space, 3, 4));
+    assert_eq!(trials.len(), 3);
+    for t in &trials {
+        assert_eq!(t["state"], "complete", "{t}");
+    }
+    let best_val = best["metrics"]["val_accuracy"].as_f64().unwrap();
+    assert!(best_val > 0.85, "best val_accuracy {best_val}");
+    // Token ids are fed as they are: the description's normalization is the identity, and
+    // the model scores the raw ids as the study reported.
+    let model = tmp.path().join(best["final"]["model"].as_str().unwrap());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.with_extension("onnx.json")).unwrap()).unwrap();
+    assert_eq!(info["normalization"]["mean"], serde_json::json!([0.0]));
+    assert_eq!(info["normalization"]["std"], serde_json::json!([1.0]));
+    assert_eq!(
+        load(tmp.path(), data).sample_shape(),
+        vec![8],
+        "the longest text"
+    );
+    check_final_model(tmp.path(), &best, data, &[8]);
+}
