@@ -312,8 +312,12 @@ fn build_errors_say_what_to_fix() {
             "`classes` must be at least 1",
         ),
         (
+            chain(&|c| c.kind = "rnn".into()),
+            "unknown space kind `rnn`",
+        ),
+        (
             chain(&|c| c.kind = "mlp".into()),
-            "unknown space kind `mlp`",
+            "is \"mlp\" but the table was read as a `chain` space",
         ),
         (cell(&|c| c.input = Some(vec![3, 30, 30])), "multiples of 4"),
         (cell(&|c| c.channels = 0), "`channels` must be at least 1"),
