@@ -315,6 +315,10 @@ fn build_errors_say_what_to_fix() {
             chain(&|c| c.kind = "rnn".into()),
             "unknown space kind `rnn`",
         ),
+        (
+            chain(&|c| c.kind = "mlp".into()),
+            "is \"mlp\" but the table was read as a `chain` space",
+        ),
         (cell(&|c| c.input = Some(vec![3, 30, 30])), "multiples of 4"),
         (cell(&|c| c.channels = 0), "`channels` must be at least 1"),
         (cell(&|c| c.kind = "chain".into()), "read as a `cell` space"),
