@@ -22,8 +22,8 @@ use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DEFAULT_CLASSES, DEFAULT_INPUT, SearchSpace, SpaceError, check_kind, check_values, checked,
-    config_error,
+    DEFAULT_CLASSES, DEFAULT_INPUT, SearchSpace, SpaceError, arch_field, arch_fields, check_kind,
+    check_values, checked, config_error, option_value,
 };
 
 const KIND: &str = "mlp";
@@ -395,52 +395,23 @@ impl SearchSpace for MlpSpace {
     }
 
     fn parse_arch(&self, arch: &str) -> Result<Vec<f64>, SpaceError> {
+        const KEYS: [&str; 6] = ["depth", "widths", "activation", "dropout", "norm", "skip"];
         let err = |reason: String| SpaceError::Arch {
             kind: KIND,
             arch: arch.to_string(),
             reason,
             example: self.example(),
         };
-        let mut fields = std::collections::BTreeMap::new();
-        for token in arch.split_whitespace() {
-            let (key, value) = token
-                .split_once('=')
-                .ok_or_else(|| err(format!("`{token}` is not `key=value`")))?;
-            if fields.insert(key, value).is_some() {
-                return Err(err(format!("`{key}` is given twice")));
-            }
-        }
-        let field = |key: &str| {
-            fields
-                .get(key)
-                .copied()
-                .ok_or_else(|| err(format!("`{key}=` is missing")))
+        let fields = arch_fields(arch, &KEYS, &err)?;
+        let field = |key: &str| arch_field(&fields, key, &err);
+        // Numbers compare as numbers (`0.10` is `0.1`).
+        let same = |o: &str, value: &str| {
+            o == value
+                || matches!((o.parse::<f64>(), value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
         };
-        let position = |key: &str, value: &str, choice: usize| -> Result<f64, SpaceError> {
-            let ChoiceKind::Categorical { options } = &self.descriptor.choices[choice].kind else {
-                unreachable!("every mlp choice is categorical")
-            };
-            // Numbers compare as numbers (`0.10` is `0.1`).
-            let same = |o: &String| {
-                o == value
-                    || matches!((o.parse::<f64>(), value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
-            };
-            options
-                .iter()
-                .position(same)
-                .map(|i| i as f64)
-                .ok_or_else(|| {
-                    err(format!(
-                        "{key} `{value}` is not an option; allowed: {options:?}"
-                    ))
-                })
+        let position = |key: &str, value: &str, choice: usize| {
+            option_value(&self.descriptor, choice, key, value, same, &err)
         };
-        if let Some(extra) = fields
-            .keys()
-            .find(|k| !["depth", "widths", "activation", "dropout", "norm", "skip"].contains(k))
-        {
-            return Err(err(format!("unknown field `{extra}`")));
-        }
         let mut values = vec![position("depth", field("depth")?, 0)?];
         let widths: Vec<&str> = field("widths")?.split(',').collect();
         if widths.len() != self.layers {
@@ -454,7 +425,7 @@ impl SearchSpace for MlpSpace {
             values.push(position("widths", w, 1 + i)?);
         }
         let tail = 1 + self.layers;
-        for (i, key) in ["activation", "dropout", "norm", "skip"].iter().enumerate() {
+        for (i, key) in KEYS[2..].iter().enumerate() {
             values.push(position(key, field(key)?, tail + i)?);
         }
         Ok(values)

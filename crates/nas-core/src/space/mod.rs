@@ -16,7 +16,7 @@ mod mlp;
 mod sequence;
 
 use nas_graph::{Graph, GraphError, Supernet};
-use nas_plugin::SpaceDescriptor;
+use nas_plugin::{ChoiceKind, SpaceDescriptor};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -355,6 +355,67 @@ fn check_values(
     descriptor
         .check(values)
         .map_err(|reason| SpaceError::Values { kind, reason })
+}
+
+/// The fields of a `key=value key=value ...` architecture string (the `mlp` and `sequence`
+/// forms): every key among `keys`, each at most once; `err` turns a reason into the error.
+fn arch_fields<'a>(
+    arch: &'a str,
+    keys: &[&str],
+    err: &dyn Fn(String) -> SpaceError,
+) -> Result<std::collections::BTreeMap<&'a str, &'a str>, SpaceError> {
+    let mut fields = std::collections::BTreeMap::new();
+    for token in arch.split_whitespace() {
+        let (key, value) = token
+            .split_once('=')
+            .ok_or_else(|| err(format!("`{token}` is not `key=value`")))?;
+        if !keys.contains(&key) {
+            return Err(err(format!("unknown field `{key}`")));
+        }
+        if fields.insert(key, value).is_some() {
+            return Err(err(format!("`{key}` is given twice")));
+        }
+    }
+    Ok(fields)
+}
+
+/// Field `key` of [`arch_fields`]' result, which must be there.
+fn arch_field<'a>(
+    fields: &std::collections::BTreeMap<&str, &'a str>,
+    key: &str,
+    err: &dyn Fn(String) -> SpaceError,
+) -> Result<&'a str, SpaceError> {
+    fields
+        .get(key)
+        .copied()
+        .ok_or_else(|| err(format!("`{key}=` is missing")))
+}
+
+/// The value (option index) of categorical choice `choice` whose option `value` names, by
+/// `same(option, value)`; `key` names the field in the error.
+fn option_value(
+    descriptor: &SpaceDescriptor,
+    choice: usize,
+    key: &str,
+    value: &str,
+    same: fn(&str, &str) -> bool,
+    err: &dyn Fn(String) -> SpaceError,
+) -> Result<f64, SpaceError> {
+    let ChoiceKind::Categorical { options } = &descriptor.choices[choice].kind else {
+        unreachable!(
+            "choice {choice} of the {} space is categorical",
+            descriptor.kind
+        )
+    };
+    options
+        .iter()
+        .position(|o| same(o, value))
+        .map(|i| i as f64)
+        .ok_or_else(|| {
+            err(format!(
+                "{key} `{value}` is not an option; allowed: {options:?}"
+            ))
+        })
 }
 
 /// Validates a decoded graph so a bad space config surfaces here, not in an evaluator.

@@ -54,7 +54,8 @@ pub use config::{
 use network::{Block, Chosen};
 
 use super::{
-    DEFAULT_CLASSES, SearchSpace, SpaceError, check_kind, check_values, checked, config_error,
+    DEFAULT_CLASSES, SearchSpace, SpaceError, arch_field, arch_fields, check_kind, check_values,
+    checked, config_error, option_value,
 };
 
 const KIND: &str = "sequence";
@@ -387,37 +388,10 @@ impl SearchSpace for SequenceSpace {
             reason,
             example: self.example(),
         };
-        let mut fields = std::collections::BTreeMap::new();
-        for token in arch.split_whitespace() {
-            let (key, value) = token
-                .split_once('=')
-                .ok_or_else(|| err(format!("`{token}` is not `key=value`")))?;
-            if !KEYS.contains(&key) {
-                return Err(err(format!("unknown field `{key}`")));
-            }
-            if fields.insert(key, value).is_some() {
-                return Err(err(format!("`{key}` is given twice")));
-            }
-        }
-        let field = |key: &str| {
-            fields
-                .get(key)
-                .copied()
-                .ok_or_else(|| err(format!("`{key}=` is missing")))
-        };
-        let position = |key: &str, value: &str, choice: usize| -> Result<f64, SpaceError> {
-            let ChoiceKind::Categorical { options } = &self.descriptor.choices[choice].kind else {
-                unreachable!("every sequence choice is categorical")
-            };
-            options
-                .iter()
-                .position(|o| o == value)
-                .map(|i| i as f64)
-                .ok_or_else(|| {
-                    err(format!(
-                        "{key} `{value}` is not an option; allowed: {options:?}"
-                    ))
-                })
+        let fields = arch_fields(arch, &KEYS, &err)?;
+        let field = |key: &str| arch_field(&fields, key, &err);
+        let position = |key: &str, value: &str, choice: usize| {
+            option_value(&self.descriptor, choice, key, value, |o, v| o == v, &err)
         };
         let mut values = vec![
             position("width", field("width")?, 0)?,
