@@ -227,3 +227,34 @@ fn text_token_ids_search_train_and_export() {
     );
     check_final_model(tmp.path(), &best, data, &[8]);
 }
+
+/// Speech with variable lengths: the shipped Japanese Vowels set (utterances of 7 to 29
+/// frames of 12 coefficients, padded to 29). The data set is padded, so the space masks the
+/// padding: even `last` pooling reads each utterance's own last frame (without the mask it
+/// read a padding frame, the same for every sample, and stayed at chance). The exported model
+/// takes the raw padded frames and reproduces the study's test accuracy.
+#[test]
+fn padded_speech_features_search_train_and_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let npz = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/data/japanese-vowels.npz");
+    let data = format!(
+        "format = \"npz\"\npath = \"{}\"\nlayout = \"ntf\"\nvalidation = 0.2",
+        npz.display()
+    );
+    let space = "widths = [16]\ndepths = [1]\nblocks = [\"conv\", \"gru\"]\nkernels = [3]\ndilations = [2]\npoolings = [\"last\"]\nclassifiers = [\"linear\"]";
+    let (trials, best) = search(tmp.path(), &study(&data, space, 2, 12));
+    assert_eq!(trials.len(), 2);
+    for t in &trials {
+        assert_eq!(t["state"], "complete", "{t}");
+        let acc = t["metrics"]["val_accuracy"].as_f64().unwrap();
+        // Chance is 1/9.
+        assert!(acc > 0.6, "{}: val_accuracy {acc}", t["arch"]);
+    }
+    let test = best["final"]["test_accuracy"].as_f64().unwrap();
+    assert!(test > 0.7, "{best}");
+    let model = tmp.path().join(best["final"]["model"].as_str().unwrap());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.with_extension("onnx.json")).unwrap()).unwrap();
+    assert_eq!(info["normalization"]["keep_padding"], true, "{info}");
+    check_final_model(tmp.path(), &best, &data, &[29, 12]);
+}

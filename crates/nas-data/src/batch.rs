@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{DataKind, Dataset};
 use crate::error::DataError;
-use crate::normalize::Normalization;
+use crate::normalize::{Normalization, is_padding};
 use crate::rng::{Stream, below, rng, shuffle};
 
 /// Training-time augmentation of images, applied after normalization.
@@ -68,6 +68,8 @@ pub struct Batches<'a> {
     batch_size: usize,
     mean: Vec<f32>,
     std: Vec<f32>,
+    /// See [`Normalization::keep_padding`].
+    keep_padding: bool,
     augment: Option<(Augment, ChaCha8Rng)>,
 }
 
@@ -121,6 +123,7 @@ pub fn batches<'a>(
         batch_size: opts.batch_size,
         mean: norm.mean.clone(),
         std: norm.std.clone(),
+        keep_padding: norm.keep_padding,
         augment: opts.augment.map(|a| (a, rng(seed, Stream::Augment, epoch))),
     })
 }
@@ -134,6 +137,16 @@ impl Batches<'_> {
             // Runs of `run` values share one feature: a channel plane of an image, one
             // feature of one step of a sequence `[T, F, 1]` (then run = 1).
             let features = self.mean.len();
+            if self.keep_padding {
+                // Padded sequences [T, F, 1]: a step of all-zero features stays 0 (dst is).
+                let steps = dst.chunks_mut(features).zip(src.chunks(features));
+                for (d, s) in steps.filter(|(_, s)| !is_padding(s)) {
+                    for (k, (d, &v)) in d.iter_mut().zip(s).enumerate() {
+                        *d = (v - self.mean[k]) / self.std[k];
+                    }
+                }
+                return;
+            }
             let run = if self.data.feature_axis() == 1 { hw } else { w };
             for (k, (d, s)) in dst.chunks_mut(run).zip(src.chunks(run)).enumerate() {
                 let (m, sd) = (self.mean[k % features], self.std[k % features]);

@@ -46,6 +46,10 @@ pub struct Dataset {
     /// For token-id sequences: ids are whole numbers below this (0 = padding, 1 = unknown
     /// token); the size of an embedding table over them. `None` for every other data set.
     pub vocab_size: Option<usize>,
+    /// For float sequences loaded with lengths: the steps past a sample's length are padding,
+    /// every feature exactly 0. Normalization leaves such steps at 0 and networks mask them
+    /// (see [`Dataset::is_padded`]).
+    pub padded: bool,
 }
 
 impl Dataset {
@@ -161,6 +165,7 @@ impl Dataset {
             classes,
             class_names: None,
             vocab_size: None,
+            padded: false,
         })
     }
 
@@ -214,6 +219,12 @@ impl Dataset {
         self.vocab_size.is_some()
     }
 
+    /// Whether samples are float sequences with padding: a step whose features are all
+    /// exactly 0 is padding, not data (token ids mark padding with id 0 instead).
+    pub fn is_padded(&self) -> bool {
+        self.padded && !self.is_token_ids()
+    }
+
     /// Channels: the `C` of `[C, H, W]`, or the feature count of tabular data (for
     /// sequences: the step count `T`; see [`Dataset::feature_axis`]).
     pub fn channels(&self) -> usize {
@@ -261,6 +272,7 @@ impl Dataset {
             classes: self.classes,
             class_names: self.class_names.clone(),
             vocab_size: self.vocab_size,
+            padded: self.padded,
         }
     }
 
@@ -301,6 +313,7 @@ impl Dataset {
             classes: self.classes.max(other.classes),
             class_names: self.class_names.or(other.class_names),
             vocab_size: self.vocab_size.max(other.vocab_size),
+            padded: self.padded || other.padded,
         })
     }
 }

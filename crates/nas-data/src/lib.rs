@@ -45,7 +45,7 @@ pub use dataset::{DataKind, Dataset, MAX_VOCAB_SIZE, PAD_ID, UNKNOWN_ID};
 pub use digits::{DIGITS_TEST_FRACTION, digits};
 pub use error::{DataError, Location};
 pub use idx::load_idx;
-pub use normalize::Normalization;
+pub use normalize::{Normalization, is_padding};
 pub use npy::{Layout, NpyArray, NpzKeys, load_npy, load_npy_with_lengths, load_npz, read_npy};
 pub use split::{Part, SplitConfig, SplitDataset, Splits};
 pub use tabular::{CsvOptions, LabelColumn, load_csv};

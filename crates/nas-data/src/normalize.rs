@@ -23,6 +23,11 @@ pub struct Normalization {
     /// sample `[T, F]`).
     #[serde(default = "channel_axis", skip_serializing_if = "is_channel_axis")]
     pub feature_axis: usize,
+    /// Padded float sequences (see [`Dataset::is_padded`]): a step whose features are all 0
+    /// is padding, left out of the statistics and left at 0 by [`Normalization::apply`] (and
+    /// by the exported model's normalization), so the network still sees it as padding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_padding: bool,
 }
 
 fn channel_axis() -> usize {
@@ -31,6 +36,11 @@ fn channel_axis() -> usize {
 
 fn is_channel_axis(axis: &usize) -> bool {
     *axis == 1
+}
+
+/// Whether the features of one sequence step mark it as padding (all exactly 0).
+pub fn is_padding(step: &[f32]) -> bool {
+    step.iter().all(|&v| v == 0.0)
 }
 
 impl Normalization {
@@ -45,11 +55,12 @@ impl Normalization {
             mean: vec![0.0; count],
             std: vec![1.0; count],
             feature_axis,
+            keep_padding: false,
         }
     }
 
     /// Population mean and std of each feature over all values of the samples `indices`
-    /// (every pixel of a channel; every step of a sequence feature).
+    /// (every pixel of a channel; every step of a sequence feature, padding steps left out).
     pub fn fit(data: &Dataset, indices: &[usize]) -> Result<Self, DataError> {
         if indices.is_empty() {
             return Err(DataError::Invalid(
@@ -60,6 +71,9 @@ impl Normalization {
         let features = data.images.len_of(Axis(axis));
         if data.is_token_ids() {
             return Ok(Self::identity_along(axis, features));
+        }
+        if data.is_padded() {
+            return Ok(Self::fit_padded_steps(data, indices));
         }
         let per_sample = data.input_shape().iter().product::<usize>() / features.max(1);
         let count = (indices.len() * per_sample) as f64;
@@ -84,9 +98,49 @@ impl Normalization {
                     .sum::<f64>();
             }
         }
+        Ok(Self::from_sums(&mean, &sq, count, axis, false))
+    }
+
+    /// [`Normalization::fit`] of padded float sequences `[N, T, F, 1]`: statistics over the
+    /// steps that are not padding.
+    fn fit_padded_steps(data: &Dataset, indices: &[usize]) -> Self {
+        let features = data.images.len_of(Axis(2));
+        let steps = || {
+            indices.iter().flat_map(|&i| {
+                data.images
+                    .index_axis(Axis(0), i)
+                    .outer_iter()
+                    .map(|step| step.iter().copied().collect::<Vec<f32>>())
+                    .filter(|step| !is_padding(step))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let mut sum = vec![0f64; features];
+        let mut count = 0usize;
+        for step in steps() {
+            count += 1;
+            for (k, &v) in step.iter().enumerate() {
+                sum[k] += f64::from(v);
+            }
+        }
+        // Every step padding: nothing to learn from, so leave values as they are.
+        let count = count.max(1) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+        let mut sq = vec![0f64; features];
+        for step in steps() {
+            for (k, &v) in step.iter().enumerate() {
+                sq[k] += (f64::from(v) - mean[k]).powi(2);
+            }
+        }
+        Self::from_sums(&mean, &sq, count, 2, true)
+    }
+
+    /// The normalization of per-feature means and sums of squared deviations over `count`
+    /// values each.
+    fn from_sums(mean: &[f64], sq: &[f64], count: f64, axis: usize, keep_padding: bool) -> Self {
         let std = sq
             .iter()
-            .zip(&mean)
+            .zip(mean)
             .map(|(s, m)| {
                 let sd = (s / count).sqrt();
                 if sd <= 1e-6 * m.abs().max(1.0) {
@@ -96,11 +150,12 @@ impl Normalization {
                 }
             })
             .collect();
-        Ok(Normalization {
+        Normalization {
             mean: mean.iter().map(|&m| m as f32).collect(),
             std,
             feature_axis: axis,
-        })
+            keep_padding,
+        }
     }
 
     pub fn channels(&self) -> usize {
@@ -117,6 +172,20 @@ impl Normalization {
     pub fn apply(&self, images: &mut Array4<f32>) {
         let axis = Axis(self.feature_axis);
         assert_eq!(images.len_of(axis), self.channels(), "feature count");
+        if self.keep_padding {
+            // [N, T, F, 1]: step by step, padding left at 0.
+            for mut sample in images.outer_iter_mut() {
+                for mut step in sample.outer_iter_mut() {
+                    if is_padding(step.as_slice().expect("standard layout")) {
+                        continue;
+                    }
+                    for (k, v) in step.iter_mut().enumerate() {
+                        *v = (*v - self.mean[k]) / self.std[k];
+                    }
+                }
+            }
+            return;
+        }
         for (k, mut part) in images.axis_iter_mut(axis).enumerate() {
             let (m, s) = (self.mean[k], self.std[k]);
             part.mapv_inplace(|v| (v - m) / s);

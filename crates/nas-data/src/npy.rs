@@ -54,7 +54,8 @@ impl Layout {
 
 /// Member names of an `.npz` archive, without the `.npy` suffix. The test pair is optional:
 /// when neither test key is in the archive, the source has no test part. The lengths of
-/// sequences (layouts `nt`, `ntf`) are read only when their key is given.
+/// sequences (layouts `nt`, `ntf`) are read when their key is given, or when the archive
+/// holds arrays named `lengths_train` / `lengths_test`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NpzKeys {
@@ -566,7 +567,17 @@ pub fn load_npz(
             })?;
         parse_npy(bytes, path, Some(&member))
     };
-    let train_lengths = keys.lengths_train.as_deref().map(&mut read).transpose()?;
+    // Sequence lengths under their default names are read without being named.
+    let lengths_key = |given: &Option<String>, default: &str| {
+        given.clone().or_else(|| {
+            (layout.is_sequence() && member_of(default).is_some()).then(|| default.to_string())
+        })
+    };
+    let (lengths_train, lengths_test) = (
+        lengths_key(&keys.lengths_train, "lengths_train"),
+        lengths_key(&keys.lengths_test, "lengths_test"),
+    );
+    let train_lengths = lengths_train.as_deref().map(&mut read).transpose()?;
     let train = to_dataset(
         &read(&keys.x_train)?,
         &read(&keys.y_train)?,
@@ -577,7 +588,7 @@ pub fn load_npz(
     )?;
     let test = match (member_of(&keys.x_test), member_of(&keys.y_test)) {
         (Some(_), Some(_)) => {
-            let test_lengths = keys.lengths_test.as_deref().map(&mut read).transpose()?;
+            let test_lengths = lengths_test.as_deref().map(&mut read).transpose()?;
             Some(to_dataset(
                 &read(&keys.x_test)?,
                 &read(&keys.y_test)?,

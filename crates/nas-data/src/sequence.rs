@@ -50,6 +50,7 @@ pub(crate) fn sequence_dataset(
     }
     let mut d = Dataset::with_kind(name, DataKind::Sequence, values, labels, classes)?;
     d.vocab_size = vocab_size;
+    d.padded = lengths.is_some() && !token_ids;
     Ok(d)
 }
 

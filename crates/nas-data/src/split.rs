@@ -273,6 +273,11 @@ impl SplitDataset {
         self.data.vocab_size
     }
 
+    /// Whether samples are padded float sequences (see [`Dataset::is_padded`]).
+    pub fn is_padded(&self) -> bool {
+        self.data.is_padded()
+    }
+
     pub fn classes(&self) -> usize {
         self.data.classes
     }

@@ -645,3 +645,67 @@ fn images_as_sequences_of_rows() {
         "{e}"
     );
 }
+
+/// Float sequences loaded with lengths are padded: the normalization's statistics leave the
+/// padding steps out, and batches and `apply` keep those steps at 0 (so a network can mask
+/// them), while every other step is normalized as usual.
+#[test]
+fn padded_float_sequences_keep_their_padding_through_normalization() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, t, f) = (4, 3, 2);
+    // Real values 1..=24 (never 0); lengths 3, 1, 2, 3.
+    let values: Vec<f32> = (1..=n * t * f).map(|v| v as f32).collect();
+    let x = npy(dir.path(), "x.npy", "<f4", &[n, t, f], &f32_le(&values));
+    let y = npy(dir.path(), "y.npy", "<i8", &[n], &i64_le(&[0, 1, 0, 1]));
+    let lengths = [3usize, 1, 2, 3];
+    let l = npy(
+        dir.path(),
+        "l.npy",
+        "<i8",
+        &[n],
+        &i64_le(&lengths.map(|v| v as i64)),
+    );
+    let mut c = npy_cfg(x.clone(), y.clone(), Layout::Ntf);
+    c.train_lengths = Some(l);
+    let s = load(&c, 3).unwrap();
+    assert!(s.is_padded() && s.data.is_padded());
+    let norm = &s.normalization;
+    assert!(norm.keep_padding, "{norm:?}");
+    // Statistics over the 9 real steps only.
+    for k in 0..f {
+        let real: Vec<f64> = (0..n)
+            .flat_map(|i| (0..lengths[i]).map(move |step| (i, step)))
+            .map(|(i, step)| f64::from(values[(i * t + step) * f + k]))
+            .collect();
+        assert_eq!(real.len(), 9);
+        let m = real.iter().sum::<f64>() / 9.0;
+        let sd = (real.iter().map(|v| (v - m).powi(2)).sum::<f64>() / 9.0).sqrt();
+        assert!((f64::from(norm.mean[k]) - m).abs() < 1e-4, "{norm:?} {m}");
+        assert!((f64::from(norm.std[k]) - sd).abs() < 1e-4, "{norm:?} {sd}");
+    }
+    let got = eval_values(&s, Part::Train);
+    let mut applied = s.part(Part::Train).images;
+    norm.apply(&mut applied);
+    assert_eq!(applied.iter().copied().collect::<Vec<_>>(), got);
+    let raw = s.part(Part::Train).images;
+    for (i, &len) in s.splits.train.iter().map(|i| &lengths[*i]).enumerate() {
+        for step in 0..t {
+            for k in 0..f {
+                let v = got[(i * t + step) * f + k];
+                if step < len {
+                    let want = (raw[[i, step, k, 0]] - norm.mean[k]) / norm.std[k];
+                    assert_eq!(v, want, "sample {i} step {step}");
+                } else {
+                    assert_eq!(v, 0.0, "padding of sample {i} step {step}");
+                }
+            }
+        }
+    }
+    let text = toml::to_string(norm).unwrap();
+    assert!(text.contains("keep_padding = true"), "{text}");
+    assert_eq!(&toml::from_str::<Normalization>(&text).unwrap(), norm);
+
+    // Without lengths nothing is padding.
+    let plain = load(&npy_cfg(x, y, Layout::Ntf), 3).unwrap();
+    assert!(!plain.is_padded() && !plain.normalization.keep_padding);
+}

@@ -130,7 +130,8 @@ pub enum Op {
     /// the leading axes), e.g. a [`Op::PaddingMask`] `[T]` against scores `[heads, T, T]`.
     Softmax,
     /// `[T]` token ids -> the `[T]` additive key mask: 0 for tokens, [`MASKED`] for padding
-    /// (id 0). Read by `Softmax` and `TimePool`; passes no gradient.
+    /// (id 0); or `[T, F]` float steps -> `[T]`, [`MASKED`] where every feature of the step is
+    /// 0 (padded float sequences). Read by `Softmax` and `TimePool`; passes no gradient.
     PaddingMask,
     /// `[T, F] -> [F]` over time; with a second input, a `[T]` additive mask (a
     /// [`Op::PaddingMask`]), steps whose mask is not 0 are left out (see [`TimePoolKind`]).

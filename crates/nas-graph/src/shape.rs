@@ -314,7 +314,12 @@ fn infer_sequence(op: &Op, ins: &[&Vec<usize>]) -> Result<Vec<usize>, String> {
             Ok(one(ins)?.clone())
         }
         Op::Tanh => Ok(one(ins)?.clone()),
-        Op::PaddingMask => Ok(token_ids(one(ins)?, "token ids")?.clone()),
+        Op::PaddingMask => match one(ins)?.as_slice() {
+            [t] | [t, _] => Ok(vec![*t]),
+            other => Err(format!(
+                "expects token ids [T] or float steps [T, F], got {other:?} (feed the sequence as the graph input)"
+            )),
+        },
         Op::Scale { factor } => {
             if !factor.is_finite() {
                 return Err(format!("factor {factor} must be finite"));

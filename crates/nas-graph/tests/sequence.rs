@@ -881,3 +881,97 @@ fn token_vocab_names_the_embedding_of_the_input() {
     assert_eq!(enc.token_vocab(), Some(VOCAB));
     assert_eq!(recurrent_classifier("gru").token_vocab(), None);
 }
+
+/// Padded float sequences: a step whose features are all 0 is padding. The exported model's
+/// normalization keeps such steps at 0, `PaddingMask` of `[T, F]` finds them, and a masked
+/// pool over them computes what the reference computes on normalized values with the padding
+/// kept at 0; the same network without the mask computes something else.
+#[test]
+fn padded_float_steps_are_masked_after_normalization() {
+    let build = |masked: bool| {
+        let mut b = GraphBuilder::new(&[4, 3]);
+        let d = b.add(dense(5, true), &[0]);
+        // The mask node exists either way, so both graphs number their nodes alike.
+        let mask = b.add(Op::PaddingMask, &[0]);
+        let mut ins = vec![d];
+        if masked {
+            ins.push(mask);
+        }
+        let pooled = b.add(
+            Op::TimePool {
+                kind: TimePoolKind::Last,
+            },
+            &ins,
+        );
+        let out = head(&mut b, pooled);
+        b.finish(out)
+    };
+    let g = build(true);
+    let w = weights(&g, 9);
+    // Sample lengths 4, 2 and 1.
+    let mut raw = input(&g, 3, false, 10).mapv(|v| 2.0 * v + 1.0);
+    for (i, len) in [(1, 2), (2, 1)] {
+        raw.slice_mut(ndarray::s![i, len.., ..]).fill(0.0);
+    }
+    let (mean, std) = (vec![1.0f32, -0.5, 3.0], vec![2.0f32, 0.5, 4.0]);
+    let mut normalized = raw.mapv(f64::from);
+    for mut step in normalized.rows_mut() {
+        if step.iter().any(|&v| v != 0.0) {
+            for (f, v) in step.iter_mut().enumerate() {
+                *v = (*v - f64::from(mean[f])) / f64::from(std[f]);
+            }
+        }
+    }
+    let options = ExportOptions {
+        normalize: Some((mean.clone(), std.clone())),
+        normalize_axis: 1,
+        normalize_keep_padding: true,
+        ..Default::default()
+    };
+    let run = |g: &Graph| {
+        let model = nas_graph::export_inference(g, &w, &options).unwrap();
+        let mut s = support::gradcheck::session(&model);
+        let outputs = s
+            .run(ort::inputs!["input" => ort::value::TensorRef::from_array_view(&raw).unwrap()])
+            .unwrap();
+        outputs[0]
+            .try_extract_array::<f32>()
+            .unwrap()
+            .mapv(f64::from)
+    };
+    let got = run(&g);
+    let want = nas_graph::reference::forward(&g, &w, &normalized).unwrap();
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err < 1e-4, "masked export against the reference: {err:e}");
+    // Unmasked, the last step of a padded sample is the padding's: other logits.
+    let plain = run(&build(false));
+    for i in [1, 2] {
+        let diff = (0..plain.shape()[1])
+            .map(|k| (plain[[i, k]] - got[[i, k]]).abs())
+            .fold(0.0f64, f64::max);
+        assert!(diff > 1e-3, "sample {i}: the mask changed nothing");
+    }
+    let diff0 = (0..plain.shape()[1])
+        .map(|k| (plain[[0, k]] - got[[0, k]]).abs())
+        .fold(0.0f64, f64::max);
+    assert!(diff0 < 1e-5, "an unpadded sample must not change: {diff0}");
+
+    // Kept padding needs a [T, F] input normalized per feature.
+    let image = GraphBuilder::new(&[3, 4, 4]);
+    let mut ib = image;
+    let flat = ib.add(Op::Flatten, &[0]);
+    let gi = ib.finish(flat);
+    let bad = ExportOptions {
+        normalize: Some((mean.clone(), std.clone())),
+        normalize_axis: 0,
+        normalize_keep_padding: true,
+        ..Default::default()
+    };
+    let e = nas_graph::export_inference(&gi, &Weights::he_init(&gi, 1).unwrap(), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("padding is kept only for sequences"), "{e}");
+}

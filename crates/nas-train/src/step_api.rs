@@ -21,6 +21,7 @@ pub fn export_model(
     let options = ExportOptions {
         normalize: normalize.map(|n| (n.mean.clone(), n.std.clone())),
         normalize_axis: normalize.map_or(0, input_axis),
+        normalize_keep_padding: normalize.is_some_and(|n| n.keep_padding),
         fold_batch_norm,
         ..ExportOptions::default()
     };

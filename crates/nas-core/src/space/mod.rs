@@ -181,6 +181,8 @@ pub struct DataDefaults {
     pub classes: usize,
     /// For token ids: how many ids there are, an embedding table's rows.
     pub vocab: Option<usize>,
+    /// Float sequences whose all-zero steps are padding (loaded with lengths).
+    pub padded: bool,
 }
 
 impl DataDefaults {
@@ -189,6 +191,7 @@ impl DataDefaults {
             input: data.sample_shape(),
             classes: data.classes(),
             vocab: data.vocab_size(),
+            padded: data.is_padded(),
         }
     }
 }
@@ -449,6 +452,7 @@ mod tests {
                 input: vec![1, 8, 8],
                 classes: 3,
                 vocab: None,
+                padded: false,
             });
             assert_eq!(filled.io(), (&Some(vec![1, 8, 8]), &Some(3)));
             assert!(!filled.needs_data());

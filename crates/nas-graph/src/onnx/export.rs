@@ -9,6 +9,7 @@ use super::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     ValueInfoProto, tensor_proto::DataType,
 };
+use super::sequence::FLOAT;
 use crate::error::GraphError;
 use crate::ir::{Graph, NodeId, Op};
 use crate::weights::{Weights, parameter_specs};
@@ -42,6 +43,9 @@ pub struct ExportOptions {
     /// The per-sample axis of `graph.input` that `normalize` indexes: 0 for the channels of
     /// images `[C, H, W]` (the default), 1 for the features of sequences `[T, F]`.
     pub normalize_axis: usize,
+    /// Padded float sequences `[T, F]`: steps whose features are all 0 are padding and stay
+    /// 0 after the normalization (as in training, so the network's padding mask finds them).
+    pub normalize_keep_padding: bool,
     /// Fold each BatchNorm into the Conv or Linear directly before it, when that node's output
     /// has no other consumer (its weights are scaled and it gains a bias). Default `false`.
     pub fold_batch_norm: bool,
@@ -55,6 +59,7 @@ impl Default for ExportOptions {
             output_name: "logits".into(),
             normalize: None,
             normalize_axis: 0,
+            normalize_keep_padding: false,
             fold_batch_norm: false,
         }
     }
@@ -208,6 +213,7 @@ pub fn inference_model(
             (mean, std),
             options.normalize_axis,
             &options.input_name,
+            options.normalize_keep_padding,
         )?;
     }
 
@@ -355,14 +361,22 @@ pub fn add_outputs(
     Ok(names)
 }
 
-/// `(x - mean) / std` per input channel into the value `n0`.
+/// `(x - mean) / std` per input channel into the value `n0`; with `keep_padding`, times 0 on
+/// the steps of a `[T, F]` input whose features are all 0.
 fn emit_normalization(
     b: &mut Builder,
     graph: &Graph,
     (mean, std): (&[f32], &[f32]),
     axis: usize,
     input: &str,
+    keep_padding: bool,
 ) -> Result<(), GraphError> {
+    if keep_padding && (graph.input.len() != 2 || axis != 1) {
+        return Err(GraphError::Export(format!(
+            "padding is kept only for sequences [T, F] normalized per feature (axis 1); the input is {:?}, axis {axis}",
+            graph.input
+        )));
+    }
     let Some(&c) = graph.input.get(axis) else {
         return Err(GraphError::Export(format!(
             "normalization along axis {axis}, but the input {:?} has {} axes",
@@ -400,7 +414,39 @@ fn emit_normalization(
         "n0_centred",
         vec![],
     );
-    b.node("Div", "n0", &["n0_centred", "n0_std"], "n0", vec![]);
+    if !keep_padding {
+        b.node("Div", "n0", &["n0_centred", "n0_std"], "n0", vec![]);
+        return Ok(());
+    }
+    b.node(
+        "Div",
+        "n0_scaled",
+        &["n0_centred", "n0_std"],
+        "n0_scaled",
+        vec![],
+    );
+    // [N, T, 1]: 1 where some feature of the step is not 0.
+    let zero = b.scalar(0.0);
+    b.node("Abs", "n0_abs", &[input], "n0_abs", vec![]);
+    b.node(
+        "ReduceMax",
+        "n0_top",
+        &["n0_abs"],
+        "n0_top",
+        vec![
+            AttributeProto::ints("axes", &[2]),
+            AttributeProto::int("keepdims", 1),
+        ],
+    );
+    b.node("Greater", "n0_real", &["n0_top", &zero], "n0_real", vec![]);
+    b.node(
+        "Cast",
+        "n0_keep",
+        &["n0_real"],
+        "n0_keep",
+        vec![AttributeProto::int("to", FLOAT)],
+    );
+    b.node("Mul", "n0", &["n0_scaled", "n0_keep"], "n0", vec![]);
     Ok(())
 }
 

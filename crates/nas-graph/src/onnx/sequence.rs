@@ -136,7 +136,25 @@ pub(crate) fn emit(
         Op::PaddingMask => {
             let zero = b.scalar(0.0);
             let (pad, padf) = (tmp("pad"), tmp("padf"));
-            b.node("Equal", &pad, &[x, &zero], &pad, vec![]);
+            let values = if ctx.in_shapes[0].len() == 2 {
+                // Float steps [N, T, F]: a step is padding when its largest |feature| is 0.
+                let (abs, top) = (tmp("abs"), tmp("top"));
+                b.node("Abs", &abs, &[x], &abs, vec![]);
+                b.node(
+                    "ReduceMax",
+                    &top,
+                    &[&abs],
+                    &top,
+                    vec![
+                        AttributeProto::ints("axes", &[2]),
+                        AttributeProto::int("keepdims", 0),
+                    ],
+                );
+                top
+            } else {
+                x.to_string()
+            };
+            b.node("Equal", &pad, &[&values, &zero], &pad, vec![]);
             b.node(
                 "Cast",
                 &padf,

@@ -55,7 +55,7 @@ pub(crate) fn forward(
         }
         Op::MatMul => matmul(ins[0], ins[1]),
         Op::Softmax => softmax(ins[0], ins.get(1).copied()),
-        Op::PaddingMask => x0().mapv(|v| if v == 0.0 { f64::from(MASKED) } else { 0.0 }),
+        Op::PaddingMask => padding_mask(x0()),
         Op::TimePool { kind } => time_pool(x0(), ins.get(1).copied(), *kind),
         Op::PositionalEncoding { learned } => {
             let table = if *learned {
@@ -309,4 +309,13 @@ fn conv1d(
         *out = acc;
     }
     y.into_dyn()
+}
+
+/// [`Op::PaddingMask`] of batched token ids `[N, T]` or float steps `[N, T, F]`.
+fn padding_mask(x: &ArrayD<f64>) -> ArrayD<f64> {
+    let masked = |pad: bool| if pad { f64::from(MASKED) } else { 0.0 };
+    if x.ndim() == 2 {
+        return x.mapv(|v| masked(v == 0.0));
+    }
+    x.map_axis(Axis(2), |step| masked(step.iter().all(|&v| v == 0.0)))
 }

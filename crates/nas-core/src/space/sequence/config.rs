@@ -21,6 +21,11 @@ pub struct SequenceSpaceConfig {
     /// included); from the data set when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vocab: Option<usize>,
+    /// For `[T, F]` features: steps whose features are all 0 are padding, which attention and
+    /// pooling leave out. Set from the data set when it was loaded with lengths and `input`
+    /// comes from it; set it yourself when you give `input` for such data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub padding: bool,
     /// Model dimensions (features per step inside the stack).
     #[serde(default = "default_widths")]
     pub widths: Vec<usize>,
@@ -184,6 +189,7 @@ impl Default for SequenceSpaceConfig {
             input: None,
             classes: None,
             vocab: None,
+            padding: false,
             widths: default_widths(),
             depths: default_depths(),
             blocks: default_blocks(),
@@ -216,14 +222,16 @@ impl KindConfig for SequenceSpaceConfig {
         Ok(Box::new(SequenceSpace::new(self)?))
     }
 
-    /// Also the vocabulary, when the input (given or filled in) is the data set's token ids.
+    /// Also the vocabulary (token ids) or the padding (padded features), when the input
+    /// (given or filled in) is the data set's.
     fn fill_from_data(&mut self, data: &DataDefaults) {
         self.input.get_or_insert_with(|| data.input.clone());
         self.classes.get_or_insert(data.classes);
-        if self.input.as_ref() == Some(&data.input)
-            && let Some(v) = data.vocab
-        {
-            self.vocab.get_or_insert(v);
+        if self.input.as_ref() == Some(&data.input) {
+            if let Some(v) = data.vocab {
+                self.vocab.get_or_insert(v);
+            }
+            self.padding |= data.padded;
         }
     }
 

@@ -174,6 +174,13 @@ fn sequence_io(
         }
         (_, None) => None,
     };
+    if config.padding && vocab.is_some() {
+        return Err(config_error(
+            KIND,
+            "padding",
+            "is for [T, F] features; token ids mark padding with id 0 already, so remove it",
+        ));
+    }
     Ok((input, classes, vocab))
 }
 

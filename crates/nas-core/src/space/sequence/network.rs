@@ -58,7 +58,8 @@ pub(super) struct Chosen {
 }
 
 impl SequenceSpace {
-    /// The stem: `[T, width]` features, and the padding mask of token ids.
+    /// The stem: `[T, width]` features, and the padding mask of token ids (or of padded
+    /// features).
     fn stem(&self, b: &mut GraphBuilder, width: usize) -> (NodeId, Option<NodeId>) {
         let (x, mask) = match self.vocab {
             Some(vocab) => {
@@ -73,7 +74,8 @@ impl SequenceSpace {
                     },
                     &[0],
                 );
-                (d, None)
+                let mask = self.config.padding.then(|| b.add(Op::PaddingMask, &[0]));
+                (d, mask)
             }
         };
         let x = match self.config.positional {

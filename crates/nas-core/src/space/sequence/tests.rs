@@ -204,6 +204,7 @@ fn the_data_fills_input_classes_and_the_vocabulary_of_token_ids() {
         input: vec![20],
         classes: 3,
         vocab: Some(50),
+        padded: false,
     };
     let empty = SequenceSpaceConfig::default();
     assert!(empty.needs_data());
@@ -219,6 +220,7 @@ fn the_data_fills_input_classes_and_the_vocabulary_of_token_ids() {
         input: vec![8, 8],
         classes: 10,
         vocab: None,
+        padded: false,
     };
     let filled = empty.with_data_defaults(&rows);
     assert_eq!(
@@ -339,4 +341,58 @@ fn bad_configs_and_archs_are_named() {
         let e = s.parse_arch(arch).unwrap_err().to_string();
         assert!(e.contains(says), "{arch}: {e}");
     }
+}
+
+#[test]
+fn padded_features_are_masked_like_token_ids() {
+    let arch = "width=8 depth=2 blocks=attention_h2,gru residual=false norm=none pooling=last classifier=linear";
+    // Unpadded features: no mask anywhere.
+    let s = SequenceSpace::new(&features()).unwrap();
+    let g = s.decode(&values(&s, arch)).unwrap();
+    assert!(!ops(&g).contains(&"PaddingMask"));
+    // Padded data fills `padding`, and the mask of the input feeds attention and pooling.
+    let padded = DataDefaults {
+        input: vec![6, 3],
+        classes: 4,
+        vocab: None,
+        padded: true,
+    };
+    let config = SequenceSpaceConfig {
+        input: None,
+        ..features()
+    }
+    .with_data_defaults(&padded);
+    assert!(config.padding);
+    let s = SequenceSpace::new(&config).unwrap();
+    let g = s.decode(&values(&s, arch)).unwrap();
+    let mask = g
+        .nodes
+        .iter()
+        .position(|n| matches!(n.op, Op::PaddingMask))
+        .unwrap();
+    assert_eq!(g.nodes[mask].inputs, [0]);
+    let readers = g
+        .nodes
+        .iter()
+        .filter(|n| n.inputs.get(1) == Some(&mask))
+        .map(|n| n.op.kind())
+        .collect::<Vec<_>>();
+    assert_eq!(readers, ["Softmax", "TimePool"]);
+    assert_eq!(g.shapes().unwrap()[g.output], vec![4]);
+    // Written out only when on, so studies of unpadded data store what they did before.
+    assert_eq!(serde_json::to_value(&config).unwrap()["padding"], true);
+    assert!(
+        serde_json::to_value(features())
+            .unwrap()
+            .get("padding")
+            .is_none()
+    );
+    // Token ids have their own padding id.
+    let e = SequenceSpace::new(&SequenceSpaceConfig {
+        padding: true,
+        ..tokens()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("padding") && e.contains("token ids"), "{e}");
 }
