@@ -235,7 +235,8 @@ fn nas_with_file_size_limit(args: &[&str], cwd: &Path, bytes: u64) -> Output {
 }
 
 /// A study whose evaluators train nothing (here only `cost`; a `supernet` study alike) takes
-/// its retraining recipe from `[final] train`; without it the error says how to give one.
+/// its retraining recipe from `[final] train`; without it, or with a recipe that is not
+/// valid, the study is refused when it starts (not after the search), saying how to give one.
 #[test]
 fn final_train_gives_the_recipe_of_a_study_without_a_train_evaluator() {
     let tmp = tempfile::tempdir().unwrap();
@@ -255,8 +256,30 @@ fn final_train_gives_the_recipe_of_a_study_without_a_train_evaluator() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("train = {"), "{err}");
+    assert!(!cwd.join("study").exists(), "refused before any trial ran");
+    for (bad, says) in [
+        ("train = { epochz = 2 }", "epochz"),
+        ("train = { lr = -1.0 }", "lr"),
+        ("train = 3", "must be a table"),
+    ] {
+        let cfg = write_config(cwd, &without_train(&format!("top_k = 1\n{bad}\n")));
+        let o = nas(
+            &["search", cfg.to_str().unwrap(), "--study-dir", "study"],
+            cwd,
+        );
+        assert!(!o.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(says) && err.contains("[final]"),
+            "{bad}: {err}"
+        );
+        assert!(
+            !cwd.join("study").exists(),
+            "{bad}: refused before any trial ran"
+        );
+    }
 
-    // The trials are kept; a resume with the recipe in `[final]` only retrains.
+    // With the recipe in `[final]` the study runs and retrains.
     let cfg = write_config(
         cwd,
         &without_train("top_k = 1\ntrain = { epochs = 2, batch = 32, lr = 0.05 }\n"),

@@ -641,7 +641,8 @@ fn finish<S>(
         .study
         .directory
         .unwrap_or_else(|| PathBuf::from("runs").join(raw.study.name.get_ref()));
-    Ok(StudyConfig {
+    let final_at = raw.final_phase.as_ref().map(|f| f.span().start);
+    let config = StudyConfig {
         path: loc.path.to_path_buf(),
         source: loc.text.to_string(),
         name: raw.study.name.into_inner(),
@@ -659,7 +660,12 @@ fn finish<S>(
         data_root: None,
         final_phase: raw.final_phase.map(Spanned::into_inner),
         storage,
-    })
+    };
+    // The retraining recipe is checked now, not after the search has run.
+    if let (Some(fin), Some(at)) = (&config.final_phase, final_at) {
+        crate::final_phase::recipe(&config, fin).map_err(|e| loc.at(at, format!("{e:#}")))?;
+    }
+    Ok(config)
 }
 
 fn parse_cost_budget(

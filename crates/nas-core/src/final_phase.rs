@@ -37,7 +37,7 @@ pub fn stored_report(storage: &Storage) -> anyhow::Result<Option<FinalReport>> {
 
 /// The training recipe: the first `train` evaluator's options, with `[final] train`'s keys
 /// over them (alone when the study has no `train` evaluator) and the final epochs.
-fn recipe(config: &StudyConfig, fin: &FinalConfig) -> anyhow::Result<TrainConfig> {
+pub(crate) fn recipe(config: &StudyConfig, fin: &FinalConfig) -> anyhow::Result<TrainConfig> {
     let evaluator = config
         .evaluators
         .iter()
