@@ -38,6 +38,8 @@
 //! poolings = ["mean", "max", "last", "attention"]
 //! classifiers = ["linear", "mlp"]
 //! positional = "sinusoidal" # or "learned", "none"
+//! # padding = true          # [T, F] features whose all-zero steps are padding (masked like
+//! #                         # token id 0); from [data] when it has lengths
 //! ```
 
 mod config;
