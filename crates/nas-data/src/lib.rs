@@ -41,12 +41,14 @@ mod text;
 pub use batch::{Augment, BatchOptions, Batches, batches};
 pub use cifar::{CifarKind, load_cifar, load_cifar_file};
 pub use config::{DataConfig, FASHION_MNIST_DIR, Format, load};
-pub use dataset::{DataKind, Dataset, MAX_VOCAB_SIZE, PAD_ID, UNKNOWN_ID};
+pub use dataset::{CategoricalFeature, DataKind, Dataset, MAX_VOCAB_SIZE, PAD_ID, UNKNOWN_ID};
 pub use digits::{DIGITS_TEST_FRACTION, digits};
 pub use error::{DataError, Location};
 pub use idx::load_idx;
 pub use normalize::Normalization;
 pub use npy::{Layout, NpyArray, NpzKeys, load_npy, load_npy_with_lengths, load_npz, read_npy};
 pub use split::{Part, SplitConfig, SplitDataset, Splits};
-pub use tabular::{CsvOptions, LabelColumn, load_csv};
+pub use tabular::{
+    CategoricalEncoding, CsvOptions, LabelColumn, MISSING_VALUES, Missing, load_csv,
+};
 pub use text::{TextCorpus, TextOptions, Tokenize, Vocabulary, load_text, tokenize};
