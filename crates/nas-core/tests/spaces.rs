@@ -336,6 +336,7 @@ fn data(input: &[usize], classes: usize) -> DataDefaults {
         input: input.to_vec(),
         classes,
         vocab: None,
+        categorical: Vec::new(),
     }
 }
 

@@ -181,6 +181,9 @@ pub struct DataDefaults {
     pub classes: usize,
     /// For token ids: how many ids there are, an embedding table's rows.
     pub vocab: Option<usize>,
+    /// For tables: the features holding category codes, to embed (see
+    /// [`nas_data::Dataset::categorical`]).
+    pub categorical: Vec<nas_data::CategoricalFeature>,
 }
 
 impl DataDefaults {
@@ -189,6 +192,7 @@ impl DataDefaults {
             input: data.sample_shape(),
             classes: data.classes(),
             vocab: data.vocab_size(),
+            categorical: data.data.categorical.clone(),
         }
     }
 }
@@ -449,6 +453,7 @@ mod tests {
                 input: vec![1, 8, 8],
                 classes: 3,
                 vocab: None,
+                categorical: Vec::new(),
             });
             assert_eq!(filled.io(), (&Some(vec![1, 8, 8]), &Some(3)));
             assert!(!filled.needs_data());

@@ -204,6 +204,7 @@ fn the_data_fills_input_classes_and_the_vocabulary_of_token_ids() {
         input: vec![20],
         classes: 3,
         vocab: Some(50),
+        categorical: Vec::new(),
     };
     let empty = SequenceSpaceConfig::default();
     assert!(empty.needs_data());
@@ -219,6 +220,7 @@ fn the_data_fills_input_classes_and_the_vocabulary_of_token_ids() {
         input: vec![8, 8],
         classes: 10,
         vocab: None,
+        categorical: Vec::new(),
     };
     let filled = empty.with_data_defaults(&rows);
     assert_eq!(
