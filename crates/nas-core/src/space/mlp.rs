@@ -725,6 +725,108 @@ mod tests {
         }
     }
 
+    /// Penguins-like input: features 0 and 5 hold codes of 4 and 3 categories.
+    fn embedded() -> super::super::DataDefaults {
+        super::super::DataDefaults {
+            input: vec![7, 1, 1],
+            classes: 3,
+            vocab: None,
+            categorical: vec![
+                CategoricalFeature {
+                    feature: 5,
+                    categories: 3,
+                },
+                CategoricalFeature {
+                    feature: 0,
+                    categories: 4,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn categorical_features_from_the_data_are_sliced_embedded_and_concatenated() {
+        use super::super::KindConfig;
+        let config = MlpSpaceConfig {
+            depths: vec![1],
+            widths: vec![8],
+            embed_dims: vec![2, 8],
+            ..MlpSpaceConfig::default()
+        };
+        assert!(config.needs_data());
+        let filled = config.with_data_defaults(&embedded());
+        assert!(!filled.needs_data());
+        assert_eq!(filled.categorical.as_ref().unwrap().len(), 2);
+        let s = MlpSpace::new(&filled).unwrap();
+        let names: Vec<&str> = s.descriptor.choices.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.last(), Some(&"embed_dim"));
+        // embed_dim 8: capped at 4 and 3 categories.
+        let values = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+        let g = s.decode(&values).unwrap();
+        assert_eq!(
+            ops(&g),
+            [
+                "Input",
+                "Flatten",
+                "Slice",
+                "Embedding",
+                "Flatten",
+                "Slice",
+                "Slice",
+                "Embedding",
+                "Flatten",
+                "Slice",
+                "Concat",
+                "Linear",
+                "Relu",
+                "Linear"
+            ]
+        );
+        let shapes = g.shapes().unwrap();
+        let first = g.nodes.iter().position(|n| matches!(n.op, Op::Linear { .. })).unwrap();
+        // 4 + 4 numeric + 3 + 1 numeric.
+        assert_eq!(shapes[g.nodes[first].inputs[0]], vec![12]);
+        assert_eq!(
+            g.param_count().unwrap(),
+            (4 * 4 + 3 * 3 + 12 * 8 + 8 + 8 * 3 + 3) as u64
+        );
+        let arch = s.arch_string(&values);
+        assert!(arch.ends_with(" skip=false embed=8"), "{arch}");
+        assert_eq!(s.parse_arch(&arch).unwrap(), values);
+        let e = s
+            .parse_arch("depth=1 widths=8 activation=relu dropout=0 norm=none skip=false")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`embed=` is missing"), "{e}");
+
+        // An input of the config's own is not given the data's codes; a space without
+        // codes has no embed choice and refuses `embed=`.
+        let own = MlpSpaceConfig {
+            input: Some(vec![9]),
+            ..MlpSpaceConfig::default()
+        }
+        .with_data_defaults(&embedded());
+        assert_eq!(own.categorical, None);
+        let plain = space(MlpSpaceConfig::default());
+        assert!(plain.descriptor.choices.iter().all(|c| c.name != "embed_dim"));
+        let e = plain
+            .parse_arch("depth=1 widths=64,64,64 activation=relu dropout=0 norm=none skip=false embed=2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `embed`"), "{e}");
+        let e = MlpSpace::new(&MlpSpaceConfig {
+            input: Some(vec![4]),
+            categorical: Some(vec![CategoricalFeature {
+                feature: 4,
+                categories: 2,
+            }]),
+            ..MlpSpaceConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`categorical` names feature 4") && e.contains("has 4 features"), "{e}");
+    }
+
     #[test]
     fn bad_configs_and_archs_are_named() {
         for (config, says) in [
