@@ -108,10 +108,13 @@ fn onnx_test_accuracy(path: &Path, split: &nas_data::SplitDataset) -> (f64, usiz
         .outer_iter()
         .zip(&test.labels)
         .filter(|(row, label)| {
-            let best = row.iter().enumerate().fold(
-                (0, f32::NEG_INFINITY),
-                |m, (k, &v)| if v > m.1 { (k, v) } else { m },
-            );
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |m, (k, &v)| if v > m.1 { (k, v) } else { m },
+                );
             best.0 == **label as usize
         })
         .count();
@@ -151,9 +154,28 @@ fn penguins_with_embedded_categories_search_train_and_export() {
     cfg.resolve_paths(dir);
     let split = nas_data::load(&cfg, SEED).unwrap();
     let codes: Vec<usize> = split.data.categorical.iter().map(|c| c.feature).collect();
-    assert_eq!(codes, [0, 9], "island first, sex after four numbers and their flags");
-    // The exported model takes the raw 11 features and gets what the study measured.
+    assert_eq!(
+        codes,
+        [0, 9],
+        "island first, sex after four numbers and their flags"
+    );
+    // The exported model takes the raw 11 features, normalizing the numbers only (its
+    // description lists what it bakes in), and gets what the study measured.
     let model = dir.join(fin["model"].as_str().unwrap());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.with_extension("onnx.json")).unwrap()).unwrap();
+    let norm = &info["normalization"];
+    for f in 0..11 {
+        let (mean, std) = (
+            norm["mean"][f].as_f64().unwrap(),
+            norm["std"][f].as_f64().unwrap(),
+        );
+        if codes.contains(&f) {
+            assert_eq!((mean, std), (0.0, 1.0), "code feature {f}: {norm}");
+        } else {
+            assert!(mean != 0.0 && std != 1.0, "numeric feature {f}: {norm}");
+        }
+    }
     let (measured, samples) = onnx_test_accuracy(&model, &split);
     assert_eq!(samples, 69);
     assert!(

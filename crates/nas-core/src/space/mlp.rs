@@ -758,7 +758,12 @@ mod tests {
         assert!(!filled.needs_data());
         assert_eq!(filled.categorical.as_ref().unwrap().len(), 2);
         let s = MlpSpace::new(&filled).unwrap();
-        let names: Vec<&str> = s.descriptor.choices.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = s
+            .descriptor
+            .choices
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(names.last(), Some(&"embed_dim"));
         // embed_dim 8: capped at 4 and 3 categories.
         let values = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
@@ -783,7 +788,11 @@ mod tests {
             ]
         );
         let shapes = g.shapes().unwrap();
-        let first = g.nodes.iter().position(|n| matches!(n.op, Op::Linear { .. })).unwrap();
+        let first = g
+            .nodes
+            .iter()
+            .position(|n| matches!(n.op, Op::Linear { .. }))
+            .unwrap();
         // 4 + 4 numeric + 3 + 1 numeric.
         assert_eq!(shapes[g.nodes[first].inputs[0]], vec![12]);
         assert_eq!(
@@ -808,9 +817,17 @@ mod tests {
         .with_data_defaults(&embedded());
         assert_eq!(own.categorical, None);
         let plain = space(MlpSpaceConfig::default());
-        assert!(plain.descriptor.choices.iter().all(|c| c.name != "embed_dim"));
+        assert!(
+            plain
+                .descriptor
+                .choices
+                .iter()
+                .all(|c| c.name != "embed_dim")
+        );
         let e = plain
-            .parse_arch("depth=1 widths=64,64,64 activation=relu dropout=0 norm=none skip=false embed=2")
+            .parse_arch(
+                "depth=1 widths=64,64,64 activation=relu dropout=0 norm=none skip=false embed=2",
+            )
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `embed`"), "{e}");
@@ -824,7 +841,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("`categorical` names feature 4") && e.contains("has 4 features"), "{e}");
+        assert!(
+            e.contains("`categorical` names feature 4") && e.contains("has 4 features"),
+            "{e}"
+        );
     }
 
     #[test]
