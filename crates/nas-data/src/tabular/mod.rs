@@ -8,7 +8,7 @@
 //!
 //! Feature columns are numeric unless declared categorical ([`CsvOptions::categorical`]) or
 //! holding no number at all; how categories and missing values become features is in
-//! [`columns`].
+//! `columns`.
 
 mod columns;
 
@@ -44,8 +44,10 @@ impl Default for LabelColumn {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CsvOptions {
     pub label_column: LabelColumn,
-    /// `Some(true)`: the first row names the columns; `Some(false)`: it is data; `None`:
-    /// guessed (see [`header_guess`]), and a header whenever a column is named.
+    /// `Some(true)`: the first row names the columns; `Some(false)`: it is data; `None`: a
+    /// header whenever a column is named, else guessed: a header when one of its feature
+    /// fields is text in a column of numbers, or, where every such column holds categories,
+    /// when none of those texts recurs below it.
     pub header: Option<bool>,
     /// Feature columns read as categories even where they hold numbers (codes such as
     /// `1, 2, 3`). A column holding no number at all is categorical anyway.
@@ -178,7 +180,7 @@ impl RawTable {
 /// Loads a training CSV and, if given, a test CSV with the same columns.
 ///
 /// Categories, fill values and the feature layout come from the training file alone; the
-/// test file is encoded with them (see [`columns`]).
+/// test file is encoded with them (see [`crate::DataConfig`] for the rules).
 pub fn load_csv(
     train: &Path,
     test: Option<&Path>,
