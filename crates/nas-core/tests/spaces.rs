@@ -337,6 +337,7 @@ fn data(input: &[usize], classes: usize) -> DataDefaults {
         classes,
         vocab: None,
         padded: false,
+        categorical: Vec::new(),
     }
 }
 

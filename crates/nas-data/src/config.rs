@@ -15,7 +15,13 @@
 //! format = "cifar100"         # dir (holding train.bin, test.bin)
 //! format = "npz"              # path; [data.keys] renames x_train, y_train, x_test, y_test
 //!                             # and may name lengths_train, lengths_test
-//! format = "csv"              # train, optional test, label_column, header
+//! format = "csv"              # train, optional test, label_column, header, and:
+//! categorical = ["island", 3] # feature columns read as categories (by header name or 0-based
+//!                             # index); a column holding no number at all is one anyway
+//! categorical_encoding = "onehot" # or "embed": one code feature per column, embedded by the
+//!                             # mlp space (codes are never normalized)
+//! missing = "error"           # or "mean": fill gaps in numeric columns with the training mean
+//! missing_indicator = false   # with "mean": add a 0/1 `name=<missing>` feature per gappy column
 //! format = "text"             # train, optional test: `label<TAB>text` lines;
 //!                             # tokenize = "word" | "char", max_vocab, max_len
 //!
@@ -25,6 +31,12 @@
 //! Sequences (`layout = "nt"` token ids, `"ntf"` floats, text, `as_sequence`) are
 //! [`DataKind::Sequence`]: float features are normalized per feature over samples and steps
 //! of the training split; token ids are never normalized.
+//!
+//! CSV categories come from the training file alone (sorted); missing values (empty, `NA`, `?`,
+//! ... see [`crate::MISSING_VALUES`]) in a categorical column and categories found only in
+//! the test file are "unknown or missing": code 0 under `embed`; under `onehot`, the
+//! `name=<missing>` feature when the training file has gaps in that column, else no feature
+//! set. A missing value in a numeric column is an error unless `missing = "mean"`.
 //!
 //! Relative paths are taken as they are (relative to the working directory); call
 //! [`DataConfig::resolve_paths`] with the study file's folder to make them relative to it.
@@ -41,7 +53,7 @@ use crate::error::DataError;
 use crate::idx::load_idx;
 use crate::npy::{Layout, NpzKeys, load_npy_with_lengths, load_npz};
 use crate::split::{SplitConfig, SplitDataset};
-use crate::tabular::{CsvOptions, LabelColumn, load_csv};
+use crate::tabular::{CategoricalEncoding, CsvOptions, LabelColumn, Missing, load_csv};
 use crate::text::{TextOptions, Tokenize, load_text};
 
 /// Where `dataset = "fashion-mnist"` looks unless `dir` is given.
@@ -84,6 +96,18 @@ pub struct DataConfig {
     pub test: Option<PathBuf>,
     pub label_column: Option<LabelColumn>,
     pub header: Option<bool>,
+    /// CSV: feature columns read as categories (by index or header name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categorical: Option<Vec<LabelColumn>>,
+    /// CSV: `onehot` (default) or `embed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categorical_encoding: Option<CategoricalEncoding>,
+    /// CSV: `error` (default) or `mean` for missing values in numeric columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Missing>,
+    /// CSV, with `missing = "mean"`: add a 0/1 feature marking the filled values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_indicator: Option<bool>,
     pub keys: Option<NpzKeys>,
     /// Axis layout of npy / npz image arrays.
     pub layout: Layout,
@@ -129,6 +153,10 @@ impl Default for DataConfig {
             test: None,
             label_column: None,
             header: None,
+            categorical: None,
+            categorical_encoding: None,
+            missing: None,
+            missing_indicator: None,
             keys: None,
             layout: Layout::Auto,
             tokenize: None,
@@ -163,7 +191,16 @@ fn used_keys(source: &str) -> &'static [&'static str] {
         ],
         "npz" => &["path", "keys"],
         "cifar10" | "cifar100" => &["dir"],
-        "csv" => &["train", "test", "label_column", "header"],
+        "csv" => &[
+            "train",
+            "test",
+            "label_column",
+            "header",
+            "categorical",
+            "categorical_encoding",
+            "missing",
+            "missing_indicator",
+        ],
         "text" => &["train", "test", "tokenize", "max_vocab", "max_len"],
         _ => &[],
     }
@@ -207,6 +244,10 @@ impl DataConfig {
             ("test", self.test.is_some()),
             ("label_column", self.label_column.is_some()),
             ("header", self.header.is_some()),
+            ("categorical", self.categorical.is_some()),
+            ("categorical_encoding", self.categorical_encoding.is_some()),
+            ("missing", self.missing.is_some()),
+            ("missing_indicator", self.missing_indicator.is_some()),
             ("keys", self.keys.is_some()),
             ("layout", self.layout != Layout::Auto),
             ("tokenize", self.tokenize.is_some()),
@@ -448,9 +489,20 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
         }
         "csv" => {
             let train = cfg.required("train", &cfg.train)?;
+            let missing = cfg.missing.unwrap_or_default();
+            if cfg.missing_indicator == Some(true) && missing != Missing::Mean {
+                return Err(DataError::config(
+                    "missing_indicator",
+                    "marks the values that missing = \"mean\" fills; set missing = \"mean\" or remove it",
+                ));
+            }
             let opts = CsvOptions {
                 label_column: cfg.label_column.clone().unwrap_or_default(),
                 header: cfg.header,
+                categorical: cfg.categorical.clone().unwrap_or_default(),
+                encoding: cfg.categorical_encoding.unwrap_or_default(),
+                missing,
+                missing_indicator: cfg.missing_indicator.unwrap_or(false),
             };
             let name = cfg.name.clone().unwrap_or_else(|| file_stem(train));
             load_csv(train, cfg.test.as_deref(), &opts, classes, &name)?

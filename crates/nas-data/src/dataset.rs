@@ -50,6 +50,23 @@ pub struct Dataset {
     /// every feature exactly 0. Normalization leaves such steps at 0 and networks mask them
     /// (see [`Dataset::is_padded`]).
     pub padded: bool,
+    /// For tables: one name per feature where the source has them (CSV: the header, with
+    /// one-hot columns named `island=Biscoe`).
+    pub feature_names: Option<Vec<String>>,
+    /// For tables: the features that hold category codes (`categorical_encoding = "embed"`),
+    /// whole numbers below their `categories`, which a network embeds and which are never
+    /// normalized. Empty for every other data set.
+    pub categorical: Vec<CategoricalFeature>,
+}
+
+/// A feature of a table holding category codes `0..categories` (0 = unknown or missing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoricalFeature {
+    /// Its index among the features (`F` of `[F, 1, 1]`).
+    pub feature: usize,
+    /// How many codes there are: the size of an embedding table over them.
+    pub categories: usize,
 }
 
 impl Dataset {
@@ -166,7 +183,49 @@ impl Dataset {
             class_names: None,
             vocab_size: None,
             padded: false,
+            feature_names: None,
+            categorical: Vec::new(),
         })
+    }
+
+    /// Marks tabular features as category codes after checking that each is a feature of
+    /// this table and holds whole numbers below its `categories` in every sample.
+    pub fn set_categorical(&mut self, features: Vec<CategoricalFeature>) -> Result<(), DataError> {
+        let width = self.channels();
+        for (i, c) in features.iter().enumerate() {
+            let why = if self.kind != DataKind::Tabular {
+                Some(format!("it holds {}, not tabular rows", self.describe()))
+            } else if c.feature >= width {
+                Some(format!("it has {width} features"))
+            } else if !(1..=MAX_VOCAB_SIZE).contains(&c.categories) {
+                Some(format!(
+                    "{} categories is outside 1..={MAX_VOCAB_SIZE}",
+                    c.categories
+                ))
+            } else if features[..i].iter().any(|o| o.feature == c.feature) {
+                Some("it is listed twice".into())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(DataError::Invalid(format!(
+                    "data set `{}`: feature {} cannot be categorical: {why}",
+                    self.name, c.feature
+                )));
+            }
+            let column = self.images.index_axis(Axis(1), c.feature);
+            if let Some((at, v)) = column
+                .indexed_iter()
+                .find(|&(_, &v)| v.fract() != 0.0 || !(0.0..c.categories as f32).contains(&v))
+            {
+                return Err(DataError::Invalid(format!(
+                    "data set `{}`: categorical feature {} of sample {} is {v}, not a code 0..{}",
+                    self.name, c.feature, at.0, c.categories
+                )));
+            }
+        }
+        self.categorical = features;
+        Ok(())
     }
 
     /// Number of samples.
@@ -273,6 +332,8 @@ impl Dataset {
             class_names: self.class_names.clone(),
             vocab_size: self.vocab_size,
             padded: self.padded,
+            feature_names: self.feature_names.clone(),
+            categorical: self.categorical.clone(),
         }
     }
 
@@ -301,6 +362,15 @@ impl Dataset {
                 fix: "Use training and test files with the same classes".into(),
             });
         }
+        if self.categorical != other.categorical {
+            return Err(DataError::Mismatch {
+                what: format!(
+                    "the training part has categorical features {:?} but the test part {:?}",
+                    self.categorical, other.categorical
+                ),
+                fix: "Encode the training and test parts with the same categories".into(),
+            });
+        }
         let images = ndarray::concatenate(Axis(0), &[self.images.view(), other.images.view()])
             .expect("shapes checked above");
         let mut labels = self.labels;
@@ -314,6 +384,8 @@ impl Dataset {
             class_names: self.class_names.or(other.class_names),
             vocab_size: self.vocab_size.max(other.vocab_size),
             padded: self.padded || other.padded,
+            feature_names: self.feature_names.or(other.feature_names),
+            categorical: self.categorical,
         })
     }
 }

@@ -5,7 +5,11 @@
 //!   (tabular), [`load_text`] (`label<TAB>text` lines) and the bundled [`digits`] set.
 //!   Values are kept as stored (no scaling).
 //! - Tabular data with `F` features is stored as `[N, F, 1, 1]` ([`DataKind::Tabular`]): each
-//!   feature is a channel, so per-channel normalization standardizes each feature.
+//!   feature is a channel, so per-channel normalization standardizes each feature. CSV
+//!   categorical columns become one-hot features or category codes
+//!   ([`Dataset::categorical`], never normalized) with categories from the training file;
+//!   missing values ([`MISSING_VALUES`]) are a category of their own or, in numeric columns,
+//!   an error or the training mean ([`Missing`]).
 //! - Sequences are stored as `[N, T, F, 1]` ([`DataKind::Sequence`]; one sample is `[T, F]`,
 //!   or `[T]` for token ids with a [`Dataset::vocab_size`]): NPY / NPZ arrays with layout
 //!   `nt` / `ntf` and optional lengths ([`load_npy_with_lengths`]), text ([`load_text`],
@@ -41,12 +45,14 @@ mod text;
 pub use batch::{Augment, BatchOptions, Batches, batches};
 pub use cifar::{CifarKind, load_cifar, load_cifar_file};
 pub use config::{DataConfig, FASHION_MNIST_DIR, Format, load};
-pub use dataset::{DataKind, Dataset, MAX_VOCAB_SIZE, PAD_ID, UNKNOWN_ID};
+pub use dataset::{CategoricalFeature, DataKind, Dataset, MAX_VOCAB_SIZE, PAD_ID, UNKNOWN_ID};
 pub use digits::{DIGITS_TEST_FRACTION, digits};
 pub use error::{DataError, Location};
 pub use idx::load_idx;
 pub use normalize::{Normalization, is_padding};
 pub use npy::{Layout, NpyArray, NpzKeys, load_npy, load_npy_with_lengths, load_npz, read_npy};
 pub use split::{Part, SplitConfig, SplitDataset, Splits};
-pub use tabular::{CsvOptions, LabelColumn, load_csv};
+pub use tabular::{
+    CategoricalEncoding, CsvOptions, LabelColumn, MISSING_VALUES, Missing, load_csv,
+};
 pub use text::{TextCorpus, TextOptions, Tokenize, Vocabulary, load_text, tokenize};

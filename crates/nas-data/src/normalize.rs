@@ -11,8 +11,9 @@ use crate::error::DataError;
 ///
 /// Returned as plain values so the exporter can put the same `Sub` and `Div` in front of the
 /// model. A channel whose std is negligible (below 1e-6 × max(1, |mean|), i.e. constant up to
-/// rounding) gets std 1, so it is only centred, never blown up. Token ids are never
-/// normalized: their statistics are mean 0, std 1.
+/// rounding) gets std 1, so it is only centred, never blown up. Token ids and the category
+/// codes of a table ([`Dataset::categorical`]) are never normalized: their statistics are
+/// mean 0, std 1, so training batches and exported models alike see the codes as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
     pub mean: Vec<f32>,
@@ -98,7 +99,13 @@ impl Normalization {
                     .sum::<f64>();
             }
         }
-        Ok(Self::from_sums(&mean, &sq, count, axis, false))
+        let mut fitted = Self::from_sums(&mean, &sq, count, axis, false);
+        // Category codes are embedded, never scaled.
+        for c in &data.categorical {
+            fitted.mean[c.feature] = 0.0;
+            fitted.std[c.feature] = 1.0;
+        }
+        Ok(fitted)
     }
 
     /// [`Normalization::fit`] of padded float sequences `[N, T, F, 1]`: statistics over the

@@ -708,7 +708,7 @@ fn csv_header_named_label_and_text_classes() {
     );
     let opts = CsvOptions {
         label_column: LabelColumn::Name("species".into()),
-        header: None,
+        ..CsvOptions::default()
     };
     let (a, b) = load_csv(&train, Some(&test), &opts, None, "iris").unwrap();
     let b = b.unwrap();
@@ -741,6 +741,7 @@ fn csv_no_header_numeric_labels_last_column_gzipped() {
     let opts = CsvOptions {
         label_column: LabelColumn::Index(0),
         header: Some(false),
+        ..CsvOptions::default()
     };
     let (d, _) = load_csv(&p, None, &opts, Some(10), "t").unwrap();
     assert_eq!(d.labels, vec![7, 3]);
@@ -804,7 +805,7 @@ fn csv_broken_rows_name_line_and_column() {
 
     let named = CsvOptions {
         label_column: LabelColumn::Name("y".into()),
-        header: None,
+        ..CsvOptions::default()
     };
     let t = err_text(load_csv(&a, None, &named, None, "t"));
     assert!(t.contains("label_column") && t.contains("`y`"), "{t}");

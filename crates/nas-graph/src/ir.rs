@@ -263,6 +263,50 @@ impl Graph {
             })
             .min()
     }
+
+    /// The input values an [`Op::Embedding`] reads as ids, as positions in the flattened
+    /// input with the number of valid ids there: every position for token ids, and each code
+    /// feature a table network slices out of its (flattened) input (`Slice` on axis 0, through
+    /// `Flatten` / `Reshape`) to embed. Empty for inputs of values. Code that makes up inputs
+    /// draws ids below the vocabulary at these positions and values elsewhere.
+    pub fn input_ids(&self) -> Vec<(std::ops::Range<usize>, usize)> {
+        let Ok(shapes) = self.shapes() else {
+            return Vec::new();
+        };
+        let len: usize = self.input.iter().product();
+        // Through ops that keep the flat order back to the input, if they lead there.
+        let reaches_input = |mut id: NodeId| loop {
+            match self.nodes[id].op {
+                Op::Input => return true,
+                Op::Flatten | Op::Reshape { .. } => id = self.nodes[id].inputs[0],
+                _ => return false,
+            }
+        };
+        let mut out: Vec<(std::ops::Range<usize>, usize)> = Vec::new();
+        for n in &self.nodes {
+            let Op::Embedding { vocab, .. } = n.op else {
+                continue;
+            };
+            let x = n.inputs[0];
+            let range = match self.nodes[x].op {
+                Op::Slice {
+                    axis: 0,
+                    start,
+                    end,
+                } if reaches_input(self.nodes[x].inputs[0]) => {
+                    let inner: usize = shapes[self.nodes[x].inputs[0]][1..].iter().product();
+                    start * inner..end * inner
+                }
+                _ if reaches_input(x) => 0..len,
+                _ => continue,
+            };
+            match out.iter_mut().find(|(r, _)| *r == range) {
+                Some((_, v)) => *v = (*v).min(vocab),
+                None => out.push((range, vocab)),
+            }
+        }
+        out
+    }
 }
 
 /// Builds a graph node by node; every `add` returns the new node's id.

@@ -163,13 +163,18 @@ pub fn measure_latency(
     shape.extend_from_slice(&graph.input);
     let len: usize = shape.iter().product();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_1A7E);
-    // Token ids must be valid rows of the embedding; values are drawn in [-1, 1).
-    let data: Vec<f32> = match graph.token_vocab() {
-        Some(vocab) => (0..len)
-            .map(|_| rng.random_range(0..vocab) as f32)
-            .collect(),
-        None => (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
-    };
+    // Token ids and table codes must be valid rows of their embedding; values are drawn in
+    // [-1, 1).
+    let ids = graph.input_ids();
+    let sample: usize = graph.input.iter().product();
+    let data: Vec<f32> = (0..len)
+        .map(
+            |i| match ids.iter().find(|(r, _)| r.contains(&(i % sample))) {
+                Some(&(_, vocab)) => rng.random_range(0..vocab) as f32,
+                None => rng.random_range(-1.0f32..1.0),
+            },
+        )
+        .collect();
     let mut samples = nas_runtime::time_runs(
         &mut session,
         &store,

@@ -171,9 +171,10 @@ fn inapplicable(proxy: &str, graph: &Graph) -> Option<String> {
             graph.input
         )),
         // Its rescaling multiplies the input by tiny factors: ids cannot be scaled.
-        "synflow" if graph.token_vocab().is_some() => {
-            Some("the input is token ids, which its scaled all-ones input cannot stand for".into())
-        }
+        "synflow" if !graph.input_ids().is_empty() => Some(
+            "the input holds ids (token ids or category codes), which its scaled all-ones input cannot stand for"
+                .into(),
+        ),
         "naswot" if !has(|op| matches!(op, Op::Relu)) => Some("the network has no ReLU".into()),
         _ => None,
     }

@@ -54,18 +54,19 @@ impl Batch {
 
     /// Standard-normal inputs and uniform labels below `classes`.
     pub fn random(shape: &[usize], batch: usize, classes: usize, seed: u64) -> Batch {
-        Self::random_inputs(shape, None, batch, classes, seed)
+        Self::random_inputs(shape, &[], batch, classes, seed)
     }
 
-    /// [`Batch::random`] for `graph`'s input: ids uniform below its vocabulary when it takes
-    /// token ids (see [`Graph::token_vocab`]), standard-normal values otherwise.
+    /// [`Batch::random`] for `graph`'s input: ids uniform below their vocabulary where it
+    /// takes ids (token ids, table codes; see [`Graph::input_ids`]), standard-normal values
+    /// elsewhere.
     pub fn random_for(graph: &Graph, batch: usize, classes: usize, seed: u64) -> Batch {
-        Self::random_inputs(&graph.input, graph.token_vocab(), batch, classes, seed)
+        Self::random_inputs(&graph.input, &graph.input_ids(), batch, classes, seed)
     }
 
     fn random_inputs(
         shape: &[usize],
-        vocab: Option<usize>,
+        ids: &[(std::ops::Range<usize>, usize)],
         batch: usize,
         classes: usize,
         seed: u64,
@@ -73,12 +74,16 @@ impl Batch {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut dims = vec![batch];
         dims.extend_from_slice(shape);
-        let images = match vocab {
-            Some(v) => ArrayD::from_shape_simple_fn(dims, || {
-                rand::Rng::random_range(&mut rng, 0..v.max(1)) as f32
-            }),
-            None => ArrayD::from_shape_simple_fn(dims, || StandardNormal.sample(&mut rng)),
-        };
+        let sample: usize = shape.iter().product();
+        let mut at = 0;
+        let images = ArrayD::from_shape_simple_fn(dims, || {
+            let i = at % sample.max(1);
+            at += 1;
+            match ids.iter().find(|(r, _)| r.contains(&i)) {
+                Some(&(_, v)) => rand::Rng::random_range(&mut rng, 0..v.max(1)) as f32,
+                None => StandardNormal.sample(&mut rng),
+            }
+        });
         let labels = (0..batch)
             .map(|_| rand::Rng::random_range(&mut rng, 0..classes.max(1)) as i64)
             .collect();

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::linalg::{corrcoef, log_abs_det, ranks, spearman, symmetric_eigenvalues};
-use crate::proxies::{DEGENERATE, data_scores, hamming_kernel, input_gradients, synflow};
+use crate::proxies::{Batch, DEGENERATE, data_scores, hamming_kernel, input_gradients, synflow};
 use crate::ranking::Ranking;
 use crate::surgery::{Model, Output, shift_weights, with_input_probe, without_batch_norm};
 use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace};
@@ -953,4 +953,55 @@ fn sequence_networks_score_or_skip_with_a_reason() {
     // A real batch of another shape is refused by name.
     let err = real.score(&ids).unwrap_err().to_string();
     assert!(err.contains("[6]") && err.contains("[8, 8]"), "{err}");
+}
+
+/// Table networks that embed category codes (the `mlp` space over `categorical_encoding =
+/// "embed"` data) score on random inputs holding valid codes at the code features; synflow,
+/// whose scaled input cannot stand for codes, is skipped with its reason.
+#[test]
+fn mlp_networks_with_embedded_codes_score_on_random_codes() {
+    use nas_core::space::{MlpSpace, MlpSpaceConfig};
+    use nas_data::CategoricalFeature;
+    let space = MlpSpace::new(&MlpSpaceConfig {
+        input: Some(vec![5, 1, 1]),
+        classes: Some(3),
+        categorical: Some(vec![
+            CategoricalFeature {
+                feature: 0,
+                categories: 4,
+            },
+            CategoricalFeature {
+                feature: 3,
+                categories: 2,
+            },
+        ]),
+        ..MlpSpaceConfig::default()
+    })
+    .unwrap();
+    let g = space
+        .decode(
+            &space
+                .parse_arch("depth=2 widths=64,64,64 activation=relu dropout=0 norm=batch skip=false embed=4")
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(g.input_ids(), [(0..1, 4), (3..4, 2)]);
+    let batch = Batch::random_for(&g, 64, 3, 5);
+    for sample in batch.images.outer_iter() {
+        let v: Vec<f32> = sample.iter().copied().collect();
+        assert!(
+            [0.0, 1.0, 2.0, 3.0].contains(&v[0]) && [0.0, 1.0].contains(&v[3]),
+            "{v:?}"
+        );
+    }
+    let (m, details) = evaluator(json!({"batch": 8})).score(&g).unwrap();
+    for p in ["params", "flops", "naswot", "grad_norm", "snip"] {
+        let v = m[p];
+        assert!(
+            v.is_finite() && v != DEGENERATE && v > 0.0,
+            "{p} = {v} ({details})"
+        );
+    }
+    let why = details["skipped"]["synflow"].as_str().unwrap();
+    assert!(why.contains("category codes"), "{why}");
 }

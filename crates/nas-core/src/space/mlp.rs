@@ -6,6 +6,13 @@
 //! on and the widths match (a residual MLP). Choices of layers deeper than the chosen depth do
 //! not change the network (the canonical hash sees the same graph).
 //!
+//! Tables whose categorical columns are codes (`[data] categorical_encoding = "embed"`) name
+//! those features in `categorical` (filled in from the data): the network slices each code out
+//! of the input, embeds it (`Embedding` of its `categories` rows) and concatenates the
+//! embeddings with the numeric features before the first layer. One more choice,
+//! `embed_dim` from `embed_dims`, sets the embedding width of every such feature, capped at
+//! the feature's number of categories (a wider table would hold nothing more).
+//!
 //! ```toml
 //! [space]
 //! kind = "mlp"
@@ -15,8 +22,10 @@
 //! dropouts = [0.0, 0.1, 0.3]
 //! norms = ["none", "batch"]
 //! skips = [false, true]
+//! embed_dims = [2, 4, 8]     # used only when the input has categorical (code) features
 //! ```
 
+use nas_data::CategoricalFeature;
 use nas_graph::{Graph, GraphBuilder, NodeId, Op};
 use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
 use serde::{Deserialize, Serialize};
@@ -61,6 +70,28 @@ pub struct MlpSpaceConfig {
     /// Whether hidden layers of equal width add their input (residual connections).
     #[serde(default = "default_skips")]
     pub skips: Vec<bool>,
+    /// Features of the (flattened) input that hold category codes `0..categories`, each
+    /// embedded; from the dataset when omitted (none unless `categorical_encoding = "embed"`).
+    #[serde(default, skip_serializing_if = "no_categorical")]
+    pub categorical: Option<Vec<CategoricalFeature>>,
+    /// Embedding widths to choose from for the categorical features (one choice for all).
+    #[serde(
+        default = "default_embed_dims",
+        skip_serializing_if = "is_default_embed_dims"
+    )]
+    pub embed_dims: Vec<usize>,
+}
+
+fn no_categorical(c: &Option<Vec<CategoricalFeature>>) -> bool {
+    c.as_ref().is_none_or(Vec::is_empty)
+}
+
+fn default_embed_dims() -> Vec<usize> {
+    vec![2, 4, 8]
+}
+
+fn is_default_embed_dims(dims: &Vec<usize>) -> bool {
+    *dims == default_embed_dims()
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +181,8 @@ impl Default for MlpSpaceConfig {
             dropouts: default_dropouts(),
             norms: default_norms(),
             skips: default_skips(),
+            categorical: None,
+            embed_dims: default_embed_dims(),
         }
     }
 }
@@ -168,6 +201,20 @@ impl super::KindConfig for MlpSpaceConfig {
     fn build(&self) -> Result<Box<dyn SearchSpace>, SpaceError> {
         Ok(Box::new(MlpSpace::new(self)?))
     }
+
+    /// Also the categorical features, when the input (given or filled in) is the data set's.
+    fn fill_from_data(&mut self, data: &super::DataDefaults) {
+        self.input.get_or_insert_with(|| data.input.clone());
+        self.classes.get_or_insert(data.classes);
+        if self.input.as_ref() == Some(&data.input) {
+            self.categorical
+                .get_or_insert_with(|| data.categorical.clone());
+        }
+    }
+
+    fn needs_data(&self) -> bool {
+        self.input.is_none() || self.classes.is_none() || self.categorical.is_none()
+    }
 }
 
 /// The chosen network, decoded from a choice vector.
@@ -180,6 +227,8 @@ struct Chosen {
     dropout: f64,
     norm: MlpNorm,
     skip: bool,
+    /// The embedding width (before capping); `None` without categorical features.
+    embed_dim: Option<usize>,
 }
 
 /// The mlp space for one config.
@@ -191,6 +240,8 @@ pub struct MlpSpace {
     config: MlpSpaceConfig,
     /// Hidden layers that have a width choice (the largest depth).
     layers: usize,
+    /// The categorical features, sorted by position.
+    categorical: Vec<CategoricalFeature>,
 }
 
 fn check_options<T: PartialEq + std::fmt::Debug>(
@@ -253,38 +304,45 @@ impl MlpSpace {
         }
         check_options("norms", &config.norms)?;
         check_options("skips", &config.skips)?;
+        let categorical = check_categorical(config, input.iter().product())?;
 
         let layers = config.depths.iter().copied().max().unwrap_or(0);
-        let categorical = |name: String, options: Vec<String>| Choice {
+        let categorical_choice = |name: String, options: Vec<String>| Choice {
             name,
             kind: ChoiceKind::Categorical { options },
         };
-        let mut choices = vec![categorical(
+        let mut choices = vec![categorical_choice(
             "depth".into(),
             config.depths.iter().map(|d| d.to_string()).collect(),
         )];
         for layer in 1..=layers {
-            choices.push(categorical(
+            choices.push(categorical_choice(
                 format!("layer{layer}.width"),
                 config.widths.iter().map(|w| w.to_string()).collect(),
             ));
         }
-        choices.push(categorical(
+        choices.push(categorical_choice(
             "activation".into(),
             config.activations.iter().map(|a| a.name().into()).collect(),
         ));
-        choices.push(categorical(
+        choices.push(categorical_choice(
             "dropout".into(),
             config.dropouts.iter().map(|p| p.to_string()).collect(),
         ));
-        choices.push(categorical(
+        choices.push(categorical_choice(
             "norm".into(),
             config.norms.iter().map(|n| n.name().into()).collect(),
         ));
-        choices.push(categorical(
+        choices.push(categorical_choice(
             "skip".into(),
             config.skips.iter().map(|s| s.to_string()).collect(),
         ));
+        if !categorical.is_empty() {
+            choices.push(categorical_choice(
+                "embed_dim".into(),
+                config.embed_dims.iter().map(|d| d.to_string()).collect(),
+            ));
+        }
         Ok(MlpSpace {
             descriptor: SpaceDescriptor {
                 kind: KIND.to_string(),
@@ -294,6 +352,7 @@ impl MlpSpace {
             classes,
             config: config.clone(),
             layers,
+            categorical,
         })
     }
 
@@ -309,14 +368,75 @@ impl MlpSpace {
             dropout: c.dropouts[at(tail + 1)],
             norm: c.norms[at(tail + 2)],
             skip: c.skips[at(tail + 3)],
+            embed_dim: (!self.categorical.is_empty()).then(|| c.embed_dims[at(tail + 4)]),
         }
+    }
+
+    /// The input as one vector: the numeric features as they are and each categorical one
+    /// embedded, in feature order. Returns the node and its width.
+    fn features(
+        &self,
+        b: &mut GraphBuilder,
+        x: NodeId,
+        embed_dim: Option<usize>,
+    ) -> (NodeId, usize) {
+        let total = self.input.iter().product::<usize>();
+        let Some(embed_dim) = embed_dim else {
+            return (x, total);
+        };
+        let slice = |b: &mut GraphBuilder, start: usize, end: usize| {
+            b.add(
+                Op::Slice {
+                    axis: 0,
+                    start,
+                    end,
+                },
+                &[x],
+            )
+        };
+        let mut parts = Vec::new();
+        let mut width = 0;
+        let mut at = 0;
+        for c in &self.categorical {
+            if c.feature > at {
+                parts.push(slice(b, at, c.feature));
+                width += c.feature - at;
+            }
+            let code = slice(b, c.feature, c.feature + 1);
+            let dim = embed_dim.min(c.categories);
+            let e = b.add(
+                Op::Embedding {
+                    vocab: c.categories,
+                    dim,
+                },
+                &[code],
+            );
+            parts.push(b.add(Op::Flatten, &[e]));
+            width += dim;
+            at = c.feature + 1;
+        }
+        if at < total {
+            parts.push(slice(b, at, total));
+            width += total - at;
+        }
+        let x = if parts.len() == 1 {
+            parts[0]
+        } else {
+            b.add(Op::Concat, &parts)
+        };
+        (x, width)
     }
 
     fn example(&self) -> String {
         let c = &self.config;
         let widths = vec![c.widths[0].to_string(); self.layers].join(",");
+        let embed = if self.categorical.is_empty() {
+            String::new()
+        } else {
+            format!(" embed={}", c.embed_dims[0])
+        };
         format!(
-            "depth={} widths={widths} activation={} dropout={} norm={} skip={}",
+            "depth={} widths={widths} activation={} dropout={} norm={} skip={}{embed}",
             c.depths[0],
             c.activations[0].name(),
             c.dropouts[0],
@@ -336,10 +456,10 @@ impl SearchSpace for MlpSpace {
         let chosen = self.chosen(values);
         let mut b = GraphBuilder::new(&self.input);
         let mut x: NodeId = b.input();
-        let mut width = self.input.iter().product::<usize>();
         if self.input.len() != 1 {
             x = b.add(Op::Flatten, &[x]);
         }
+        let (mut x, mut width) = self.features(&mut b, x, chosen.embed_dim);
         for &out in &chosen.widths[..chosen.depth] {
             let mut h = b.add(
                 Op::Linear {
@@ -383,8 +503,12 @@ impl SearchSpace for MlpSpace {
         }
         let c = self.chosen(values);
         let widths: Vec<String> = c.widths.iter().map(|w| w.to_string()).collect();
+        let embed = c
+            .embed_dim
+            .map(|d| format!(" embed={d}"))
+            .unwrap_or_default();
         format!(
-            "depth={} widths={} activation={} dropout={} norm={} skip={}",
+            "depth={} widths={} activation={} dropout={} norm={} skip={}{embed}",
             c.depth,
             widths.join(","),
             c.activation.name(),
@@ -395,14 +519,24 @@ impl SearchSpace for MlpSpace {
     }
 
     fn parse_arch(&self, arch: &str) -> Result<Vec<f64>, SpaceError> {
-        const KEYS: [&str; 6] = ["depth", "widths", "activation", "dropout", "norm", "skip"];
+        const KEYS: [&str; 7] = [
+            "depth",
+            "widths",
+            "activation",
+            "dropout",
+            "norm",
+            "skip",
+            "embed",
+        ];
+        // `embed` belongs to spaces with categorical features only.
+        let keys = &KEYS[..if self.categorical.is_empty() { 6 } else { 7 }];
         let err = |reason: String| SpaceError::Arch {
             kind: KIND,
             arch: arch.to_string(),
             reason,
             example: self.example(),
         };
-        let fields = arch_fields(arch, &KEYS, &err)?;
+        let fields = arch_fields(arch, keys, &err)?;
         let field = |key: &str| arch_field(&fields, key, &err);
         // Numbers compare as numbers (`0.10` is `0.1`).
         let same = |o: &str, value: &str| {
@@ -425,11 +559,58 @@ impl SearchSpace for MlpSpace {
             values.push(position("widths", w, 1 + i)?);
         }
         let tail = 1 + self.layers;
-        for (i, key) in KEYS[2..].iter().enumerate() {
+        for (i, key) in keys[2..].iter().enumerate() {
             values.push(position(key, field(key)?, tail + i)?);
         }
         Ok(values)
     }
+}
+
+/// The categorical features sorted by position, after checking them against the flattened
+/// input of `total` features and checking `embed_dims`.
+fn check_categorical(
+    config: &MlpSpaceConfig,
+    total: usize,
+) -> Result<Vec<CategoricalFeature>, SpaceError> {
+    let mut features = config.categorical.clone().unwrap_or_default();
+    features.sort_by_key(|c| c.feature);
+    for (i, c) in features.iter().enumerate() {
+        let why = if c.feature >= total {
+            Some(format!("the input has {total} features (0..{total})"))
+        } else if c.categories == 0 || c.categories > nas_data::MAX_VOCAB_SIZE {
+            Some(format!(
+                "its categories must be in 1..={}",
+                nas_data::MAX_VOCAB_SIZE
+            ))
+        } else if i > 0 && features[i - 1].feature == c.feature {
+            Some("it is listed twice".into())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(config_error(
+                KIND,
+                "categorical",
+                format!(
+                    "names feature {} ({} categories), but {why}",
+                    c.feature, c.categories
+                ),
+            ));
+        }
+    }
+    check_options("embed_dims", &config.embed_dims)?;
+    if let Some(d) = config
+        .embed_dims
+        .iter()
+        .find(|&&d| !(1..=MAX_WIDTH).contains(&d))
+    {
+        return Err(config_error(
+            KIND,
+            "embed_dims",
+            format!("contains {d}; every width must be between 1 and {MAX_WIDTH}"),
+        ));
+    }
+    Ok(features)
 }
 
 #[cfg(test)]
@@ -542,6 +723,129 @@ mod tests {
                 assert_eq!(s.parse_arch(&s.arch_string(&values)).unwrap(), values);
             }
         }
+    }
+
+    /// Penguins-like input: features 0 and 5 hold codes of 4 and 3 categories.
+    fn embedded() -> super::super::DataDefaults {
+        super::super::DataDefaults {
+            input: vec![7, 1, 1],
+            classes: 3,
+            vocab: None,
+            padded: false,
+            categorical: vec![
+                CategoricalFeature {
+                    feature: 5,
+                    categories: 3,
+                },
+                CategoricalFeature {
+                    feature: 0,
+                    categories: 4,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn categorical_features_from_the_data_are_sliced_embedded_and_concatenated() {
+        use super::super::KindConfig;
+        let config = MlpSpaceConfig {
+            depths: vec![1],
+            widths: vec![8],
+            embed_dims: vec![2, 8],
+            ..MlpSpaceConfig::default()
+        };
+        assert!(config.needs_data());
+        let filled = config.with_data_defaults(&embedded());
+        assert!(!filled.needs_data());
+        assert_eq!(filled.categorical.as_ref().unwrap().len(), 2);
+        let s = MlpSpace::new(&filled).unwrap();
+        let names: Vec<&str> = s
+            .descriptor
+            .choices
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names.last(), Some(&"embed_dim"));
+        // embed_dim 8: capped at 4 and 3 categories.
+        let values = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+        let g = s.decode(&values).unwrap();
+        assert_eq!(
+            ops(&g),
+            [
+                "Input",
+                "Flatten",
+                "Slice",
+                "Embedding",
+                "Flatten",
+                "Slice",
+                "Slice",
+                "Embedding",
+                "Flatten",
+                "Slice",
+                "Concat",
+                "Linear",
+                "Relu",
+                "Linear"
+            ]
+        );
+        let shapes = g.shapes().unwrap();
+        let first = g
+            .nodes
+            .iter()
+            .position(|n| matches!(n.op, Op::Linear { .. }))
+            .unwrap();
+        // 4 + 4 numeric + 3 + 1 numeric.
+        assert_eq!(shapes[g.nodes[first].inputs[0]], vec![12]);
+        assert_eq!(
+            g.param_count().unwrap(),
+            (4 * 4 + 3 * 3 + 12 * 8 + 8 + 8 * 3 + 3) as u64
+        );
+        let arch = s.arch_string(&values);
+        assert!(arch.ends_with(" skip=false embed=8"), "{arch}");
+        assert_eq!(s.parse_arch(&arch).unwrap(), values);
+        let e = s
+            .parse_arch("depth=1 widths=8 activation=relu dropout=0 norm=none skip=false")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`embed=` is missing"), "{e}");
+
+        // An input of the config's own is not given the data's codes; a space without
+        // codes has no embed choice and refuses `embed=`.
+        let own = MlpSpaceConfig {
+            input: Some(vec![9]),
+            ..MlpSpaceConfig::default()
+        }
+        .with_data_defaults(&embedded());
+        assert_eq!(own.categorical, None);
+        let plain = space(MlpSpaceConfig::default());
+        assert!(
+            plain
+                .descriptor
+                .choices
+                .iter()
+                .all(|c| c.name != "embed_dim")
+        );
+        let e = plain
+            .parse_arch(
+                "depth=1 widths=64,64,64 activation=relu dropout=0 norm=none skip=false embed=2",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `embed`"), "{e}");
+        let e = MlpSpace::new(&MlpSpaceConfig {
+            input: Some(vec![4]),
+            categorical: Some(vec![CategoricalFeature {
+                feature: 4,
+                categories: 2,
+            }]),
+            ..MlpSpaceConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`categorical` names feature 4") && e.contains("has 4 features"),
+            "{e}"
+        );
     }
 
     #[test]

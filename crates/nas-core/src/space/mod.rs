@@ -183,6 +183,9 @@ pub struct DataDefaults {
     pub vocab: Option<usize>,
     /// Float sequences whose all-zero steps are padding (loaded with lengths).
     pub padded: bool,
+    /// For tables: the features holding category codes, to embed (see
+    /// [`nas_data::Dataset::categorical`]).
+    pub categorical: Vec<nas_data::CategoricalFeature>,
 }
 
 impl DataDefaults {
@@ -192,6 +195,7 @@ impl DataDefaults {
             classes: data.classes(),
             vocab: data.vocab_size(),
             padded: data.is_padded(),
+            categorical: data.data.categorical.clone(),
         }
     }
 }
@@ -453,6 +457,7 @@ mod tests {
                 classes: 3,
                 vocab: None,
                 padded: false,
+                categorical: Vec::new(),
             });
             assert_eq!(filled.io(), (&Some(vec![1, 8, 8]), &Some(3)));
             assert!(!filled.needs_data());

@@ -205,6 +205,7 @@ fn the_data_fills_input_classes_and_the_vocabulary_of_token_ids() {
         classes: 3,
         vocab: Some(50),
         padded: false,
+        categorical: Vec::new(),
     };
     let empty = SequenceSpaceConfig::default();
     assert!(empty.needs_data());
@@ -221,6 +222,7 @@ fn the_data_fills_input_classes_and_the_vocabulary_of_token_ids() {
         classes: 10,
         vocab: None,
         padded: false,
+        categorical: Vec::new(),
     };
     let filled = empty.with_data_defaults(&rows);
     assert_eq!(
@@ -356,6 +358,7 @@ fn padded_features_are_masked_like_token_ids() {
         classes: 4,
         vocab: None,
         padded: true,
+        categorical: Vec::new(),
     };
     let config = SequenceSpaceConfig {
         input: None,
