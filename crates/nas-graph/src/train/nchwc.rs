@@ -102,11 +102,11 @@ pub(crate) enum Layout {
 /// for 64 x 16->16 x 32x32 on 2 threads), output channels not a multiple of the block (the
 /// weight and bias would need padding), other grouped convs.
 pub(crate) fn layout(g: &ConvGeometry, block: usize) -> Option<Layout> {
-    if g.kernel == [1, 1] || g.out_channels % block != 0 {
+    if g.kernel == [1, 1] || !g.out_channels.is_multiple_of(block) {
         return None;
     }
     if g.groups == 1 {
-        if g.in_channels % block == 0 {
+        if g.in_channels.is_multiple_of(block) {
             Some(Layout::Blocked)
         } else if g.in_channels < block {
             Some(Layout::PlainInput)
