@@ -60,6 +60,8 @@ pub struct Options {
     pub epoch_images: usize,
     /// The interpreter to use; `None` searches PATH.
     pub python: Option<PathBuf>,
+    /// Our step on ONNX Runtime's NCHWc conv kernels (`--no-nchwc`: standard ops only).
+    pub nchwc: bool,
 }
 
 impl Default for Options {
@@ -76,6 +78,7 @@ impl Default for Options {
             epoch: false,
             epoch_images: 60_000,
             python: None,
+            nchwc: true,
         }
     }
 }
@@ -114,6 +117,9 @@ impl Options {
         a.extend(["--out".into(), out.display().to_string()]);
         if self.profile {
             a.push("--profile".into());
+        }
+        if !self.nchwc {
+            a.push("--no-nchwc".into());
         }
         if self.epoch {
             a.extend([
@@ -161,6 +167,9 @@ impl Options {
         }
         if self.profile {
             s.push_str(" --profile");
+        }
+        if !self.nchwc {
+            s.push_str(" --no-nchwc");
         }
         if self.epoch {
             let _ = write!(s, " --epoch --epoch-images {}", self.epoch_images);

@@ -123,6 +123,10 @@ enum Task {
         /// torch).
         #[arg(long)]
         python: Option<PathBuf>,
+        /// Train our side with standard ONNX ops only, not ONNX Runtime's blocked-layout
+        /// (NCHWc) conv kernels (to measure what they bring).
+        #[arg(long)]
+        no_nchwc: bool,
     },
     /// One-shot search against ground truth: for each method (darts, darts-minus, gdas,
     /// spos) and seed, train the supernet of the `nb201-digits` table's space on its data,
@@ -414,6 +418,7 @@ fn main() -> Result<ExitCode> {
             epoch,
             epoch_images,
             python,
+            no_nchwc,
         } => bench_train::bench_train(
             &root,
             &target,
@@ -430,6 +435,7 @@ fn main() -> Result<ExitCode> {
                 epoch,
                 epoch_images,
                 python,
+                nchwc: !no_nchwc,
             },
         )?,
         Task::BenchOneshot {

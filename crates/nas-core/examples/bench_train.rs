@@ -67,10 +67,12 @@ struct Args {
     epoch_images: usize,
     /// Overrides every network's own batch.
     batch: Option<usize>,
+    /// ONNX Runtime's NCHWc conv kernels in the step (`--no-nchwc`: standard ops only).
+    nchwc: bool,
 }
 
 const USAGE: &str = "usage: bench_train [--nets a,b,...] [--batch N] [--steps N] [--warmup N] [--threads N] \
-     [--seed N] [--out DIR] [--profile] [--epoch] [--epoch-images N]";
+     [--seed N] [--out DIR] [--profile] [--no-nchwc] [--epoch] [--epoch-images N]";
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
@@ -84,6 +86,7 @@ fn parse_args() -> Result<Args> {
         epoch: false,
         epoch_images: 60_000,
         batch: None,
+        nchwc: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -94,6 +97,10 @@ fn parse_args() -> Result<Args> {
             }
             "--profile" => {
                 args.profile = true;
+                continue;
+            }
+            "--no-nchwc" => {
+                args.nchwc = false;
                 continue;
             }
             "--epoch" => {
@@ -303,7 +310,7 @@ fn run_queue_wait_ns() -> Option<u64> {
 
 /// The training recipe of the benchmark: SGD lr 0.1, Nesterov momentum 0.9, weight decay
 /// 5e-4, constant rate, no augmentation.
-fn train_config(epochs: usize, batch: usize, seed: u64) -> TrainConfig {
+fn train_config(epochs: usize, batch: usize, seed: u64, nchwc: bool) -> TrainConfig {
     TrainConfig {
         epochs,
         batch,
@@ -318,6 +325,7 @@ fn train_config(epochs: usize, batch: usize, seed: u64) -> TrainConfig {
         augment: Some(false),
         eval_every: 0,
         seed: Some(seed),
+        nchwc,
         ..TrainConfig::default()
     }
 }
@@ -399,7 +407,7 @@ fn bench_net(
         }
         train_runtime.profiling = Some(dir.join(PROFILE_PREFIX));
     }
-    let cfg = train_config(args.warmup + args.steps, batch, args.seed);
+    let cfg = train_config(args.warmup + args.steps, batch, args.seed, args.nchwc);
     eprintln!(
         "[{name}] building the training step (input {input:?}, batch {batch}, {} threads, \
          {params} parameters) ...",
@@ -582,7 +590,7 @@ fn bench_epoch(args: &Args, library: &Path) -> Result<serde_json::Value> {
     file.add("std", &[norm.std.len()], norm.std.iter().copied());
     file.write(&dir)?;
 
-    let cfg = train_config(1, EPOCH_BATCH, args.seed);
+    let cfg = train_config(1, EPOCH_BATCH, args.seed, args.nchwc);
     let t = Instant::now();
     let mut trainer = Trainer::new(&graph, weights, &cfg, &runtime, &data)?;
     let build_ms = ms_since(t);

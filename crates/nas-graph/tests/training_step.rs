@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use nas_graph::onnx::proto::ModelProto;
 use nas_graph::train::reference::training_forward;
 use nas_graph::train::{
     CORRECT, INPUT, LABELS, LOSS, LR, Optimizer, SAMPLE_WEIGHTS, STEP, StateKind, TrainOptions,
-    TrainingStep, grad_name, initial_state, training_step, weights_from_state,
+    TrainingStep, grad_name, initial_state, nchwc, training_step, weights_from_state,
 };
 use nas_graph::{
     ExportOptions, Graph, GraphBuilder, NodeId, Op, ParamRole, Weights, export_inference,
@@ -20,6 +21,7 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorRef};
+use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -301,6 +303,7 @@ fn check_optimizer(optimizer: Optimizer, weight_decay: f32, batch: Option<usize>
         conditional_mix: true,
         sample_weights: false,
         entropy_bonus: 0.0,
+        nchwc_block: None,
     };
     let step = training_step(&graph, &options).unwrap();
     let mut s = session(&step.model);
@@ -553,6 +556,7 @@ fn double_buffered_training_converges() {
             conditional_mix: true,
             sample_weights: false,
             entropy_bonus: 0.0,
+            nchwc_block: None,
         },
     )
     .unwrap();
@@ -814,6 +818,7 @@ fn frozen_tensors_are_not_updated() {
         conditional_mix: true,
         sample_weights: false,
         entropy_bonus: 0.0,
+        nchwc_block: None,
     };
     let step = training_step(&graph, &options).unwrap();
     let mut s = session(&step.model);
@@ -999,4 +1004,129 @@ fn zero_mixing_weights_skip_their_operations() {
             }
         }
     }
+}
+
+/// The block size of ONNX Runtime's NCHWc kernels on this machine, as its probe model says.
+fn nchwc_block() -> usize {
+    let mut s = session(&nchwc::probe_model());
+    let x = ArrayD::<f32>::zeros(IxDyn(&[1, 4, 1, 1]));
+    let out = s
+        .run(vec![(
+            nchwc::PROBE_INPUT.to_string(),
+            SessionInputValue::from(TensorRef::from_array_view(&x).unwrap()),
+        )])
+        .unwrap();
+    let blocked = out[nchwc::PROBE_OUTPUT].try_extract_array::<f32>().unwrap();
+    blocked.shape()[1]
+}
+
+/// Every conv form the NCHWc rewrite takes (RGB stem with plain input, blocked dense, blocked
+/// depthwise, strided) next to ones it leaves (1x1, 24 channels).
+fn nchwc_net() -> Graph {
+    let mut b = GraphBuilder::new(&[3, 10, 10]);
+    let conv = |out, k: usize, s, g| Op::Conv2d {
+        out_channels: out,
+        kernel: [k, k],
+        stride: [s, s],
+        padding: [k / 2, k / 2],
+        dilation: [1, 1],
+        groups: g,
+        bias: true,
+    };
+    let stem = b.add(conv(16, 3, 1, 1), &[0]);
+    let n1 = b.batch_norm(stem);
+    let r1 = b.add(Op::Relu, &[n1]);
+    let dense = b.add(conv(16, 3, 1, 1), &[r1]);
+    let n2 = b.batch_norm(dense);
+    let r2 = b.add(Op::Relu, &[n2]);
+    let dw = b.add(conv(16, 3, 1, 16), &[r2]);
+    let down = b.add(conv(32, 3, 2, 1), &[dw]);
+    let r3 = b.add(Op::Relu, &[down]);
+    let point = b.add(conv(24, 1, 1, 1), &[r3]);
+    let odd = b.add(conv(16, 3, 1, 1), &[point]);
+    let g = b.add(Op::GlobalAvgPool, &[odd]);
+    let l = b.add(
+        Op::Linear {
+            out_features: 3,
+            bias: true,
+        },
+        &[g],
+    );
+    b.finish(l)
+}
+
+/// The step on ONNX Runtime's NCHWc kernels computes what the standard-op step computes:
+/// loss, every gradient and every updated state tensor, over two steps.
+#[test]
+fn nchwc_step_matches_the_plain_step() {
+    let graph = nchwc_net();
+    let block = nchwc_block();
+    assert!(nchwc::BLOCK_SIZES.contains(&block), "block size {block}");
+    let plain = TrainOptions {
+        batch: Some(4),
+        emit_gradients: true,
+        weight_decay: 5e-4,
+        ..TrainOptions::default()
+    };
+    let blocked = TrainOptions {
+        nchwc_block: Some(block),
+        ..plain.clone()
+    };
+    let plain_step = training_step(&graph, &plain).unwrap();
+    let blocked_step = training_step(&graph, &blocked).unwrap();
+    assert_eq!(plain_step.state, blocked_step.state);
+    // Forward: stem, dense, depthwise, strided; input gradients: dense, depthwise (the stem's
+    // input needs none, the strided conv's takes ConvTranspose, 1x1 and 24->16 stay plain).
+    let nodes = |model: &[u8], domain: &str| {
+        let m = ModelProto::decode(model).unwrap();
+        m.graph
+            .unwrap()
+            .node
+            .iter()
+            .filter(|n| n.domain == domain && n.op_type == "Conv")
+            .count()
+    };
+    assert_eq!(nodes(&blocked_step.model, nchwc::DOMAIN), 6);
+    assert_eq!(nodes(&plain_step.model, nchwc::DOMAIN), 0);
+    let (mut sp, mut sb) = (session(&plain_step.model), session(&blocked_step.model));
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let mut want_state = initial_state(&plain_step, &weights(&graph, 5)).unwrap();
+    let mut got_state = want_state.clone();
+    for step in 1..=2 {
+        let b = random_batch(&graph, &plain_step, 4, 3, &mut rng);
+        let want = run_step(&mut sp, &plain_step, &b, 0.1, step as f32, &want_state).unwrap();
+        let got = run_step(&mut sb, &blocked_step, &b, 0.1, step as f32, &got_state).unwrap();
+        assert!(
+            (got.loss - want.loss).abs() <= 1e-5 * want.loss.abs().max(1.0),
+            "step {step}: loss {} vs {}",
+            got.loss,
+            want.loss
+        );
+        assert_eq!(got.grads.len(), want.grads.len());
+        for (name, g) in &want.grads {
+            let err = rel_err(&got.grads[name], &g.mapv(f64::from));
+            assert!(
+                err <= 1e-4,
+                "step {step}: gradient of {name} off by {err:e}"
+            );
+        }
+        for ((st, a), b) in plain_step.state.iter().zip(&got.state).zip(&want.state) {
+            let err = rel_err(a, &b.mapv(f64::from));
+            assert!(err <= 1e-4, "step {step}: {} off by {err:e}", st.name);
+        }
+        (want_state, got_state) = (want.state, got.state);
+    }
+}
+
+/// A block size ONNX Runtime does not use is refused before any graph is built.
+#[test]
+fn unknown_nchwc_block_sizes_are_refused() {
+    let options = TrainOptions {
+        nchwc_block: Some(12),
+        ..TrainOptions::default()
+    };
+    let err = training_step(&nchwc_net(), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nchwc_block 12"), "{err}");
 }

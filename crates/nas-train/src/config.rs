@@ -42,6 +42,7 @@ pub enum Schedule {
 /// augment = true         # overrides `[data] augment` when given
 /// eval_every = 1         # validate every n epochs (0: only after the last)
 /// seed = 1               # dropout masks; default: the data set's seed
+/// nchwc = true           # CPU: ONNX Runtime's blocked-layout conv kernels in the step
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -62,6 +63,9 @@ pub struct TrainConfig {
     pub augment: Option<bool>,
     pub eval_every: usize,
     pub seed: Option<u64>,
+    /// On the CPU provider (x86-64), run the step's convs on ONNX Runtime's blocked-layout
+    /// (NCHWc) kernels where they apply (same results, faster); off: standard ops only.
+    pub nchwc: bool,
 }
 
 impl Default for TrainConfig {
@@ -83,6 +87,7 @@ impl Default for TrainConfig {
             augment: None,
             eval_every: 1,
             seed: None,
+            nchwc: true,
         }
     }
 }
@@ -106,6 +111,7 @@ impl TrainConfig {
         "augment",
         "eval_every",
         "seed",
+        "nchwc",
     ];
 
     /// The learning rate: `lr` or the optimizer's default.

@@ -24,6 +24,7 @@ mod error;
 mod eval;
 mod export;
 mod files;
+mod nchwc;
 pub mod oneshot;
 mod recipe;
 pub mod retrain;

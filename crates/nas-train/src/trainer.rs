@@ -101,7 +101,7 @@ pub struct Trainer<'d> {
     poisoned: Option<String>,
 }
 
-fn train_options(cfg: &TrainConfig, batch: usize) -> TrainOptions {
+fn train_options(cfg: &TrainConfig, batch: usize, runtime: &SessionSettings) -> TrainOptions {
     TrainOptions {
         batch: Some(batch),
         optimizer: match cfg.optimizer {
@@ -122,6 +122,11 @@ fn train_options(cfg: &TrainConfig, batch: usize) -> TrainOptions {
         conditional_mix: true,
         sample_weights: false,
         entropy_bonus: 0.0,
+        nchwc_block: if cfg.nchwc {
+            crate::nchwc::block_size(runtime)
+        } else {
+            None
+        },
     }
 }
 
@@ -249,7 +254,7 @@ impl<'d> Trainer<'d> {
         let augment = resolve_augment(cfg.augment, data)?;
         let train_n = data.indices(Part::Train).len();
         let batch = cfg.batch.min(train_n).max(1);
-        let step = training_step(graph, &train_options(cfg, batch))
+        let step = training_step(graph, &train_options(cfg, batch, runtime))
             .map_err(TrainError::graph("cannot build the training step"))?;
         if !step.mixes.is_empty() {
             return Err(TrainError::Mismatch(

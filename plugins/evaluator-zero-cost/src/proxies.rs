@@ -133,6 +133,7 @@ impl Step {
             conditional_mix: true,
             sample_weights: false,
             entropy_bonus: 0.0,
+            nchwc_block: None,
         };
         let e = err("cannot build the training-step graph");
         let step = training_step(graph, &options).map_err(|x| e(x.to_string()))?;

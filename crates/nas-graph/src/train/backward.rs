@@ -7,6 +7,8 @@ use crate::onnx::proto::{AttributeProto, TensorProto};
 
 use super::conv_forms::{ConvGeometry, conv_via_matmul, im2col, matmul_is_faster};
 use super::emit::Emitter;
+use super::nchwc;
+use super::rules::nchwc_layout;
 use super::rules::{Saved, channel_reduce_axes, value};
 
 /// Gradients a node's backward produced.
@@ -229,6 +231,10 @@ fn conv_input_grad(e: &mut Emitter, dy: &str, w: &str, hw: [usize; 2], g: &ConvG
         if matmul_is_faster(&transposed, hw) {
             let patches = im2col(e, dy, &transposed);
             return conv_via_matmul(e, &patches, &flipped, None, &transposed, hw, None);
+        }
+        if let Some(layout) = nchwc_layout(e, &transposed) {
+            let block = e.nchwc_block.expect("a layout needs a block size");
+            return nchwc::conv(e, dy, &flipped, None, &transposed, layout, block, None);
         }
         return e.op(
             "Conv",

@@ -8,6 +8,8 @@ pub(crate) struct Emitter {
     pub b: Builder,
     /// Fixed batch size, or `None` for a dynamic one (shapes then come from `Shape`/`Size`).
     pub batch: Option<usize>,
+    /// The block size of ONNX Runtime's NCHWc conv kernels where the step may use them.
+    pub nchwc_block: Option<usize>,
     next: usize,
     /// Constant tensors shared by key (e.g. one im2col kernel per channel count and size).
     shared: Vec<(String, String)>,
@@ -18,6 +20,7 @@ impl Emitter {
         Emitter {
             b: Builder::default(),
             batch,
+            nchwc_block: None,
             next: 0,
             shared: Vec::new(),
         }

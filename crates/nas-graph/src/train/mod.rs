@@ -1,5 +1,5 @@
 //! The training-step graph: forward (training mode) + loss + backward + optimizer update as one
-//! ONNX model of standard `ai.onnx` ops (opset [`OPSET`]), so a stock ONNX Runtime trains a
+//! ONNX model of standard `ai.onnx` ops (opset [`OPSET`](crate::OPSET)), so a stock ONNX Runtime trains a
 //! candidate by calling it once per batch and feeding its state outputs back as inputs.
 //!
 //! Graph inputs, in order: [`INPUT`] f32 `[B, ...graph.input]`, [`LABELS`] int64 `[B]`, [`LR`]
@@ -42,6 +42,7 @@ mod conditional;
 mod conv_forms;
 mod emit;
 mod loss;
+pub mod nchwc;
 mod optimizer;
 pub mod reference;
 mod rules;
@@ -52,11 +53,9 @@ use prost::Message;
 
 use crate::error::GraphError;
 use crate::ir::{Graph, NodeId, Op};
-use crate::onnx::OPSET;
 use crate::onnx::export::IR_VERSION;
 use crate::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto,
-    tensor_proto::DataType,
+    AttributeProto, GraphProto, ModelProto, ValueInfoProto, tensor_proto::DataType,
 };
 use crate::weights::{ParamRole, Weights, parameter_specs};
 
@@ -123,6 +122,11 @@ pub struct TrainOptions {
     /// Subtract `entropy_bonus` times the mean entropy of the softmax from the loss (an
     /// exploration bonus for policies); >= 0, 0 leaves the term out.
     pub entropy_bonus: f32,
+    /// Run dense and depthwise convs (not 1x1) and stride-1 input gradients on ONNX Runtime's
+    /// blocked-layout CPU kernels (domain [`nchwc::DOMAIN`]) with this block size, which must
+    /// be the running ONNX Runtime's (ask it with [`nchwc::probe_model`]); a wrong one gives
+    /// wrong convs. Only for ONNX Runtime's CPU provider; `None` (the default): standard ops.
+    pub nchwc_block: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -141,6 +145,7 @@ impl Default for TrainOptions {
             conditional_mix: true,
             sample_weights: false,
             entropy_bonus: 0.0,
+            nchwc_block: None,
         }
     }
 }
@@ -201,7 +206,7 @@ pub struct MixInput {
 
 #[derive(Clone, Debug)]
 pub struct TrainingStep {
-    /// Serialized ONNX `ModelProto`, opset [`OPSET`].
+    /// Serialized ONNX `ModelProto`, opset [`OPSET`](crate::OPSET).
     pub model: Vec<u8>,
     /// Every tensor carried between steps, in graph input (and output) order.
     pub state: Vec<StateTensor>,
@@ -235,6 +240,13 @@ fn check_options(o: &TrainOptions) -> Result<(), GraphError> {
         return Err(bad_option(format!(
             "weight_decay {} must be finite and >= 0",
             o.weight_decay
+        )));
+    }
+    if let Some(b) = o.nchwc_block.filter(|b| !nchwc::BLOCK_SIZES.contains(b)) {
+        return Err(bad_option(format!(
+            "nchwc_block {b} is no block size of ONNX Runtime's NCHWc kernels ({:?}); \
+             take the one its probe model reports, or None for standard ops",
+            nchwc::BLOCK_SIZES
         )));
     }
     match o.optimizer {
@@ -375,6 +387,7 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         )));
     }
     let mut e = Emitter::new(options.batch);
+    e.nchwc_block = options.nchwc_block;
     let mut emitted = conditional::Emitted::new(graph.nodes.len());
     let (saved, masks, mixes) = emit_forward(&mut e, graph, &shapes, &live, &mut emitted)?;
     let dlogits = loss::emit(
@@ -753,8 +766,9 @@ fn interface(
     (inputs, outputs)
 }
 
-/// The emitted nodes and the interface as a serialized opset-[`OPSET`] `ModelProto`.
+/// The emitted nodes and the interface as a serialized opset-[`OPSET`](crate::OPSET) `ModelProto`.
 fn encode_model(e: Emitter, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>) -> Vec<u8> {
+    let nchwc = nchwc::uses_domain(&e.b.nodes);
     let graph_proto = GraphProto {
         node: e.b.nodes,
         name: "nas-train".into(),
@@ -765,10 +779,7 @@ fn encode_model(e: Emitter, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoP
     };
     let model = ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-        }],
+        opset_import: nchwc::opset_imports(nchwc),
         producer_name: "nas-graph".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph_proto),

@@ -11,6 +11,7 @@ use crate::onnx::proto::AttributeProto;
 use super::INPUT;
 use super::conv_forms::{ConvGeometry, conv_via_matmul, im2col, matmul_is_faster};
 use super::emit::Emitter;
+use super::nchwc;
 
 /// The ONNX value of node `id` in the training graph.
 pub(crate) fn value(id: NodeId) -> String {
@@ -184,6 +185,26 @@ pub(crate) fn forward(
             );
             Saved::ConvPatches { patches }
         }
+        Op::Conv2d { bias, .. }
+            if conv_geometry
+                .as_ref()
+                .is_some_and(|g| nchwc_layout(e, g).is_some()) =>
+        {
+            let g = conv_geometry.as_ref().expect("checked above");
+            let layout = nchwc_layout(e, g).expect("checked above");
+            let bias_name = format!("n{id}.bias");
+            nchwc::conv(
+                e,
+                &x,
+                &format!("n{id}.weight"),
+                bias.then_some(bias_name.as_str()),
+                g,
+                layout,
+                e.nchwc_block.expect("a layout needs a block size"),
+                Some(&out),
+            );
+            Saved::Plain
+        }
         Op::MaxPool {
             kernel,
             stride,
@@ -278,4 +299,10 @@ fn mix_forward(
         None => e.op_to("Identity", &[&last], out, vec![]),
     }
     Saved::Mix { weights }
+}
+
+/// The NCHWc layout of a conv of geometry `g`, where the step uses ONNX Runtime's NCHWc
+/// kernels and they take it.
+pub(crate) fn nchwc_layout(e: &Emitter, g: &ConvGeometry) -> Option<nchwc::Layout> {
+    e.nchwc_block.and_then(|b| nchwc::layout(g, b))
 }

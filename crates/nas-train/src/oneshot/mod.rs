@@ -362,6 +362,7 @@ impl<'d> SupernetTrainer<'d> {
             conditional_mix: cfg.sampled_path_only && cfg.method.samples_paths(),
             sample_weights: false,
             entropy_bonus: 0.0,
+            nchwc_block: crate::nchwc::block_size(runtime),
         };
         let step = training_step(&supernet.graph, &options).map_err(TrainError::graph(
             "cannot build the supernet's training step",
