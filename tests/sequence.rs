@@ -5,19 +5,12 @@
 
 use std::path::Path;
 
-use nas_data::{DataConfig, Part};
-use ndarray::ArrayD;
-use ort::value::Tensor;
+use nas_data::DataConfig;
 
 mod common;
-use common::{nas, stderr, stdout};
+use common::{json, nas, onnx_test_accuracy, stderr, stdout};
 
 const SEED: u64 = 11;
-
-fn json(o: &std::process::Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", stderr(o));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
 
 /// Runs the study in `dir`; returns every trial and the best one (with its `final` part).
 fn search(dir: &Path, config: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
@@ -38,38 +31,6 @@ fn load(dir: &Path, data: &str) -> nas_data::SplitDataset {
     let mut cfg: DataConfig = toml::from_str(data).unwrap();
     cfg.resolve_paths(dir);
     nas_data::load(&cfg, SEED).unwrap()
-}
-
-/// Accuracy of the ONNX model at `path` on the raw test split of the study's `[data]`, fed
-/// in the shape networks take.
-fn onnx_test_accuracy(dir: &Path, path: &Path, data: &str) -> (f64, usize) {
-    let split = load(dir, data);
-    let test = split.part(Part::Test);
-    let x: ArrayD<f32> = test.network_batch(test.images.clone());
-    let lib = nas_runtime::locate_library(None)
-        .expect("ONNX Runtime is provisioned (`cargo xtask ort` or ORT_DYLIB_PATH)");
-    let model = std::fs::read(path).unwrap();
-    let mut session =
-        nas_runtime::session_from_bytes(&model, &nas_runtime::SessionSettings::cpu(&lib)).unwrap();
-    let outputs = session
-        .run(ort::inputs!["input" => Tensor::from_array(x).unwrap()])
-        .unwrap();
-    let logits = outputs["logits"].try_extract_array::<f32>().unwrap();
-    let correct = logits
-        .outer_iter()
-        .zip(&test.labels)
-        .filter(|(row, label)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |m, (k, &v)| if v > m.1 { (k, v) } else { m },
-                );
-            best.0 == **label as usize
-        })
-        .count();
-    (correct as f64 / test.len() as f64, test.len())
 }
 
 /// What every study shares: random search, cost and training evaluators, `[final]` export.
@@ -132,7 +93,7 @@ fn check_final_model(dir: &Path, best: &serde_json::Value, data: &str, input: &[
         .collect();
     assert_eq!(dims, input, "{info}");
     let reported = fin["test_accuracy"].as_f64().unwrap();
-    let (measured, samples) = onnx_test_accuracy(dir, &model, data);
+    let (measured, samples) = onnx_test_accuracy(&model, &load(dir, data));
     // The study ran the test split in batches of 256, here it is one batch: allow the one
     // sample whose argmax such a change of kernels could flip.
     assert!(

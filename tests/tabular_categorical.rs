@@ -6,19 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use nas_data::{DataConfig, Part};
-use ndarray::ArrayD;
-use ort::value::Tensor;
+use nas_data::DataConfig;
 
 mod common;
-use common::{nas, stderr, stdout};
+use common::{json, nas, onnx_test_accuracy, stderr, stdout};
 
 const SEED: u64 = 3;
-
-fn json(o: &std::process::Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", stderr(o));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
 
 fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -89,36 +82,6 @@ top_k = 1
 epochs = 30
 "#
     )
-}
-
-/// Predictions of the ONNX model at `path` on the raw test split.
-fn onnx_test_accuracy(path: &Path, split: &nas_data::SplitDataset) -> (f64, usize) {
-    let test = split.part(Part::Test);
-    let x: ArrayD<f32> = test.network_batch(test.images.clone());
-    let lib = nas_runtime::locate_library(None)
-        .expect("ONNX Runtime is provisioned (`cargo xtask ort` or ORT_DYLIB_PATH)");
-    let model = std::fs::read(path).unwrap();
-    let mut session =
-        nas_runtime::session_from_bytes(&model, &nas_runtime::SessionSettings::cpu(&lib)).unwrap();
-    let outputs = session
-        .run(ort::inputs!["input" => Tensor::from_array(x).unwrap()])
-        .unwrap();
-    let logits = outputs["logits"].try_extract_array::<f32>().unwrap();
-    let correct = logits
-        .outer_iter()
-        .zip(&test.labels)
-        .filter(|(row, label)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |m, (k, &v)| if v > m.1 { (k, v) } else { m },
-                );
-            best.0 == **label as usize
-        })
-        .count();
-    (correct as f64 / test.len() as f64, test.len())
 }
 
 #[test]

@@ -24,3 +24,40 @@ pub fn stderr(o: &Output) -> String {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
+
+/// `nas ... --json` output, after checking the command succeeded.
+pub fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Accuracy of the ONNX model at `path` on the raw test part of `split` (samples in the shape
+/// networks take, values as stored: the model normalizes them itself), and the sample count.
+pub fn onnx_test_accuracy(path: &Path, split: &nas_data::SplitDataset) -> (f64, usize) {
+    let test = split.part(nas_data::Part::Test);
+    let x: ndarray::ArrayD<f32> = test.network_batch(test.images.clone());
+    let lib = nas_runtime::locate_library(None)
+        .expect("ONNX Runtime is provisioned (`cargo xtask ort` or ORT_DYLIB_PATH)");
+    let model = std::fs::read(path).unwrap();
+    let mut session =
+        nas_runtime::session_from_bytes(&model, &nas_runtime::SessionSettings::cpu(&lib)).unwrap();
+    let outputs = session
+        .run(ort::inputs!["input" => ort::value::Tensor::from_array(x).unwrap()])
+        .unwrap();
+    let logits = outputs["logits"].try_extract_array::<f32>().unwrap();
+    let correct = logits
+        .outer_iter()
+        .zip(&test.labels)
+        .filter(|(row, label)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |m, (k, &v)| if v > m.1 { (k, v) } else { m },
+                );
+            best.0 == **label as usize
+        })
+        .count();
+    (correct as f64 / test.len() as f64, test.len())
+}
