@@ -244,6 +244,20 @@ pub struct MlpSpace {
     categorical: Vec<CategoricalFeature>,
 }
 
+/// A list of layer widths (hidden layers, embeddings): options as [`check_options`], each
+/// from 1 to [`MAX_WIDTH`].
+fn check_widths(field: &str, widths: &[usize]) -> Result<(), SpaceError> {
+    check_options(field, widths)?;
+    match widths.iter().find(|&&w| !(1..=MAX_WIDTH).contains(&w)) {
+        Some(w) => Err(config_error(
+            KIND,
+            field,
+            format!("contains {w}; every width must be between 1 and {MAX_WIDTH}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_options<T: PartialEq + std::fmt::Debug>(
     field: &str,
     list: &[T],
@@ -277,18 +291,7 @@ impl MlpSpace {
                 format!("contains {d}; at most {MAX_DEPTH} hidden layers (0 is a linear model)"),
             ));
         }
-        check_options("widths", &config.widths)?;
-        if let Some(w) = config
-            .widths
-            .iter()
-            .find(|&&w| !(1..=MAX_WIDTH).contains(&w))
-        {
-            return Err(config_error(
-                KIND,
-                "widths",
-                format!("contains {w}; every width must be between 1 and {MAX_WIDTH}"),
-            ));
-        }
+        check_widths("widths", &config.widths)?;
         check_options("activations", &config.activations)?;
         check_options("dropouts", &config.dropouts)?;
         if let Some(p) = config
@@ -598,18 +601,7 @@ fn check_categorical(
             ));
         }
     }
-    check_options("embed_dims", &config.embed_dims)?;
-    if let Some(d) = config
-        .embed_dims
-        .iter()
-        .find(|&&d| !(1..=MAX_WIDTH).contains(&d))
-    {
-        return Err(config_error(
-            KIND,
-            "embed_dims",
-            format!("contains {d}; every width must be between 1 and {MAX_WIDTH}"),
-        ));
-    }
+    check_widths("embed_dims", &config.embed_dims)?;
     Ok(features)
 }
 
