@@ -951,8 +951,10 @@ fn a_cascade_ranks_among_the_trials_every_worker_finished() {
             beyond_own += 1;
         }
     }
+    // How many depends on how the two workers interleave (one was seen to take most of the
+    // trials); a cascade that reads only its own trials gives exactly 0.
     assert!(
-        beyond_own >= 4,
+        beyond_own >= 1,
         "{beyond_own} trials ranked among others' trials: {rows:#?}"
     );
 }
