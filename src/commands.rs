@@ -201,10 +201,9 @@ pub fn best(study: &StudyRef, json: bool, top: usize) -> anyhow::Result<()> {
         println!("final models (retrained on train + validation, measured on the test split):");
         for m in &report.members {
             println!(
-                "{:>6}  test_accuracy={:.4}  test_loss={:.4}  epochs={}  {}",
+                "{:>6}  {}  epochs={}  {}",
                 m.trial_id,
-                m.test_accuracy,
-                m.test_loss,
+                test_fields(m.test_accuracy, Some(m.test_loss), m.test_errors.as_ref()),
                 m.epochs,
                 m.model
                     .as_ref()
@@ -215,9 +214,9 @@ pub fn best(study: &StudyRef, json: bool, top: usize) -> anyhow::Result<()> {
         }
         if let Some(e) = &report.ensemble {
             println!(
-                "ensemble of trials {:?}: test_accuracy={:.4}  {}",
+                "ensemble of trials {:?}: {}  {}",
                 e.members,
-                e.test_accuracy,
+                test_fields(e.test_accuracy, None, e.test_errors.as_ref()),
                 e.model
                     .as_ref()
                     .map_or_else(String::new, |p| final_phase::resolve_model(dir, p)
@@ -380,4 +379,27 @@ pub fn plugins(json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `test_accuracy=0.9512  test_loss=0.1234`, or for regression
+/// `test_rmse=3.2100  test_mae=2.5000  test_r2=0.8710`.
+fn test_fields(
+    accuracy: Option<f64>,
+    loss: Option<f64>,
+    errors: Option<&nas_train::RegressionErrors>,
+) -> String {
+    let mut fields = Vec::new();
+    if let Some(e) = errors {
+        fields.push(format!("test_rmse={:.4}", e.mse.sqrt()));
+        fields.push(format!("test_mae={:.4}", e.mae));
+        fields.push(format!("test_r2={:.4}", e.r2));
+        return fields.join("  ");
+    }
+    if let Some(a) = accuracy {
+        fields.push(format!("test_accuracy={a:.4}"));
+    }
+    if let Some(l) = loss {
+        fields.push(format!("test_loss={l:.4}"));
+    }
+    fields.join("  ")
 }

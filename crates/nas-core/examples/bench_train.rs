@@ -607,7 +607,9 @@ fn bench_epoch(args: &Args, library: &Path) -> Result<serde_json::Value> {
     let s = stats.first().ok_or("the epoch reported nothing")?;
     eprintln!(
         "[epoch] {seconds:.1} s ({:.1} s in the steps), loss {:.4}, accuracy {:.3}",
-        s.seconds, s.train_loss, s.train_accuracy
+        s.seconds,
+        s.train_loss,
+        s.train_accuracy.unwrap_or(f64::NAN)
     );
     Ok(serde_json::json!({
         "kind": "epoch",

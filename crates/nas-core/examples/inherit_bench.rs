@@ -101,8 +101,8 @@ impl Bench<'_> {
         Ok(Trained {
             graph: graph.clone(),
             weights: trainer.weights()?,
-            val: val.accuracy,
-            test: test.accuracy,
+            val: val.accuracy.ok_or("a classification benchmark")?,
+            test: test.accuracy.ok_or("a classification benchmark")?,
         })
     }
 }

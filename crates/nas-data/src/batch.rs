@@ -9,6 +9,7 @@ use crate::dataset::{DataKind, Dataset};
 use crate::error::DataError;
 use crate::normalize::{Normalization, is_padding};
 use crate::rng::{Stream, below, rng, shuffle};
+use crate::targets::Targets;
 
 /// Training-time augmentation of images, applied after normalization.
 ///
@@ -181,10 +182,15 @@ impl Batches<'_> {
     }
 }
 
-impl Iterator for Batches<'_> {
-    type Item = (Array4<f32>, Vec<u32>);
+impl<'a> Batches<'a> {
+    /// The same batches with their [`Targets`]: class indices, or the regression targets of
+    /// a [`Dataset::targets`] set (in their own units; see [`Targets::normalized`]).
+    pub fn with_targets(self) -> TargetBatches<'a> {
+        TargetBatches(self)
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next batch of samples, normalized (and augmented), with the indices it holds.
+    fn next_samples(&mut self) -> Option<(Array4<f32>, Vec<usize>)> {
         if self.next >= self.end {
             return None;
         }
@@ -207,14 +213,46 @@ impl Iterator for Batches<'_> {
                 &mut dst[j * chw..(j + 1) * chw],
             );
         }
-        let labels = picked.iter().map(|&i| data.labels[i]).collect();
+        Some((out, picked))
+    }
+
+    fn remaining(&self) -> usize {
+        (self.end - self.next).div_ceil(self.batch_size)
+    }
+}
+
+impl Iterator for Batches<'_> {
+    type Item = (Array4<f32>, Vec<u32>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (out, picked) = self.next_samples()?;
+        let labels = picked.iter().map(|&i| self.data.labels[i]).collect();
         Some((out, labels))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = (self.end - self.next).div_ceil(self.batch_size);
+        let n = self.remaining();
         (n, Some(n))
     }
 }
 
 impl ExactSizeIterator for Batches<'_> {}
+
+/// [`Batches`] yielding `(samples, targets)`; see [`Batches::with_targets`].
+pub struct TargetBatches<'a>(Batches<'a>);
+
+impl Iterator for TargetBatches<'_> {
+    type Item = (Array4<f32>, Targets);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (out, picked) = self.0.next_samples()?;
+        Some((out, self.0.data.targets_of(&picked)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.0.remaining();
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for TargetBatches<'_> {}

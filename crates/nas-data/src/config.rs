@@ -22,6 +22,9 @@
 //!                             # mlp space (codes are never normalized)
 //! missing = "error"           # or "mean": fill gaps in numeric columns with the training mean
 //! missing_indicator = false   # with "mean": add a 0/1 `name=<missing>` feature per gappy column
+//! missing_label = "error"     # or "drop": leave out rows whose label is missing
+//! task = "regression"        # the label column holds numbers to predict (default
+//!                             # "classification"); networks get one output
 //! format = "text"             # train, optional test: `label<TAB>text` lines;
 //!                             # tokenize = "word" | "char", max_vocab, max_len
 //!
@@ -53,7 +56,10 @@ use crate::error::DataError;
 use crate::idx::load_idx;
 use crate::npy::{Layout, NpzKeys, load_npy_with_lengths, load_npz};
 use crate::split::{SplitConfig, SplitDataset};
-use crate::tabular::{CategoricalEncoding, CsvOptions, LabelColumn, Missing, load_csv};
+use crate::tabular::{
+    CategoricalEncoding, CsvOptions, LabelColumn, Missing, MissingLabel, load_csv,
+};
+use crate::targets::Task;
 use crate::text::{TextOptions, Tokenize, load_text};
 
 /// Where `dataset = "fashion-mnist"` looks unless `dir` is given.
@@ -108,6 +114,8 @@ pub struct DataConfig {
     /// CSV, with `missing = "mean"`: add a 0/1 feature marking the filled values.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_indicator: Option<bool>,
+    /// CSV: rows without a label are an error (default) or dropped.
+    pub missing_label: Option<MissingLabel>,
     pub keys: Option<NpzKeys>,
     /// Axis layout of npy / npz image arrays.
     pub layout: Layout,
@@ -121,6 +129,9 @@ pub struct DataConfig {
     pub as_sequence: bool,
     /// Class count; inferred as largest label + 1 when absent (fixed for CIFAR and digits).
     pub classes: Option<usize>,
+    /// `regression`: the CSV label column holds numbers to predict (see [`Task`]).
+    #[serde(skip_serializing_if = "is_classification")]
+    pub task: Task,
     pub validation: f64,
     /// Train on at most this many samples (see [`SplitConfig::max_train`]).
     pub max_train: Option<usize>,
@@ -157,6 +168,7 @@ impl Default for DataConfig {
             categorical_encoding: None,
             missing: None,
             missing_indicator: None,
+            missing_label: None,
             keys: None,
             layout: Layout::Auto,
             tokenize: None,
@@ -164,6 +176,7 @@ impl Default for DataConfig {
             max_len: None,
             as_sequence: false,
             classes: None,
+            task: Task::Classification,
             validation: 0.2,
             max_train: None,
             test_fraction: None,
@@ -173,6 +186,10 @@ impl Default for DataConfig {
             horizontal_flip: None,
         }
     }
+}
+
+fn is_classification(task: &Task) -> bool {
+    *task == Task::Classification
 }
 
 /// The keys each source reads; every other source key must be absent.
@@ -200,6 +217,7 @@ fn used_keys(source: &str) -> &'static [&'static str] {
             "categorical_encoding",
             "missing",
             "missing_indicator",
+            "missing_label",
         ],
         "text" => &["train", "test", "tokenize", "max_vocab", "max_len"],
         _ => &[],
@@ -248,6 +266,7 @@ impl DataConfig {
             ("categorical_encoding", self.categorical_encoding.is_some()),
             ("missing", self.missing.is_some()),
             ("missing_indicator", self.missing_indicator.is_some()),
+            ("missing_label", self.missing_label.is_some()),
             ("keys", self.keys.is_some()),
             ("layout", self.layout != Layout::Auto),
             ("tokenize", self.tokenize.is_some()),
@@ -393,6 +412,7 @@ fn file_stem(p: &Path) -> String {
 /// Loads the source the config names, splits it from `seed` and fits the normalization.
 pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
     let source = cfg.source()?;
+    cfg.check_task(source)?;
     if source == "text" {
         return load_text_source(cfg, seed);
     }
@@ -503,6 +523,8 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
                 encoding: cfg.categorical_encoding.unwrap_or_default(),
                 missing,
                 missing_indicator: cfg.missing_indicator.unwrap_or(false),
+                task: cfg.task,
+                missing_label: cfg.missing_label.unwrap_or_default(),
             };
             let name = cfg.name.clone().unwrap_or_else(|| file_stem(train));
             load_csv(train, cfg.test.as_deref(), &opts, classes, &name)?
@@ -549,6 +571,32 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
         augment,
         seed,
     )
+}
+
+impl DataConfig {
+    /// Regression reads numbers from a CSV label column; other sources hold class labels.
+    fn check_task(&self, source: &str) -> Result<(), DataError> {
+        if self.task != Task::Regression {
+            return Ok(());
+        }
+        if source != "csv" {
+            return Err(DataError::config(
+                "task",
+                format!(
+                    "is \"regression\", which reads the numbers to predict from a CSV label \
+                     column, but this source (`{source}`) holds class labels; use format = \"csv\" \
+                     or remove `task`"
+                ),
+            ));
+        }
+        if self.classes.is_some() {
+            return Err(DataError::config(
+                "classes",
+                "is set, but task = \"regression\" predicts a number, not a class; remove it",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `format = "text"`: the vocabulary depends on the split, so text is split while it is read.

@@ -4,6 +4,7 @@ use ndarray::{Array2, Array3, Array4, ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
+use crate::targets::{Targets, Task};
 
 /// Whether samples are images, rows of a table or sequences.
 ///
@@ -57,6 +58,10 @@ pub struct Dataset {
     /// whole numbers below their `categories`, which a network embeds and which are never
     /// normalized. Empty for every other data set.
     pub categorical: Vec<CategoricalFeature>,
+    /// For regression ([`Dataset::set_targets`]): one target per sample, in its own units;
+    /// then `labels` are all 0 and `classes` is 1 (one network output, the prediction).
+    /// `None` for classification.
+    pub targets: Option<Vec<f32>>,
 }
 
 /// A feature of a table holding category codes `0..categories` (0 = unknown or missing).
@@ -185,7 +190,54 @@ impl Dataset {
             padded: false,
             feature_names: None,
             categorical: Vec::new(),
+            targets: None,
         })
+    }
+
+    /// Makes this a regression data set predicting `targets` (one finite number per sample):
+    /// labels become 0 and the class count 1.
+    pub fn set_targets(&mut self, targets: Vec<f32>) -> Result<(), DataError> {
+        if targets.len() != self.len() {
+            return Err(DataError::Mismatch {
+                what: format!(
+                    "data set `{}` has {} samples but {} regression targets",
+                    self.name,
+                    self.len(),
+                    targets.len()
+                ),
+                fix: "Give exactly one target per sample".into(),
+            });
+        }
+        if let Some((i, y)) = targets.iter().enumerate().find(|(_, y)| !y.is_finite()) {
+            return Err(DataError::Invalid(format!(
+                "data set `{}`: the regression target of sample {i} is {y}; targets must be finite numbers",
+                self.name
+            )));
+        }
+        self.labels = vec![0; targets.len()];
+        self.classes = 1;
+        self.class_names = None;
+        self.targets = Some(targets);
+        Ok(())
+    }
+
+    /// Classification or regression (see [`Dataset::targets`]).
+    pub fn task(&self) -> Task {
+        if self.targets.is_some() {
+            Task::Regression
+        } else {
+            Task::Classification
+        }
+    }
+
+    /// The labels of the samples `indices`: their classes, or their regression targets.
+    ///
+    /// Panics if an index is out of range.
+    pub fn targets_of(&self, indices: &[usize]) -> Targets {
+        match &self.targets {
+            Some(t) => Targets::Values(indices.iter().map(|&i| t[i]).collect()),
+            None => Targets::Classes(indices.iter().map(|&i| self.labels[i]).collect()),
+        }
     }
 
     /// Marks tabular features as category codes after checking that each is a feature of
@@ -334,6 +386,10 @@ impl Dataset {
             padded: self.padded,
             feature_names: self.feature_names.clone(),
             categorical: self.categorical.clone(),
+            targets: self
+                .targets
+                .as_ref()
+                .map(|t| indices.iter().map(|&i| t[i]).collect()),
         }
     }
 
@@ -371,8 +427,25 @@ impl Dataset {
                 fix: "Encode the training and test parts with the same categories".into(),
             });
         }
+        if self.task() != other.task() {
+            return Err(DataError::Mismatch {
+                what: format!(
+                    "the training part is for {} but the test part for {}",
+                    self.task().name(),
+                    other.task().name()
+                ),
+                fix: "Read the training and test parts with the same `task`".into(),
+            });
+        }
         let images = ndarray::concatenate(Axis(0), &[self.images.view(), other.images.view()])
             .expect("shapes checked above");
+        let targets = match (self.targets, other.targets) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        };
         let mut labels = self.labels;
         labels.extend(other.labels);
         Ok(Dataset {
@@ -386,6 +459,7 @@ impl Dataset {
             padded: self.padded || other.padded,
             feature_names: self.feature_names.or(other.feature_names),
             categorical: self.categorical,
+            targets,
         })
     }
 }

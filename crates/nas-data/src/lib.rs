@@ -20,6 +20,9 @@
 //!   stratified by class; [`Normalization`]: per-channel mean and std of the training split,
 //!   as values the exporter can bake into the model; [`Batches`]: per-epoch shuffled,
 //!   normalized, optionally augmented batches.
+//! - Regression ([`Task::Regression`], CSV `task = "regression"`): one float target per
+//!   sample in [`Dataset::targets`], standardized for training by the [`TargetScale`] in the
+//!   [`Normalization`].
 //! - [`DataConfig`] mirrors the study file's `[data]` table and [`load`] turns it into a
 //!   [`SplitDataset`].
 //!
@@ -40,9 +43,10 @@ mod rng;
 mod sequence;
 mod split;
 mod tabular;
+mod targets;
 mod text;
 
-pub use batch::{Augment, BatchOptions, Batches, batches};
+pub use batch::{Augment, BatchOptions, Batches, TargetBatches, batches};
 pub use cifar::{CifarKind, load_cifar, load_cifar_file};
 pub use config::{DataConfig, FASHION_MNIST_DIR, Format, load};
 pub use dataset::{CategoricalFeature, DataKind, Dataset, MAX_VOCAB_SIZE, PAD_ID, UNKNOWN_ID};
@@ -53,6 +57,7 @@ pub use normalize::{Normalization, is_padding};
 pub use npy::{Layout, NpyArray, NpzKeys, load_npy, load_npy_with_lengths, load_npz, read_npy};
 pub use split::{Part, SplitConfig, SplitDataset, Splits};
 pub use tabular::{
-    CategoricalEncoding, CsvOptions, LabelColumn, MISSING_VALUES, Missing, load_csv,
+    CategoricalEncoding, CsvOptions, LabelColumn, MISSING_VALUES, Missing, MissingLabel, load_csv,
 };
+pub use targets::{TargetScale, Targets, Task};
 pub use text::{TextCorpus, TextOptions, Tokenize, Vocabulary, load_text, tokenize};

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
 use crate::error::DataError;
+use crate::targets::TargetScale;
 
 /// `x_norm = (x - mean[k]) / std[k]` per entry `k` of the feature axis: per channel of images,
 /// per feature of tables and of sequence steps.
@@ -29,6 +30,10 @@ pub struct Normalization {
     /// by the exported model's normalization), so the network still sees it as padding.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_padding: bool,
+    /// Regression (see [`Dataset::targets`]): the standardization of the targets over the
+    /// training split; training predicts standardized targets and exported models undo it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetScale>,
 }
 
 fn channel_axis() -> usize {
@@ -57,12 +62,24 @@ impl Normalization {
             std: vec![1.0; count],
             feature_axis,
             keep_padding: false,
+            target: None,
         }
     }
 
     /// Population mean and std of each feature over all values of the samples `indices`
     /// (every pixel of a channel; every step of a sequence feature, padding steps left out).
+    ///
+    /// For regression data the targets' [`TargetScale`] over the same samples is fitted too.
     pub fn fit(data: &Dataset, indices: &[usize]) -> Result<Self, DataError> {
+        let mut fitted = Self::fit_features(data, indices)?;
+        fitted.target = data.targets.as_ref().map(|t| {
+            let values: Vec<f32> = indices.iter().map(|&i| t[i]).collect();
+            TargetScale::fit(&values)
+        });
+        Ok(fitted)
+    }
+
+    fn fit_features(data: &Dataset, indices: &[usize]) -> Result<Self, DataError> {
         if indices.is_empty() {
             return Err(DataError::Invalid(
                 "cannot fit normalization on an empty training split".into(),
@@ -162,6 +179,7 @@ impl Normalization {
             std,
             feature_axis: axis,
             keep_padding,
+            target: None,
         }
     }
 

@@ -304,6 +304,7 @@ fn check_optimizer(optimizer: Optimizer, weight_decay: f32, batch: Option<usize>
         sample_weights: false,
         entropy_bonus: 0.0,
         nchwc_block: None,
+        regression: false,
     };
     let step = training_step(&graph, &options).unwrap();
     let mut s = session(&step.model);
@@ -557,6 +558,7 @@ fn double_buffered_training_converges() {
             sample_weights: false,
             entropy_bonus: 0.0,
             nchwc_block: None,
+            regression: false,
         },
     )
     .unwrap();
@@ -819,6 +821,7 @@ fn frozen_tensors_are_not_updated() {
         sample_weights: false,
         entropy_bonus: 0.0,
         nchwc_block: None,
+        regression: false,
     };
     let step = training_step(&graph, &options).unwrap();
     let mut s = session(&step.model);

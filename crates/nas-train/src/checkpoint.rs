@@ -177,9 +177,12 @@ mod tests {
             history: vec![EpochStats {
                 epoch: 1,
                 train_loss: 1.0,
-                train_accuracy: 0.5,
+                train_accuracy: Some(0.5),
+                train_mae: None,
                 val_loss: None,
                 val_accuracy: Some(0.25),
+                val_mae: None,
+                val_r2: None,
                 seconds: 0.1,
                 lr: 0.05,
             }],

@@ -3,15 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use nas_data::{Dataset, Normalization, Part};
+use nas_data::{Dataset, Normalization, Part, Task};
 use nas_graph::onnx::export::BATCH_DIM;
-use nas_graph::onnx::{ExportOptions, OPSET, graph_signature};
+use nas_graph::onnx::{OPSET, graph_signature};
 use nas_runtime::SessionSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
-use crate::eval::{Evaluation, evaluate_batches, raw_batches};
-use crate::step_api::{export_model, input_axis};
+use crate::eval::{Evaluation, RegressionErrors, evaluate_batches, raw_batches};
+use crate::step_api::{export_model, export_options, input_axis};
 use crate::trainer::{EVAL_BATCH, Trainer};
 
 /// One dimension of an exported tensor: fixed, or the symbolic batch dimension.
@@ -39,8 +39,12 @@ pub struct ExportInfo {
     /// Raw data values as stored in the data set (e.g. 0..16 for digits); the model
     /// normalizes them itself with `normalization`.
     pub input: TensorInfo,
-    /// Logits, one per class (apply softmax for probabilities).
+    /// Logits, one per class (apply softmax for probabilities); for regression, `prediction`
+    /// `[N, 1]` in the targets' units.
     pub output: TensorInfo,
+    /// `regression` for a regression model (absent: classification).
+    #[serde(default, skip_serializing_if = "is_classification")]
+    pub task: Task,
     pub classes: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
@@ -56,6 +60,13 @@ pub struct ExportInfo {
     pub test_accuracy: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_loss: Option<f64>,
+    /// Regression: errors on the held-out test split (models of the final phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_errors: Option<RegressionErrors>,
+}
+
+fn is_classification(task: &Task) -> bool {
+    *task == Task::Classification
 }
 
 /// `model.onnx` -> `model.onnx.json`.
@@ -89,7 +100,8 @@ impl Trainer<'_> {
 
     /// The description of [`Trainer::deployable_model`] (without a file name).
     pub fn export_info(&self, normalization: &Normalization) -> Result<ExportInfo, TrainError> {
-        let sig = graph_signature(&self.graph, &ExportOptions::default())
+        let normalize = (!self.data.data.is_token_ids()).then_some(normalization);
+        let sig = graph_signature(&self.graph, &export_options(normalize, true))
             .map_err(TrainError::graph("cannot describe the exported network"))?;
         let dims = |shape: &[Option<usize>]| -> Vec<Dim> {
             shape
@@ -109,6 +121,7 @@ impl Trainer<'_> {
                 dtype: "float32".into(),
                 shape: dims(&sig.output_shape),
             },
+            task: self.data.data.task(),
             classes: self.data.classes(),
             class_names: self.data.data.class_names.clone(),
             normalization: normalization.clone(),
@@ -118,6 +131,7 @@ impl Trainer<'_> {
             val_accuracy: self.history.iter().rev().find_map(|s| s.val_accuracy),
             test_accuracy: None,
             test_loss: None,
+            test_errors: None,
         })
     }
 
@@ -167,6 +181,7 @@ pub fn evaluate_model(
     evaluate_batches(
         &mut session,
         raw_batches(data, EVAL_BATCH),
+        None,
         &format!("evaluating a model on `{}`", data.name),
     )
 }
@@ -179,5 +194,12 @@ pub fn probabilities_accuracy(
     runtime: &SessionSettings,
 ) -> Result<f64, TrainError> {
     // The loss part treats probabilities as logits and is meaningless; only argmax is used.
-    evaluate_model(model, data, runtime).map(|e| e.accuracy)
+    evaluate_model(model, data, runtime)?
+        .accuracy
+        .ok_or_else(|| {
+            TrainError::Mismatch(format!(
+                "`{}` holds regression targets; class probabilities have no accuracy there",
+                data.name
+            ))
+        })
 }

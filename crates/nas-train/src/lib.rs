@@ -37,7 +37,7 @@ mod trainer;
 pub use checkpoint::{CHECKPOINT_VERSION, TrainCheckpoint};
 pub use config::{OptimizerKind, Schedule, TrainConfig};
 pub use error::TrainError;
-pub use eval::Evaluation;
+pub use eval::{Evaluation, RegressionErrors};
 pub use export::{
     Dim, ExportInfo, TensorInfo, description_path, evaluate_model, probabilities_accuracy,
 };

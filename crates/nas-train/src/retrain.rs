@@ -11,14 +11,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nas_data::{Normalization, Part, SplitDataset};
+use nas_data::{Normalization, Part, SplitDataset, Task};
 use nas_graph::{Graph, Weights};
 use nas_runtime::SessionSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::export::{description_path, probabilities_accuracy};
+use crate::eval::RegressionErrors;
+use crate::export::{description_path, evaluate_model, probabilities_accuracy};
 use crate::files::write_atomic;
 use crate::trainer::Trainer;
 
@@ -32,8 +33,14 @@ pub struct FinalMember {
     pub trial_id: u64,
     pub arch: String,
     pub epochs: u64,
-    pub test_accuracy: f64,
+    /// `None` for regression (see `test_errors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    /// Cross-entropy; for regression the mean squared error.
     pub test_loss: f64,
+    /// Regression: errors on the test split in the targets' units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_errors: Option<RegressionErrors>,
     pub train_seconds: f64,
     /// The deployable model (relative to the study folder), when `export = true`.
     pub model: Option<PathBuf>,
@@ -45,7 +52,11 @@ pub struct FinalMember {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleResult {
     pub members: Vec<u64>,
-    pub test_accuracy: f64,
+    /// `None` for regression (see `test_errors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_errors: Option<RegressionErrors>,
     /// The ensemble model (relative to the study folder), when `export = true`.
     pub model: Option<PathBuf>,
 }
@@ -54,6 +65,34 @@ pub struct EnsembleResult {
 pub struct FinalReport {
     pub members: Vec<FinalMember>,
     pub ensemble: Option<EnsembleResult>,
+}
+
+/// `test accuracy 0.9512`, or for regression `test RMSE 3.21, MAE 2.5, R^2 0.871`.
+pub fn test_summary(accuracy: Option<f64>, errors: Option<&RegressionErrors>) -> String {
+    match (accuracy, errors) {
+        (_, Some(e)) => format!(
+            "test RMSE {:.4}, MAE {:.4}, R^2 {:.4}",
+            e.mse.sqrt(),
+            e.mae,
+            e.r2
+        ),
+        (Some(a), None) => format!("test accuracy {a:.4}"),
+        (None, None) => "no test result".into(),
+    }
+}
+
+impl FinalMember {
+    /// See [`test_summary`].
+    pub fn test_summary(&self) -> String {
+        test_summary(self.test_accuracy, self.test_errors.as_ref())
+    }
+}
+
+impl EnsembleResult {
+    /// See [`test_summary`].
+    pub fn test_summary(&self) -> String {
+        test_summary(self.test_accuracy, self.test_errors.as_ref())
+    }
 }
 
 impl FinalReport {
@@ -211,8 +250,9 @@ pub fn retrain(
                     .member(candidate.trial_id)
                     .expect("a reused member is in the report");
                 observer.note(&format!(
-                    "final: trial {} already retrained (test accuracy {:.4})",
-                    candidate.trial_id, done.test_accuracy
+                    "final: trial {} already retrained ({})",
+                    candidate.trial_id,
+                    done.test_summary()
                 ));
                 if !need_models {
                     continue;
@@ -244,8 +284,9 @@ pub fn retrain(
         ));
         let (member, model) = retrain_member(plan, data, candidate)?;
         observer.note(&format!(
-            "final: trial {} test accuracy {:.4}",
-            candidate.trial_id, member.test_accuracy
+            "final: trial {} {}",
+            candidate.trial_id,
+            member.test_summary()
         ));
         report.members.retain(|m| m.trial_id != candidate.trial_id);
         report.members.push(member);
@@ -259,18 +300,18 @@ pub fn retrain(
 
     if let Some(kept) = kept_ensemble {
         observer.note(&format!(
-            "final: ensemble of {} already built (test accuracy {:.4})",
+            "final: ensemble of {} already built ({})",
             kept.members.len(),
-            kept.test_accuracy
+            kept.test_summary()
         ));
         report.ensemble = Some(kept);
     } else if need_models {
         report.ensemble = Some(build_ensemble(plan, data, &models, ids)?);
         let e = report.ensemble.as_ref().expect("just built");
         observer.note(&format!(
-            "final: ensemble of {} test accuracy {:.4}",
+            "final: ensemble of {} {}",
             e.members.len(),
-            e.test_accuracy
+            e.test_summary()
         ));
     }
     save(observer, &report)?;
@@ -283,9 +324,18 @@ fn build_ensemble(
     models: &[Vec<u8>],
     members: Vec<u64>,
 ) -> Result<EnsembleResult, TrainError> {
-    let model = nas_graph::onnx::ensemble::average_softmax(models)
-        .map_err(TrainError::graph("cannot build the ensemble"))?;
-    let test_accuracy = probabilities_accuracy(&model, &data.part(Part::Test), plan.runtime)?;
+    let test = data.part(Part::Test);
+    let (model, test_accuracy, test_errors) = if data.data.task() == Task::Regression {
+        let model = nas_graph::onnx::ensemble::average_predictions(models)
+            .map_err(TrainError::graph("cannot build the ensemble"))?;
+        let errors = evaluate_model(&model, &test, plan.runtime)?.errors;
+        (model, None, errors)
+    } else {
+        let model = nas_graph::onnx::ensemble::average_softmax(models)
+            .map_err(TrainError::graph("cannot build the ensemble"))?;
+        let accuracy = probabilities_accuracy(&model, &test, plan.runtime)?;
+        (model, Some(accuracy), None)
+    };
     let model = if plan.export {
         let relative = Path::new(FINAL_DIR).join(ENSEMBLE_FILE);
         write(&resolve_model(plan.study_dir, &relative), &model)?;
@@ -296,6 +346,7 @@ fn build_ensemble(
     Ok(EnsembleResult {
         members,
         test_accuracy,
+        test_errors,
         model,
     })
 }
@@ -321,8 +372,9 @@ fn retrain_member(
         let path = resolve_model(plan.study_dir, &relative);
         let mut info = trainer.export_info(&data.normalization)?;
         info.model = Some(name);
-        info.test_accuracy = Some(test.accuracy);
+        info.test_accuracy = test.accuracy;
         info.test_loss = Some(test.loss);
+        info.test_errors = test.errors;
         write(&path, &model)?;
         let json = serde_json::to_vec_pretty(&info).expect("plain data serializes");
         write(&description_path(&path), &json)?;
@@ -336,6 +388,7 @@ fn retrain_member(
         epochs: trainer.epoch() as u64,
         test_accuracy: test.accuracy,
         test_loss: test.loss,
+        test_errors: test.errors,
         train_seconds,
         model: path,
         recipe: Some(plan.recipe.clone()),
@@ -359,8 +412,9 @@ mod tests {
             trial_id: 7,
             arch: "a".into(),
             epochs,
-            test_accuracy: 0.9,
+            test_accuracy: Some(0.9),
             test_loss: 0.3,
+            test_errors: None,
             train_seconds: 1.0,
             model: model.map(PathBuf::from),
             recipe,

@@ -31,6 +31,7 @@
 //! [`StepIo::Run`] keeps the state in host arrays and copies all of it in and out every step
 //! through `session.run`: the reference the binding path is checked against.
 
+use nas_data::Targets;
 use nas_runtime::{TensorHome, TensorStore};
 use ndarray::{ArrayD, IxDyn};
 use ort::memory::Allocator;
@@ -55,7 +56,8 @@ pub enum StepIo {
 pub(crate) struct StepInputs<'a> {
     /// The batch in the shape the network takes (see `nas_data::Dataset::network_batch`).
     pub images: ArrayD<f32>,
-    pub labels: &'a [u32],
+    /// Class indices, or regression targets (standardized, as the step predicts them).
+    pub labels: &'a Targets,
     pub lr: f32,
     /// 1-based optimizer step (Adam bias correction).
     pub step: f32,
@@ -233,8 +235,15 @@ impl StepRunner {
         let n = inputs.images.shape()[0];
         let run_err = || ort_err("running a training step");
         let images = Tensor::from_array(inputs.images).map_err(run_err())?;
-        let labels: Vec<i64> = inputs.labels.iter().map(|&l| l as i64).collect();
-        let labels = Tensor::from_array(([n], labels)).map_err(run_err())?;
+        let labels: ort::value::DynValue = match inputs.labels {
+            Targets::Classes(c) => {
+                let c: Vec<i64> = c.iter().map(|&l| l as i64).collect();
+                Tensor::from_array(([n], c)).map_err(run_err())?.into_dyn()
+            }
+            Targets::Values(v) => Tensor::from_array(([n], v.clone()))
+                .map_err(run_err())?
+                .into_dyn(),
+        };
         let lr = Tensor::from_array(((), vec![inputs.lr])).map_err(run_err())?;
         let step = Tensor::from_array(((), vec![inputs.step])).map_err(run_err())?;
         let masks: Vec<Tensor<f32>> = inputs
@@ -438,7 +447,7 @@ mod tests {
     }
 
     /// Step `i`'s inputs: a batch, labels and masks that differ from step to step.
-    fn inputs<'a>(step: &TrainingStep, i: usize, labels: &'a [u32]) -> StepInputs<'a> {
+    fn inputs<'a>(step: &TrainingStep, i: usize, labels: &'a Targets) -> StepInputs<'a> {
         let images = Array4::from_shape_fn((BATCH, 3, 6, 6), |(n, c, h, w)| {
             ((n * 31 + c * 7 + h * 5 + w * 3 + i * 11) % 17) as f32 / 8.0 - 1.0
         });
@@ -478,7 +487,7 @@ mod tests {
     #[test]
     fn every_home_trains_bit_for_bit_like_session_run() {
         let (step, values) = step_model();
-        let labels: Vec<u32> = (0..BATCH as u32).map(|l| l % 3).collect();
+        let labels = Targets::Classes((0..BATCH as u32).map(|l| l % 3).collect());
         let mut runners = [
             runner(&step, &values, TensorHome::Host, StepIo::Run),
             runner(&step, &values, TensorHome::Host, StepIo::Binding),

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use nas_data::{Augment, BatchOptions, DataKind, Part, SplitDataset};
+use nas_data::{Augment, BatchOptions, DataKind, Part, SplitDataset, Task};
 use nas_graph::onnx::{ExportOptions, export_inference};
 use nas_graph::{Graph, Weights};
 use nas_runtime::{SessionSettings, TensorHome};
@@ -33,12 +33,23 @@ pub struct EpochStats {
     pub epoch: usize,
     /// Mean of the per-batch losses (with label smoothing, as optimized).
     pub train_loss: f64,
-    /// Fraction of training samples classified correctly during the epoch's steps.
-    pub train_accuracy: f64,
-    /// Plain cross-entropy on the validation split; `None` when not validated this epoch or
-    /// when the split is empty.
+    /// Fraction of training samples classified correctly during the epoch's steps; `None`
+    /// for regression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_accuracy: Option<f64>,
+    /// Regression: mean absolute error of the epoch's steps' predictions, in the targets'
+    /// units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_mae: Option<f64>,
+    /// Plain cross-entropy on the validation split (regression: mean squared error in the
+    /// targets' units); `None` when not validated this epoch or when the split is empty.
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
+    /// Regression: validation mean absolute error and R^2 in the targets' units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_mae: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_r2: Option<f64>,
     /// Wall time of the epoch's training steps (validation excluded).
     pub seconds: f64,
     /// Learning rate of the epoch's last step.
@@ -101,7 +112,12 @@ pub struct Trainer<'d> {
     poisoned: Option<String>,
 }
 
-fn train_options(cfg: &TrainConfig, batch: usize, runtime: &SessionSettings) -> TrainOptions {
+fn train_options(
+    cfg: &TrainConfig,
+    batch: usize,
+    runtime: &SessionSettings,
+    task: Task,
+) -> TrainOptions {
     TrainOptions {
         batch: Some(batch),
         optimizer: match cfg.optimizer {
@@ -127,6 +143,7 @@ fn train_options(cfg: &TrainConfig, batch: usize, runtime: &SessionSettings) -> 
         } else {
             None
         },
+        regression: task == Task::Regression,
     }
 }
 
@@ -254,7 +271,8 @@ impl<'d> Trainer<'d> {
         let augment = resolve_augment(cfg.augment, data)?;
         let train_n = data.indices(Part::Train).len();
         let batch = cfg.batch.min(train_n).max(1);
-        let step = training_step(graph, &train_options(cfg, batch, runtime))
+        let options = train_options(cfg, batch, runtime, data.data.task());
+        let step = training_step(graph, &options)
             .map_err(TrainError::graph("cannot build the training step"))?;
         if !step.mixes.is_empty() {
             return Err(TrainError::Mismatch(
@@ -344,7 +362,11 @@ impl<'d> Trainer<'d> {
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen, mut steps) = (0f64, 0f64, 0usize, 0usize);
         let mut lr = self.schedule.lr(self.global_step);
-        let batches = self.data.batches(Part::Train, &opts, index as u64)?;
+        let batches = self
+            .data
+            .batches(Part::Train, &opts, index as u64)?
+            .with_targets();
+        let scale = self.data.normalization.target;
         // Batches are assembled (gathered, normalized, augmented) on a thread of their own,
         // up to PREFETCH ahead, while ONNX Runtime runs the step; the order is the
         // iterator's, so results do not change.
@@ -360,6 +382,8 @@ impl<'d> Trainer<'d> {
             for (i, (images, labels)) in rx.iter().enumerate() {
                 lr = self.schedule.lr(self.global_step);
                 let masks = self.dropout_masks(self.global_step);
+                // The step predicts standardized targets.
+                let labels = labels.normalized(scale.as_ref());
                 let (loss, hits) = self.runner.step(StepInputs {
                     images: self.data.data.network_batch(images),
                     labels: &labels,
@@ -393,12 +417,22 @@ impl<'d> Trainer<'d> {
         } else {
             None
         };
+        // `correct` sums absolute errors (standardized) for regression.
+        let per_sample = correct / seen.max(1) as f64;
+        let (train_accuracy, train_mae) = match scale {
+            None => (Some(per_sample), None),
+            Some(s) => (None, Some(per_sample * f64::from(s.std))),
+        };
+        let errors = val.and_then(|v| v.errors);
         Ok(EpochStats {
             epoch: self.epoch,
             train_loss: loss_sum / steps.max(1) as f64,
-            train_accuracy: correct / seen.max(1) as f64,
+            train_accuracy,
+            train_mae,
             val_loss: val.map(|v| v.loss),
-            val_accuracy: val.map(|v| v.accuracy),
+            val_accuracy: val.and_then(|v| v.accuracy),
+            val_mae: errors.map(|e| e.mae),
+            val_r2: errors.map(|e| e.r2),
             seconds,
             lr,
         })
@@ -442,10 +476,12 @@ impl<'d> Trainer<'d> {
         let batches = self
             .data
             .eval_batches(part, EVAL_BATCH)?
+            .with_targets()
             .map(|(x, labels)| (data.network_batch(x), labels));
         evaluate_batches(
             &mut session,
             batches,
+            self.data.normalization.target.as_ref(),
             &format!("evaluating the {part} split"),
         )
         .map(Some)

@@ -134,6 +134,13 @@ impl Evaluator for SupernetEvaluator {
             serde_json::from_value(ctx.data.clone()).map_err(|e| format!("{NAME}: [data]: {e}"))?;
         let data =
             nas_data::load(&data_cfg, ctx.seed).map_err(|e| format!("{NAME}: [data]: {e}"))?;
+        if data.data.task() == nas_data::Task::Regression {
+            return Err(format!(
+                "{NAME}: [data] is for regression (`task = \"regression\"`); supernets are \
+                 trained as classifiers, so use the `train` evaluator"
+            )
+            .into());
+        }
         let val_n = data.indices(Part::Validation).len();
         if val_n == 0 {
             return Err(format!(

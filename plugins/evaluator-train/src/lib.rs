@@ -2,6 +2,10 @@
 //! reports `val_accuracy` (fraction 0..1), `val_loss`, `train_loss`, `train_accuracy`,
 //! `train_seconds` and `epochs`; the per-epoch curve goes into the trial's details.
 //!
+//! Regression data (`[data] task = "regression"`) report `val_mse`, `val_rmse`, `val_mae`,
+//! `val_r2` (in the targets' units), `val_loss` (= `val_mse`), `train_loss` (squared error of
+//! the standardized targets), `train_mae`, `train_seconds` and `epochs`; no accuracies.
+//!
 //! ```toml
 //! [data]
 //! dataset = "digits"
@@ -48,11 +52,40 @@ use nas_plugin::{
     EvalRequest, EvalResult, EvalStatus, Evaluator, EvaluatorContext, Metrics, PluginError,
 };
 use nas_runtime::SessionSettings;
-use nas_train::{DataFingerprint, TrainCheckpoint, TrainTable, Trainer};
+use nas_train::{
+    DataFingerprint, EpochStats, Evaluation, RegressionErrors, TrainCheckpoint, TrainTable, Trainer,
+};
 use serde_json::json;
 
 const NO_DATA: &str =
     "the train evaluator needs a [data] table, e.g. `[data] dataset = \"digits\"`";
+
+/// `<prefix>_loss` and `<prefix>_accuracy` of a classifier, or `<prefix>_loss` and the
+/// regression metrics (`_mse`, `_rmse`, `_mae`, `_r2`) of a regression network.
+fn insert_evaluation(metrics: &mut Metrics, prefix: &str, e: &Evaluation) {
+    metrics.insert(format!("{prefix}_loss"), e.loss);
+    if let Some(a) = e.accuracy {
+        metrics.insert(format!("{prefix}_accuracy"), a);
+    }
+    for (name, value) in e.regression_metrics(prefix) {
+        metrics.insert(name, value);
+    }
+}
+
+/// The validation figures an epoch recorded, if it was validated.
+fn last_validation(epoch: &EpochStats, samples: usize) -> Option<Evaluation> {
+    let loss = epoch.val_loss?;
+    let errors = match (epoch.val_mae, epoch.val_r2) {
+        (Some(mae), Some(r2)) => Some(RegressionErrors { mse: loss, mae, r2 }),
+        _ => None,
+    };
+    (epoch.val_accuracy.is_some() || errors.is_some()).then_some(Evaluation {
+        loss,
+        accuracy: epoch.val_accuracy,
+        errors,
+        samples,
+    })
+}
 
 /// Epochs for a request: its fidelity rounded up, or the configured `epochs`.
 pub fn requested_epochs(fidelity: Option<f64>, default: usize) -> Result<usize, String> {
@@ -154,14 +187,12 @@ impl Evaluator for TrainEvaluator {
             .last()
             .cloned()
             .ok_or("train evaluator: no epoch was trained")?;
-        let (val_loss, val_accuracy) = match (last.val_loss, last.val_accuracy) {
-            (Some(l), Some(a)) => (l, a),
-            _ => {
-                let v = trainer
-                    .evaluate_normalized(Part::Validation)?
-                    .ok_or("train evaluator: the validation split is empty")?;
-                (v.loss, v.accuracy)
-            }
+        // Validated after the last epoch (the usual case): that epoch's figures.
+        let val = match last_validation(&last, self.data.indices(Part::Validation).len()) {
+            Some(v) => v,
+            None => trainer
+                .evaluate_normalized(Part::Validation)?
+                .ok_or("train evaluator: the validation split is empty")?,
         };
         let mut saved = None;
         if let Some(p) = &path
@@ -180,10 +211,14 @@ impl Evaluator for TrainEvaluator {
             }
         }
         let mut metrics = Metrics::new();
-        metrics.insert("val_accuracy".into(), val_accuracy);
-        metrics.insert("val_loss".into(), val_loss);
+        insert_evaluation(&mut metrics, "val", &val);
         metrics.insert("train_loss".into(), last.train_loss);
-        metrics.insert("train_accuracy".into(), last.train_accuracy);
+        if let Some(a) = last.train_accuracy {
+            metrics.insert("train_accuracy".into(), a);
+        }
+        if let Some(mae) = last.train_mae {
+            metrics.insert("train_mae".into(), mae);
+        }
         metrics.insert("train_seconds".into(), started.elapsed().as_secs_f64());
         metrics.insert("epochs".into(), trainer.epoch() as f64);
         if self.settings.test_accuracy {
@@ -191,8 +226,7 @@ impl Evaluator for TrainEvaluator {
                 "train evaluator: `test_accuracy = true` but the test split is empty; set \
                  `[data] test` above 0",
             )?;
-            metrics.insert("test_accuracy".into(), t.accuracy);
-            metrics.insert("test_loss".into(), t.loss);
+            insert_evaluation(&mut metrics, "test", &t);
         }
         if self.settings.inherit {
             metrics.insert("inherited".into(), if inherited { 1.0 } else { 0.0 });

@@ -126,6 +126,12 @@ fn real_batch(
     let cfg: DataConfig =
         serde_json::from_value(data.clone()).map_err(|e| fail(format!("[data]: {e}")))?;
     let split = nas_data::load(&cfg, study_seed).map_err(|e| fail(format!("[data]: {e}")))?;
+    if split.data.task() == nas_data::Task::Regression {
+        return Err(fail(
+            "[data] is for regression (`task = \"regression\"`), but the proxies score \
+             classifiers through their cross-entropy gradients; use the `train` evaluator",
+        ));
+    }
     let mut train = split.indices(Part::Train).to_vec();
     if train.len() < 2 {
         return Err(fail(format!(

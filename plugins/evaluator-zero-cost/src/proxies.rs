@@ -134,6 +134,7 @@ impl Step {
             sample_weights: false,
             entropy_bonus: 0.0,
             nchwc_block: None,
+            regression: false,
         };
         let e = err("cannot build the training-step graph");
         let step = training_step(graph, &options).map_err(|x| e(x.to_string()))?;

@@ -528,42 +528,55 @@ fn final_section(md: &mut String, report: Option<&FinalReport>) {
         md,
         "## Final phase\n\nRetrained on train + validation, measured on the held-out test split.\n"
     );
+    let regression = report.members.iter().any(|m| m.test_errors.is_some());
     let rows: Vec<Vec<String>> = report
         .members
         .iter()
         .map(|m| {
-            vec![
+            let mut row = vec![
                 m.trial_id.to_string(),
                 format!("`{}`", m.arch),
                 m.epochs.to_string(),
-                format!("{:.4}", m.test_accuracy),
-                format!("{:.4}", m.test_loss),
-                format!("{:.1}", m.train_seconds),
+            ];
+            match (&m.test_errors, m.test_accuracy) {
+                (Some(e), _) => row.extend([
+                    format!("{:.4}", e.mse.sqrt()),
+                    format!("{:.4}", e.mae),
+                    format!("{:.4}", e.r2),
+                ]),
+                (None, accuracy) => row.extend([
+                    accuracy.map_or("-".into(), |a| format!("{a:.4}")),
+                    format!("{:.4}", m.test_loss),
+                ]),
+            }
+            row.push(format!("{:.1}", m.train_seconds));
+            row.push(
                 m.model
                     .as_ref()
                     .map_or("-".into(), |p| format!("`{}`", p.display())),
-            ]
+            );
+            row
         })
         .collect();
-    md.push_str(&markdown_table(
-        &[
-            "trial",
-            "arch",
-            "epochs",
-            "test accuracy",
-            "test loss",
-            "train s",
-            "model",
-        ],
-        &rows,
-    ));
+    let scores: &[&str] = if regression {
+        &["test RMSE", "test MAE", "test R^2"]
+    } else {
+        &["test accuracy", "test loss"]
+    };
+    let header: Vec<&str> = ["trial", "arch", "epochs"]
+        .iter()
+        .chain(scores)
+        .chain(&["train s", "model"])
+        .copied()
+        .collect();
+    md.push_str(&markdown_table(&header, &rows));
     if let Some(e) = &report.ensemble {
         let members: Vec<String> = e.members.iter().map(|m| m.to_string()).collect();
         let _ = writeln!(
             md,
-            "\nEnsemble of trials {}: test accuracy {:.4}{}",
+            "\nEnsemble of trials {}: {}{}",
             members.join(", "),
-            e.test_accuracy,
+            e.test_summary(),
             e.model
                 .as_ref()
                 .map_or(String::new(), |p| format!(" (`{}`)", p.display()))

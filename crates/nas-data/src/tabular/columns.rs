@@ -57,6 +57,17 @@ pub enum Missing {
     Mean,
 }
 
+/// `missing_label`: what a row whose label is a missing value does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingLabel {
+    /// Refuse the file, naming the row.
+    #[default]
+    Error,
+    /// Leave the row out (it has nothing to learn from or to test against).
+    Drop,
+}
+
 /// What one source column becomes.
 #[derive(Clone, Debug, PartialEq)]
 enum Column {

@@ -4,7 +4,8 @@
 //! Rows become samples `[F, 1, 1]` (see [`DataKind::Tabular`]). Labels are class indices when
 //! every label is a number (each must then be a whole number >= 0); otherwise every distinct
 //! label text is a class, numbered in sorted order over the training and test files together,
-//! and the names are kept in [`Dataset::class_names`].
+//! and the names are kept in [`Dataset::class_names`]. For regression
+//! ([`CsvOptions::task`]) the label column holds the numbers to predict.
 //!
 //! Feature columns are numeric unless declared categorical ([`CsvOptions::categorical`]) or
 //! holding no number at all; how categories and missing values become features is in
@@ -21,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::{DataKind, Dataset, infer_classes};
 use crate::error::{CLASSES_FIX, DataError, Location};
 use crate::read::read_maybe_gz;
+use crate::targets::Task;
 
-pub use columns::{CategoricalEncoding, MISSING_VALUES, Missing};
+pub use columns::{CategoricalEncoding, MISSING_VALUES, Missing, MissingLabel};
 use columns::{Plan, is_missing};
 
 /// A column, by 0-based index (negative counts from the end: -1 is the last column) or by
@@ -57,6 +59,10 @@ pub struct CsvOptions {
     /// With `missing = Mean`: a 0/1 feature after each numeric column that has gaps in the
     /// training file, 1 where the value was missing.
     pub missing_indicator: bool,
+    /// `Regression`: the label column holds numbers to predict ([`Dataset::targets`]).
+    pub task: Task,
+    /// Rows whose label is missing: an error, or left out.
+    pub missing_label: MissingLabel,
 }
 
 /// One CSV file as text fields.
@@ -221,13 +227,19 @@ pub fn load_csv(
     }
     let plan = Plan::fit(&a, opts)?;
     let tables: Vec<&RawTable> = std::iter::once(&a).chain(b.as_ref()).collect();
-    let (per_table, classes, class_names) = labels(&tables, classes)?;
+    let (per_table, classes, class_names) = match opts.task {
+        Task::Classification => labels(&tables, classes)?,
+        Task::Regression => (tables.iter().map(|t| vec![0; t.rows()]).collect(), 1, None),
+    };
     let mut out = Vec::new();
     for (t, labels) in tables.iter().zip(per_table) {
         let n = labels.len();
         let images = Array4::from_shape_vec((n, plan.width(), 1, 1), plan.encode(t)?)
             .expect("one value per row and feature");
         let mut d = Dataset::with_kind(name, DataKind::Tabular, images, labels, classes)?;
+        if opts.task == Task::Regression {
+            d.set_targets(regression_targets(t)?)?;
+        }
         d.class_names.clone_from(&class_names);
         d.feature_names = Some(plan.feature_names());
         d.set_categorical(plan.categorical())?;
@@ -301,6 +313,23 @@ fn label_at(t: &RawTable, row: usize) -> Location {
         line: t.lines[row],
         column: Some(t.label_col + 1),
     }
+}
+
+/// The label column as numbers to predict.
+fn regression_targets(t: &RawTable) -> Result<Vec<f32>, DataError> {
+    t.labels
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s.trim().parse::<f32>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => Err(DataError::corrupt(
+                &t.file,
+                label_at(t, i),
+                format!("regression target `{s}` is not a finite number"),
+                "With task = \"regression\" the label column must hold numbers; drop or fix the row",
+            )),
+        })
+        .collect()
 }
 
 fn numeric_labels(t: &RawTable) -> Result<Vec<u32>, DataError> {
@@ -486,6 +515,9 @@ pub(crate) fn parse_table(
         let line = line_of(rec);
         let label = &rec[label_col];
         if is_missing(label) {
+            if opts.missing_label == MissingLabel::Drop {
+                continue;
+            }
             return Err(DataError::corrupt(
                 file,
                 Location::Line {
@@ -493,7 +525,7 @@ pub(crate) fn parse_table(
                     column: Some(label_col + 1),
                 },
                 format!("the label is `{label}`, a missing value"),
-                "Drop rows without a label",
+                "Drop rows without a label, or set missing_label = \"drop\" to leave them out",
             ));
         }
         t.fields.extend(

@@ -1,5 +1,5 @@
-//! Ensembles: one ONNX model that averages the softmax outputs of several member models
-//! sharing one input.
+//! Ensembles: one ONNX model that averages the softmax outputs (classifiers) or the outputs
+//! (regression models) of several member models sharing one input.
 
 use prost::Message;
 
@@ -15,11 +15,24 @@ fn decode(bytes: &[u8], index: usize) -> Result<ModelProto, GraphError> {
     })
 }
 
+/// Output name of a regression ensemble: the mean prediction `[N, 1]`.
+pub const PREDICTION_ENSEMBLE_OUTPUT: &str = "prediction";
+
 /// Combines member models (each with one input and one logits output, as exported by this
 /// crate) into one model whose output [`ENSEMBLE_OUTPUT`] is the mean of the members'
 /// softmax probabilities. Every name inside member `i` is prefixed with `m{i}/` except the
 /// shared input, which keeps the first member's name.
 pub fn average_softmax(members: &[Vec<u8>]) -> Result<Vec<u8>, GraphError> {
+    average(members, true, ENSEMBLE_OUTPUT)
+}
+
+/// [`average_softmax`] for regression models: the output [`PREDICTION_ENSEMBLE_OUTPUT`] is
+/// the mean of the members' predictions.
+pub fn average_predictions(members: &[Vec<u8>]) -> Result<Vec<u8>, GraphError> {
+    average(members, false, PREDICTION_ENSEMBLE_OUTPUT)
+}
+
+fn average(members: &[Vec<u8>], softmax: bool, output_name: &str) -> Result<Vec<u8>, GraphError> {
     let first = decode(
         members
             .first()
@@ -81,16 +94,20 @@ pub fn average_softmax(members: &[Vec<u8>]) -> Result<Vec<u8>, GraphError> {
             }
             graph.node.push(n);
         }
-        let prob = format!("m{i}/probabilities");
-        graph.node.push(NodeProto {
-            input: vec![rename(&member_output.name)],
-            output: vec![prob.clone()],
-            name: format!("m{i}/softmax"),
-            op_type: "Softmax".into(),
-            attribute: vec![AttributeProto::int("axis", 1)],
-            ..Default::default()
-        });
-        probabilities.push(prob);
+        if softmax {
+            let prob = format!("m{i}/probabilities");
+            graph.node.push(NodeProto {
+                input: vec![rename(&member_output.name)],
+                output: vec![prob.clone()],
+                name: format!("m{i}/softmax"),
+                op_type: "Softmax".into(),
+                attribute: vec![AttributeProto::int("axis", 1)],
+                ..Default::default()
+            });
+            probabilities.push(prob);
+        } else {
+            probabilities.push(rename(&member_output.name));
+        }
     }
     let count = TensorProto {
         name: "ensemble/count".into(),
@@ -109,13 +126,13 @@ pub fn average_softmax(members: &[Vec<u8>]) -> Result<Vec<u8>, GraphError> {
     });
     graph.node.push(NodeProto {
         input: vec!["ensemble/sum".into(), "ensemble/count".into()],
-        output: vec![ENSEMBLE_OUTPUT.into()],
+        output: vec![output_name.into()],
         name: "ensemble/mean".into(),
         op_type: "Div".into(),
         ..Default::default()
     });
     let mut output = first_graph.output[0].clone();
-    output.name = ENSEMBLE_OUTPUT.into();
+    output.name = output_name.into();
     graph.output = vec![output];
     let model = ModelProto {
         graph: Some(graph),

@@ -49,6 +49,10 @@ pub struct ExportOptions {
     /// Fold each BatchNorm into the Conv or Linear directly before it, when that node's output
     /// has no other consumer (its weights are scaled and it gains a bias). Default `false`.
     pub fold_batch_norm: bool,
+    /// `(std, mean)`: the model outputs `y * std + mean` of the network's output `y` (a
+    /// regression network trained on standardized targets then predicts in the targets'
+    /// units). Default `None`.
+    pub output_scale: Option<(f32, f32)>,
 }
 
 impl Default for ExportOptions {
@@ -61,6 +65,7 @@ impl Default for ExportOptions {
             normalize_axis: 0,
             normalize_keep_padding: false,
             fold_batch_norm: false,
+            output_scale: None,
         }
     }
 }
@@ -243,7 +248,31 @@ pub fn inference_model(
             None => emit_node(&mut b, id, &node.op, &ins, &value(id), &ctx),
         }
     }
-    if graph.output == 0 {
+    if let Some((std, mean)) = options.output_scale {
+        let y = if graph.output == 0 {
+            value(0)
+        } else {
+            format!("n{}", graph.output)
+        };
+        for (name, v) in [("output_scale.std", std), ("output_scale.mean", mean)] {
+            b.initializers
+                .push(TensorProto::from_f32(name, &[1], std::iter::once(v)));
+        }
+        b.node(
+            "Mul",
+            "output_scale_mul",
+            &[&y, "output_scale.std"],
+            "output_scale.scaled",
+            vec![],
+        );
+        b.node(
+            "Add",
+            "output_scale_add",
+            &["output_scale.scaled", "output_scale.mean"],
+            &options.output_name,
+            vec![],
+        );
+    } else if graph.output == 0 {
         b.node(
             "Identity",
             "n0_out",
@@ -306,7 +335,7 @@ pub fn inference_model(
 
 /// The ONNX value name of node `id` in an [`export_inference`] model: the input name for
 /// node 0 (`n0`, the normalized input, with [`ExportOptions::normalize`]), the output name for
-/// the output node, `n{id}` otherwise.
+/// the output node (unless [`ExportOptions::output_scale`] follows it), `n{id}` otherwise.
 pub fn value_name(graph: &Graph, id: NodeId, options: &ExportOptions) -> String {
     if id == 0 {
         if options.normalize.is_some() {
@@ -314,7 +343,7 @@ pub fn value_name(graph: &Graph, id: NodeId, options: &ExportOptions) -> String 
         } else {
             options.input_name.clone()
         }
-    } else if id == graph.output {
+    } else if id == graph.output && options.output_scale.is_none() {
         options.output_name.clone()
     } else {
         format!("n{id}")

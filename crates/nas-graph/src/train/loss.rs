@@ -1,6 +1,6 @@
 //! Softmax cross-entropy with label smoothing, optionally weighted per sample and with an
 //! entropy bonus, the correct-prediction count and the loss gradient with respect to the
-//! logits.
+//! logits; and the squared error of a regression output.
 
 use crate::onnx::proto::AttributeProto;
 
@@ -107,6 +107,37 @@ pub(crate) fn emit(e: &mut Emitter, logits: &str, classes: usize, terms: LossTer
             let shape = e.op("Shape", &[LABELS], vec![]);
             let n = e.cast_float(&shape);
             e.div(&diff, &n)
+        }
+    }
+}
+
+/// Regression: emits `loss` `= 1/N sum_i (y_hat_i - y_i)^2` (the prediction `y_hat` is the
+/// network's `[N, 1]` output, `y` the float [`LABELS`]) and, in the place of the correct count,
+/// `correct` `= sum_i |y_hat_i - y_i|`; returns the name of `d loss / d y_hat`
+/// `= 2 (y_hat - y) / N`, shaped `[N, 1]`.
+pub(crate) fn emit_squared_error(e: &mut Emitter, prediction: &str) -> String {
+    let axis1 = e.ints(&[1]);
+    let y_hat = e.op("Squeeze", &[prediction, &axis1], vec![]);
+    let diff = e.sub(&y_hat, LABELS);
+    let squared = e.mul(&diff, &diff);
+    let mean = e.reduce_mean(&squared, &[0], false);
+    e.op_to("Identity", &[&mean], LOSS, vec![]);
+    let abs = e.op("Abs", &[&diff], vec![]);
+    let axis0 = e.ints(&[0]);
+    e.op_to(
+        "ReduceSum",
+        &[&abs, &axis0],
+        CORRECT,
+        vec![AttributeProto::int("keepdims", 0)],
+    );
+    let diff = e.op("Unsqueeze", &[&diff, &axis1], vec![]);
+    match e.batch {
+        Some(b) => e.scale(&diff, 2.0 / b as f32),
+        None => {
+            let shape = e.op("Shape", &[LABELS], vec![]);
+            let n = e.cast_float(&shape);
+            let half_n = e.scale(&n, 0.5);
+            e.div(&diff, &half_n)
         }
     }
 }

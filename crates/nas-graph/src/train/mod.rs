@@ -63,7 +63,8 @@ use emit::Emitter;
 
 /// Graph input: the batch, `[B, ...graph.input]`.
 pub const INPUT: &str = "input";
-/// Graph input: int64 class labels `[B]`.
+/// Graph input: int64 class labels `[B]`; with [`TrainOptions::regression`], the f32
+/// targets `[B]`.
 pub const LABELS: &str = "labels";
 /// Graph input: the learning rate, f32 scalar.
 pub const LR: &str = "lr";
@@ -73,7 +74,8 @@ pub const STEP: &str = "step";
 pub const SAMPLE_WEIGHTS: &str = "sample_weights";
 /// Graph output: the mean loss, f32 scalar.
 pub const LOSS: &str = "loss";
-/// Graph output: how many samples of the batch the network classified right, f32 scalar.
+/// Graph output: how many samples of the batch the network classified right, f32 scalar;
+/// with [`TrainOptions::regression`], the sum of the batch's absolute errors.
 pub const CORRECT: &str = "correct";
 
 /// The graph output holding the loss gradient of a trainable tensor (`grad:<param>`).
@@ -127,6 +129,9 @@ pub struct TrainOptions {
     /// be the running ONNX Runtime's (ask it with [`nchwc::probe_model`]); a wrong one gives
     /// wrong convs. Only for ONNX Runtime's CPU provider; `None` (the default): standard ops.
     pub nchwc_block: Option<usize>,
+    /// Regression: the network's one output `[1]` predicts the f32 [`LABELS`] and the loss is
+    /// the mean squared error (no label smoothing, sample weights or entropy bonus).
+    pub regression: bool,
 }
 
 impl Default for TrainOptions {
@@ -146,6 +151,7 @@ impl Default for TrainOptions {
             sample_weights: false,
             entropy_bonus: 0.0,
             nchwc_block: None,
+            regression: false,
         }
     }
 }
@@ -235,6 +241,13 @@ fn check_options(o: &TrainOptions) -> Result<(), GraphError> {
             "entropy_bonus {} must be finite and >= 0",
             o.entropy_bonus
         )));
+    }
+    if o.regression && (o.label_smoothing > 0.0 || o.sample_weights || o.entropy_bonus > 0.0) {
+        return Err(bad_option(
+            "regression takes no label_smoothing, sample_weights or entropy_bonus (they belong \
+             to the classification loss)"
+                .into(),
+        ));
     }
     if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
         return Err(bad_option(format!(
@@ -375,6 +388,12 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
         )));
     }
     let classes = out_shape[0];
+    if options.regression && classes != 1 {
+        return Err(GraphError::Export(format!(
+            "regression needs one output, the prediction; the output node {} has shape {out_shape:?}",
+            graph.output
+        )));
+    }
     let live = graph.reachable();
     let state = state_layout(graph, options)?;
     if let Some(name) = options.frozen.iter().find(|f| {
@@ -390,16 +409,20 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     e.nchwc_block = options.nchwc_block;
     let mut emitted = conditional::Emitted::new(graph.nodes.len());
     let (saved, masks, mixes) = emit_forward(&mut e, graph, &shapes, &live, &mut emitted)?;
-    let dlogits = loss::emit(
-        &mut e,
-        &rules::value(graph.output),
-        classes,
-        loss::LossTerms {
-            smoothing: options.label_smoothing,
-            weighted: options.sample_weights,
-            entropy_bonus: options.entropy_bonus,
-        },
-    );
+    let dlogits = if options.regression {
+        loss::emit_squared_error(&mut e, &rules::value(graph.output))
+    } else {
+        loss::emit(
+            &mut e,
+            &rules::value(graph.output),
+            classes,
+            loss::LossTerms {
+                smoothing: options.label_smoothing,
+                weighted: options.sample_weights,
+                entropy_bonus: options.entropy_bonus,
+            },
+        )
+    };
     let (grads, mix_grads) =
         emit_backward(&mut e, graph, &shapes, &live, &saved, dlogits, &mut emitted);
     let grad_outputs = emit_updates(&mut e, options, &state, &grads);
@@ -749,7 +772,11 @@ fn interface(
     };
     let mut inputs = vec![
         f32v(INPUT, batched(&graph.input)),
-        ValueInfoProto::tensor(LABELS, DataType::Int64, &[batch()]),
+        if options.regression {
+            f32v(LABELS, vec![batch()])
+        } else {
+            ValueInfoProto::tensor(LABELS, DataType::Int64, &[batch()])
+        },
         f32v(LR, vec![]),
         f32v(STEP, vec![]),
     ];

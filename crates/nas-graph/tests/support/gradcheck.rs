@@ -143,6 +143,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
         sample_weights: sample_weights.is_some(),
         entropy_bonus: case.policy_loss.unwrap_or(0.0),
         nchwc_block: None,
+        regression: false,
     };
     let step = training_step(g, &options).map_err(|e| e.to_string())?;
     let state = initial_state(&step, &w).map_err(|e| e.to_string())?;

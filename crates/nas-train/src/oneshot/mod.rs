@@ -329,6 +329,13 @@ impl<'d> SupernetTrainer<'d> {
             )));
         }
         check_fit(&supernet.graph, &data)?;
+        if data.data.task() == nas_data::Task::Regression {
+            return Err(TrainError::Mismatch(format!(
+                "`{}` searches classifiers; data set `{}` is for regression (`[data] task`)",
+                cfg.method.name(),
+                data.data.name
+            )));
+        }
         let augment = resolve_augment(cfg.augment, &data)?;
         let train_n = data.indices(Part::Train).len();
         let val_n = data.indices(Part::Validation).len();
@@ -363,6 +370,7 @@ impl<'d> SupernetTrainer<'d> {
             sample_weights: false,
             entropy_bonus: 0.0,
             nchwc_block: crate::nchwc::block_size(runtime),
+            regression: false,
         };
         let step = training_step(&supernet.graph, &options).map_err(TrainError::graph(
             "cannot build the supernet's training step",
@@ -542,9 +550,10 @@ impl<'d> SupernetTrainer<'d> {
         mixes: Vec<ArrayD<f32>>,
         commit: bool,
     ) -> Result<(f32, f32), TrainError> {
+        let labels = nas_data::Targets::Classes(labels.to_vec());
         let (loss, correct) = self.runner.step(StepInputs {
             images: self.data.data.network_batch(images),
-            labels,
+            labels: &labels,
             lr: lr as f32,
             step: (self.global_step + 1) as f32,
             masks: Vec::new(),
