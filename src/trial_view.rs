@@ -44,25 +44,44 @@ pub fn with_final(
     };
     let path = |p: &Path| resolve_model(dir, p).display().to_string();
     let mut fin = json!({
-        "test_accuracy": m.test_accuracy,
         "test_loss": m.test_loss,
         "epochs": m.epochs,
         "train_seconds": m.train_seconds,
         "model": m.model.as_deref().map(path),
     });
+    insert_test_scores(&mut fin, m.test_accuracy, m.test_errors.as_ref());
     if let Some(e) = report
         .ensemble
         .as_ref()
         .filter(|e| e.members.contains(&trial_id))
     {
-        fin["ensemble"] = json!({
+        let mut ensemble = json!({
             "members": e.members,
-            "test_accuracy": e.test_accuracy,
             "model": e.model.as_deref().map(path),
         });
+        insert_test_scores(&mut ensemble, e.test_accuracy, e.test_errors.as_ref());
+        fin["ensemble"] = ensemble;
     }
     trial["final"] = fin;
     trial
+}
+
+/// `test_accuracy` of a classifier, or `test_mse`, `test_rmse`, `test_mae` and `test_r2` of a
+/// regression model (the names the train evaluator gives its metrics).
+fn insert_test_scores(
+    out: &mut serde_json::Value,
+    accuracy: Option<f64>,
+    errors: Option<&nas_train::RegressionErrors>,
+) {
+    if let Some(a) = accuracy {
+        out["test_accuracy"] = json!(a);
+    }
+    if let Some(e) = errors {
+        out["test_mse"] = json!(e.mse);
+        out["test_rmse"] = json!(e.mse.sqrt());
+        out["test_mae"] = json!(e.mae);
+        out["test_r2"] = json!(e.r2);
+    }
 }
 
 pub fn format_metric(name: &str, v: f64) -> String {

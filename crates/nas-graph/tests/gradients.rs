@@ -71,6 +71,7 @@ fn case(name: &str, graph: Graph, batch: usize, seed: u64) -> Case {
         input_scale: 1.0,
         tokens: None,
         policy_loss: None,
+        regression: false,
     }
 }
 
@@ -499,6 +500,7 @@ fn random_graphs() {
             input_scale: 1.0,
             tokens: None,
             policy_loss: None,
+            regression: false,
         })
         .collect();
     check_all(cases);
@@ -507,6 +509,18 @@ fn random_graphs() {
 /// A policy network as the `mlp` space builds it: `[features] -> (Linear -> norm -> act ->
 /// dropout (+ skip))* -> Linear(actions)`.
 fn policy_mlp(features: usize, widths: &[usize], act: Op, batch_norm: bool, dropout: f32) -> Graph {
+    mlp(features, widths, act, batch_norm, dropout, 3)
+}
+
+/// [`policy_mlp`] with `outputs` outputs.
+fn mlp(
+    features: usize,
+    widths: &[usize],
+    act: Op,
+    batch_norm: bool,
+    dropout: f32,
+    outputs: usize,
+) -> Graph {
     let mut b = GraphBuilder::new(&[features]);
     let mut x = b.input();
     let mut width = features;
@@ -533,12 +547,55 @@ fn policy_mlp(features: usize, widths: &[usize], act: Op, batch_norm: bool, drop
     }
     let logits = b.add(
         Op::Linear {
-            out_features: 3,
+            out_features: outputs,
             bias: true,
         },
         &[x],
     );
     b.finish(logits)
+}
+
+/// The regression loss (mean squared error of one output against float targets) on MLPs as
+/// the `mlp` space builds them and on a small conv net, fixed and dynamic batches.
+#[test]
+fn squared_error_loss() {
+    let regression = |name: &str, graph: Graph, batch: usize, seed: u64| Case {
+        regression: true,
+        ..case(name, graph, batch, seed)
+    };
+    let mut conv_net = GraphBuilder::new(&[2, 5, 5]);
+    let c = conv_net.add(sq(4, 3, 1, 1, 1, 1, false), &[0]);
+    let n = conv_net.batch_norm(c);
+    let r = conv_net.add(Op::Relu, &[n]);
+    let p = conv_net.add(Op::GlobalAvgPool, &[r]);
+    let out = conv_net.add(
+        Op::Linear {
+            out_features: 1,
+            bias: true,
+        },
+        &[p],
+    );
+    check_all(vec![
+        regression(
+            "regression, linear",
+            mlp(5, &[], Op::Relu, false, 0.0, 1),
+            6,
+            1,
+        ),
+        regression(
+            "regression, relu mlp",
+            mlp(4, &[8, 8], Op::Relu, false, 0.0, 1),
+            5,
+            2,
+        ),
+        regression(
+            "regression, bn gelu dropout",
+            mlp(6, &[8, 8], Op::Gelu, true, 0.25, 1),
+            6,
+            4,
+        ),
+        regression("regression, conv bn pool", conv_net.finish(out), 4, 3),
+    ]);
 }
 
 /// The policy-gradient loss: cross-entropy weighted per sample (weights of both signs), with
@@ -595,6 +652,7 @@ fn sample_weighted_loss_and_entropy_bonus() {
         input_scale: 1.0,
         tokens: None,
         policy_loss: Some(0.2),
+        regression: false,
     }));
     check_all(cases);
 }

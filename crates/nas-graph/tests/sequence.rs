@@ -361,6 +361,7 @@ fn every_op_has_exact_gradients() {
             input_scale: 1.0,
             tokens: ids.then_some(VOCAB),
             policy_loss: None,
+            regression: false,
         })
         .collect();
     check_all(cases);
@@ -639,6 +640,7 @@ fn builders_export_and_train_exactly() {
             input_scale: 1.0,
             tokens: ids.then_some(VOCAB),
             policy_loss: None,
+            regression: false,
         })
         .collect();
     check_all(cases);

@@ -30,6 +30,9 @@ pub struct LossTerms<'a> {
     pub sample_weights: Option<&'a [f64]>,
     /// Coefficient of the mean softmax entropy subtracted from the loss.
     pub entropy_bonus: f64,
+    /// Regression ([`super::TrainOptions::regression`]): the targets of the `[N, 1]` output;
+    /// the loss is then the mean squared error and `labels` are not read.
+    pub regression_targets: Option<&'a [f64]>,
 }
 
 /// The training loss of `graph` on `input` (`[N, ...graph.input]`) and `labels`, with every
@@ -179,13 +182,33 @@ pub fn training_forward_with(
     let logits = values[graph.output]
         .take()
         .expect("the output node is always computed");
-    let (loss, correct) = cross_entropy(&logits, labels, terms)?;
+    let (loss, correct) = match terms.regression_targets {
+        Some(targets) => (squared_error(&logits, targets)?, 0),
+        None => cross_entropy(&logits, labels, terms)?,
+    };
     Ok(TrainingForward {
         loss,
         correct,
         logits,
         batch_stats,
     })
+}
+
+/// Mean squared error of `[N, 1]` predictions.
+fn squared_error(predictions: &ArrayD<f64>, targets: &[f64]) -> Result<f64, GraphError> {
+    if predictions.shape() != [targets.len(), 1] {
+        return Err(GraphError::Export(format!(
+            "regression needs [N, 1] predictions for {} targets, got {:?}",
+            targets.len(),
+            predictions.shape()
+        )));
+    }
+    let sum: f64 = predictions
+        .iter()
+        .zip(targets)
+        .map(|(p, y)| (p - y).powi(2))
+        .sum();
+    Ok(sum / targets.len().max(1) as f64)
 }
 
 /// Mean smoothed (weighted, entropy-regularized) cross-entropy and the argmax hit count of

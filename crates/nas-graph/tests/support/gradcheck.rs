@@ -1,6 +1,7 @@
 //! The gradient-check harness: a training-step model's float32 gradients, run in a real ONNX
 //! Runtime, against float64 central differences of the plain-Rust training loss
-//! ([`nas_graph::train::reference`], BatchNorm with batch statistics, label smoothing on).
+//! ([`nas_graph::train::reference`], BatchNorm with batch statistics, label smoothing on; or
+//! the squared error of regression cases).
 //!
 //! Criterion, per tensor: `||g_ort - g_fd|| / max(||g_fd||, 1e-6) <= 1e-4`. Small tensors are
 //! checked element by element in full; larger ones on a fixed random subset of elements.
@@ -84,6 +85,9 @@ pub struct Case {
     /// The policy-gradient loss: per-sample weights in `[-2, 2)` (both signs, as advantages)
     /// fed as [`SAMPLE_WEIGHTS`], and this entropy bonus (0: none).
     pub policy_loss: Option<f32>,
+    /// The regression loss: the network's `[1]` output against standard-normal float targets
+    /// (mean squared error, no label smoothing).
+    pub regression: bool,
 }
 
 #[derive(Debug)]
@@ -124,6 +128,10 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
     let labels: Vec<i64> = (0..n)
         .map(|_| rng.random_range(0..classes as i64))
         .collect();
+    let targets: Option<Vec<f32>> = case
+        .regression
+        .then(|| (0..n).map(|_| normal(&mut rng)).collect());
+    let smoothing = if case.regression { 0.0 } else { SMOOTHING };
     let sample_weights: Option<Vec<f32>> = case
         .policy_loss
         .map(|_| (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect());
@@ -136,14 +144,14 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
             nesterov: false,
         },
         weight_decay: 0.0,
-        label_smoothing: SMOOTHING,
+        label_smoothing: smoothing,
         emit_gradients: true,
         frozen: Vec::new(),
         conditional_mix: true,
         sample_weights: sample_weights.is_some(),
         entropy_bonus: case.policy_loss.unwrap_or(0.0),
         nchwc_block: None,
-        regression: false,
+        regression: case.regression,
     };
     let step = training_step(g, &options).map_err(|e| e.to_string())?;
     let state = initial_state(&step, &w).map_err(|e| e.to_string())?;
@@ -174,6 +182,9 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
     // ORT.
     let mut s = session(&step.model);
     let labels_arr = ArrayD::from_shape_vec(IxDyn(&[n]), labels.clone()).unwrap();
+    let targets_arr = targets
+        .as_ref()
+        .map(|t| ArrayD::from_shape_vec(IxDyn(&[n]), t.clone()).unwrap());
     let lr = ndarray::arr0(0.0f32).into_dyn();
     let step_no = ndarray::arr0(1.0f32).into_dyn();
     let weights_arr = sample_weights
@@ -183,7 +194,10 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
         (INPUT.into(), TensorRef::from_array_view(&x).unwrap().into()),
         (
             LABELS.into(),
-            TensorRef::from_array_view(&labels_arr).unwrap().into(),
+            match &targets_arr {
+                Some(t) => TensorRef::from_array_view(t).unwrap().into(),
+                None => TensorRef::from_array_view(&labels_arr).unwrap().into(),
+            },
         ),
         (LR.into(), TensorRef::from_array_view(&lr).unwrap().into()),
         (
@@ -256,10 +270,14 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
     let weights64: Option<Vec<f64>> = sample_weights
         .as_ref()
         .map(|w| w.iter().map(|&v| f64::from(v)).collect());
+    let targets64: Option<Vec<f64>> = targets
+        .as_ref()
+        .map(|t| t.iter().map(|&v| f64::from(v)).collect());
     let terms = LossTerms {
-        label_smoothing: f64::from(SMOOTHING),
+        label_smoothing: f64::from(smoothing),
         sample_weights: weights64.as_deref(),
         entropy_bonus: f64::from(case.policy_loss.unwrap_or(0.0)),
+        regression_targets: targets64.as_deref(),
     };
     let loss_of = |params: &BTreeMap<String, ArrayD<f64>>| -> f64 {
         training_forward_with(

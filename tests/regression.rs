@@ -1,0 +1,225 @@
+//! End-to-end regression: the shipped Palmer penguins with `task = "regression"` predicting
+//! the body mass in grams, searched with the `mlp` space, retrained by `[final]` with an
+//! ensemble, and exported. The study must report regression metrics (no accuracies), and the
+//! exported model, fed raw features, must predict grams with the test error the study reports.
+
+use std::path::{Path, PathBuf};
+
+use nas_data::{DataConfig, Part, Targets};
+
+mod common;
+use common::{json, nas, stderr, stdout};
+
+const SEED: u64 = 5;
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("configs/data")
+        .join(name)
+}
+
+/// `[data]` of configs/regression-penguins-mass.toml, with absolute paths.
+fn data_table() -> String {
+    format!(
+        r#"format = "csv"
+train = {:?}
+test = {:?}
+task = "regression"
+label_column = "body_mass_g"
+missing_label = "drop"
+categorical_encoding = "embed"
+missing = "mean"
+missing_indicator = true
+validation = 0.2"#,
+        shipped("penguins-train.csv.gz"),
+        shipped("penguins-test.csv.gz")
+    )
+}
+
+fn study(data: &str, objective: &str) -> String {
+    format!(
+        r#"
+[study]
+name = "penguins-mass-e2e"
+seed = {SEED}
+directory = "study"
+
+[budget]
+trials = 5
+
+[data]
+{data}
+
+[space]
+kind = "mlp"
+depths = [1, 2]
+widths = [16, 32]
+activations = ["relu", "gelu"]
+dropouts = [0.0]
+norms = ["none", "batch"]
+skips = [false]
+embed_dims = [2, 4]
+
+[[strategy]]
+plugin = "random"
+
+[[evaluator]]
+plugin = "train"
+epochs = 30
+batch = 32
+optimizer = "adamw"
+lr = 0.01
+weight_decay = 1e-4
+
+[objective]
+{objective}
+
+[final]
+top_k = 2
+epochs = 30
+ensemble = true
+"#
+    )
+}
+
+/// Predictions `[N]` of the ONNX regression model at `path` on the raw test part of `split`.
+fn onnx_test_predictions(path: &Path, split: &nas_data::SplitDataset) -> Vec<f32> {
+    let test = split.part(Part::Test);
+    let x: ndarray::ArrayD<f32> = test.network_batch(test.images.clone());
+    let lib = nas_runtime::locate_library(None)
+        .expect("ONNX Runtime is provisioned (`cargo xtask ort` or ORT_DYLIB_PATH)");
+    let model = std::fs::read(path).unwrap();
+    let mut session =
+        nas_runtime::session_from_bytes(&model, &nas_runtime::SessionSettings::cpu(&lib)).unwrap();
+    let outputs = session
+        .run(ort::inputs!["input" => ort::value::Tensor::from_array(x).unwrap()])
+        .unwrap();
+    let y = outputs["prediction"].try_extract_array::<f32>().unwrap();
+    assert_eq!(y.shape(), [test.len(), 1]);
+    y.iter().copied().collect()
+}
+
+#[test]
+fn penguin_body_mass_regression_search_train_and_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = data_table();
+    std::fs::write(
+        dir.join("study.toml"),
+        study(&data, r#"minimize = "val_rmse""#),
+    )
+    .unwrap();
+    let o = nas(&["search", "study.toml"], dir);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let trials = json(&nas(&["status", "study", "--json"], dir));
+    let trials = trials.as_array().unwrap();
+    assert_eq!(trials.len(), 5);
+    for t in trials {
+        assert_eq!(t["state"], "complete", "{t}");
+        let m = &t["metrics"];
+        for name in ["val_mse", "val_rmse", "val_mae", "val_r2", "train_mae"] {
+            assert!(m[name].as_f64().unwrap().is_finite(), "{name}: {t}");
+        }
+        assert!(m.get("val_accuracy").is_none() && m.get("train_accuracy").is_none());
+        let (mse, rmse) = (
+            m["val_mse"].as_f64().unwrap(),
+            m["val_rmse"].as_f64().unwrap(),
+        );
+        assert!((rmse * rmse - mse).abs() <= 1e-6 * mse, "{t}");
+    }
+    let best = match json(&nas(&["best", "study", "--json"], dir)) {
+        serde_json::Value::Array(mut list) => list.remove(0),
+        one => one,
+    };
+    // Predicting the training mean gives R^2 = 0 (RMSE about 800 g); a linear regression on
+    // one-hot features gets R^2 0.86 on the test file.
+    let val_r2 = best["metrics"]["val_r2"].as_f64().unwrap();
+    assert!(val_r2 >= 0.7, "best val_r2 {val_r2}: {best}");
+    let fin = &best["final"];
+    assert!(fin.get("test_accuracy").is_none(), "{fin}");
+    let reported_rmse = fin["test_rmse"].as_f64().unwrap();
+    assert!(fin["test_r2"].as_f64().unwrap() >= 0.7, "{fin}");
+    assert!(
+        fin["ensemble"]["test_rmse"].as_f64().unwrap() > 0.0,
+        "{fin}"
+    );
+
+    // The exported model predicts grams from the raw features: its RMSE on the test file is
+    // the one the study reports.
+    let mut cfg: DataConfig = toml::from_str(&data).unwrap();
+    cfg.resolve_paths(dir);
+    let split = nas_data::load(&cfg, SEED).unwrap();
+    let test = split.part(Part::Test);
+    assert_eq!(test.len(), 69, "no test penguin lacks its mass");
+    let Targets::Values(grams) = test.targets_of(&(0..test.len()).collect::<Vec<_>>()) else {
+        panic!("regression targets")
+    };
+    let model = dir.join(fin["model"].as_str().unwrap());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.with_extension("onnx.json")).unwrap()).unwrap();
+    assert_eq!(info["task"], "regression", "{info}");
+    assert_eq!(info["output"]["name"], "prediction", "{info}");
+    let predictions = onnx_test_predictions(&model, &split);
+    let rmse = (predictions
+        .iter()
+        .zip(&grams)
+        .map(|(p, y)| f64::from(p - y).powi(2))
+        .sum::<f64>()
+        / grams.len() as f64)
+        .sqrt();
+    assert!(
+        (rmse - reported_rmse).abs() <= 1e-3 * reported_rmse,
+        "the exported model's RMSE is {rmse} g, the study reported {reported_rmse} g"
+    );
+
+    // The ensemble averages its members' predictions.
+    let members: Vec<Vec<f32>> = std::fs::read_dir(dir.join("study/final"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .filter(|p| p.file_name().unwrap() != "ensemble.onnx")
+        .map(|p| onnx_test_predictions(&p, &split))
+        .collect();
+    assert_eq!(members.len(), 2);
+    let ensemble = onnx_test_predictions(&dir.join("study/final/ensemble.onnx"), &split);
+    for (i, e) in ensemble.iter().enumerate() {
+        let mean = (members[0][i] + members[1][i]) / 2.0;
+        assert!((e - mean).abs() <= 1e-3 * mean.abs(), "{e} vs {mean}");
+    }
+}
+
+#[test]
+fn regression_needs_numbers_and_a_csv_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A target that is not a number names its line.
+    let csv = dir.join("bad.csv");
+    std::fs::write(&csv, "x,y\n1.0,2.5\n2.0,heavy\n3.0,4.0\n").unwrap();
+    let data = format!(
+        "format = \"csv\"\ntrain = {:?}\ntask = \"regression\"\nlabel_column = \"y\"",
+        csv
+    );
+    std::fs::write(
+        dir.join("study.toml"),
+        study(&data, r#"minimize = "val_mse""#),
+    )
+    .unwrap();
+    let o = nas(&["search", "study.toml"], dir);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("line 3") && e.contains("`heavy`"), "{e}");
+
+    // Class-labelled sources are refused with what to do.
+    std::fs::write(
+        dir.join("digits.toml"),
+        study(
+            "dataset = \"digits\"\ntask = \"regression\"",
+            r#"minimize = "val_mse""#,
+        ),
+    )
+    .unwrap();
+    let o = nas(&["search", "digits.toml"], dir);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("task") && e.contains("format = \"csv\""), "{e}");
+}
