@@ -23,7 +23,7 @@
 //! missing = "error"           # or "mean": fill gaps in numeric columns with the training mean
 //! missing_indicator = false   # with "mean": add a 0/1 `name=<missing>` feature per gappy column
 //! missing_label = "error"     # or "drop": leave out rows whose label is missing
-//! task = "regression"        # the label column holds numbers to predict (default
+//! task = "regression"        # csv, npy, npz: the labels are numbers to predict (default
 //!                             # "classification"); networks get one output
 //! format = "text"             # train, optional test: `label<TAB>text` lines;
 //!                             # tokenize = "word" | "char", max_vocab, max_len
@@ -54,7 +54,7 @@ use crate::dataset::{DataKind, Dataset};
 use crate::digits::{DIGITS_TEST_FRACTION, digits};
 use crate::error::DataError;
 use crate::idx::load_idx;
-use crate::npy::{Layout, NpzKeys, load_npy_with_lengths, load_npz};
+use crate::npy::{LabelKind, Layout, NpzKeys, load_npy_with_lengths, load_npz};
 use crate::split::{SplitConfig, SplitDataset};
 use crate::tabular::{
     CategoricalEncoding, CsvOptions, LabelColumn, Missing, MissingLabel, load_csv,
@@ -474,7 +474,7 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
                 if source == "idx" {
                     load_idx(i, l, classes, &name)
                 } else {
-                    load_npy_with_lengths(i, l, lengths, cfg.layout, classes, &name)
+                    load_npy_with_lengths(i, l, lengths, cfg.layout, cfg.label_kind(), &name)
                 }
             };
             (
@@ -487,7 +487,7 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
             let path = cfg.required("path", &cfg.path)?;
             let name = cfg.name.clone().unwrap_or_else(|| file_stem(path));
             let keys = cfg.keys.clone().unwrap_or_default();
-            load_npz(path, &keys, cfg.layout, classes, &name)?
+            load_npz(path, &keys, cfg.layout, cfg.label_kind(), &name)?
         }
         "cifar10" | "cifar100" => {
             let dir = cfg.required("dir", &cfg.dir)?;
@@ -574,18 +574,27 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<SplitDataset, DataError> {
 }
 
 impl DataConfig {
-    /// Regression reads numbers from a CSV label column; other sources hold class labels.
+    /// What the NumPy label arrays hold.
+    fn label_kind(&self) -> LabelKind {
+        match self.task {
+            Task::Classification => LabelKind::Classes(self.classes),
+            Task::Regression => LabelKind::Regression,
+        }
+    }
+
+    /// Regression reads numbers from a CSV label column or a NumPy label array; the other
+    /// sources hold class labels.
     fn check_task(&self, source: &str) -> Result<(), DataError> {
         if self.task != Task::Regression {
             return Ok(());
         }
-        if source != "csv" {
+        if !matches!(source, "csv" | "npy" | "npz") {
             return Err(DataError::config(
                 "task",
                 format!(
                     "is \"regression\", which reads the numbers to predict from a CSV label \
-                     column, but this source (`{source}`) holds class labels; use format = \"csv\" \
-                     or remove `task`"
+                     column or a NumPy label array, but this source (`{source}`) holds class \
+                     labels; use format = \"csv\", \"npy\" or \"npz\", or remove `task`"
                 ),
             ));
         }

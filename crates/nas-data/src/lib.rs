@@ -54,7 +54,9 @@ pub use digits::{DIGITS_TEST_FRACTION, digits};
 pub use error::{DataError, Location};
 pub use idx::load_idx;
 pub use normalize::{Normalization, is_padding};
-pub use npy::{Layout, NpyArray, NpzKeys, load_npy, load_npy_with_lengths, load_npz, read_npy};
+pub use npy::{
+    LabelKind, Layout, NpyArray, NpzKeys, load_npy, load_npy_with_lengths, load_npz, read_npy,
+};
 pub use split::{Part, SplitConfig, SplitDataset, Splits};
 pub use tabular::{
     CategoricalEncoding, CsvOptions, LabelColumn, MISSING_VALUES, Missing, MissingLabel, load_csv,

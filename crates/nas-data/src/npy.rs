@@ -412,6 +412,30 @@ impl NpyArray {
         self.to_f32()
     }
 
+    /// Regression targets from an array of shape `[N]` or `[N, 1]` of finite numbers.
+    pub fn to_targets(&self) -> Result<Vec<f32>, DataError> {
+        if !matches!(self.shape.as_slice(), [_] | [_, 1]) {
+            return Err(DataError::Mismatch {
+                what: format!(
+                    "regression targets {} have shape {:?}; expected [N] or [N, 1]",
+                    self.what(),
+                    self.shape
+                ),
+                fix: "Store one number per sample (one target; several are not supported)".into(),
+            });
+        }
+        let values = self.values_f32();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::corrupt(
+                &self.file,
+                self.at(i),
+                format!("regression target {i} is {}", values[i]),
+                "Targets must be finite numbers; drop or fix the sample",
+            ));
+        }
+        Ok(values)
+    }
+
     /// Class indices from a label array of shape `[N]` or `[N, 1]`.
     ///
     /// Labels must be non-negative integers (floats with integral values are accepted); with
@@ -477,12 +501,26 @@ impl NpyArray {
     }
 }
 
+/// What a label array holds: class indices (with the class count, or `None` to infer it as
+/// the largest label + 1) or regression targets. `None` / `Some(k)` convert to `Classes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelKind {
+    Classes(Option<usize>),
+    Regression,
+}
+
+impl From<Option<usize>> for LabelKind {
+    fn from(classes: Option<usize>) -> Self {
+        LabelKind::Classes(classes)
+    }
+}
+
 /// Loads an image (or feature, or sequence) array and a label array from two `.npy` files.
 pub fn load_npy(
     images: &Path,
     labels: &Path,
     layout: Layout,
-    classes: Option<usize>,
+    classes: impl Into<LabelKind>,
     name: &str,
 ) -> Result<Dataset, DataError> {
     load_npy_with_lengths(images, labels, None, layout, classes, name)
@@ -495,7 +533,7 @@ pub fn load_npy_with_lengths(
     labels: &Path,
     lengths: Option<&Path>,
     layout: Layout,
-    classes: Option<usize>,
+    classes: impl Into<LabelKind>,
     name: &str,
 ) -> Result<Dataset, DataError> {
     let lengths = lengths.map(read_npy).transpose()?;
@@ -504,7 +542,7 @@ pub fn load_npy_with_lengths(
         &read_npy(labels)?,
         lengths.as_ref(),
         layout,
-        classes,
+        classes.into(),
         name,
     )
 }
@@ -515,9 +553,10 @@ pub fn load_npz(
     path: &Path,
     keys: &NpzKeys,
     layout: Layout,
-    classes: Option<usize>,
+    classes: impl Into<LabelKind>,
     name: &str,
 ) -> Result<(Dataset, Option<Dataset>), DataError> {
+    let classes = classes.into();
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| DataError::Archive {
         file: path.to_path_buf(),
@@ -637,7 +676,7 @@ fn to_dataset(
     y: &NpyArray,
     lengths: Option<&NpyArray>,
     layout: Layout,
-    classes: Option<usize>,
+    kind: LabelKind,
     name: &str,
 ) -> Result<Dataset, DataError> {
     if let Some(l) = lengths
@@ -700,7 +739,31 @@ fn to_dataset(
             fix: "Pair each image array with its own label array".into(),
         });
     }
-    let (labels, classes) = y.to_labels(classes)?;
+    let (labels, classes, targets) = match kind {
+        LabelKind::Classes(classes) => {
+            let (labels, classes) = y.to_labels(classes)?;
+            (labels, classes, None)
+        }
+        LabelKind::Regression => (vec![0; n], 1, Some(y.to_targets()?)),
+    };
+    let mut data = to_samples(x, lengths, resolved, labels, classes, name)?;
+    if let Some(t) = targets {
+        data.set_targets(t)?;
+    }
+    Ok(data)
+}
+
+/// The samples of `x` in `resolved` layout with their `labels`.
+fn to_samples(
+    x: &NpyArray,
+    lengths: Option<&NpyArray>,
+    resolved: Layout,
+    labels: Vec<u32>,
+    classes: usize,
+    name: &str,
+) -> Result<Dataset, DataError> {
+    let shape = x.shape.as_slice();
+    let n = shape[0];
     if resolved.is_sequence() {
         return sequence_dataset(x, lengths, resolved == Layout::Nt, labels, classes, name);
     }

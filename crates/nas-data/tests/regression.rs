@@ -5,8 +5,8 @@
 mod common;
 
 use nas_data::{
-    BatchOptions, CsvOptions, DataConfig, LabelColumn, MissingLabel, Part, Targets, Task, load,
-    load_csv,
+    BatchOptions, CsvOptions, DataConfig, LabelColumn, LabelKind, Layout, MissingLabel, NpzKeys,
+    Part, Targets, Task, load, load_csv, load_npz,
 };
 
 const TABLE: &[u8] = b"size,kind,price\n1.0,a,10.5\n2.0,b,21\n3.0,a,NA\n4.0,b,39.5\n5.0,a,52\n";
@@ -114,4 +114,64 @@ fn only_csv_tables_hold_regression_targets() {
     .unwrap();
     let e = load(&cfg, 0).unwrap_err().to_string();
     assert!(e.contains("classes") && e.contains("remove it"), "{e}");
+}
+
+#[test]
+fn numpy_label_arrays_hold_regression_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three float sequences of 2 steps x 2 features, the last padded after one step.
+    let x = common::npy_bytes(
+        "<f4",
+        false,
+        &[3, 2, 2],
+        &common::f32_le(&[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 0., 0.]),
+    );
+    let y = common::npy_bytes("<f8", false, &[3], &common::f64_le(&[0.5, -1.25, 3.0]));
+    let lengths = common::npy_bytes("<i8", false, &[3], &common::i64_le(&[2, 2, 1]));
+    let npz = common::write(
+        dir.path(),
+        "s.npz",
+        &common::npz_bytes(
+            &[
+                ("x_train", x.clone()),
+                ("y_train", y),
+                ("lengths_train", lengths),
+            ],
+            true,
+        ),
+    );
+    let (d, test) = load_npz(
+        &npz,
+        &NpzKeys::default(),
+        Layout::Ntf,
+        LabelKind::Regression,
+        "s",
+    )
+    .unwrap();
+    assert!(test.is_none());
+    assert_eq!(d.task(), Task::Regression);
+    assert!(d.is_padded());
+    assert_eq!(d.targets.as_deref(), Some(&[0.5, -1.25, 3.0][..]));
+    // The same array read for classification is refused: its values are not class indices.
+    let e = load_npz(&npz, &NpzKeys::default(), Layout::Ntf, None, "s")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a whole number"), "{e}");
+
+    let nan = common::npy_bytes("<f4", false, &[3], &common::f32_le(&[1.0, f32::NAN, 2.0]));
+    let bad = common::write(
+        dir.path(),
+        "bad.npz",
+        &common::npz_bytes(&[("x_train", x), ("y_train", nan)], false),
+    );
+    let e = load_npz(
+        &bad,
+        &NpzKeys::default(),
+        Layout::Ntf,
+        LabelKind::Regression,
+        "s",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("regression target 1 is NaN"), "{e}");
 }
