@@ -911,7 +911,9 @@ fn racing_workers_spend_the_budget_exactly_once() {
 #[test]
 fn a_cascade_ranks_among_the_trials_every_worker_finished() {
     let setup = Setup::new("cascade");
-    let text = study_toml("cascade", 16, Trials::Quick, "workers = 0").replace(
+    // Trials of a few hundred milliseconds: with quick ones, one worker was seen to finish all
+    // 16 before the other had started, leaving nothing to share.
+    let text = study_toml("cascade", 16, Trials::Short, "workers = 0").replace(
         "[[evaluator]]\nplugin = \"cost\"",
         "[[evaluator]]\nplugin = \"zero-cost\"\nproxies = [\"params\"]\nkeep_top = 0.5\n\
          rank_by = \"params\"\nwarmup = 2\n\n[[evaluator]]\nplugin = \"cost\"",
