@@ -236,30 +236,12 @@ fn conv_input_grad(e: &mut Emitter, dy: &str, w: &str, hw: [usize; 2], g: &ConvG
             let block = e.nchwc_block.expect("a layout needs a block size");
             return nchwc::conv(e, dy, &flipped, None, &transposed, layout, block, None);
         }
-        return e.op(
-            "Conv",
-            &[dy, &flipped],
-            vec![
-                AttributeProto::ints("kernel_shape", &pair(g.kernel)),
-                AttributeProto::ints("pads", &[pads[0], pads[1], pads[0], pads[1]]),
-                AttributeProto::ints("dilations", &pair(g.dilation)),
-                AttributeProto::int("group", g.groups as i64),
-            ],
-        );
+        return e.op("Conv", &[dy, &flipped], transposed.attributes());
     }
     let opad = output_padding(hw, g.kernel, g.stride, g.padding, g.dilation);
-    e.op(
-        "ConvTranspose",
-        &[dy, w],
-        vec![
-            AttributeProto::ints("kernel_shape", &pair(g.kernel)),
-            AttributeProto::ints("strides", &pair(g.stride)),
-            AttributeProto::ints("pads", &pads(g.padding)),
-            AttributeProto::ints("dilations", &pair(g.dilation)),
-            AttributeProto::int("group", g.groups as i64),
-            AttributeProto::ints("output_padding", &pair(opad)),
-        ],
-    )
+    let mut attributes = g.attributes();
+    attributes.push(AttributeProto::ints("output_padding", &pair(opad)));
+    e.op("ConvTranspose", &[dy, w], attributes)
 }
 
 /// Linear `y = x W^T + b`: `dx = dy W`, `dW = dy^T x`, `db = sum dy`.

@@ -47,6 +47,17 @@ impl ConvGeometry {
             _ => None,
         }
     }
+
+    /// The attributes of an ONNX `Conv` (or `ConvTranspose`) of this geometry.
+    pub(crate) fn attributes(&self) -> Vec<AttributeProto> {
+        vec![
+            AttributeProto::ints("kernel_shape", &pair(self.kernel)),
+            AttributeProto::ints("strides", &pair(self.stride)),
+            AttributeProto::ints("pads", &pads(self.padding)),
+            AttributeProto::ints("dilations", &pair(self.dilation)),
+            AttributeProto::int("group", self.groups as i64),
+        ]
+    }
 }
 
 /// Whether the MatMul form beats ONNX Runtime's Conv for this conv with output size `out_hw`.
@@ -61,8 +72,8 @@ pub(crate) fn matmul_is_faster(g: &ConvGeometry, out_hw: [usize; 2]) -> bool {
 /// of geometry `g` as a channel of its own (tap-major within a channel), by a grouped conv with
 /// a constant one-hot kernel shared by every conv with the same channel count and kernel size.
 pub(crate) fn im2col(e: &mut Emitter, x: &str, g: &ConvGeometry) -> String {
-    let (channels, kernel) = (g.in_channels, g.kernel);
-    let (kh, kw) = (kernel[0], kernel[1]);
+    let channels = g.in_channels;
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
     let taps = kh * kw;
     let key = format!("im2col_{channels}x{kh}x{kw}");
     let one_hot = e.shared_tensor(&key, &[channels * taps, 1, kh, kw], || {
@@ -75,17 +86,12 @@ pub(crate) fn im2col(e: &mut Emitter, x: &str, g: &ConvGeometry) -> String {
         }
         v
     });
-    e.op(
-        "Conv",
-        &[x, &one_hot],
-        vec![
-            AttributeProto::ints("kernel_shape", &pair(kernel)),
-            AttributeProto::ints("strides", &pair(g.stride)),
-            AttributeProto::ints("pads", &pads(g.padding)),
-            AttributeProto::ints("dilations", &pair(g.dilation)),
-            AttributeProto::int("group", channels as i64),
-        ],
-    )
+    // One group per input channel, each copying its taps.
+    let per_channel = ConvGeometry {
+        groups: channels,
+        ..*g
+    };
+    e.op("Conv", &[x, &one_hot], per_channel.attributes())
 }
 
 /// A dense (one group) conv of geometry `g` as patches times weight: `patches` (its input's

@@ -10,7 +10,6 @@
 //! the steps of other providers keep standard ops.
 
 use crate::onnx::OPSET;
-use crate::onnx::export::{pads, pair};
 use crate::onnx::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto,
     tensor_proto::DataType,
@@ -174,18 +173,7 @@ pub(crate) fn conv(
     };
     let mut inputs = vec![input.as_str(), filter.as_str()];
     inputs.extend(bias);
-    let y = op(
-        e,
-        "Conv",
-        &inputs,
-        vec![
-            AttributeProto::ints("kernel_shape", &pair(g.kernel)),
-            AttributeProto::ints("strides", &pair(g.stride)),
-            AttributeProto::ints("pads", &pads(g.padding)),
-            AttributeProto::ints("dilations", &pair(g.dilation)),
-            AttributeProto::int("group", g.groups as i64),
-        ],
-    );
+    let y = op(e, "Conv", &inputs, g.attributes());
     let attrs = vec![AttributeProto::int("channels", g.out_channels as i64)];
     match out {
         Some(name) => {
