@@ -64,6 +64,13 @@ pub struct SequenceSpaceConfig {
     /// Position information added after the stem (not searched).
     #[serde(default = "default_positional")]
     pub positional: Positional,
+    /// Dropout probabilities after every block and before the head; searched (a `dropout`
+    /// choice, ` dropout=p` in the architecture string) unless the list is just `[0.0]`.
+    #[serde(
+        default = "default_dropouts",
+        skip_serializing_if = "is_default_dropouts"
+    )]
+    pub dropouts: Vec<f64>,
 }
 
 /// The block kinds of `blocks`; `conv` and `attention` expand into one option per kernel,
@@ -178,6 +185,15 @@ fn default_classifiers() -> Vec<Classifier> {
     vec![Classifier::Linear, Classifier::Mlp]
 }
 
+fn default_dropouts() -> Vec<f64> {
+    vec![0.0]
+}
+
+/// No dropout: the space (and its architecture strings) as before dropout was searchable.
+pub(super) fn is_default_dropouts(dropouts: &Vec<f64>) -> bool {
+    *dropouts == default_dropouts()
+}
+
 fn default_positional() -> Positional {
     Positional::Sinusoidal
 }
@@ -203,6 +219,7 @@ impl Default for SequenceSpaceConfig {
             poolings: default_poolings(),
             classifiers: default_classifiers(),
             positional: default_positional(),
+            dropouts: default_dropouts(),
         }
     }
 }

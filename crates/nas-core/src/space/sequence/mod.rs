@@ -18,6 +18,8 @@
 //! `residual = true`; with layer norm a last `LayerNorm` follows the stack. Then the time axis
 //! is pooled (`mean`, `max`, `last` step, or `attention`: a softmax over steps of a learned
 //! score) and the head classifies (`linear`, or `mlp`: a hidden layer of `width` and ReLU).
+//! With `dropouts` other than `[0.0]`, dropout after every block (before the residual add)
+//! and on the pooled features is a choice too.
 //! Blocks past the chosen depth and `identity` blocks do not change the network (the canonical
 //! hash sees the same graph).
 //!
@@ -38,6 +40,8 @@
 //! poolings = ["mean", "max", "last", "attention"]
 //! classifiers = ["linear", "mlp"]
 //! positional = "sinusoidal" # or "learned", "none"
+//! dropouts = [0.0]          # e.g. [0.0, 0.1, 0.3]: dropout after every block and before the
+//!                           # head becomes a choice
 //! # padding = true          # [T, F] features whose all-zero steps are padding (masked like
 //! #                         # token id 0); from [data] when it has lengths
 //! ```
@@ -50,6 +54,7 @@ mod tests;
 use nas_graph::Graph;
 use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
 
+use config::is_default_dropouts;
 pub use config::{
     Classifier, Pooling, Positional, SequenceBlock, SequenceNorm, SequenceSpaceConfig,
 };
@@ -248,6 +253,18 @@ impl SequenceSpace {
         super::check_options(KIND, "norms", &config.norms)?;
         super::check_options(KIND, "poolings", &config.poolings)?;
         super::check_options(KIND, "classifiers", &config.classifiers)?;
+        super::check_options(KIND, "dropouts", &config.dropouts)?;
+        if let Some(p) = config
+            .dropouts
+            .iter()
+            .find(|p| !(p.is_finite() && (0.0..1.0).contains(*p)))
+        {
+            return Err(config_error(
+                KIND,
+                "dropouts",
+                format!("contains {p}; a dropout probability must be in [0, 1)"),
+            ));
+        }
 
         let mut block_options = Vec::new();
         for &kind in &config.blocks {
@@ -305,6 +322,12 @@ impl SequenceSpace {
             "classifier".into(),
             config.classifiers.iter().map(|c| c.name().into()).collect(),
         ));
+        if !is_default_dropouts(&config.dropouts) {
+            choices.push(categorical(
+                "dropout".into(),
+                config.dropouts.iter().map(|p| p.to_string()).collect(),
+            ));
+        }
         Ok(SequenceSpace {
             descriptor: SpaceDescriptor {
                 kind: KIND.to_string(),
@@ -332,6 +355,25 @@ impl SequenceSpace {
             norm: c.norms[at(tail + 1)],
             pooling: c.poolings[at(tail + 2)],
             classifier: c.classifiers[at(tail + 3)],
+            dropout: if self.searches_dropout() {
+                c.dropouts[at(tail + 4)]
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// Whether dropout is a choice (see [`SequenceSpaceConfig::dropouts`]).
+    fn searches_dropout(&self) -> bool {
+        !is_default_dropouts(&self.config.dropouts)
+    }
+
+    /// ` dropout=p` where dropout is searched, else nothing.
+    fn dropout_field(&self, p: f64) -> String {
+        if self.searches_dropout() {
+            format!(" dropout={p}")
+        } else {
+            String::new()
         }
     }
 
@@ -339,13 +381,14 @@ impl SequenceSpace {
         let c = &self.config;
         let blocks = vec![self.options[0].name(); self.positions].join(",");
         format!(
-            "width={} depth={} blocks={blocks} residual={} norm={} pooling={} classifier={}",
+            "width={} depth={} blocks={blocks} residual={} norm={} pooling={} classifier={}{}",
             c.widths[0],
             c.depths[0],
             c.residuals[0],
             c.norms[0].name(),
             c.poolings[0].name(),
-            c.classifiers[0].name()
+            c.classifiers[0].name(),
+            self.dropout_field(c.dropouts[0])
         )
     }
 }
@@ -370,19 +413,20 @@ impl SearchSpace for SequenceSpace {
         let c = self.chosen(values);
         let blocks: Vec<String> = c.blocks.iter().map(|b| b.name()).collect();
         format!(
-            "width={} depth={} blocks={} residual={} norm={} pooling={} classifier={}",
+            "width={} depth={} blocks={} residual={} norm={} pooling={} classifier={}{}",
             c.width,
             c.depth,
             blocks.join(","),
             c.residual,
             c.norm.name(),
             c.pooling.name(),
-            c.classifier.name()
+            c.classifier.name(),
+            self.dropout_field(c.dropout)
         )
     }
 
     fn parse_arch(&self, arch: &str) -> Result<Vec<f64>, SpaceError> {
-        const KEYS: [&str; 7] = [
+        const KEYS: [&str; 8] = [
             "width",
             "depth",
             "blocks",
@@ -390,17 +434,25 @@ impl SearchSpace for SequenceSpace {
             "norm",
             "pooling",
             "classifier",
+            "dropout",
         ];
+        // `dropout` belongs to spaces that search it.
+        let keys = &KEYS[..if self.searches_dropout() { 8 } else { 7 }];
         let err = |reason: String| SpaceError::Arch {
             kind: KIND,
             arch: arch.to_string(),
             reason,
             example: self.example(),
         };
-        let fields = arch_fields(arch, &KEYS, &err)?;
+        let fields = arch_fields(arch, keys, &err)?;
         let field = |key: &str| arch_field(&fields, key, &err);
+        // Numbers compare as numbers (`0.10` is `0.1`).
+        let same = |o: &str, value: &str| {
+            o == value
+                || matches!((o.parse::<f64>(), value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+        };
         let position = |key: &str, value: &str, choice: usize| {
-            option_value(&self.descriptor, choice, key, value, |o, v| o == v, &err)
+            option_value(&self.descriptor, choice, key, value, same, &err)
         };
         let mut values = vec![
             position("width", field("width")?, 0)?,
@@ -418,7 +470,7 @@ impl SearchSpace for SequenceSpace {
             values.push(position("blocks", block, 2 + i)?);
         }
         let tail = 2 + self.positions;
-        for (i, key) in KEYS[3..].iter().enumerate() {
+        for (i, key) in keys[3..].iter().enumerate() {
             values.push(position(key, field(key)?, tail + i)?);
         }
         Ok(values)

@@ -55,6 +55,8 @@ pub(super) struct Chosen {
     pub(super) norm: SequenceNorm,
     pub(super) pooling: Pooling,
     pub(super) classifier: Classifier,
+    /// After every block and before the head (0: none).
+    pub(super) dropout: f64,
 }
 
 impl SequenceSpace {
@@ -182,6 +184,7 @@ impl SequenceSpace {
                 x
             };
             let y = self.block(&mut b, block, h, width, mask)?;
+            let y = dropout(&mut b, y, chosen.dropout);
             x = if chosen.residual {
                 b.add(Op::Add, &[x, y])
             } else {
@@ -192,6 +195,7 @@ impl SequenceSpace {
             x = b.add(Op::LayerNorm { eps: 1e-5 }, &[x]);
         }
         let pooled = self.pool(&mut b, chosen.pooling, x, mask);
+        let pooled = dropout(&mut b, pooled, chosen.dropout);
         let linear = |out_features| Op::Linear {
             out_features,
             bias: true,
@@ -205,5 +209,14 @@ impl SequenceSpace {
             }
         };
         Ok(b.finish(logits))
+    }
+}
+
+/// `x` through dropout with probability `p` (unchanged when 0).
+fn dropout(b: &mut GraphBuilder, x: NodeId, p: f64) -> NodeId {
+    if p > 0.0 {
+        b.add(Op::Dropout { p: p as f32 }, &[x])
+    } else {
+        x
     }
 }

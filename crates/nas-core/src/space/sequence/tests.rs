@@ -399,3 +399,42 @@ fn padded_features_are_masked_like_token_ids() {
     .to_string();
     assert!(e.contains("padding") && e.contains("token ids"), "{e}");
 }
+
+#[test]
+fn dropout_is_a_choice_only_when_configured() {
+    // Without `dropouts` the space, its arch strings and its serialized config are as before.
+    let plain = SequenceSpace::new(&features()).unwrap();
+    assert!(plain.descriptor.choices.iter().all(|c| c.name != "dropout"));
+    let arch = "width=8 depth=2 blocks=conv_k3_d1,gru residual=true norm=layer pooling=mean classifier=linear";
+    assert_eq!(plain.arch_string(&values(&plain, arch)), arch);
+    assert!(plain.parse_arch(&format!("{arch} dropout=0")).is_err());
+    assert!(
+        !serde_json::to_string(&features())
+            .unwrap()
+            .contains("dropouts")
+    );
+
+    let config = SequenceSpaceConfig {
+        dropouts: vec![0.0, 0.25],
+        ..features()
+    };
+    let s = SequenceSpace::new(&config).unwrap();
+    assert_eq!(s.descriptor.choices.last().unwrap().name, "dropout");
+    let with = format!("{arch} dropout=0.25");
+    let v = values(&s, &with);
+    assert_eq!(s.arch_string(&v), with);
+    // After both blocks and on the pooled features.
+    let g = s.decode(&v).unwrap();
+    assert_eq!(ops(&g).iter().filter(|&&o| o == "Dropout").count(), 3);
+    let none = s.decode(&values(&s, &format!("{arch} dropout=0"))).unwrap();
+    assert!(!ops(&none).contains(&"Dropout"));
+    let e = s.parse_arch(arch).unwrap_err().to_string();
+    assert!(e.contains("`dropout=` is missing"), "{e}");
+
+    let bad = SequenceSpaceConfig {
+        dropouts: vec![0.0, 1.0],
+        ..features()
+    };
+    let e = SequenceSpace::new(&bad).unwrap_err().to_string();
+    assert!(e.contains("dropouts") && e.contains("[0, 1)"), "{e}");
+}
