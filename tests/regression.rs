@@ -3,20 +3,14 @@
 //! ensemble, and exported. The study must report regression metrics (no accuracies), and the
 //! exported model, fed raw features, must predict grams with the test error the study reports.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nas_data::{DataConfig, Part, Targets};
 
 mod common;
-use common::{json, nas, stderr, stdout};
+use common::{json, nas, onnx_test_output, shipped, stderr, stdout};
 
 const SEED: u64 = 5;
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("configs/data")
-        .join(name)
-}
 
 /// `[data]` of configs/regression-penguins-mass.toml, with absolute paths.
 fn data_table() -> String {
@@ -104,18 +98,8 @@ fn rmse(predictions: &[f32], data: &nas_data::Dataset) -> f64 {
 
 /// Predictions `[N]` of the ONNX regression model at `path` on the raw test part of `split`.
 fn onnx_test_predictions(path: &Path, split: &nas_data::SplitDataset) -> Vec<f32> {
-    let test = split.part(Part::Test);
-    let x: ndarray::ArrayD<f32> = test.network_batch(test.images.clone());
-    let lib = nas_runtime::locate_library(None)
-        .expect("ONNX Runtime is provisioned (`cargo xtask ort` or ORT_DYLIB_PATH)");
-    let model = std::fs::read(path).unwrap();
-    let mut session =
-        nas_runtime::session_from_bytes(&model, &nas_runtime::SessionSettings::cpu(&lib)).unwrap();
-    let outputs = session
-        .run(ort::inputs!["input" => ort::value::Tensor::from_array(x).unwrap()])
-        .unwrap();
-    let y = outputs["prediction"].try_extract_array::<f32>().unwrap();
-    assert_eq!(y.shape(), [test.len(), 1]);
+    let y = onnx_test_output(path, split, "prediction");
+    assert_eq!(y.shape(), [split.indices(Part::Test).len(), 1]);
     y.iter().copied().collect()
 }
 

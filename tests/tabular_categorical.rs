@@ -4,20 +4,12 @@
 //! normalized), must reproduce the test accuracy the study reports: neither training nor
 //! export may normalize the codes.
 
-use std::path::{Path, PathBuf};
-
 use nas_data::DataConfig;
 
 mod common;
-use common::{json, nas, onnx_test_accuracy, stderr, stdout};
+use common::{json, nas, onnx_test_accuracy, shipped, stderr, stdout};
 
 const SEED: u64 = 3;
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("configs/data")
-        .join(name)
-}
 
 /// `[data]` of the shipped config, with absolute paths.
 fn data_table() -> String {

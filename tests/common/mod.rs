@@ -2,7 +2,7 @@
 // Each test file is its own crate and uses only some of these.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The `nas` program cargo built for these tests.
@@ -31,9 +31,20 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// Accuracy of the ONNX model at `path` on the raw test part of `split` (samples in the shape
-/// networks take, values as stored: the model normalizes them itself), and the sample count.
-pub fn onnx_test_accuracy(path: &Path, split: &nas_data::SplitDataset) -> (f64, usize) {
+/// A data file shipped in `configs/data/`.
+pub fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("configs/data")
+        .join(name)
+}
+
+/// Output `output` of the ONNX model at `path` on the raw test part of `split` (samples in the
+/// shape networks take, values as stored: the model normalizes them itself).
+pub fn onnx_test_output(
+    path: &Path,
+    split: &nas_data::SplitDataset,
+    output: &str,
+) -> ndarray::ArrayD<f32> {
     let test = split.part(nas_data::Part::Test);
     let x: ndarray::ArrayD<f32> = test.network_batch(test.images.clone());
     let lib = nas_runtime::locate_library(None)
@@ -44,7 +55,17 @@ pub fn onnx_test_accuracy(path: &Path, split: &nas_data::SplitDataset) -> (f64, 
     let outputs = session
         .run(ort::inputs!["input" => ort::value::Tensor::from_array(x).unwrap()])
         .unwrap();
-    let logits = outputs["logits"].try_extract_array::<f32>().unwrap();
+    outputs[output]
+        .try_extract_array::<f32>()
+        .unwrap()
+        .to_owned()
+}
+
+/// Accuracy of the ONNX model at `path` on the raw test part of `split` (see
+/// [`onnx_test_output`]), and the sample count.
+pub fn onnx_test_accuracy(path: &Path, split: &nas_data::SplitDataset) -> (f64, usize) {
+    let test = split.part(nas_data::Part::Test);
+    let logits = onnx_test_output(path, split, "logits");
     let correct = logits
         .outer_iter()
         .zip(&test.labels)

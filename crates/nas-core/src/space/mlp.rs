@@ -293,18 +293,7 @@ impl MlpSpace {
         }
         check_widths("widths", &config.widths)?;
         check_options("activations", &config.activations)?;
-        check_options("dropouts", &config.dropouts)?;
-        if let Some(p) = config
-            .dropouts
-            .iter()
-            .find(|p| !(p.is_finite() && (0.0..1.0).contains(*p)))
-        {
-            return Err(config_error(
-                KIND,
-                "dropouts",
-                format!("contains {p}; a dropout probability is in [0, 1)"),
-            ));
-        }
+        super::check_dropouts(KIND, &config.dropouts)?;
         check_options("norms", &config.norms)?;
         check_options("skips", &config.skips)?;
         let categorical = check_categorical(config, input.iter().product())?;
@@ -541,13 +530,15 @@ impl SearchSpace for MlpSpace {
         };
         let fields = arch_fields(arch, keys, &err)?;
         let field = |key: &str| arch_field(&fields, key, &err);
-        // Numbers compare as numbers (`0.10` is `0.1`).
-        let same = |o: &str, value: &str| {
-            o == value
-                || matches!((o.parse::<f64>(), value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
-        };
         let position = |key: &str, value: &str, choice: usize| {
-            option_value(&self.descriptor, choice, key, value, same, &err)
+            option_value(
+                &self.descriptor,
+                choice,
+                key,
+                value,
+                super::same_option,
+                &err,
+            )
         };
         let mut values = vec![position("depth", field("depth")?, 0)?];
         let widths: Vec<&str> = field("widths")?.split(',').collect();

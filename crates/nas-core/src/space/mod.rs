@@ -326,6 +326,29 @@ fn image_io(
 }
 
 /// A non-empty option list without duplicates (`field` of a `kind` space).
+/// Dropout probabilities (the `dropouts` list of a space): options, each in [0, 1).
+fn check_dropouts(kind: &'static str, dropouts: &[f64]) -> Result<(), SpaceError> {
+    check_options(kind, "dropouts", dropouts)?;
+    match dropouts
+        .iter()
+        .find(|p| !(p.is_finite() && (0.0..1.0).contains(*p)))
+    {
+        Some(p) => Err(config_error(
+            kind,
+            "dropouts",
+            format!("contains {p}; a dropout probability is in [0, 1)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether an option's name and an arch string's value name the same option; numbers compare
+/// as numbers (`0.10` is `0.1`).
+fn same_option(option: &str, value: &str) -> bool {
+    option == value
+        || matches!((option.parse::<f64>(), value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+}
+
 fn check_options<T: PartialEq + std::fmt::Debug>(
     kind: &'static str,
     field: &str,

@@ -253,18 +253,7 @@ impl SequenceSpace {
         super::check_options(KIND, "norms", &config.norms)?;
         super::check_options(KIND, "poolings", &config.poolings)?;
         super::check_options(KIND, "classifiers", &config.classifiers)?;
-        super::check_options(KIND, "dropouts", &config.dropouts)?;
-        if let Some(p) = config
-            .dropouts
-            .iter()
-            .find(|p| !(p.is_finite() && (0.0..1.0).contains(*p)))
-        {
-            return Err(config_error(
-                KIND,
-                "dropouts",
-                format!("contains {p}; a dropout probability must be in [0, 1)"),
-            ));
-        }
+        super::check_dropouts(KIND, &config.dropouts)?;
 
         let mut block_options = Vec::new();
         for &kind in &config.blocks {
@@ -446,13 +435,15 @@ impl SearchSpace for SequenceSpace {
         };
         let fields = arch_fields(arch, keys, &err)?;
         let field = |key: &str| arch_field(&fields, key, &err);
-        // Numbers compare as numbers (`0.10` is `0.1`).
-        let same = |o: &str, value: &str| {
-            o == value
-                || matches!((o.parse::<f64>(), value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
-        };
         let position = |key: &str, value: &str, choice: usize| {
-            option_value(&self.descriptor, choice, key, value, same, &err)
+            option_value(
+                &self.descriptor,
+                choice,
+                key,
+                value,
+                super::same_option,
+                &err,
+            )
         };
         let mut values = vec![
             position("width", field("width")?, 0)?,
