@@ -203,6 +203,26 @@ fn regression_needs_numbers_and_a_csv_source() {
     let e = stderr(&o);
     assert!(e.contains("line 3") && e.contains("`heavy`"), "{e}");
 
+    // A space asked for classes where the data predict a number.
+    let good = dir.join("good.csv");
+    std::fs::write(&good, "x,y\n1.0,2.5\n2.0,3.5\n3.0,4.0\n4.0,5.5\n5.0,6.0\n").unwrap();
+    let data = format!(
+        "format = \"csv\"\ntrain = {:?}\ntask = \"regression\"\ntest_fraction = 0.2",
+        good
+    );
+    let space = format!("{MLP_SPACE}\nclasses = 3");
+    std::fs::write(
+        dir.join("classes.toml"),
+        study_of(&data, &space, 1, r#"minimize = "val_mse""#),
+    )
+    .unwrap();
+    let o = nas(&["search", "classes.toml"], dir);
+    let e = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        e.contains("is for regression") && e.contains("leave `classes` out"),
+        "{e}"
+    );
+
     // Class-labelled sources are refused with what to do.
     std::fs::write(
         dir.join("digits.toml"),

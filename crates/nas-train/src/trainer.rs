@@ -161,6 +161,13 @@ pub(crate) fn check_fit(graph: &Graph, data: &SplitDataset) -> Result<(), TrainE
         )));
     }
     let out = &shapes[graph.output];
+    if data.data.task() == Task::Regression && out.as_slice() != [1] {
+        return Err(TrainError::Mismatch(format!(
+            "the network outputs shape {out:?} but data set `{}` is for regression: its last \
+             layer must output [1], the prediction (leave `classes` out of [space])",
+            data.data.name
+        )));
+    }
     if out.as_slice() != [data.classes()] {
         return Err(TrainError::Mismatch(format!(
             "the network outputs shape {:?} but data set `{}` has {} classes; \
