@@ -1,13 +1,9 @@
 //! The ONNX export, run in a real ONNX Runtime, against the float64 reference forward pass.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use nas_graph::reference::forward;
 use nas_graph::testing::random_graph;
 use nas_graph::{ExportOptions, Graph, GraphBuilder, Op, Weights, export_inference};
 use ndarray::{ArrayD, IxDyn};
-use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorRef, ValueType};
@@ -15,48 +11,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+mod support;
+use support::runtime::session_at;
+
 const SEEDS: u64 = 60;
-
-fn library() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/ort/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
-        })
-}
-
-/// The process-wide ORT environment; fails loudly when the library is missing.
-fn env() -> &'static Environment {
-    static ENV: OnceLock<Environment> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let path = library();
-        assert!(
-            path.is_file(),
-            "ONNX Runtime library not found at {} (set ORT_DYLIB_PATH or run `cargo xtask ort`)",
-            path.display()
-        );
-        ort::init_from(&path)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot load ONNX Runtime from {} ({e}); run `cargo xtask ort`",
-                    path.display()
-                )
-            })
-            .with_name("nas-graph-tests")
-            .with_telemetry(false)
-            .build()
-            .expect("ONNX Runtime environment")
-    })
-}
-
-fn session(model: &[u8], level: GraphOptimizationLevel) -> Session {
-    Session::builder(env())
-        .and_then(|b| b.with_optimization_level(level).map_err(Into::into))
-        .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
-        .and_then(|mut b| b.commit_from_memory(model))
-        .unwrap_or_else(|e| panic!("ONNX Runtime rejected the model: {e}"))
-}
 
 fn run(session: &mut Session, input_name: &str, x: &ArrayD<f32>) -> ort::Result<ArrayD<f32>> {
     let outputs = session.run(ort::inputs![input_name => TensorRef::from_array_view(x)?])?;
@@ -112,7 +70,7 @@ fn random_graphs_match_the_reference() {
         let g = random_graph(seed);
         let w = weights(&g, seed);
         let model = export_inference(&g, &w, &ExportOptions::default()).unwrap();
-        let mut s = session(&model, GraphOptimizationLevel::All);
+        let mut s = session_at(&model, GraphOptimizationLevel::All);
         for n in [2, 3] {
             let (x32, x64) = input(&g, n, 1000 + seed);
             let want = forward(&g, &w, &x64).unwrap();
@@ -149,7 +107,7 @@ fn fixed_batch_exports_match_and_reject_other_batches() {
         let g = random_graph(seed);
         let w = weights(&g, seed);
         let model = export_inference(&g, &w, &options).unwrap();
-        let mut s = session(&model, GraphOptimizationLevel::All);
+        let mut s = session_at(&model, GraphOptimizationLevel::All);
         assert_eq!(s.inputs()[0].name(), "images");
         assert_eq!(s.outputs()[0].name(), "scores");
         let out_features = g.shapes().unwrap()[g.output][0] as i64;
@@ -175,8 +133,8 @@ fn dynamic_batch_is_symbolic_and_optimization_levels_agree() {
         let g = random_graph(seed);
         let w = weights(&g, seed);
         let model = export_inference(&g, &w, &ExportOptions::default()).unwrap();
-        let mut all = session(&model, GraphOptimizationLevel::All);
-        let mut none = session(&model, GraphOptimizationLevel::Disable);
+        let mut all = session_at(&model, GraphOptimizationLevel::All);
+        let mut none = session_at(&model, GraphOptimizationLevel::Disable);
         match all.inputs()[0].dtype() {
             ValueType::Tensor {
                 shape,
@@ -216,7 +174,7 @@ fn zero_ignores_non_finite_inputs() {
     let mut w = weights(&g, 3);
     w.insert("n3.bias", ndarray::arr1(&[1.5f32, -2.0]).into_dyn());
     let model = export_inference(&g, &w, &ExportOptions::default()).unwrap();
-    let mut s = session(&model, GraphOptimizationLevel::All);
+    let mut s = session_at(&model, GraphOptimizationLevel::All);
     let mut x = ArrayD::<f32>::zeros(IxDyn(&[2, 2, 3, 3]));
     x[[0, 0, 0, 0]] = f32::INFINITY;
     x[[1, 1, 2, 2]] = f32::NAN;
@@ -242,7 +200,7 @@ fn intermediate_outputs_match_the_reference() {
         let live: Vec<usize> = g.reachable().into_iter().filter(|&i| i != 0).collect();
         let mut model = inference_model(&g, &w, &options).unwrap();
         let names = add_outputs(&mut model, &g, &live, &options).unwrap();
-        let mut s = session(&model.encode_to_vec(), GraphOptimizationLevel::All);
+        let mut s = session_at(&model.encode_to_vec(), GraphOptimizationLevel::All);
         let (x32, x64) = input(&g, 2, seed);
         let params = |name: &str| w.get(name).map(|t| t.mapv(f64::from));
         let want = forward_all(&g, &params, &x64).unwrap();
@@ -265,7 +223,7 @@ fn intermediate_outputs_match_the_reference() {
 fn output_may_be_the_input() {
     let g = GraphBuilder::new(&[4]).finish(0);
     let model = export_inference(&g, &Weights::new(), &ExportOptions::default()).unwrap();
-    let mut s = session(&model, GraphOptimizationLevel::All);
+    let mut s = session_at(&model, GraphOptimizationLevel::All);
     let x = ndarray::arr2(&[[1.0f32, 2.0, 3.0, 4.0]]).into_dyn();
     assert_eq!(run(&mut s, "input", &x).unwrap(), x);
 }
@@ -293,7 +251,7 @@ fn ensemble_averages_member_softmax() {
     };
     let mut want = vec![];
     for m in &members {
-        let mut s = session(m, GraphOptimizationLevel::All);
+        let mut s = session_at(m, GraphOptimizationLevel::All);
         let p = softmax(&run(&mut s, "input", &x32).unwrap());
         if want.is_empty() {
             want = vec![vec![0.0; p[0].len()]; p.len()];
@@ -305,7 +263,7 @@ fn ensemble_averages_member_softmax() {
         }
     }
     let ensemble = average_softmax(&members).unwrap();
-    let mut s = session(&ensemble, GraphOptimizationLevel::All);
+    let mut s = session_at(&ensemble, GraphOptimizationLevel::All);
     assert_eq!(s.outputs()[0].name(), ENSEMBLE_OUTPUT);
     let got = run(&mut s, "input", &x32).unwrap();
     for (g, w) in got.outer_iter().zip(&want) {

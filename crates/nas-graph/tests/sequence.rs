@@ -774,7 +774,7 @@ fn a_gru_classifier_learns_in_onnx_runtime() {
     };
     let step = training_step(&g, &options).unwrap();
     let mut state = initial_state(&step, &Weights::he_init(&g, 0).unwrap()).unwrap();
-    let mut s = support::gradcheck::session(&step.model);
+    let mut s = support::runtime::session(&step.model);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut losses = Vec::new();
     for k in 1..=150 {
@@ -840,7 +840,7 @@ fn sequence_features_are_normalized_along_their_last_axis() {
         ..Default::default()
     };
     let model = nas_graph::export_inference(&g, &w, &options).unwrap();
-    let mut s = support::gradcheck::session(&model);
+    let mut s = support::runtime::session(&model);
     let outputs = s
         .run(ort::inputs!["input" => ort::value::TensorRef::from_array_view(&raw).unwrap()])
         .unwrap();
@@ -932,7 +932,7 @@ fn padded_float_steps_are_masked_after_normalization() {
     };
     let run = |g: &Graph| {
         let model = nas_graph::export_inference(g, &w, &options).unwrap();
-        let mut s = support::gradcheck::session(&model);
+        let mut s = support::runtime::session(&model);
         let outputs = s
             .run(ort::inputs!["input" => ort::value::TensorRef::from_array_view(&raw).unwrap()])
             .unwrap();

@@ -3,8 +3,6 @@
 //! float64 reference, fixed vs dynamic batch, and double-buffered training to convergence.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use nas_graph::onnx::proto::ModelProto;
 use nas_graph::train::reference::training_forward;
@@ -16,9 +14,7 @@ use nas_graph::{
     ExportOptions, Graph, GraphBuilder, NodeId, Op, ParamRole, Weights, export_inference,
 };
 use ndarray::{ArrayD, Axis, IxDyn};
-use ort::environment::Environment;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorRef};
 use prost::Message;
@@ -26,43 +22,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-fn library() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/ort/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
-        })
-}
-
-fn env() -> &'static Environment {
-    static ENV: OnceLock<Environment> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let path = library();
-        assert!(
-            path.is_file(),
-            "ONNX Runtime library not found at {} (set ORT_DYLIB_PATH or run `cargo xtask ort`)",
-            path.display()
-        );
-        ort::init_from(&path)
-            .unwrap_or_else(|e| panic!("cannot load ONNX Runtime from {}: {e}", path.display()))
-            .with_name("nas-graph-training")
-            .with_telemetry(false)
-            .build()
-            .expect("ONNX Runtime environment")
-    })
-}
-
-fn session(model: &[u8]) -> Session {
-    Session::builder(env())
-        .and_then(|b| {
-            b.with_optimization_level(GraphOptimizationLevel::All)
-                .map_err(Into::into)
-        })
-        .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
-        .and_then(|mut b| b.commit_from_memory(model))
-        .unwrap_or_else(|e| panic!("ONNX Runtime rejected the model: {e}"))
-}
+mod support;
+use support::runtime::session;
 
 /// conv3x3(2->4, bias) -> BN -> ReLU -> MaxPool3/s2/p1 -> Dropout -> conv3x3/s2(4->6, g2)
 /// -> BN -> SiLU -> GAP -> Linear(6->5, bias) -> BN -> ReLU -> Linear(5->3, bias).

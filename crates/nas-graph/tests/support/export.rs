@@ -5,7 +5,7 @@ use nas_graph::{ExportOptions, Graph, Weights, export_inference};
 use ndarray::ArrayD;
 use ort::value::TensorRef;
 
-use super::gradcheck::session;
+use super::runtime::session;
 
 /// Runs the exported model (options `options`) on `x` and compares it with the reference:
 /// `Err` when an output is not within `1e-4 * max(1, max|ref|)`, else the error relative to

@@ -7,8 +7,6 @@
 //! checked element by element in full; larger ones on a fixed random subset of elements.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use nas_graph::train::reference::{LossTerms, training_forward_with};
 use nas_graph::train::{
@@ -17,57 +15,19 @@ use nas_graph::train::{
 };
 use nas_graph::{Graph, NodeId, Op, Weights};
 use ndarray::{ArrayD, IxDyn};
-use ort::environment::Environment;
-use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{Session, SessionInputValue};
+use ort::session::SessionInputValue;
 use ort::value::TensorRef;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+use super::runtime::session;
+
 pub const BOUND: f64 = 1e-4;
 /// Central-difference step in float64.
 pub const H: f64 = 1e-5;
 pub const SMOOTHING: f32 = 0.1;
-
-fn library() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/ort/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
-        })
-}
-
-fn env() -> &'static Environment {
-    static ENV: OnceLock<Environment> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let path = library();
-        assert!(
-            path.is_file(),
-            "ONNX Runtime library not found at {} (set ORT_DYLIB_PATH or run `cargo xtask ort`)",
-            path.display()
-        );
-        ort::init_from(&path)
-            .unwrap_or_else(|e| panic!("cannot load ONNX Runtime from {}: {e}", path.display()))
-            .with_name("nas-graph-gradients")
-            .with_telemetry(false)
-            .build()
-            .expect("ONNX Runtime environment")
-    })
-}
-
-pub fn session(model: &[u8]) -> Session {
-    Session::builder(env())
-        .and_then(|b| {
-            b.with_optimization_level(GraphOptimizationLevel::All)
-                .map_err(Into::into)
-        })
-        .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
-        .and_then(|mut b| b.commit_from_memory(model))
-        .unwrap_or_else(|e| panic!("ONNX Runtime rejected the training model: {e}"))
-}
 
 /// One gradient check: a graph, a batch size and a seed for weights, data, labels and masks.
 pub struct Case {

@@ -3,3 +3,4 @@
 
 pub mod export;
 pub mod gradcheck;
+pub mod runtime;
