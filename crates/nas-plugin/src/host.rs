@@ -248,3 +248,25 @@ impl EvaluatorHandle {
         self.0.call("observe", &trials)
     }
 }
+
+/// The plugin library of `package` (e.g. `evaluator-train`) that cargo built alongside the
+/// running test binary: `target/<profile>/deps/` (where `cargo test` compiles a package's
+/// cdylib) or one folder up (where `cargo build` puts it). For a plugin's own tests; panics
+/// naming the file and the command that builds it when it is in neither.
+pub fn built_plugin(package: &str) -> PathBuf {
+    use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+    let file = format!("{DLL_PREFIX}{}{DLL_SUFFIX}", package.replace('-', "_"));
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let deps = exe.parent().expect("the test binary's folder");
+    [Some(deps), deps.parent()]
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(&file))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{file} is not in {} or the folder above: build it with `cargo build -p {package}`",
+                deps.display()
+            )
+        })
+}

@@ -7,25 +7,8 @@ use nas_plugin::abi::PluginKind;
 use nas_plugin::host::PluginLibrary;
 use nas_plugin::{EvalRequest, EvaluatorContext, Metrics, RuntimeSettings};
 
-/// The library built together with this test: `cargo test` compiles the package's cdylib
-/// into target/<profile>/deps (next to this test binary); `cargo build` copies it one folder
-/// up, which is the fallback.
 fn plugin_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates = [
-        deps.join("libevaluator_cost.so"),
-        deps.parent().unwrap().join("libevaluator_cost.so"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "libevaluator_cost.so is in none of {candidates:?}: build it with `cargo build -p evaluator-cost`"
-            )
-        })
+    nas_plugin::host::built_plugin("evaluator-cost")
 }
 
 #[test]

@@ -10,25 +10,8 @@ use nas_plugin::{EvalRequest, EvaluatorContext, Metrics, RuntimeSettings};
 
 const BEST_C10: &str = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|";
 
-/// The library built together with this test: `cargo test` compiles the package's cdylib
-/// into target/<profile>/deps (next to this test binary); `cargo build` copies it one folder
-/// up, which is the fallback.
 fn plugin_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates = [
-        deps.join("libevaluator_nb201.so"),
-        deps.parent().unwrap().join("libevaluator_nb201.so"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "libevaluator_nb201.so is in none of {candidates:?}: build it with `cargo build -p evaluator-nb201`"
-            )
-        })
+    nas_plugin::host::built_plugin("evaluator-nb201")
 }
 
 fn context(config: serde_json::Value) -> EvaluatorContext {

@@ -15,24 +15,8 @@ use nas_runtime::SessionSettings;
 use nas_train::oneshot::{Method, OneShotCheckpoint, OneShotConfig, SupernetTrainer};
 use serde_json::{Value, json};
 
-/// `cargo test` compiles the package's cdylib into target/<profile>/deps (next to this test
-/// binary); `cargo build` copies it one folder up, which is the fallback.
 fn plugin_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates = [
-        deps.join("libevaluator_supernet.so"),
-        deps.parent().unwrap().join("libevaluator_supernet.so"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "libevaluator_supernet.so is in none of {candidates:?}: build it with `cargo build -p evaluator-supernet`"
-            )
-        })
+    nas_plugin::host::built_plugin("evaluator-supernet")
 }
 
 const SEED: u64 = 5;

@@ -9,24 +9,8 @@ use nas_plugin::host::PluginLibrary;
 use nas_plugin::{EvalRequest, EvaluatorContext, Metrics, RuntimeSettings};
 use serde_json::{Value, json};
 
-/// `cargo test` compiles the package's cdylib into target/<profile>/deps (next to this test
-/// binary); `cargo build` copies it one folder up, which is the fallback.
 fn plugin_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates = [
-        deps.join("libevaluator_train.so"),
-        deps.parent().unwrap().join("libevaluator_train.so"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "libevaluator_train.so is in none of {candidates:?}: build it with `cargo build -p evaluator-train`"
-            )
-        })
+    nas_plugin::host::built_plugin("evaluator-train")
 }
 
 fn context(config: Value, data: Value, study_dir: &std::path::Path) -> EvaluatorContext {

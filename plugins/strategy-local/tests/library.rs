@@ -1,6 +1,5 @@
 //! The strategy through its dynamic library, as the host loads it.
 
-use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
 use std::path::PathBuf;
 
 use nas_plugin::abi::PluginKind;
@@ -11,17 +10,8 @@ use nas_plugin::{
 };
 use serde_json::json;
 
-/// The library cargo built for this package: in the test binary's folder (deps/) or one up.
 fn library() -> PathBuf {
-    let file = format!("{DLL_PREFIX}strategy_local{DLL_SUFFIX}");
-    let exe = std::env::current_exe().expect("test binary path");
-    let deps = exe.parent().expect("test binary folder");
-    [Some(deps), deps.parent()]
-        .into_iter()
-        .flatten()
-        .map(|dir| dir.join(&file))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{file} not found near {}", exe.display()))
+    nas_plugin::host::built_plugin("strategy-local")
 }
 
 fn context(config: serde_json::Value) -> StrategyContext {
