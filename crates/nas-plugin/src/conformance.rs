@@ -407,3 +407,44 @@ fn assert_same(
         );
     }
 }
+
+/// A strategy's context for unit tests: `space`, one objective `loss` to minimize, `seed`
+/// and the strategy's `config`.
+pub fn loss_context(
+    space: SpaceDescriptor,
+    seed: u64,
+    config: serde_json::Value,
+) -> StrategyContext {
+    StrategyContext {
+        space,
+        objectives: vec![Objective {
+            metric: "loss".into(),
+            direction: Direction::Minimize,
+        }],
+        seed,
+        config,
+    }
+}
+
+/// A finished trial as the engine tells it, with no metrics, proposed by another strategy.
+pub fn observation(
+    trial_id: u64,
+    values: Vec<f64>,
+    state: TrialState,
+    losses: Vec<f64>,
+) -> Observation {
+    Observation {
+        trial_id,
+        values,
+        fidelity: None,
+        state,
+        losses,
+        metrics: Metrics::new(),
+        proposer: "someone-else".into(),
+    }
+}
+
+/// A complete trial of [`loss_context`]'s objective.
+pub fn complete(trial_id: u64, values: Vec<f64>, loss: f64) -> Observation {
+    observation(trial_id, values, TrialState::Complete, vec![loss])
+}

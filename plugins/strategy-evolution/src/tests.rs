@@ -1,10 +1,11 @@
 use nas_plugin::kit::rand::SeedableRng;
 use nas_plugin::kit::rand_chacha::ChaCha8Rng;
 use nas_plugin::kit::{mutate_value, sample_choice};
-use nas_plugin::{Choice, ChoiceKind, Direction, Metrics, Objective};
+use nas_plugin::{Choice, ChoiceKind, Direction, Objective};
 use serde_json::json;
 
 use super::*;
+use nas_plugin::conformance::{complete, loss_context as context, observation};
 
 fn categorical(name: &str, n: usize) -> Choice {
     Choice {
@@ -58,39 +59,6 @@ fn mixed_space() -> SpaceDescriptor {
         kind: "test".into(),
         choices,
     }
-}
-
-fn context(space: SpaceDescriptor, seed: u64, config: serde_json::Value) -> StrategyContext {
-    StrategyContext {
-        space,
-        objectives: vec![Objective {
-            metric: "loss".into(),
-            direction: Direction::Minimize,
-        }],
-        seed,
-        config,
-    }
-}
-
-fn observation(
-    trial_id: u64,
-    values: Vec<f64>,
-    state: TrialState,
-    losses: Vec<f64>,
-) -> Observation {
-    Observation {
-        trial_id,
-        values,
-        fidelity: None,
-        state,
-        losses,
-        metrics: Metrics::new(),
-        proposer: "someone-else".into(),
-    }
-}
-
-fn complete(trial_id: u64, values: Vec<f64>, loss: f64) -> Observation {
-    observation(trial_id, values, TrialState::Complete, vec![loss])
 }
 
 fn differing(a: &[f64], b: &[f64]) -> Vec<usize> {

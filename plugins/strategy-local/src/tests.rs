@@ -3,10 +3,11 @@ use std::collections::{HashMap, HashSet};
 use nas_plugin::kit::rand::SeedableRng;
 use nas_plugin::kit::rand_chacha::ChaCha8Rng;
 use nas_plugin::kit::{json_exact, sample_choice};
-use nas_plugin::{Choice, ChoiceKind, Direction, Metrics, Objective};
+use nas_plugin::{Choice, ChoiceKind};
 use serde_json::json;
 
 use super::*;
+use nas_plugin::conformance::{complete, loss_context as context, observation};
 
 fn categorical(name: &str, n: usize) -> Choice {
     Choice {
@@ -55,39 +56,6 @@ fn mixed_space() -> SpaceDescriptor {
         },
         categorical("fixed_op", 1),
     ])
-}
-
-fn context(space: SpaceDescriptor, seed: u64, config: serde_json::Value) -> StrategyContext {
-    StrategyContext {
-        space,
-        objectives: vec![Objective {
-            metric: "loss".into(),
-            direction: Direction::Minimize,
-        }],
-        seed,
-        config,
-    }
-}
-
-fn observation(
-    trial_id: u64,
-    values: Vec<f64>,
-    state: TrialState,
-    losses: Vec<f64>,
-) -> Observation {
-    Observation {
-        trial_id,
-        values,
-        fidelity: None,
-        state,
-        losses,
-        metrics: Metrics::new(),
-        proposer: "someone-else".into(),
-    }
-}
-
-fn complete(trial_id: u64, values: Vec<f64>, loss: f64) -> Observation {
-    observation(trial_id, values, TrialState::Complete, vec![loss])
 }
 
 fn differing(a: &[f64], b: &[f64]) -> Vec<usize> {

@@ -1,9 +1,10 @@
+use nas_plugin::Choice;
 use nas_plugin::kit::rand::SeedableRng;
 use nas_plugin::kit::rand_chacha::ChaCha8Rng;
-use nas_plugin::{Choice, Direction, Metrics, Objective};
 use serde_json::json;
 
 use super::*;
+use nas_plugin::conformance::{complete, loss_context as context, observation};
 
 fn categorical(name: &str, n: usize) -> Choice {
     Choice {
@@ -70,39 +71,6 @@ fn mixed_space() -> SpaceDescriptor {
             },
         ],
     }
-}
-
-fn context(space: SpaceDescriptor, seed: u64, config: serde_json::Value) -> StrategyContext {
-    StrategyContext {
-        space,
-        objectives: vec![Objective {
-            metric: "loss".into(),
-            direction: Direction::Minimize,
-        }],
-        seed,
-        config,
-    }
-}
-
-fn observation(
-    trial_id: u64,
-    values: Vec<f64>,
-    state: TrialState,
-    losses: Vec<f64>,
-) -> Observation {
-    Observation {
-        trial_id,
-        values,
-        fidelity: None,
-        state,
-        losses,
-        metrics: Metrics::new(),
-        proposer: "someone-else".into(),
-    }
-}
-
-fn complete(trial_id: u64, values: Vec<f64>, loss: f64) -> Observation {
-    observation(trial_id, values, TrialState::Complete, vec![loss])
 }
 
 fn new_error(config: serde_json::Value) -> String {
