@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use nas_data::{DataConfig, Part, Targets};
+use nas_data::{Part, Targets};
 
 mod common;
-use common::{json, nas, onnx_test_output, shipped, stderr, stdout};
+use common::{load_data, nas, onnx_test_output, search_study, shipped, stderr, stdout};
 
 const SEED: u64 = 5;
 
@@ -108,17 +108,9 @@ fn penguin_body_mass_regression_search_train_and_export() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = data_table();
-    std::fs::write(
-        dir.join("study.toml"),
-        study(&data, r#"minimize = "val_rmse""#),
-    )
-    .unwrap();
-    let o = nas(&["search", "study.toml"], dir);
-    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-    let trials = json(&nas(&["status", "study", "--json"], dir));
-    let trials = trials.as_array().unwrap();
+    let (trials, best) = search_study(dir, &study(&data, r#"minimize = "val_rmse""#));
     assert_eq!(trials.len(), 5);
-    for t in trials {
+    for t in &trials {
         assert_eq!(t["state"], "complete", "{t}");
         let m = &t["metrics"];
         for name in ["val_mse", "val_rmse", "val_mae", "val_r2", "train_mae"] {
@@ -131,10 +123,6 @@ fn penguin_body_mass_regression_search_train_and_export() {
         );
         assert!((rmse * rmse - mse).abs() <= 1e-6 * mse, "{t}");
     }
-    let best = match json(&nas(&["best", "study", "--json"], dir)) {
-        serde_json::Value::Array(mut list) => list.remove(0),
-        one => one,
-    };
     // Predicting the training mean gives R^2 = 0 (RMSE about 800 g); a linear regression on
     // one-hot features gets R^2 0.86 on the test file.
     let val_r2 = best["metrics"]["val_r2"].as_f64().unwrap();
@@ -150,9 +138,7 @@ fn penguin_body_mass_regression_search_train_and_export() {
 
     // The exported model predicts grams from the raw features: its RMSE on the test file is
     // the one the study reports.
-    let mut cfg: DataConfig = toml::from_str(&data).unwrap();
-    cfg.resolve_paths(dir);
-    let split = nas_data::load(&cfg, SEED).unwrap();
+    let split = load_data(dir, &data, SEED);
     let test = split.part(Part::Test);
     assert_eq!(test.len(), 69, "no test penguin lacks its mass");
     let model = dir.join(fin["model"].as_str().unwrap());
@@ -253,7 +239,7 @@ fn padded_sequence_regression_from_numpy_files() {
         "format = \"npz\"\npath = {:?}\nlayout = \"ntf\"",
         shipped("japanese-vowels.npz")
     );
-    let speech = nas_data::load(&toml::from_str(&npz).unwrap(), SEED).unwrap();
+    let speech = load_data(dir, &npz, SEED);
     let frames = &speech.data.images; // [N, T, F, 1]
     let (n, t, f, _) = frames.dim();
     let x = frames.to_shape((n, t, f)).unwrap().to_owned();
@@ -287,23 +273,11 @@ kernels = [3]
 dilations = [1]
 poolings = ["mean"]
 classifiers = ["linear"]"#;
-    std::fs::write(
-        dir.join("study.toml"),
-        study_of(data, space, 2, r#"minimize = "val_mse""#),
-    )
-    .unwrap();
-    let o = nas(&["search", "study.toml"], dir);
-    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-    let best = match json(&nas(&["best", "study", "--json"], dir)) {
-        serde_json::Value::Array(mut list) => list.remove(0),
-        one => one,
-    };
+    let (_, best) = search_study(dir, &study_of(data, space, 2, r#"minimize = "val_mse""#));
     let val_r2 = best["metrics"]["val_r2"].as_f64().unwrap();
     assert!(val_r2 >= 0.8, "{best}");
     let fin = &best["final"];
-    let mut cfg: DataConfig = toml::from_str(data).unwrap();
-    cfg.resolve_paths(dir);
-    let split = nas_data::load(&cfg, SEED).unwrap();
+    let split = load_data(dir, data, SEED);
     assert!(split.is_padded());
     let model = dir.join(fin["model"].as_str().unwrap());
     let measured = rmse(

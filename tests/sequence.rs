@@ -5,33 +5,10 @@
 
 use std::path::Path;
 
-use nas_data::DataConfig;
-
 mod common;
-use common::{json, nas, onnx_test_accuracy, stderr, stdout};
+use common::{load_data, onnx_test_accuracy, search_study};
 
 const SEED: u64 = 11;
-
-/// Runs the study in `dir`; returns every trial and the best one (with its `final` part).
-fn search(dir: &Path, config: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
-    std::fs::write(dir.join("study.toml"), config).unwrap();
-    let o = nas(&["search", "study.toml"], dir);
-    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-    let trials = json(&nas(&["status", "study", "--json"], dir));
-    let best = json(&nas(&["best", "study", "--json"], dir));
-    let best = match best {
-        serde_json::Value::Array(mut list) => list.remove(0),
-        one => one,
-    };
-    (trials.as_array().unwrap().clone(), best)
-}
-
-/// `[data]` as the study in `dir` reads it.
-fn load(dir: &Path, data: &str) -> nas_data::SplitDataset {
-    let mut cfg: DataConfig = toml::from_str(data).unwrap();
-    cfg.resolve_paths(dir);
-    nas_data::load(&cfg, SEED).unwrap()
-}
 
 /// What every study shares: random search, cost and training evaluators, `[final]` export.
 fn study(data: &str, space: &str, trials: u64, epochs: u64) -> String {
@@ -93,7 +70,7 @@ fn check_final_model(dir: &Path, best: &serde_json::Value, data: &str, input: &[
         .collect();
     assert_eq!(dims, input, "{info}");
     let reported = fin["test_accuracy"].as_f64().unwrap();
-    let (measured, samples) = onnx_test_accuracy(&model, &load(dir, data));
+    let (measured, samples) = onnx_test_accuracy(&model, &load_data(dir, data, SEED));
     // The study ran the test split in batches of 256, here it is one batch: allow the one
     // sample whose argmax such a change of kernels could flip.
     assert!(
@@ -107,7 +84,7 @@ fn digits_as_row_sequences_search_train_and_export() {
     let tmp = tempfile::tempdir().unwrap();
     let data = "dataset = \"digits\"\nas_sequence = true";
     let space = "widths = [32]\ndepths = [1, 2]\nheads = [2, 4]";
-    let (trials, best) = search(tmp.path(), &study(data, space, 4, 2));
+    let (trials, best) = search_study(tmp.path(), &study(data, space, 4, 2));
     assert_eq!(trials.len(), 4);
     for t in &trials {
         assert_eq!(t["state"], "complete", "{t}");
@@ -167,7 +144,7 @@ fn text_token_ids_search_train_and_export() {
     text_file(&tmp.path().join("reviews.tsv"));
     let data = "format = \"text\"\ntrain = \"reviews.tsv\"";
     let space = "widths = [16]\ndepths = [1]\nblocks = [\"attention\", \"gru\", \"conv\"]\nheads = [2]\nkernels = [3]\ndilations = [1]\npoolings = [\"mean\", \"max\", \"attention\"]";
-    let (trials, best) = search(tmp.path(), &study(data, space, 3, 4));
+    let (trials, best) = search_study(tmp.path(), &study(data, space, 3, 4));
     assert_eq!(trials.len(), 3);
     for t in &trials {
         assert_eq!(t["state"], "complete", "{t}");
@@ -182,7 +159,7 @@ fn text_token_ids_search_train_and_export() {
     assert_eq!(info["normalization"]["mean"], serde_json::json!([0.0]));
     assert_eq!(info["normalization"]["std"], serde_json::json!([1.0]));
     assert_eq!(
-        load(tmp.path(), data).sample_shape(),
+        load_data(tmp.path(), data, SEED).sample_shape(),
         vec![8],
         "the longest text"
     );
@@ -203,7 +180,7 @@ fn padded_speech_features_search_train_and_export() {
         npz.display()
     );
     let space = "widths = [16]\ndepths = [1]\nblocks = [\"conv\", \"gru\"]\nkernels = [3]\ndilations = [2]\npoolings = [\"last\"]\nclassifiers = [\"linear\"]";
-    let (trials, best) = search(tmp.path(), &study(&data, space, 2, 12));
+    let (trials, best) = search_study(tmp.path(), &study(&data, space, 2, 12));
     assert_eq!(trials.len(), 2);
     for t in &trials {
         assert_eq!(t["state"], "complete", "{t}");

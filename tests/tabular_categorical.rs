@@ -4,10 +4,8 @@
 //! normalized), must reproduce the test accuracy the study reports: neither training nor
 //! export may normalize the codes.
 
-use nas_data::DataConfig;
-
 mod common;
-use common::{json, nas, onnx_test_accuracy, shipped, stderr, stdout};
+use common::{load_data, onnx_test_accuracy, search_study, shipped};
 
 const SEED: u64 = 3;
 
@@ -81,22 +79,14 @@ fn penguins_with_embedded_categories_search_train_and_export() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = data_table();
-    std::fs::write(dir.join("study.toml"), study(&data)).unwrap();
-    let o = nas(&["search", "study.toml"], dir);
-    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-    let trials = json(&nas(&["status", "study", "--json"], dir));
-    let trials = trials.as_array().unwrap();
+    let (trials, best) = search_study(dir, &study(&data));
     assert_eq!(trials.len(), 6);
-    for t in trials {
+    for t in &trials {
         assert_eq!(t["state"], "complete", "{t}");
         let arch = t["arch"].as_str().unwrap();
         assert!(arch.contains(" embed="), "{arch}");
         assert!(t["metrics"]["latency_ms"].as_f64().unwrap() > 0.0, "{t}");
     }
-    let best = match json(&nas(&["best", "study", "--json"], dir)) {
-        serde_json::Value::Array(mut list) => list.remove(0),
-        one => one,
-    };
     // The species are nearly separable from the measurements (logistic regression on one-hot
     // features scores about 0.99); 55 validation and 69 test penguins.
     let val = best["metrics"]["val_accuracy"].as_f64().unwrap();
@@ -105,9 +95,7 @@ fn penguins_with_embedded_categories_search_train_and_export() {
     let reported = fin["test_accuracy"].as_f64().unwrap();
     assert!(reported >= 0.95, "{best}");
 
-    let mut cfg: DataConfig = toml::from_str(&data).unwrap();
-    cfg.resolve_paths(dir);
-    let split = nas_data::load(&cfg, SEED).unwrap();
+    let split = load_data(dir, &data, SEED);
     let codes: Vec<usize> = split.data.categorical.iter().map(|c| c.feature).collect();
     assert_eq!(
         codes,

@@ -31,6 +31,30 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// Writes `config` to `dir/study.toml` and runs `nas search` on it (which must succeed);
+/// returns every trial (`nas status study --json`) and the best one (`nas best study --json`,
+/// the first of a Pareto set), with its `final` part. The config's study folder must be
+/// `study`.
+pub fn search_study(dir: &Path, config: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    std::fs::write(dir.join("study.toml"), config).unwrap();
+    let o = nas(&["search", "study.toml"], dir);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let trials = json(&nas(&["status", "study", "--json"], dir));
+    let best = match json(&nas(&["best", "study", "--json"], dir)) {
+        serde_json::Value::Array(mut list) => list.remove(0),
+        one => one,
+    };
+    (trials.as_array().unwrap().clone(), best)
+}
+
+/// The `[data]` table `data` as a study in `dir` reads it (relative paths from `dir`), split
+/// with `seed`.
+pub fn load_data(dir: &Path, data: &str, seed: u64) -> nas_data::SplitDataset {
+    let mut cfg: nas_data::DataConfig = toml::from_str(data).unwrap();
+    cfg.resolve_paths(dir);
+    nas_data::load(&cfg, seed).unwrap()
+}
+
 /// A data file shipped in `configs/data/`.
 pub fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
