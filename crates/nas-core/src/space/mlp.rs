@@ -531,14 +531,7 @@ impl SearchSpace for MlpSpace {
         let fields = arch_fields(arch, keys, &err)?;
         let field = |key: &str| arch_field(&fields, key, &err);
         let position = |key: &str, value: &str, choice: usize| {
-            option_value(
-                &self.descriptor,
-                choice,
-                key,
-                value,
-                super::same_option,
-                &err,
-            )
+            option_value(&self.descriptor, choice, key, value, &err)
         };
         let mut values = vec![position("depth", field("depth")?, 0)?];
         let widths: Vec<&str> = field("widths")?.split(',').collect();

@@ -421,14 +421,13 @@ fn arch_field<'a>(
         .ok_or_else(|| err(format!("`{key}=` is missing")))
 }
 
-/// The value (option index) of categorical choice `choice` whose option `value` names, by
-/// `same(option, value)`; `key` names the field in the error.
+/// The value (option index) of categorical choice `choice` whose option `value` names (see
+/// [`same_option`]); `key` names the field in the error.
 fn option_value(
     descriptor: &SpaceDescriptor,
     choice: usize,
     key: &str,
     value: &str,
-    same: fn(&str, &str) -> bool,
     err: &dyn Fn(String) -> SpaceError,
 ) -> Result<f64, SpaceError> {
     let ChoiceKind::Categorical { options } = &descriptor.choices[choice].kind else {
@@ -439,7 +438,7 @@ fn option_value(
     };
     options
         .iter()
-        .position(|o| same(o, value))
+        .position(|o| same_option(o, value))
         .map(|i| i as f64)
         .ok_or_else(|| {
             err(format!(

@@ -436,14 +436,7 @@ impl SearchSpace for SequenceSpace {
         let fields = arch_fields(arch, keys, &err)?;
         let field = |key: &str| arch_field(&fields, key, &err);
         let position = |key: &str, value: &str, choice: usize| {
-            option_value(
-                &self.descriptor,
-                choice,
-                key,
-                value,
-                super::same_option,
-                &err,
-            )
+            option_value(&self.descriptor, choice, key, value, &err)
         };
         let mut values = vec![
             position("width", field("width")?, 0)?,
