@@ -1,7 +1,8 @@
 use std::collections::HashSet;
 
+use nas_plugin::Choice;
+use nas_plugin::conformance::{self, loss_context as context};
 use nas_plugin::kit::bits;
-use nas_plugin::{Choice, Direction, Metrics, Objective, TrialState};
 use serde_json::json;
 
 use super::*;
@@ -42,28 +43,9 @@ fn mixed_space() -> SpaceDescriptor {
     ])
 }
 
-fn context(space: SpaceDescriptor, seed: u64, config: serde_json::Value) -> StrategyContext {
-    StrategyContext {
-        space,
-        objectives: vec![Objective {
-            metric: "loss".into(),
-            direction: Direction::Minimize,
-        }],
-        seed,
-        config,
-    }
-}
-
+/// A complete trial; the grid ignores its loss.
 fn complete(trial_id: u64, values: Vec<f64>) -> Observation {
-    Observation {
-        trial_id,
-        values,
-        fidelity: None,
-        state: TrialState::Complete,
-        losses: vec![1.0],
-        metrics: Metrics::new(),
-        proposer: "someone-else".into(),
-    }
+    conformance::complete(trial_id, values, 1.0)
 }
 
 /// Every candidate of the mixed space.

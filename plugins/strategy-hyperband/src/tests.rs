@@ -1,7 +1,8 @@
 use std::collections::HashMap;
 
+use nas_plugin::conformance::loss_context as context;
 use nas_plugin::kit::rand::SeedableRng;
-use nas_plugin::{Choice, ChoiceKind, Direction, Metrics, Objective};
+use nas_plugin::{Choice, ChoiceKind, Metrics};
 use serde_json::json;
 
 use super::*;
@@ -49,18 +50,6 @@ fn mixed_space() -> SpaceDescriptor {
                 },
             },
         ],
-    }
-}
-
-fn context(space: SpaceDescriptor, seed: u64, config: serde_json::Value) -> StrategyContext {
-    StrategyContext {
-        space,
-        objectives: vec![Objective {
-            metric: "loss".into(),
-            direction: Direction::Minimize,
-        }],
-        seed,
-        config,
     }
 }
 
