@@ -3,7 +3,6 @@
 //! incompatible ABI. They are dev-dependencies of nas-core, so `cargo test -p nas-core` builds
 //! the .so files loaded here.
 
-use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
 use std::path::PathBuf;
 
 use nas_plugin::abi::PluginKind;
@@ -14,25 +13,10 @@ use nas_plugin::{
 };
 use serde_json::json;
 
-/// `target/<profile>/<lib>.so` for crate `name`. Test binaries run from target/<profile>/deps,
-/// where cargo leaves the libraries of dependencies; a `cargo build` puts them one level up.
+/// The library cargo built for crate `name` (a dev-dependency of nas-core, so `cargo test -p
+/// nas-core` builds it).
 fn library(name: &str) -> PathBuf {
-    let file = format!("{DLL_PREFIX}{}{DLL_SUFFIX}", name.replace('-', "_"));
-    let exe = std::env::current_exe().expect("test binary path");
-    let deps = exe.parent().expect("test binary folder");
-    let candidates = [Some(deps), deps.parent()];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(|dir| dir.join(&file))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{file} not found next to {}; it is a dev-dependency of nas-core, so \
-                 `cargo test -p nas-core` should have built it",
-                exe.display()
-            )
-        })
+    nas_plugin::host::built_plugin(name)
 }
 
 fn open(name: &str) -> PluginLibrary {
