@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use nas_data::{Dataset, Normalization, Part, Task};
 use nas_graph::onnx::export::BATCH_DIM;
-use nas_graph::onnx::{OPSET, graph_signature};
+use nas_graph::onnx::{ExportOptions, OPSET, export_inference, graph_signature};
 use nas_runtime::SessionSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::eval::{Evaluation, RegressionErrors, evaluate_batches, raw_batches};
-use crate::step_api::{export_model, export_options, input_axis};
+use crate::step_api::{deployable_options, input_axis};
 use crate::trainer::{EVAL_BATCH, Trainer};
 
 /// One dimension of an exported tensor: fixed, or the symbolic batch dimension.
@@ -77,31 +77,35 @@ pub fn description_path(model: &Path) -> PathBuf {
 }
 
 impl Trainer<'_> {
-    /// The inference model of the current weights (dynamic batch, BatchNorm folded where
-    /// possible) taking raw values normalized by `normalization` in its first nodes. Token
-    /// ids are never normalized: a model of them takes the ids as they are.
+    /// The inference model of the current weights, exported with [`deployable_options`]:
+    /// it takes raw values (token ids as they are) and, for regression, predicts in the
+    /// targets' units.
     pub fn deployable_model(&self, normalization: &Normalization) -> Result<Vec<u8>, TrainError> {
-        let normalize = (!self.data.data.is_token_ids()).then_some(normalization);
-        if let Some(n) = normalize {
-            let axis = input_axis(n);
+        let options = self.deployable_options(normalization);
+        if options.normalize.is_some() {
+            let axis = input_axis(normalization);
             let features = self.graph.input.get(axis).copied().unwrap_or(0);
-            if n.channels() != features {
+            if normalization.channels() != features {
                 return Err(TrainError::Mismatch(format!(
                     "the normalization has {} entries but the network's input {:?} has {features} along axis {axis}",
-                    n.channels(),
+                    normalization.channels(),
                     self.graph.input
                 )));
             }
         }
         let weights = self.weights()?;
-        export_model(&self.graph, &weights, normalize, true)
+        export_inference(&self.graph, &weights, &options)
             .map_err(TrainError::graph("cannot export the trained network"))
+    }
+
+    /// See [`deployable_options`].
+    fn deployable_options(&self, normalization: &Normalization) -> ExportOptions {
+        deployable_options(normalization, self.data.data.is_token_ids())
     }
 
     /// The description of [`Trainer::deployable_model`] (without a file name).
     pub fn export_info(&self, normalization: &Normalization) -> Result<ExportInfo, TrainError> {
-        let normalize = (!self.data.data.is_token_ids()).then_some(normalization);
-        let sig = graph_signature(&self.graph, &export_options(normalize, true))
+        let sig = graph_signature(&self.graph, &self.deployable_options(normalization))
             .map_err(TrainError::graph("cannot describe the exported network"))?;
         let dims = |shape: &[Option<usize>]| -> Vec<Dim> {
             shape

@@ -507,3 +507,70 @@ fn sequences_train_in_their_sample_shape_and_export() {
     let raw = trainer.evaluate_part(Part::Test).unwrap();
     assert_eq!(raw.accuracy.unwrap(), 1.0, "{raw:?}");
 }
+
+/// Regression on token ids: the exported model, which takes the ids as they are (no
+/// normalization), still predicts in the targets' units, so its test errors are the trainer's.
+#[test]
+fn token_id_regression_exports_predictions_in_target_units() {
+    use nas_graph::TimePoolKind;
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.tsv");
+    let lines: String = (0..200)
+        .map(|i| match i % 3 {
+            0 => "a\tyes yes maybe\n",
+            1 => "a\tno\n",
+            _ => "a\tyes no\n",
+        })
+        .collect();
+    std::fs::write(&text, lines).unwrap();
+    let cfg = DataConfig {
+        format: Some(nas_data::Format::Text),
+        train: Some(text),
+        ..DataConfig::default()
+    };
+    let ids = nas_data::load(&cfg, 0).unwrap();
+    // Target: 100 + 10 x the number of words, far from standardized units.
+    let mut data = ids.data.clone();
+    let targets: Vec<f32> = data
+        .images
+        .outer_iter()
+        .map(|s| 100.0 + 10.0 * s.iter().filter(|&&id| id != 0.0).count() as f32)
+        .collect();
+    data.set_targets(targets).unwrap();
+    let n = data.len();
+    let split = SplitDataset::new(data, n, &SplitConfig::default(), None, 0).unwrap();
+    assert!(split.data.is_token_ids() && split.normalization.target.is_some());
+    let vocab = split.vocab_size().unwrap();
+    let mut b = GraphBuilder::new(&split.sample_shape());
+    let e = b.add(Op::Embedding { vocab, dim: 4 }, &[0]);
+    let mask = b.add(Op::PaddingMask, &[0]);
+    let pooled = b.add(
+        Op::TimePool {
+            kind: TimePoolKind::Mean,
+        },
+        &[e, mask],
+    );
+    let out = b.add(
+        Op::Linear {
+            out_features: 1,
+            bias: true,
+        },
+        &[pooled],
+    );
+    let graph = b.finish(out);
+    let recipe = TrainConfig {
+        epochs: 5,
+        lr: Some(0.05),
+        ..TrainConfig::default()
+    };
+    let weights = Weights::he_init(&graph, 0).unwrap();
+    let mut trainer = Trainer::new(&graph, weights, &recipe, &runtime(), &split).unwrap();
+    trainer.train_epochs(5).unwrap();
+    let own = trainer.evaluate_normalized(Part::Test).unwrap().unwrap();
+    let exported = trainer.evaluate_part(Part::Test).unwrap();
+    let (a, b) = (own.errors.unwrap(), exported.errors.unwrap());
+    assert!(
+        (a.mse - b.mse).abs() <= 1e-3 * a.mse.max(1e-3),
+        "trainer {a:?}, exported model {b:?}"
+    );
+}
