@@ -76,11 +76,8 @@ fn insert_test_scores(
     if let Some(a) = accuracy {
         out["test_accuracy"] = json!(a);
     }
-    if let Some(e) = errors {
-        out["test_mse"] = json!(e.mse);
-        out["test_rmse"] = json!(e.mse.sqrt());
-        out["test_mae"] = json!(e.mae);
-        out["test_r2"] = json!(e.r2);
+    for (name, value) in errors.map(|e| e.metrics("test")).unwrap_or_default() {
+        out[name] = json!(value);
     }
 }
 

@@ -32,20 +32,23 @@ pub struct RegressionErrors {
     pub r2: f64,
 }
 
+impl RegressionErrors {
+    /// The errors under their metric names with `prefix` (`val`, `test`): `<prefix>_mse`,
+    /// `_rmse`, `_mae`, `_r2`.
+    pub fn metrics(&self, prefix: &str) -> Vec<(String, f64)> {
+        vec![
+            (format!("{prefix}_mse"), self.mse),
+            (format!("{prefix}_rmse"), self.mse.sqrt()),
+            (format!("{prefix}_mae"), self.mae),
+            (format!("{prefix}_r2"), self.r2),
+        ]
+    }
+}
+
 impl Evaluation {
-    /// The regression metrics under their names with `prefix` (`val`, `test`):
-    /// `<prefix>_mse`, `_rmse`, `_mae`, `_r2`; empty for classification.
+    /// [`RegressionErrors::metrics`]; empty for classification.
     pub fn regression_metrics(&self, prefix: &str) -> Vec<(String, f64)> {
-        self.errors
-            .map(|e| {
-                vec![
-                    (format!("{prefix}_mse"), e.mse),
-                    (format!("{prefix}_rmse"), e.mse.sqrt()),
-                    (format!("{prefix}_mae"), e.mae),
-                    (format!("{prefix}_r2"), e.r2),
-                ]
-            })
-            .unwrap_or_default()
+        self.errors.map(|e| e.metrics(prefix)).unwrap_or_default()
     }
 }
 
