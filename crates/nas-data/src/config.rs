@@ -115,6 +115,7 @@ pub struct DataConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_indicator: Option<bool>,
     /// CSV: rows without a label are an error (default) or dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_label: Option<MissingLabel>,
     pub keys: Option<NpzKeys>,
     /// Axis layout of npy / npz image arrays.
@@ -129,7 +130,8 @@ pub struct DataConfig {
     pub as_sequence: bool,
     /// Class count; inferred as largest label + 1 when absent (fixed for CIFAR and digits).
     pub classes: Option<usize>,
-    /// `regression`: the CSV label column holds numbers to predict (see [`Task`]).
+    /// `regression`: the labels (a CSV label column, a NumPy label array) are numbers to
+    /// predict (see [`Task`]).
     #[serde(skip_serializing_if = "is_classification")]
     pub task: Task,
     pub validation: f64,
