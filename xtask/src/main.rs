@@ -128,13 +128,13 @@ enum Task {
         #[arg(long)]
         no_nchwc: bool,
     },
-    /// One-shot search against ground truth: for each method (darts, darts-minus, gdas,
-    /// spos) and seed, train the supernet of the `nb201-digits` table's space on its data,
+    /// One-shot search against ground truth: for each method (darts, darts-minus, drnas,
+    /// gdas, spos) and seed, train the supernet of the `nb201-digits` table's space on its data,
     /// derive the architecture and look up its test accuracy and percentile in the table;
     /// writes results/bench-oneshot/{runs.csv,summary.md}.
     BenchOneshot {
-        /// Methods, comma-separated (default: all four).
-        #[arg(long, default_value = "darts,darts-minus,gdas,spos")]
+        /// Methods, comma-separated (default: all five).
+        #[arg(long, default_value = "darts,darts-minus,drnas,gdas,spos")]
         methods: String,
         /// Seeds, comma-separated.
         #[arg(long, default_value = "1,2,3,4,5")]

@@ -40,13 +40,14 @@ struct Args {
     out: PathBuf,
 }
 
-const USAGE: &str = "usage: oneshot_bench [--table FILE] [--methods darts,darts-minus,gdas,spos] \
+const USAGE: &str = "usage: oneshot_bench [--table FILE] [--methods darts,darts-minus,drnas,gdas,spos] \
      [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--threads N] [--out DIR]";
 
 fn parse_method(s: &str) -> Result<Method> {
     Ok(match s {
         "darts" => Method::Darts,
         "darts-minus" => Method::DartsMinus,
+        "drnas" => Method::Drnas,
         "gdas" => Method::Gdas,
         "spos" => Method::Spos,
         other => return Err(format!("unknown method `{other}`; {USAGE}").into()),
@@ -59,6 +60,7 @@ fn parse_args() -> Result<Args> {
         methods: vec![
             Method::Darts,
             Method::DartsMinus,
+            Method::Drnas,
             Method::Gdas,
             Method::Spos,
         ],

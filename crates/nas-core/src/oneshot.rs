@@ -1,10 +1,10 @@
-//! The one-shot strategies `darts`, `darts-minus` and `gdas`: built into the core rather than
+//! The one-shot strategies `darts`, `darts-minus`, `drnas` and `gdas`: built into the core rather than
 //! loaded as plugins, because they train a supernet, which needs the space's network, the
 //! study's data and ONNX Runtime (a strategy plugin sees only the space's choices).
 //!
 //! ```toml
 //! [[strategy]]
-//! plugin = "darts"          # or "darts-minus", "gdas"
+//! plugin = "darts"          # or "darts-minus", "drnas", "gdas"
 //! epochs = 50               # every key of nas_train::oneshot::OneShotConfig but `method`
 //! arch_lr = 3e-4
 //! weight_lr = 0.025
@@ -31,9 +31,10 @@ use serde::{Deserialize, Serialize};
 use crate::space::SearchSpace;
 
 /// The built-in one-shot strategies by their `plugin` name.
-pub const ONESHOT_STRATEGIES: [(&str, Method); 3] = [
+pub const ONESHOT_STRATEGIES: [(&str, Method); 4] = [
     ("darts", Method::Darts),
     ("darts-minus", Method::DartsMinus),
+    ("drnas", Method::Drnas),
     ("gdas", Method::Gdas),
 ];
 
@@ -110,7 +111,7 @@ impl OneShotStrategy {
         if table.supernet.contains_key("method") {
             anyhow::bail!(
                 "strategy `{name}`: `method` is set by the strategy's name; remove it (or use \
-                 plugin = \"darts\", \"darts-minus\" or \"gdas\")"
+                 plugin = \"darts\", \"darts-minus\", \"drnas\" or \"gdas\")"
             );
         }
         let mut supernet = table.supernet;

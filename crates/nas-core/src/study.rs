@@ -170,7 +170,7 @@ fn open_storage(config: &StudyConfig, dir: &Path) -> anyhow::Result<Storage> {
 }
 
 /// One instance per `[[strategy]]`, each with its own seed: a plugin, or one of the
-/// built-in one-shot strategies (`darts`, `darts-minus`, `gdas`).
+/// built-in one-shot strategies (`darts`, `darts-minus`, `drnas`, `gdas`).
 fn load_strategies(
     config: &StudyConfig,
     space_config: &SpaceConfig,

@@ -131,6 +131,7 @@ fn every_method_learns_and_resumes_exactly() {
     for method in [
         Method::Darts,
         Method::DartsMinus,
+        Method::Drnas,
         Method::Gdas,
         Method::Spos,
     ] {

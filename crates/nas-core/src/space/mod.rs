@@ -148,7 +148,7 @@ pub enum SpaceError {
     },
     #[error(
         "the `{kind}` space has no one-shot supernet yet; one-shot methods (darts, gdas, \
-         darts-minus, spos) need `[space] kind = \"cell\"`"
+         darts-minus, drnas, spos) need `[space] kind = \"cell\"`"
     )]
     NoSupernet { kind: String },
     #[error("invalid choice vector for the `{kind}` space: {reason}")]

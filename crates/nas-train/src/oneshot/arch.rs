@@ -10,6 +10,11 @@
 //!   `(alpha + g) / tau`; gradients reach `alpha` straight through the softmax of the same
 //!   perturbed logits, with the authors' gradient for unsampled operations (see
 //!   `SupernetTrainer::choice_grads`); `tau` decays linearly from `tau_max` to `tau_min`.
+//! - DrNAS (Chen et al., ICLR 2021): weights drawn per step from a Dirichlet distribution
+//!   with concentrations `elu(alpha) + 1`; gradients reach `alpha` through the sample
+//!   (pathwise, [`super::dirichlet`]), and an L2 penalty on the concentrations keeps the
+//!   distribution from sharpening early. The sampling noise is what keeps parameter-free
+//!   operations from winning by their early gradient advantage.
 //! - SPOS (Guo et al., ECCV 2020): a uniformly sampled one-hot per step; no `alpha`.
 
 use rand::{Rng, SeedableRng};
@@ -17,12 +22,15 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use super::dirichlet::{DirichletSample, concentration, concentration_grad};
+
 /// Which one-shot method trains the supernet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     Darts,
     DartsMinus,
+    Drnas,
     Gdas,
     Spos,
 }
@@ -32,6 +40,7 @@ impl Method {
         match self {
             Method::Darts => "darts",
             Method::DartsMinus => "darts-minus",
+            Method::Drnas => "drnas",
             Method::Gdas => "gdas",
             Method::Spos => "spos",
         }
@@ -100,16 +109,49 @@ fn one_hot(k: usize, n: usize) -> Vec<f64> {
 pub(crate) struct StepWeights {
     /// Per choice: the weights its mixed edges use.
     pub weights: Vec<Vec<f64>>,
-    /// Per choice: the softmax the gradient flows through (DARTS: of `alpha`; GDAS: of the
-    /// perturbed logits) and the scale of its input (`1 / tau` for GDAS).
-    pub softmax: Vec<Vec<f64>>,
-    pub scale: f64,
+    /// Per choice: how the loss gradient of its weights reaches `alpha` (empty for SPOS).
+    backward: Vec<Backward>,
+}
+
+/// How one choice's weights depend on `alpha`.
+enum Backward {
+    /// Through `softmax(scale * z)` (DARTS: `z = alpha`, scale 1; GDAS: the perturbed logits
+    /// and `1 / tau`).
+    Softmax { p: Vec<f64>, scale: f64 },
+    /// Through a Dirichlet sample (DrNAS).
+    Dirichlet(DirichletSample),
+}
+
+impl Backward {
+    fn alpha_grad(&self, grad: &[f64]) -> Vec<f64> {
+        match self {
+            Backward::Softmax { p, scale } => softmax_backward(p, grad)
+                .into_iter()
+                .map(|g| g * scale)
+                .collect(),
+            Backward::Dirichlet(sample) => sample.backward(grad),
+        }
+    }
+}
+
+/// How the architecture logits become probabilities.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Relaxation {
+    /// `softmax(alpha)`.
+    #[default]
+    Softmax,
+    /// The mean of `Dir(elu(alpha) + 1)` (DrNAS).
+    Dirichlet,
 }
 
 /// Architecture logits per choice and their Adam state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArchParams {
     pub alpha: Vec<Vec<f64>>,
+    /// What `probabilities` reports (absent in checkpoints written before DrNAS: softmax).
+    #[serde(default)]
+    relaxation: Relaxation,
     m: Vec<Vec<f64>>,
     v: Vec<Vec<f64>>,
     /// Adam steps taken.
@@ -123,11 +165,14 @@ pub(crate) struct ArchAdam {
     pub beta1: f64,
     pub beta2: f64,
     pub weight_decay: f64,
+    /// DrNAS: scale of the L2 penalty on the concentrations `elu(alpha) + 1`.
+    pub concentration_l2: f64,
 }
 
 impl ArchParams {
-    /// `alpha = 1e-3 N(0, 1)` per option, as in DARTS.
-    pub fn new(options: &[usize], seed: u64) -> ArchParams {
+    /// `alpha = 1e-3 N(0, 1)` per option, as in DARTS (and DrNAS: concentrations near 1, a
+    /// uniform distribution over the simplex).
+    pub fn new(options: &[usize], seed: u64, method: Method) -> ArchParams {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xA1FA_0000_0000_0001);
         let alpha: Vec<Vec<f64>> = options
             .iter()
@@ -141,20 +186,37 @@ impl ArchParams {
             })
             .collect();
         let zeros: Vec<Vec<f64>> = options.iter().map(|&n| vec![0.0; n]).collect();
+        let relaxation = if method == Method::Drnas {
+            Relaxation::Dirichlet
+        } else {
+            Relaxation::Softmax
+        };
         ArchParams {
             alpha,
+            relaxation,
             m: zeros.clone(),
             v: zeros,
             t: 0,
         }
     }
 
-    /// Softmax of `alpha` per choice.
+    /// Per choice: the softmax of `alpha` (DrNAS: the Dirichlet mean `beta / sum(beta)`).
     pub fn probabilities(&self) -> Vec<Vec<f64>> {
-        self.alpha.iter().map(|a| softmax(a)).collect()
+        self.alpha
+            .iter()
+            .map(|a| match self.relaxation {
+                Relaxation::Softmax => softmax(a),
+                Relaxation::Dirichlet => {
+                    let beta: Vec<f64> = a.iter().map(|&v| concentration(v)).collect();
+                    let total: f64 = beta.iter().sum();
+                    beta.iter().map(|b| b / total).collect()
+                }
+            })
+            .collect()
     }
 
-    /// The derived architecture: the most likely option of every choice.
+    /// The derived architecture: the most likely option of every choice (both relaxations
+    /// are monotone in `alpha`).
     pub fn derive(&self) -> Vec<usize> {
         self.alpha.iter().map(|a| argmax(a)).collect()
     }
@@ -190,13 +252,26 @@ impl ArchParams {
                 let p = self.probabilities();
                 StepWeights {
                     weights: p.clone(),
-                    softmax: p,
-                    scale: 1.0,
+                    backward: p
+                        .into_iter()
+                        .map(|p| Backward::Softmax { p, scale: 1.0 })
+                        .collect(),
+                }
+            }
+            Method::Drnas => {
+                let samples: Vec<DirichletSample> = self
+                    .alpha
+                    .iter()
+                    .map(|a| DirichletSample::draw(a, rng))
+                    .collect();
+                StepWeights {
+                    weights: samples.iter().map(|s| s.weights.clone()).collect(),
+                    backward: samples.into_iter().map(Backward::Dirichlet).collect(),
                 }
             }
             Method::Gdas => {
                 let mut weights = Vec::with_capacity(self.alpha.len());
-                let mut soft = Vec::with_capacity(self.alpha.len());
+                let mut backward = Vec::with_capacity(self.alpha.len());
                 for a in &self.alpha {
                     let logits: Vec<f64> = a
                         .iter()
@@ -207,13 +282,12 @@ impl ArchParams {
                         .collect();
                     let p = softmax(&logits);
                     weights.push(one_hot(argmax(&p), a.len()));
-                    soft.push(p);
+                    backward.push(Backward::Softmax {
+                        p,
+                        scale: 1.0 / tau,
+                    });
                 }
-                StepWeights {
-                    weights,
-                    softmax: soft,
-                    scale: 1.0 / tau,
-                }
+                StepWeights { weights, backward }
             }
             Method::Spos => {
                 let weights = self
@@ -223,23 +297,30 @@ impl ArchParams {
                     .collect();
                 StepWeights {
                     weights,
-                    softmax: Vec::new(),
-                    scale: 1.0,
+                    backward: Vec::new(),
                 }
             }
         }
     }
 
     /// One Adam step on `alpha` from `grad_weights`, the loss gradient of each choice's
-    /// mixing weights (summed over its mixed edges), through the step's softmax.
+    /// mixing weights (summed over its mixed edges), through the step's relaxation.
     pub(crate) fn update(&mut self, w: &StepWeights, grad_weights: &[Vec<f64>], adam: &ArchAdam) {
         self.t += 1;
         let t = self.t as i32;
+        let dirichlet = self.relaxation == Relaxation::Dirichlet;
         let choices = self.alpha.iter_mut().zip(&mut self.m).zip(&mut self.v);
         for (c, ((alpha, m), v)) in choices.enumerate() {
-            let g = softmax_backward(&w.softmax[c], &grad_weights[c]);
+            let g = w.backward[c].alpha_grad(&grad_weights[c]);
             for (j, g) in g.iter().enumerate() {
-                let g = g * w.scale + adam.weight_decay * alpha[j];
+                let penalty = if dirichlet {
+                    2.0 * adam.concentration_l2
+                        * concentration(alpha[j])
+                        * concentration_grad(alpha[j])
+                } else {
+                    0.0
+                };
+                let g = g + penalty + adam.weight_decay * alpha[j];
                 m[j] = adam.beta1 * m[j] + (1.0 - adam.beta1) * g;
                 v[j] = adam.beta2 * v[j] + (1.0 - adam.beta2) * g * g;
                 let m_hat = m[j] / (1.0 - adam.beta1.powi(t));
@@ -275,7 +356,7 @@ mod tests {
 
     #[test]
     fn derive_takes_the_largest_logit_of_every_choice() {
-        let mut a = ArchParams::new(&[5, 5, 3], 1);
+        let mut a = ArchParams::new(&[5, 5, 3], 1, Method::Darts);
         a.alpha = vec![
             vec![0.1, 0.0, 0.3, 2.0, -1.0],
             vec![5.0, 0.0, 0.0, 0.0, 0.0],
@@ -286,7 +367,7 @@ mod tests {
 
     #[test]
     fn most_likely_lists_architectures_by_probability() {
-        let mut a = ArchParams::new(&[3, 2], 1);
+        let mut a = ArchParams::new(&[3, 2], 1, Method::Darts);
         a.alpha = vec![vec![0.0, 2.0, 1.0], vec![0.0, 0.5]];
         let top = a.most_likely(4);
         assert_eq!(top[0], a.derive());
@@ -300,7 +381,7 @@ mod tests {
 
     #[test]
     fn gdas_draws_are_one_hot_and_seeded() {
-        let a = ArchParams::new(&[5, 5], 3);
+        let a = ArchParams::new(&[5, 5], 3, Method::Gdas);
         let draw = |step| {
             let mut rng = step_rng(7, step, Draw::WeightStep);
             a.step_weights(Method::Gdas, 1.0, &mut rng).weights
@@ -322,19 +403,61 @@ mod tests {
 
     #[test]
     fn adam_moves_alpha_against_the_gradient() {
-        let mut a = ArchParams::new(&[3], 0);
+        for method in [Method::Darts, Method::Drnas] {
+            let mut a = ArchParams::new(&[3], 0, method);
+            let adam = ArchAdam {
+                lr: 0.1,
+                beta1: 0.5,
+                beta2: 0.999,
+                weight_decay: 0.0,
+                concentration_l2: 0.0,
+            };
+            for step in 0..40 {
+                let w = a.step_weights(method, 1.0, &mut step_rng(0, step, Draw::ArchStep));
+                // The loss falls as the weight of option 2 grows.
+                a.update(&w, &[vec![0.0, 0.0, -1.0]], &adam);
+            }
+            assert_eq!(a.derive(), vec![2], "{method:?}");
+            assert!(a.probabilities()[0][2] > 0.5, "{method:?}");
+        }
+    }
+
+    #[test]
+    fn drnas_draws_points_of_the_simplex_and_reports_the_dirichlet_mean() {
+        let mut a = ArchParams::new(&[4, 2], 5, Method::Drnas);
+        a.alpha = vec![vec![1.0, 0.0, -1.0, 2.0], vec![0.0, 0.0]];
+        let p = a.probabilities();
+        // Concentrations 2, 1, e^-1, 3.
+        let total = 6.0 + (-1f64).exp();
+        assert!((p[0][3] - 3.0 / total).abs() < 1e-12);
+        assert_eq!(p[1], vec![0.5, 0.5]);
+        assert_eq!(a.derive(), vec![3, 0]);
+        let draw = |step| {
+            let w = a.step_weights(Method::Drnas, 1.0, &mut step_rng(2, step, Draw::ArchStep));
+            w.weights
+        };
+        assert_eq!(draw(3), draw(3), "same seed and step, same sample");
+        assert_ne!(draw(3), draw(4));
+        for choice in draw(3) {
+            assert!(choice.iter().all(|&v| v > 0.0));
+            assert!((choice.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn drnas_penalty_shrinks_large_concentrations() {
+        let mut a = ArchParams::new(&[2], 0, Method::Drnas);
+        a.alpha = vec![vec![3.0, 3.0]];
         let adam = ArchAdam {
-            lr: 0.1,
+            lr: 0.01,
             beta1: 0.5,
             beta2: 0.999,
             weight_decay: 0.0,
+            concentration_l2: 1.0,
         };
-        for _ in 0..20 {
-            let w = a.step_weights(Method::Darts, 1.0, &mut step_rng(0, 0, Draw::ArchStep));
-            // The loss falls as the weight of option 2 grows.
-            a.update(&w, &[vec![0.0, 0.0, -1.0]], &adam);
-        }
-        assert_eq!(a.derive(), vec![2]);
-        assert!(a.probabilities()[0][2] > 0.5);
+        let w = a.step_weights(Method::Drnas, 1.0, &mut step_rng(0, 0, Draw::ArchStep));
+        // A loss that does not depend on the weights: only the penalty moves alpha.
+        a.update(&w, &[vec![0.0, 0.0]], &adam);
+        assert!(a.alpha[0].iter().all(|&v| v < 3.0), "{:?}", a.alpha);
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod arch;
 mod checkpoint;
+mod dirichlet;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -77,6 +78,9 @@ pub struct OneShotConfig {
     pub tau_min: f64,
     /// DARTS-: initial weight of the auxiliary skip, linear to 0 over the search.
     pub aux_beta: f64,
+    /// DrNAS: scale of the L2 penalty on the Dirichlet concentrations `elu(alpha) + 1` (the
+    /// paper's `reg_scale`), added to the architecture step's loss.
+    pub concentration_l2: f64,
     /// Train the scale and shift of the BatchNorms that end a mixed edge's operations. Off
     /// by default, as in NAS-Bench-201's search networks: with them an operation can grow
     /// its output instead of its architecture weight.
@@ -111,6 +115,7 @@ impl Default for OneShotConfig {
             tau_max: 10.0,
             tau_min: 0.1,
             aux_beta: 1.0,
+            concentration_l2: 1e-3,
             affine: false,
             augment: None,
             seed: None,
@@ -157,6 +162,7 @@ impl OneShotConfig {
             ("weight_decay", self.weight_decay),
             ("arch_weight_decay", self.arch_weight_decay),
             ("aux_beta", self.aux_beta),
+            ("concentration_l2", self.concentration_l2),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(key, format!("is {v}; it must be a number >= 0"));
@@ -188,6 +194,7 @@ impl OneShotConfig {
             beta1: self.arch_beta1,
             beta2: self.arch_beta2,
             weight_decay: self.arch_weight_decay,
+            concentration_l2: self.concentration_l2,
         }
     }
 }
@@ -208,7 +215,8 @@ pub struct OneShotEpoch {
     pub tau: Option<f64>,
     pub aux_beta: Option<f64>,
     pub seconds: f64,
-    /// Softmax of `alpha` per choice after the epoch (empty for SPOS).
+    /// `ArchParams::probabilities` after the epoch: the softmax of `alpha` per choice (DrNAS:
+    /// the Dirichlet mean; empty for SPOS).
     pub probabilities: Vec<Vec<f64>>,
     /// The derived architecture after the epoch: an option index per choice (empty for SPOS).
     pub derived: Vec<usize>,
@@ -401,7 +409,7 @@ impl<'d> SupernetTrainer<'d> {
                     .map_err(TrainError::graph("cannot set the initial weights"))?;
                 (
                     values,
-                    ArchParams::new(&supernet.options, seed),
+                    ArchParams::new(&supernet.options, seed, cfg.method),
                     0,
                     0,
                     Vec::new(),
