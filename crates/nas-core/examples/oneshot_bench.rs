@@ -402,6 +402,13 @@ impl GroundTruth {
             let (mean, worst) = self.oracle_by_validation(k);
             md.push_str(&format!("| {k} | {mean:.1} ({worst:.1}) |\n"));
         }
+        md.push_str(&format!(
+            "\nKendall tau between the table's validation and test accuracy over its {} distinct \
+             networks: {:.3}. A second measurement of the same trained networks ranks them no \
+             better than that, so it is the scale to read SPOS's tau on.\n",
+            self.val.len(),
+            kendall_tau(&self.val, &self.test)
+        ));
         md.push_str(
             "\nThe \"pooled percentile\" column ranks the derived architecture by its validation \
              and test accuracy pooled (weighted by image counts), which halves the measurement \

@@ -19,6 +19,8 @@
 //!   [`Harness::ignores_seed`]) another seed proposes a different one on some space.
 //!
 //! It panics with a message naming the space, the round and what went wrong.
+//! [`check_library`] checks the same contract through the plugin's built dynamic library
+//! (name, kind, config errors across the ABI, save and restore).
 
 use rand::SeedableRng;
 
@@ -405,6 +407,100 @@ fn assert_same(
                 e.iter().map(|p| &p.values).collect::<Vec<_>>()
             ))
         );
+    }
+}
+
+/// The contract through the plugin's dynamic library, as the host loads it: the library of
+/// `package` (see [`crate::host::built_plugin`]) declares the strategy `name`; an unknown
+/// option in the config comes back across the ABI as an error that names it and lists
+/// `known_option` among the valid ones; and an instance created with `config` and driven for a
+/// few rounds, saved and restored into a fresh instance, makes the same proposals and saves
+/// the same state as the original from then on.
+pub fn check_library(package: &str, name: &str, config: serde_json::Value, known_option: &str) {
+    use crate::abi::PluginKind;
+    use crate::host::{PluginLibrary, built_plugin};
+
+    let lib = PluginLibrary::open(&built_plugin(package)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((lib.name.as_str(), lib.kind), (name, PluginKind::Strategy));
+    let space = library_space();
+    let e = lib
+        .create_strategy(&loss_context(
+            space.clone(),
+            3,
+            serde_json::json!({"no_such_option": 1}),
+        ))
+        .err()
+        .expect("unknown option accepted")
+        .to_string();
+    assert!(
+        e.contains("`no_such_option`") && e.contains(&format!("`{known_option}`")),
+        "{e}"
+    );
+
+    let create = || {
+        lib.create_strategy(&loss_context(space.clone(), 3, config.clone()))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // A loss of every value, so that model-based strategies have something to learn.
+    let told = |first_id: u64, proposals: &[Proposal]| -> Vec<Observation> {
+        (proposals.iter().enumerate())
+            .map(|(i, p)| {
+                let v = &p.values;
+                let loss = v[0] + (v[1] - 3.0).abs() + v[2].ln().abs();
+                observation(
+                    first_id + i as u64,
+                    v.clone(),
+                    TrialState::Complete,
+                    vec![loss],
+                )
+            })
+            .collect()
+    };
+    let mut original = create();
+    let mut id = 0;
+    for _ in 0..5 {
+        let proposals = original.ask(2).unwrap();
+        assert!(!proposals.is_empty());
+        original.tell(&told(id, &proposals)).unwrap();
+        id += proposals.len() as u64;
+    }
+    let mut restored = create();
+    restored.restore(&original.save().unwrap()).unwrap();
+    for _ in 0..4 {
+        let (a, b) = (original.ask(2).unwrap(), restored.ask(2).unwrap());
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "restored instance diverged");
+        original.tell(&told(id, &a)).unwrap();
+        restored.tell(&told(id, &b)).unwrap();
+        id += a.len() as u64;
+    }
+    assert_eq!(original.save().unwrap(), restored.save().unwrap());
+}
+
+/// A categorical, an integer and a log-scaled float choice.
+fn library_space() -> SpaceDescriptor {
+    SpaceDescriptor {
+        kind: "test".into(),
+        choices: vec![
+            Choice {
+                name: "op".into(),
+                kind: ChoiceKind::Categorical {
+                    options: vec!["a".into(), "b".into(), "c".into()],
+                },
+            },
+            Choice {
+                name: "depth".into(),
+                kind: ChoiceKind::Integer { low: 1, high: 4 },
+            },
+            Choice {
+                name: "lr".into(),
+                kind: ChoiceKind::Float {
+                    low: 1e-4,
+                    high: 1e-1,
+                    log: true,
+                },
+            },
+        ],
     }
 }
 
