@@ -155,22 +155,61 @@ impl Harness {
     }
 }
 
+/// A categorical choice with options `op0`, `op1`, ...
+pub fn categorical(name: &str, n: usize) -> Choice {
+    Choice {
+        name: name.into(),
+        kind: ChoiceKind::Categorical {
+            options: (0..n).map(|i| format!("op{i}")).collect(),
+        },
+    }
+}
+
+/// An integer choice in `low..=high`.
+pub fn integer(name: &str, low: i64, high: i64) -> Choice {
+    Choice {
+        name: name.into(),
+        kind: ChoiceKind::Integer { low, high },
+    }
+}
+
+/// A float choice in `[low, high]`, log-scaled when `log`.
+pub fn float(name: &str, low: f64, high: f64, log: bool) -> Choice {
+    Choice {
+        name: name.into(),
+        kind: ChoiceKind::Float { low, high, log },
+    }
+}
+
+/// A space of kind `test` holding `choices`.
+pub fn test_space(choices: Vec<Choice>) -> SpaceDescriptor {
+    SpaceDescriptor {
+        kind: "test".into(),
+        choices,
+    }
+}
+
+/// `n` categorical choices `c0`, `c1`, ... of `k` options each.
+pub fn categorical_space(n: usize, k: usize) -> SpaceDescriptor {
+    test_space((0..n).map(|i| categorical(&format!("c{i}"), k)).collect())
+}
+
+/// One choice of every kind: `op` (5 options), `depth` (integer -2..=3), `dropout` (float
+/// 0..0.5) and `lr` (log float 1e-4..1e-1); strategies' tests add their own edge cases.
+pub fn mixed_choices() -> Vec<Choice> {
+    vec![
+        categorical("op", 5),
+        integer("depth", -2, 3),
+        float("dropout", 0.0, 0.5, false),
+        float("lr", 1e-4, 1e-1, true),
+    ]
+}
+
 /// Named spaces covering every kind of choice, including choices with a single value.
 pub fn sample_spaces() -> Vec<(String, SpaceDescriptor)> {
     let choice = |name: &str, kind: ChoiceKind| Choice {
         name: name.into(),
         kind,
-    };
-    let categorical = |name: &str, n: usize| {
-        choice(
-            name,
-            ChoiceKind::Categorical {
-                options: (0..n).map(|i| format!("op{i}")).collect(),
-            },
-        )
-    };
-    let float = |name: &str, low: f64, high: f64, log: bool| {
-        choice(name, ChoiceKind::Float { low, high, log })
     };
     let space = |kind: &str, choices: Vec<Choice>| SpaceDescriptor {
         kind: kind.into(),
@@ -479,29 +518,16 @@ pub fn check_library(package: &str, name: &str, config: serde_json::Value, known
 
 /// A categorical, an integer and a log-scaled float choice.
 fn library_space() -> SpaceDescriptor {
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices: vec![
-            Choice {
-                name: "op".into(),
-                kind: ChoiceKind::Categorical {
-                    options: vec!["a".into(), "b".into(), "c".into()],
-                },
+    test_space(vec![
+        Choice {
+            name: "op".into(),
+            kind: ChoiceKind::Categorical {
+                options: vec!["a".into(), "b".into(), "c".into()],
             },
-            Choice {
-                name: "depth".into(),
-                kind: ChoiceKind::Integer { low: 1, high: 4 },
-            },
-            Choice {
-                name: "lr".into(),
-                kind: ChoiceKind::Float {
-                    low: 1e-4,
-                    high: 1e-1,
-                    log: true,
-                },
-            },
-        ],
-    }
+        },
+        integer("depth", 1, 4),
+        float("lr", 1e-4, 1e-1, true),
+    ])
 }
 
 /// A strategy's context for unit tests: `space`, one objective `loss` to minimize, `seed`

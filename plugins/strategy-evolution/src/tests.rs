@@ -1,64 +1,24 @@
 use nas_plugin::kit::rand::SeedableRng;
 use nas_plugin::kit::rand_chacha::ChaCha8Rng;
 use nas_plugin::kit::{mutate_value, sample_choice};
-use nas_plugin::{Choice, ChoiceKind, Direction, Objective};
+use nas_plugin::{ChoiceKind, Direction, Objective};
 use serde_json::json;
 
 use super::*;
+use nas_plugin::conformance::{
+    categorical, categorical_space, integer, mixed_choices, test_space as space,
+};
 use nas_plugin::conformance::{complete, loss_context as context, observation};
 
-fn categorical(name: &str, n: usize) -> Choice {
-    Choice {
-        name: name.into(),
-        kind: ChoiceKind::Categorical {
-            options: (0..n).map(|i| format!("op{i}")).collect(),
-        },
-    }
-}
-
-/// `n` categorical choices of `k` options each.
-fn categorical_space(n: usize, k: usize) -> SpaceDescriptor {
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices: (0..n).map(|i| categorical(&format!("c{i}"), k)).collect(),
-    }
-}
-
-/// One choice of every kind, plus two that cannot change.
+/// Every kind of choice, plus this strategy's edge cases.
 fn mixed_space() -> SpaceDescriptor {
-    let mut choices = vec![
-        categorical("op", 5),
-        Choice {
-            name: "depth".into(),
-            kind: ChoiceKind::Integer { low: -2, high: 3 },
-        },
-        Choice {
-            name: "dropout".into(),
-            kind: ChoiceKind::Float {
-                low: 0.0,
-                high: 0.5,
-                log: false,
-            },
-        },
-        Choice {
-            name: "lr".into(),
-            kind: ChoiceKind::Float {
-                low: 1e-4,
-                high: 1e-1,
-                log: true,
-            },
-        },
+    let mut choices = mixed_choices();
+    choices.extend([
         categorical("fixed_op", 1),
-        Choice {
-            name: "fixed_int".into(),
-            kind: ChoiceKind::Integer { low: 7, high: 7 },
-        },
-    ];
-    choices.push(categorical("binary", 2));
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices,
-    }
+        integer("fixed_int", 7, 7),
+        categorical("binary", 2),
+    ]);
+    space(choices)
 }
 
 fn differing(a: &[f64], b: &[f64]) -> Vec<usize> {

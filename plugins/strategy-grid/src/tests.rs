@@ -1,27 +1,11 @@
 use std::collections::HashSet;
 
 use nas_plugin::Choice;
-use nas_plugin::conformance::{self, loss_context as context};
+use nas_plugin::conformance::{self, categorical, loss_context as context, test_space as space};
 use nas_plugin::kit::bits;
 use serde_json::json;
 
 use super::*;
-
-fn categorical(name: &str, n: usize) -> Choice {
-    Choice {
-        name: name.into(),
-        kind: ChoiceKind::Categorical {
-            options: (0..n).map(|i| format!("op{i}")).collect(),
-        },
-    }
-}
-
-fn space(choices: Vec<Choice>) -> SpaceDescriptor {
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices,
-    }
-}
 
 /// 3 x 3 x 4 x 1 = 36 candidates, every kind of choice.
 fn mixed_space() -> SpaceDescriptor {

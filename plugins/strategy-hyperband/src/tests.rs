@@ -1,56 +1,16 @@
 use std::collections::HashMap;
 
+use nas_plugin::Metrics;
 use nas_plugin::conformance::loss_context as context;
 use nas_plugin::kit::rand::SeedableRng;
-use nas_plugin::{Choice, ChoiceKind, Metrics};
 use serde_json::json;
 
 use super::*;
+use nas_plugin::conformance::{categorical_space, mixed_choices, test_space as space};
 
-fn categorical(name: &str, n: usize) -> Choice {
-    Choice {
-        name: name.into(),
-        kind: ChoiceKind::Categorical {
-            options: (0..n).map(|i| format!("op{i}")).collect(),
-        },
-    }
-}
-
-/// `n` categorical choices of `k` options each.
-fn categorical_space(n: usize, k: usize) -> SpaceDescriptor {
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices: (0..n).map(|i| categorical(&format!("c{i}"), k)).collect(),
-    }
-}
-
+/// Every kind of choice, plus this strategy's edge cases.
 fn mixed_space() -> SpaceDescriptor {
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices: vec![
-            categorical("op", 5),
-            Choice {
-                name: "depth".into(),
-                kind: ChoiceKind::Integer { low: -2, high: 3 },
-            },
-            Choice {
-                name: "dropout".into(),
-                kind: ChoiceKind::Float {
-                    low: 0.0,
-                    high: 0.5,
-                    log: false,
-                },
-            },
-            Choice {
-                name: "lr".into(),
-                kind: ChoiceKind::Float {
-                    low: 1e-4,
-                    high: 1e-1,
-                    log: true,
-                },
-            },
-        ],
-    }
+    space(mixed_choices())
 }
 
 fn observation(trial_id: u64, p: &Proposal, state: TrialState, losses: Vec<f64>) -> Observation {

@@ -1,61 +1,20 @@
 use std::collections::{HashMap, HashSet};
 
+use nas_plugin::ChoiceKind;
 use nas_plugin::kit::rand::SeedableRng;
 use nas_plugin::kit::rand_chacha::ChaCha8Rng;
 use nas_plugin::kit::{json_exact, sample_choice};
-use nas_plugin::{Choice, ChoiceKind};
 use serde_json::json;
 
 use super::*;
+use nas_plugin::conformance::{categorical, categorical_space, mixed_choices, test_space as space};
 use nas_plugin::conformance::{complete, loss_context as context, observation};
 
-fn categorical(name: &str, n: usize) -> Choice {
-    Choice {
-        name: name.into(),
-        kind: ChoiceKind::Categorical {
-            options: (0..n).map(|i| format!("op{i}")).collect(),
-        },
-    }
-}
-
-fn space(choices: Vec<Choice>) -> SpaceDescriptor {
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices,
-    }
-}
-
-/// `n` categorical choices of `k` options each.
-fn categorical_space(n: usize, k: usize) -> SpaceDescriptor {
-    space((0..n).map(|i| categorical(&format!("c{i}"), k)).collect())
-}
-
-/// One choice of every kind, plus one that cannot change.
+/// Every kind of choice, plus this strategy's edge cases.
 fn mixed_space() -> SpaceDescriptor {
-    space(vec![
-        categorical("op", 5),
-        Choice {
-            name: "depth".into(),
-            kind: ChoiceKind::Integer { low: -2, high: 3 },
-        },
-        Choice {
-            name: "dropout".into(),
-            kind: ChoiceKind::Float {
-                low: 0.0,
-                high: 0.5,
-                log: false,
-            },
-        },
-        Choice {
-            name: "lr".into(),
-            kind: ChoiceKind::Float {
-                low: 1e-4,
-                high: 1e-1,
-                log: true,
-            },
-        },
-        categorical("fixed_op", 1),
-    ])
+    let mut choices = mixed_choices();
+    choices.extend([categorical("fixed_op", 1)]);
+    space(choices)
 }
 
 fn differing(a: &[f64], b: &[f64]) -> Vec<usize> {

@@ -1,76 +1,23 @@
-use nas_plugin::Choice;
 use nas_plugin::kit::rand::SeedableRng;
 use nas_plugin::kit::rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use super::*;
+use nas_plugin::conformance::{
+    categorical, categorical_space, float, integer, mixed_choices, test_space as space,
+};
 use nas_plugin::conformance::{complete, loss_context as context, observation};
 
-fn categorical(name: &str, n: usize) -> Choice {
-    Choice {
-        name: name.into(),
-        kind: ChoiceKind::Categorical {
-            options: (0..n).map(|i| format!("op{i}")).collect(),
-        },
-    }
-}
-
-/// `n` categorical choices of `k` options each.
-fn categorical_space(n: usize, k: usize) -> SpaceDescriptor {
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices: (0..n).map(|i| categorical(&format!("c{i}"), k)).collect(),
-    }
-}
-
-/// One choice of every head kind, plus ones that cannot change.
+/// Every kind of choice, plus this strategy's edge cases.
 fn mixed_space() -> SpaceDescriptor {
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices: vec![
-            categorical("op", 5),
-            Choice {
-                name: "depth".into(),
-                kind: ChoiceKind::Integer { low: -2, high: 3 },
-            },
-            Choice {
-                name: "dropout".into(),
-                kind: ChoiceKind::Float {
-                    low: 0.0,
-                    high: 0.5,
-                    log: false,
-                },
-            },
-            Choice {
-                name: "lr".into(),
-                kind: ChoiceKind::Float {
-                    low: 1e-4,
-                    high: 1e-1,
-                    log: true,
-                },
-            },
-            categorical("fixed_op", 1),
-            Choice {
-                name: "fixed_int".into(),
-                kind: ChoiceKind::Integer { low: 7, high: 7 },
-            },
-            Choice {
-                name: "fixed_float".into(),
-                kind: ChoiceKind::Float {
-                    low: 0.5,
-                    high: 0.5,
-                    log: false,
-                },
-            },
-            Choice {
-                name: "channels".into(),
-                kind: ChoiceKind::Integer {
-                    low: 16,
-                    high: 100_000,
-                },
-            },
-        ],
-    }
+    let mut choices = mixed_choices();
+    choices.extend([
+        categorical("fixed_op", 1),
+        integer("fixed_int", 7, 7),
+        float("fixed_float", 0.5, 0.5, false),
+        integer("channels", 16, 100_000),
+    ]);
+    space(choices)
 }
 
 fn new_error(config: serde_json::Value) -> String {

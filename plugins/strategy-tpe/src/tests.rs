@@ -7,53 +7,20 @@ use nas_plugin::{Choice, ChoiceKind};
 use serde_json::json;
 
 use super::*;
+use nas_plugin::conformance::{
+    categorical, categorical_space, float, integer, mixed_choices, test_space as space,
+};
 use nas_plugin::conformance::{complete, loss_context as context, observation};
 
-fn categorical(name: &str, n: usize) -> Choice {
-    Choice {
-        name: name.into(),
-        kind: ChoiceKind::Categorical {
-            options: (0..n).map(|i| format!("op{i}")).collect(),
-        },
-    }
-}
-
-fn float(name: &str, low: f64, high: f64, log: bool) -> Choice {
-    Choice {
-        name: name.into(),
-        kind: ChoiceKind::Float { low, high, log },
-    }
-}
-
-fn space(choices: Vec<Choice>) -> SpaceDescriptor {
-    SpaceDescriptor {
-        kind: "test".into(),
-        choices,
-    }
-}
-
-/// `n` categorical choices of `k` options each.
-fn categorical_space(n: usize, k: usize) -> SpaceDescriptor {
-    space((0..n).map(|i| categorical(&format!("c{i}"), k)).collect())
-}
-
-/// One choice of every kind, plus two that cannot change.
+/// Every kind of choice, plus this strategy's edge cases.
 fn mixed_space() -> SpaceDescriptor {
-    space(vec![
-        categorical("op", 5),
-        Choice {
-            name: "depth".into(),
-            kind: ChoiceKind::Integer { low: -2, high: 3 },
-        },
-        float("dropout", 0.0, 0.5, false),
-        float("lr", 1e-4, 1e-1, true),
+    let mut choices = mixed_choices();
+    choices.extend([
         categorical("fixed_op", 1),
-        Choice {
-            name: "fixed_int".into(),
-            kind: ChoiceKind::Integer { low: 7, high: 7 },
-        },
+        integer("fixed_int", 7, 7),
         float("fixed_float", 0.25, 0.25, false),
-    ])
+    ]);
+    space(choices)
 }
 
 fn new_error(config: serde_json::Value) -> String {
