@@ -739,3 +739,32 @@ impl<'d> SupernetTrainer<'d> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_settings_name_their_key() {
+        OneShotConfig::default().validate().unwrap();
+        let cases: [(&str, fn(&mut OneShotConfig)); 6] = [
+            ("epochs", |c| c.epochs = 0),
+            ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
+            ("arch_lr", |c| c.arch_lr = f64::NAN),
+            ("concentration_l2", |c| c.concentration_l2 = -1e-3),
+            ("arch_beta2", |c| c.arch_beta2 = 1.0),
+            ("tau_max", |c| c.tau_max = c.tau_min / 2.0),
+        ];
+        for (key, spoil) in cases {
+            let mut c = OneShotConfig {
+                method: Method::Drnas,
+                ..OneShotConfig::default()
+            };
+            spoil(&mut c);
+            match c.validate() {
+                Err(TrainError::Config { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+}
