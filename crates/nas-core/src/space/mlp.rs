@@ -31,8 +31,8 @@ use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DEFAULT_CLASSES, DEFAULT_INPUT, SearchSpace, SpaceError, arch_field, arch_fields, check_kind,
-    check_values, checked, config_error, option_value,
+    DEFAULT_CLASSES, DEFAULT_INPUT, SearchSpace, SpaceError, arch_fields, check_kind, check_values,
+    checked, config_error, field_values, list_values,
 };
 
 const KIND: &str = "mlp";
@@ -529,26 +529,18 @@ impl SearchSpace for MlpSpace {
             example: self.example(),
         };
         let fields = arch_fields(arch, keys, &err)?;
-        let field = |key: &str| arch_field(&fields, key, &err);
-        let position = |key: &str, value: &str, choice: usize| {
-            option_value(&self.descriptor, choice, key, value, &err)
-        };
-        let mut values = vec![position("depth", field("depth")?, 0)?];
-        let widths: Vec<&str> = field("widths")?.split(',').collect();
-        if widths.len() != self.layers {
-            return Err(err(format!(
-                "`widths` lists {} layers, the space has {} width choices",
-                widths.len(),
-                self.layers
-            )));
-        }
-        for (i, w) in widths.iter().enumerate() {
-            values.push(position("widths", w, 1 + i)?);
-        }
-        let tail = 1 + self.layers;
-        for (i, key) in keys[2..].iter().enumerate() {
-            values.push(position(key, field(key)?, tail + i)?);
-        }
+        let d = &self.descriptor;
+        let mut values = field_values(d, &fields, &keys[..1], 0, &err)?;
+        let widths = (1, self.layers);
+        values.extend(list_values(
+            d,
+            &fields,
+            "widths",
+            widths,
+            ("layers", "width choices"),
+            &err,
+        )?);
+        values.extend(field_values(d, &fields, &keys[2..], 1 + self.layers, &err)?);
         Ok(values)
     }
 }
@@ -667,6 +659,14 @@ mod tests {
             "depth=3 widths=8,16,16 activation=gelu dropout=0.1 norm=batch skip=true"
         );
         assert_eq!(s.parse_arch(&arch).unwrap(), values);
+        let e = s
+            .parse_arch("depth=3 widths=8,16 activation=gelu dropout=0.1 norm=batch skip=true")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`widths` lists 2 layers, the space has 3 width choices"),
+            "{e}"
+        );
 
         // Depth 0 is a linear model whatever the other choices.
         let linear = s.decode(&[0.0, 1.0, 0.0, 1.0, 2.0, 2.0, 0.0, 0.0]).unwrap();

@@ -447,6 +447,46 @@ fn option_value(
         })
 }
 
+/// The values of list field `key` (comma-separated options, one per choice): item `i` takes
+/// categorical choice `first + i`, and the list must have `count` items (the error names
+/// them `items` and the space's `count` choices `choices`, e.g. "layers", "width choices").
+fn list_values(
+    descriptor: &SpaceDescriptor,
+    fields: &std::collections::BTreeMap<&str, &str>,
+    key: &str,
+    (first, count): (usize, usize),
+    (items_noun, choices): (&str, &str),
+    err: &dyn Fn(String) -> SpaceError,
+) -> Result<Vec<f64>, SpaceError> {
+    let items: Vec<&str> = arch_field(fields, key, err)?.split(',').collect();
+    if items.len() != count {
+        return Err(err(format!(
+            "`{key}` lists {} {items_noun}, the space has {count} {choices}",
+            items.len()
+        )));
+    }
+    (items.iter().enumerate())
+        .map(|(i, item)| option_value(descriptor, first + i, key, item, err))
+        .collect()
+}
+
+/// The values of single-option fields `keys`, which take categorical choices `first`,
+/// `first + 1`, ... in that order.
+fn field_values(
+    descriptor: &SpaceDescriptor,
+    fields: &std::collections::BTreeMap<&str, &str>,
+    keys: &[&str],
+    first: usize,
+    err: &dyn Fn(String) -> SpaceError,
+) -> Result<Vec<f64>, SpaceError> {
+    (keys.iter().enumerate())
+        .map(|(i, key)| {
+            let value = arch_field(fields, key, err)?;
+            option_value(descriptor, first + i, key, value, err)
+        })
+        .collect()
+}
+
 /// Validates a decoded graph so a bad space config surfaces here, not in an evaluator.
 fn checked(kind: &'static str, graph: Graph) -> Result<Graph, SpaceError> {
     graph

@@ -61,8 +61,8 @@ pub use config::{
 use network::{Block, Chosen};
 
 use super::{
-    DEFAULT_CLASSES, SearchSpace, SpaceError, arch_field, arch_fields, check_kind, check_values,
-    checked, config_error, option_value,
+    DEFAULT_CLASSES, SearchSpace, SpaceError, arch_fields, check_kind, check_values, checked,
+    config_error, field_values, list_values,
 };
 
 const KIND: &str = "sequence";
@@ -434,29 +434,24 @@ impl SearchSpace for SequenceSpace {
             example: self.example(),
         };
         let fields = arch_fields(arch, keys, &err)?;
-        let field = |key: &str| arch_field(&fields, key, &err);
-        let position = |key: &str, value: &str, choice: usize| {
-            option_value(&self.descriptor, choice, key, value, &err)
-        };
-        let mut values = vec![
-            position("width", field("width")?, 0)?,
-            position("depth", field("depth")?, 1)?,
-        ];
-        let blocks: Vec<&str> = field("blocks")?.split(',').collect();
-        if blocks.len() != self.positions {
-            return Err(err(format!(
-                "`blocks` lists {} blocks, the space has {} block positions",
-                blocks.len(),
-                self.positions
-            )));
-        }
-        for (i, block) in blocks.iter().enumerate() {
-            values.push(position("blocks", block, 2 + i)?);
-        }
-        let tail = 2 + self.positions;
-        for (i, key) in keys[3..].iter().enumerate() {
-            values.push(position(key, field(key)?, tail + i)?);
-        }
+        let d = &self.descriptor;
+        let mut values = field_values(d, &fields, &keys[..2], 0, &err)?;
+        let blocks = (2, self.positions);
+        values.extend(list_values(
+            d,
+            &fields,
+            "blocks",
+            blocks,
+            ("blocks", "block positions"),
+            &err,
+        )?);
+        values.extend(field_values(
+            d,
+            &fields,
+            &keys[3..],
+            2 + self.positions,
+            &err,
+        )?);
         Ok(values)
     }
 }
