@@ -183,6 +183,14 @@ fn conv_rules() {
             2,
             22,
         ),
+        // A fixed batch of 128 or more builds the weight gradients' patches in chunks of 64
+        // samples: 64, 64 and 2 here, for both convs.
+        case(
+            "conv 3x3 fixed batch of 130 (weight gradients in chunks)",
+            wrapped([4, 4], one(sq(3, 3, 1, 1, 1, 1, true))),
+            130,
+            26,
+        ),
         // Small images with many channels run forward and input gradient as im2col + MatMul.
         case(
             "conv 3x3 64 channels 4x4 (MatMul form)",
