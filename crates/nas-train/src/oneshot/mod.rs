@@ -747,7 +747,8 @@ mod tests {
     #[test]
     fn invalid_settings_name_their_key() {
         OneShotConfig::default().validate().unwrap();
-        let cases: [(&str, fn(&mut OneShotConfig)); 6] = [
+        type Spoil = fn(&mut OneShotConfig);
+        let cases: [(&str, Spoil); 6] = [
             ("epochs", |c| c.epochs = 0),
             ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
             ("arch_lr", |c| c.arch_lr = f64::NAN),
