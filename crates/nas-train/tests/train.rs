@@ -459,41 +459,15 @@ fn sequences_train_in_their_sample_shape_and_export() {
 
     // Token ids: Embedding -> mean over the unpadded steps -> Linear, exported as it is.
     let dir = tempfile::tempdir().unwrap();
-    let text = dir.path().join("t.tsv");
-    let lines: String = (0..200)
-        .map(|i| {
-            if i % 2 == 0 {
-                "a\tyes yes maybe\n"
-            } else {
-                "b\tno\n"
-            }
-        })
-        .collect();
-    std::fs::write(&text, lines).unwrap();
-    let cfg = DataConfig {
-        format: Some(nas_data::Format::Text),
-        train: Some(text),
-        ..DataConfig::default()
-    };
+    let cfg = token_text(dir.path(), |i| {
+        if i % 2 == 0 {
+            "a\tyes yes maybe\n"
+        } else {
+            "b\tno\n"
+        }
+    });
     let ids = nas_data::load(&cfg, 0).unwrap();
-    let vocab = ids.vocab_size().unwrap();
-    let mut b = GraphBuilder::new(&ids.sample_shape());
-    let e = b.add(Op::Embedding { vocab, dim: 4 }, &[0]);
-    let mask = b.add(Op::PaddingMask, &[0]);
-    let pooled = b.add(
-        Op::TimePool {
-            kind: TimePoolKind::Mean,
-        },
-        &[e, mask],
-    );
-    let out = b.add(
-        Op::Linear {
-            out_features: 2,
-            bias: true,
-        },
-        &[pooled],
-    );
-    let graph = b.finish(out);
+    let graph = mean_pooled_embedding(&ids.sample_shape(), ids.vocab_size().unwrap(), 2);
     let weights = Weights::he_init(&graph, 0).unwrap();
     let quick = TrainConfig {
         epochs: 5,
@@ -508,26 +482,48 @@ fn sequences_train_in_their_sample_shape_and_export() {
     assert_eq!(raw.accuracy.unwrap(), 1.0, "{raw:?}");
 }
 
+/// A text file of 200 labelled lines (`line(i)` is line `i`) in `dir`, as a text data set.
+fn token_text(dir: &std::path::Path, line: impl Fn(usize) -> &'static str) -> DataConfig {
+    let text = dir.join("t.tsv");
+    std::fs::write(&text, (0..200).map(line).collect::<String>()).unwrap();
+    DataConfig {
+        format: Some(nas_data::Format::Text),
+        train: Some(text),
+        ..DataConfig::default()
+    }
+}
+
+/// Token ids -> Embedding (dim 4) -> mean over the unpadded steps -> Linear(`outputs`).
+fn mean_pooled_embedding(shape: &[usize], vocab: usize, outputs: usize) -> Graph {
+    let mut b = GraphBuilder::new(shape);
+    let e = b.add(Op::Embedding { vocab, dim: 4 }, &[0]);
+    let mask = b.add(Op::PaddingMask, &[0]);
+    let pooled = b.add(
+        Op::TimePool {
+            kind: nas_graph::TimePoolKind::Mean,
+        },
+        &[e, mask],
+    );
+    let out = b.add(
+        Op::Linear {
+            out_features: outputs,
+            bias: true,
+        },
+        &[pooled],
+    );
+    b.finish(out)
+}
+
 /// Regression on token ids: the exported model, which takes the ids as they are (no
 /// normalization), still predicts in the targets' units, so its test errors are the trainer's.
 #[test]
 fn token_id_regression_exports_predictions_in_target_units() {
-    use nas_graph::TimePoolKind;
     let dir = tempfile::tempdir().unwrap();
-    let text = dir.path().join("t.tsv");
-    let lines: String = (0..200)
-        .map(|i| match i % 3 {
-            0 => "a\tyes yes maybe\n",
-            1 => "a\tno\n",
-            _ => "a\tyes no\n",
-        })
-        .collect();
-    std::fs::write(&text, lines).unwrap();
-    let cfg = DataConfig {
-        format: Some(nas_data::Format::Text),
-        train: Some(text),
-        ..DataConfig::default()
-    };
+    let cfg = token_text(dir.path(), |i| match i % 3 {
+        0 => "a\tyes yes maybe\n",
+        1 => "a\tno\n",
+        _ => "a\tyes no\n",
+    });
     let ids = nas_data::load(&cfg, 0).unwrap();
     // Target: 100 + 10 x the number of words, far from standardized units.
     let mut data = ids.data.clone();
@@ -540,24 +536,7 @@ fn token_id_regression_exports_predictions_in_target_units() {
     let n = data.len();
     let split = SplitDataset::new(data, n, &SplitConfig::default(), None, 0).unwrap();
     assert!(split.data.is_token_ids() && split.normalization.target.is_some());
-    let vocab = split.vocab_size().unwrap();
-    let mut b = GraphBuilder::new(&split.sample_shape());
-    let e = b.add(Op::Embedding { vocab, dim: 4 }, &[0]);
-    let mask = b.add(Op::PaddingMask, &[0]);
-    let pooled = b.add(
-        Op::TimePool {
-            kind: TimePoolKind::Mean,
-        },
-        &[e, mask],
-    );
-    let out = b.add(
-        Op::Linear {
-            out_features: 1,
-            bias: true,
-        },
-        &[pooled],
-    );
-    let graph = b.finish(out);
+    let graph = mean_pooled_embedding(&split.sample_shape(), split.vocab_size().unwrap(), 1);
     let recipe = TrainConfig {
         epochs: 5,
         lr: Some(0.05),
