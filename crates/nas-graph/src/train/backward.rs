@@ -593,8 +593,7 @@ fn conv_weight_grad(
     } else if let Some(patches) = saved_patches {
         patches_times_dy(e, patches, dy, positions, g)
     } else {
-        let chunks = weight_grad_chunks(e.batch);
-        if chunks.len() > 1 {
+        if let Some(chunks) = weight_grad_chunks(e.batch) {
             // Per chunk of the batch: its patches, times its dy, summed; then the chunks summed.
             let sizes = e.ints(&chunks);
             let xs: Vec<String> = chunks.iter().map(|_| e.fresh("split")).collect();
@@ -629,16 +628,16 @@ fn conv_weight_grad(
 /// was slower.
 const WEIGHT_GRAD_CHUNK: usize = 64;
 
-/// The batch's chunk sizes for [`conv_weight_grad`]: one chunk (no split) for a dynamic batch
+/// The batch's chunk sizes for [`conv_weight_grad`]; `None` (no split) for a dynamic batch
 /// or one under two chunks' worth.
-fn weight_grad_chunks(batch: Option<usize>) -> Vec<i64> {
-    match batch {
-        Some(n) if n >= 2 * WEIGHT_GRAD_CHUNK => (0..n)
+fn weight_grad_chunks(batch: Option<usize>) -> Option<Vec<i64>> {
+    let n = batch.filter(|&n| n >= 2 * WEIGHT_GRAD_CHUNK)?;
+    Some(
+        (0..n)
             .step_by(WEIGHT_GRAD_CHUNK)
             .map(|start| (n - start).min(WEIGHT_GRAD_CHUNK) as i64)
             .collect(),
-        _ => vec![batch.map_or(-1, |n| n as i64)],
-    }
+    )
 }
 
 /// `sum_n patches[n] x dy[n]^T` per group: `[N, g, cig * taps, P] x [N, g, P, cog] -> [g,

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::dirichlet::{DirichletSample, concentration, concentration_grad};
+use super::dirichlet::{self, DirichletSample, concentration, concentration_grad};
 
 /// Which one-shot method trains the supernet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,11 +206,7 @@ impl ArchParams {
             .iter()
             .map(|a| match self.relaxation {
                 Relaxation::Softmax => softmax(a),
-                Relaxation::Dirichlet => {
-                    let beta: Vec<f64> = a.iter().map(|&v| concentration(v)).collect();
-                    let total: f64 = beta.iter().sum();
-                    beta.iter().map(|b| b / total).collect()
-                }
+                Relaxation::Dirichlet => dirichlet::mean(a),
             })
             .collect()
     }

@@ -29,6 +29,13 @@ pub(crate) fn concentration_grad(alpha: f64) -> f64 {
     if alpha > 0.0 { 1.0 } else { alpha.exp() }
 }
 
+/// The mean of `Dir(elu(alpha) + 1)`: `beta / sum(beta)`.
+pub(crate) fn mean(alpha: &[f64]) -> Vec<f64> {
+    let beta: Vec<f64> = alpha.iter().map(|&a| concentration(a)).collect();
+    let total: f64 = beta.iter().sum();
+    beta.iter().map(|b| b / total).collect()
+}
+
 /// `dx/da` of a `Gamma(a, 1)` sample `x`, the uniform behind it held fixed. `dF/da` has no
 /// closed form; a central difference of the regularized incomplete gamma function is
 /// accurate to about 1e-8 relative, far below the sampling noise it is used with.
