@@ -31,8 +31,8 @@ use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DEFAULT_CLASSES, DEFAULT_INPUT, SearchSpace, SpaceError, arch_fields, check_kind, check_values,
-    checked, config_error, field_values, list_values,
+    DEFAULT_CLASSES, DEFAULT_INPUT, SearchSpace, SpaceError, arch_fields, arch_values, check_kind,
+    check_values, checked, config_error,
 };
 
 const KIND: &str = "mlp";
@@ -529,19 +529,14 @@ impl SearchSpace for MlpSpace {
             example: self.example(),
         };
         let fields = arch_fields(arch, keys, &err)?;
-        let d = &self.descriptor;
-        let mut values = field_values(d, &fields, &keys[..1], 0, &err)?;
-        let widths = (1, self.layers);
-        values.extend(list_values(
-            d,
+        arch_values(
+            &self.descriptor,
             &fields,
-            "widths",
-            widths,
+            keys,
+            (1, self.layers),
             ("layers", "width choices"),
             &err,
-        )?);
-        values.extend(field_values(d, &fields, &keys[2..], 1 + self.layers, &err)?);
-        Ok(values)
+        )
     }
 }
 

@@ -447,6 +447,28 @@ fn option_value(
         })
 }
 
+/// The values of a `key=value ...` architecture whose fields `keys` each take one categorical
+/// choice, in order, except `keys[list]`, a comma-separated list taking `count` choices (its
+/// error names them `nouns`: the list's items and the space's choices, e.g. "layers", "width
+/// choices").
+fn arch_values(
+    descriptor: &SpaceDescriptor,
+    fields: &std::collections::BTreeMap<&str, &str>,
+    keys: &[&str],
+    (list, count): (usize, usize),
+    nouns: (&str, &str),
+    err: &dyn Fn(String) -> SpaceError,
+) -> Result<Vec<f64>, SpaceError> {
+    let mut values = field_values(descriptor, fields, &keys[..list], 0, err)?;
+    let items = (list, count);
+    values.extend(list_values(
+        descriptor, fields, keys[list], items, nouns, err,
+    )?);
+    let rest = &keys[list + 1..];
+    values.extend(field_values(descriptor, fields, rest, list + count, err)?);
+    Ok(values)
+}
+
 /// The values of list field `key` (comma-separated options, one per choice): item `i` takes
 /// categorical choice `first + i`, and the list must have `count` items (the error names
 /// them `items` and the space's `count` choices `choices`, e.g. "layers", "width choices").

@@ -61,8 +61,8 @@ pub use config::{
 use network::{Block, Chosen};
 
 use super::{
-    DEFAULT_CLASSES, SearchSpace, SpaceError, arch_fields, check_kind, check_values, checked,
-    config_error, field_values, list_values,
+    DEFAULT_CLASSES, SearchSpace, SpaceError, arch_fields, arch_values, check_kind, check_values,
+    checked, config_error,
 };
 
 const KIND: &str = "sequence";
@@ -434,24 +434,13 @@ impl SearchSpace for SequenceSpace {
             example: self.example(),
         };
         let fields = arch_fields(arch, keys, &err)?;
-        let d = &self.descriptor;
-        let mut values = field_values(d, &fields, &keys[..2], 0, &err)?;
-        let blocks = (2, self.positions);
-        values.extend(list_values(
-            d,
+        arch_values(
+            &self.descriptor,
             &fields,
-            "blocks",
-            blocks,
+            keys,
+            (2, self.positions),
             ("blocks", "block positions"),
             &err,
-        )?);
-        values.extend(field_values(
-            d,
-            &fields,
-            &keys[3..],
-            2 + self.positions,
-            &err,
-        )?);
-        Ok(values)
+        )
     }
 }
