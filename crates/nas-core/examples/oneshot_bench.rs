@@ -18,7 +18,7 @@ use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace};
 use nas_data::DataConfig;
 use nas_runtime::SessionSettings;
 use nas_table::Table;
-use nas_train::oneshot::{Method, OneShotConfig, SupernetTrainer};
+use nas_train::oneshot::{Method, OneShotConfig, Selection, SupernetTrainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -36,12 +36,16 @@ struct Args {
     /// Compute every operation of an edge also for GDAS and SPOS (weighed by zero).
     all_ops: bool,
     spos_sample: usize,
+    /// How the DARTS-family methods read the architecture.
+    selection: Selection,
+    selection_epochs: usize,
     threads: usize,
     out: PathBuf,
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--methods darts,darts-minus,drnas,gdas,spos] \
-     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--threads N] [--out DIR]";
+     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
+     [--selection-epochs N] [--threads N] [--out DIR]";
 
 fn parse_method(s: &str) -> Result<Method> {
     Ok(match s {
@@ -72,6 +76,8 @@ fn parse_args() -> Result<Args> {
         affine: false,
         all_ops: false,
         spos_sample: 300,
+        selection: Selection::Magnitude,
+        selection_epochs: 5,
         threads: 1,
         out: PathBuf::from("results/bench-oneshot"),
     };
@@ -102,6 +108,14 @@ fn parse_args() -> Result<Args> {
             "--affine" => a.affine = true,
             "--all-ops" => a.all_ops = true,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
+            "--selection" => {
+                a.selection = match value()?.as_str() {
+                    "magnitude" => Selection::Magnitude,
+                    "perturbation" => Selection::Perturbation,
+                    other => return Err(format!("unknown selection `{other}`; {USAGE}").into()),
+                }
+            }
+            "--selection-epochs" => a.selection_epochs = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             "--out" => a.out = value()?.into(),
             other => return Err(format!("unknown argument `{other}`; {USAGE}").into()),
@@ -211,17 +225,25 @@ fn main() -> Result<()> {
                 affine: args.affine,
                 sampled_path_only: !args.all_ops,
                 seed: Some(seed),
+                // SPOS reads no architecture weights: it selects by scoring paths.
+                selection: if method.learns_alpha() {
+                    args.selection
+                } else {
+                    Selection::Magnitude
+                },
+                selection_epochs: args.selection_epochs,
                 ..OneShotConfig::default()
             };
             let started = Instant::now();
             let mut trainer = SupernetTrainer::new(&supernet, &cfg, &runtime, &data)?;
-            for _ in 0..args.epochs {
+            let epochs = trainer.total_epochs();
+            for _ in 0..epochs {
                 let e = trainer.train_epoch()?;
                 eprint!(
                     "\r{} seed {seed}: epoch {}/{} loss {:.3} {}",
                     method.name(),
                     e.epoch,
-                    args.epochs,
+                    epochs,
                     e.train_loss,
                     if e.derived.is_empty() {
                         String::new()
@@ -252,7 +274,7 @@ fn main() -> Result<()> {
                 let tau = kendall_tau(&scores, &truths);
                 (best.expect("sampled").1, Some(tau))
             } else {
-                (trainer.derive(), None)
+                (trainer.select()?, None)
             };
             let search_seconds = started.elapsed().as_secs_f64();
             let arch = space.arch_string(&choices.iter().map(|&v| v as f64).collect::<Vec<_>>());
@@ -447,7 +469,7 @@ fn write_results(
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `nb201-digits`\n\n{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, warmup {} epochs, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|\n",
@@ -461,6 +483,13 @@ fn write_results(
             "every operation"
         } else {
             "the sampled path only"
+        },
+        match args.selection {
+            Selection::Magnitude => "by magnitude (argmax of alpha)".to_string(),
+            Selection::Perturbation => format!(
+                "by perturbation (DARTS-PT), {} tuning epochs per decision",
+                args.selection_epochs
+            ),
         },
         args.threads,
         100.0 * optimum

@@ -8,7 +8,9 @@
 //! epochs = 50               # every key of nas_train::oneshot::OneShotConfig but `method`
 //! arch_lr = 3e-4
 //! weight_lr = 0.025
-//! derive = 1                # architectures to propose: the most likely ones
+//! derive = 1                # architectures to propose: the selected one, then the most
+//!                           # likely others
+//! selection = "perturbation" # or "magnitude" (default): how the architecture is read
 //! ```
 //!
 //! On its first `ask` the strategy trains the supernet (the study waits; the observer sees
@@ -25,7 +27,9 @@ use anyhow::Context;
 use nas_data::DataConfig;
 use nas_plugin::{Observation, Proposal, RuntimeSettings};
 use nas_runtime::SessionSettings;
-use nas_train::oneshot::{Method, OneShotCheckpoint, OneShotConfig, OneShotEpoch, SupernetTrainer};
+use nas_train::oneshot::{
+    Method, OneShotCheckpoint, OneShotConfig, OneShotEpoch, SelectionDecision, SupernetTrainer,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::space::SearchSpace;
@@ -73,6 +77,9 @@ fn one() -> usize {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct State {
     history: Vec<OneShotEpoch>,
+    /// Perturbation-based selection's decisions (`selection = "perturbation"`).
+    #[serde(default)]
+    decisions: Vec<SelectionDecision>,
     /// The derived architectures (option indices), most likely first, once trained.
     derived: Vec<Vec<usize>>,
     proposed: usize,
@@ -182,23 +189,34 @@ impl OneShotStrategy {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        while trainer.epoch() < self.cfg.epochs {
+        let epochs = trainer.total_epochs();
+        while trainer.epoch() < epochs {
             let epoch = trainer.train_epoch()?;
             trainer.checkpoint()?.save(&self.checkpoint)?;
             report(SupernetProgress {
                 strategy: &self.name,
                 epoch: &epoch,
-                epochs: self.cfg.epochs,
+                epochs,
                 arch: self.arch(&epoch.derived),
             });
             if crate::interrupt::requested().is_some() {
                 // Stop at an epoch boundary: the checkpoint resumes from here.
                 self.state.history = trainer.history().to_vec();
+                self.state.decisions = trainer.decisions().to_vec();
                 return Ok(());
             }
         }
+        let selected = trainer.select()?;
         self.state.history = trainer.history().to_vec();
-        self.state.derived = trainer.arch().most_likely(self.derive);
+        self.state.decisions = trainer.decisions().to_vec();
+        // The selected architecture first, then the most likely others by `alpha`.
+        let mut derived = vec![selected];
+        for path in trainer.arch().most_likely(self.derive) {
+            if derived.len() < self.derive && !derived.contains(&path) {
+                derived.push(path);
+            }
+        }
+        self.state.derived = derived;
         Ok(())
     }
 

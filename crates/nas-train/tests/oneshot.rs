@@ -4,7 +4,7 @@
 use nas_data::{DataConfig, SplitDataset};
 use nas_graph::{GraphBuilder, MixedEdge, NodeId, Op, Supernet};
 use nas_runtime::SessionSettings;
-use nas_train::oneshot::{Method, OneShotCheckpoint, OneShotConfig, SupernetTrainer};
+use nas_train::oneshot::{Method, OneShotCheckpoint, OneShotConfig, Selection, SupernetTrainer};
 
 fn runtime() -> SessionSettings {
     let lib = nas_runtime::locate_library(None)
@@ -186,6 +186,75 @@ fn every_method_learns_and_resumes_exactly() {
                 .collect()
         };
         assert_eq!(strip(&a.history), strip(&b.history));
+    }
+}
+
+#[test]
+fn perturbation_selection_keeps_the_option_whose_removal_hurts_most_and_resumes_exactly() {
+    let data = digits();
+    let dir = tempfile::tempdir().unwrap();
+    let net = supernet(false);
+    let cfg = OneShotConfig {
+        selection: Selection::Perturbation,
+        selection_epochs: 1,
+        ..config(Method::Darts, 2)
+    };
+    let mut straight = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
+    // Two choices: one decision starts the single tuning epoch, the other ends the search.
+    assert_eq!(straight.total_epochs(), 3);
+    for _ in 0..2 {
+        straight.train_epoch().unwrap();
+    }
+    assert!(straight.decisions().is_empty());
+    let err = straight.select().unwrap_err().to_string();
+    assert!(err.contains("2 of its 3 epochs"), "{err}");
+    let tuning = straight.train_epoch().unwrap();
+    let first = straight.decisions()[0].clone();
+    assert_eq!(first.epoch, 2);
+    assert_eq!(tuning.derived[first.choice], first.option);
+    let chosen = straight.select().unwrap();
+    assert!(straight.train_epoch().is_err(), "no epoch after the last");
+    let decisions = straight.decisions().to_vec();
+    assert_eq!(decisions.len(), 2);
+    let mut choices: Vec<usize> = decisions.iter().map(|d| d.choice).collect();
+    choices.sort();
+    assert_eq!(choices, vec![0, 1], "every choice decided once");
+    for d in &decisions {
+        assert_eq!(d.accuracy_without.len(), net.options[d.choice]);
+        assert_eq!(chosen[d.choice], d.option);
+        let worst = d
+            .accuracy_without
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(d.accuracy_without[d.option], worst, "{d:?}");
+        assert!(d.loss_without.iter().all(|l| l.is_finite()), "{d:?}");
+    }
+    assert_eq!(straight.derive(), chosen);
+
+    // Stopped before the tuning epoch (no decision yet) or after it (one decision): the
+    // resumed search decides the same way and ends with the same weights.
+    for stop in [2, 3] {
+        let mut killed = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
+        for _ in 0..stop {
+            killed.train_epoch().unwrap();
+        }
+        let path = dir.path().join(format!("pt-{stop}.ckpt"));
+        killed.checkpoint().unwrap().save(&path).unwrap();
+        drop(killed);
+        let loaded = OneShotCheckpoint::load(&path).unwrap();
+        assert_eq!(loaded.decisions.len(), stop - 2);
+        let mut resumed = SupernetTrainer::resume(loaded, &runtime(), &data).unwrap();
+        while resumed.epoch() < resumed.total_epochs() {
+            resumed.train_epoch().unwrap();
+        }
+        assert_eq!(resumed.select().unwrap(), chosen, "stopped after {stop}");
+        assert_eq!(resumed.decisions(), &decisions[..], "stopped after {stop}");
+        assert_eq!(
+            resumed.checkpoint().unwrap().state,
+            straight.checkpoint().unwrap().state,
+            "stopped after {stop}: weights differ"
+        );
     }
 }
 

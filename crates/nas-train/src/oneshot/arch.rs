@@ -69,6 +69,8 @@ pub(crate) enum Draw {
     ArchStep = 1,
     /// GDAS noise or SPOS path of the weight step.
     WeightStep = 2,
+    /// Which open choice perturbation-based selection decides next.
+    Selection = 3,
 }
 
 /// A generator for `(seed, step, draw)` only.
@@ -152,6 +154,11 @@ pub struct ArchParams {
     /// What `probabilities` reports (absent in checkpoints written before DrNAS: softmax).
     #[serde(default)]
     relaxation: Relaxation,
+    /// Per choice: the option perturbation-based selection has fixed, if any (empty: none;
+    /// checkpoints written before it have none). A decided choice's edges use that option
+    /// alone and its `alpha` no longer moves.
+    #[serde(default)]
+    decided: Vec<Option<usize>>,
     m: Vec<Vec<f64>>,
     v: Vec<Vec<f64>>,
     /// Adam steps taken.
@@ -194,6 +201,7 @@ impl ArchParams {
         ArchParams {
             alpha,
             relaxation,
+            decided: Vec::new(),
             m: zeros.clone(),
             v: zeros,
             t: 0,
@@ -211,10 +219,39 @@ impl ArchParams {
             .collect()
     }
 
-    /// The derived architecture: the most likely option of every choice (both relaxations
-    /// are monotone in `alpha`).
+    /// The derived architecture: the decided option of a decided choice, otherwise the most
+    /// likely one (both relaxations are monotone in `alpha`).
     pub fn derive(&self) -> Vec<usize> {
-        self.alpha.iter().map(|a| argmax(a)).collect()
+        self.alpha
+            .iter()
+            .enumerate()
+            .map(|(c, a)| self.decided(c).unwrap_or_else(|| argmax(a)))
+            .collect()
+    }
+
+    /// The option choice `c` is fixed to, if selection has decided it.
+    pub fn decided(&self, c: usize) -> Option<usize> {
+        self.decided.get(c).copied().flatten()
+    }
+
+    /// Fixes choice `c` to option `option` (perturbation-based selection).
+    pub(crate) fn decide(&mut self, c: usize, option: usize) {
+        if self.decided.len() < self.alpha.len() {
+            self.decided.resize(self.alpha.len(), None);
+        }
+        self.decided[c] = Some(option);
+    }
+
+    /// The mixing weights the supernet stands for now: a decided choice's one-hot, otherwise
+    /// [`ArchParams::probabilities`] (what perturbation-based selection perturbs).
+    pub(crate) fn expected_weights(&self) -> Vec<Vec<f64>> {
+        let mut p = self.probabilities();
+        for (c, w) in p.iter_mut().enumerate() {
+            if let Some(o) = self.decided(c) {
+                *w = one_hot(o, w.len());
+            }
+        }
+        p
     }
 
     /// The `k` most likely architectures under independent softmaxes, most likely first
@@ -241,8 +278,18 @@ impl ArchParams {
         beam.into_iter().map(|(_, path)| path).collect()
     }
 
-    /// The weights one step uses. `tau` is GDAS's temperature.
+    /// The weights one step uses (a decided choice: its one-hot). `tau` is GDAS's temperature.
     pub(crate) fn step_weights(&self, method: Method, tau: f64, rng: &mut impl Rng) -> StepWeights {
+        let mut w = self.relaxed_weights(method, tau, rng);
+        for (c, weights) in w.weights.iter_mut().enumerate() {
+            if let Some(o) = self.decided(c) {
+                *weights = one_hot(o, weights.len());
+            }
+        }
+        w
+    }
+
+    fn relaxed_weights(&self, method: Method, tau: f64, rng: &mut impl Rng) -> StepWeights {
         match method {
             Method::Darts | Method::DartsMinus => {
                 let p = self.probabilities();
@@ -307,6 +354,9 @@ impl ArchParams {
         let dirichlet = self.relaxation == Relaxation::Dirichlet;
         let choices = self.alpha.iter_mut().zip(&mut self.m).zip(&mut self.v);
         for (c, ((alpha, m), v)) in choices.enumerate() {
+            if self.decided.get(c).copied().flatten().is_some() {
+                continue;
+            }
             let g = w.backward[c].alpha_grad(&grad_weights[c]);
             for (j, g) in g.iter().enumerate() {
                 let penalty = if dirichlet {
@@ -359,6 +409,44 @@ mod tests {
             vec![0.0, 0.0, 0.5],
         ];
         assert_eq!(a.derive(), vec![3, 0, 2]);
+    }
+
+    #[test]
+    fn decided_choices_use_their_option_alone_and_stop_learning() {
+        for method in [Method::Darts, Method::Drnas, Method::Gdas] {
+            let mut a = ArchParams::new(&[4, 3], 2, method);
+            a.alpha[0] = vec![3.0, 0.0, 0.0, 0.0];
+            a.decide(0, 2);
+            assert_eq!(a.decided(0), Some(2));
+            assert_eq!(a.decided(1), None);
+            assert_eq!(a.derive()[0], 2, "{method:?}: the decision wins over alpha");
+            assert_eq!(a.expected_weights()[0], vec![0.0, 0.0, 1.0, 0.0]);
+            assert_eq!(a.expected_weights()[1], a.probabilities()[1]);
+            let mut rng = step_rng(1, 0, Draw::WeightStep);
+            let w = a.step_weights(method, 1.0, &mut rng);
+            assert_eq!(w.weights[0], vec![0.0, 0.0, 1.0, 0.0], "{method:?}");
+            let before = a.alpha.clone();
+            let grads = vec![vec![1.0, -1.0, 0.5, 0.0], vec![1.0, -1.0, 0.0]];
+            a.update(
+                &w,
+                &grads,
+                &ArchAdam {
+                    lr: 0.1,
+                    beta1: 0.5,
+                    beta2: 0.999,
+                    weight_decay: 0.0,
+                    concentration_l2: 0.0,
+                },
+            );
+            assert_eq!(
+                a.alpha[0], before[0],
+                "{method:?}: a decided choice's alpha moved"
+            );
+            assert_ne!(
+                a.alpha[1], before[1],
+                "{method:?}: an open choice's alpha did not move"
+            );
+        }
     }
 
     #[test]

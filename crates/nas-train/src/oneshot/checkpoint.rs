@@ -6,7 +6,7 @@ use nas_graph::Supernet;
 use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 
-use super::{ArchParams, OneShotConfig, OneShotEpoch};
+use super::{ArchParams, OneShotConfig, OneShotEpoch, SelectionDecision};
 use crate::error::TrainError;
 use crate::tensor_file::{self, TensorEntry};
 use crate::trainer::DataFingerprint;
@@ -27,6 +27,8 @@ pub struct OneShotCheckpoint {
     pub step: u64,
     pub arch: ArchParams,
     pub history: Vec<OneShotEpoch>,
+    /// Perturbation-based selection's decisions so far.
+    pub decisions: Vec<SelectionDecision>,
     /// State tensors by the training step's state names.
     pub state: Vec<(String, ArrayD<f32>)>,
 }
@@ -40,6 +42,9 @@ struct Header {
     step: u64,
     arch: ArchParams,
     history: Vec<OneShotEpoch>,
+    /// Absent in checkpoints written before perturbation-based selection.
+    #[serde(default)]
+    decisions: Vec<SelectionDecision>,
     tensors: Vec<TensorEntry>,
 }
 
@@ -54,6 +59,7 @@ impl OneShotCheckpoint {
             step: self.step,
             arch: self.arch.clone(),
             history: self.history.clone(),
+            decisions: self.decisions.clone(),
             tensors: tensor_file::entries(&self.state),
         };
         tensor_file::write(
@@ -81,6 +87,7 @@ impl OneShotCheckpoint {
             step: h.step,
             arch: h.arch,
             history: h.history,
+            decisions: h.decisions,
             state,
         })
     }

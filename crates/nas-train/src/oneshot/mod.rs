@@ -16,6 +16,7 @@
 pub mod arch;
 mod checkpoint;
 mod dirichlet;
+mod selection;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use arch::{ArchParams, Method};
 pub use checkpoint::{ONESHOT_CHECKPOINT_VERSION, OneShotCheckpoint};
+pub use selection::{Selection, SelectionDecision};
 
 use crate::error::TrainError;
 use crate::runner::{StepInputs, StepRunner};
@@ -94,6 +96,12 @@ pub struct OneShotConfig {
     /// and weight decay), as in the methods' PyTorch code, so only the compute changes. Off:
     /// every operation runs, weighed by zero (slower; kept for measurements).
     pub sampled_path_only: bool,
+    /// How the architecture is read from the trained supernet ([`Selection`]):
+    /// `magnitude` (argmax of `alpha`) or `perturbation` (DARTS-PT).
+    pub selection: Selection,
+    /// Perturbation-based selection: epochs of tuning after each decision but the last
+    /// (0: decide every choice right after the search).
+    pub selection_epochs: usize,
 }
 
 impl Default for OneShotConfig {
@@ -120,6 +128,8 @@ impl Default for OneShotConfig {
             augment: None,
             seed: None,
             sampled_path_only: true,
+            selection: Selection::Magnitude,
+            selection_epochs: 5,
         }
     }
 }
@@ -175,6 +185,16 @@ impl OneShotConfig {
             if !(0.0..1.0).contains(&v) {
                 return bad(key, format!("is {v}; it must be in [0, 1)"));
             }
+        }
+        if self.selection == Selection::Perturbation && !self.method.learns_alpha() {
+            return bad(
+                "selection",
+                format!(
+                    "`perturbation` perturbs learned architecture weights, which `{}` has \
+                     none of; remove it (SPOS selects by scoring paths)",
+                    self.method.name()
+                ),
+            );
         }
         if !(self.tau_max.is_finite() && self.tau_max >= self.tau_min) {
             return bad(
@@ -270,6 +290,7 @@ pub struct SupernetTrainer<'d> {
     epoch: usize,
     global_step: u64,
     history: Vec<OneShotEpoch>,
+    decisions: Vec<SelectionDecision>,
 }
 
 /// Where a trainer starts.
@@ -401,7 +422,7 @@ impl<'d> SupernetTrainer<'d> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let seed = cfg.seed.unwrap_or(data.seed);
-        let (values, arch, epoch, global_step, history) = match start {
+        let (values, arch, epoch, global_step, history, decisions) = match start {
             Start::Fresh => {
                 let w = Weights::he_init(&supernet.graph, seed)
                     .map_err(TrainError::graph("cannot initialize the supernet"))?;
@@ -413,11 +434,12 @@ impl<'d> SupernetTrainer<'d> {
                     0,
                     0,
                     Vec::new(),
+                    Vec::new(),
                 )
             }
             Start::Resume(c) => {
                 let values = state_in_step_order(&step, &c.state, "the supernet checkpoint")?;
-                (values, c.arch, c.epoch, c.step, c.history)
+                (values, c.arch, c.epoch, c.step, c.history, c.decisions)
             }
         };
         let (runner, _) = start_runner(&step, runtime, values)?;
@@ -436,12 +458,18 @@ impl<'d> SupernetTrainer<'d> {
             epoch,
             global_step,
             history,
+            decisions,
         })
     }
 
     /// Epochs completed.
     pub fn epoch(&self) -> usize {
         self.epoch
+    }
+
+    /// Epochs in all: the search's, then perturbation-based selection's tuning.
+    pub fn total_epochs(&self) -> usize {
+        self.cfg.epochs + self.selection_epochs()
     }
 
     pub fn history(&self) -> &[OneShotEpoch] {
@@ -482,9 +510,14 @@ impl<'d> SupernetTrainer<'d> {
         self.arch.derive()
     }
 
-    /// The weights' learning rate at optimizer step `step` (cosine to the minimum).
+    /// The weights' learning rate at optimizer step `step` (cosine to the minimum; a tenth of
+    /// `weight_lr` while perturbation-based selection tunes, as DARTS-PT does).
     fn lr(&self, step: u64) -> f64 {
-        let total = (self.cfg.epochs * self.steps_per_epoch).max(1) as f64;
+        let search_steps = (self.cfg.epochs * self.steps_per_epoch) as u64;
+        if step >= search_steps && self.cfg.selection == Selection::Perturbation {
+            return self.cfg.weight_lr / 10.0;
+        }
+        let total = search_steps.max(1) as f64;
         let t = (step as f64).min(total);
         let (hi, lo) = (
             self.cfg.weight_lr,
@@ -493,12 +526,13 @@ impl<'d> SupernetTrainer<'d> {
         lo + (hi - lo) * 0.5 * (1.0 + (std::f64::consts::PI * t / total).cos())
     }
 
-    /// Progress of the search in [0, 1] at the start of epoch `epoch` (0-based).
+    /// Progress of the search in [0, 1] at the start of epoch `epoch` (0-based; 1 during
+    /// selection's tuning).
     fn progress(&self, epoch: usize) -> f64 {
         if self.cfg.epochs <= 1 {
             0.0
         } else {
-            epoch as f64 / (self.cfg.epochs - 1) as f64
+            (epoch as f64 / (self.cfg.epochs - 1) as f64).min(1.0)
         }
     }
 
@@ -580,7 +614,17 @@ impl<'d> SupernetTrainer<'d> {
 
     /// Runs one epoch: per training batch an architecture step on the next validation batch
     /// (methods that learn `alpha`), then a weight step.
+    /// During perturbation-based selection's tuning, a decision comes first when one is due.
     pub fn train_epoch(&mut self) -> Result<OneShotEpoch, TrainError> {
+        if self.epoch >= self.total_epochs() {
+            return Err(TrainError::Mismatch(format!(
+                "the supernet has trained all its {} epochs",
+                self.total_epochs()
+            )));
+        }
+        if self.decision_due() {
+            self.decide_one()?;
+        }
         let index = self.epoch;
         let started = Instant::now();
         let tau = self.tau(index);
@@ -694,6 +738,13 @@ impl<'d> SupernetTrainer<'d> {
             .zip(&self.supernet.options)
             .map(|(&c, &n)| (0..n).map(|i| if i == c { 1.0 } else { 0.0 }).collect())
             .collect();
+        self.evaluate(&per_choice)
+    }
+
+    /// Loss and accuracy of the supernet with the given mixing weights per choice on the
+    /// validation split (full batches, BatchNorm on batch statistics, auxiliary skips off);
+    /// the state is not changed.
+    fn evaluate(&mut self, per_choice: &[Vec<f64>]) -> Result<(f64, f64), TrainError> {
         let opts = BatchOptions {
             batch_size: self.batch,
             shuffle: false,
@@ -703,7 +754,7 @@ impl<'d> SupernetTrainer<'d> {
         let (mut loss, mut correct, mut seen) = (0f64, 0f64, 0usize);
         let data = self.data.clone();
         for (x, y) in data.batches(Part::Validation, &opts, 0)? {
-            let mixes = self.mix_inputs(&per_choice, 0.0);
+            let mixes = self.mix_inputs(per_choice, 0.0);
             let (l, c) = self.run(x, &y, 0.0, mixes, false)?;
             loss += f64::from(l) * y.len() as f64;
             correct += f64::from(c);
@@ -735,6 +786,7 @@ impl<'d> SupernetTrainer<'d> {
             step: self.global_step,
             arch: self.arch.clone(),
             history: self.history.clone(),
+            decisions: self.decisions.clone(),
             state,
         })
     }
@@ -748,13 +800,17 @@ mod tests {
     fn invalid_settings_name_their_key() {
         OneShotConfig::default().validate().unwrap();
         type Spoil = fn(&mut OneShotConfig);
-        let cases: [(&str, Spoil); 6] = [
+        let cases: [(&str, Spoil); 7] = [
             ("epochs", |c| c.epochs = 0),
             ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
             ("arch_lr", |c| c.arch_lr = f64::NAN),
             ("concentration_l2", |c| c.concentration_l2 = -1e-3),
             ("arch_beta2", |c| c.arch_beta2 = 1.0),
             ("tau_max", |c| c.tau_max = c.tau_min / 2.0),
+            ("selection", |c| {
+                c.method = Method::Spos;
+                c.selection = Selection::Perturbation;
+            }),
         ];
         for (key, spoil) in cases {
             let mut c = OneShotConfig {
