@@ -12,6 +12,11 @@ mod common;
 use common::{NAS, nas, stderr};
 
 fn study(epochs: usize, trials: usize) -> String {
+    study_with(epochs, trials, "")
+}
+
+/// A study whose darts strategy table also holds `extra` (TOML lines).
+fn study_with(epochs: usize, trials: usize, extra: &str) -> String {
     format!(
         r#"
 [study]
@@ -37,6 +42,7 @@ epochs = {epochs}
 batch = 64
 arch_lr = 3e-3
 derive = 2
+{extra}
 
 [[evaluator]]
 plugin = "train"
@@ -110,6 +116,37 @@ fn darts_trains_a_supernet_and_its_derived_architectures_become_trials() {
     assert!(trials.iter().all(|(s, _)| s == "darts"), "{trials:?}");
     assert_ne!(trials[0].1, trials[1].1, "two different architectures");
     assert!(tmp.path().join("study/oneshot/0-darts.ckpt").is_file());
+}
+
+#[test]
+fn perturbation_selection_decides_every_edge_and_proposes_its_cell_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = "selection = \"perturbation\"\nselection_epochs = 1";
+    std::fs::write(tmp.path().join("s.toml"), study_with(2, 2, extra)).unwrap();
+    let o = nas(&["search", "s.toml"], tmp.path());
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    // Six edges: 2 search epochs, then one tuning epoch after each decision but the last.
+    assert!(err.contains("darts: supernet epoch 7/7"), "{err}");
+    let (state, trials) = stored(tmp.path());
+    let decisions = state["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 6, "{state}");
+    let selected = state["derived"][0].as_array().unwrap().clone();
+    let mut edges: Vec<u64> = Vec::new();
+    for d in decisions {
+        let choice = d["choice"].as_u64().unwrap();
+        edges.push(choice);
+        assert_eq!(selected[choice as usize], d["option"], "{d}");
+        assert_eq!(d["accuracy_without"].as_array().unwrap().len(), 5, "{d}");
+    }
+    edges.sort();
+    assert_eq!(
+        edges,
+        (0..6).collect::<Vec<u64>>(),
+        "every edge decided once"
+    );
+    assert_eq!(trials.len(), 2, "{trials:?}");
+    assert_ne!(trials[0].1, trials[1].1, "the runner-up by alpha differs");
 }
 
 #[test]

@@ -160,6 +160,13 @@ enum Task {
         /// GDAS and SPOS compute every operation (weighed by zero), not only the sampled one.
         #[arg(long)]
         all_ops: bool,
+        /// How the DARTS-family methods read the architecture: `magnitude` (argmax of alpha)
+        /// or `perturbation` (DARTS-PT).
+        #[arg(long, default_value = "magnitude")]
+        selection: String,
+        /// Perturbation-based selection: tuning epochs after each decision but the last.
+        #[arg(long, default_value_t = 5)]
+        selection_epochs: usize,
         /// Intra-op threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -448,6 +455,8 @@ fn main() -> Result<ExitCode> {
             warmup,
             affine,
             all_ops,
+            selection,
+            selection_epochs,
             threads,
             out,
         } => {
@@ -462,6 +471,8 @@ fn main() -> Result<ExitCode> {
                 .args(["--weight-lr", &weight_lr.to_string()])
                 .args(["--spos-sample", &spos_sample.to_string()])
                 .args(["--warmup", &warmup.to_string()])
+                .args(["--selection", &selection])
+                .args(["--selection-epochs", &selection_epochs.to_string()])
                 .args(["--threads", &threads.to_string()])
                 .arg("--out")
                 .arg(&out);

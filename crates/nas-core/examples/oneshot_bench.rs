@@ -166,6 +166,17 @@ struct Run {
     search_seconds: f64,
     tau: Option<f64>,
     final_probabilities: String,
+    /// With perturbation-based selection: what magnitude (argmax of alpha at the end of the
+    /// search, before any tuning) reads from the same supernet, for comparison.
+    magnitude: Option<Reading>,
+}
+
+/// One architecture and where the table puts it.
+struct Reading {
+    arch: String,
+    test_accuracy: f64,
+    percentile: f64,
+    pooled_percentile: f64,
 }
 
 fn main() -> Result<()> {
@@ -299,6 +310,26 @@ fn main() -> Result<()> {
                     .unwrap_or_default()
             );
             let row = index.by_arch[&arch];
+            let magnitude = match trainer.history().get(args.epochs.wrapping_sub(1)) {
+                Some(e) if args.selection == Selection::Perturbation && !e.derived.is_empty() => {
+                    let arch =
+                        space.arch_string(&e.derived.iter().map(|&v| v as f64).collect::<Vec<_>>());
+                    let acc =
+                        test_of(&arch).ok_or_else(|| format!("{arch} is not in the table"))?;
+                    eprintln!(
+                        "     by magnitude: {arch}: test {:.2} % (percentile {:.1})",
+                        100.0 * acc,
+                        percentile(acc)
+                    );
+                    Some(Reading {
+                        pooled_percentile: truth.pooled_percentile(index.by_arch[&arch]),
+                        percentile: percentile(acc),
+                        test_accuracy: acc,
+                        arch,
+                    })
+                }
+                _ => None,
+            };
             runs.push(Run {
                 method,
                 seed,
@@ -309,10 +340,54 @@ fn main() -> Result<()> {
                 search_seconds,
                 tau,
                 final_probabilities: probs,
+                magnitude,
             });
         }
     }
     write_results(&args, &runs, optimum, one_training, &truth)
+}
+
+/// With perturbation-based selection: the same supernets read by magnitude, per method.
+fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> {
+    if !runs.iter().any(|r| r.magnitude.is_some()) {
+        return Ok(());
+    }
+    md.push_str(
+        "\nThe same supernets read by magnitude (argmax of alpha after the search's last epoch, \
+         before perturbation-based selection tuned them):\n\n\
+         | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | architectures |\n\
+         |---|---|---|---|---|\n",
+    );
+    for &m in &args.methods {
+        let rs: Vec<&Reading> = runs
+            .iter()
+            .filter(|r| r.method == m)
+            .filter_map(|r| r.magnitude.as_ref())
+            .collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let acc: Vec<f64> = rs.iter().map(|r| 100.0 * r.test_accuracy).collect();
+        let (am, asd) = mean_std(&acc);
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let pct: Vec<f64> = rs.iter().map(|r| r.percentile).collect();
+        let pooled: Vec<f64> = rs.iter().map(|r| r.pooled_percentile).collect();
+        let archs: Vec<String> = rs
+            .iter()
+            .map(|r| format!("`{}`", r.arch.replace('|', "\\|")))
+            .collect();
+        writeln!(
+            md,
+            "| {} | {am:.2} ± {asd:.2} | {:.1} ({:.1}) | {:.1} ({:.1}) | {} |",
+            m.name(),
+            mean_std(&pct).0,
+            min(&pct),
+            mean_std(&pooled).0,
+            min(&pooled),
+            archs.join("<br>")
+        )?;
+    }
+    Ok(())
 }
 
 /// How noisy the table's accuracies are, and a less noisy measurement to rank by.
@@ -542,6 +617,7 @@ fn write_results(
             archs.join("<br>")
         )?;
     }
+    magnitude_markdown(&mut md, args, runs)?;
     md.push_str(&truth.markdown());
     std::fs::write(args.out.join("summary.md"), &md)?;
     println!("{md}");

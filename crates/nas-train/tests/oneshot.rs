@@ -259,6 +259,35 @@ fn perturbation_selection_keeps_the_option_whose_removal_hurts_most_and_resumes_
 }
 
 #[test]
+fn fixed_alpha_trains_weights_only_and_perturbation_still_selects() {
+    let data = digits();
+    let net = supernet(false);
+    let cfg = OneShotConfig {
+        arch_lr: 0.0,
+        selection: Selection::Perturbation,
+        selection_epochs: 0,
+        ..config(Method::Darts, 2)
+    };
+    let mut t = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
+    let alpha = t.arch().alpha.clone();
+    assert_eq!(
+        t.total_epochs(),
+        2,
+        "no tuning epochs with selection_epochs = 0"
+    );
+    for _ in 0..2 {
+        let e = t.train_epoch().unwrap();
+        assert_eq!(e.arch_accuracy, None, "no architecture steps");
+    }
+    assert_eq!(t.arch().alpha, alpha);
+    let chosen = t.select().unwrap();
+    assert_eq!(t.decisions().len(), 2, "both choices decided back to back");
+    for d in t.decisions() {
+        assert_eq!(chosen[d.choice], d.option);
+    }
+}
+
+#[test]
 fn a_method_and_a_supernet_must_agree_on_the_auxiliary_skip() {
     let data = digits();
     let err = SupernetTrainer::new(

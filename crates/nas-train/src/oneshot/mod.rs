@@ -157,11 +157,20 @@ impl OneShotConfig {
         if self.batch == 0 {
             return bad("batch", "must be at least 1".into());
         }
-        for (key, v) in [
-            ("weight_lr", self.weight_lr),
-            ("arch_lr", self.arch_lr),
-            ("tau_min", self.tau_min),
-        ] {
+        // `arch_lr = 0` keeps `alpha` uniform (DARTS-PT's "fixed alpha"): only perturbation
+        // can read an architecture from such a supernet.
+        let fixed_alpha = self.arch_lr == 0.0 && self.selection == Selection::Perturbation;
+        if !fixed_alpha && !(self.arch_lr.is_finite() && self.arch_lr > 0.0) {
+            return bad(
+                "arch_lr",
+                format!(
+                    "is {}; it must be a positive number (or 0, alpha kept uniform, with \
+                     selection = \"perturbation\")",
+                    self.arch_lr
+                ),
+            );
+        }
+        for (key, v) in [("weight_lr", self.weight_lr), ("tau_min", self.tau_min)] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(key, format!("is {v}; it must be a positive number"));
             }
@@ -644,7 +653,8 @@ impl<'d> SupernetTrainer<'d> {
             ..train_opts
         };
         let learns = self.cfg.method.learns_alpha();
-        let warm = index < self.cfg.warmup_epochs;
+        // Warm-up, or `alpha` kept uniform (`arch_lr = 0`): no architecture steps.
+        let warm = index < self.cfg.warmup_epochs || self.cfg.arch_lr == 0.0;
         // A handle of our own: the batch iterators borrow it while steps borrow `self`.
         let data = self.data.clone();
         let train: Vec<(Array4<f32>, Vec<u32>)> = data
@@ -800,10 +810,11 @@ mod tests {
     fn invalid_settings_name_their_key() {
         OneShotConfig::default().validate().unwrap();
         type Spoil = fn(&mut OneShotConfig);
-        let cases: [(&str, Spoil); 7] = [
+        let cases: [(&str, Spoil); 8] = [
             ("epochs", |c| c.epochs = 0),
             ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
             ("arch_lr", |c| c.arch_lr = f64::NAN),
+            ("arch_lr", |c| c.arch_lr = 0.0),
             ("concentration_l2", |c| c.concentration_l2 = -1e-3),
             ("arch_beta2", |c| c.arch_beta2 = 1.0),
             ("tau_max", |c| c.tau_max = c.tau_min / 2.0),
@@ -812,6 +823,12 @@ mod tests {
                 c.selection = Selection::Perturbation;
             }),
         ];
+        let fixed_alpha = OneShotConfig {
+            arch_lr: 0.0,
+            selection: Selection::Perturbation,
+            ..OneShotConfig::default()
+        };
+        fixed_alpha.validate().unwrap();
         for (key, spoil) in cases {
             let mut c = OneShotConfig {
                 method: Method::Drnas,
