@@ -167,6 +167,9 @@ enum Task {
         /// Perturbation-based selection: tuning epochs after each decision but the last.
         #[arg(long, default_value_t = 5)]
         selection_epochs: usize,
+        /// Perturbation-based selection measures removals by validation `accuracy` or `loss`.
+        #[arg(long, default_value = "accuracy")]
+        selection_metric: String,
         /// Intra-op threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -457,6 +460,7 @@ fn main() -> Result<ExitCode> {
             all_ops,
             selection,
             selection_epochs,
+            selection_metric,
             threads,
             out,
         } => {
@@ -473,6 +477,7 @@ fn main() -> Result<ExitCode> {
                 .args(["--warmup", &warmup.to_string()])
                 .args(["--selection", &selection])
                 .args(["--selection-epochs", &selection_epochs.to_string()])
+                .args(["--selection-metric", &selection_metric])
                 .args(["--threads", &threads.to_string()])
                 .arg("--out")
                 .arg(&out);

@@ -18,7 +18,7 @@ use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace};
 use nas_data::DataConfig;
 use nas_runtime::SessionSettings;
 use nas_table::Table;
-use nas_train::oneshot::{Method, OneShotConfig, Selection, SupernetTrainer};
+use nas_train::oneshot::{Method, OneShotConfig, Selection, SelectionMetric, SupernetTrainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -39,13 +39,14 @@ struct Args {
     /// How the DARTS-family methods read the architecture.
     selection: Selection,
     selection_epochs: usize,
+    selection_metric: SelectionMetric,
     threads: usize,
     out: PathBuf,
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--methods darts,darts-minus,drnas,gdas,spos] \
      [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
-     [--selection-epochs N] [--threads N] [--out DIR]";
+     [--selection-epochs N] [--selection-metric accuracy|loss] [--threads N] [--out DIR]";
 
 fn parse_method(s: &str) -> Result<Method> {
     Ok(match s {
@@ -78,6 +79,7 @@ fn parse_args() -> Result<Args> {
         spos_sample: 300,
         selection: Selection::Magnitude,
         selection_epochs: 5,
+        selection_metric: SelectionMetric::Accuracy,
         threads: 1,
         out: PathBuf::from("results/bench-oneshot"),
     };
@@ -116,6 +118,13 @@ fn parse_args() -> Result<Args> {
                 }
             }
             "--selection-epochs" => a.selection_epochs = value()?.parse()?,
+            "--selection-metric" => {
+                a.selection_metric = match value()?.as_str() {
+                    "accuracy" => SelectionMetric::Accuracy,
+                    "loss" => SelectionMetric::Loss,
+                    other => return Err(format!("unknown metric `{other}`; {USAGE}").into()),
+                }
+            }
             "--threads" => a.threads = value()?.parse()?,
             "--out" => a.out = value()?.into(),
             other => return Err(format!("unknown argument `{other}`; {USAGE}").into()),
@@ -243,6 +252,7 @@ fn main() -> Result<()> {
                     Selection::Magnitude
                 },
                 selection_epochs: args.selection_epochs,
+                selection_metric: args.selection_metric,
                 ..OneShotConfig::default()
             };
             let started = Instant::now();
@@ -562,8 +572,8 @@ fn write_results(
         match args.selection {
             Selection::Magnitude => "by magnitude (argmax of alpha)".to_string(),
             Selection::Perturbation => format!(
-                "by perturbation (DARTS-PT), {} tuning epochs per decision",
-                args.selection_epochs
+                "by perturbation (DARTS-PT, validation {:?}), {} tuning epochs per decision",
+                args.selection_metric, args.selection_epochs
             ),
         },
         args.threads,

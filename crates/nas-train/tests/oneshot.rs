@@ -4,7 +4,9 @@
 use nas_data::{DataConfig, SplitDataset};
 use nas_graph::{GraphBuilder, MixedEdge, NodeId, Op, Supernet};
 use nas_runtime::SessionSettings;
-use nas_train::oneshot::{Method, OneShotCheckpoint, OneShotConfig, Selection, SupernetTrainer};
+use nas_train::oneshot::{
+    Method, OneShotCheckpoint, OneShotConfig, Selection, SelectionMetric, SupernetTrainer,
+};
 
 fn runtime() -> SessionSettings {
     let lib = nas_runtime::locate_library(None)
@@ -266,6 +268,7 @@ fn fixed_alpha_trains_weights_only_and_perturbation_still_selects() {
         arch_lr: 0.0,
         selection: Selection::Perturbation,
         selection_epochs: 0,
+        selection_metric: SelectionMetric::Loss,
         ..config(Method::Darts, 2)
     };
     let mut t = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
@@ -284,6 +287,8 @@ fn fixed_alpha_trains_weights_only_and_perturbation_still_selects() {
     assert_eq!(t.decisions().len(), 2, "both choices decided back to back");
     for d in t.decisions() {
         assert_eq!(chosen[d.choice], d.option);
+        let worst = d.loss_without.iter().copied().fold(f64::MIN, f64::max);
+        assert_eq!(d.loss_without[d.option], worst, "by loss: {d:?}");
     }
 }
 

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use arch::{ArchParams, Method};
 pub use checkpoint::{ONESHOT_CHECKPOINT_VERSION, OneShotCheckpoint};
-pub use selection::{Selection, SelectionDecision};
+pub use selection::{Selection, SelectionDecision, SelectionMetric};
 
 use crate::error::TrainError;
 use crate::runner::{StepInputs, StepRunner};
@@ -102,6 +102,8 @@ pub struct OneShotConfig {
     /// Perturbation-based selection: epochs of tuning after each decision but the last
     /// (0: decide every choice right after the search).
     pub selection_epochs: usize,
+    /// Perturbation-based selection: what removing an option is measured by.
+    pub selection_metric: SelectionMetric,
 }
 
 impl Default for OneShotConfig {
@@ -130,6 +132,7 @@ impl Default for OneShotConfig {
             sampled_path_only: true,
             selection: Selection::Magnitude,
             selection_epochs: 5,
+            selection_metric: SelectionMetric::Accuracy,
         }
     }
 }

@@ -31,6 +31,19 @@ pub enum Selection {
     Perturbation,
 }
 
+/// What perturbation-based selection measures when an option is removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionMetric {
+    /// Validation accuracy (the authors' default): keep the option whose removal lowers it
+    /// most, ties broken by the larger loss.
+    #[default]
+    Accuracy,
+    /// Validation loss: keep the option whose removal raises it most (a continuous measure,
+    /// which a small validation split does not round into ties).
+    Loss,
+}
+
 /// One decision of perturbation-based selection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SelectionDecision {
@@ -87,12 +100,17 @@ impl SupernetTrainer<'_> {
             accuracy_without.push(acc);
             loss_without.push(loss);
         }
-        let option = (0..accuracy_without.len())
-            .min_by(|&a, &b| {
-                accuracy_without[a]
+        let hurts_less = |a: usize, b: usize| {
+            let by_loss = loss_without[b].total_cmp(&loss_without[a]);
+            match self.cfg.selection_metric {
+                SelectionMetric::Accuracy => accuracy_without[a]
                     .total_cmp(&accuracy_without[b])
-                    .then(loss_without[b].total_cmp(&loss_without[a]))
-            })
+                    .then(by_loss),
+                SelectionMetric::Loss => by_loss,
+            }
+        };
+        let option = (0..accuracy_without.len())
+            .min_by(|&a, &b| hurts_less(a, b))
             .expect("a choice has options");
         self.arch.decide(choice, option);
         self.decisions.push(SelectionDecision {
