@@ -128,6 +128,7 @@ fn perturbation_selection_decides_every_edge_and_proposes_its_cell_first() {
     assert!(o.status.success(), "{err}");
     // Six edges: 2 search epochs, then one tuning epoch after each decision but the last.
     assert!(err.contains("darts: supernet epoch 7/7"), "{err}");
+    assert!(err.contains("(5/6 edges decided)"), "{err}");
     let (state, trials) = stored(tmp.path());
     let decisions = state["decisions"].as_array().unwrap();
     assert_eq!(decisions.len(), 6, "{state}");

@@ -252,6 +252,10 @@ pub struct OneShotEpoch {
     pub probabilities: Vec<Vec<f64>>,
     /// The derived architecture after the epoch: an option index per choice (empty for SPOS).
     pub derived: Vec<usize>,
+    /// Choices perturbation-based selection had fixed by the end of the epoch (absent in
+    /// records written before it: 0).
+    #[serde(default)]
+    pub decided: usize,
 }
 
 /// The data a [`SupernetTrainer`] reads: borrowed from the caller, or shared with it (a
@@ -725,6 +729,7 @@ impl<'d> SupernetTrainer<'d> {
             seconds: started.elapsed().as_secs_f64(),
             probabilities,
             derived,
+            decided: self.decisions.len(),
         };
         self.history.push(stats.clone());
         Ok(stats)
