@@ -163,7 +163,8 @@ impl OneShotConfig {
         // `arch_lr = 0` keeps `alpha` uniform (DARTS-PT's "fixed alpha"): only perturbation
         // can read an architecture from such a supernet.
         let fixed_alpha = self.arch_lr == 0.0 && self.selection == Selection::Perturbation;
-        if !fixed_alpha && !(self.arch_lr.is_finite() && self.arch_lr > 0.0) {
+        let learned = self.arch_lr.is_finite() && self.arch_lr > 0.0;
+        if !(fixed_alpha || learned) {
             return bad(
                 "arch_lr",
                 format!(
