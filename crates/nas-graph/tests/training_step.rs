@@ -8,7 +8,7 @@ use nas_graph::onnx::proto::ModelProto;
 use nas_graph::train::reference::training_forward;
 use nas_graph::train::{
     CORRECT, INPUT, LABELS, LOSS, LR, Optimizer, SAMPLE_WEIGHTS, STEP, StateKind, TrainOptions,
-    TrainingStep, grad_name, initial_state, nchwc, training_step, weights_from_state,
+    TrainingStep, grad_name, initial_state, loss_step, nchwc, training_step, weights_from_state,
 };
 use nas_graph::{
     ExportOptions, Graph, GraphBuilder, NodeId, Op, ParamRole, Weights, export_inference,
@@ -854,6 +854,99 @@ fn two_mixed_edges() -> (Graph, Vec<Vec<Vec<NodeId>>>) {
         &[g],
     );
     (b.finish(l), branches)
+}
+
+/// The loss step is the training step's forward: the same loss and correct count from the
+/// same state, mixing weights and batch (dropout included), with no backward or update node
+/// and the state fed as it is.
+#[test]
+fn the_loss_step_is_the_training_steps_forward() {
+    for (graph, mixed) in [(two_mixed_edges().0, true), (small_net(), false)] {
+        let options = TrainOptions {
+            batch: Some(6),
+            weight_decay: 0.01,
+            conditional_mix: false,
+            ..TrainOptions::default()
+        };
+        let step = training_step(&graph, &options).unwrap();
+        let model = loss_step(&graph, &options).unwrap();
+        let decoded = ModelProto::decode(model.as_slice()).unwrap();
+        let g = decoded.graph.as_ref().unwrap();
+        let outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(outputs, [LOSS, CORRECT]);
+        assert!(
+            g.input.iter().all(|i| i.name != LR && i.name != STEP),
+            "no optimizer inputs"
+        );
+        let full = ModelProto::decode(step.model.as_slice()).unwrap();
+        assert!(
+            3 * g.node.len() < full.graph.unwrap().node.len(),
+            "{} nodes in the loss step: backward or updates left in it",
+            g.node.len()
+        );
+        let mut s_step = session(&step.model);
+        let mut s_loss = session(&model);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let state = initial_state(&step, &weights(&graph, 5)).unwrap();
+        let mut batch = random_batch(&graph, &step, 6, 3, &mut rng);
+        if mixed {
+            batch.mixes = (0..2)
+                .map(|e| {
+                    ArrayD::from_shape_vec(
+                        IxDyn(&[5]),
+                        vec![0.1, 0.2, 0.3 + e as f32 * 0.1, 0.25, 0.0],
+                    )
+                    .unwrap()
+                })
+                .collect();
+        }
+        let full = run_step(&mut s_step, &step, &batch, 0.1, 1.0, &state).unwrap();
+        let mut feed: Vec<(String, SessionInputValue<'_>)> = vec![
+            (
+                INPUT.into(),
+                TensorRef::from_array_view(&batch.x).unwrap().into(),
+            ),
+            (
+                LABELS.into(),
+                TensorRef::from_array_view(&batch.labels).unwrap().into(),
+            ),
+        ];
+        for (st, v) in step.state.iter().zip(&state) {
+            feed.push((
+                st.input.clone(),
+                TensorRef::from_array_view(v).unwrap().into(),
+            ));
+        }
+        for (m, v) in step.dropout_masks.iter().zip(&batch.masks) {
+            feed.push((
+                m.input.clone(),
+                TensorRef::from_array_view(v).unwrap().into(),
+            ));
+        }
+        for (m, v) in step.mixes.iter().zip(&batch.mixes) {
+            feed.push((
+                m.input.clone(),
+                TensorRef::from_array_view(v).unwrap().into(),
+            ));
+        }
+        let out = s_loss.run(feed).unwrap();
+        let loss = out[LOSS].try_extract_scalar::<f32>().unwrap();
+        let correct = out[CORRECT].try_extract_scalar::<f32>().unwrap();
+        assert!(
+            (loss - full.loss).abs() <= 1e-6 * full.loss.abs().max(1.0),
+            "loss {loss} against the training step's {}",
+            full.loss
+        );
+        assert_eq!(correct, full.correct);
+    }
+    let conditional = TrainOptions {
+        conditional_mix: true,
+        ..TrainOptions::default()
+    };
+    let err = loss_step(&two_mixed_edges().0, &conditional)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("conditional_mix"), "{err}");
 }
 
 /// With one-hot mixing weights the conditional step computes one path per edge: the same loss,

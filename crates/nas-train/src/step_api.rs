@@ -6,7 +6,7 @@ use nas_graph::onnx::ExportOptions;
 
 pub use nas_graph::train::{
     CORRECT, DropoutMask, INPUT, LABELS, LOSS, LR, MixInput, Optimizer, STEP, StateTensor,
-    TrainOptions, TrainingStep, initial_state, training_step, weights_from_state,
+    TrainOptions, TrainingStep, initial_state, loss_step, training_step, weights_from_state,
 };
 
 /// The export options of a deployable model (dynamic batch, BatchNorm folded where possible):

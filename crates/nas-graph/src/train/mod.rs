@@ -55,7 +55,7 @@ use crate::error::GraphError;
 use crate::ir::{Graph, NodeId, Op};
 use crate::onnx::export::IR_VERSION;
 use crate::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, ValueInfoProto, tensor_proto::DataType,
+    AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto, tensor_proto::DataType,
 };
 use crate::weights::{ParamRole, Weights, parameter_specs};
 
@@ -376,8 +376,21 @@ fn shift_absorbed(graph: &Graph, live: &[NodeId]) -> Vec<bool> {
     absorbed
 }
 
-/// Builds the training-step model of `graph`.
-pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingStep, GraphError> {
+/// The forward half of a training step: the network in training mode and its loss.
+struct Forward {
+    e: Emitter,
+    shapes: Vec<Vec<usize>>,
+    live: Vec<NodeId>,
+    state: Vec<StateTensor>,
+    saved: SavedByNode,
+    masks: Vec<DropoutMask>,
+    mixes: Vec<MixInput>,
+    emitted: conditional::Emitted,
+    /// The loss gradient of the logits.
+    dlogits: String,
+}
+
+fn forward(graph: &Graph, options: &TrainOptions) -> Result<Forward, GraphError> {
     let shapes = graph.shapes()?;
     check_options(options)?;
     let out_shape = &shapes[graph.output];
@@ -423,6 +436,74 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
             },
         )
     };
+    Ok(Forward {
+        e,
+        shapes,
+        live,
+        state,
+        saved,
+        masks,
+        mixes,
+        emitted,
+        dlogits,
+    })
+}
+
+/// The loss of one batch in training mode (BatchNorm on the batch's statistics, dropout by
+/// the given masks), without backward or updates: the forward half of [`training_step`], at
+/// a fraction of its cost, for scoring weights without changing them. Inputs: those of the
+/// training step for `options` but [`LR`] and [`STEP`], state in the same order (state
+/// tensors the forward does not read, e.g. optimizer buffers, are inputs all the same, so a
+/// training step's state feeds it as it is); outputs [`LOSS`] and [`CORRECT`].
+/// `conditional_mix` is not supported: every operation of a mixed edge runs.
+pub fn loss_step(graph: &Graph, options: &TrainOptions) -> Result<Vec<u8>, GraphError> {
+    if options.conditional_mix {
+        return Err(bad_option(
+            "the loss step runs every operation of a mixed edge: no conditional_mix".into(),
+        ));
+    }
+    let f = forward(graph, options)?;
+    let (mut inputs, mut outputs) = interface(graph, options, &f.state, &f.masks, &f.mixes, &[]);
+    inputs.retain(|i| i.name != LR && i.name != STEP);
+    outputs.retain(|o| o.name == LOSS || o.name == CORRECT);
+    let mut e = f.e;
+    // The loss gradient and the running statistics' updates feed no output.
+    let keep: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+    e.b.nodes = live_nodes(std::mem::take(&mut e.b.nodes), &keep);
+    Ok(encode_model(e, inputs, outputs))
+}
+
+/// The nodes some of `outputs` depends on, in their order.
+fn live_nodes(nodes: Vec<NodeProto>, outputs: &[&str]) -> Vec<NodeProto> {
+    let mut needed: std::collections::HashSet<String> =
+        outputs.iter().map(|s| s.to_string()).collect();
+    let mut keep = vec![false; nodes.len()];
+    for (i, n) in nodes.iter().enumerate().rev() {
+        if n.output.iter().any(|o| needed.contains(o)) {
+            keep[i] = true;
+            needed.extend(n.input.iter().cloned());
+        }
+    }
+    nodes
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(n, k)| k.then_some(n))
+        .collect()
+}
+
+/// Builds the training-step model of `graph`.
+pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingStep, GraphError> {
+    let Forward {
+        mut e,
+        shapes,
+        live,
+        state,
+        saved,
+        masks,
+        mixes,
+        mut emitted,
+        dlogits,
+    } = forward(graph, options)?;
     let (grads, mix_grads) =
         emit_backward(&mut e, graph, &shapes, &live, &saved, dlogits, &mut emitted);
     let grad_outputs = emit_updates(&mut e, options, &state, &grads);

@@ -16,6 +16,7 @@
 pub mod arch;
 mod checkpoint;
 mod dirichlet;
+mod loss_pass;
 mod selection;
 
 use std::ops::Deref;
@@ -296,6 +297,12 @@ pub struct SupernetTrainer<'d> {
     cfg: OneShotConfig,
     data: TrainData<'d>,
     step: TrainingStep,
+    /// The step's options and runtime, to build [`loss_pass::LossPass`] when first needed.
+    step_options: TrainOptions,
+    runtime: SessionSettings,
+    /// Forward-only scoring (perturbation-based selection), built on first use; `None`
+    /// inside when the training step must score itself.
+    loss_pass: Option<Option<loss_pass::LossPass>>,
     runner: StepRunner,
     /// Per mixed input of the step (its order): the choice the edge decides.
     choice_of_mix: Vec<usize>,
@@ -465,6 +472,9 @@ impl<'d> SupernetTrainer<'d> {
             cfg: cfg.clone(),
             data,
             step,
+            step_options: options,
+            runtime: runtime.clone(),
+            loss_pass: None,
             runner,
             choice_of_mix,
             arch,
@@ -772,9 +782,35 @@ impl<'d> SupernetTrainer<'d> {
         };
         let (mut loss, mut correct, mut seen) = (0f64, 0f64, 0usize);
         let data = self.data.clone();
+        if self.loss_pass.is_none() {
+            self.loss_pass = Some(loss_pass::LossPass::new(
+                &self.supernet.graph,
+                &self.step_options,
+                &self.step,
+                &self.runtime,
+            )?);
+        }
+        // The forward pass reads the weights as they stand, copied once for all batches.
+        let state = match self.loss_pass {
+            Some(Some(_)) => Some(self.runner.state()?),
+            _ => None,
+        };
         for (x, y) in data.batches(Part::Validation, &opts, 0)? {
             let mixes = self.mix_inputs(per_choice, 0.0);
-            let (l, c) = self.run(x, &y, 0.0, mixes, false)?;
+            let (l, c) = match (&mut self.loss_pass, &state) {
+                (Some(Some(pass)), Some(state)) => {
+                    let (l, c) = pass.run(self.data.data.network_batch(x), &y, state, &mixes)?;
+                    if !l.is_finite() {
+                        return Err(TrainError::Diverged {
+                            epoch: self.epoch,
+                            step: 0,
+                            loss: l,
+                        });
+                    }
+                    (l, c)
+                }
+                _ => self.run(x, &y, 0.0, mixes, false)?,
+            };
             loss += f64::from(l) * y.len() as f64;
             correct += f64::from(c);
             seen += y.len();
