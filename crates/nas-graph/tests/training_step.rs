@@ -858,14 +858,26 @@ fn two_mixed_edges() -> (Graph, Vec<Vec<Vec<NodeId>>>) {
 
 /// The loss step is the training step's forward: the same loss and correct count from the
 /// same state, mixing weights and batch (dropout included), with no backward or update node
-/// and the state fed as it is.
+/// and the state fed as it is; with `conditional_mix`, one `If` per wrapped operation's
+/// forward and none for a backward.
 #[test]
 fn the_loss_step_is_the_training_steps_forward() {
-    for (graph, mixed) in [(two_mixed_edges().0, true), (small_net(), false)] {
+    let one_hot = |e: usize| -> Vec<f32> {
+        let k = [3, 4][e];
+        (0..5).map(|i| if i == k { 1.0 } else { 0.0 }).collect()
+    };
+    let softmax_like = |e: usize| vec![0.1, 0.2, 0.3 + e as f32 * 0.1, 0.25, 0.0];
+    let cases: [(Graph, Option<&dyn Fn(usize) -> Vec<f32>>, bool); 4] = [
+        (two_mixed_edges().0, Some(&softmax_like), false),
+        (two_mixed_edges().0, Some(&softmax_like), true),
+        (two_mixed_edges().0, Some(&one_hot), true),
+        (small_net(), None, false),
+    ];
+    for (graph, mix, conditional_mix) in cases {
         let options = TrainOptions {
             batch: Some(6),
             weight_decay: 0.01,
-            conditional_mix: false,
+            conditional_mix,
             ..TrainOptions::default()
         };
         let step = training_step(&graph, &options).unwrap();
@@ -878,6 +890,9 @@ fn the_loss_step_is_the_training_steps_forward() {
             g.input.iter().all(|i| i.name != LR && i.name != STEP),
             "no optimizer inputs"
         );
+        let ifs = g.node.iter().filter(|n| n.op_type == "If").count();
+        // skip, 1x1, 3x3 and pool of each of the two edges
+        assert_eq!(ifs, if conditional_mix { 2 * 4 } else { 0 });
         let full = ModelProto::decode(step.model.as_slice()).unwrap();
         assert!(
             3 * g.node.len() < full.graph.unwrap().node.len(),
@@ -889,15 +904,9 @@ fn the_loss_step_is_the_training_steps_forward() {
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let state = initial_state(&step, &weights(&graph, 5)).unwrap();
         let mut batch = random_batch(&graph, &step, 6, 3, &mut rng);
-        if mixed {
+        if let Some(w) = mix {
             batch.mixes = (0..2)
-                .map(|e| {
-                    ArrayD::from_shape_vec(
-                        IxDyn(&[5]),
-                        vec![0.1, 0.2, 0.3 + e as f32 * 0.1, 0.25, 0.0],
-                    )
-                    .unwrap()
-                })
+                .map(|e| ArrayD::from_shape_vec(IxDyn(&[5]), w(e)).unwrap())
                 .collect();
         }
         let full = run_step(&mut s_step, &step, &batch, 0.1, 1.0, &state).unwrap();
@@ -934,19 +943,11 @@ fn the_loss_step_is_the_training_steps_forward() {
         let correct = out[CORRECT].try_extract_scalar::<f32>().unwrap();
         assert!(
             (loss - full.loss).abs() <= 1e-6 * full.loss.abs().max(1.0),
-            "loss {loss} against the training step's {}",
+            "conditional {conditional_mix}: loss {loss} against the training step's {}",
             full.loss
         );
         assert_eq!(correct, full.correct);
     }
-    let conditional = TrainOptions {
-        conditional_mix: true,
-        ..TrainOptions::default()
-    };
-    let err = loss_step(&two_mixed_edges().0, &conditional)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("conditional_mix"), "{err}");
 }
 
 /// With one-hot mixing weights the conditional step computes one path per edge: the same loss,

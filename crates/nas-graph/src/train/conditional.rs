@@ -345,7 +345,7 @@ fn elem_types(nodes: &[NodeProto], interface: &Interface) -> HashMap<String, i32
 }
 
 /// Names a node reads, its subgraphs' references to the outer scope included.
-fn reads(n: &NodeProto) -> Vec<String> {
+pub(super) fn reads(n: &NodeProto) -> Vec<String> {
     let mut out: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
     for a in &n.attribute {
         if let Some(g) = &a.g {

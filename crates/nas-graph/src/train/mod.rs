@@ -454,19 +454,44 @@ fn forward(graph: &Graph, options: &TrainOptions) -> Result<Forward, GraphError>
 /// a fraction of its cost, for scoring weights without changing them. Inputs: those of the
 /// training step for `options` but [`LR`] and [`STEP`], state in the same order (state
 /// tensors the forward does not read, e.g. optimizer buffers, are inputs all the same, so a
-/// training step's state feeds it as it is); outputs [`LOSS`] and [`CORRECT`].
-/// `conditional_mix` is not supported: every operation of a mixed edge runs.
+/// training step's state feeds it as it is); outputs [`LOSS`] and [`CORRECT`]. With
+/// `conditional_mix`, operations weighed by exactly zero are skipped as in the training step.
 pub fn loss_step(graph: &Graph, options: &TrainOptions) -> Result<Vec<u8>, GraphError> {
-    if options.conditional_mix {
-        return Err(bad_option(
-            "the loss step runs every operation of a mixed edge: no conditional_mix".into(),
-        ));
-    }
-    let f = forward(graph, options)?;
-    let (mut inputs, mut outputs) = interface(graph, options, &f.state, &f.masks, &f.mixes, &[]);
+    let Forward {
+        mut e,
+        shapes,
+        live,
+        state,
+        masks,
+        mixes,
+        emitted,
+        ..
+    } = forward(graph, options)?;
+    let (mut inputs, mut outputs) = interface(graph, options, &state, &masks, &mixes, &[]);
     inputs.retain(|i| i.name != LR && i.name != STEP);
     outputs.retain(|o| o.name == LOSS || o.name == CORRECT);
-    let mut e = f.e;
+    if options.conditional_mix {
+        let branches = conditional::exclusive_branches(graph, &live);
+        if !branches.is_empty() {
+            // Only forward groups: no backward was emitted, so those groups are empty.
+            let groups = branch_groups(&mut e, graph, &shapes, &branches, &emitted);
+            let nodes = std::mem::take(&mut e.b.nodes);
+            e.b.nodes = conditional::wrap(
+                nodes,
+                &groups,
+                &conditional::Interface {
+                    inputs: &inputs,
+                    outputs: &outputs,
+                    initializers: &e.b.initializers,
+                    carried: state
+                        .iter()
+                        .map(|t| (t.output.clone(), t.input.clone()))
+                        .collect(),
+                    zeros: Default::default(),
+                },
+            )?;
+        }
+    }
     // The loss gradient and the running statistics' updates feed no output.
     let keep: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
     e.b.nodes = live_nodes(std::mem::take(&mut e.b.nodes), &keep);
@@ -481,7 +506,8 @@ fn live_nodes(nodes: Vec<NodeProto>, outputs: &[&str]) -> Vec<NodeProto> {
     for (i, n) in nodes.iter().enumerate().rev() {
         if n.output.iter().any(|o| needed.contains(o)) {
             keep[i] = true;
-            needed.extend(n.input.iter().cloned());
+            // What an `If`'s branches read from outside counts too.
+            needed.extend(conditional::reads(n));
         }
     }
     nodes

@@ -27,14 +27,14 @@ fn run_err(e: ort::Error) -> TrainError {
 
 impl LossPass {
     /// `None` where the loss step cannot stand in for the training step: dropout masks (the
-    /// step draws them) or operations wrapped in `If`s (the step skips zero-weight ones).
+    /// trainer feeds none to it).
     pub(super) fn new(
         graph: &nas_graph::Graph,
         options: &TrainOptions,
         step: &TrainingStep,
         runtime: &SessionSettings,
     ) -> Result<Option<LossPass>, TrainError> {
-        if options.conditional_mix || !step.dropout_masks.is_empty() {
+        if !step.dropout_masks.is_empty() {
             return Ok(None);
         }
         let model = loss_step(graph, options)

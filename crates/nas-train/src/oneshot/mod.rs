@@ -300,8 +300,8 @@ pub struct SupernetTrainer<'d> {
     /// The step's options and runtime, to build [`loss_pass::LossPass`] when first needed.
     step_options: TrainOptions,
     runtime: SessionSettings,
-    /// Forward-only scoring (perturbation-based selection), built on first use; `None`
-    /// inside when the training step must score itself.
+    /// Forward-only scoring (SPOS paths, perturbation-based selection), built on first use;
+    /// `None` inside when the training step must score itself.
     loss_pass: Option<Option<loss_pass::LossPass>>,
     runner: StepRunner,
     /// Per mixed input of the step (its order): the choice the edge decides.
