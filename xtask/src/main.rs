@@ -170,6 +170,9 @@ enum Task {
         /// Perturbation-based selection measures removals by validation `accuracy` or `loss`.
         #[arg(long, default_value = "accuracy")]
         selection_metric: String,
+        /// Width of the supernet (default: the table's 4 channels).
+        #[arg(long)]
+        channels: Option<usize>,
         /// Intra-op threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -461,6 +464,7 @@ fn main() -> Result<ExitCode> {
             selection,
             selection_epochs,
             selection_metric,
+            channels,
             threads,
             out,
         } => {
@@ -478,6 +482,12 @@ fn main() -> Result<ExitCode> {
                 .args(["--selection", &selection])
                 .args(["--selection-epochs", &selection_epochs.to_string()])
                 .args(["--selection-metric", &selection_metric])
+                .args(
+                    channels
+                        .map(|c| ["--channels".to_string(), c.to_string()])
+                        .into_iter()
+                        .flatten(),
+                )
                 .args(["--threads", &threads.to_string()])
                 .arg("--out")
                 .arg(&out);

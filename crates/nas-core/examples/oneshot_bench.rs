@@ -40,13 +40,16 @@ struct Args {
     selection: Selection,
     selection_epochs: usize,
     selection_metric: SelectionMetric,
+    /// Width of the supernet (default: the table's); derived cells are looked up in the
+    /// table at its own width.
+    channels: Option<usize>,
     threads: usize,
     out: PathBuf,
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--methods darts,darts-minus,drnas,gdas,spos] \
      [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
-     [--selection-epochs N] [--selection-metric accuracy|loss] [--threads N] [--out DIR]";
+     [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--threads N] [--out DIR]";
 
 fn parse_method(s: &str) -> Result<Method> {
     Ok(match s {
@@ -80,6 +83,7 @@ fn parse_args() -> Result<Args> {
         selection: Selection::Magnitude,
         selection_epochs: 5,
         selection_metric: SelectionMetric::Accuracy,
+        channels: None,
         threads: 1,
         out: PathBuf::from("results/bench-oneshot"),
     };
@@ -125,6 +129,7 @@ fn parse_args() -> Result<Args> {
                     other => return Err(format!("unknown metric `{other}`; {USAGE}").into()),
                 }
             }
+            "--channels" => a.channels = Some(value()?.parse()?),
             "--threads" => a.threads = value()?.parse()?,
             "--out" => a.out = value()?.into(),
             other => return Err(format!("unknown argument `{other}`; {USAGE}").into()),
@@ -194,6 +199,11 @@ fn main() -> Result<()> {
     let index = table.index();
     let space_cfg: CellSpaceConfig = serde_json::from_value(table.space.clone())?;
     let space = CellSpace::new(&space_cfg)?;
+    // The supernet may be wider than the table's networks; choices and strings are the same.
+    let search_space = CellSpace::new(&CellSpaceConfig {
+        channels: args.channels.unwrap_or(space_cfg.channels),
+        ..space_cfg.clone()
+    })?;
     let data_cfg: DataConfig = serde_json::from_value(table.data.clone())?;
     let data = nas_data::load(&data_cfg, table.seed)?;
     let library = nas_runtime::locate_library(None)?;
@@ -235,7 +245,7 @@ fn main() -> Result<()> {
     let mut runs = Vec::new();
     for &method in &args.methods {
         for &seed in &args.seeds {
-            let supernet = space.supernet(method.aux_skip())?;
+            let supernet = search_space.supernet(method.aux_skip())?;
             let cfg = OneShotConfig {
                 method,
                 epochs: args.epochs,
@@ -554,7 +564,7 @@ fn write_results(
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `nb201-digits`\n\n{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, warmup {} epochs, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|\n",
@@ -576,6 +586,8 @@ fn write_results(
                 args.selection_metric, args.selection_epochs
             ),
         },
+        args.channels
+            .map_or("the table's".to_string(), |c| c.to_string()),
         args.threads,
         100.0 * optimum
     );
