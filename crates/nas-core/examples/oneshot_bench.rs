@@ -51,15 +51,10 @@ const USAGE: &str = "usage: oneshot_bench [--table FILE] [--methods darts,darts-
      [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
      [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--threads N] [--out DIR]";
 
-fn parse_method(s: &str) -> Result<Method> {
-    Ok(match s {
-        "darts" => Method::Darts,
-        "darts-minus" => Method::DartsMinus,
-        "drnas" => Method::Drnas,
-        "gdas" => Method::Gdas,
-        "spos" => Method::Spos,
-        other => return Err(format!("unknown method `{other}`; {USAGE}").into()),
-    })
+/// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
+fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("unknown value `{s}`; {USAGE}").into())
 }
 
 fn parse_args() -> Result<Args> {
@@ -96,10 +91,7 @@ fn parse_args() -> Result<Args> {
         match flag.as_str() {
             "--table" => a.table = value()?.into(),
             "--methods" => {
-                a.methods = value()?
-                    .split(',')
-                    .map(parse_method)
-                    .collect::<Result<_>>()?
+                a.methods = value()?.split(',').map(parse_name).collect::<Result<_>>()?
             }
             "--seeds" => {
                 a.seeds = value()?
@@ -114,21 +106,9 @@ fn parse_args() -> Result<Args> {
             "--affine" => a.affine = true,
             "--all-ops" => a.all_ops = true,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
-            "--selection" => {
-                a.selection = match value()?.as_str() {
-                    "magnitude" => Selection::Magnitude,
-                    "perturbation" => Selection::Perturbation,
-                    other => return Err(format!("unknown selection `{other}`; {USAGE}").into()),
-                }
-            }
+            "--selection" => a.selection = parse_name(&value()?)?,
             "--selection-epochs" => a.selection_epochs = value()?.parse()?,
-            "--selection-metric" => {
-                a.selection_metric = match value()?.as_str() {
-                    "accuracy" => SelectionMetric::Accuracy,
-                    "loss" => SelectionMetric::Loss,
-                    other => return Err(format!("unknown metric `{other}`; {USAGE}").into()),
-                }
-            }
+            "--selection-metric" => a.selection_metric = parse_name(&value()?)?,
             "--channels" => a.channels = Some(value()?.parse()?),
             "--threads" => a.threads = value()?.parse()?,
             "--out" => a.out = value()?.into(),
@@ -367,6 +347,14 @@ fn main() -> Result<()> {
     write_results(&args, &runs, optimum, one_training, &truth)
 }
 
+/// Architecture strings as one markdown table cell, one per line (`|` would end the cell).
+fn arch_cell<'a>(archs: impl Iterator<Item = &'a str>) -> String {
+    archs
+        .map(|a| format!("`{}`", a.replace('|', "\\|")))
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
 /// With perturbation-based selection: the same supernets read by magnitude, per method.
 fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> {
     if !runs.iter().any(|r| r.magnitude.is_some()) {
@@ -392,10 +380,7 @@ fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> 
         let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         let pct: Vec<f64> = rs.iter().map(|r| r.percentile).collect();
         let pooled: Vec<f64> = rs.iter().map(|r| r.pooled_percentile).collect();
-        let archs: Vec<String> = rs
-            .iter()
-            .map(|r| format!("`{}`", r.arch.replace('|', "\\|")))
-            .collect();
+        let archs = arch_cell(rs.iter().map(|r| r.arch.as_str()));
         writeln!(
             md,
             "| {} | {am:.2} ± {asd:.2} | {:.1} ({:.1}) | {:.1} ({:.1}) | {} |",
@@ -404,7 +389,7 @@ fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> 
             min(&pct),
             mean_std(&pooled).0,
             min(&pooled),
-            archs.join("<br>")
+            archs
         )?;
     }
     Ok(())
@@ -623,11 +608,7 @@ fn write_results(
             let (t, ts) = mean_std(&taus);
             format!("{t:.3} ± {ts:.3}")
         };
-        // `|` would end a markdown table cell.
-        let archs: Vec<String> = rs
-            .iter()
-            .map(|r| format!("`{}`", r.arch.replace('|', "\\|")))
-            .collect();
+        let archs = arch_cell(rs.iter().map(|r| r.arch.as_str()));
         writeln!(
             md,
             "| {} | {am:.2} ± {asd:.2} | {pm:.1} ({pmin:.1}) | {qm:.1} ({qmin:.1}) | {} / {} / {} | {sm:.1} ({:.1}x) | {tau} | {} |",
@@ -636,7 +617,7 @@ fn write_results(
             degenerate("avg_pool_3x3"),
             degenerate("none"),
             sm / one_training,
-            archs.join("<br>")
+            archs
         )?;
     }
     magnitude_markdown(&mut md, args, runs)?;

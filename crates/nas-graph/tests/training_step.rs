@@ -867,7 +867,8 @@ fn the_loss_step_is_the_training_steps_forward() {
         (0..5).map(|i| if i == k { 1.0 } else { 0.0 }).collect()
     };
     let softmax_like = |e: usize| vec![0.1, 0.2, 0.3 + e as f32 * 0.1, 0.25, 0.0];
-    let cases: [(Graph, Option<&dyn Fn(usize) -> Vec<f32>>, bool); 4] = [
+    type MixingWeights<'a> = Option<&'a dyn Fn(usize) -> Vec<f32>>;
+    let cases: [(Graph, MixingWeights, bool); 4] = [
         (two_mixed_edges().0, Some(&softmax_like), false),
         (two_mixed_edges().0, Some(&softmax_like), true),
         (two_mixed_edges().0, Some(&one_hot), true),

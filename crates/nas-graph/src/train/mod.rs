@@ -471,31 +471,62 @@ pub fn loss_step(graph: &Graph, options: &TrainOptions) -> Result<Vec<u8>, Graph
     inputs.retain(|i| i.name != LR && i.name != STEP);
     outputs.retain(|o| o.name == LOSS || o.name == CORRECT);
     if options.conditional_mix {
-        let branches = conditional::exclusive_branches(graph, &live);
-        if !branches.is_empty() {
-            // Only forward groups: no backward was emitted, so those groups are empty.
-            let groups = branch_groups(&mut e, graph, &shapes, &branches, &emitted);
-            let nodes = std::mem::take(&mut e.b.nodes);
-            e.b.nodes = conditional::wrap(
-                nodes,
-                &groups,
-                &conditional::Interface {
-                    inputs: &inputs,
-                    outputs: &outputs,
-                    initializers: &e.b.initializers,
-                    carried: state
-                        .iter()
-                        .map(|t| (t.output.clone(), t.input.clone()))
-                        .collect(),
-                    zeros: Default::default(),
-                },
-            )?;
-        }
+        // Only forward groups: no backward was emitted, so those groups are empty.
+        let wrap = Wrap {
+            live: &live,
+            shapes: &shapes,
+            emitted: &emitted,
+            state: &state,
+            zeros: Default::default(),
+        };
+        wrap_exclusive_branches(&mut e, graph, &wrap, &inputs, &outputs)?;
     }
     // The loss gradient and the running statistics' updates feed no output.
     let keep: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
     e.b.nodes = live_nodes(std::mem::take(&mut e.b.nodes), &keep);
     Ok(encode_model(e, inputs, outputs))
+}
+
+/// What wrapping a step's exclusive mixed-edge branches in `If`s needs besides the graph.
+struct Wrap<'a> {
+    live: &'a [NodeId],
+    shapes: &'a [Vec<usize>],
+    emitted: &'a conditional::Emitted,
+    state: &'a [StateTensor],
+    /// Values a skipped branch gives as zeros of full shape (parameter gradients).
+    zeros: std::collections::HashMap<String, Vec<usize>>,
+}
+
+/// Wraps every branch a mixed edge owns exclusively in `If`s (`conditional_mix`).
+fn wrap_exclusive_branches(
+    e: &mut Emitter,
+    graph: &Graph,
+    w: &Wrap<'_>,
+    inputs: &[ValueInfoProto],
+    outputs: &[ValueInfoProto],
+) -> Result<(), GraphError> {
+    let branches = conditional::exclusive_branches(graph, w.live);
+    if branches.is_empty() {
+        return Ok(());
+    }
+    let groups = branch_groups(e, graph, w.shapes, &branches, w.emitted);
+    let nodes = std::mem::take(&mut e.b.nodes);
+    e.b.nodes = conditional::wrap(
+        nodes,
+        &groups,
+        &conditional::Interface {
+            inputs,
+            outputs,
+            initializers: &e.b.initializers,
+            carried: w
+                .state
+                .iter()
+                .map(|t| (t.output.clone(), t.input.clone()))
+                .collect(),
+            zeros: w.zeros.clone(),
+        },
+    )?;
+    Ok(())
 }
 
 /// The nodes some of `outputs` depends on, in their order.
@@ -543,31 +574,20 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     }
     let (inputs, outputs) = interface(graph, options, &state, &masks, &mixes, &grad_outputs);
     if options.conditional_mix {
-        let branches = conditional::exclusive_branches(graph, &live);
-        if !branches.is_empty() {
-            let groups = branch_groups(&mut e, graph, &shapes, &branches, &emitted);
-            let nodes = std::mem::take(&mut e.b.nodes);
-            e.b.nodes = conditional::wrap(
-                nodes,
-                &groups,
-                &conditional::Interface {
-                    inputs: &inputs,
-                    outputs: &outputs,
-                    initializers: &e.b.initializers,
-                    carried: state
-                        .iter()
-                        .map(|t| (t.output.clone(), t.input.clone()))
-                        .collect(),
-                    zeros: grads
-                        .iter()
-                        .filter_map(|(param, g)| {
-                            let t = state.iter().find(|t| t.name == *param)?;
-                            Some((g.clone(), t.shape.clone()))
-                        })
-                        .collect(),
-                },
-            )?;
-        }
+        let wrap = Wrap {
+            live: &live,
+            shapes: &shapes,
+            emitted: &emitted,
+            state: &state,
+            zeros: grads
+                .iter()
+                .filter_map(|(param, g)| {
+                    let t = state.iter().find(|t| t.name == *param)?;
+                    Some((g.clone(), t.shape.clone()))
+                })
+                .collect(),
+        };
+        wrap_exclusive_branches(&mut e, graph, &wrap, &inputs, &outputs)?;
     }
     Ok(TrainingStep {
         model: encode_model(e, inputs, outputs),
