@@ -310,7 +310,11 @@ fn main() -> Result<()> {
                     .unwrap_or_default()
             );
             let row = index.by_arch[&arch];
-            let magnitude = match trainer.history().get(args.epochs.wrapping_sub(1)) {
+            let magnitude = match args
+                .epochs
+                .checked_sub(1)
+                .and_then(|last| trainer.history().get(last))
+            {
                 Some(e) if args.selection == Selection::Perturbation && !e.derived.is_empty() => {
                     let arch =
                         space.arch_string(&e.derived.iter().map(|&v| v as f64).collect::<Vec<_>>());

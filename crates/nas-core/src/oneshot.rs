@@ -190,7 +190,8 @@ impl OneShotStrategy {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let epochs = trainer.total_epochs();
-        while trainer.epoch() < epochs {
+        let mut interrupted = false;
+        while trainer.epoch() < epochs && !interrupted {
             let epoch = trainer.train_epoch()?;
             trainer.checkpoint()?.save(&self.checkpoint)?;
             report(SupernetProgress {
@@ -199,16 +200,19 @@ impl OneShotStrategy {
                 epochs,
                 arch: self.arch(&epoch.derived),
             });
-            if crate::interrupt::requested().is_some() {
-                // Stop at an epoch boundary: the checkpoint resumes from here.
-                self.state.history = trainer.history().to_vec();
-                self.state.decisions = trainer.decisions().to_vec();
-                return Ok(());
-            }
+            // Stop at an epoch boundary: the checkpoint resumes from here.
+            interrupted = crate::interrupt::requested().is_some();
         }
-        let selected = trainer.select()?;
+        let selected = if interrupted {
+            None
+        } else {
+            Some(trainer.select()?)
+        };
         self.state.history = trainer.history().to_vec();
         self.state.decisions = trainer.decisions().to_vec();
+        let Some(selected) = selected else {
+            return Ok(());
+        };
         // The selected architecture first, then the most likely others by `alpha`.
         let mut derived = vec![selected];
         for path in trainer.arch().most_likely(self.derive) {

@@ -479,7 +479,7 @@ pub fn loss_step(graph: &Graph, options: &TrainOptions) -> Result<Vec<u8>, Graph
             state: &state,
             zeros: Default::default(),
         };
-        wrap_exclusive_branches(&mut e, graph, &wrap, &inputs, &outputs)?;
+        wrap_exclusive_branches(&mut e, graph, wrap, &inputs, &outputs)?;
     }
     // The loss gradient and the running statistics' updates feed no output.
     let keep: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
@@ -501,7 +501,7 @@ struct Wrap<'a> {
 fn wrap_exclusive_branches(
     e: &mut Emitter,
     graph: &Graph,
-    w: &Wrap<'_>,
+    w: Wrap<'_>,
     inputs: &[ValueInfoProto],
     outputs: &[ValueInfoProto],
 ) -> Result<(), GraphError> {
@@ -523,7 +523,7 @@ fn wrap_exclusive_branches(
                 .iter()
                 .map(|t| (t.output.clone(), t.input.clone()))
                 .collect(),
-            zeros: w.zeros.clone(),
+            zeros: w.zeros,
         },
     )?;
     Ok(())
@@ -587,7 +587,7 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
                 })
                 .collect(),
         };
-        wrap_exclusive_branches(&mut e, graph, &wrap, &inputs, &outputs)?;
+        wrap_exclusive_branches(&mut e, graph, wrap, &inputs, &outputs)?;
     }
     Ok(TrainingStep {
         model: encode_model(e, inputs, outputs),

@@ -102,6 +102,12 @@ fn argmax(x: &[f64]) -> usize {
         .0
 }
 
+/// The option choice `c` is fixed to in `decided` (empty: no choice decided). A free function
+/// so that `update` can read it while it borrows `alpha` mutably.
+fn decided_option(decided: &[Option<usize>], c: usize) -> Option<usize> {
+    decided.get(c).copied().flatten()
+}
+
 fn one_hot(k: usize, n: usize) -> Vec<f64> {
     (0..n).map(|i| if i == k { 1.0 } else { 0.0 }).collect()
 }
@@ -231,7 +237,16 @@ impl ArchParams {
 
     /// The option choice `c` is fixed to, if selection has decided it.
     pub fn decided(&self, c: usize) -> Option<usize> {
-        self.decided.get(c).copied().flatten()
+        decided_option(&self.decided, c)
+    }
+
+    /// Replaces the weights of every decided choice with its one-hot.
+    fn fix_decided(&self, weights: &mut [Vec<f64>]) {
+        for (c, w) in weights.iter_mut().enumerate() {
+            if let Some(o) = self.decided(c) {
+                *w = one_hot(o, w.len());
+            }
+        }
     }
 
     /// Fixes choice `c` to option `option` (perturbation-based selection).
@@ -246,11 +261,7 @@ impl ArchParams {
     /// [`ArchParams::probabilities`] (what perturbation-based selection perturbs).
     pub(crate) fn expected_weights(&self) -> Vec<Vec<f64>> {
         let mut p = self.probabilities();
-        for (c, w) in p.iter_mut().enumerate() {
-            if let Some(o) = self.decided(c) {
-                *w = one_hot(o, w.len());
-            }
-        }
+        self.fix_decided(&mut p);
         p
     }
 
@@ -281,11 +292,7 @@ impl ArchParams {
     /// The weights one step uses (a decided choice: its one-hot). `tau` is GDAS's temperature.
     pub(crate) fn step_weights(&self, method: Method, tau: f64, rng: &mut impl Rng) -> StepWeights {
         let mut w = self.relaxed_weights(method, tau, rng);
-        for (c, weights) in w.weights.iter_mut().enumerate() {
-            if let Some(o) = self.decided(c) {
-                *weights = one_hot(o, weights.len());
-            }
-        }
+        self.fix_decided(&mut w.weights);
         w
     }
 
@@ -354,7 +361,7 @@ impl ArchParams {
         let dirichlet = self.relaxation == Relaxation::Dirichlet;
         let choices = self.alpha.iter_mut().zip(&mut self.m).zip(&mut self.v);
         for (c, ((alpha, m), v)) in choices.enumerate() {
-            if self.decided.get(c).copied().flatten().is_some() {
+            if decided_option(&self.decided, c).is_some() {
                 continue;
             }
             let g = w.backward[c].alpha_grad(&grad_weights[c]);

@@ -629,14 +629,20 @@ impl<'d> SupernetTrainer<'d> {
             mixes,
             commit,
         })?;
-        if !loss.is_finite() {
-            return Err(TrainError::Diverged {
-                epoch: self.epoch + 1,
-                step: (self.global_step as usize % self.steps_per_epoch.max(1)) + 1,
-                loss,
-            });
-        }
+        self.check_finite(loss)?;
         Ok((loss, correct))
+    }
+
+    /// A non-finite loss stops the search: the supernet diverged at the current step.
+    fn check_finite(&self, loss: f32) -> Result<(), TrainError> {
+        if loss.is_finite() {
+            return Ok(());
+        }
+        Err(TrainError::Diverged {
+            epoch: self.epoch + 1,
+            step: (self.global_step as usize % self.steps_per_epoch.max(1)) + 1,
+            loss,
+        })
     }
 
     /// Runs one epoch: per training batch an architecture step on the next validation batch
@@ -800,13 +806,7 @@ impl<'d> SupernetTrainer<'d> {
             let (l, c) = match (&mut self.loss_pass, &state) {
                 (Some(Some(pass)), Some(state)) => {
                     let (l, c) = pass.run(self.data.data.network_batch(x), &y, state, &mixes)?;
-                    if !l.is_finite() {
-                        return Err(TrainError::Diverged {
-                            epoch: self.epoch,
-                            step: 0,
-                            loss: l,
-                        });
-                    }
+                    self.check_finite(l)?;
                     (l, c)
                 }
                 _ => self.run(x, &y, 0.0, mixes, false)?,
