@@ -176,6 +176,11 @@ enum Task {
         /// Intra-op threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Tables of the same space and recipe built with other seeds, comma-separated, or
+        /// `none` (default: configs/tables/nb201-digits-seed1.json.gz): derived cells are
+        /// also ranked by their mean test accuracy over all trainings.
+        #[arg(long)]
+        repeats: Option<String>,
         #[arg(long, default_value = "results/bench-oneshot")]
         out: PathBuf,
     },
@@ -466,6 +471,7 @@ fn main() -> Result<ExitCode> {
             selection_metric,
             channels,
             threads,
+            repeats,
             out,
         } => {
             let library = provision_cpu(&target)?;
@@ -489,6 +495,12 @@ fn main() -> Result<ExitCode> {
                         .flatten(),
                 )
                 .args(["--threads", &threads.to_string()])
+                .args(
+                    repeats
+                        .map(|r| ["--repeats".to_string(), r])
+                        .into_iter()
+                        .flatten(),
+                )
                 .arg("--out")
                 .arg(&out);
             if affine {

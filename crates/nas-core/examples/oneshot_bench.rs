@@ -7,11 +7,14 @@
 //! (DARTS-family: argmax of alpha; SPOS: the best of `--spos-sample` random architectures
 //! scored with inherited supernet weights), and look up its test accuracy and percentile
 //! among the table's 15,625 architectures. For SPOS also Kendall's tau between those supernet
-//! scores and the table's test accuracies. Writes `<out>/runs.csv` and `<out>/summary.md`.
+//! scores and the table's test accuracies. Every derived cell is also ranked by its mean test
+//! accuracy over the table and its repeats (`--repeats`: the same space and recipe trained with
+//! other seeds; by default `nb201-digits-seed1`), a ground truth with less training noise.
+//! Writes `<out>/runs.csv` and `<out>/summary.md`.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace};
@@ -26,6 +29,9 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 struct Args {
     table: PathBuf,
+    /// Tables of the same space and recipe built with other study seeds (other splits and
+    /// initial weights): every derived cell is also ranked by its mean over all trainings.
+    repeats: Vec<PathBuf>,
     methods: Vec<Method>,
     seeds: Vec<u64>,
     epochs: usize,
@@ -47,7 +53,7 @@ struct Args {
     out: PathBuf,
 }
 
-const USAGE: &str = "usage: oneshot_bench [--table FILE] [--methods darts,darts-minus,drnas,gdas,spos] \
+const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos] \
      [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
      [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--threads N] [--out DIR]";
 
@@ -57,9 +63,13 @@ fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
         .map_err(|_| format!("unknown value `{s}`; {USAGE}").into())
 }
 
+const DEFAULT_TABLE: &str = "configs/tables/nb201-digits.json.gz";
+const DEFAULT_REPEATS: [&str; 1] = ["configs/tables/nb201-digits-seed1.json.gz"];
+
 fn parse_args() -> Result<Args> {
     let mut a = Args {
-        table: PathBuf::from("configs/tables/nb201-digits.json.gz"),
+        table: PathBuf::from(DEFAULT_TABLE),
+        repeats: Vec::new(),
         methods: vec![
             Method::Darts,
             Method::DartsMinus,
@@ -82,6 +92,7 @@ fn parse_args() -> Result<Args> {
         threads: 1,
         out: PathBuf::from("results/bench-oneshot"),
     };
+    let mut repeats = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -90,6 +101,14 @@ fn parse_args() -> Result<Args> {
         };
         match flag.as_str() {
             "--table" => a.table = value()?.into(),
+            "--repeats" => {
+                let v = value()?;
+                repeats = Some(if v == "none" {
+                    Vec::new()
+                } else {
+                    v.split(',').map(PathBuf::from).collect()
+                })
+            }
             "--methods" => {
                 a.methods = value()?.split(',').map(parse_name).collect::<Result<_>>()?
             }
@@ -115,6 +134,14 @@ fn parse_args() -> Result<Args> {
             other => return Err(format!("unknown argument `{other}`; {USAGE}").into()),
         }
     }
+    // The default repeats belong to the default table.
+    a.repeats = repeats.unwrap_or_else(|| {
+        if a.table == Path::new(DEFAULT_TABLE) {
+            DEFAULT_REPEATS.iter().map(PathBuf::from).collect()
+        } else {
+            Vec::new()
+        }
+    });
     Ok(a)
 }
 
@@ -157,12 +184,26 @@ struct Run {
     percentile: f64,
     /// The same against the pooled validation + test accuracy (a less noisy measurement).
     pooled_percentile: f64,
+    /// Mean test accuracy over the table and its repeats, and its percentile among the means.
+    mean_accuracy: f64,
+    mean_percentile: f64,
+    /// Its test percentile in each repeat alone (trainings the search had nothing to do with,
+    /// the unbiased measure to hold against the table's own best networks trained again).
+    repeat_percentiles: Vec<f64>,
     search_seconds: f64,
-    tau: Option<f64>,
+    tau: Option<Tau>,
     final_probabilities: String,
     /// With perturbation-based selection: what magnitude (argmax of alpha at the end of the
     /// search, before any tuning) reads from the same supernet, for comparison.
     magnitude: Option<Reading>,
+}
+
+/// SPOS: Kendall's tau between supernet scores and the table's test accuracies, and between
+/// the scores and the mean test accuracies over the table and its repeats.
+#[derive(Clone, Copy)]
+struct Tau {
+    test: f64,
+    mean: f64,
 }
 
 /// One architecture and where the table puts it.
@@ -171,6 +212,7 @@ struct Reading {
     test_accuracy: f64,
     percentile: f64,
     pooled_percentile: f64,
+    mean_percentile: f64,
 }
 
 fn main() -> Result<()> {
@@ -199,7 +241,17 @@ fn main() -> Result<()> {
             .and_then(|&i| table.rows[i].test_accuracy)
     };
     let optimum = table.optimum().test_accuracy;
-    let truth = GroundTruth::new(&table, data.splits.validation.len(), data.splits.test.len());
+    let repeats = args
+        .repeats
+        .iter()
+        .map(|p| Ok((p.clone(), Table::read(p)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let truth = GroundTruth::new(
+        &table,
+        &repeats,
+        data.splits.validation.len(),
+        data.splits.test.len(),
+    )?;
     let percentile = |acc: f64| truth.test_percentile(acc);
     // What training one candidate costs, measured here under the same conditions as the
     // searches: the table's recipe (its evaluator table) on the table's best architecture.
@@ -268,7 +320,8 @@ fn main() -> Result<()> {
                 // Score distinct random architectures with the shared weights.
                 let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5905);
                 let mut seen = BTreeSet::new();
-                let (mut scores, mut truths, mut best) = (Vec::new(), Vec::new(), None);
+                let (mut scores, mut truths, mut means, mut best) =
+                    (Vec::new(), Vec::new(), Vec::new(), None);
                 while seen.len() < args.spos_sample {
                     let c: Vec<usize> = (0..6).map(|_| rng.random_range(0..5)).collect();
                     if !seen.insert(c.clone()) {
@@ -278,11 +331,15 @@ fn main() -> Result<()> {
                     let arch = space.arch_string(&c.iter().map(|&v| v as f64).collect::<Vec<_>>());
                     scores.push(acc);
                     truths.push(test_of(&arch).unwrap_or(0.0));
+                    means.push(index.by_arch.get(&arch).map_or(0.0, |&r| truth.mean[r]));
                     if best.as_ref().is_none_or(|(a, _)| acc > *a) {
                         best = Some((acc, c));
                     }
                 }
-                let tau = kendall_tau(&scores, &truths);
+                let tau = Tau {
+                    test: kendall_tau(&scores, &truths),
+                    mean: kendall_tau(&scores, &means),
+                };
                 (best.expect("sampled").1, Some(tau))
             } else {
                 (trainer.select()?, None)
@@ -302,14 +359,17 @@ fn main() -> Result<()> {
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
+            let row = index.by_arch[&arch];
             eprintln!(
-                "  -> {arch}: test {:.2} % (percentile {:.1}), {search_seconds:.1} s{}",
+                "  -> {arch}: test {:.2} % (percentile {:.1}, mean of {} {:.2} %, percentile {:.1}), {search_seconds:.1} s{}",
                 100.0 * acc,
                 percentile(acc),
-                tau.map(|t| format!(", Kendall tau {t:.3}"))
+                truth.trainings_label(),
+                100.0 * truth.mean[row],
+                truth.mean_percentile(row),
+                tau.map(|t| format!(", Kendall tau {:.3} (mean {:.3})", t.test, t.mean))
                     .unwrap_or_default()
             );
-            let row = index.by_arch[&arch];
             let magnitude = match args
                 .epochs
                 .checked_sub(1)
@@ -325,8 +385,10 @@ fn main() -> Result<()> {
                         100.0 * acc,
                         percentile(acc)
                     );
+                    let row = index.by_arch[&arch];
                     Some(Reading {
-                        pooled_percentile: truth.pooled_percentile(index.by_arch[&arch]),
+                        pooled_percentile: truth.pooled_percentile(row),
+                        mean_percentile: truth.mean_percentile(row),
                         percentile: percentile(acc),
                         test_accuracy: acc,
                         arch,
@@ -341,6 +403,9 @@ fn main() -> Result<()> {
                 test_accuracy: acc,
                 percentile: percentile(acc),
                 pooled_percentile: truth.pooled_percentile(row),
+                mean_accuracy: truth.mean[row],
+                mean_percentile: truth.mean_percentile(row),
+                repeat_percentiles: truth.repeat_percentiles(row),
                 search_seconds,
                 tau,
                 final_probabilities: probs,
@@ -367,8 +432,8 @@ fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> 
     md.push_str(
         "\nThe same supernets read by magnitude (argmax of alpha after the search's last epoch, \
          before perturbation-based selection tuned them):\n\n\
-         | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | architectures |\n\
-         |---|---|---|---|---|\n",
+         | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean percentile, mean (min) | architectures |\n\
+         |---|---|---|---|---|---|\n",
     );
     for &m in &args.methods {
         let rs: Vec<&Reading> = runs
@@ -384,15 +449,18 @@ fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> 
         let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         let pct: Vec<f64> = rs.iter().map(|r| r.percentile).collect();
         let pooled: Vec<f64> = rs.iter().map(|r| r.pooled_percentile).collect();
+        let mean_pct: Vec<f64> = rs.iter().map(|r| r.mean_percentile).collect();
         let archs = arch_cell(rs.iter().map(|r| r.arch.as_str()));
         writeln!(
             md,
-            "| {} | {am:.2} ± {asd:.2} | {:.1} ({:.1}) | {:.1} ({:.1}) | {} |",
+            "| {} | {am:.2} ± {asd:.2} | {:.1} ({:.1}) | {:.1} ({:.1}) | {:.1} ({:.1}) | {} |",
             m.name(),
             mean_std(&pct).0,
             min(&pct),
             mean_std(&pooled).0,
             min(&pooled),
+            mean_std(&mean_pct).0,
+            min(&mean_pct),
             archs
         )?;
     }
@@ -415,12 +483,64 @@ struct GroundTruth {
     weight: Vec<usize>,
     pooled_sorted: Vec<f64>,
     test_sorted: Vec<f64>,
+    /// Per row: the test accuracy of the same network in each repeat table (another seed).
+    repeats: Vec<Vec<f64>>,
+    repeats_sorted: Vec<Vec<f64>>,
+    /// Per row: the mean test accuracy over the table and its repeats.
+    mean: Vec<f64>,
+    mean_sorted: Vec<f64>,
     val_images: usize,
     test_images: usize,
 }
 
 impl GroundTruth {
-    fn new(table: &Table, val_images: usize, test_images: usize) -> Self {
+    /// `repeats`: tables of the same space, data and recipe built with other seeds; every
+    /// network of `table` must be in each.
+    fn new(
+        table: &Table,
+        repeats: &[(PathBuf, Table)],
+        val_images: usize,
+        test_images: usize,
+    ) -> Result<Self> {
+        // Data tables are compared as parsed: a newer build writes keys added since as defaults.
+        let data = |t: &Table| -> Result<serde_json::Value> {
+            Ok(serde_json::to_value(serde_json::from_value::<DataConfig>(
+                t.data.clone(),
+            )?)?)
+        };
+        let table_data = data(table)?;
+        let repeat_tests = repeats
+            .iter()
+            .map(|(path, r)| {
+                if r.space != table.space
+                    || r.evaluator != table.evaluator
+                    || data(r).map_err(|e| e.to_string())? != table_data
+                {
+                    return Err(format!(
+                        "{} is not a repeat of the table: its space, data or recipe differs",
+                        path.display()
+                    ));
+                }
+                let index = r.index();
+                table
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        index
+                            .by_hash
+                            .get(&row.hash)
+                            .and_then(|&i| r.rows[i].test_accuracy)
+                            .ok_or_else(|| {
+                                format!(
+                                    "{} has no test accuracy for {}; finish it with `nas tabulate`",
+                                    path.display(),
+                                    row.archs[0]
+                                )
+                            })
+                    })
+                    .collect::<std::result::Result<Vec<f64>, String>>()
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()?;
         let test: Vec<f64> = table
             .rows
             .iter()
@@ -447,16 +567,59 @@ impl GroundTruth {
             all.sort_by(f64::total_cmp);
             all
         };
-        Self {
+        let mean: Vec<f64> = (0..test.len())
+            .map(|i| {
+                (test[i] + repeat_tests.iter().map(|r| r[i]).sum::<f64>())
+                    / (1 + repeat_tests.len()) as f64
+            })
+            .collect();
+        Ok(Self {
             pooled_sorted: sorted(&pooled),
             test_sorted: sorted(&test),
+            mean_sorted: sorted(&mean),
+            mean,
+            repeats_sorted: repeat_tests.iter().map(|r| sorted(r)).collect(),
+            repeats: repeat_tests,
             test,
             val,
             pooled,
             weight,
             val_images,
             test_images,
+        })
+    }
+
+    /// Trainings behind `mean`: the table's and one per repeat.
+    fn trainings(&self) -> usize {
+        1 + self.repeats.len()
+    }
+
+    /// "1 training", "2 trainings", ...
+    fn trainings_label(&self) -> String {
+        match self.trainings() {
+            1 => "1 training".to_string(),
+            n => format!("{n} trainings"),
         }
+    }
+
+    /// `row`'s test percentile in each repeat.
+    fn repeat_percentiles(&self, row: usize) -> Vec<f64> {
+        self.repeats
+            .iter()
+            .zip(&self.repeats_sorted)
+            .map(|(r, sorted)| Self::rank_in(sorted, r[row]))
+            .collect()
+    }
+
+    /// Share of the architectures with a lower mean test accuracy than `row`'s, in percent.
+    fn mean_percentile(&self, row: usize) -> f64 {
+        Self::rank_in(&self.mean_sorted, self.mean[row])
+    }
+
+    /// The accuracy at which the best `percent` % of the architectures start.
+    fn top_threshold(sorted: &[f64], percent: f64) -> f64 {
+        let i = ((1.0 - percent / 100.0) * sorted.len() as f64) as usize;
+        sorted[i.min(sorted.len() - 1)]
     }
 
     fn rank_in(sorted: &[f64], x: f64) -> f64 {
@@ -474,17 +637,28 @@ impl GroundTruth {
 
     /// The test percentile of the architectures a perfect search by validation accuracy would
     /// pick: the `k` best rows by final validation accuracy (ties broken by row order), each
-    /// row counted once per architecture it stands for.
-    fn oracle_by_validation(&self, k: usize) -> (f64, f64) {
-        let mut order: Vec<usize> = (0..self.val.len()).collect();
-        order.sort_by(|&a, &b| self.val[b].total_cmp(&self.val[a]));
+    /// row counted once per architecture it stands for; `percentile` ranks a row.
+    fn oracle_by_validation(&self, k: usize, percentile: impl Fn(usize) -> f64) -> (f64, f64) {
+        Self::oracle(&self.val, &self.weight, k, percentile)
+    }
+
+    /// The `k` best rows by `by` (ties broken by row order), each row counted once per
+    /// architecture it stands for, ranked by `percentile`: their mean and worst.
+    fn oracle(
+        by: &[f64],
+        weight: &[usize],
+        k: usize,
+        percentile: impl Fn(usize) -> f64,
+    ) -> (f64, f64) {
+        let mut order: Vec<usize> = (0..by.len()).collect();
+        order.sort_by(|&a, &b| by[b].total_cmp(&by[a]));
         let (mut sum, mut n, mut worst) = (0.0, 0usize, f64::INFINITY);
         for &row in &order {
             if n >= k {
                 break;
             }
-            let p = self.test_percentile(self.test[row]);
-            let w = self.weight[row].min(k - n);
+            let p = percentile(row);
+            let w = weight[row].min(k - n);
             sum += p * w as f64;
             n += w;
             worst = worst.min(p);
@@ -505,7 +679,8 @@ impl GroundTruth {
             self.val_images
         );
         for k in [1, 5, 20, 100] {
-            let (mean, worst) = self.oracle_by_validation(k);
+            let (mean, worst) =
+                self.oracle_by_validation(k, |row| self.test_percentile(self.test[row]));
             md.push_str(&format!("| {k} | {mean:.1} ({worst:.1}) |\n"));
         }
         md.push_str(&format!(
@@ -520,6 +695,76 @@ impl GroundTruth {
              and test accuracy pooled (weighted by image counts), which halves the measurement \
              noise of either alone.\n",
         );
+        if !self.repeats.is_empty() {
+            md.push_str(&self.repeats_markdown());
+        }
+        md
+    }
+
+    /// What the repeat tables add: agreement between independent trainings, and the mean.
+    fn repeats_markdown(&self) -> String {
+        let n = self.trainings();
+        let mut md = format!(
+            "\n## The mean of {n} trainings\n\nEvery network was also trained with {} other \
+             study seed(s) (another data split, other initial weights and batch order). Kendall \
+             tau between the test accuracies of independent trainings:",
+            n - 1
+        );
+        for (i, r) in self.repeats.iter().enumerate() {
+            md.push_str(&format!(
+                " table vs repeat {}: {:.3};",
+                i + 1,
+                kendall_tau(&self.test, r)
+            ));
+        }
+        if self.repeats.len() >= 2 {
+            md.push_str(&format!(
+                " repeat 1 vs repeat 2: {:.3};",
+                kendall_tau(&self.repeats[0], &self.repeats[1])
+            ));
+        }
+        let t = |sorted: &[f64], p| 100.0 * Self::top_threshold(sorted, p);
+        md.push_str(&format!(
+            " the table's test accuracy vs the mean: {:.3}.\n\n\
+             The top 10 % start at {:.2} % by one training and at {:.2} % by the mean; the top \
+             2 % at {:.2} % and {:.2} %. The \"mean percentile\" column ranks the derived \
+             architecture by its mean test accuracy over the {n} trainings. A perfect search by \
+             the table's validation accuracy would pick architectures at these mean \
+             percentiles:\n\n| the k best by validation accuracy | their mean percentile, mean \
+             (worst) |\n|---|---|\n",
+            kendall_tau(&self.test, &self.mean),
+            t(&self.test_sorted, 10.0),
+            t(&self.mean_sorted, 10.0),
+            t(&self.test_sorted, 2.0),
+            t(&self.mean_sorted, 2.0),
+        ));
+        for k in [1, 5, 20, 100] {
+            let (mean, worst) = self.oracle_by_validation(k, |row| self.mean_percentile(row));
+            md.push_str(&format!("| {k} | {mean:.1} ({worst:.1}) |\n"));
+        }
+        md.push_str(
+            "\nHow well the table's own best networks hold their place when trained again: the k \
+             best by the table's test accuracy (the measurement its percentiles rank by), at their \
+             test percentile in each independent training:\n\n| the k best by the table's test \
+             accuracy |",
+        );
+        for i in 0..self.repeats.len() {
+            md.push_str(&format!(
+                " test percentile in repeat {}, mean (worst) |",
+                i + 1
+            ));
+        }
+        md.push_str(&format!("\n|---|{}\n", "---|".repeat(self.repeats.len())));
+        for k in [1, 5, 20, 100, 1563] {
+            md.push_str(&format!("| {k} |"));
+            for (r, sorted) in self.repeats.iter().zip(&self.repeats_sorted) {
+                let (mean, worst) = Self::oracle(&self.test, &self.weight, k, |row| {
+                    Self::rank_in(sorted, r[row])
+                });
+                md.push_str(&format!(" {mean:.1} ({worst:.1}) |"));
+            }
+            md.push('\n');
+        }
         md
     }
 }
@@ -533,12 +778,12 @@ fn write_results(
 ) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let mut csv = String::from(
-        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities\n",
+        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles\n",
     );
     for r in runs {
         writeln!(
             csv,
-            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{}",
+            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{},{:.4},{:.2},{},{}",
             r.method.name(),
             r.seed,
             r.arch,
@@ -546,8 +791,16 @@ fn write_results(
             r.percentile,
             r.pooled_percentile,
             r.search_seconds,
-            r.tau.map(|t| format!("{t:.4}")).unwrap_or_default(),
-            r.final_probabilities
+            r.tau.map(|t| format!("{:.4}", t.test)).unwrap_or_default(),
+            r.final_probabilities,
+            r.mean_accuracy,
+            r.mean_percentile,
+            r.tau.map(|t| format!("{:.4}", t.mean)).unwrap_or_default(),
+            r.repeat_percentiles
+                .iter()
+                .map(|p| format!("{p:.2}"))
+                .collect::<Vec<_>>()
+                .join("/"),
         )?;
     }
     std::fs::write(args.out.join("runs.csv"), csv)?;
@@ -555,8 +808,8 @@ fn write_results(
         "# One-shot search on `nb201-digits`\n\n{} epochs per search, seeds {:?}, arch_lr {}, \
          weight_lr {}, warmup {} epochs, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
-         | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | Kendall tau | derived architectures |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the repeats alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | Kendall tau | derived architectures |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         args.epochs,
         args.seeds,
         args.arch_lr,
@@ -578,7 +831,8 @@ fn write_results(
         args.channels
             .map_or("the table's".to_string(), |c| c.to_string()),
         args.threads,
-        100.0 * optimum
+        100.0 * optimum,
+        truth.trainings_label()
     );
     for &m in &args.methods {
         let rs: Vec<&Run> = runs.iter().filter(|r| r.method == m).collect();
@@ -595,6 +849,27 @@ fn write_results(
         let (qm, _) = mean_std(&pooled);
         let qmin = pooled.iter().copied().fold(f64::INFINITY, f64::min);
         let (sm, _) = mean_std(&secs);
+        let means: Vec<f64> = rs.iter().map(|r| 100.0 * r.mean_accuracy).collect();
+        let mean_pct: Vec<f64> = rs.iter().map(|r| r.mean_percentile).collect();
+        let repeat_pct: Vec<f64> = rs
+            .iter()
+            .flat_map(|r| r.repeat_percentiles.iter().copied())
+            .collect();
+        let mean_cell = format!(
+            "{:.2}, {:.1} ({:.1}) | {}",
+            mean_std(&means).0,
+            mean_std(&mean_pct).0,
+            mean_pct.iter().copied().fold(f64::INFINITY, f64::min),
+            if repeat_pct.is_empty() {
+                "-".to_string()
+            } else {
+                format!(
+                    "{:.1} ({:.1})",
+                    mean_std(&repeat_pct).0,
+                    repeat_pct.iter().copied().fold(f64::INFINITY, f64::min)
+                )
+            }
+        );
         let degenerate = |op: &str| {
             rs.iter()
                 .filter(|r| {
@@ -605,17 +880,18 @@ fn write_results(
                 })
                 .count()
         };
-        let taus: Vec<f64> = rs.iter().filter_map(|r| r.tau).collect();
+        let taus: Vec<Tau> = rs.iter().filter_map(|r| r.tau).collect();
         let tau = if taus.is_empty() {
             "-".to_string()
         } else {
-            let (t, ts) = mean_std(&taus);
-            format!("{t:.3} ± {ts:.3}")
+            let (t, ts) = mean_std(&taus.iter().map(|t| t.test).collect::<Vec<_>>());
+            let (m, ms) = mean_std(&taus.iter().map(|t| t.mean).collect::<Vec<_>>());
+            format!("{t:.3} ± {ts:.3} (mean: {m:.3} ± {ms:.3})")
         };
         let archs = arch_cell(rs.iter().map(|r| r.arch.as_str()));
         writeln!(
             md,
-            "| {} | {am:.2} ± {asd:.2} | {pm:.1} ({pmin:.1}) | {qm:.1} ({qmin:.1}) | {} / {} / {} | {sm:.1} ({:.1}x) | {tau} | {} |",
+            "| {} | {am:.2} ± {asd:.2} | {pm:.1} ({pmin:.1}) | {qm:.1} ({qmin:.1}) | {mean_cell} | {} / {} / {} | {sm:.1} ({:.1}x) | {tau} | {} |",
             m.name(),
             degenerate("skip_connect"),
             degenerate("avg_pool_3x3"),
