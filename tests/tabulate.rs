@@ -281,15 +281,36 @@ fn a_config_that_is_not_a_table_build_is_refused_before_anything_runs() {
     assert!(!dir.join("build").exists(), "nothing is created");
 }
 
-/// The table shipped in configs/tables/ (built by `nas tabulate configs/tables/nb201-digits.toml`)
-/// is complete: every cell of its space is listed once, in the row of the network it builds,
-/// with a full validation curve and a test accuracy; the digits benchmark suite regrets to its
-/// optimum.
+/// The tables shipped in configs/tables/ (built by `nas tabulate configs/tables/<name>.toml`)
+/// are complete: every cell of the space is listed once, in the row of the network it builds,
+/// with a full validation curve and a test accuracy; the seed tables repeat the same space and
+/// recipe with another seed; the digits benchmark suite regrets to the seed-0 table's optimum.
 #[test]
-fn the_shipped_digits_table_covers_its_whole_space() {
+fn the_shipped_digits_tables_cover_their_whole_space() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let table = Table::read(&root.join("configs/tables/nb201-digits.json.gz")).unwrap();
-    let config = config::load(&root.join("configs/tables/nb201-digits.toml")).unwrap();
+    let table = check_shipped_table(root, "nb201-digits", 0);
+    let repeat = check_shipped_table(root, "nb201-digits-seed1", 1);
+    assert_eq!(
+        (&repeat.evaluator, repeat.epochs),
+        (&table.evaluator, table.epochs),
+        "the same recipe"
+    );
+    let suite: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root.join("configs/bench/digits.toml")).unwrap())
+            .unwrap();
+    let optimum = suite["dataset"][0]["optimum"].as_float().unwrap();
+    assert_eq!(
+        optimum,
+        table.optimum().test_accuracy,
+        "configs/bench/digits.toml optimum"
+    );
+}
+
+/// Reads `configs/tables/<name>.json.gz` and checks it against `<name>.toml` (built with `seed`).
+fn check_shipped_table(root: &Path, name: &str, seed: u64) -> Table {
+    let table = Table::read(&root.join(format!("configs/tables/{name}.json.gz"))).unwrap();
+    let config = config::load(&root.join(format!("configs/tables/{name}.toml"))).unwrap();
+    assert_eq!(table.seed, seed, "{name}");
     let resolved = config.resolved_space().unwrap();
     assert_eq!(
         table.space,
@@ -330,13 +351,5 @@ fn the_shipped_digits_table_covers_its_whole_space() {
     assert_eq!(failed, 0, "no network failed to train");
     let best = table.optimum();
     assert!(best.test_accuracy > 0.9, "digits are easy: {best:?}");
-
-    let suite: toml::Table =
-        toml::from_str(&std::fs::read_to_string(root.join("configs/bench/digits.toml")).unwrap())
-            .unwrap();
-    let optimum = suite["dataset"][0]["optimum"].as_float().unwrap();
-    assert_eq!(
-        optimum, best.test_accuracy,
-        "configs/bench/digits.toml optimum"
-    );
+    table
 }
