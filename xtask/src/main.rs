@@ -177,7 +177,7 @@ enum Task {
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Tables of the same space and recipe built with other seeds, comma-separated, or
-        /// `none` (default: configs/tables/nb201-digits-seed1.json.gz): derived cells are
+        /// `none` (default: every configs/tables/nb201-digits-seed*.json.gz): derived cells are
         /// also ranked by their mean test accuracy over all trainings.
         #[arg(long)]
         repeats: Option<String>,

@@ -9,7 +9,8 @@
 //! among the table's 15,625 architectures. For SPOS also Kendall's tau between those supernet
 //! scores and the table's test accuracies. Every derived cell is also ranked by its mean test
 //! accuracy over the table and its repeats (`--repeats`: the same space and recipe trained with
-//! other seeds; by default `nb201-digits-seed1`), a ground truth with less training noise.
+//! other seeds; by default every `nb201-digits-seed*` table), a ground truth with less
+//! training noise.
 //! Writes `<out>/runs.csv` and `<out>/summary.md`.
 
 use std::collections::BTreeSet;
@@ -64,7 +65,24 @@ fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
 }
 
 const DEFAULT_TABLE: &str = "configs/tables/nb201-digits.json.gz";
-const DEFAULT_REPEATS: [&str; 1] = ["configs/tables/nb201-digits-seed1.json.gz"];
+
+/// The default table's repeats: every `nb201-digits-seed*.json.gz` beside it, by name.
+fn default_repeats() -> Vec<PathBuf> {
+    let table = Path::new(DEFAULT_TABLE);
+    let dir = table.parent().expect("a file in a folder");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("nb201-digits-seed") && n.ends_with(".json.gz"))
+        })
+        .collect();
+    found.sort();
+    found
+}
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
@@ -137,7 +155,7 @@ fn parse_args() -> Result<Args> {
     // The default repeats belong to the default table.
     a.repeats = repeats.unwrap_or_else(|| {
         if a.table == Path::new(DEFAULT_TABLE) {
-            DEFAULT_REPEATS.iter().map(PathBuf::from).collect()
+            default_repeats()
         } else {
             Vec::new()
         }
