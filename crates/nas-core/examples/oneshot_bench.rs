@@ -186,6 +186,11 @@ fn kendall_tau(x: &[f64], y: &[f64]) -> f64 {
     (concordant - discordant) / ((n + ties_x) * (n + ties_y)).sqrt()
 }
 
+/// The smallest value (infinity for none).
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
@@ -348,8 +353,9 @@ fn main() -> Result<()> {
                     let (_, acc) = trainer.score(&c)?;
                     let arch = space.arch_string(&c.iter().map(|&v| v as f64).collect::<Vec<_>>());
                     scores.push(acc);
-                    truths.push(test_of(&arch).unwrap_or(0.0));
-                    means.push(index.by_arch.get(&arch).map_or(0.0, |&r| truth.mean[r]));
+                    let row = index.by_arch.get(&arch);
+                    truths.push(row.map_or(0.0, |&r| truth.test[r]));
+                    means.push(row.map_or(0.0, |&r| truth.mean[r]));
                     if best.as_ref().is_none_or(|(a, _)| acc > *a) {
                         best = Some((acc, c));
                     }
@@ -464,7 +470,6 @@ fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> 
         }
         let acc: Vec<f64> = rs.iter().map(|r| 100.0 * r.test_accuracy).collect();
         let (am, asd) = mean_std(&acc);
-        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         let pct: Vec<f64> = rs.iter().map(|r| r.percentile).collect();
         let pooled: Vec<f64> = rs.iter().map(|r| r.pooled_percentile).collect();
         let mean_pct: Vec<f64> = rs.iter().map(|r| r.mean_percentile).collect();
@@ -660,6 +665,17 @@ impl GroundTruth {
         Self::oracle(&self.val, &self.weight, k, percentile)
     }
 
+    /// Markdown rows of [`Self::oracle_by_validation`] for 1, 5, 20 and 100 architectures.
+    fn validation_oracle_rows(&self, percentile: impl Fn(usize) -> f64) -> String {
+        [1, 5, 20, 100]
+            .iter()
+            .map(|&k| {
+                let (mean, worst) = self.oracle_by_validation(k, &percentile);
+                format!("| {k} | {mean:.1} ({worst:.1}) |\n")
+            })
+            .collect()
+    }
+
     /// The `k` best rows by `by` (ties broken by row order), each row counted once per
     /// architecture it stands for, ranked by `percentile`: their mean and worst.
     fn oracle(
@@ -696,11 +712,7 @@ impl GroundTruth {
             100.0 / self.test_images as f64,
             self.val_images
         );
-        for k in [1, 5, 20, 100] {
-            let (mean, worst) =
-                self.oracle_by_validation(k, |row| self.test_percentile(self.test[row]));
-            md.push_str(&format!("| {k} | {mean:.1} ({worst:.1}) |\n"));
-        }
+        md.push_str(&self.validation_oracle_rows(|row| self.test_percentile(self.test[row])));
         md.push_str(&format!(
             "\nKendall tau between the table's validation and test accuracy over its {} distinct \
              networks: {:.3}. A second measurement of the same trained networks ranks them no \
@@ -756,10 +768,7 @@ impl GroundTruth {
             t(&self.test_sorted, 2.0),
             t(&self.mean_sorted, 2.0),
         ));
-        for k in [1, 5, 20, 100] {
-            let (mean, worst) = self.oracle_by_validation(k, |row| self.mean_percentile(row));
-            md.push_str(&format!("| {k} | {mean:.1} ({worst:.1}) |\n"));
-        }
+        md.push_str(&self.validation_oracle_rows(|row| self.mean_percentile(row)));
         md.push_str(
             "\nHow well the table's own best networks hold their place when trained again: the k \
              best by the table's test accuracy (the measurement its percentiles rank by), at their \
@@ -862,10 +871,10 @@ fn write_results(
         let secs: Vec<f64> = rs.iter().map(|r| r.search_seconds).collect();
         let (am, asd) = mean_std(&acc);
         let (pm, _) = mean_std(&pct);
-        let pmin = pct.iter().copied().fold(f64::INFINITY, f64::min);
+        let pmin = min(&pct);
         let pooled: Vec<f64> = rs.iter().map(|r| r.pooled_percentile).collect();
         let (qm, _) = mean_std(&pooled);
-        let qmin = pooled.iter().copied().fold(f64::INFINITY, f64::min);
+        let qmin = min(&pooled);
         let (sm, _) = mean_std(&secs);
         let means: Vec<f64> = rs.iter().map(|r| 100.0 * r.mean_accuracy).collect();
         let mean_pct: Vec<f64> = rs.iter().map(|r| r.mean_percentile).collect();
@@ -877,15 +886,11 @@ fn write_results(
             "{:.2}, {:.1} ({:.1}) | {}",
             mean_std(&means).0,
             mean_std(&mean_pct).0,
-            mean_pct.iter().copied().fold(f64::INFINITY, f64::min),
+            min(&mean_pct),
             if repeat_pct.is_empty() {
                 "-".to_string()
             } else {
-                format!(
-                    "{:.1} ({:.1})",
-                    mean_std(&repeat_pct).0,
-                    repeat_pct.iter().copied().fold(f64::INFINITY, f64::min)
-                )
+                format!("{:.1} ({:.1})", mean_std(&repeat_pct).0, min(&repeat_pct))
             }
         );
         let degenerate = |op: &str| {
