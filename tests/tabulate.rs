@@ -105,6 +105,9 @@ fn a_table_is_built_resumably_and_answers_a_search() {
     let part = Table::read(&dir.join("part.json")).unwrap();
     assert_eq!(part.rows.len(), 2);
     assert_eq!(trials(dir, "build").len(), 2);
+    // A partial table is a sample: the grid's first two draws, weighed as such.
+    assert_eq!(part.sample, Some(nas_table::Sample { draws: 2 }));
+    assert_eq!(part.arch_weights(), vec![2, 2]);
 
     // Resumed with a larger budget: only the two missing networks are trained.
     let cfg = write(dir, "build.toml", &build_config(100));
@@ -115,6 +118,7 @@ fn a_table_is_built_resumably_and_answers_a_search() {
     let table = Table::read(&dir.join("build/table.json.gz")).unwrap();
     assert_eq!((table.rows.len(), table.epochs), (4, 3));
     assert_eq!((table.archs_in_space, table.networks_in_space), (4, 4));
+    assert_eq!(table.sample, None, "a complete table is no sample");
     assert_eq!(table.name, "tiny-table");
     let best = table.optimum();
     assert!(best.test_accuracy > 0.3, "above chance (0.1): {best:?}");
@@ -236,6 +240,11 @@ maximize = "val_accuracy"
     assert!(o.status.success(), "{}", err(&o));
     let table = Table::read(&dir.join("t.json")).unwrap();
     assert_eq!(table.rows.len(), 3);
+    let draws = table.sample.expect("a partial table is a sample").draws;
+    assert!(
+        draws >= 3,
+        "three networks need three draws at least: {draws}"
+    );
 
     // Every architecture of the space whose network was trained is listed in that row, once.
     let config = config::load(&cfg).unwrap();

@@ -129,10 +129,18 @@ enum Task {
         no_nchwc: bool,
     },
     /// One-shot search against ground truth: for each method (darts, darts-minus, drnas,
-    /// gdas, spos) and seed, train the supernet of the `nb201-digits` table's space on its data,
-    /// derive the architecture and look up its test accuracy and percentile in the table;
-    /// writes results/bench-oneshot/{runs.csv,summary.md}.
+    /// gdas, spos) and seed, train the supernet of the table's space on its data (default:
+    /// `nb201-digits`), derive the architecture and look up its test accuracy and percentile in
+    /// the table (a sampled table: train it with the table's recipe); writes
+    /// results/bench-oneshot/{runs.csv,summary.md}.
     BenchOneshot {
+        /// The ground truth: a table written by `nas tabulate`, complete or a sample
+        /// (`--partial`), e.g. configs/tables/nb201-fashion-sample.json.gz.
+        #[arg(long, default_value = "configs/tables/nb201-digits.json.gz")]
+        table: PathBuf,
+        /// A sampled table: trainings of each derived architecture with the table's recipe.
+        #[arg(long, default_value_t = 3)]
+        trainings: usize,
         /// Methods, comma-separated (default: all five).
         #[arg(long, default_value = "darts,darts-minus,drnas,gdas,spos")]
         methods: String,
@@ -457,6 +465,8 @@ fn main() -> Result<ExitCode> {
             },
         )?,
         Task::BenchOneshot {
+            table,
+            trainings,
             methods,
             seeds,
             epochs,
@@ -479,6 +489,9 @@ fn main() -> Result<ExitCode> {
             let mut cmd = Command::new(exe);
             cmd.current_dir(&root)
                 .env("ORT_DYLIB_PATH", &library)
+                .arg("--table")
+                .arg(&table)
+                .args(["--trainings", &trainings.to_string()])
                 .args(["--methods", &methods, "--seeds", &seeds])
                 .args(["--epochs", &epochs.to_string()])
                 .args(["--arch-lr", &arch_lr.to_string()])

@@ -127,6 +127,7 @@ pub fn build_table(
     let space = build_space(&resolved)?;
     let nets = networks(space.as_ref())?;
     let mut trained: HashMap<String, TrialRecord> = HashMap::new();
+    let mut unfinished = 0u64;
     for t in storage.trials()? {
         let done = matches!(
             t.state,
@@ -136,7 +137,9 @@ pub fn build_table(
         let better = trained
             .get(&t.hash)
             .is_none_or(|old| old.state != TrialState::Complete);
-        if done && t.fidelity.is_none() && better {
+        if !done {
+            unfinished += 1;
+        } else if t.fidelity.is_none() && better {
             trained.insert(t.hash.clone(), t);
         }
     }
@@ -157,6 +160,19 @@ pub fn build_table(
             missing[0]
         );
     }
+    // The rows are the networks of the grid's first draws: those proposed, less the
+    // proposals still waiting for a worker (one each).
+    let sample = if missing.is_empty() {
+        None
+    } else {
+        let proposals: u64 = storage
+            .meta("proposals")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(rows.len() as u64);
+        Some(nas_table::Sample {
+            draws: proposals.saturating_sub(unfinished).max(rows.len() as u64),
+        })
+    };
     let epochs = rows
         .iter()
         .filter(|r| r.error.is_none())
@@ -180,6 +196,7 @@ pub fn build_table(
         archs_in_space: nets.archs,
         networks_in_space: nets.groups.len() as u64,
         config: config.source.clone(),
+        sample,
         rows,
     };
     Ok(table)

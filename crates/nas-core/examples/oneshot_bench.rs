@@ -11,18 +11,25 @@
 //! accuracy over the table and its repeats (`--repeats`: the same space and recipe trained with
 //! other seeds; by default every `nb201-digits-seed*` table), a ground truth with less
 //! training noise.
+//!
+//! A sampled table (`nas tabulate --partial`, e.g. `configs/tables/nb201-fashion-sample`)
+//! works too: percentiles are estimated from its rows, weighted by the architectures each
+//! stands for ([`Table::arch_weights`]); a derived architecture is trained `--trainings` times
+//! with the table's recipe and data split (it is rarely in the sample), and SPOS scores the
+//! sample's networks, the only ones whose accuracy is known.
 //! Writes `<out>/runs.csv` and `<out>/summary.md`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace};
-use nas_data::DataConfig;
+use nas_data::{DataConfig, Part};
 use nas_runtime::SessionSettings;
 use nas_table::Table;
 use nas_train::oneshot::{Method, OneShotConfig, Selection, SelectionMetric, SupernetTrainer};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -50,13 +57,15 @@ struct Args {
     /// Width of the supernet (default: the table's); derived cells are looked up in the
     /// table at its own width.
     channels: Option<usize>,
+    /// Trainings of each derived architecture when the table is a sample.
+    trainings: usize,
     threads: usize,
     out: PathBuf,
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos] \
      [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
-     [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--threads N] [--out DIR]";
+     [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--threads N] [--out DIR]";
 
 /// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
 fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
@@ -107,6 +116,7 @@ fn parse_args() -> Result<Args> {
         selection_epochs: 5,
         selection_metric: SelectionMetric::Accuracy,
         channels: None,
+        trainings: 3,
         threads: 1,
         out: PathBuf::from("results/bench-oneshot"),
     };
@@ -147,6 +157,7 @@ fn parse_args() -> Result<Args> {
             "--selection-epochs" => a.selection_epochs = value()?.parse()?,
             "--selection-metric" => a.selection_metric = parse_name(&value()?)?,
             "--channels" => a.channels = Some(value()?.parse()?),
+            "--trainings" => a.trainings = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             "--out" => a.out = value()?.into(),
             other => return Err(format!("unknown argument `{other}`; {USAGE}").into()),
@@ -160,6 +171,9 @@ fn parse_args() -> Result<Args> {
             Vec::new()
         }
     });
+    if a.trainings == 0 {
+        return Err(format!("--trainings must be at least 1; {USAGE}").into());
+    }
     Ok(a)
 }
 
@@ -202,17 +216,7 @@ struct Run {
     method: Method,
     seed: u64,
     arch: String,
-    test_accuracy: f64,
-    /// Share of the table's architectures with a lower test accuracy, in percent.
-    percentile: f64,
-    /// The same against the pooled validation + test accuracy (a less noisy measurement).
-    pooled_percentile: f64,
-    /// Mean test accuracy over the table and its repeats, and its percentile among the means.
-    mean_accuracy: f64,
-    mean_percentile: f64,
-    /// Its test percentile in each repeat alone (trainings the search had nothing to do with,
-    /// the unbiased measure to hold against the table's own best networks trained again).
-    repeat_percentiles: Vec<f64>,
+    place: Placement,
     search_seconds: f64,
     tau: Option<Tau>,
     final_probabilities: String,
@@ -232,16 +236,48 @@ struct Tau {
 /// One architecture and where the table puts it.
 struct Reading {
     arch: String,
+    place: Placement,
+}
+
+/// A derived architecture's accuracies: its test accuracy in each training (the table's
+/// first, then each repeat's; for a sampled table, fresh trainings with its recipe) and the
+/// first training's final validation accuracy.
+#[derive(Clone)]
+struct Measured {
+    tests: Vec<f64>,
+    val: f64,
+}
+
+/// Where the ground truth puts a derived architecture.
+struct Placement {
+    /// Its (first) test accuracy.
     test_accuracy: f64,
+    /// Share of the table's architectures with a lower test accuracy, in percent.
     percentile: f64,
+    /// The same against the pooled validation + test accuracy (a less noisy measurement).
     pooled_percentile: f64,
+    /// Mean test accuracy over its trainings, and its percentile among the table's means.
+    mean_accuracy: f64,
     mean_percentile: f64,
+    /// Its test percentile in each later training alone (trainings the search had nothing to
+    /// do with, the unbiased measure to hold against the table's own best networks trained
+    /// again).
+    repeat_percentiles: Vec<f64>,
 }
 
 fn main() -> Result<()> {
     let args = parse_args()?;
     let table = Table::read(&args.table)?;
     let index = table.index();
+    let sampled = table.sample.is_some();
+    if sampled && !args.repeats.is_empty() {
+        return Err(format!(
+            "{} is a sample of the space; repeats need a complete table (a sampled table's \
+             derived architectures are trained --trainings times instead)",
+            args.table.display()
+        )
+        .into());
+    }
     let space_cfg: CellSpaceConfig = serde_json::from_value(table.space.clone())?;
     let space = CellSpace::new(&space_cfg)?;
     // The supernet may be wider than the table's networks; choices and strings are the same.
@@ -256,13 +292,7 @@ fn main() -> Result<()> {
         threads: args.threads,
         ..SessionSettings::cpu(&library)
     };
-    // Test accuracy per architecture (all 15,625), for lookups and percentiles.
-    let test_of = |arch: &str| -> Option<f64> {
-        index
-            .by_arch
-            .get(arch)
-            .and_then(|&i| table.rows[i].test_accuracy)
-    };
+    let recipe = nas_train::TrainTable::parse(&table.evaluator)?.recipe;
     let optimum = table.optimum().test_accuracy;
     let repeats = args
         .repeats
@@ -274,12 +304,27 @@ fn main() -> Result<()> {
         &repeats,
         data.splits.validation.len(),
         data.splits.test.len(),
+        if sampled { args.trainings } else { 0 },
     )?;
     let percentile = |acc: f64| truth.test_percentile(acc);
+    // Trains `graph` once with the table's recipe on the table's split: (val, test) accuracy.
+    let train_once = |graph: &nas_graph::Graph, seed: u64| -> Result<(f64, f64)> {
+        let mut cfg = recipe.clone();
+        cfg.seed = Some(seed);
+        let weights = nas_graph::Weights::he_init(graph, seed)?;
+        let mut trainer = nas_train::Trainer::new(graph, weights, &cfg, &runtime, &data)?;
+        trainer.train_epochs(cfg.epochs)?;
+        let accuracy = |part| -> Result<f64> {
+            Ok(trainer
+                .evaluate_normalized(part)?
+                .and_then(|e| e.accuracy)
+                .ok_or("the split is empty")?)
+        };
+        Ok((accuracy(Part::Validation)?, accuracy(Part::Test)?))
+    };
     // What training one candidate costs, measured here under the same conditions as the
-    // searches: the table's recipe (its evaluator table) on the table's best architecture.
+    // searches: the table's recipe on the table's best architecture.
     let one_training: f64 = {
-        let recipe = nas_train::TrainTable::parse(&table.evaluator)?.recipe;
         let best = table
             .rows
             .iter()
@@ -290,11 +335,42 @@ fn main() -> Result<()> {
             })
             .ok_or("the table is empty")?;
         let graph = space.decode(&space.parse_arch(&best.archs[0])?)?;
-        let weights = nas_graph::Weights::he_init(&graph, table.seed)?;
         let started = Instant::now();
-        let mut trainer = nas_train::Trainer::new(&graph, weights, &recipe, &runtime, &data)?;
-        trainer.train_epochs(recipe.epochs)?;
+        train_once(&graph, table.seed)?;
         started.elapsed().as_secs_f64()
+    };
+    // A derived architecture's accuracies: from the table and its repeats, or, for a sample,
+    // trained afresh (seeds the table's trials do not use; cached, derivations repeat).
+    let mut fresh: HashMap<String, Measured> = HashMap::new();
+    let mut measure = |arch: &str| -> Result<Measured> {
+        if !sampled {
+            let row = *index
+                .by_arch
+                .get(arch)
+                .ok_or_else(|| format!("{arch} is not in the table"))?;
+            return Ok(truth.measured(row));
+        }
+        let graph = space.decode(&space.parse_arch(arch)?)?;
+        let hash = graph.canonical_hash();
+        if let Some(m) = fresh.get(&hash) {
+            return Ok(m.clone());
+        }
+        let mut m = Measured {
+            tests: Vec::new(),
+            val: 0.0,
+        };
+        for i in 0..args.trainings {
+            let (val, test) = train_once(&graph, FRESH_SEED ^ table.seed.wrapping_add(i as u64))?;
+            if i == 0 {
+                m.val = val;
+            }
+            m.tests.push(test);
+        }
+        fresh.insert(hash, m.clone());
+        Ok(m)
+    };
+    let arch_of = |choices: &[usize]| {
+        space.arch_string(&choices.iter().map(|&v| v as f64).collect::<Vec<_>>())
     };
 
     let mut runs = Vec::new();
@@ -334,28 +410,21 @@ fn main() -> Result<()> {
                     if e.derived.is_empty() {
                         String::new()
                     } else {
-                        space.arch_string(&e.derived.iter().map(|&v| v as f64).collect::<Vec<_>>())
+                        arch_of(&e.derived)
                     }
                 );
             }
             eprintln!();
             let (choices, tau) = if method == Method::Spos {
-                // Score distinct random architectures with the shared weights.
-                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5905);
-                let mut seen = BTreeSet::new();
+                // Score distinct architectures of known accuracy with the shared weights.
                 let (mut scores, mut truths, mut means, mut best) =
                     (Vec::new(), Vec::new(), Vec::new(), None);
-                while seen.len() < args.spos_sample {
-                    let c: Vec<usize> = (0..6).map(|_| rng.random_range(0..5)).collect();
-                    if !seen.insert(c.clone()) {
-                        continue;
-                    }
+                for c in spos_candidates(&table, &space, args.spos_sample, seed)? {
                     let (_, acc) = trainer.score(&c)?;
-                    let arch = space.arch_string(&c.iter().map(|&v| v as f64).collect::<Vec<_>>());
+                    let row = index.by_arch[&arch_of(&c)];
                     scores.push(acc);
-                    let row = index.by_arch.get(&arch);
-                    truths.push(row.map_or(0.0, |&r| truth.test[r]));
-                    means.push(row.map_or(0.0, |&r| truth.mean[r]));
+                    truths.push(truth.test[row]);
+                    means.push(truth.mean[row]);
                     if best.as_ref().is_none_or(|(a, _)| acc > *a) {
                         best = Some((acc, c));
                     }
@@ -364,13 +433,13 @@ fn main() -> Result<()> {
                     test: kendall_tau(&scores, &truths),
                     mean: kendall_tau(&scores, &means),
                 };
-                (best.expect("sampled").1, Some(tau))
+                (best.ok_or("--spos-sample is 0")?.1, Some(tau))
             } else {
                 (trainer.select()?, None)
             };
             let search_seconds = started.elapsed().as_secs_f64();
-            let arch = space.arch_string(&choices.iter().map(|&v| v as f64).collect::<Vec<_>>());
-            let acc = test_of(&arch).ok_or_else(|| format!("{arch} is not in the table"))?;
+            let arch = arch_of(&choices);
+            let place = truth.place(&measure(&arch)?);
             let probs = trainer
                 .arch()
                 .probabilities()
@@ -383,14 +452,13 @@ fn main() -> Result<()> {
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
-            let row = index.by_arch[&arch];
             eprintln!(
                 "  -> {arch}: test {:.2} % (percentile {:.1}, mean of {} {:.2} %, percentile {:.1}), {search_seconds:.1} s{}",
-                100.0 * acc,
-                percentile(acc),
+                100.0 * place.test_accuracy,
+                place.percentile,
                 truth.trainings_label(),
-                100.0 * truth.mean[row],
-                truth.mean_percentile(row),
+                100.0 * place.mean_accuracy,
+                place.mean_percentile,
                 tau.map(|t| format!(", Kendall tau {:.3} (mean {:.3})", t.test, t.mean))
                     .unwrap_or_default()
             );
@@ -400,23 +468,14 @@ fn main() -> Result<()> {
                 .and_then(|last| trainer.history().get(last))
             {
                 Some(e) if args.selection == Selection::Perturbation && !e.derived.is_empty() => {
-                    let arch =
-                        space.arch_string(&e.derived.iter().map(|&v| v as f64).collect::<Vec<_>>());
-                    let acc =
-                        test_of(&arch).ok_or_else(|| format!("{arch} is not in the table"))?;
+                    let arch = arch_of(&e.derived);
+                    let place = truth.place(&measure(&arch)?);
                     eprintln!(
                         "     by magnitude: {arch}: test {:.2} % (percentile {:.1})",
-                        100.0 * acc,
-                        percentile(acc)
+                        100.0 * place.test_accuracy,
+                        percentile(place.test_accuracy)
                     );
-                    let row = index.by_arch[&arch];
-                    Some(Reading {
-                        pooled_percentile: truth.pooled_percentile(row),
-                        mean_percentile: truth.mean_percentile(row),
-                        percentile: percentile(acc),
-                        test_accuracy: acc,
-                        arch,
-                    })
+                    Some(Reading { arch, place })
                 }
                 _ => None,
             };
@@ -424,12 +483,7 @@ fn main() -> Result<()> {
                 method,
                 seed,
                 arch,
-                test_accuracy: acc,
-                percentile: percentile(acc),
-                pooled_percentile: truth.pooled_percentile(row),
-                mean_accuracy: truth.mean[row],
-                mean_percentile: truth.mean_percentile(row),
-                repeat_percentiles: truth.repeat_percentiles(row),
+                place,
                 search_seconds,
                 tau,
                 final_probabilities: probs,
@@ -438,6 +492,47 @@ fn main() -> Result<()> {
         }
     }
     write_results(&args, &runs, optimum, one_training, &truth)
+}
+
+/// Seeds of a sampled table's fresh trainings: far from the study seed plus trial id that its
+/// rows were trained with.
+const FRESH_SEED: u64 = 0x5A3F_1E00_0000_0000;
+
+/// The architectures SPOS scores: `n` distinct random ones of a complete table, or, for a
+/// sample, `n` of its networks (the only accuracies known), in a seeded random order.
+fn spos_candidates(
+    table: &Table,
+    space: &CellSpace,
+    n: usize,
+    seed: u64,
+) -> Result<Vec<Vec<usize>>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5905);
+    let choices = |arch: &str| -> Result<Vec<usize>> {
+        Ok(space
+            .parse_arch(arch)?
+            .iter()
+            .map(|&v| v as usize)
+            .collect())
+    };
+    if table.sample.is_some() {
+        let mut rows: Vec<&nas_table::Row> = table
+            .rows
+            .iter()
+            .filter(|r| r.test_accuracy.is_some())
+            .collect();
+        rows.shuffle(&mut rng);
+        return rows.iter().take(n).map(|r| choices(&r.archs[0])).collect();
+    }
+    let edges = space.descriptor().choices.len();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    while out.len() < n.min(table.archs_in_space as usize) {
+        let c: Vec<usize> = (0..edges).map(|_| rng.random_range(0..5)).collect();
+        if seen.insert(c.clone()) {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 /// Architecture strings as one markdown table cell, one per line (`|` would end the cell).
@@ -468,11 +563,11 @@ fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> 
         if rs.is_empty() {
             continue;
         }
-        let acc: Vec<f64> = rs.iter().map(|r| 100.0 * r.test_accuracy).collect();
+        let acc: Vec<f64> = rs.iter().map(|r| 100.0 * r.place.test_accuracy).collect();
         let (am, asd) = mean_std(&acc);
-        let pct: Vec<f64> = rs.iter().map(|r| r.percentile).collect();
-        let pooled: Vec<f64> = rs.iter().map(|r| r.pooled_percentile).collect();
-        let mean_pct: Vec<f64> = rs.iter().map(|r| r.mean_percentile).collect();
+        let pct: Vec<f64> = rs.iter().map(|r| r.place.percentile).collect();
+        let pooled: Vec<f64> = rs.iter().map(|r| r.place.pooled_percentile).collect();
+        let mean_pct: Vec<f64> = rs.iter().map(|r| r.place.mean_percentile).collect();
         let archs = arch_cell(rs.iter().map(|r| r.arch.as_str()));
         writeln!(
             md,
@@ -498,10 +593,9 @@ fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> 
 /// independent measurement: pooling both (weighted by their image counts) halves the variance,
 /// and how well one predicts the other says what any search can reach on this table.
 struct GroundTruth {
-    /// Per row: test and final validation accuracy, and their pooled accuracy.
+    /// Per row: test and final validation accuracy.
     test: Vec<f64>,
     val: Vec<f64>,
-    pooled: Vec<f64>,
     /// Architectures per row (isomorphic cells share a row).
     weight: Vec<usize>,
     pooled_sorted: Vec<f64>,
@@ -514,6 +608,14 @@ struct GroundTruth {
     mean_sorted: Vec<f64>,
     val_images: usize,
     test_images: usize,
+    /// Trainings of each derived architecture of a sampled table (0 for a complete one).
+    fresh_trainings: usize,
+    name: String,
+    /// A sampled table's draws and rows.
+    sample: Option<(u64, usize)>,
+    /// How many architectures a row counts for in the oracles: those it stands for in a
+    /// complete table, one per network in a sample (whose weights are estimates).
+    oracle_weight: Vec<usize>,
 }
 
 impl GroundTruth {
@@ -524,6 +626,7 @@ impl GroundTruth {
         repeats: &[(PathBuf, Table)],
         val_images: usize,
         test_images: usize,
+        fresh_trainings: usize,
     ) -> Result<Self> {
         // Data tables are compared as parsed: a newer build writes keys added since as defaults.
         let data = |t: &Table| -> Result<serde_json::Value> {
@@ -580,7 +683,7 @@ impl GroundTruth {
             .zip(&val)
             .map(|(t, v)| (t * nt + v * nv) / (nt + nv))
             .collect();
-        let weight: Vec<usize> = table.rows.iter().map(|r| r.archs.len()).collect();
+        let weight = table.arch_weights();
         let sorted = |v: &[f64]| {
             let mut all: Vec<f64> = v
                 .iter()
@@ -605,16 +708,47 @@ impl GroundTruth {
             repeats: repeat_tests,
             test,
             val,
-            pooled,
             weight,
             val_images,
             test_images,
+            fresh_trainings,
+            name: table.name.clone(),
+            sample: table.sample.map(|s| (s.draws, table.rows.len())),
+            oracle_weight: if table.sample.is_some() {
+                vec![1; table.rows.len()]
+            } else {
+                table.arch_weights()
+            },
         })
     }
 
-    /// Trainings behind `mean`: the table's and one per repeat.
+    /// What a sampled table's percentiles are, for the summary's first paragraph.
+    fn sample_note(&self) -> String {
+        match self.sample {
+            None => String::new(),
+            Some((draws, rows)) => format!(
+                "The table is a sample: the {rows} networks of the first {draws} architectures \
+                 of a uniform random order, so percentiles are estimates (each row weighted by \
+                 the architectures it stands for; a percentile near 90 is off by about {:.1} \
+                 points, one standard error). Every derived architecture was trained {} times \
+                 with the table's recipe and split; \"percentile\" ranks its first training, \
+                 \"mean\" the mean of all, \"the other trainings alone\" each later one, all \
+                 among the sample's single trainings. \"The k best\" below count sampled \
+                 networks.\n\n",
+                100.0 * (0.9 * 0.1 / rows as f64).sqrt(),
+                self.fresh_trainings
+            ),
+        }
+    }
+
+    /// Trainings behind a derived architecture's mean: the table's and one per repeat, or
+    /// the fresh trainings of a sampled table's.
     fn trainings(&self) -> usize {
-        1 + self.repeats.len()
+        if self.fresh_trainings > 0 {
+            self.fresh_trainings
+        } else {
+            1 + self.repeats.len()
+        }
     }
 
     /// "1 training", "2 trainings", ...
@@ -625,13 +759,39 @@ impl GroundTruth {
         }
     }
 
-    /// `row`'s test percentile in each repeat.
-    fn repeat_percentiles(&self, row: usize) -> Vec<f64> {
-        self.repeats
-            .iter()
-            .zip(&self.repeats_sorted)
-            .map(|(r, sorted)| Self::rank_in(sorted, r[row]))
-            .collect()
+    /// `row`'s accuracies in the table and its repeats.
+    fn measured(&self, row: usize) -> Measured {
+        let mut tests = vec![self.test[row]];
+        tests.extend(self.repeats.iter().map(|r| r[row]));
+        Measured {
+            tests,
+            val: self.val[row],
+        }
+    }
+
+    /// Where `m` stands: each training ranked among the table's (the repeats' for a complete
+    /// table's later trainings, the table's own for a sample's), the mean among the means.
+    fn place(&self, m: &Measured) -> Placement {
+        let test = m.tests[0];
+        let (nv, nt) = (self.val_images as f64, self.test_images as f64);
+        let mean = m.tests.iter().sum::<f64>() / m.tests.len() as f64;
+        Placement {
+            test_accuracy: test,
+            percentile: self.test_percentile(test),
+            pooled_percentile: Self::rank_in(
+                &self.pooled_sorted,
+                (test * nt + m.val * nv) / (nt + nv),
+            ),
+            mean_accuracy: mean,
+            mean_percentile: Self::rank_in(&self.mean_sorted, mean),
+            repeat_percentiles: m.tests[1..]
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| {
+                    Self::rank_in(self.repeats_sorted.get(i).unwrap_or(&self.test_sorted), t)
+                })
+                .collect(),
+        }
     }
 
     /// Share of the architectures with a lower mean test accuracy than `row`'s, in percent.
@@ -654,15 +814,11 @@ impl GroundTruth {
         Self::rank_in(&self.test_sorted, acc)
     }
 
-    fn pooled_percentile(&self, row: usize) -> f64 {
-        Self::rank_in(&self.pooled_sorted, self.pooled[row])
-    }
-
     /// The test percentile of the architectures a perfect search by validation accuracy would
     /// pick: the `k` best rows by final validation accuracy (ties broken by row order), each
     /// row counted once per architecture it stands for; `percentile` ranks a row.
     fn oracle_by_validation(&self, k: usize, percentile: impl Fn(usize) -> f64) -> (f64, f64) {
-        Self::oracle(&self.val, &self.weight, k, percentile)
+        Self::oracle(&self.val, &self.oracle_weight, k, percentile)
     }
 
     /// Markdown rows of [`Self::oracle_by_validation`] for 1, 5, 20 and 100 architectures.
@@ -814,16 +970,17 @@ fn write_results(
             r.method.name(),
             r.seed,
             r.arch,
-            r.test_accuracy,
-            r.percentile,
-            r.pooled_percentile,
+            r.place.test_accuracy,
+            r.place.percentile,
+            r.place.pooled_percentile,
             r.search_seconds,
             r.tau.map(|t| format!("{:.4}", t.test)).unwrap_or_default(),
             r.final_probabilities,
-            r.mean_accuracy,
-            r.mean_percentile,
+            r.place.mean_accuracy,
+            r.place.mean_percentile,
             r.tau.map(|t| format!("{:.4}", t.mean)).unwrap_or_default(),
-            r.repeat_percentiles
+            r.place
+                .repeat_percentiles
                 .iter()
                 .map(|p| format!("{p:.2}"))
                 .collect::<Vec<_>>()
@@ -832,11 +989,13 @@ fn write_results(
     }
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
-        "# One-shot search on `nb201-digits`\n\n{} epochs per search, seeds {:?}, arch_lr {}, \
+        "# One-shot search on `{}`\n\n{}{} epochs per search, seeds {:?}, arch_lr {}, \
          weight_lr {}, warmup {} epochs, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
-         | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the repeats alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | Kendall tau | derived architectures |\n\
+         | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
+        truth.name,
+        truth.sample_note(),
         args.epochs,
         args.seeds,
         args.arch_lr,
@@ -866,21 +1025,21 @@ fn write_results(
         if rs.is_empty() {
             continue;
         }
-        let acc: Vec<f64> = rs.iter().map(|r| 100.0 * r.test_accuracy).collect();
-        let pct: Vec<f64> = rs.iter().map(|r| r.percentile).collect();
+        let acc: Vec<f64> = rs.iter().map(|r| 100.0 * r.place.test_accuracy).collect();
+        let pct: Vec<f64> = rs.iter().map(|r| r.place.percentile).collect();
         let secs: Vec<f64> = rs.iter().map(|r| r.search_seconds).collect();
         let (am, asd) = mean_std(&acc);
         let (pm, _) = mean_std(&pct);
         let pmin = min(&pct);
-        let pooled: Vec<f64> = rs.iter().map(|r| r.pooled_percentile).collect();
+        let pooled: Vec<f64> = rs.iter().map(|r| r.place.pooled_percentile).collect();
         let (qm, _) = mean_std(&pooled);
         let qmin = min(&pooled);
         let (sm, _) = mean_std(&secs);
-        let means: Vec<f64> = rs.iter().map(|r| 100.0 * r.mean_accuracy).collect();
-        let mean_pct: Vec<f64> = rs.iter().map(|r| r.mean_percentile).collect();
+        let means: Vec<f64> = rs.iter().map(|r| 100.0 * r.place.mean_accuracy).collect();
+        let mean_pct: Vec<f64> = rs.iter().map(|r| r.place.mean_percentile).collect();
         let repeat_pct: Vec<f64> = rs
             .iter()
-            .flat_map(|r| r.repeat_percentiles.iter().copied())
+            .flat_map(|r| r.place.repeat_percentiles.iter().copied())
             .collect();
         let mean_cell = format!(
             "{:.2}, {:.1} ({:.1}) | {}",

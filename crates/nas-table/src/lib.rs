@@ -22,6 +22,11 @@
 //! A row whose training failed (e.g. diverged) has `error` and empty curves. `params` and
 //! `flops` are those of the trained architecture (isomorphs can differ there, e.g. by
 //! convolutions whose output no path uses).
+//!
+//! A table written before every network was trained (`nas tabulate --partial`) is a sample:
+//! its `sample` records how many architectures the grid had drawn (a uniform random order of
+//! the space), and [`Table::arch_weights`] turns the rows into an estimate of the whole
+//! space's distribution.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -59,7 +64,19 @@ pub struct Table {
     pub networks_in_space: u64,
     /// The TOML text the table was built from.
     pub config: String,
+    /// Set when the rows are a random sample of the space rather than all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
     pub rows: Vec<Row>,
+}
+
+/// How the rows of a partial table were drawn: the networks of the first `draws`
+/// architectures of the grid strategy's uniform random order (isomorphs drawn again were not
+/// trained again, so a network stands for every draw of its architectures).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    pub draws: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -201,6 +218,29 @@ impl Table {
             }
         }
         Index { by_arch, by_hash }
+    }
+
+    /// How many of the space's architectures each row stands for. A complete table: the
+    /// architectures that build its network. A sample: the Horvitz-Thompson weight `g / p`,
+    /// with `g` those architectures and `p = 1 - (1 - g / archs_in_space)^draws` the chance
+    /// that `draws` uniform draws hit the network, rounded (at least 1), so percentiles over
+    /// the weighted rows estimate those over every architecture of the space without the
+    /// pull of networks with many isomorphs (drawn more often) or few.
+    pub fn arch_weights(&self) -> Vec<usize> {
+        self.rows
+            .iter()
+            .map(|row| {
+                let g = row.archs.len();
+                match self.sample {
+                    None => g,
+                    Some(s) => {
+                        let miss = 1.0 - g as f64 / self.archs_in_space.max(1) as f64;
+                        let p = 1.0 - miss.max(0.0).powf(s.draws as f64);
+                        ((g as f64 / p.max(f64::MIN_POSITIVE)).round() as usize).max(1)
+                    }
+                }
+            })
+            .collect()
     }
 
     /// The best final validation and test accuracy over the rows (the regret references).

@@ -35,6 +35,7 @@ fn table() -> Table {
         archs_in_space: 4,
         networks_in_space: 3,
         config: "[study]\n".into(),
+        sample: None,
         rows: vec![
             row("a", &["x", "y"], &[0.5, 0.75]),
             row("b", &["w"], &[0.25, 0.875]),
@@ -108,5 +109,28 @@ fn wrong_files_are_named_and_explained() {
     assert!(
         e.contains("row b has 1 validation accuracies for 2 epochs"),
         "{e}"
+    );
+}
+
+#[test]
+fn a_complete_table_weighs_rows_by_their_architectures() {
+    assert_eq!(table().arch_weights(), vec![2, 1, 1]);
+}
+
+#[test]
+fn a_sample_weighs_rows_by_the_inverse_chance_of_drawing_them() {
+    let mut t = table();
+    t.sample = Some(Sample { draws: 1 });
+    // One draw of four architectures hits `a` (two of them) with p = 1/2, `b` with 1/4.
+    assert_eq!(t.arch_weights(), vec![4, 4, 4]);
+    // Many draws hit every network: the weights become the complete table's.
+    t.sample = Some(Sample { draws: 1000 });
+    assert_eq!(t.arch_weights(), vec![2, 1, 1]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json.gz");
+    t.write(&path).unwrap();
+    assert_eq!(
+        Table::read(&path).unwrap().sample,
+        Some(Sample { draws: 1000 })
     );
 }

@@ -140,6 +140,17 @@ impl TabularEvaluator {
         if let Some(&i) = self.index.by_hash.get(&hash) {
             return Ok(&self.table.rows[i]);
         }
+        if self.table.sample.is_some() {
+            return Err(self.fail(format!(
+                "architecture `{}` is not in the table `{}`: it is a random sample of {} of the \
+                 space's {} networks, which answers only the networks it holds; search with a \
+                 complete table (`nas tabulate` run to the end)",
+                req.arch,
+                self.table.name,
+                self.table.rows.len(),
+                self.table.networks_in_space
+            )));
+        }
         let what = if self.index.by_arch.contains_key(req.arch.trim()) {
             "is listed in the table but builds a different network here"
         } else {

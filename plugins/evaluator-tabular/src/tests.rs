@@ -66,6 +66,7 @@ fn table() -> Table {
         archs_in_space: 15625,
         networks_in_space: 5155,
         config: String::new(),
+        sample: None,
         rows: vec![conv, row(POOL, &[0.25, 0.5, 0.625], 0.5), failed],
     }
 }
@@ -126,6 +127,23 @@ fn isomorphic_architectures_share_the_row() {
     let b = e.evaluate(&request(4, CONV_ISOMORPH, None)).unwrap();
     assert_eq!(a.metrics, b.metrics);
     assert_eq!(b.details["isomorphs"], 2);
+}
+
+#[test]
+fn a_sampled_table_says_it_holds_a_sample() {
+    let mut t = table();
+    t.sample = Some(nas_table::Sample { draws: 3 });
+    let mut e = TabularEvaluator::from_table(t, "tiny.json".into());
+    assert!(e.evaluate(&request(4, CONV, None)).is_ok());
+    let err = e
+        .evaluate(&request(4, ABSENT, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("random sample of 3 of the space's 5155 networks"),
+        "{err}"
+    );
 }
 
 #[test]
