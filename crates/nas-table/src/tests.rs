@@ -134,3 +134,71 @@ fn a_sample_weighs_rows_by_the_inverse_chance_of_drawing_them() {
         Some(Sample { draws: 1000 })
     );
 }
+
+/// The weights make a sample's percentiles estimate the space's even when one network stands
+/// for many architectures (drawn far more often than the rest): averaged over many seeded
+/// samples, the weighted share of architectures below a threshold matches the space's, where
+/// counting each sampled network once misses it badly.
+#[test]
+fn weighted_sample_percentiles_estimate_the_space() {
+    use rand::seq::index::sample;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    // 1,000 architectures: 300 build one degenerate network (accuracy 0.1), the other 700 are
+    // distinct networks with accuracies spread over 0.2..0.9.
+    let value = |arch: usize| {
+        if arch < 300 {
+            0.1
+        } else {
+            0.2 + 0.7 * (arch - 300) as f64 / 700.0
+        }
+    };
+    let network = |arch: usize| if arch < 300 { 0 } else { arch - 299 };
+    let truth = (0..1000).filter(|&a| value(a) < 0.5).count() as f64 / 1000.0;
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (mut weighted, mut naive, runs) = (0.0, 0.0, 400);
+    for _ in 0..runs {
+        let draws = rng.random_range(40..120);
+        let mut rows: Vec<Row> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for arch in sample(&mut rng, 1000, draws) {
+            if seen.insert(network(arch)) {
+                let archs: Vec<String> = if network(arch) == 0 {
+                    (0..300).map(|a| a.to_string()).collect()
+                } else {
+                    vec![arch.to_string()]
+                };
+                let mut r = row(&arch.to_string(), &[], &[]);
+                r.archs = archs;
+                r.test_accuracy = Some(value(arch));
+                rows.push(r);
+            }
+        }
+        let t = Table {
+            archs_in_space: 1000,
+            networks_in_space: 701,
+            sample: Some(Sample {
+                draws: draws as u64,
+            }),
+            rows,
+            ..table()
+        };
+        let w = t.arch_weights();
+        let below = |weights: &[usize]| {
+            let total: usize = weights.iter().sum();
+            let low: usize = t
+                .rows
+                .iter()
+                .zip(weights)
+                .filter(|(r, _)| r.test_accuracy.unwrap() < 0.5)
+                .map(|(_, w)| w)
+                .sum();
+            low as f64 / total as f64
+        };
+        weighted += below(&w);
+        naive += below(&vec![1; w.len()]);
+    }
+    let (weighted, naive) = (weighted / runs as f64, naive / runs as f64);
+    assert!((weighted - truth).abs() < 0.02, "{weighted} vs {truth}");
+    assert!((naive - truth).abs() > 0.1, "{naive} vs {truth}");
+}
