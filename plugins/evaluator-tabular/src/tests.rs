@@ -129,17 +129,21 @@ fn isomorphic_architectures_share_the_row() {
     assert_eq!(b.details["isomorphs"], 2);
 }
 
+/// The message of an evaluation that must fail.
+fn failure(e: &mut TabularEvaluator, req: &EvalRequest) -> String {
+    match e.evaluate(req) {
+        Ok(_) => panic!("`{}` was answered", req.arch),
+        Err(err) => err.to_string(),
+    }
+}
+
 #[test]
 fn a_sampled_table_says_it_holds_a_sample() {
     let mut t = table();
     t.sample = Some(nas_table::Sample { draws: 3 });
     let mut e = TabularEvaluator::from_table(t, "tiny.json".into());
     assert!(e.evaluate(&request(4, CONV, None)).is_ok());
-    let err = e
-        .evaluate(&request(4, ABSENT, None))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = failure(&mut e, &request(4, ABSENT, None));
     assert!(
         err.contains("random sample of 3 of the space's 5155 networks"),
         "{err}"
@@ -149,11 +153,7 @@ fn a_sampled_table_says_it_holds_a_sample() {
 #[test]
 fn missing_networks_and_failed_rows_are_explained() {
     let mut e = evaluator();
-    let err = e
-        .evaluate(&request(4, ABSENT, None))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = failure(&mut e, &request(4, ABSENT, None));
     assert!(
         err.contains("tiny.json")
             && err.contains("is not in the table")
@@ -161,17 +161,9 @@ fn missing_networks_and_failed_rows_are_explained() {
         "{err}"
     );
     // The table lists CONV, but at width 4: a width-8 network is another network.
-    let err = e
-        .evaluate(&request(8, CONV, None))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = failure(&mut e, &request(8, CONV, None));
     assert!(err.contains("builds a different network here"), "{err}");
-    let err = e
-        .evaluate(&request(4, FAILED, None))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = failure(&mut e, &request(4, FAILED, None));
     assert!(
         err.contains("failed when the table was built: training diverged"),
         "{err}"
