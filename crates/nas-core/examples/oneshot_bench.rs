@@ -218,6 +218,9 @@ struct Run {
     arch: String,
     place: Placement,
     search_seconds: f64,
+    /// Random search given the same time (as many trainings as the search cost), the
+    /// expected test percentile and mean percentile of its pick.
+    random_search: (f64, f64),
     tau: Option<Tau>,
     final_probabilities: String,
     /// With perturbation-based selection: what magnitude (argmax of alpha at the end of the
@@ -485,6 +488,7 @@ fn main() -> Result<()> {
                 arch,
                 place,
                 search_seconds,
+                random_search: truth.random_search((search_seconds / one_training) as usize),
                 tau,
                 final_probabilities: probs,
                 magnitude,
@@ -832,6 +836,38 @@ impl GroundTruth {
             .collect()
     }
 
+    /// Random search given `trainings` trainings: that many architectures drawn uniformly
+    /// (each row as often as the architectures it stands for), the best by final validation
+    /// accuracy kept; its test percentile and mean percentile, averaged over seeded repetitions.
+    fn random_search(&self, trainings: usize) -> (f64, f64) {
+        const REPETITIONS: usize = 2000;
+        let cumulative: Vec<usize> = self
+            .weight
+            .iter()
+            .scan(0, |sum, &w| {
+                *sum += w;
+                Some(*sum)
+            })
+            .collect();
+        let total = cumulative.last().copied().unwrap_or(0).max(1);
+        let mut rng = ChaCha8Rng::seed_from_u64(0x4A4D ^ trainings as u64);
+        let (mut test, mut mean) = (0.0, 0.0);
+        for _ in 0..REPETITIONS {
+            let mut best: Option<usize> = None;
+            for _ in 0..trainings.max(1) {
+                let x = rng.random_range(0..total);
+                let row = cumulative.partition_point(|&c| c <= x);
+                if best.is_none_or(|b| self.val[row] > self.val[b]) {
+                    best = Some(row);
+                }
+            }
+            let row = best.expect("one draw at least");
+            test += self.test_percentile(self.test[row]);
+            mean += self.mean_percentile(row);
+        }
+        (test / REPETITIONS as f64, mean / REPETITIONS as f64)
+    }
+
     /// The `k` best rows by `by` (ties broken by row order), each row counted once per
     /// architecture it stands for, ranked by `percentile`: their mean and worst.
     fn oracle(
@@ -961,12 +997,12 @@ fn write_results(
 ) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let mut csv = String::from(
-        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles\n",
+        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles,random_search_percentile,random_search_mean_percentile\n",
     );
     for r in runs {
         writeln!(
             csv,
-            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{},{:.4},{:.2},{},{}",
+            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{},{:.4},{:.2},{},{},{:.2},{:.2}",
             r.method.name(),
             r.seed,
             r.arch,
@@ -985,6 +1021,8 @@ fn write_results(
                 .map(|p| format!("{p:.2}"))
                 .collect::<Vec<_>>()
                 .join("/"),
+            r.random_search.0,
+            r.random_search.1,
         )?;
     }
     std::fs::write(args.out.join("runs.csv"), csv)?;
@@ -992,8 +1030,8 @@ fn write_results(
         "# One-shot search on `{}`\n\n{}{} epochs per search, seeds {:?}, arch_lr {}, \
          weight_lr {}, warmup {} epochs, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
-         | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | Kendall tau | derived architectures |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | random search given that time: percentile, mean percentile | Kendall tau | derived architectures |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
         truth.name,
         truth.sample_note(),
         args.epochs,
@@ -1073,15 +1111,23 @@ fn write_results(
         let archs = arch_cell(rs.iter().map(|r| r.arch.as_str()));
         writeln!(
             md,
-            "| {} | {am:.2} ± {asd:.2} | {pm:.1} ({pmin:.1}) | {qm:.1} ({qmin:.1}) | {mean_cell} | {} / {} / {} | {sm:.1} ({:.1}x) | {tau} | {} |",
+            "| {} | {am:.2} ± {asd:.2} | {pm:.1} ({pmin:.1}) | {qm:.1} ({qmin:.1}) | {mean_cell} | {} / {} / {} | {sm:.1} ({:.1}x) | {:.1}, {:.1} | {tau} | {} |",
             m.name(),
             degenerate("skip_connect"),
             degenerate("avg_pool_3x3"),
             degenerate("none"),
             sm / one_training,
+            mean_std(&rs.iter().map(|r| r.random_search.0).collect::<Vec<_>>()).0,
+            mean_std(&rs.iter().map(|r| r.random_search.1).collect::<Vec<_>>()).0,
             archs
         )?;
     }
+    md.push_str(
+        "\n\"Random search given that time\": as many architectures as the search cost \
+         trainings of one, drawn uniformly from the table, the best by the table's final \
+         validation accuracy kept (its test percentile, and its mean percentile), averaged over \
+         2,000 simulated searches per run.\n",
+    );
     magnitude_markdown(&mut md, args, runs)?;
     md.push_str(&truth.markdown());
     std::fs::write(args.out.join("summary.md"), &md)?;
