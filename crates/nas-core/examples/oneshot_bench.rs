@@ -205,6 +205,13 @@ fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
+/// The mean of one network's test accuracies, the first plus the sum of the rest: every mean
+/// is summed in this one order, as means of equal image counts tie often and a rounding
+/// difference would move a percentile.
+fn mean_of(tests: &[f64]) -> f64 {
+    (tests[0] + tests[1..].iter().sum::<f64>()) / tests.len() as f64
+}
+
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
@@ -699,8 +706,10 @@ impl GroundTruth {
         };
         let mean: Vec<f64> = (0..test.len())
             .map(|i| {
-                (test[i] + repeat_tests.iter().map(|r| r[i]).sum::<f64>())
-                    / (1 + repeat_tests.len()) as f64
+                let tests: Vec<f64> = std::iter::once(test[i])
+                    .chain(repeat_tests.iter().map(|r| r[i]))
+                    .collect();
+                mean_of(&tests)
             })
             .collect();
         Ok(Self {
@@ -778,7 +787,7 @@ impl GroundTruth {
     fn place(&self, m: &Measured) -> Placement {
         let test = m.tests[0];
         let (nv, nt) = (self.val_images as f64, self.test_images as f64);
-        let mean = m.tests.iter().sum::<f64>() / m.tests.len() as f64;
+        let mean = mean_of(&m.tests);
         Placement {
             test_accuracy: test,
             percentile: self.test_percentile(test),
