@@ -10,6 +10,7 @@ use nas_core::space::build_space;
 use nas_core::study::{Study, open_stored};
 use nas_table::Table;
 
+use crate::commands::Interrupted;
 use crate::progress::SearchProgress;
 
 pub struct Options {
@@ -45,6 +46,7 @@ pub fn tabulate(config_path: &Path, opts: Options) -> anyhow::Result<()> {
     let distinct = nets.groups.len() as u64;
     let name = config.name.clone();
     let objective = config.objectives[0].metric.clone();
+    crate::signals::stop_searches_on_interrupt();
     let mut study = Study::open(config, opts.study_dir)?;
     let dir = study.dir().to_path_buf();
     let trained = study.progress().evaluated;
@@ -58,6 +60,23 @@ pub fn tabulate(config_path: &Path, opts: Options) -> anyhow::Result<()> {
     let result = study.run(&mut progress);
     progress.finish();
     let summary = result?;
+    if let Some(signal) = nas_core::interrupt::requested() {
+        let stored = study.storage().trials()?.len();
+        drop(study);
+        return Err(Interrupted {
+            signal,
+            message: format!(
+                "{}: {} networks trained in this run, {stored} trials stored in {}. Resume with: \
+                 nas tabulate {} --study-dir {dir}; write what is there with --partial",
+                nas_core::interrupt::stop_reason(signal),
+                summary.evaluated,
+                dir.display(),
+                config_path.display(),
+                dir = dir.display(),
+            ),
+        }
+        .into());
+    }
     eprintln!("stopped: {}", summary.stop_reason);
     let storage = study.storage();
     let table = tabulate::build_table(study.config(), storage, &name, false)?;

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use nas_core::config;
-use nas_core::space::build_space;
+use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace, build_space};
 use nas_table::Table;
 
 mod common;
-use common::nas;
+use common::{NAS, nas};
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
@@ -188,6 +188,87 @@ maximize = "val_accuracy"
     }
 }
 
+/// SIGTERM (or SIGINT) stops a build cleanly: the networks in training are finished and
+/// stored, the command says how to resume and how to write what is there.
+#[test]
+fn an_interrupted_build_stores_its_networks_and_says_how_to_resume() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let text = r#"
+[study]
+name = "cells"
+directory = "build"
+
+[budget]
+trials = 15625
+
+[data]
+dataset = "digits"
+
+[space]
+kind = "cell"
+channels = 2
+cells_per_stage = 1
+
+[[strategy]]
+plugin = "grid"
+
+[[evaluator]]
+plugin = "train"
+epochs = 1
+batch = 256
+
+[objective]
+maximize = "val_accuracy"
+"#;
+    let cfg = write(dir, "cells.toml", text);
+    let mut child = Command::new(NAS)
+        .args(["tabulate", cfg.to_str().unwrap()])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let trained = line.starts_with("trial ");
+        seen.push(line);
+        if trained {
+            break;
+        }
+    }
+    let sent = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let text = seen.join("\n");
+    assert_eq!(status.code(), Some(143), "{text}");
+    assert!(
+        text.contains("interrupted by SIGTERM")
+            && text.contains(&format!(
+                "Resume with: nas tabulate {} --study-dir build",
+                cfg.display()
+            ))
+            && text.contains("--partial"),
+        "{text}"
+    );
+    let stored = trials(dir, "build");
+    assert!(!stored.is_empty());
+    assert!(
+        stored
+            .iter()
+            .all(|t| t["state"] != "running" && t["state"] != "pending"),
+        "every network in training was finished and stored"
+    );
+}
+
 #[test]
 fn isomorphic_cells_share_one_trained_row() {
     let tmp = tempfile::tempdir().unwrap();
@@ -314,6 +395,53 @@ fn the_shipped_digits_tables_cover_their_whole_space() {
         optimum,
         table.optimum().test_accuracy,
         "configs/bench/digits.toml optimum"
+    );
+}
+
+/// The shipped Fashion-MNIST sample: built from its TOML (compared as parsed: comments were
+/// added since), a sample that says so, every row a 5-epoch training of the network its
+/// architecture builds. Needs no Fashion-MNIST files: the table holds the resolved space.
+#[test]
+fn the_shipped_fashion_sample_is_a_weighed_sample_of_its_space() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let name = "nb201-fashion-sample";
+    let table = Table::read(&root.join(format!("configs/tables/{name}.json.gz"))).unwrap();
+    let toml_text =
+        std::fs::read_to_string(root.join(format!("configs/tables/{name}.toml"))).unwrap();
+    let parsed = |t: &str| t.parse::<toml::Table>().unwrap();
+    assert_eq!(
+        parsed(&table.config),
+        parsed(&toml_text),
+        "built from its config"
+    );
+    let draws = table.sample.expect("a sample").draws;
+    assert!(table.rows.len() >= 500, "{} rows", table.rows.len());
+    assert!(draws >= table.rows.len() as u64);
+    assert_eq!(
+        (table.archs_in_space, table.networks_in_space, table.epochs),
+        (15625, 5155, 5)
+    );
+    let weights = table.arch_weights();
+    let total: usize = weights.iter().sum();
+    assert!(
+        (12_000..=19_000).contains(&total),
+        "the weights estimate the space's 15,625 architectures: {total}"
+    );
+    let space: CellSpaceConfig = serde_json::from_value(table.space.clone()).unwrap();
+    assert_eq!(space.input, Some(vec![1, 28, 28]));
+    let space = CellSpace::new(&space).unwrap();
+    for row in &table.rows {
+        assert!(row.error.is_none(), "{}", row.hash);
+        assert_eq!(row.val_accuracy.len(), 5);
+        let test = row.test_accuracy.expect("test accuracy recorded");
+        assert!((0.0..=1.0).contains(&test), "{test}");
+        let values = space.parse_arch(&row.archs[0]).unwrap();
+        assert_eq!(space.decode(&values).unwrap().canonical_hash(), row.hash);
+    }
+    let best = table.optimum();
+    assert!(
+        best.test_accuracy > 0.8,
+        "Fashion-MNIST after 5 epochs: {best:?}"
     );
 }
 
