@@ -141,7 +141,11 @@ enum Task {
         /// A sampled table: trainings of each derived architecture with the table's recipe.
         #[arg(long, default_value_t = 3)]
         trainings: usize,
-        /// Methods, comma-separated (default: all five).
+        /// `K,N`: also simulate N random searches of K trainings on the table and train their
+        /// picks again `--trainings` times.
+        #[arg(long)]
+        random_search: Option<String>,
+        /// Methods, comma-separated (default: all five), or `none`.
         #[arg(long, default_value = "darts,darts-minus,drnas,gdas,spos")]
         methods: String,
         /// Seeds, comma-separated.
@@ -467,6 +471,7 @@ fn main() -> Result<ExitCode> {
         Task::BenchOneshot {
             table,
             trainings,
+            random_search,
             methods,
             seeds,
             epochs,
@@ -492,6 +497,12 @@ fn main() -> Result<ExitCode> {
                 .arg("--table")
                 .arg(&table)
                 .args(["--trainings", &trainings.to_string()])
+                .args(
+                    random_search
+                        .map(|r| ["--random-search".to_string(), r])
+                        .into_iter()
+                        .flatten(),
+                )
                 .args(["--methods", &methods, "--seeds", &seeds])
                 .args(["--epochs", &epochs.to_string()])
                 .args(["--arch-lr", &arch_lr.to_string()])

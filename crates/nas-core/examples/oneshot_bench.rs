@@ -59,13 +59,17 @@ struct Args {
     channels: Option<usize>,
     /// Trainings of each derived architecture when the table is a sample.
     trainings: usize,
+    /// `(k, n)`: also simulate `n` random searches of `k` trainings each on the table and
+    /// train their picks again like a derived architecture (a sampled table's measure of
+    /// what random search's pick is worth without the luck of the training that chose it).
+    random_search: Option<(usize, usize)>,
     threads: usize,
     out: PathBuf,
 }
 
-const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos] \
+const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos|none] \
      [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
-     [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--threads N] [--out DIR]";
+     [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--random-search K,N] [--threads N] [--out DIR]";
 
 /// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
 fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
@@ -117,6 +121,7 @@ fn parse_args() -> Result<Args> {
         selection_metric: SelectionMetric::Accuracy,
         channels: None,
         trainings: 3,
+        random_search: None,
         threads: 1,
         out: PathBuf::from("results/bench-oneshot"),
     };
@@ -138,7 +143,19 @@ fn parse_args() -> Result<Args> {
                 })
             }
             "--methods" => {
-                a.methods = value()?.split(',').map(parse_name).collect::<Result<_>>()?
+                let v = value()?;
+                a.methods = if v == "none" {
+                    Vec::new()
+                } else {
+                    v.split(',').map(parse_name).collect::<Result<_>>()?
+                }
+            }
+            "--random-search" => {
+                let v = value()?;
+                let (k, n) = v
+                    .split_once(',')
+                    .ok_or_else(|| format!("--random-search takes K,N; {USAGE}"))?;
+                a.random_search = Some((k.parse()?, n.parse()?));
             }
             "--seeds" => {
                 a.seeds = value()?
@@ -502,7 +519,29 @@ fn main() -> Result<()> {
             });
         }
     }
-    write_results(&args, &runs, optimum, one_training, &truth)
+    let mut retrained = Vec::new();
+    if let Some((k, n)) = args.random_search {
+        for row in truth.random_search_picks(k, n) {
+            let arch = table.rows[row].archs[0].clone();
+            let place = truth.place(&measure(&arch)?);
+            eprintln!(
+                "random search of {k}: {arch}: table percentile {:.1}, trained again: mean percentile {:.1}",
+                truth.test_percentile(truth.test[row]),
+                place.mean_percentile
+            );
+            retrained.push((row, Reading { arch, place }));
+        }
+    }
+    write_results(&args, &runs, optimum, one_training, &truth)?;
+    if !retrained.is_empty() {
+        let md = truth.retrained_markdown(args.random_search.expect("set").0, &retrained);
+        let path = args.out.join("summary.md");
+        let mut text = std::fs::read_to_string(&path)?;
+        text.push_str(&md);
+        std::fs::write(&path, text)?;
+        println!("{md}");
+    }
+    Ok(())
 }
 
 /// Seeds of a sampled table's fresh trainings: far from the study seed plus trial id that its
@@ -850,6 +889,16 @@ impl GroundTruth {
     /// accuracy kept; its test percentile and mean percentile, averaged over seeded repetitions.
     fn random_search(&self, trainings: usize) -> (f64, f64) {
         const REPETITIONS: usize = 2000;
+        let (mut test, mut mean) = (0.0, 0.0);
+        for row in self.random_search_picks(trainings, REPETITIONS) {
+            test += self.test_percentile(self.test[row]);
+            mean += self.mean_percentile(row);
+        }
+        (test / REPETITIONS as f64, mean / REPETITIONS as f64)
+    }
+
+    /// The rows `searches` seeded random searches of `trainings` trainings each would pick.
+    fn random_search_picks(&self, trainings: usize, searches: usize) -> Vec<usize> {
         let cumulative: Vec<usize> = self
             .weight
             .iter()
@@ -860,21 +909,55 @@ impl GroundTruth {
             .collect();
         let total = cumulative.last().copied().unwrap_or(0).max(1);
         let mut rng = ChaCha8Rng::seed_from_u64(0x4A4D ^ trainings as u64);
-        let (mut test, mut mean) = (0.0, 0.0);
-        for _ in 0..REPETITIONS {
-            let mut best: Option<usize> = None;
-            for _ in 0..trainings.max(1) {
-                let x = rng.random_range(0..total);
-                let row = cumulative.partition_point(|&c| c <= x);
-                if best.is_none_or(|b| self.val[row] > self.val[b]) {
-                    best = Some(row);
+        (0..searches)
+            .map(|_| {
+                let mut best: Option<usize> = None;
+                for _ in 0..trainings.max(1) {
+                    let x = rng.random_range(0..total);
+                    let row = cumulative.partition_point(|&c| c <= x);
+                    if best.is_none_or(|b| self.val[row] > self.val[b]) {
+                        best = Some(row);
+                    }
                 }
-            }
-            let row = best.expect("one draw at least");
-            test += self.test_percentile(self.test[row]);
-            mean += self.mean_percentile(row);
+                best.expect("one draw at least")
+            })
+            .collect()
+    }
+
+    /// The random-search section: each pick's percentile in the table (the training that
+    /// chose it) and trained again.
+    fn retrained_markdown(&self, k: usize, picks: &[(usize, Reading)]) -> String {
+        let mut md = format!(
+            "\n## Random search of {k} trainings, its picks trained again\n\n{} simulated \
+             searches; each pick trained {} more times with the table's recipe. In the table, \
+             its percentile counts the luck of the training that chose it; trained again, it \
+             does not.\n\n| pick | percentile in the table | trained again: first, mean of all |\n|---|---|---|\n",
+            picks.len(),
+            self.trainings()
+        );
+        let (mut table_pct, mut first, mut mean) = (Vec::new(), Vec::new(), Vec::new());
+        for (row, r) in picks {
+            let t = self.test_percentile(self.test[*row]);
+            md.push_str(&format!(
+                "| {} | {t:.1} | {:.1}, {:.1} |\n",
+                arch_cell(std::iter::once(r.arch.as_str())),
+                r.place.percentile,
+                r.place.mean_percentile
+            ));
+            table_pct.push(t);
+            first.push(r.place.percentile);
+            mean.push(r.place.mean_percentile);
         }
-        (test / REPETITIONS as f64, mean / REPETITIONS as f64)
+        md.push_str(&format!(
+            "| mean (worst) | {:.1} ({:.1}) | {:.1} ({:.1}), {:.1} ({:.1}) |\n",
+            mean_std(&table_pct).0,
+            min(&table_pct),
+            mean_std(&first).0,
+            min(&first),
+            mean_std(&mean).0,
+            min(&mean)
+        ));
+        md
     }
 
     /// The `k` best rows by `by` (ties broken by row order), each row counted once per
