@@ -4,12 +4,10 @@
 //! killed during the supernet's training resumes it from its checkpoint to the very same
 //! result.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 mod common;
-use common::{NAS, nas, stderr};
+use common::{nas, nas_until, stderr};
 
 fn study(epochs: usize, trials: usize) -> String {
     study_with(epochs, trials, "")
@@ -154,29 +152,18 @@ fn perturbation_selection_decides_every_edge_and_proposes_its_cell_first() {
 fn a_killed_supernet_training_resumes_from_its_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("s.toml"), study(8, 1)).unwrap();
-    let mut child = Command::new(NAS)
-        .args(["search", "s.toml"])
-        .current_dir(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let second = line.contains("supernet epoch 2/8");
-        seen.push(line);
-        if second {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut running = nas_until(&["search", "s.toml"], tmp.path(), |l| {
+        l.contains("supernet epoch 2/8")
+    });
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
     assert!(
-        seen.iter().any(|l| l.contains("supernet epoch 2/8")),
+        running
+            .seen
+            .iter()
+            .any(|l| l.contains("supernet epoch 2/8")),
         "{}",
-        seen.join("\n")
+        running.seen.join("\n")
     );
     let o = nas(&["search", "s.toml"], tmp.path());
     let err = stderr(&o);

@@ -2,13 +2,12 @@
 //! configs, misconfigured pipelines, read-only studies, closed pipes, interrupts. Real `nas`
 //! binary, real plugins (.so files from this build), real SQLite files.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{NAS, nas, stderr, stdout};
+use common::{NAS, nas, nas_until, send_signal, stderr, stdout};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -297,32 +296,12 @@ fn an_interrupted_search_stores_its_trials_and_says_how_to_resume() {
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = write(tmp.path(), "s.toml", &quick_study("trials = 1000000", ""));
-        let mut child = Command::new(NAS)
-            .args(["search", cfg.to_str().unwrap()])
-            .current_dir(tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = Vec::new();
         // Interrupt once the search is under way.
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            let started = line.starts_with("trial ");
-            seen.push(line);
-            if started {
-                break;
-            }
-        }
-        let sent = Command::new("kill")
-            .args(["-s", &signal.to_string(), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        seen.extend(lines.map(|l| l.unwrap()));
-        let status = child.wait().unwrap();
-        let err = seen.join("\n");
+        let running = nas_until(&["search", cfg.to_str().unwrap()], tmp.path(), |l| {
+            l.starts_with("trial ")
+        });
+        send_signal(&running, &signal.to_string());
+        let (status, err) = running.finish();
         assert_eq!(status.code(), Some(code), "{err}");
         assert!(err.contains("interrupted by SIG"), "{err}");
         assert!(

@@ -10,7 +10,7 @@ use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace, build_space};
 use nas_table::Table;
 
 mod common;
-use common::{NAS, nas};
+use common::{nas, nas_until, send_signal};
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
@@ -188,21 +188,18 @@ maximize = "val_accuracy"
     }
 }
 
-/// SIGTERM (or SIGINT) stops a build cleanly: the networks in training are finished and
-/// stored, the command says how to resume and how to write what is there.
-#[test]
-fn an_interrupted_build_stores_its_networks_and_says_how_to_resume() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let text = r#"
+/// A table build of the NAS-Bench-201 cell space at width 2 on the digits, stopped after
+/// `trials` networks.
+fn cells(trials: u64) -> String {
+    format!(
+        r#"
 [study]
 name = "cells"
+seed = 2
 directory = "build"
 
 [budget]
-trials = 15625
+trials = {trials}
 
 [data]
 dataset = "digits"
@@ -222,33 +219,23 @@ batch = 256
 
 [objective]
 maximize = "val_accuracy"
-"#;
-    let cfg = write(dir, "cells.toml", text);
-    let mut child = Command::new(NAS)
-        .args(["tabulate", cfg.to_str().unwrap()])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let trained = line.starts_with("trial ");
-        seen.push(line);
-        if trained {
-            break;
-        }
-    }
-    let sent = Command::new("kill")
-        .args(["-s", "TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    seen.extend(lines.map(|l| l.unwrap()));
-    let status = child.wait().unwrap();
-    let text = seen.join("\n");
+"#
+    )
+}
+
+/// SIGTERM (or SIGINT) stops a build cleanly: the networks in training are finished and
+/// stored, the command says how to resume and how to write what is there.
+#[test]
+fn an_interrupted_build_stores_its_networks_and_says_how_to_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let text = cells(15625);
+    let cfg = write(dir, "cells.toml", &text);
+    let running = nas_until(&["tabulate", cfg.to_str().unwrap()], dir, |l| {
+        l.starts_with("trial ")
+    });
+    send_signal(&running, "TERM");
+    let (status, text) = running.finish();
     assert_eq!(status.code(), Some(143), "{text}");
     assert!(
         text.contains("interrupted by SIGTERM")
@@ -273,35 +260,8 @@ maximize = "val_accuracy"
 fn isomorphic_cells_share_one_trained_row() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let text = r#"
-[study]
-name = "cells"
-seed = 2
-directory = "build"
-
-[budget]
-trials = 3
-
-[data]
-dataset = "digits"
-
-[space]
-kind = "cell"
-channels = 2
-cells_per_stage = 1
-
-[[strategy]]
-plugin = "grid"
-
-[[evaluator]]
-plugin = "train"
-epochs = 1
-batch = 256
-
-[objective]
-maximize = "val_accuracy"
-"#;
-    let cfg = write(dir, "cells.toml", text);
+    let text = cells(3);
+    let cfg = write(dir, "cells.toml", &text);
     let o = nas(&["tabulate", cfg.to_str().unwrap()], dir);
     assert!(
         err(&o).contains("15625 architectures, 5155 distinct networks"),

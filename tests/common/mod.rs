@@ -2,8 +2,9 @@
 // Each test file is its own crate and uses only some of these.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 
 /// The `nas` program cargo built for these tests.
 pub const NAS: &str = env!("CARGO_BIN_EXE_nas");
@@ -15,6 +16,55 @@ pub fn nas(args: &[&str], cwd: &Path) -> Output {
         .current_dir(cwd)
         .output()
         .expect("nas runs")
+}
+
+/// A running `nas` whose stderr was read up to a line of interest.
+pub struct Running {
+    pub child: Child,
+    /// The stderr lines read so far, the line of interest last.
+    pub seen: Vec<String>,
+    /// The rest of stderr.
+    pub rest: Lines<BufReader<ChildStderr>>,
+}
+
+impl Running {
+    /// Reads the rest of stderr into `seen` and waits for the program to end.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        self.seen.extend(self.rest.map(|l| l.unwrap()));
+        (self.child.wait().unwrap(), self.seen.join("\n"))
+    }
+}
+
+/// Starts `nas ARGS` in `cwd` and reads its stderr until a line satisfies `until` (or the
+/// stream ends), e.g. to interrupt it once a search is under way.
+pub fn nas_until(args: &[&str], cwd: &Path, until: impl Fn(&str) -> bool) -> Running {
+    let mut child = Command::new(NAS)
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nas runs");
+    let mut rest = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in rest.by_ref() {
+        let line = line.unwrap();
+        let found = until(&line);
+        seen.push(line);
+        if found {
+            break;
+        }
+    }
+    Running { child, seen, rest }
+}
+
+/// Sends `signal` (a name or number, as `kill -s` takes it) to a running `nas`.
+pub fn send_signal(running: &Running, signal: &str) {
+    let sent = Command::new("kill")
+        .args(["-s", signal, &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -s {signal}");
 }
 
 pub fn stderr(o: &Output) -> String {
