@@ -519,6 +519,7 @@ fn main() -> Result<()> {
             });
         }
     }
+    // The picks of simulated random searches, trained again.
     let mut retrained = Vec::new();
     if let Some((k, n)) = args.random_search {
         for row in truth.random_search_picks(k, n) {
@@ -532,16 +533,7 @@ fn main() -> Result<()> {
             retrained.push((row, Reading { arch, place }));
         }
     }
-    write_results(&args, &runs, optimum, one_training, &truth)?;
-    if !retrained.is_empty() {
-        let md = truth.retrained_markdown(args.random_search.expect("set").0, &retrained);
-        let path = args.out.join("summary.md");
-        let mut text = std::fs::read_to_string(&path)?;
-        text.push_str(&md);
-        std::fs::write(&path, text)?;
-        println!("{md}");
-    }
-    Ok(())
+    write_results(&args, &runs, &retrained, optimum, one_training, &truth)
 }
 
 /// Seeds of a sampled table's fresh trainings: far from the study seed plus trial id that its
@@ -661,8 +653,8 @@ struct GroundTruth {
     /// Trainings of each derived architecture of a sampled table (0 for a complete one).
     fresh_trainings: usize,
     name: String,
-    /// A sampled table's draws and rows.
-    sample: Option<(u64, usize)>,
+    /// A sampled table's draws.
+    sample_draws: Option<u64>,
     /// How many architectures a row counts for in the oracles: those it stands for in a
     /// complete table, one per network in a sample (whose weights are estimates).
     oracle_weight: Vec<usize>,
@@ -734,6 +726,12 @@ impl GroundTruth {
             .map(|(t, v)| (t * nt + v * nv) / (nt + nv))
             .collect();
         let weight = table.arch_weights();
+        // A sample's weights are estimates; its oracles count each sampled network once.
+        let oracle_weight = if table.sample.is_some() {
+            vec![1; weight.len()]
+        } else {
+            weight.clone()
+        };
         let sorted = |v: &[f64]| {
             let mut all: Vec<f64> = v
                 .iter()
@@ -765,20 +763,17 @@ impl GroundTruth {
             test_images,
             fresh_trainings,
             name: table.name.clone(),
-            sample: table.sample.map(|s| (s.draws, table.rows.len())),
-            oracle_weight: if table.sample.is_some() {
-                vec![1; table.rows.len()]
-            } else {
-                table.arch_weights()
-            },
+            sample_draws: table.sample.map(|s| s.draws),
+            oracle_weight,
         })
     }
 
     /// What a sampled table's percentiles are, for the summary's first paragraph.
     fn sample_note(&self) -> String {
-        match self.sample {
+        let rows = self.test.len();
+        match self.sample_draws {
             None => String::new(),
-            Some((draws, rows)) => format!(
+            Some(draws) => format!(
                 "The table is a sample: the {rows} networks of the first {draws} architectures \
                  of a uniform random order, so percentiles are estimates (each row weighted by \
                  the architectures it stands for; a percentile near 90 is off by about {:.1} \
@@ -888,13 +883,13 @@ impl GroundTruth {
     /// (each row as often as the architectures it stands for), the best by final validation
     /// accuracy kept; its test percentile and mean percentile, averaged over seeded repetitions.
     fn random_search(&self, trainings: usize) -> (f64, f64) {
-        const REPETITIONS: usize = 2000;
+        const RANDOM_SEARCHES: usize = 2000;
         let (mut test, mut mean) = (0.0, 0.0);
-        for row in self.random_search_picks(trainings, REPETITIONS) {
+        for row in self.random_search_picks(trainings, RANDOM_SEARCHES) {
             test += self.test_percentile(self.test[row]);
             mean += self.mean_percentile(row);
         }
-        (test / REPETITIONS as f64, mean / REPETITIONS as f64)
+        (test / RANDOM_SEARCHES as f64, mean / RANDOM_SEARCHES as f64)
     }
 
     /// The rows `searches` seeded random searches of `trainings` trainings each would pick.
@@ -1083,6 +1078,7 @@ impl GroundTruth {
 fn write_results(
     args: &Args,
     runs: &[Run],
+    retrained: &[(usize, Reading)],
     optimum: f64,
     one_training: f64,
     truth: &GroundTruth,
@@ -1222,6 +1218,9 @@ fn write_results(
     );
     magnitude_markdown(&mut md, args, runs)?;
     md.push_str(&truth.markdown());
+    if let Some((k, _)) = args.random_search.filter(|_| !retrained.is_empty()) {
+        md.push_str(&truth.retrained_markdown(k, retrained));
+    }
     std::fs::write(args.out.join("summary.md"), &md)?;
     println!("{md}");
     Ok(())
