@@ -49,26 +49,19 @@ pub fn search(
     let result = study.run(&mut progress);
     progress.finish();
     let summary = result?;
-    if let Some(signal) = nas_core::interrupt::requested() {
-        let stored = study.storage().trials()?.len();
-        drop(study);
-        return Err(Interrupted {
-            signal,
-            message: format!(
-                "{}: {} trials evaluated in this run; the study's {stored} trials are stored in {}. \
-                 Resume with: nas search {} {}",
-                nas_core::interrupt::stop_reason(signal),
-                summary.evaluated,
-                study_ref,
-                config_path.display(),
-                match &study_ref {
-                    StudyRef::Dir(dir) => format!("--study-dir {}", dir.display()),
-                    StudyRef::Database { url, .. } => format!("--storage {url}"),
-                }
-            ),
-        }
-        .into());
-    }
+    Interrupted::check(&study, |stored| {
+        format!(
+            "{} trials evaluated in this run; the study's {stored} trials are stored in {}. \
+             Resume with: nas search {} {}",
+            summary.evaluated,
+            study_ref,
+            config_path.display(),
+            match &study_ref {
+                StudyRef::Dir(dir) => format!("--study-dir {}", dir.display()),
+                StudyRef::Database { url, .. } => format!("--storage {url}"),
+            }
+        )
+    })?;
     eprintln!(
         "stopped: {} ({} trials evaluated in this run, {} duplicate proposals answered from the cache)",
         summary.stop_reason, summary.evaluated, summary.duplicates
@@ -114,6 +107,26 @@ impl std::fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
+
+impl Interrupted {
+    /// After a study's run: when a stop signal ended it, the error that names the signal and
+    /// goes on with `what_now` (given the trials now stored); `Ok` when no signal came.
+    pub fn check(study: &Study, what_now: impl FnOnce(usize) -> String) -> anyhow::Result<()> {
+        let Some(signal) = nas_core::interrupt::requested() else {
+            return Ok(());
+        };
+        let stored = study.storage().trials()?.len();
+        Err(Interrupted {
+            signal,
+            message: format!(
+                "{}: {}",
+                nas_core::interrupt::stop_reason(signal),
+                what_now(stored)
+            ),
+        }
+        .into())
+    }
+}
 
 pub fn status(study: &StudyRef, json: bool, show_config: bool) -> anyhow::Result<()> {
     let (storage, config) = study.open()?;

@@ -60,23 +60,15 @@ pub fn tabulate(config_path: &Path, opts: Options) -> anyhow::Result<()> {
     let result = study.run(&mut progress);
     progress.finish();
     let summary = result?;
-    if let Some(signal) = nas_core::interrupt::requested() {
-        let stored = study.storage().trials()?.len();
-        drop(study);
-        return Err(Interrupted {
-            signal,
-            message: format!(
-                "{}: {} networks trained in this run, {stored} trials stored in {}. Resume with: \
-                 nas tabulate {} --study-dir {dir}; write what is there with --partial",
-                nas_core::interrupt::stop_reason(signal),
-                summary.evaluated,
-                dir.display(),
-                config_path.display(),
-                dir = dir.display(),
-            ),
-        }
-        .into());
-    }
+    Interrupted::check(&study, |stored| {
+        format!(
+            "{} networks trained in this run, {stored} trials stored in {dir}. Resume with: nas \
+             tabulate {} --study-dir {dir}; write what is there with --partial",
+            summary.evaluated,
+            config_path.display(),
+            dir = dir.display(),
+        )
+    })?;
     eprintln!("stopped: {}", summary.stop_reason);
     let storage = study.storage();
     let table = tabulate::build_table(study.config(), storage, &name, false)?;
