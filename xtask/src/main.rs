@@ -135,9 +135,10 @@ enum Task {
     /// results/bench-oneshot/{runs.csv,summary.md}.
     BenchOneshot {
         /// The ground truth: a table written by `nas tabulate`, complete or a sample
-        /// (`--partial`), e.g. configs/tables/nb201-fashion-sample.json.gz.
-        #[arg(long, default_value = "configs/tables/nb201-digits.json.gz")]
-        table: PathBuf,
+        /// (`--partial`), e.g. configs/tables/nb201-fashion-sample.json.gz (default:
+        /// configs/tables/nb201-digits.json.gz).
+        #[arg(long)]
+        table: Option<PathBuf>,
         /// A sampled table: trainings of each derived architecture with the table's recipe.
         #[arg(long, default_value_t = 3)]
         trainings: usize,
@@ -494,8 +495,11 @@ fn main() -> Result<ExitCode> {
             let mut cmd = Command::new(exe);
             cmd.current_dir(&root)
                 .env("ORT_DYLIB_PATH", &library)
-                .arg("--table")
-                .arg(&table)
+                .args(
+                    table
+                        .into_iter()
+                        .flat_map(|t| [PathBuf::from("--table"), t]),
+                )
                 .args(["--trainings", &trainings.to_string()])
                 .args(
                     random_search
