@@ -194,3 +194,22 @@ fn a_killed_supernet_training_resumes_from_its_checkpoint() {
     assert_eq!(resumed["derived"], straight["derived"]);
     assert_eq!(resumed_trials, straight_trials);
 }
+
+#[test]
+fn beta_decay_is_refused_by_a_method_without_softmax_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml =
+        study_with(1, 1, "beta_decay = 1.0").replace("plugin = \"darts\"", "plugin = \"drnas\"");
+    std::fs::write(tmp.path().join("s.toml"), toml).unwrap();
+    let o = nas(&["search", "s.toml"], tmp.path());
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("beta_decay") && err.contains("drnas") && err.contains("darts-minus"),
+        "the error names the key, the method and the methods that take it:\n{err}"
+    );
+    assert!(
+        !err.contains("supernet epoch"),
+        "refused before any training:\n{err}"
+    );
+}

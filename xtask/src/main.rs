@@ -167,6 +167,9 @@ enum Task {
         /// Epochs that train only the weights before the architecture learns.
         #[arg(long, default_value_t = 0)]
         warmup: usize,
+        /// β-DARTS: weight of the Beta-Decay penalty on softmax architecture weights (0: off).
+        #[arg(long, default_value_t = 0.0)]
+        beta_decay: f64,
         /// Train the affine parameters of the mixed edges' BatchNorms.
         #[arg(long)]
         affine: bool,
@@ -480,6 +483,7 @@ fn main() -> Result<ExitCode> {
             weight_lr,
             spos_sample,
             warmup,
+            beta_decay,
             affine,
             all_ops,
             selection,
@@ -513,6 +517,7 @@ fn main() -> Result<ExitCode> {
                 .args(["--weight-lr", &weight_lr.to_string()])
                 .args(["--spos-sample", &spos_sample.to_string()])
                 .args(["--warmup", &warmup.to_string()])
+                .args(["--beta-decay", &beta_decay.to_string()])
                 .args(["--selection", &selection])
                 .args(["--selection-epochs", &selection_epochs.to_string()])
                 .args(["--selection-metric", &selection_metric])

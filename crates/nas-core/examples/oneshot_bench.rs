@@ -46,6 +46,8 @@ struct Args {
     arch_lr: f64,
     weight_lr: f64,
     warmup: usize,
+    /// β-DARTS' Beta-Decay weight (0: off).
+    beta_decay: f64,
     affine: bool,
     /// Compute every operation of an edge also for GDAS and SPOS (weighed by zero).
     all_ops: bool,
@@ -68,7 +70,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos|none] \
-     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
+     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
      [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--random-search K,N] [--threads N] [--out DIR]";
 
 /// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
@@ -113,6 +115,7 @@ fn parse_args() -> Result<Args> {
         arch_lr: 3e-3,
         weight_lr: 0.025,
         warmup: 0,
+        beta_decay: 0.0,
         affine: false,
         all_ops: false,
         spos_sample: 300,
@@ -167,6 +170,7 @@ fn parse_args() -> Result<Args> {
             "--arch-lr" => a.arch_lr = value()?.parse()?,
             "--weight-lr" => a.weight_lr = value()?.parse()?,
             "--warmup" => a.warmup = value()?.parse()?,
+            "--beta-decay" => a.beta_decay = value()?.parse()?,
             "--affine" => a.affine = true,
             "--all-ops" => a.all_ops = true,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
@@ -410,6 +414,12 @@ fn main() -> Result<()> {
                 arch_lr: args.arch_lr,
                 weight_lr: args.weight_lr,
                 warmup_epochs: args.warmup,
+                // Methods without softmax weights refuse it.
+                beta_decay: if matches!(method, Method::Darts | Method::DartsMinus | Method::Gdas) {
+                    args.beta_decay
+                } else {
+                    0.0
+                },
                 affine: args.affine,
                 sampled_path_only: !args.all_ops,
                 seed: Some(seed),
@@ -1116,7 +1126,7 @@ fn write_results(
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `{}`\n\n{}{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, warmup {} epochs, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, Beta-Decay {}, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | random search given that time: percentile, mean percentile | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -1127,6 +1137,7 @@ fn write_results(
         args.arch_lr,
         args.weight_lr,
         args.warmup,
+        args.beta_decay,
         args.affine,
         if args.all_ops {
             "every operation"

@@ -192,6 +192,38 @@ fn every_method_learns_and_resumes_exactly() {
 }
 
 #[test]
+fn beta_decay_keeps_the_architecture_weights_flatter() {
+    let data = digits();
+    let net = supernet(false);
+    // The largest gap between two options' probabilities of any choice after the search.
+    let spread = |beta_decay: f64| -> f64 {
+        let cfg = OneShotConfig {
+            beta_decay,
+            ..config(Method::Darts, 3)
+        };
+        let mut t = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
+        for _ in 0..3 {
+            t.train_epoch().unwrap();
+        }
+        let last = t.history().last().unwrap();
+        last.probabilities
+            .iter()
+            .map(|p| {
+                let max = p.iter().copied().fold(f64::MIN, f64::max);
+                let min = p.iter().copied().fold(f64::MAX, f64::min);
+                max - min
+            })
+            .fold(0.0, f64::max)
+    };
+    let (plain, decayed) = (spread(0.0), spread(20.0));
+    // Measured here: about half the spread (0.018 against 0.034).
+    assert!(
+        decayed < plain * 0.75,
+        "Beta-Decay should hold the options together: spread {decayed} with it, {plain} without"
+    );
+}
+
+#[test]
 fn perturbation_selection_keeps_the_option_whose_removal_hurts_most_and_resumes_exactly() {
     let data = digits();
     let dir = tempfile::tempdir().unwrap();

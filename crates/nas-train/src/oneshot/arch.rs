@@ -180,6 +180,15 @@ pub(crate) struct ArchAdam {
     pub weight_decay: f64,
     /// DrNAS: scale of the L2 penalty on the concentrations `elu(alpha) + 1`.
     pub concentration_l2: f64,
+    /// β-DARTS: this step's weight of the Beta-Decay penalty (softmax relaxation only).
+    pub beta_decay: f64,
+}
+
+/// Gradient of β-DARTS' Beta-Decay penalty `weight / choices * logsumexp(alpha)` of one
+/// choice's logits: `weight / choices * softmax(alpha)`.
+pub(crate) fn beta_decay_grad(alpha: &[f64], weight: f64, choices: usize) -> Vec<f64> {
+    let scale = weight / choices.max(1) as f64;
+    softmax(alpha).into_iter().map(|p| scale * p).collect()
 }
 
 impl ArchParams {
@@ -359,12 +368,17 @@ impl ArchParams {
         self.t += 1;
         let t = self.t as i32;
         let dirichlet = self.relaxation == Relaxation::Dirichlet;
+        let count = self.alpha.len();
         let choices = self.alpha.iter_mut().zip(&mut self.m).zip(&mut self.v);
         for (c, ((alpha, m), v)) in choices.enumerate() {
             if decided_option(&self.decided, c).is_some() {
                 continue;
             }
-            let g = w.backward[c].alpha_grad(&grad_weights[c]);
+            let mut g = w.backward[c].alpha_grad(&grad_weights[c]);
+            if !dirichlet && adam.beta_decay > 0.0 {
+                let decay = beta_decay_grad(alpha, adam.beta_decay, count);
+                g.iter_mut().zip(decay).for_each(|(g, d)| *g += d);
+            }
             for (j, g) in g.iter().enumerate() {
                 let penalty = if dirichlet {
                     2.0 * adam.concentration_l2
@@ -408,6 +422,29 @@ mod tests {
     }
 
     #[test]
+    fn beta_decay_grad_is_the_gradient_of_the_mean_logsumexp() {
+        let z = [0.3, -1.2, 0.7, 0.0, 2.5];
+        let (weight, choices) = (0.8, 6);
+        let f = |z: &[f64]| -> f64 {
+            weight / choices as f64 * z.iter().map(|v| v.exp()).sum::<f64>().ln()
+        };
+        let analytic = beta_decay_grad(&z, weight, choices);
+        for j in 0..z.len() {
+            let (mut up, mut down) = (z, z);
+            up[j] += 1e-6;
+            down[j] -= 1e-6;
+            let fd = (f(&up) - f(&down)) / 2e-6;
+            assert!(
+                (fd - analytic[j]).abs() < 1e-8,
+                "{j}: {fd} vs {}",
+                analytic[j]
+            );
+        }
+        // The largest logit is pulled down hardest.
+        assert!(analytic[4] > analytic[2] && analytic[2] > analytic[0]);
+    }
+
+    #[test]
     fn derive_takes_the_largest_logit_of_every_choice() {
         let mut a = ArchParams::new(&[5, 5, 3], 1, Method::Darts);
         a.alpha = vec![
@@ -443,6 +480,7 @@ mod tests {
                     beta2: 0.999,
                     weight_decay: 0.0,
                     concentration_l2: 0.0,
+                    beta_decay: 0.0,
                 },
             );
             assert_eq!(
@@ -502,6 +540,7 @@ mod tests {
                 beta2: 0.999,
                 weight_decay: 0.0,
                 concentration_l2: 0.0,
+                beta_decay: 0.0,
             };
             for step in 0..40 {
                 let w = a.step_weights(method, 1.0, &mut step_rng(0, step, Draw::ArchStep));
@@ -545,6 +584,7 @@ mod tests {
             beta2: 0.999,
             weight_decay: 0.0,
             concentration_l2: 1.0,
+            beta_decay: 0.0,
         };
         let w = a.step_weights(Method::Drnas, 1.0, &mut step_rng(0, 0, Draw::ArchStep));
         // A loss that does not depend on the weights: only the penalty moves alpha.

@@ -84,6 +84,13 @@ pub struct OneShotConfig {
     /// DrNAS: scale of the L2 penalty on the Dirichlet concentrations `elu(alpha) + 1` (the
     /// paper's `reg_scale`), added to the architecture step's loss.
     pub concentration_l2: f64,
+    /// β-DARTS (Ye et al., CVPR 2022): weight of the Beta-Decay penalty, the mean over
+    /// choices of `logsumexp(alpha)`, added to the architecture step's loss; it rises
+    /// linearly from 0 to this value over the search (0: off). Its gradient, `softmax(alpha)`
+    /// per choice, pulls the largest logits down hardest, so no option's weight runs away
+    /// early, the collapse onto parameter-free operations. Methods with `softmax(alpha)`
+    /// only (darts, darts-minus, gdas).
+    pub beta_decay: f64,
     /// Train the scale and shift of the BatchNorms that end a mixed edge's operations. Off
     /// by default, as in NAS-Bench-201's search networks: with them an operation can grow
     /// its output instead of its architecture weight.
@@ -127,6 +134,7 @@ impl Default for OneShotConfig {
             tau_min: 0.1,
             aux_beta: 1.0,
             concentration_l2: 1e-3,
+            beta_decay: 0.0,
             affine: false,
             augment: None,
             seed: None,
@@ -187,6 +195,7 @@ impl OneShotConfig {
             ("arch_weight_decay", self.arch_weight_decay),
             ("aux_beta", self.aux_beta),
             ("concentration_l2", self.concentration_l2),
+            ("beta_decay", self.beta_decay),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(key, format!("is {v}; it must be a number >= 0"));
@@ -210,6 +219,16 @@ impl OneShotConfig {
                 ),
             );
         }
+        if self.beta_decay > 0.0 && matches!(self.method, Method::Drnas | Method::Spos) {
+            return bad(
+                "beta_decay",
+                format!(
+                    "regularizes softmax architecture weights, which `{}` has none of; \
+                     remove it or use darts, darts-minus or gdas",
+                    self.method.name()
+                ),
+            );
+        }
         if !(self.tau_max.is_finite() && self.tau_max >= self.tau_min) {
             return bad(
                 "tau_max",
@@ -222,8 +241,10 @@ impl OneShotConfig {
         Ok(())
     }
 
-    fn adam(&self) -> ArchAdam {
+    /// The architecture step's settings; `beta_decay` is the Beta-Decay weight of the step.
+    fn adam(&self, beta_decay: f64) -> ArchAdam {
         ArchAdam {
+            beta_decay,
             lr: self.arch_lr,
             beta1: self.arch_beta1,
             beta2: self.arch_beta2,
@@ -567,6 +588,10 @@ impl<'d> SupernetTrainer<'d> {
         self.cfg.tau_max - (self.cfg.tau_max - self.cfg.tau_min) * self.progress(epoch)
     }
 
+    fn beta_decay(&self, epoch: usize) -> f64 {
+        self.cfg.beta_decay * self.progress(epoch)
+    }
+
     fn aux_beta(&self, epoch: usize) -> f64 {
         self.cfg.aux_beta * (1.0 - self.progress(epoch))
     }
@@ -661,6 +686,7 @@ impl<'d> SupernetTrainer<'d> {
         let index = self.epoch;
         let started = Instant::now();
         let tau = self.tau(index);
+        let beta_decay = self.beta_decay(index);
         let beta = if self.supernet.aux_skip {
             self.aux_beta(index)
         } else {
@@ -715,7 +741,7 @@ impl<'d> SupernetTrainer<'d> {
                 arch_correct += f64::from(c);
                 arch_seen += vy.len();
                 let grads = self.choice_grads(&w);
-                self.arch.update(&w, &grads, &self.cfg.adam());
+                self.arch.update(&w, &grads, &self.cfg.adam(beta_decay));
             }
             lr = self.lr(self.global_step);
             let mut rng = step_rng(self.seed, self.global_step, Draw::WeightStep);
@@ -855,7 +881,7 @@ mod tests {
     fn invalid_settings_name_their_key() {
         OneShotConfig::default().validate().unwrap();
         type Spoil = fn(&mut OneShotConfig);
-        let cases: [(&str, Spoil); 8] = [
+        let cases: [(&str, Spoil); 10] = [
             ("epochs", |c| c.epochs = 0),
             ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
             ("arch_lr", |c| c.arch_lr = f64::NAN),
@@ -863,6 +889,9 @@ mod tests {
             ("concentration_l2", |c| c.concentration_l2 = -1e-3),
             ("arch_beta2", |c| c.arch_beta2 = 1.0),
             ("tau_max", |c| c.tau_max = c.tau_min / 2.0),
+            ("beta_decay", |c| c.beta_decay = -0.5),
+            // The cases' method is DrNAS, whose Dirichlet weights Beta-Decay does not fit.
+            ("beta_decay", |c| c.beta_decay = 0.5),
             ("selection", |c| {
                 c.method = Method::Spos;
                 c.selection = Selection::Perturbation;
@@ -874,6 +903,11 @@ mod tests {
             ..OneShotConfig::default()
         };
         fixed_alpha.validate().unwrap();
+        let beta_darts = OneShotConfig {
+            beta_decay: 0.5,
+            ..OneShotConfig::default()
+        };
+        beta_darts.validate().unwrap();
         for (key, spoil) in cases {
             let mut c = OneShotConfig {
                 method: Method::Drnas,
