@@ -206,6 +206,14 @@ fn beta_decay_keeps_the_architecture_weights_flatter() {
             t.train_epoch().unwrap();
         }
         let last = t.history().last().unwrap();
+        // Recorded per epoch, rising linearly to the setting.
+        let weights: Vec<Option<f64>> = t.history().iter().map(|e| e.beta_decay).collect();
+        let expected = if beta_decay > 0.0 {
+            vec![Some(0.0), Some(beta_decay / 2.0), Some(beta_decay)]
+        } else {
+            vec![None; 3]
+        };
+        assert_eq!(weights, expected);
         last.probabilities
             .iter()
             .map(|p| {

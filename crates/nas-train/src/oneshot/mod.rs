@@ -269,6 +269,10 @@ pub struct OneShotEpoch {
     /// GDAS temperature / DARTS- auxiliary skip weight of the epoch.
     pub tau: Option<f64>,
     pub aux_beta: Option<f64>,
+    /// The Beta-Decay weight of the epoch's architecture steps (when `beta_decay` is set;
+    /// absent in records written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_decay: Option<f64>,
     pub seconds: f64,
     /// `ArchParams::probabilities` after the epoch: the softmax of `alpha` per choice (DrNAS:
     /// the Dirichlet mean; empty for SPOS).
@@ -769,6 +773,7 @@ impl<'d> SupernetTrainer<'d> {
             lr,
             tau: (self.cfg.method == Method::Gdas).then_some(tau),
             aux_beta: self.supernet.aux_skip.then_some(beta),
+            beta_decay: (self.cfg.beta_decay > 0.0).then_some(beta_decay),
             seconds: started.elapsed().as_secs_f64(),
             probabilities,
             derived,
