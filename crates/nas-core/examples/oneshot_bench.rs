@@ -415,7 +415,7 @@ fn main() -> Result<()> {
                 weight_lr: args.weight_lr,
                 warmup_epochs: args.warmup,
                 // Methods without softmax weights refuse it.
-                beta_decay: if matches!(method, Method::Darts | Method::DartsMinus | Method::Gdas) {
+                beta_decay: if method.softmax_weights() {
                     args.beta_decay
                 } else {
                     0.0

@@ -56,6 +56,12 @@ impl Method {
         matches!(self, Method::DartsMinus)
     }
 
+    /// Whether the architecture weights are `softmax(alpha)` (GDAS: drawn through it), the
+    /// weights Beta-Decay regularizes.
+    pub fn softmax_weights(self) -> bool {
+        matches!(self, Method::Darts | Method::DartsMinus | Method::Gdas)
+    }
+
     /// Whether a step weighs one operation per edge (a one-hot), so the others need not run.
     pub fn samples_paths(self) -> bool {
         matches!(self, Method::Gdas | Method::Spos)

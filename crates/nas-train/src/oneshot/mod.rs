@@ -219,7 +219,7 @@ impl OneShotConfig {
                 ),
             );
         }
-        if self.beta_decay > 0.0 && matches!(self.method, Method::Drnas | Method::Spos) {
+        if self.beta_decay > 0.0 && !self.method.softmax_weights() {
             return bad(
                 "beta_decay",
                 format!(
