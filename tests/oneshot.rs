@@ -196,20 +196,28 @@ fn a_killed_supernet_training_resumes_from_its_checkpoint() {
 }
 
 #[test]
-fn beta_decay_is_refused_by_a_method_without_softmax_weights() {
-    let tmp = tempfile::tempdir().unwrap();
-    let toml =
-        study_with(1, 1, "beta_decay = 1.0").replace("plugin = \"darts\"", "plugin = \"drnas\"");
-    std::fs::write(tmp.path().join("s.toml"), toml).unwrap();
-    let o = nas(&["search", "s.toml"], tmp.path());
-    let err = stderr(&o);
-    assert!(!o.status.success(), "{err}");
-    assert!(
-        err.contains("beta_decay") && err.contains("drnas") && err.contains("darts-minus"),
-        "the error names the key, the method and the methods that take it:\n{err}"
-    );
-    assert!(
-        !err.contains("supernet epoch"),
-        "refused before any training:\n{err}"
-    );
+fn regularizers_are_refused_by_methods_they_do_not_fit() {
+    // Beta-Decay needs softmax weights (DrNAS's are Dirichlet samples); random smoothing a
+    // softmax mixture of every operation (GDAS samples one).
+    for (key, method, takes) in [
+        ("beta_decay = 1.0", "drnas", "darts-minus"),
+        ("random_smoothing = 0.3", "gdas", "darts-minus"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let toml =
+            study_with(1, 1, key).replace("plugin = \"darts\"", &format!("plugin = \"{method}\""));
+        std::fs::write(tmp.path().join("s.toml"), toml).unwrap();
+        let o = nas(&["search", "s.toml"], tmp.path());
+        let err = stderr(&o);
+        let name = key.split(' ').next().unwrap();
+        assert!(!o.status.success(), "{err}");
+        assert!(
+            err.contains(name) && err.contains(method) && err.contains(takes),
+            "the error names the key, the method and the methods that take it:\n{err}"
+        );
+        assert!(
+            !err.contains("supernet epoch"),
+            "refused before any training:\n{err}"
+        );
+    }
 }

@@ -142,6 +142,10 @@ enum Task {
         /// A sampled table: trainings of each derived architecture with the table's recipe.
         #[arg(long, default_value_t = 3)]
         trainings: usize,
+        /// Architectures each search proposes (a study's `derive`), each trained once, the
+        /// best by validation accuracy kept; their trainings count in the search's cost.
+        #[arg(long, default_value_t = 1)]
+        derive: usize,
         /// `K,N`: also simulate N random searches of K trainings on the table and train their
         /// picks again `--trainings` times.
         #[arg(long)]
@@ -170,6 +174,10 @@ enum Task {
         /// β-DARTS: weight of the Beta-Decay penalty on softmax architecture weights (0: off).
         #[arg(long, default_value_t = 0.0)]
         beta_decay: f64,
+        /// SDARTS-RS: noise bound on the weight steps' mixing weights, darts and darts-minus
+        /// only (0: off).
+        #[arg(long, default_value_t = 0.0)]
+        random_smoothing: f64,
         /// Train the affine parameters of the mixed edges' BatchNorms.
         #[arg(long)]
         affine: bool,
@@ -475,6 +483,7 @@ fn main() -> Result<ExitCode> {
         Task::BenchOneshot {
             table,
             trainings,
+            derive,
             random_search,
             methods,
             seeds,
@@ -484,6 +493,7 @@ fn main() -> Result<ExitCode> {
             spos_sample,
             warmup,
             beta_decay,
+            random_smoothing,
             affine,
             all_ops,
             selection,
@@ -505,6 +515,7 @@ fn main() -> Result<ExitCode> {
                         .flat_map(|t| [PathBuf::from("--table"), t]),
                 )
                 .args(["--trainings", &trainings.to_string()])
+                .args(["--derive", &derive.to_string()])
                 .args(
                     random_search
                         .map(|r| ["--random-search".to_string(), r])
@@ -518,6 +529,7 @@ fn main() -> Result<ExitCode> {
                 .args(["--spos-sample", &spos_sample.to_string()])
                 .args(["--warmup", &warmup.to_string()])
                 .args(["--beta-decay", &beta_decay.to_string()])
+                .args(["--random-smoothing", &random_smoothing.to_string()])
                 .args(["--selection", &selection])
                 .args(["--selection-epochs", &selection_epochs.to_string()])
                 .args(["--selection-metric", &selection_metric])

@@ -48,6 +48,8 @@ struct Args {
     warmup: usize,
     /// β-DARTS' Beta-Decay weight (0: off).
     beta_decay: f64,
+    /// SDARTS-RS's noise bound on the weight steps' mixing weights (0: off).
+    random_smoothing: f64,
     affine: bool,
     /// Compute every operation of an edge also for GDAS and SPOS (weighed by zero).
     all_ops: bool,
@@ -61,6 +63,12 @@ struct Args {
     channels: Option<usize>,
     /// Trainings of each derived architecture when the table is a sample.
     trainings: usize,
+    /// Architectures each search proposes, as a study's `derive`: the selected one, then
+    /// the most likely others (SPOS: the best scored); each is trained once with the table's
+    /// recipe (a complete table: its own training) and the best by validation accuracy is
+    /// the search's pick, the one `[final]` would retrain. Their trainings count in the
+    /// search's cost.
+    derive: usize,
     /// `(k, n)`: also simulate `n` random searches of `k` trainings each on the table and
     /// train their picks again like a derived architecture (a sampled table's measure of
     /// what random search's pick is worth without the luck of the training that chose it).
@@ -70,8 +78,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos|none] \
-     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
-     [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--random-search K,N] [--threads N] [--out DIR]";
+     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--random-smoothing X] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
+     [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--derive K] [--random-search K,N] [--threads N] [--out DIR]";
 
 /// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
 fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
@@ -116,6 +124,7 @@ fn parse_args() -> Result<Args> {
         weight_lr: 0.025,
         warmup: 0,
         beta_decay: 0.0,
+        random_smoothing: 0.0,
         affine: false,
         all_ops: false,
         spos_sample: 300,
@@ -124,6 +133,7 @@ fn parse_args() -> Result<Args> {
         selection_metric: SelectionMetric::Accuracy,
         channels: None,
         trainings: 3,
+        derive: 1,
         random_search: None,
         threads: 1,
         out: PathBuf::from("results/bench-oneshot"),
@@ -171,6 +181,7 @@ fn parse_args() -> Result<Args> {
             "--weight-lr" => a.weight_lr = value()?.parse()?,
             "--warmup" => a.warmup = value()?.parse()?,
             "--beta-decay" => a.beta_decay = value()?.parse()?,
+            "--random-smoothing" => a.random_smoothing = value()?.parse()?,
             "--affine" => a.affine = true,
             "--all-ops" => a.all_ops = true,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
@@ -179,6 +190,7 @@ fn parse_args() -> Result<Args> {
             "--selection-metric" => a.selection_metric = parse_name(&value()?)?,
             "--channels" => a.channels = Some(value()?.parse()?),
             "--trainings" => a.trainings = value()?.parse()?,
+            "--derive" => a.derive = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             "--out" => a.out = value()?.into(),
             other => return Err(format!("unknown argument `{other}`; {USAGE}").into()),
@@ -192,8 +204,8 @@ fn parse_args() -> Result<Args> {
             Vec::new()
         }
     });
-    if a.trainings == 0 {
-        return Err(format!("--trainings must be at least 1; {USAGE}").into());
+    if a.trainings == 0 || a.derive == 0 {
+        return Err(format!("--trainings and --derive must be at least 1; {USAGE}").into());
     }
     Ok(a)
 }
@@ -254,6 +266,9 @@ struct Run {
     /// With perturbation-based selection: what magnitude (argmax of alpha at the end of the
     /// search, before any tuning) reads from the same supernet, for comparison.
     magnitude: Option<Reading>,
+    /// With `--derive` above 1: the selected architecture alone (what the search's pick
+    /// would be without training the proposals).
+    selected: Option<Reading>,
 }
 
 /// SPOS: Kendall's tau between supernet scores and the table's test accuracies, and between
@@ -420,6 +435,11 @@ fn main() -> Result<()> {
                 } else {
                     0.0
                 },
+                random_smoothing: if method.mixes_every_option() {
+                    args.random_smoothing
+                } else {
+                    0.0
+                },
                 affine: args.affine,
                 sampled_path_only: !args.all_ops,
                 seed: Some(seed),
@@ -454,27 +474,66 @@ fn main() -> Result<()> {
             eprintln!();
             let (choices, tau) = if method == Method::Spos {
                 // Score distinct architectures of known accuracy with the shared weights.
-                let (mut scores, mut truths, mut means, mut best) =
-                    (Vec::new(), Vec::new(), Vec::new(), None);
+                let (mut scores, mut truths, mut means, mut scored) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for c in spos_candidates(&table, &space, args.spos_sample, seed)? {
                     let (_, acc) = trainer.score(&c)?;
                     let row = index.by_arch[&arch_of(&c)];
                     scores.push(acc);
                     truths.push(truth.test[row]);
                     means.push(truth.mean[row]);
-                    if best.as_ref().is_none_or(|(a, _)| acc > *a) {
-                        best = Some((acc, c));
-                    }
+                    scored.push((acc, c));
                 }
                 let tau = Tau {
                     test: kendall_tau(&scores, &truths),
                     mean: kendall_tau(&scores, &means),
                 };
-                (best.ok_or("--spos-sample is 0")?.1, Some(tau))
+                // The best scored first (the first of equal scores, as sampled).
+                scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+                if scored.is_empty() {
+                    return Err("--spos-sample is 0".into());
+                }
+                let proposals = scored
+                    .into_iter()
+                    .take(args.derive)
+                    .map(|(_, c)| c)
+                    .collect();
+                (proposals, Some(tau))
             } else {
-                (trainer.select()?, None)
+                let selected = trainer.select()?;
+                (trainer.arch().proposals(selected, args.derive), None)
             };
-            let search_seconds = started.elapsed().as_secs_f64();
+            let mut search_seconds = started.elapsed().as_secs_f64();
+            // Train every proposal once and keep the best by validation accuracy, as a study
+            // does with its trials before `[final]`.
+            let (choices, selected) = if choices.len() > 1 {
+                let mut best: Option<(f64, usize)> = None;
+                for (i, c) in choices.iter().enumerate() {
+                    let val = if sampled {
+                        let graph = space.decode(&space.parse_arch(&arch_of(c))?)?;
+                        let started = Instant::now();
+                        let (val, _) = train_once(&graph, PICK_SEED ^ seed.wrapping_add(i as u64))?;
+                        search_seconds += started.elapsed().as_secs_f64();
+                        val
+                    } else {
+                        // The table's training stands in for the trial's.
+                        search_seconds += one_training;
+                        measure(&arch_of(c))?.val
+                    };
+                    if best.is_none_or(|(b, _)| val > b) {
+                        best = Some((val, i));
+                    }
+                }
+                let first = arch_of(&choices[0]);
+                let selected = Reading {
+                    place: truth.place(&measure(&first)?),
+                    arch: first,
+                };
+                let (_, i) = best.expect("two proposals at least");
+                (choices[i].clone(), Some(selected))
+            } else {
+                (choices[0].clone(), None)
+            };
             let arch = arch_of(&choices);
             let place = truth.place(&measure(&arch)?);
             let probs = trainer
@@ -526,6 +585,7 @@ fn main() -> Result<()> {
                 tau,
                 final_probabilities: probs,
                 magnitude,
+                selected,
             });
         }
     }
@@ -549,6 +609,10 @@ fn main() -> Result<()> {
 /// Seeds of a sampled table's fresh trainings: far from the study seed plus trial id that its
 /// rows were trained with.
 const FRESH_SEED: u64 = 0x5A3F_1E00_0000_0000;
+
+/// Seeds of the trainings that pick among a search's proposals (`--derive`): apart from the
+/// fresh trainings that then measure the pick, so the pick's luck does not count.
+const PICK_SEED: u64 = 0x71C4_0000_0000_0000;
 
 /// The architectures SPOS scores: `n` distinct random ones of a complete table, or, for a
 /// sample, `n` of its networks (the only accuracies known), in a seeded random order.
@@ -595,22 +659,28 @@ fn arch_cell<'a>(archs: impl Iterator<Item = &'a str>) -> String {
         .join("<br>")
 }
 
-/// With perturbation-based selection: the same supernets read by magnitude, per method.
-fn magnitude_markdown(md: &mut String, args: &Args, runs: &[Run]) -> Result<()> {
-    if !runs.iter().any(|r| r.magnitude.is_some()) {
+/// Another reading of the same searches, per method: `intro` says which, `reading` gives
+/// it per run (none: no section).
+fn readings_markdown(
+    md: &mut String,
+    args: &Args,
+    runs: &[Run],
+    intro: &str,
+    reading: impl Fn(&Run) -> Option<&Reading>,
+) -> Result<()> {
+    if !runs.iter().any(|r| reading(r).is_some()) {
         return Ok(());
     }
-    md.push_str(
-        "\nThe same supernets read by magnitude (argmax of alpha after the search's last epoch, \
-         before perturbation-based selection tuned them):\n\n\
+    md.push_str(&format!(
+        "\n{intro}:\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean percentile, mean (min) | architectures |\n\
-         |---|---|---|---|---|---|\n",
-    );
+         |---|---|---|---|---|---|\n"
+    ));
     for &m in &args.methods {
         let rs: Vec<&Reading> = runs
             .iter()
             .filter(|r| r.method == m)
-            .filter_map(|r| r.magnitude.as_ref())
+            .filter_map(&reading)
             .collect();
         if rs.is_empty() {
             continue;
@@ -1095,12 +1165,12 @@ fn write_results(
 ) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let mut csv = String::from(
-        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles,random_search_percentile,random_search_mean_percentile\n",
+        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles,random_search_percentile,random_search_mean_percentile,selected_arch,selected_percentile,selected_mean_percentile\n",
     );
     for r in runs {
         writeln!(
             csv,
-            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{},{:.4},{:.2},{},{},{:.2},{:.2}",
+            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{},{:.4},{:.2},{},{},{:.2},{:.2},{}",
             r.method.name(),
             r.seed,
             r.arch,
@@ -1121,12 +1191,19 @@ fn write_results(
                 .join("/"),
             r.random_search.0,
             r.random_search.1,
+            r.selected
+                .as_ref()
+                .map(|s| format!(
+                    "\"{}\",{:.2},{:.2}",
+                    s.arch, s.place.percentile, s.place.mean_percentile
+                ))
+                .unwrap_or_else(|| ",,".to_string()),
         )?;
     }
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `{}`\n\n{}{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, warmup {} epochs, Beta-Decay {}, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | random search given that time: percentile, mean percentile | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -1138,6 +1215,7 @@ fn write_results(
         args.weight_lr,
         args.warmup,
         args.beta_decay,
+        args.random_smoothing,
         args.affine,
         if args.all_ops {
             "every operation"
@@ -1151,6 +1229,7 @@ fn write_results(
                 args.selection_metric, args.selection_epochs
             ),
         },
+        args.derive,
         args.channels
             .map_or("the table's".to_string(), |c| c.to_string()),
         args.threads,
@@ -1227,7 +1306,25 @@ fn write_results(
          validation accuracy kept (its test percentile, and its mean percentile), averaged over \
          2,000 simulated searches per run.\n",
     );
-    magnitude_markdown(&mut md, args, runs)?;
+    readings_markdown(
+        &mut md,
+        args,
+        runs,
+        "The same supernets read by magnitude (argmax of alpha after the search's last epoch, \
+         before perturbation-based selection tuned them)",
+        |r| r.magnitude.as_ref(),
+    )?;
+    readings_markdown(
+        &mut md,
+        args,
+        runs,
+        &format!(
+            "The same searches' selected architecture alone (the first of the {} proposals, \
+             without training them to pick one)",
+            args.derive
+        ),
+        |r| r.selected.as_ref(),
+    )?;
     md.push_str(&truth.markdown());
     if let Some((k, _)) = args.random_search.filter(|_| !retrained.is_empty()) {
         md.push_str(&truth.retrained_markdown(k, retrained));

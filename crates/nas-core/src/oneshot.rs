@@ -213,14 +213,7 @@ impl OneShotStrategy {
         let Some(selected) = selected else {
             return Ok(());
         };
-        // The selected architecture first, then the most likely others by `alpha`.
-        let mut derived = vec![selected];
-        for path in trainer.arch().most_likely(self.derive) {
-            if derived.len() < self.derive && !derived.contains(&path) {
-                derived.push(path);
-            }
-        }
-        self.state.derived = derived;
+        self.state.derived = trainer.arch().proposals(selected, self.derive);
         Ok(())
     }
 

@@ -232,6 +232,58 @@ fn beta_decay_keeps_the_architecture_weights_flatter() {
 }
 
 #[test]
+fn random_smoothing_perturbs_the_weight_steps_and_resumes_exactly() {
+    let data = digits();
+    let dir = tempfile::tempdir().unwrap();
+    let net = supernet(false);
+    let cfg = OneShotConfig {
+        random_smoothing: 0.3,
+        ..config(Method::Darts, 3)
+    };
+    let run = |cfg: &OneShotConfig, epochs: usize| {
+        let mut t = SupernetTrainer::new(&net, cfg, &runtime(), &data).unwrap();
+        for _ in 0..epochs {
+            t.train_epoch().unwrap();
+        }
+        t
+    };
+    let smoothed = run(&cfg, 3);
+    // The bound, recorded per epoch, rises from a tenth of the setting to the setting.
+    let bounds: Vec<f64> = smoothed
+        .history()
+        .iter()
+        .map(|e| e.random_smoothing.expect("recorded when set"))
+        .collect();
+    for (got, want) in bounds.iter().zip([0.03, 0.165, 0.3]) {
+        assert!((got - want).abs() < 1e-12, "bounds {bounds:?}");
+    }
+    // The noise reaches the weight steps: the first epoch's training differs from DARTS's.
+    let plain = run(&config(Method::Darts, 3), 1);
+    assert!(plain.history()[0].random_smoothing.is_none());
+    assert_ne!(
+        plain.history()[0].train_loss,
+        smoothed.history()[0].train_loss
+    );
+
+    // The noise is drawn per step from the seed: a resumed search is the same search.
+    let killed = run(&cfg, 1);
+    let path = dir.path().join("sdarts.ckpt");
+    killed.checkpoint().unwrap().save(&path).unwrap();
+    drop(killed);
+    let loaded = OneShotCheckpoint::load(&path).unwrap();
+    let mut resumed = SupernetTrainer::resume(loaded, &runtime(), &data).unwrap();
+    for _ in 1..3 {
+        resumed.train_epoch().unwrap();
+    }
+    let (a, b) = (
+        smoothed.checkpoint().unwrap(),
+        resumed.checkpoint().unwrap(),
+    );
+    assert_eq!(a.arch, b.arch, "alpha differs after resume");
+    assert_eq!(a.state, b.state, "weights differ after resume");
+}
+
+#[test]
 fn perturbation_selection_keeps_the_option_whose_removal_hurts_most_and_resumes_exactly() {
     let data = digits();
     let dir = tempfile::tempdir().unwrap();

@@ -62,6 +62,12 @@ impl Method {
         matches!(self, Method::Darts | Method::DartsMinus | Method::Gdas)
     }
 
+    /// Whether every step mixes all options by `softmax(alpha)` (no sampling): the weights
+    /// random smoothing perturbs.
+    pub fn mixes_every_option(self) -> bool {
+        matches!(self, Method::Darts | Method::DartsMinus)
+    }
+
     /// Whether a step weighs one operation per edge (a one-hot), so the others need not run.
     pub fn samples_paths(self) -> bool {
         matches!(self, Method::Gdas | Method::Spos)
@@ -73,7 +79,7 @@ impl Method {
 pub(crate) enum Draw {
     /// GDAS noise of the architecture step.
     ArchStep = 1,
-    /// GDAS noise or SPOS path of the weight step.
+    /// GDAS noise, SPOS path or random smoothing's noise of the weight step.
     WeightStep = 2,
     /// Which open choice perturbation-based selection decides next.
     Selection = 3,
@@ -304,6 +310,30 @@ impl ArchParams {
         beam.into_iter().map(|(_, path)| path).collect()
     }
 
+    /// The architectures a search proposes: `selected` (what the selection read) first, then
+    /// the most likely others by `alpha`, `k` in all.
+    pub fn proposals(&self, selected: Vec<usize>, k: usize) -> Vec<Vec<usize>> {
+        let mut out = vec![selected];
+        for path in self.most_likely(k) {
+            if out.len() < k && !out.contains(&path) {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    /// SDARTS-RS: adds noise uniform in `[-eps, eps]` to every open choice's mixing weights
+    /// (a decided choice keeps its one-hot).
+    pub(crate) fn smooth(&self, weights: &mut [Vec<f64>], eps: f64, rng: &mut impl Rng) {
+        for (c, w) in weights.iter_mut().enumerate() {
+            if decided_option(&self.decided, c).is_none() {
+                for v in w.iter_mut() {
+                    *v += rng.random_range(-eps..=eps);
+                }
+            }
+        }
+    }
+
     /// The weights one step uses (a decided choice: its one-hot). `tau` is GDAS's temperature.
     pub(crate) fn step_weights(&self, method: Method, tau: f64, rng: &mut impl Rng) -> StepWeights {
         let mut w = self.relaxed_weights(method, tau, rng);
@@ -492,6 +522,32 @@ mod tests {
                 "{method:?}: an open choice's alpha did not move"
             );
         }
+    }
+
+    #[test]
+    fn proposals_put_the_selected_architecture_first_then_the_most_likely() {
+        let mut a = ArchParams::new(&[3, 2], 1, Method::Darts);
+        a.alpha = vec![vec![0.0, 2.0, 1.0], vec![0.0, 0.5]];
+        // A selection other than the argmax (e.g. perturbation) leads; no path twice.
+        assert_eq!(
+            a.proposals(vec![1, 0], 3),
+            vec![vec![1, 0], vec![1, 1], vec![2, 1]]
+        );
+        assert_eq!(a.proposals(vec![1, 1], 1), vec![vec![1, 1]]);
+    }
+
+    #[test]
+    fn smoothing_moves_open_choices_within_its_bound_and_keeps_decisions() {
+        let mut a = ArchParams::new(&[3, 2], 1, Method::Darts);
+        a.decide(1, 0);
+        let mut rng = step_rng(7, 0, Draw::WeightStep);
+        let before = a.step_weights(Method::Darts, 1.0, &mut rng).weights;
+        let mut w = before.clone();
+        a.smooth(&mut w, 0.3, &mut rng);
+        let moved: Vec<f64> = w[0].iter().zip(&before[0]).map(|(x, y)| x - y).collect();
+        assert!(moved.iter().all(|d| d.abs() <= 0.3), "{moved:?}");
+        assert!(moved.iter().all(|d| *d != 0.0), "{moved:?}");
+        assert_eq!(w[1], vec![1.0, 0.0], "a decided choice keeps its one-hot");
     }
 
     #[test]

@@ -91,6 +91,14 @@ pub struct OneShotConfig {
     /// early, the collapse onto parameter-free operations. Methods with `softmax(alpha)`
     /// only (darts, darts-minus, gdas).
     pub beta_decay: f64,
+    /// SDARTS-RS (Chen & Hsieh, ICML 2020): every weight step mixes the operations with
+    /// `softmax(alpha)` plus noise uniform in `[-eps, eps]`, `eps` rising linearly from a
+    /// tenth of this value to this value over the search (the paper: 0.03 to 0.3; 0: off).
+    /// The network weights then learn to work for nearby architecture weights too, which
+    /// flattens the validation loss around `alpha`; its sharpness is what the authors tie to
+    /// DARTS's collapse. The architecture steps see the weights unperturbed. Methods that mix
+    /// every option by `softmax(alpha)` only (darts, darts-minus).
+    pub random_smoothing: f64,
     /// Train the scale and shift of the BatchNorms that end a mixed edge's operations. Off
     /// by default, as in NAS-Bench-201's search networks: with them an operation can grow
     /// its output instead of its architecture weight.
@@ -135,6 +143,7 @@ impl Default for OneShotConfig {
             aux_beta: 1.0,
             concentration_l2: 1e-3,
             beta_decay: 0.0,
+            random_smoothing: 0.0,
             affine: false,
             augment: None,
             seed: None,
@@ -196,6 +205,7 @@ impl OneShotConfig {
             ("aux_beta", self.aux_beta),
             ("concentration_l2", self.concentration_l2),
             ("beta_decay", self.beta_decay),
+            ("random_smoothing", self.random_smoothing),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(key, format!("is {v}; it must be a number >= 0"));
@@ -225,6 +235,16 @@ impl OneShotConfig {
                 format!(
                     "regularizes softmax architecture weights, which `{}` has none of; \
                      remove it or use darts, darts-minus or gdas",
+                    self.method.name()
+                ),
+            );
+        }
+        if self.random_smoothing > 0.0 && !self.method.mixes_every_option() {
+            return bad(
+                "random_smoothing",
+                format!(
+                    "perturbs the softmax mixture of every operation, which `{}` does not \
+                     train with; remove it or use darts or darts-minus",
                     self.method.name()
                 ),
             );
@@ -273,6 +293,10 @@ pub struct OneShotEpoch {
     /// absent in records written before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beta_decay: Option<f64>,
+    /// Random smoothing's noise bound `eps` in the epoch's weight steps (when
+    /// `random_smoothing` is set; absent in records written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_smoothing: Option<f64>,
     pub seconds: f64,
     /// `ArchParams::probabilities` after the epoch: the softmax of `alpha` per choice (DrNAS:
     /// the Dirichlet mean; empty for SPOS).
@@ -596,6 +620,11 @@ impl<'d> SupernetTrainer<'d> {
         self.cfg.beta_decay * self.progress(epoch)
     }
 
+    /// Random smoothing's noise bound in epoch `epoch`: a tenth of the setting, rising to it.
+    fn smoothing(&self, epoch: usize) -> f64 {
+        self.cfg.random_smoothing * (0.1 + 0.9 * self.progress(epoch))
+    }
+
     fn aux_beta(&self, epoch: usize) -> f64 {
         self.cfg.aux_beta * (1.0 - self.progress(epoch))
     }
@@ -691,6 +720,7 @@ impl<'d> SupernetTrainer<'d> {
         let started = Instant::now();
         let tau = self.tau(index);
         let beta_decay = self.beta_decay(index);
+        let smoothing = self.smoothing(index);
         let beta = if self.supernet.aux_skip {
             self.aux_beta(index)
         } else {
@@ -749,7 +779,10 @@ impl<'d> SupernetTrainer<'d> {
             }
             lr = self.lr(self.global_step);
             let mut rng = step_rng(self.seed, self.global_step, Draw::WeightStep);
-            let w: StepWeights = self.arch.step_weights(self.cfg.method, tau, &mut rng);
+            let mut w: StepWeights = self.arch.step_weights(self.cfg.method, tau, &mut rng);
+            if smoothing > 0.0 {
+                self.arch.smooth(&mut w.weights, smoothing, &mut rng);
+            }
             let mixes = self.mix_inputs(&w.weights, beta);
             let n = labels.len();
             let (l, c) = self.run(images, &labels, lr, mixes, true)?;
@@ -774,6 +807,7 @@ impl<'d> SupernetTrainer<'d> {
             tau: (self.cfg.method == Method::Gdas).then_some(tau),
             aux_beta: self.supernet.aux_skip.then_some(beta),
             beta_decay: (self.cfg.beta_decay > 0.0).then_some(beta_decay),
+            random_smoothing: (self.cfg.random_smoothing > 0.0).then_some(smoothing),
             seconds: started.elapsed().as_secs_f64(),
             probabilities,
             derived,
@@ -886,7 +920,7 @@ mod tests {
     fn invalid_settings_name_their_key() {
         OneShotConfig::default().validate().unwrap();
         type Spoil = fn(&mut OneShotConfig);
-        let cases: [(&str, Spoil); 10] = [
+        let cases: [(&str, Spoil); 13] = [
             ("epochs", |c| c.epochs = 0),
             ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
             ("arch_lr", |c| c.arch_lr = f64::NAN),
@@ -897,6 +931,13 @@ mod tests {
             ("beta_decay", |c| c.beta_decay = -0.5),
             // The cases' method is DrNAS, whose Dirichlet weights Beta-Decay does not fit.
             ("beta_decay", |c| c.beta_decay = 0.5),
+            ("random_smoothing", |c| c.random_smoothing = f64::INFINITY),
+            // Dirichlet and Gumbel samples are no softmax mixture to perturb.
+            ("random_smoothing", |c| c.random_smoothing = 0.3),
+            ("random_smoothing", |c| {
+                c.method = Method::Gdas;
+                c.random_smoothing = 0.3;
+            }),
             ("selection", |c| {
                 c.method = Method::Spos;
                 c.selection = Selection::Perturbation;
@@ -913,6 +954,14 @@ mod tests {
             ..OneShotConfig::default()
         };
         beta_darts.validate().unwrap();
+        for method in [Method::Darts, Method::DartsMinus] {
+            let sdarts = OneShotConfig {
+                method,
+                random_smoothing: 0.3,
+                ..OneShotConfig::default()
+            };
+            sdarts.validate().unwrap();
+        }
         for (key, spoil) in cases {
             let mut c = OneShotConfig {
                 method: Method::Drnas,
