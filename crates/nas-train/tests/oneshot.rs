@@ -98,6 +98,41 @@ fn config(method: Method, epochs: usize) -> OneShotConfig {
     }
 }
 
+/// Trains `cfg` one epoch, saves a checkpoint to `path`, drops the trainer, resumes from the
+/// file and trains the search to its end; asserts it ends as `straight`, trained without a
+/// stop: the same alpha, weights and per-epoch losses and derivations.
+fn assert_resumes_exactly(
+    straight: &SupernetTrainer<'_>,
+    net: &Supernet,
+    cfg: &OneShotConfig,
+    data: &SplitDataset,
+    path: &std::path::Path,
+) {
+    let mut killed = SupernetTrainer::new(net, cfg, &runtime(), data).unwrap();
+    killed.train_epoch().unwrap();
+    killed.checkpoint().unwrap().save(path).unwrap();
+    drop(killed);
+    let loaded = OneShotCheckpoint::load(path).unwrap();
+    let mut resumed = SupernetTrainer::resume(loaded, &runtime(), data).unwrap();
+    assert_eq!(resumed.epoch(), 1);
+    for _ in 1..cfg.epochs {
+        resumed.train_epoch().unwrap();
+    }
+    let (a, b) = (
+        straight.checkpoint().unwrap(),
+        resumed.checkpoint().unwrap(),
+    );
+    let what = cfg.method;
+    assert_eq!(a.arch, b.arch, "{what:?}: alpha differs after resume");
+    assert_eq!(a.state, b.state, "{what:?}: weights differ after resume");
+    let strip = |h: &[nas_train::oneshot::OneShotEpoch]| -> Vec<(f64, Vec<usize>)> {
+        h.iter()
+            .map(|e| (e.train_loss, e.derived.clone()))
+            .collect()
+    };
+    assert_eq!(strip(&a.history), strip(&b.history));
+}
+
 #[test]
 fn hand_set_architecture_weights_derive_their_argmax_and_paths_score() {
     let data = digits();
@@ -165,29 +200,8 @@ fn every_method_learns_and_resumes_exactly() {
         }
 
         // Stop after one epoch, save, load, continue: the same search.
-        let mut killed = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
-        killed.train_epoch().unwrap();
         let path = dir.path().join(format!("{}.ckpt", method.name()));
-        killed.checkpoint().unwrap().save(&path).unwrap();
-        drop(killed);
-        let loaded = OneShotCheckpoint::load(&path).unwrap();
-        let mut resumed = SupernetTrainer::resume(loaded, &runtime(), &data).unwrap();
-        assert_eq!(resumed.epoch(), 1);
-        for _ in 1..3 {
-            resumed.train_epoch().unwrap();
-        }
-        let (a, b) = (
-            straight.checkpoint().unwrap(),
-            resumed.checkpoint().unwrap(),
-        );
-        assert_eq!(a.arch, b.arch, "{method:?}: alpha differs after resume");
-        assert_eq!(a.state, b.state, "{method:?}: weights differ after resume");
-        let strip = |h: &[nas_train::oneshot::OneShotEpoch]| -> Vec<(f64, Vec<usize>)> {
-            h.iter()
-                .map(|e| (e.train_loss, e.derived.clone()))
-                .collect()
-        };
-        assert_eq!(strip(&a.history), strip(&b.history));
+        assert_resumes_exactly(&straight, &net, &cfg, &data, &path);
     }
 }
 
@@ -266,21 +280,13 @@ fn random_smoothing_perturbs_the_weight_steps_and_resumes_exactly() {
     );
 
     // The noise is drawn per step from the seed: a resumed search is the same search.
-    let killed = run(&cfg, 1);
-    let path = dir.path().join("sdarts.ckpt");
-    killed.checkpoint().unwrap().save(&path).unwrap();
-    drop(killed);
-    let loaded = OneShotCheckpoint::load(&path).unwrap();
-    let mut resumed = SupernetTrainer::resume(loaded, &runtime(), &data).unwrap();
-    for _ in 1..3 {
-        resumed.train_epoch().unwrap();
-    }
-    let (a, b) = (
-        smoothed.checkpoint().unwrap(),
-        resumed.checkpoint().unwrap(),
+    assert_resumes_exactly(
+        &smoothed,
+        &net,
+        &cfg,
+        &data,
+        &dir.path().join("sdarts.ckpt"),
     );
-    assert_eq!(a.arch, b.arch, "alpha differs after resume");
-    assert_eq!(a.state, b.state, "weights differ after resume");
 }
 
 #[test]
