@@ -570,3 +570,63 @@ pub fn observation(
 pub fn complete(trial_id: u64, values: Vec<f64>, loss: f64) -> Observation {
     observation(trial_id, values, TrialState::Complete, vec![loss])
 }
+
+/// Drives `s` as a study would for `steps` rounds of `ask(2)` and one `tell` of both
+/// results: trial ids count from `first_trial`, a trial with `id % 7 == 3` fails, the others
+/// complete with `loss(values)`. Returns every proposal's values as bits, so two runs
+/// compare exactly.
+pub fn drive<S: Strategy>(
+    s: &mut S,
+    first_trial: u64,
+    steps: u64,
+    loss: impl Fn(&[f64]) -> f64,
+) -> Vec<Vec<u64>> {
+    let mut seen = vec![];
+    for step in 0..steps {
+        let proposals = s.ask(2).expect("ask");
+        let mut told = vec![];
+        for (k, p) in proposals.into_iter().enumerate() {
+            seen.push(p.values.iter().map(|v| v.to_bits()).collect());
+            let id = first_trial + 2 * step + k as u64;
+            if id % 7 == 3 {
+                told.push(observation(id, p.values, TrialState::Failed, vec![]));
+            } else {
+                let l = loss(&p.values);
+                told.push(complete(id, p.values, l));
+            }
+        }
+        s.tell(&told).expect("tell");
+    }
+    seen
+}
+
+/// Drives a strategy made from `ctx` for `split` rounds of [`drive`], saves it (through JSON
+/// text, as a checkpoint on disk), restores the state into a fresh instance, drives both
+/// `rounds` more, and asserts that they propose the same and end in the same state. `case`
+/// names the case in a failure.
+pub fn assert_resumes_exactly<S: Strategy>(
+    ctx: impl Fn() -> StrategyContext,
+    split: u64,
+    rounds: u64,
+    loss: impl Fn(&[f64]) -> f64 + Copy,
+    case: &str,
+) {
+    let mut uninterrupted = S::new(ctx()).expect("new");
+    drive(&mut uninterrupted, 0, split, loss);
+    let saved = serde_json::to_string(&uninterrupted.save().expect("save")).expect("JSON");
+    let mut resumed = S::new(ctx()).expect("new");
+    resumed
+        .restore(serde_json::from_str(&saved).expect("JSON"))
+        .expect("restore");
+    let a = drive(&mut uninterrupted, 2 * split, rounds, loss);
+    let b = drive(&mut resumed, 2 * split, rounds, loss);
+    assert_eq!(
+        a, b,
+        "{case}: saved after {split} rounds, then proposed otherwise"
+    );
+    assert_eq!(
+        uninterrupted.save().expect("save"),
+        resumed.save().expect("save"),
+        "{case}: saved after {split} rounds, then ended in another state"
+    );
+}

@@ -6,9 +6,11 @@ use serde_json::json;
 
 use super::*;
 use nas_plugin::conformance::{
+    assert_resumes_exactly, complete, loss_context as context, observation,
+};
+use nas_plugin::conformance::{
     categorical, categorical_space, integer, mixed_choices, test_space as space,
 };
-use nas_plugin::conformance::{complete, loss_context as context, observation};
 
 /// Every kind of choice, plus this strategy's edge cases.
 fn mixed_space() -> SpaceDescriptor {
@@ -280,45 +282,12 @@ fn mixed_loss(v: &[f64]) -> f64 {
     (v[0] - 2.0).abs() + (v[1] - 1.0).powi(2) + (v[2] - 0.3).abs() * 7.0 + (v[3].ln() + 6.0).abs()
 }
 
-/// Drives `s` for `steps` rounds of ask(2) + tell, recording every proposal's bits.
-fn drive(s: &mut Evolution, first_trial: u64, steps: u64) -> Vec<Vec<u64>> {
-    let mut seen = vec![];
-    for step in 0..steps {
-        let proposals = s.ask(2).unwrap();
-        let mut told = vec![];
-        for (k, p) in proposals.into_iter().enumerate() {
-            seen.push(p.values.iter().map(|v| v.to_bits()).collect());
-            let id = first_trial + 2 * step + k as u64;
-            if id % 7 == 3 {
-                told.push(observation(id, p.values, TrialState::Failed, vec![]));
-            } else {
-                let loss = mixed_loss(&p.values);
-                told.push(complete(id, p.values, loss));
-            }
-        }
-        s.tell(&told).unwrap();
-    }
-    seen
-}
-
 #[test]
 fn save_restore_continue_equals_uninterrupted_run() {
     let ctx = || context(mixed_space(), 42, json!({"population": 8, "sample": 3}));
     // Save both during the random phase and during evolution.
     for split in [2, 25] {
-        let mut uninterrupted = Evolution::new(ctx()).unwrap();
-        drive(&mut uninterrupted, 0, split);
-        // Through a string, as a checkpoint on disk would be.
-        let saved = serde_json::to_string(&uninterrupted.save().unwrap()).unwrap();
-        let mut resumed = Evolution::new(ctx()).unwrap();
-        resumed
-            .restore(serde_json::from_str(&saved).unwrap())
-            .unwrap();
-
-        let a = drive(&mut uninterrupted, 2 * split, 40);
-        let b = drive(&mut resumed, 2 * split, 40);
-        assert_eq!(a, b, "split at {split}");
-        assert_eq!(uninterrupted.save().unwrap(), resumed.save().unwrap());
+        assert_resumes_exactly::<Evolution>(ctx, split, 40, mixed_loss, "evolution");
     }
 }
 

@@ -4,9 +4,11 @@ use serde_json::json;
 
 use super::*;
 use nas_plugin::conformance::{
+    assert_resumes_exactly, complete, loss_context as context, observation,
+};
+use nas_plugin::conformance::{
     categorical, categorical_space, float, integer, mixed_choices, test_space as space,
 };
-use nas_plugin::conformance::{complete, loss_context as context, observation};
 
 /// Every kind of choice, plus this strategy's edge cases.
 fn mixed_space() -> SpaceDescriptor {
@@ -245,45 +247,12 @@ fn mixed_loss(v: &[f64]) -> f64 {
         + (v[7] - 5000.0).abs() / 1e4
 }
 
-/// Drives `s` for `steps` rounds of ask(2) + tell, recording every proposal's bits.
-fn drive(s: &mut Reinforce, first_trial: u64, steps: u64) -> Vec<Vec<u64>> {
-    let mut seen = vec![];
-    for step in 0..steps {
-        let proposals = s.ask(2).unwrap();
-        let mut told = vec![];
-        for (k, p) in proposals.into_iter().enumerate() {
-            seen.push(p.values.iter().map(|v| v.to_bits()).collect());
-            let id = first_trial + 2 * step + k as u64;
-            if id % 7 == 3 {
-                told.push(observation(id, p.values, TrialState::Failed, vec![]));
-            } else {
-                let loss = mixed_loss(&p.values);
-                told.push(complete(id, p.values, loss));
-            }
-        }
-        s.tell(&told).unwrap();
-    }
-    seen
-}
-
 #[test]
 fn save_restore_continue_equals_uninterrupted_run() {
     for config in [json!(null), json!({"optimizer": "sgd", "reward": "rank"})] {
         let ctx = || context(mixed_space(), 42, config.clone());
         for split in [0, 1, 25] {
-            let mut uninterrupted = Reinforce::new(ctx()).unwrap();
-            drive(&mut uninterrupted, 0, split);
-            // Through a string, as a checkpoint on disk would be.
-            let saved = serde_json::to_string(&uninterrupted.save().unwrap()).unwrap();
-            let mut resumed = Reinforce::new(ctx()).unwrap();
-            resumed
-                .restore(serde_json::from_str(&saved).unwrap())
-                .unwrap();
-
-            let a = drive(&mut uninterrupted, 2 * split, 40);
-            let b = drive(&mut resumed, 2 * split, 40);
-            assert_eq!(a, b, "split at {split}");
-            assert_eq!(uninterrupted.save().unwrap(), resumed.save().unwrap());
+            assert_resumes_exactly::<Reinforce>(ctx, split, 40, mixed_loss, &config.to_string());
         }
     }
 }

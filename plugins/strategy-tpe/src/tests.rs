@@ -8,9 +8,11 @@ use serde_json::json;
 
 use super::*;
 use nas_plugin::conformance::{
+    assert_resumes_exactly, complete, drive, loss_context as context, observation,
+};
+use nas_plugin::conformance::{
     categorical, categorical_space, float, integer, mixed_choices, test_space as space,
 };
-use nas_plugin::conformance::{complete, loss_context as context, observation};
 
 /// Every kind of choice, plus this strategy's edge cases.
 fn mixed_space() -> SpaceDescriptor {
@@ -363,27 +365,6 @@ fn mixed_loss(v: &[f64]) -> f64 {
     (v[0] - 2.0).abs() + (v[1] - 1.0).powi(2) + (v[2] - 0.3).abs() * 7.0 + (v[3].ln() + 6.0).abs()
 }
 
-/// Drives `s` for `steps` rounds of ask(2) + tell, recording every proposal's bits.
-fn drive(s: &mut Tpe, first_trial: u64, steps: u64) -> Vec<Vec<u64>> {
-    let mut seen = vec![];
-    for step in 0..steps {
-        let proposals = s.ask(2).unwrap();
-        let mut told = vec![];
-        for (k, p) in proposals.into_iter().enumerate() {
-            seen.push(bits(&p.values));
-            let id = first_trial + 2 * step + k as u64;
-            if id % 7 == 3 {
-                told.push(observation(id, p.values, TrialState::Failed, vec![]));
-            } else {
-                let loss = mixed_loss(&p.values);
-                told.push(complete(id, p.values, loss));
-            }
-        }
-        s.tell(&told).unwrap();
-    }
-    seen
-}
-
 #[test]
 fn save_restore_continue_equals_uninterrupted_run() {
     for multivariate in [true, false] {
@@ -401,19 +382,8 @@ fn save_restore_continue(multivariate: bool) {
     };
     // Save during the random start and after the model took over (past 25 per group too).
     for split in [2, 30] {
-        let mut uninterrupted = Tpe::new(ctx()).unwrap();
-        drive(&mut uninterrupted, 0, split);
-        // Through a string, as a checkpoint on disk would be.
-        let saved = serde_json::to_string(&uninterrupted.save().unwrap()).unwrap();
-        let mut resumed = Tpe::new(ctx()).unwrap();
-        resumed
-            .restore(serde_json::from_str(&saved).unwrap())
-            .unwrap();
-
-        let a = drive(&mut uninterrupted, 2 * split, 30);
-        let b = drive(&mut resumed, 2 * split, 30);
-        assert_eq!(a, b, "split at {split}, multivariate {multivariate}");
-        assert_eq!(uninterrupted.save().unwrap(), resumed.save().unwrap());
+        let case = format!("multivariate {multivariate}");
+        assert_resumes_exactly::<Tpe>(ctx, split, 30, mixed_loss, &case);
     }
 }
 
@@ -675,13 +645,13 @@ fn a_state_restores_into_either_variant() {
     for (from, to) in [(false, true), (true, false)] {
         let ctx = |m: bool| context(mixed_space(), 9, json!({"startup": 4, "multivariate": m}));
         let mut a = Tpe::new(ctx(from)).unwrap();
-        drive(&mut a, 0, 10);
+        drive(&mut a, 0, 10, mixed_loss);
         let saved = a.save().unwrap();
         let keys: Vec<&String> = saved.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["points", "rng"]);
         let mut b = Tpe::new(ctx(to)).unwrap();
         b.restore(saved.clone()).unwrap();
         assert_eq!(b.save().unwrap(), saved);
-        drive(&mut b, 20, 5);
+        drive(&mut b, 20, 5, mixed_loss);
     }
 }
