@@ -15,7 +15,7 @@ use std::f64::consts::PI;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::env::{Env, Step, bad_action, not_running};
+use crate::env::{Env, EnvSpec, Step, bad_action, not_running};
 
 pub const DT: f64 = 0.2;
 pub const LINK_LENGTH_1: f64 = 1.0;
@@ -132,24 +132,14 @@ pub fn next_state(state: [f64; 4], torque: f64) -> [f64; 4] {
 }
 
 impl Env for Acrobot {
-    fn name(&self) -> &'static str {
-        "acrobot"
-    }
-
-    fn observation_size(&self) -> usize {
-        6
-    }
-
-    fn actions(&self) -> usize {
-        3
-    }
-
-    fn max_steps(&self) -> usize {
-        MAX_STEPS
-    }
-
-    fn reward_threshold(&self) -> f64 {
-        REWARD_THRESHOLD
+    fn spec(&self) -> EnvSpec {
+        EnvSpec {
+            name: "acrobot",
+            observation_size: 6,
+            actions: 3,
+            max_steps: MAX_STEPS,
+            reward_threshold: REWARD_THRESHOLD,
+        }
     }
 
     fn reset(&mut self, rng: &mut ChaCha8Rng) -> Vec<f32> {

@@ -10,7 +10,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::env::{Env, Step, bad_action, not_running};
+use crate::env::{Env, EnvSpec, Step, bad_action, not_running};
 
 pub const GRAVITY: f64 = 9.8;
 pub const MASS_CART: f64 = 1.0;
@@ -84,24 +84,14 @@ fn euler_step(state: [f64; 4], force: f64) -> [f64; 4] {
 }
 
 impl Env for CartPole {
-    fn name(&self) -> &'static str {
-        "cartpole"
-    }
-
-    fn observation_size(&self) -> usize {
-        4
-    }
-
-    fn actions(&self) -> usize {
-        2
-    }
-
-    fn max_steps(&self) -> usize {
-        MAX_STEPS
-    }
-
-    fn reward_threshold(&self) -> f64 {
-        REWARD_THRESHOLD
+    fn spec(&self) -> EnvSpec {
+        EnvSpec {
+            name: "cartpole",
+            observation_size: 4,
+            actions: 2,
+            max_steps: MAX_STEPS,
+            reward_threshold: REWARD_THRESHOLD,
+        }
     }
 
     fn reset(&mut self, rng: &mut ChaCha8Rng) -> Vec<f32> {

@@ -24,23 +24,25 @@ impl Step {
     }
 }
 
-/// A discrete-action environment.
-pub trait Env {
+/// What an environment is, apart from its dynamics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EnvSpec {
     /// The name [`by_name`] knows it by.
-    fn name(&self) -> &'static str;
-
+    pub name: &'static str,
     /// Length of every observation vector.
-    fn observation_size(&self) -> usize;
-
-    /// Number of actions; actions are `0..actions()`.
-    fn actions(&self) -> usize;
-
+    pub observation_size: usize,
+    /// Number of actions; actions are `0..actions`.
+    pub actions: usize,
     /// Steps after which an episode is truncated.
-    fn max_steps(&self) -> usize;
-
+    pub max_steps: usize,
     /// The mean return over 100 consecutive episodes at which the task counts as solved
     /// (Gymnasium's `reward_threshold`).
-    fn reward_threshold(&self) -> f64;
+    pub reward_threshold: f64,
+}
+
+/// A discrete-action environment: its [`EnvSpec`] and its dynamics.
+pub trait Env {
+    fn spec(&self) -> EnvSpec;
 
     /// Starts an episode from an initial state drawn from `rng`; returns its observation.
     fn reset(&mut self, rng: &mut ChaCha8Rng) -> Vec<f32>;
@@ -52,6 +54,31 @@ pub trait Env {
     /// If `action >= actions()`, or if no episode is running (before the first
     /// [`Env::reset`], or after a step that ended the episode).
     fn step(&mut self, action: usize) -> Step;
+
+    /// [`EnvSpec::name`].
+    fn name(&self) -> &'static str {
+        self.spec().name
+    }
+
+    /// [`EnvSpec::observation_size`].
+    fn observation_size(&self) -> usize {
+        self.spec().observation_size
+    }
+
+    /// [`EnvSpec::actions`].
+    fn actions(&self) -> usize {
+        self.spec().actions
+    }
+
+    /// [`EnvSpec::max_steps`].
+    fn max_steps(&self) -> usize {
+        self.spec().max_steps
+    }
+
+    /// [`EnvSpec::reward_threshold`].
+    fn reward_threshold(&self) -> f64 {
+        self.spec().reward_threshold
+    }
 }
 
 /// Names [`by_name`] accepts.

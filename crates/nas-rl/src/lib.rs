@@ -16,6 +16,6 @@ mod episodes;
 
 pub use acrobot::Acrobot;
 pub use cartpole::CartPole;
-pub use env::{ENV_NAMES, Env, RlError, Step, by_name};
+pub use env::{ENV_NAMES, Env, EnvSpec, RlError, Step, by_name};
 pub use episodes::run_episodes;
 pub use rand_chacha::ChaCha8Rng;
