@@ -472,13 +472,7 @@ pub fn loss_step(graph: &Graph, options: &TrainOptions) -> Result<Vec<u8>, Graph
     outputs.retain(|o| o.name == LOSS || o.name == CORRECT);
     if options.conditional_mix {
         // Only forward groups: no backward was emitted, so those groups are empty.
-        let wrap = Wrap {
-            live: &live,
-            shapes: &shapes,
-            emitted: &emitted,
-            state: &state,
-            zeros: Default::default(),
-        };
+        let wrap = Wrap::new(&live, &shapes, &emitted, &state);
         wrap_exclusive_branches(&mut e, graph, wrap, &inputs, &outputs)?;
     }
     // The loss gradient and the running statistics' updates feed no output.
@@ -495,6 +489,24 @@ struct Wrap<'a> {
     state: &'a [StateTensor],
     /// Values a skipped branch gives as zeros of full shape (parameter gradients).
     zeros: std::collections::HashMap<String, Vec<usize>>,
+}
+
+impl<'a> Wrap<'a> {
+    /// No value given as zeros (a forward-only step has no parameter gradients).
+    fn new(
+        live: &'a [NodeId],
+        shapes: &'a [Vec<usize>],
+        emitted: &'a conditional::Emitted,
+        state: &'a [StateTensor],
+    ) -> Self {
+        Wrap {
+            live,
+            shapes,
+            emitted,
+            state,
+            zeros: Default::default(),
+        }
+    }
 }
 
 /// Wraps every branch a mixed edge owns exclusively in `If`s (`conditional_mix`).
@@ -575,10 +587,6 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
     let (inputs, outputs) = interface(graph, options, &state, &masks, &mixes, &grad_outputs);
     if options.conditional_mix {
         let wrap = Wrap {
-            live: &live,
-            shapes: &shapes,
-            emitted: &emitted,
-            state: &state,
             zeros: grads
                 .iter()
                 .filter_map(|(param, g)| {
@@ -586,6 +594,7 @@ pub fn training_step(graph: &Graph, options: &TrainOptions) -> Result<TrainingSt
                     Some((g.clone(), t.shape.clone()))
                 })
                 .collect(),
+            ..Wrap::new(&live, &shapes, &emitted, &state)
         };
         wrap_exclusive_branches(&mut e, graph, wrap, &inputs, &outputs)?;
     }
