@@ -111,13 +111,7 @@ fn parse_args() -> Result<Args> {
     let mut a = Args {
         table: PathBuf::from(DEFAULT_TABLE),
         repeats: Vec::new(),
-        methods: vec![
-            Method::Darts,
-            Method::DartsMinus,
-            Method::Drnas,
-            Method::Gdas,
-            Method::Spos,
-        ],
+        methods: Method::ALL.to_vec(),
         seeds: (1..=5).collect(),
         epochs: 50,
         arch_lr: 3e-3,

@@ -98,6 +98,20 @@ fn config(method: Method, epochs: usize) -> OneShotConfig {
     }
 }
 
+/// A search of `cfg` after `epochs` epochs.
+fn trained<'d>(
+    net: &Supernet,
+    cfg: &OneShotConfig,
+    data: &'d SplitDataset,
+    epochs: usize,
+) -> SupernetTrainer<'d> {
+    let mut t = SupernetTrainer::new(net, cfg, &runtime(), data).unwrap();
+    for _ in 0..epochs {
+        t.train_epoch().unwrap();
+    }
+    t
+}
+
 /// Trains `cfg` one epoch, saves a checkpoint to `path`, drops the trainer, resumes from the
 /// file and trains the search to its end; asserts it ends as `straight`, trained without a
 /// stop: the same alpha, weights and per-epoch losses and derivations.
@@ -108,8 +122,7 @@ fn assert_resumes_exactly(
     data: &SplitDataset,
     path: &std::path::Path,
 ) {
-    let mut killed = SupernetTrainer::new(net, cfg, &runtime(), data).unwrap();
-    killed.train_epoch().unwrap();
+    let killed = trained(net, cfg, data, 1);
     killed.checkpoint().unwrap().save(path).unwrap();
     drop(killed);
     let loaded = OneShotCheckpoint::load(path).unwrap();
@@ -165,13 +178,7 @@ fn hand_set_architecture_weights_derive_their_argmax_and_paths_score() {
 fn every_method_learns_and_resumes_exactly() {
     let data = digits();
     let dir = tempfile::tempdir().unwrap();
-    for method in [
-        Method::Darts,
-        Method::DartsMinus,
-        Method::Drnas,
-        Method::Gdas,
-        Method::Spos,
-    ] {
+    for method in Method::ALL {
         let net = supernet(method.aux_skip());
         let cfg = config(method, 3);
         let mut straight = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
@@ -215,10 +222,7 @@ fn beta_decay_keeps_the_architecture_weights_flatter() {
             beta_decay,
             ..config(Method::Darts, 3)
         };
-        let mut t = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
-        for _ in 0..3 {
-            t.train_epoch().unwrap();
-        }
+        let t = trained(&net, &cfg, &data, 3);
         let last = t.history().last().unwrap();
         // Recorded per epoch, rising linearly to the setting.
         let weights: Vec<Option<f64>> = t.history().iter().map(|e| e.beta_decay).collect();
@@ -254,14 +258,7 @@ fn random_smoothing_perturbs_the_weight_steps_and_resumes_exactly() {
         random_smoothing: 0.3,
         ..config(Method::Darts, 3)
     };
-    let run = |cfg: &OneShotConfig, epochs: usize| {
-        let mut t = SupernetTrainer::new(&net, cfg, &runtime(), &data).unwrap();
-        for _ in 0..epochs {
-            t.train_epoch().unwrap();
-        }
-        t
-    };
-    let smoothed = run(&cfg, 3);
+    let smoothed = trained(&net, &cfg, &data, 3);
     // The bound, recorded per epoch, rises from a tenth of the setting to the setting.
     let bounds: Vec<f64> = smoothed
         .history()
@@ -272,7 +269,7 @@ fn random_smoothing_perturbs_the_weight_steps_and_resumes_exactly() {
         assert!((got - want).abs() < 1e-12, "bounds {bounds:?}");
     }
     // The noise reaches the weight steps: the first epoch's training differs from DARTS's.
-    let plain = run(&config(Method::Darts, 3), 1);
+    let plain = trained(&net, &config(Method::Darts, 3), &data, 1);
     assert!(plain.history()[0].random_smoothing.is_none());
     assert_ne!(
         plain.history()[0].train_loss,
@@ -299,12 +296,9 @@ fn perturbation_selection_keeps_the_option_whose_removal_hurts_most_and_resumes_
         selection_epochs: 1,
         ..config(Method::Darts, 2)
     };
-    let mut straight = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
+    let mut straight = trained(&net, &cfg, &data, 2);
     // Two choices: one decision starts the single tuning epoch, the other ends the search.
     assert_eq!(straight.total_epochs(), 3);
-    for _ in 0..2 {
-        straight.train_epoch().unwrap();
-    }
     assert!(straight.decisions().is_empty());
     let err = straight.select().unwrap_err().to_string();
     assert!(err.contains("2 of its 3 epochs"), "{err}");
@@ -335,10 +329,7 @@ fn perturbation_selection_keeps_the_option_whose_removal_hurts_most_and_resumes_
     // Stopped before the tuning epoch (no decision yet) or after it (one decision): the
     // resumed search decides the same way and ends with the same weights.
     for stop in [2, 3] {
-        let mut killed = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
-        for _ in 0..stop {
-            killed.train_epoch().unwrap();
-        }
+        let killed = trained(&net, &cfg, &data, stop);
         let path = dir.path().join(format!("pt-{stop}.ckpt"));
         killed.checkpoint().unwrap().save(&path).unwrap();
         drop(killed);

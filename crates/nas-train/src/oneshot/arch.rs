@@ -36,6 +36,28 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in the order the docs list them.
+    pub const ALL: [Method; 5] = [
+        Method::Darts,
+        Method::DartsMinus,
+        Method::Drnas,
+        Method::Gdas,
+        Method::Spos,
+    ];
+
+    /// The names of the methods `has` holds for, as a message lists them: "a, b or c".
+    pub fn names_where(has: fn(Method) -> bool) -> String {
+        let names: Vec<&str> = Method::ALL
+            .into_iter()
+            .filter(|&m| has(m))
+            .map(Method::name)
+            .collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.concat(),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Method::Darts => "darts",
@@ -522,6 +544,19 @@ mod tests {
                 "{method:?}: an open choice's alpha did not move"
             );
         }
+    }
+
+    #[test]
+    fn names_where_lists_the_methods_a_property_holds_for() {
+        assert_eq!(
+            Method::names_where(Method::softmax_weights),
+            "darts, darts-minus or gdas"
+        );
+        assert_eq!(
+            Method::names_where(Method::mixes_every_option),
+            "darts or darts-minus"
+        );
+        assert_eq!(Method::names_where(Method::aux_skip), "darts-minus");
     }
 
     #[test]

@@ -234,8 +234,9 @@ impl OneShotConfig {
                 "beta_decay",
                 format!(
                     "regularizes softmax architecture weights, which `{}` has none of; \
-                     remove it or use darts, darts-minus or gdas",
-                    self.method.name()
+                     remove it or use {}",
+                    self.method.name(),
+                    Method::names_where(Method::softmax_weights)
                 ),
             );
         }
@@ -244,8 +245,9 @@ impl OneShotConfig {
                 "random_smoothing",
                 format!(
                     "perturbs the softmax mixture of every operation, which `{}` does not \
-                     train with; remove it or use darts or darts-minus",
-                    self.method.name()
+                     train with; remove it or use {}",
+                    self.method.name(),
+                    Method::names_where(Method::mixes_every_option)
                 ),
             );
         }
