@@ -196,6 +196,23 @@ fn a_killed_supernet_training_resumes_from_its_checkpoint() {
 }
 
 #[test]
+fn pruning_that_keeps_every_option_is_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("s.toml"), study_with(4, 1, "prune_to = 5")).unwrap();
+    let o = nas(&["search", "s.toml"], tmp.path());
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("prune_to") && err.contains("keeps every option"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("supernet epoch"),
+        "refused before any training:\n{err}"
+    );
+}
+
+#[test]
 fn regularizers_are_refused_by_methods_they_do_not_fit() {
     // Beta-Decay needs softmax weights (DrNAS's are Dirichlet samples); random smoothing a
     // softmax mixture of every operation (GDAS samples one).

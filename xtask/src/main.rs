@@ -178,6 +178,13 @@ enum Task {
         /// only (0: off).
         #[arg(long, default_value_t = 0.0)]
         random_smoothing: f64,
+        /// Progressive pruning (DrNAS): options each choice keeps after `prune_after` epochs
+        /// (0: off).
+        #[arg(long, default_value_t = 0)]
+        prune_to: usize,
+        /// Epochs before progressive pruning (default: half the search).
+        #[arg(long)]
+        prune_after: Option<usize>,
         /// Train the affine parameters of the mixed edges' BatchNorms.
         #[arg(long)]
         affine: bool,
@@ -494,6 +501,8 @@ fn main() -> Result<ExitCode> {
             warmup,
             beta_decay,
             random_smoothing,
+            prune_to,
+            prune_after,
             affine,
             all_ops,
             selection,
@@ -530,6 +539,13 @@ fn main() -> Result<ExitCode> {
                 .args(["--warmup", &warmup.to_string()])
                 .args(["--beta-decay", &beta_decay.to_string()])
                 .args(["--random-smoothing", &random_smoothing.to_string()])
+                .args(["--prune-to", &prune_to.to_string()])
+                .args(
+                    prune_after
+                        .map(|n| ["--prune-after".to_string(), n.to_string()])
+                        .into_iter()
+                        .flatten(),
+                )
                 .args(["--selection", &selection])
                 .args(["--selection-epochs", &selection_epochs.to_string()])
                 .args(["--selection-metric", &selection_metric])

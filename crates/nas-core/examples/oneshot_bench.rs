@@ -50,6 +50,10 @@ struct Args {
     beta_decay: f64,
     /// SDARTS-RS's noise bound on the weight steps' mixing weights (0: off).
     random_smoothing: f64,
+    /// Progressive pruning: options kept per choice (0: off) and after how many epochs
+    /// (`None`: half the search).
+    prune_to: usize,
+    prune_after: Option<usize>,
     affine: bool,
     /// Compute every operation of an edge also for GDAS and SPOS (weighed by zero).
     all_ops: bool,
@@ -78,7 +82,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos|none] \
-     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--random-smoothing X] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
+     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--random-smoothing X] [--prune-to K] [--prune-after N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
      [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--derive K] [--random-search K,N] [--threads N] [--out DIR]";
 
 /// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
@@ -119,6 +123,8 @@ fn parse_args() -> Result<Args> {
         warmup: 0,
         beta_decay: 0.0,
         random_smoothing: 0.0,
+        prune_to: 0,
+        prune_after: None,
         affine: false,
         all_ops: false,
         spos_sample: 300,
@@ -176,6 +182,8 @@ fn parse_args() -> Result<Args> {
             "--warmup" => a.warmup = value()?.parse()?,
             "--beta-decay" => a.beta_decay = value()?.parse()?,
             "--random-smoothing" => a.random_smoothing = value()?.parse()?,
+            "--prune-to" => a.prune_to = value()?.parse()?,
+            "--prune-after" => a.prune_after = Some(value()?.parse()?),
             "--affine" => a.affine = true,
             "--all-ops" => a.all_ops = true,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
@@ -434,6 +442,13 @@ fn main() -> Result<()> {
                 } else {
                     0.0
                 },
+                // SPOS learns no architecture weights to prune by.
+                prune_to: if method.learns_alpha() {
+                    args.prune_to
+                } else {
+                    0
+                },
+                prune_after: args.prune_after,
                 affine: args.affine,
                 sampled_path_only: !args.all_ops,
                 seed: Some(seed),
@@ -1197,7 +1212,7 @@ fn write_results(
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `{}`\n\n{}{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, progressive pruning {}, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | random search given that time: percentile, mean percentile | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -1210,6 +1225,15 @@ fn write_results(
         args.warmup,
         args.beta_decay,
         args.random_smoothing,
+        if args.prune_to == 0 {
+            "off".to_string()
+        } else {
+            format!(
+                "to {} options per choice after {} epochs",
+                args.prune_to,
+                args.prune_after.unwrap_or(args.epochs / 2)
+            )
+        },
         args.affine,
         if args.all_ops {
             "every operation"

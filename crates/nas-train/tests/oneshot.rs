@@ -287,6 +287,66 @@ fn random_smoothing_perturbs_the_weight_steps_and_resumes_exactly() {
 }
 
 #[test]
+fn progressive_pruning_drops_the_least_likely_options_and_resumes_exactly() {
+    let data = digits();
+    let dir = tempfile::tempdir().unwrap();
+    let net = supernet(false);
+    for method in [Method::Drnas, Method::Darts] {
+        let cfg = OneShotConfig {
+            prune_to: 2,
+            prune_after: Some(1),
+            ..config(method, 3)
+        };
+        let pruned = trained(&net, &cfg, &data, 3);
+        let history = pruned.history();
+        // After the first epoch every option of choice 0 has weight; its two most likely
+        // then are the two it keeps.
+        let before = &history[0].probabilities[0];
+        assert!(before.iter().all(|&p| p > 0.0), "{method:?}: {before:?}");
+        let mut by_weight: Vec<usize> = (0..4).collect();
+        by_weight.sort_by(|&a, &b| before[b].total_cmp(&before[a]));
+        let mut expected = by_weight[..2].to_vec();
+        expected.sort();
+        assert_eq!(pruned.arch().kept(0), expected, "{method:?}");
+        // Choice 1 has two options: nothing to prune.
+        assert_eq!(pruned.arch().kept(1), vec![0, 1], "{method:?}");
+        for epoch in &history[1..] {
+            let p = &epoch.probabilities[0];
+            for o in &by_weight[2..] {
+                assert_eq!(p[*o], 0.0, "{method:?}: a pruned option kept weight: {p:?}");
+            }
+            assert!(
+                (p.iter().sum::<f64>() - 1.0).abs() < 1e-12,
+                "{method:?}: {p:?}"
+            );
+            assert!(expected.contains(&epoch.derived[0]), "{method:?}");
+        }
+        // The pruning happens in the epoch after the checkpoint: the resumed search prunes
+        // the same options and trains on as the straight one.
+        assert_resumes_exactly(
+            &pruned,
+            &net,
+            &cfg,
+            &data,
+            &dir.path().join(format!("{method:?}.ckpt")),
+        );
+    }
+    // Keeping as many options as a choice has prunes nothing: refused with its key.
+    let keeps_all = OneShotConfig {
+        prune_to: 4,
+        ..config(Method::Darts, 3)
+    };
+    match SupernetTrainer::new(&net, &keeps_all, &runtime(), &data) {
+        Err(nas_train::TrainError::Config { key, reason }) => {
+            assert_eq!(key, "prune_to");
+            assert!(reason.contains("keeps every option"), "{reason}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("prune_to = 4 of at most 4 options was accepted"),
+    }
+}
+
+#[test]
 fn perturbation_selection_keeps_the_option_whose_removal_hurts_most_and_resumes_exactly() {
     let data = digits();
     let dir = tempfile::tempdir().unwrap();

@@ -142,6 +142,24 @@ fn decided_option(decided: &[Option<usize>], c: usize) -> Option<usize> {
     decided.get(c).copied().flatten()
 }
 
+/// Whether progressive pruning removed option `o` of choice `c` from `pruned` (empty: none).
+fn pruned_option(pruned: &[Vec<bool>], c: usize, o: usize) -> bool {
+    pruned
+        .get(c)
+        .and_then(|p| p.get(o))
+        .copied()
+        .unwrap_or(false)
+}
+
+/// `values` spread over `n` options: `values[i]` at `kept[i]`, 0 elsewhere.
+fn scatter(kept: &[usize], values: &[f64], n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n];
+    for (&k, &v) in kept.iter().zip(values) {
+        out[k] = v;
+    }
+    out
+}
+
 fn one_hot(k: usize, n: usize) -> Vec<f64> {
     (0..n).map(|i| if i == k { 1.0 } else { 0.0 }).collect()
 }
@@ -162,6 +180,13 @@ enum Backward {
     Softmax { p: Vec<f64>, scale: f64 },
     /// Through a Dirichlet sample (DrNAS).
     Dirichlet(DirichletSample),
+    /// Through `inner` over the options progressive pruning kept (`kept` of `n`); pruned
+    /// options get no gradient.
+    Kept {
+        kept: Vec<usize>,
+        n: usize,
+        inner: Box<Backward>,
+    },
 }
 
 impl Backward {
@@ -172,6 +197,10 @@ impl Backward {
                 .map(|g| g * scale)
                 .collect(),
             Backward::Dirichlet(sample) => sample.backward(grad),
+            Backward::Kept { kept, n, inner } => {
+                let sub: Vec<f64> = kept.iter().map(|&k| grad[k]).collect();
+                scatter(kept, &inner.alpha_grad(&sub), *n)
+            }
         }
     }
 }
@@ -199,6 +228,11 @@ pub struct ArchParams {
     /// alone and its `alpha` no longer moves.
     #[serde(default)]
     decided: Vec<Option<usize>>,
+    /// Per choice and option: whether progressive pruning removed it (empty: none removed;
+    /// checkpoints written before it have none). A pruned option's weight is 0 in every
+    /// step, the others share the relaxation, and its `alpha` no longer moves.
+    #[serde(default)]
+    pruned: Vec<Vec<bool>>,
     m: Vec<Vec<f64>>,
     v: Vec<Vec<f64>>,
     /// Adam steps taken.
@@ -223,6 +257,40 @@ pub(crate) struct ArchAdam {
 pub(crate) fn beta_decay_grad(alpha: &[f64], weight: f64, choices: usize) -> Vec<f64> {
     let scale = weight / choices.max(1) as f64;
     softmax(alpha).into_iter().map(|p| scale * p).collect()
+}
+
+/// One choice's mixing weights for one step from its logits `a`, and how their gradient
+/// reaches `a` (`None` for SPOS, which learns no logits).
+fn relax(method: Method, a: &[f64], tau: f64, rng: &mut impl Rng) -> (Vec<f64>, Option<Backward>) {
+    match method {
+        Method::Darts | Method::DartsMinus => {
+            let p = softmax(a);
+            (p.clone(), Some(Backward::Softmax { p, scale: 1.0 }))
+        }
+        Method::Drnas => {
+            let sample = DirichletSample::draw(a, rng);
+            (sample.weights.clone(), Some(Backward::Dirichlet(sample)))
+        }
+        Method::Gdas => {
+            let logits: Vec<f64> = a
+                .iter()
+                .map(|&v| {
+                    let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+                    (v - (-u.ln()).ln()) / tau
+                })
+                .collect();
+            let p = softmax(&logits);
+            let w = one_hot(argmax(&p), a.len());
+            (
+                w,
+                Some(Backward::Softmax {
+                    p,
+                    scale: 1.0 / tau,
+                }),
+            )
+        }
+        Method::Spos => (one_hot(rng.random_range(0..a.len()), a.len()), None),
+    }
 }
 
 impl ArchParams {
@@ -251,31 +319,76 @@ impl ArchParams {
             alpha,
             relaxation,
             decided: Vec::new(),
+            pruned: Vec::new(),
             m: zeros.clone(),
             v: zeros,
             t: 0,
         }
     }
 
-    /// Per choice: the softmax of `alpha` (DrNAS: the Dirichlet mean `beta / sum(beta)`).
+    /// Per choice: the softmax of `alpha` (DrNAS: the Dirichlet mean `beta / sum(beta)`)
+    /// over the options not pruned, 0 for the pruned ones.
     pub fn probabilities(&self) -> Vec<Vec<f64>> {
-        self.alpha
-            .iter()
-            .map(|a| match self.relaxation {
-                Relaxation::Softmax => softmax(a),
-                Relaxation::Dirichlet => dirichlet::mean(a),
+        (0..self.alpha.len())
+            .map(|c| {
+                self.on_kept(c, |a| match self.relaxation {
+                    Relaxation::Softmax => softmax(a),
+                    Relaxation::Dirichlet => dirichlet::mean(a),
+                })
             })
             .collect()
     }
 
     /// The derived architecture: the decided option of a decided choice, otherwise the most
-    /// likely one (both relaxations are monotone in `alpha`).
+    /// likely option not pruned (both relaxations are monotone in `alpha`).
     pub fn derive(&self) -> Vec<usize> {
-        self.alpha
-            .iter()
-            .enumerate()
-            .map(|(c, a)| self.decided(c).unwrap_or_else(|| argmax(a)))
+        (0..self.alpha.len())
+            .map(|c| {
+                self.decided(c).unwrap_or_else(|| {
+                    let kept = self.kept(c);
+                    let sub: Vec<f64> = kept.iter().map(|&o| self.alpha[c][o]).collect();
+                    kept[argmax(&sub)]
+                })
+            })
             .collect()
+    }
+
+    /// The options of choice `c` that progressive pruning has not removed, in order.
+    pub fn kept(&self, c: usize) -> Vec<usize> {
+        (0..self.alpha[c].len())
+            .filter(|&o| !pruned_option(&self.pruned, c, o))
+            .collect()
+    }
+
+    /// `f` of choice `c`'s logits restricted to its kept options, spread back over every
+    /// option (0 for the pruned ones).
+    fn on_kept(&self, c: usize, f: impl FnOnce(&[f64]) -> Vec<f64>) -> Vec<f64> {
+        let kept = self.kept(c);
+        let sub: Vec<f64> = kept.iter().map(|&o| self.alpha[c][o]).collect();
+        scatter(&kept, &f(&sub), self.alpha[c].len())
+    }
+
+    /// Progressive pruning (DrNAS's progressive stage): every open choice keeps its `keep`
+    /// most likely options (ties: the lower option) and drops the rest from the supernet.
+    /// Returns how many options were removed.
+    pub(crate) fn prune(&mut self, keep: usize) -> usize {
+        let p = self.probabilities();
+        if self.pruned.len() < self.alpha.len() {
+            self.pruned = self.alpha.iter().map(|a| vec![false; a.len()]).collect();
+        }
+        let mut removed = 0;
+        for (c, p) in p.iter().enumerate() {
+            if self.decided(c).is_some() {
+                continue;
+            }
+            let mut kept = self.kept(c);
+            kept.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+            for &o in kept.iter().skip(keep.max(1)) {
+                self.pruned[c][o] = true;
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// The option choice `c` is fixed to, if selection has decided it.
@@ -345,12 +458,14 @@ impl ArchParams {
     }
 
     /// SDARTS-RS: adds noise uniform in `[-eps, eps]` to every open choice's mixing weights
-    /// (a decided choice keeps its one-hot).
+    /// (a decided choice keeps its one-hot, a pruned option its 0).
     pub(crate) fn smooth(&self, weights: &mut [Vec<f64>], eps: f64, rng: &mut impl Rng) {
         for (c, w) in weights.iter_mut().enumerate() {
             if decided_option(&self.decided, c).is_none() {
-                for v in w.iter_mut() {
-                    *v += rng.random_range(-eps..=eps);
+                for (o, v) in w.iter_mut().enumerate() {
+                    if !pruned_option(&self.pruned, c, o) {
+                        *v += rng.random_range(-eps..=eps);
+                    }
                 }
             }
         }
@@ -363,61 +478,28 @@ impl ArchParams {
         w
     }
 
+    /// Per choice, the method's weights over the options not pruned (pruned ones: 0).
     fn relaxed_weights(&self, method: Method, tau: f64, rng: &mut impl Rng) -> StepWeights {
-        match method {
-            Method::Darts | Method::DartsMinus => {
-                let p = self.probabilities();
-                StepWeights {
-                    weights: p.clone(),
-                    backward: p
-                        .into_iter()
-                        .map(|p| Backward::Softmax { p, scale: 1.0 })
-                        .collect(),
-                }
-            }
-            Method::Drnas => {
-                let samples: Vec<DirichletSample> = self
-                    .alpha
-                    .iter()
-                    .map(|a| DirichletSample::draw(a, rng))
-                    .collect();
-                StepWeights {
-                    weights: samples.iter().map(|s| s.weights.clone()).collect(),
-                    backward: samples.into_iter().map(Backward::Dirichlet).collect(),
-                }
-            }
-            Method::Gdas => {
-                let mut weights = Vec::with_capacity(self.alpha.len());
-                let mut backward = Vec::with_capacity(self.alpha.len());
-                for a in &self.alpha {
-                    let logits: Vec<f64> = a
-                        .iter()
-                        .map(|&v| {
-                            let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
-                            (v - (-u.ln()).ln()) / tau
-                        })
-                        .collect();
-                    let p = softmax(&logits);
-                    weights.push(one_hot(argmax(&p), a.len()));
-                    backward.push(Backward::Softmax {
-                        p,
-                        scale: 1.0 / tau,
-                    });
-                }
-                StepWeights { weights, backward }
-            }
-            Method::Spos => {
-                let weights = self
-                    .alpha
-                    .iter()
-                    .map(|a| one_hot(rng.random_range(0..a.len()), a.len()))
-                    .collect();
-                StepWeights {
-                    weights,
-                    backward: Vec::new(),
-                }
+        let mut weights = Vec::with_capacity(self.alpha.len());
+        let mut backward = Vec::with_capacity(self.alpha.len());
+        for (c, a) in self.alpha.iter().enumerate() {
+            let kept = self.kept(c);
+            if kept.len() == a.len() {
+                let (w, b) = relax(method, a, tau, rng);
+                weights.push(w);
+                backward.extend(b);
+            } else {
+                let sub: Vec<f64> = kept.iter().map(|&o| a[o]).collect();
+                let (w, b) = relax(method, &sub, tau, rng);
+                weights.push(scatter(&kept, &w, a.len()));
+                backward.extend(b.map(|inner| Backward::Kept {
+                    kept,
+                    n: a.len(),
+                    inner: Box::new(inner),
+                }));
             }
         }
+        StepWeights { weights, backward }
     }
 
     /// One Adam step on `alpha` from `grad_weights`, the loss gradient of each choice's
@@ -427,17 +509,27 @@ impl ArchParams {
         let t = self.t as i32;
         let dirichlet = self.relaxation == Relaxation::Dirichlet;
         let count = self.alpha.len();
+        // Beta-Decay's `logsumexp` runs over the options still in the supernet.
+        let decay: Vec<Vec<f64>> = (0..count)
+            .map(|c| {
+                if !dirichlet && adam.beta_decay > 0.0 {
+                    self.on_kept(c, |a| beta_decay_grad(a, adam.beta_decay, count))
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
         let choices = self.alpha.iter_mut().zip(&mut self.m).zip(&mut self.v);
         for (c, ((alpha, m), v)) in choices.enumerate() {
             if decided_option(&self.decided, c).is_some() {
                 continue;
             }
             let mut g = w.backward[c].alpha_grad(&grad_weights[c]);
-            if !dirichlet && adam.beta_decay > 0.0 {
-                let decay = beta_decay_grad(alpha, adam.beta_decay, count);
-                g.iter_mut().zip(decay).for_each(|(g, d)| *g += d);
-            }
+            g.iter_mut().zip(&decay[c]).for_each(|(g, d)| *g += d);
             for (j, g) in g.iter().enumerate() {
+                if pruned_option(&self.pruned, c, j) {
+                    continue;
+                }
                 let penalty = if dirichlet {
                     2.0 * adam.concentration_l2
                         * concentration(alpha[j])
@@ -544,6 +636,60 @@ mod tests {
                 "{method:?}: an open choice's alpha did not move"
             );
         }
+    }
+
+    #[test]
+    fn pruned_options_get_no_weight_no_gradient_and_are_never_derived() {
+        let adam = ArchAdam {
+            lr: 0.1,
+            beta1: 0.5,
+            beta2: 0.999,
+            weight_decay: 1e-3,
+            concentration_l2: 1e-3,
+            beta_decay: 0.5,
+        };
+        for method in [Method::Darts, Method::Drnas, Method::Gdas] {
+            let mut a = ArchParams::new(&[5, 3], 4, method);
+            a.alpha = vec![vec![0.5, -1.0, 2.0, 0.0, 1.0], vec![0.1, 0.2, 0.3]];
+            assert_eq!(a.prune(3), 2, "{method:?}");
+            assert_eq!(a.kept(0), vec![0, 2, 4], "{method:?}");
+            assert_eq!(a.kept(1), vec![0, 1, 2], "{method:?}");
+            // A pruned option that would now win the argmax is still not derived.
+            a.alpha[0][1] = 9.0;
+            assert_eq!(a.derive()[0], 2, "{method:?}");
+            let p = a.probabilities();
+            assert_eq!((p[0][1], p[0][3]), (0.0, 0.0), "{method:?}");
+            assert!((p[0].iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            for step in 0..20 {
+                let w = a.step_weights(method, 1.0, &mut step_rng(3, step, Draw::ArchStep));
+                assert_eq!((w.weights[0][1], w.weights[0][3]), (0.0, 0.0), "{method:?}");
+                assert!((w.weights[0].iter().sum::<f64>() - 1.0).abs() < 1e-12);
+                let before = a.alpha.clone();
+                a.update(&w, &[vec![1.0, -5.0, 0.5, -5.0, 0.0], vec![0.0; 3]], &adam);
+                assert_eq!((a.alpha[0][1], a.alpha[0][3]), (9.0, before[0][3]));
+                assert_ne!(
+                    a.alpha[0][0], before[0][0],
+                    "{method:?}: a kept option froze"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_over_the_kept_options_is_that_of_their_softmax() {
+        let mut a = ArchParams::new(&[4], 1, Method::Darts);
+        a.alpha = vec![vec![0.3, -0.2, 1.1, 0.4]];
+        a.prune(3);
+        assert_eq!(a.kept(0), vec![0, 2, 3]);
+        let g = [1.5, 7.0, -0.4, 0.25];
+        let w = a.step_weights(Method::Darts, 1.0, &mut step_rng(0, 0, Draw::ArchStep));
+        let analytic = w.backward[0].alpha_grad(&g);
+        assert_eq!(analytic[1], 0.0);
+        let f = |z: &[f64]| -> f64 {
+            let p = softmax(&[z[0], z[2], z[3]]);
+            p[0] * g[0] + p[1] * g[2] + p[2] * g[3]
+        };
+        assert_gradient(f, &a.alpha[0], &analytic);
     }
 
     #[test]

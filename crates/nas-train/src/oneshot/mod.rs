@@ -99,6 +99,15 @@ pub struct OneShotConfig {
     /// DARTS's collapse. The architecture steps see the weights unperturbed. Methods that mix
     /// every option by `softmax(alpha)` only (darts, darts-minus).
     pub random_smoothing: f64,
+    /// Progressive pruning (DrNAS's progressive stage, Chen et al., ICLR 2021): after
+    /// `prune_after` epochs every choice keeps its `prune_to` most likely options and the
+    /// rest leave the supernet (weight 0 from then on); the warm-up (`warmup_epochs`, no
+    /// architecture steps) runs again after the pruning, so the kept operations' weights
+    /// adapt to the smaller supernet before `alpha` learns again. 0: off (DrNAS keeps 3 of
+    /// NAS-Bench-201's 5). Methods that learn `alpha` only.
+    pub prune_to: usize,
+    /// Epochs before progressive pruning (`None`: half the search).
+    pub prune_after: Option<usize>,
     /// Train the scale and shift of the BatchNorms that end a mixed edge's operations. Off
     /// by default, as in NAS-Bench-201's search networks: with them an operation can grow
     /// its output instead of its architecture weight.
@@ -144,6 +153,8 @@ impl Default for OneShotConfig {
             concentration_l2: 1e-3,
             beta_decay: 0.0,
             random_smoothing: 0.0,
+            prune_to: 0,
+            prune_after: None,
             affine: false,
             augment: None,
             seed: None,
@@ -251,6 +262,31 @@ impl OneShotConfig {
                 ),
             );
         }
+        if self.prune_to > 0 {
+            if !self.method.learns_alpha() {
+                return bad(
+                    "prune_to",
+                    format!(
+                        "keeps the options with the largest architecture weights, which `{}` \
+                         has none of; remove it",
+                        self.method.name()
+                    ),
+                );
+            }
+            let after = self.prune_epoch();
+            if after <= self.warmup_epochs || after + self.warmup_epochs >= self.epochs {
+                return bad(
+                    "prune_after",
+                    format!(
+                        "is {after}; the architecture must learn before the pruning (more than \
+                         warmup_epochs = {w}) and after it, past the warm-up it runs again \
+                         (below epochs - warmup_epochs = {})",
+                        self.epochs.saturating_sub(self.warmup_epochs),
+                        w = self.warmup_epochs,
+                    ),
+                );
+            }
+        }
         if !(self.tau_max.is_finite() && self.tau_max >= self.tau_min) {
             return bad(
                 "tau_max",
@@ -261,6 +297,19 @@ impl OneShotConfig {
             );
         }
         Ok(())
+    }
+
+    /// Epochs before progressive pruning: `prune_after`, by default half the search.
+    pub fn prune_epoch(&self) -> usize {
+        self.prune_after.unwrap_or(self.epochs / 2)
+    }
+
+    /// Whether epoch `index` (0-based) trains the weights only: the warm-up, and with
+    /// progressive pruning the warm-up again right after it.
+    fn warms_up(&self, index: usize) -> bool {
+        let after_pruning = self.prune_to > 0
+            && (self.prune_epoch()..self.prune_epoch() + self.warmup_epochs).contains(&index);
+        index < self.warmup_epochs || after_pruning
     }
 
     /// The architecture step's settings; `beta_decay` is the Beta-Decay weight of the step.
@@ -431,6 +480,17 @@ impl<'d> SupernetTrainer<'d> {
                     "without"
                 }
             )));
+        }
+        let most = supernet.options.iter().copied().max().unwrap_or(0);
+        if cfg.prune_to > 0 && cfg.prune_to >= most {
+            return Err(TrainError::Config {
+                key: "prune_to".into(),
+                reason: format!(
+                    "is {}, which keeps every option of this supernet (at most {most} per \
+                     choice); set it below {most}, or 0 for no pruning",
+                    cfg.prune_to
+                ),
+            });
         }
         check_fit(&supernet.graph, &data)?;
         if data.data.task() == nas_data::Task::Regression {
@@ -719,6 +779,9 @@ impl<'d> SupernetTrainer<'d> {
             self.decide_one()?;
         }
         let index = self.epoch;
+        if self.cfg.prune_to > 0 && index == self.cfg.prune_epoch() {
+            self.arch.prune(self.cfg.prune_to);
+        }
         let started = Instant::now();
         let tau = self.tau(index);
         let beta_decay = self.beta_decay(index);
@@ -740,7 +803,7 @@ impl<'d> SupernetTrainer<'d> {
         };
         let learns = self.cfg.method.learns_alpha();
         // Warm-up, or `alpha` kept uniform (`arch_lr = 0`): no architecture steps.
-        let warm = index < self.cfg.warmup_epochs || self.cfg.arch_lr == 0.0;
+        let warm = self.cfg.warms_up(index) || self.cfg.arch_lr == 0.0;
         // A handle of our own: the batch iterators borrow it while steps borrow `self`.
         let data = self.data.clone();
         let train: Vec<(Array4<f32>, Vec<u32>)> = data
@@ -922,7 +985,7 @@ mod tests {
     fn invalid_settings_name_their_key() {
         OneShotConfig::default().validate().unwrap();
         type Spoil = fn(&mut OneShotConfig);
-        let cases: [(&str, Spoil); 13] = [
+        let cases: [(&str, Spoil); 16] = [
             ("epochs", |c| c.epochs = 0),
             ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
             ("arch_lr", |c| c.arch_lr = f64::NAN),
@@ -943,6 +1006,22 @@ mod tests {
             ("selection", |c| {
                 c.method = Method::Spos;
                 c.selection = Selection::Perturbation;
+            }),
+            // SPOS has no architecture weights to rank options by.
+            ("prune_to", |c| {
+                c.method = Method::Spos;
+                c.prune_to = 3;
+            }),
+            // Pruning before `alpha` has learned anything would be a random pick.
+            ("prune_after", |c| {
+                c.prune_to = 3;
+                c.warmup_epochs = 5;
+                c.prune_after = Some(5);
+            }),
+            // Nor may the architecture stop learning at the pruning.
+            ("prune_after", |c| {
+                c.prune_to = 3;
+                c.prune_after = Some(c.epochs);
             }),
         ];
         let fixed_alpha = OneShotConfig {

@@ -9,7 +9,8 @@
 //!   the supernet stands) and the supernet's validation accuracy measured; the option whose
 //!   removal costs the most accuracy is kept, the choice is fixed to it, and the supernet is
 //!   tuned for `selection_epochs` epochs (weights at `weight_lr / 10`, `alpha` of the open
-//!   choices still learning) before the next decision.
+//!   choices still learning) before the next decision. Options progressive pruning removed
+//!   are measured like the others but cannot be kept.
 
 use serde::{Deserialize, Serialize};
 
@@ -109,7 +110,8 @@ impl SupernetTrainer<'_> {
                 SelectionMetric::Loss => by_loss,
             }
         };
-        let option = (0..accuracy_without.len())
+        // An option progressive pruning removed is no candidate (removing it changes nothing).
+        let option = (self.arch.kept(choice).into_iter())
             .min_by(|&a, &b| hurts_less(a, b))
             .expect("a choice has options");
         self.arch.decide(choice, option);
