@@ -422,18 +422,19 @@ impl ArchParams {
     }
 
     /// The `k` most likely architectures under independent softmaxes, most likely first
-    /// (the first is [`ArchParams::derive`]). A beam of width `k` over the choices is exact
-    /// here: log-probabilities add up choice by choice.
+    /// (the first is [`ArchParams::derive`]), none with a pruned option. A beam of width
+    /// `k` over the choices is exact here: log-probabilities add up choice by choice.
     pub fn most_likely(&self, k: usize) -> Vec<Vec<usize>> {
         let mut beam: Vec<(f64, Vec<usize>)> = vec![(0.0, Vec::new())];
-        for p in self.probabilities() {
+        for (c, p) in self.probabilities().into_iter().enumerate() {
+            let (kept, p) = (&self.kept(c), &p);
             let mut next: Vec<(f64, Vec<usize>)> = beam
                 .iter()
                 .flat_map(|(score, prefix)| {
-                    p.iter().enumerate().map(move |(o, q)| {
+                    kept.iter().map(move |&o| {
                         let mut path = prefix.clone();
                         path.push(o);
-                        (score + q.ln(), path)
+                        (score + p[o].ln(), path)
                     })
                 })
                 .collect();
@@ -657,6 +658,9 @@ mod tests {
             // A pruned option that would now win the argmax is still not derived.
             a.alpha[0][1] = 9.0;
             assert_eq!(a.derive()[0], 2, "{method:?}");
+            let every = a.most_likely(100);
+            assert_eq!(every.len(), 9, "{method:?}: 3 x 3 architectures left");
+            assert!(every.iter().all(|path| a.kept(0).contains(&path[0])));
             let p = a.probabilities();
             assert_eq!((p[0][1], p[0][3]), (0.0, 0.0), "{method:?}");
             assert!((p[0].iter().sum::<f64>() - 1.0).abs() < 1e-12);
