@@ -1228,10 +1228,15 @@ fn write_results(
         if args.prune_to == 0 {
             "off".to_string()
         } else {
+            let schedule = OneShotConfig {
+                epochs: args.epochs,
+                prune_after: args.prune_after,
+                ..OneShotConfig::default()
+            };
             format!(
                 "to {} options per choice after {} epochs",
                 args.prune_to,
-                args.prune_after.unwrap_or(args.epochs / 2)
+                schedule.prune_epoch()
             )
         },
         args.affine,

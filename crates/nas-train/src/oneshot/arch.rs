@@ -345,9 +345,8 @@ impl ArchParams {
         (0..self.alpha.len())
             .map(|c| {
                 self.decided(c).unwrap_or_else(|| {
-                    let kept = self.kept(c);
-                    let sub: Vec<f64> = kept.iter().map(|&o| self.alpha[c][o]).collect();
-                    kept[argmax(&sub)]
+                    let (kept, logits) = self.kept_logits(c);
+                    kept[argmax(&logits)]
                 })
             })
             .collect()
@@ -360,12 +359,18 @@ impl ArchParams {
             .collect()
     }
 
+    /// Choice `c`'s kept options and their logits, in order.
+    fn kept_logits(&self, c: usize) -> (Vec<usize>, Vec<f64>) {
+        let kept = self.kept(c);
+        let logits = kept.iter().map(|&o| self.alpha[c][o]).collect();
+        (kept, logits)
+    }
+
     /// `f` of choice `c`'s logits restricted to its kept options, spread back over every
     /// option (0 for the pruned ones).
     fn on_kept(&self, c: usize, f: impl FnOnce(&[f64]) -> Vec<f64>) -> Vec<f64> {
-        let kept = self.kept(c);
-        let sub: Vec<f64> = kept.iter().map(|&o| self.alpha[c][o]).collect();
-        scatter(&kept, &f(&sub), self.alpha[c].len())
+        let (kept, logits) = self.kept_logits(c);
+        scatter(&kept, &f(&logits), self.alpha[c].len())
     }
 
     /// Progressive pruning (DrNAS's progressive stage): every open choice keeps its `keep`
@@ -483,22 +488,23 @@ impl ArchParams {
     fn relaxed_weights(&self, method: Method, tau: f64, rng: &mut impl Rng) -> StepWeights {
         let mut weights = Vec::with_capacity(self.alpha.len());
         let mut backward = Vec::with_capacity(self.alpha.len());
-        for (c, a) in self.alpha.iter().enumerate() {
-            let kept = self.kept(c);
-            if kept.len() == a.len() {
-                let (w, b) = relax(method, a, tau, rng);
-                weights.push(w);
-                backward.extend(b);
-            } else {
-                let sub: Vec<f64> = kept.iter().map(|&o| a[o]).collect();
-                let (w, b) = relax(method, &sub, tau, rng);
-                weights.push(scatter(&kept, &w, a.len()));
-                backward.extend(b.map(|inner| Backward::Kept {
-                    kept,
-                    n: a.len(),
-                    inner: Box::new(inner),
-                }));
-            }
+        for c in 0..self.alpha.len() {
+            let n = self.alpha[c].len();
+            let (kept, logits) = self.kept_logits(c);
+            let (w, b) = relax(method, &logits, tau, rng);
+            weights.push(scatter(&kept, &w, n));
+            // With nothing pruned the relaxation's own gradient is the whole story.
+            backward.extend(b.map(|inner| {
+                if kept.len() == n {
+                    inner
+                } else {
+                    Backward::Kept {
+                        kept,
+                        n,
+                        inner: Box::new(inner),
+                    }
+                }
+            }));
         }
         StepWeights { weights, backward }
     }

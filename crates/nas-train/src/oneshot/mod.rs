@@ -278,9 +278,15 @@ impl OneShotConfig {
                 return bad(
                     "prune_after",
                     format!(
-                        "is {after}; the architecture must learn before the pruning (more than \
-                         warmup_epochs = {w}) and after it, past the warm-up it runs again \
-                         (below epochs - warmup_epochs = {})",
+                        "is {after}{}; the architecture must learn before the pruning (more \
+                         than warmup_epochs = {w}) and after it, past the warm-up it runs again \
+                         (below epochs - warmup_epochs = {}); set prune_after in that range or \
+                         change epochs / warmup_epochs",
+                        if self.prune_after.is_none() {
+                            " (its default, half of epochs)"
+                        } else {
+                            ""
+                        },
                         self.epochs.saturating_sub(self.warmup_epochs),
                         w = self.warmup_epochs,
                     ),

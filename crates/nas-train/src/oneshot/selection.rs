@@ -111,7 +111,10 @@ impl SupernetTrainer<'_> {
             }
         };
         // An option progressive pruning removed is no candidate (removing it changes nothing).
-        let option = (self.arch.kept(choice).into_iter())
+        let option = self
+            .arch
+            .kept(choice)
+            .into_iter()
             .min_by(|&a, &b| hurts_less(a, b))
             .expect("a choice has options");
         self.arch.decide(choice, option);
