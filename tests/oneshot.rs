@@ -7,7 +7,7 @@
 use std::path::Path;
 
 mod common;
-use common::{nas, nas_until, stderr};
+use common::{SMALL_CHAIN, nas, nas_until, stderr};
 
 fn study(epochs: usize, trials: usize) -> String {
     study_with(epochs, trials, "")
@@ -236,5 +236,52 @@ fn regularizers_are_refused_by_methods_they_do_not_fit() {
             !err.contains("supernet epoch"),
             "refused before any training:\n{err}"
         );
+    }
+}
+
+#[test]
+fn darts_and_gdas_search_a_chain_space() {
+    // GDAS computes the sampled path only (the `If`s around the masks and convolutions).
+    for method in ["darts", "gdas"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let toml = study(2, 2)
+            .replace("plugin = \"darts\"", &format!("plugin = \"{method}\""))
+            .replace(
+                "kind = \"cell\"\nchannels = 4\ncells_per_stage = 1",
+                SMALL_CHAIN,
+            );
+        assert!(toml.contains("stem_channels"), "{toml}");
+        std::fs::write(tmp.path().join("s.toml"), toml).unwrap();
+        let o = nas(&["search", "s.toml"], tmp.path());
+        let err = stderr(&o);
+        assert!(o.status.success(), "{method}: {err}");
+        assert!(
+            err.contains(&format!("{method}: supernet epoch 2/2")),
+            "{err}"
+        );
+        let conn = rusqlite::Connection::open(tmp.path().join("study/study.db")).unwrap();
+        let state: String = conn
+            .query_row(
+                "SELECT state FROM checkpoints WHERE name = ?1",
+                [method],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        let probs = state["history"][1]["probabilities"].as_array().unwrap();
+        assert_eq!(probs.len(), 8, "four choices per stage, two stages");
+        let mut stmt = conn.prepare("SELECT arch FROM trials ORDER BY id").unwrap();
+        let archs: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(archs.len(), 2, "{archs:?}");
+        for arch in &archs {
+            let stages: Vec<&str> = arch.split('|').collect();
+            assert_eq!(stages.len(), 2, "{arch}");
+            assert!(stages.iter().all(|s| s.starts_with('d')), "{arch}");
+        }
+        assert_ne!(archs[0], archs[1]);
     }
 }

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 mod common;
-use common::{nas, stderr, stdout};
+use common::{SMALL_CHAIN, nas, stderr, stdout};
 
 fn study(evaluators: &str, space: &str, final_table: &str) -> String {
     format!(
@@ -117,12 +117,41 @@ fn evolution_searches_on_supernet_scores_and_final_retrains_the_best() {
 }
 
 #[test]
+fn spos_scores_chain_networks_with_the_chain_supernet() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("s.toml"), study(SUPERNET, SMALL_CHAIN, "")).unwrap();
+    let o = nas(&["search", "s.toml"], tmp.path());
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let o = nas(&["status", "study", "--json"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trials: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(trials.len(), 8);
+    let mut scores = Vec::new();
+    for t in &trials {
+        assert_eq!(t["state"], "complete", "{t}");
+        let arch = t["arch"].as_str().unwrap();
+        assert!(
+            arch.starts_with('d') && arch.contains("-k"),
+            "a chain network: {t}"
+        );
+        let acc = t["metrics"]["supernet_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{t}");
+        scores.push(acc);
+    }
+    // Paths through the shared weights score differently: the masks and mixes route them.
+    assert!(
+        scores.iter().any(|&s| s != scores[0]),
+        "every path scored the same: {scores:?}"
+    );
+}
+
+#[test]
 fn what_spos_cannot_do_in_a_study_is_said_plainly() {
     let tmp = tempfile::tempdir().unwrap();
-    // The chain space has no supernet: refused before any trial.
-    let chain = study(SUPERNET, "kind = \"chain\"", "");
-    std::fs::write(tmp.path().join("chain.toml"), chain).unwrap();
-    let o = nas(&["search", "chain.toml"], tmp.path());
+    // The mlp space has no supernet: refused before any trial.
+    let mlp = study(SUPERNET, "kind = \"mlp\"", "");
+    std::fs::write(tmp.path().join("mlp.toml"), mlp).unwrap();
+    let o = nas(&["search", "mlp.toml"], tmp.path());
     let err = stderr(&o);
     assert!(!o.status.success());
     assert!(err.contains("no one-shot supernet"), "{err}");

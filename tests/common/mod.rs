@@ -10,6 +10,17 @@ use std::process::{Child, ChildStderr, Command, Output, Stdio};
 pub const NAS: &str = env!("CARGO_BIN_EXE_nas");
 
 /// Runs `nas ARGS` in `cwd` and waits for it.
+/// A small `chain` space for the 8x8 digits (`[space]` lines): two stages of 2 x 2 x 2 x 2
+/// options each.
+pub const SMALL_CHAIN: &str = r#"kind = "chain"
+stem_channels = 8
+head_channels = 32
+depths = [1, 2]
+kernels = [3, 5]
+expansions = [1, 3]
+width_multipliers = [0.5, 1.0]
+stages = [{ channels = 8, stride = 1 }, { channels = 16, stride = 2 }]"#;
+
 pub fn nas(args: &[&str], cwd: &Path) -> Output {
     Command::new(NAS)
         .args(args)

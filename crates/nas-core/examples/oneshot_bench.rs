@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nas_core::space::{CellSpace, CellSpaceConfig, SearchSpace};
+use nas_core::space::{CellSpaceConfig, SearchSpace, SpaceConfig, build_space};
 use nas_data::{DataConfig, Part};
 use nas_runtime::SessionSettings;
 use nas_table::Table;
@@ -326,13 +326,16 @@ fn main() -> Result<()> {
         )
         .into());
     }
-    let space_cfg: CellSpaceConfig = serde_json::from_value(table.space.clone())?;
-    let space = CellSpace::new(&space_cfg)?;
+    let space = build_space(&SpaceConfig::from_json(&table.space)?)?;
     // The supernet may be wider than the table's networks; choices and strings are the same.
-    let search_space = CellSpace::new(&CellSpaceConfig {
-        channels: args.channels.unwrap_or(space_cfg.channels),
-        ..space_cfg.clone()
-    })?;
+    let search_space = match args.channels {
+        None => build_space(&SpaceConfig::from_json(&table.space)?)?,
+        Some(channels) => {
+            let cfg: CellSpaceConfig = serde_json::from_value(table.space.clone())
+                .map_err(|e| format!("--channels widens `cell` supernets only: {e}"))?;
+            build_space(&CellSpaceConfig { channels, ..cfg }.into())?
+        }
+    };
     let data_cfg: DataConfig = serde_json::from_value(table.data.clone())?;
     let data = nas_data::load(&data_cfg, table.seed)?;
     let library = nas_runtime::locate_library(None)?;
@@ -485,7 +488,7 @@ fn main() -> Result<()> {
                 // Score distinct architectures of known accuracy with the shared weights.
                 let (mut scores, mut truths, mut means, mut scored) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for c in spos_candidates(&table, &space, args.spos_sample, seed)? {
+                for c in spos_candidates(&table, space.as_ref(), args.spos_sample, seed)? {
                     let (_, acc) = trainer.score(&c)?;
                     let row = index.by_arch[&arch_of(&c)];
                     scores.push(acc);
@@ -627,7 +630,7 @@ const PICK_SEED: u64 = 0x71C4_0000_0000_0000;
 /// sample, `n` of its networks (the only accuracies known), in a seeded random order.
 fn spos_candidates(
     table: &Table,
-    space: &CellSpace,
+    space: &dyn SearchSpace,
     n: usize,
     seed: u64,
 ) -> Result<Vec<Vec<usize>>> {
@@ -648,11 +651,17 @@ fn spos_candidates(
         rows.shuffle(&mut rng);
         return rows.iter().take(n).map(|r| choices(&r.archs[0])).collect();
     }
-    let edges = space.descriptor().choices.len();
+    let options: Vec<usize> = space
+        .descriptor()
+        .choices
+        .iter()
+        .map(|c| c.kind.cardinality().map(|n| n as usize))
+        .collect::<Option<_>>()
+        .ok_or("SPOS scores architectures of categorical choices only")?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     while out.len() < n.min(table.archs_in_space as usize) {
-        let c: Vec<usize> = (0..edges).map(|_| rng.random_range(0..5)).collect();
+        let c: Vec<usize> = options.iter().map(|&k| rng.random_range(0..k)).collect();
         if seen.insert(c.clone()) {
             out.push(c);
         }
@@ -1291,13 +1300,12 @@ fn write_results(
                 format!("{:.1} ({:.1})", mean_std(&repeat_pct).0, min(&repeat_pct))
             }
         );
+        // Cells (NB201 strings) with `op` on every edge; other spaces have none.
         let degenerate = |op: &str| {
             rs.iter()
                 .filter(|r| {
-                    r.arch
-                        .split('|')
-                        .filter(|t| t.contains('~'))
-                        .all(|t| t.starts_with(op))
+                    let mut edges = r.arch.split('|').filter(|t| t.contains('~')).peekable();
+                    edges.peek().is_some() && edges.all(|t| t.starts_with(op))
                 })
                 .count()
         };

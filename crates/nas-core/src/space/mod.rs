@@ -148,9 +148,14 @@ pub enum SpaceError {
     },
     #[error(
         "the `{kind}` space has no one-shot supernet yet; one-shot methods (darts, gdas, \
-         darts-minus, drnas, spos) need `[space] kind = \"cell\"`"
+         darts-minus, drnas, spos) need `[space] kind = \"cell\"` or `\"chain\"`"
     )]
     NoSupernet { kind: String },
+    #[error(
+        "the `{kind}` space's supernet has no auxiliary skip connections, which `darts-minus` \
+         adds; use `darts`, `drnas` or `gdas`, or the `supernet` evaluator (SPOS)"
+    )]
+    NoAuxSkip { kind: &'static str },
     #[error("invalid choice vector for the `{kind}` space: {reason}")]
     Values { kind: &'static str, reason: String },
     #[error(
@@ -264,6 +269,19 @@ pub fn kind_names() -> Vec<&'static str> {
 }
 
 impl SpaceConfig {
+    /// A `[space]` table stored as JSON ([`SpaceConfig::to_json`]: a study's record, a
+    /// table's `space`), read back as strictly as from a study file.
+    pub fn from_json(value: &serde_json::Value) -> Result<SpaceConfig, String> {
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .ok_or("the space has no `kind`")?;
+        let entry = find_kind(kind).ok_or_else(|| format!("unknown space kind `{kind}`"))?;
+        let text = toml::to_string(&serde_json::json!({ "space": value }))
+            .map_err(|e| format!("the space is not a TOML table: {e}"))?;
+        (entry.parse)(&text).map_err(|e| e.to_string())
+    }
+
     /// The config with what it leaves out (`input`, `classes`, a vocabulary) taken from the
     /// dataset.
     pub fn with_data_defaults(mut self, data: &DataDefaults) -> SpaceConfig {

@@ -19,9 +19,11 @@
 //! ]
 //! ```
 
-use nas_graph::{Graph, GraphBuilder, NodeId, Op};
+use nas_graph::{Graph, GraphBuilder, NodeId, Op, Supernet};
 use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
 use serde::{Deserialize, Serialize};
+
+mod supernet;
 
 use super::{SearchSpace, SpaceError, check_kind, check_values, checked, config_error, image_io};
 
@@ -414,6 +416,30 @@ impl ChainSpace {
             .collect()
     }
 
+    /// The 3x3 stem conv, BN and activation.
+    fn stem(&self, b: &mut GraphBuilder) -> NodeId {
+        let stem = b.conv(b.input(), self.stem_channels, 3, self.stem_stride, 1);
+        let bn = b.batch_norm(stem);
+        b.add(self.activation.op(), &[bn])
+    }
+
+    /// The 1x1 head conv (unless `head_channels` is 0), pooling and the classifier.
+    fn head(&self, b: &mut GraphBuilder, mut x: NodeId) -> NodeId {
+        if self.head_channels > 0 {
+            let head = b.conv(x, self.head_channels, 1, 1, 1);
+            let bn = b.batch_norm(head);
+            x = b.add(self.activation.op(), &[bn]);
+        }
+        let pool = b.add(Op::GlobalAvgPool, &[x]);
+        b.add(
+            Op::Linear {
+                out_features: self.classes,
+                bias: true,
+            },
+            &[pool],
+        )
+    }
+
     fn example(&self) -> String {
         self.stages
             .iter()
@@ -439,9 +465,7 @@ impl SearchSpace for ChainSpace {
         check_values(KIND, &self.descriptor, values)?;
         let act = self.activation.op();
         let mut b = GraphBuilder::new(&self.input);
-        let stem = b.conv(b.input(), self.stem_channels, 3, self.stem_stride, 1);
-        let bn = b.batch_norm(stem);
-        let mut x = b.add(act.clone(), &[bn]);
+        let mut x = self.stem(&mut b);
         let mut c_in = self.stem_channels;
         for (stage, [depth, kernel, expansion, width]) in
             self.stages.iter().zip(self.chosen(values))
@@ -452,20 +476,12 @@ impl SearchSpace for ChainSpace {
                 c_in = width;
             }
         }
-        if self.head_channels > 0 {
-            let head = b.conv(x, self.head_channels, 1, 1, 1);
-            let bn = b.batch_norm(head);
-            x = b.add(act.clone(), &[bn]);
-        }
-        let pool = b.add(Op::GlobalAvgPool, &[x]);
-        let logits = b.add(
-            Op::Linear {
-                out_features: self.classes,
-                bias: true,
-            },
-            &[pool],
-        );
+        let logits = self.head(&mut b, x);
         checked(KIND, b.finish(logits))
+    }
+
+    fn supernet(&self, aux_skip: bool) -> Result<Supernet, SpaceError> {
+        supernet::build(self, aux_skip)
     }
 
     fn arch_string(&self, values: &[f64]) -> String {
