@@ -285,3 +285,27 @@ fn darts_and_gdas_search_a_chain_space() {
         assert_ne!(archs[0], archs[1]);
     }
 }
+
+#[test]
+fn a_cost_penalty_derives_the_cheapest_chain_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = study_with(2, 1, "cost_penalty = 20.0\ncost_metric = \"flops\"").replace(
+        "kind = \"cell\"\nchannels = 4\ncells_per_stage = 1",
+        SMALL_CHAIN,
+    );
+    std::fs::write(tmp.path().join("s.toml"), toml).unwrap();
+    let o = nas(&["search", "s.toml"], tmp.path());
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("expected cost"), "{err}");
+    let (state, trials) = stored(tmp.path());
+    let spent: Vec<f64> = state["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["expected_cost"].as_f64().unwrap())
+        .collect();
+    assert!(spent[1] < spent[0], "{spent:?}");
+    // Every choice at its smallest option: depth 1, kernel 3, expansion 1, half width.
+    assert_eq!(trials[0].1, "d1-k3-e1-w4|d1-k3-e1-w8", "{trials:?}");
+}

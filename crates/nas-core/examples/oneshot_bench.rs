@@ -24,11 +24,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nas_core::space::{CellSpaceConfig, SearchSpace, SpaceConfig, build_space};
+use nas_core::space::{CellSpaceConfig, SearchSpace, SpaceConfig, build_space, option_costs};
 use nas_data::{DataConfig, Part};
 use nas_runtime::SessionSettings;
 use nas_table::Table;
-use nas_train::oneshot::{Method, OneShotConfig, Selection, SelectionMetric, SupernetTrainer};
+use nas_train::oneshot::{
+    CostMetric, Method, OneShotConfig, Selection, SelectionMetric, SupernetTrainer,
+};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -54,6 +56,9 @@ struct Args {
     /// (`None`: half the search).
     prune_to: usize,
     prune_after: Option<usize>,
+    /// Cost-aware search: the weight of the expected cost (0: off) and what it counts.
+    cost_penalty: f64,
+    cost_metric: CostMetric,
     affine: bool,
     /// Compute every operation of an edge also for GDAS and SPOS (weighed by zero).
     all_ops: bool,
@@ -82,7 +87,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos|none] \
-     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--random-smoothing X] [--prune-to K] [--prune-after N] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
+     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--random-smoothing X] [--prune-to K] [--prune-after N] [--cost-penalty X] [--cost-metric flops|params] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
      [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--derive K] [--random-search K,N] [--threads N] [--out DIR]";
 
 /// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
@@ -124,6 +129,8 @@ fn parse_args() -> Result<Args> {
         beta_decay: 0.0,
         random_smoothing: 0.0,
         prune_to: 0,
+        cost_penalty: 0.0,
+        cost_metric: CostMetric::Flops,
         prune_after: None,
         affine: false,
         all_ops: false,
@@ -184,6 +191,8 @@ fn parse_args() -> Result<Args> {
             "--random-smoothing" => a.random_smoothing = value()?.parse()?,
             "--prune-to" => a.prune_to = value()?.parse()?,
             "--prune-after" => a.prune_after = Some(value()?.parse()?),
+            "--cost-penalty" => a.cost_penalty = value()?.parse()?,
+            "--cost-metric" => a.cost_metric = parse_name(&value()?)?,
             "--affine" => a.affine = true,
             "--all-ops" => a.all_ops = true,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
@@ -265,6 +274,10 @@ struct Run {
     random_search: (f64, f64),
     tau: Option<Tau>,
     final_probabilities: String,
+    /// The derived network's `--cost-metric`, and its test percentile among the table's
+    /// networks that cost at most as much (complete tables).
+    cost: f64,
+    cost_percentile: Option<f64>,
     /// With perturbation-based selection: what magnitude (argmax of alpha at the end of the
     /// search, before any tuning) reads from the same supernet, for comparison.
     magnitude: Option<Reading>,
@@ -452,6 +465,12 @@ fn main() -> Result<()> {
                     0
                 },
                 prune_after: args.prune_after,
+                cost_penalty: if method.learns_alpha() {
+                    args.cost_penalty
+                } else {
+                    0.0
+                },
+                cost_metric: args.cost_metric,
                 affine: args.affine,
                 sampled_path_only: !args.all_ops,
                 seed: Some(seed),
@@ -467,6 +486,9 @@ fn main() -> Result<()> {
             };
             let started = Instant::now();
             let mut trainer = SupernetTrainer::new(&supernet, &cfg, &runtime, &data)?;
+            if cfg.cost_penalty > 0.0 {
+                trainer.set_option_costs(option_costs(search_space.as_ref(), cfg.cost_metric)?)?;
+            }
             let epochs = trainer.total_epochs();
             for _ in 0..epochs {
                 let e = trainer.train_epoch()?;
@@ -548,6 +570,19 @@ fn main() -> Result<()> {
             };
             let arch = arch_of(&choices);
             let place = truth.place(&measure(&arch)?);
+            let cost = network_cost(space.as_ref(), &choices, args.cost_metric)?;
+            let cost_percentile = (!sampled).then(|| {
+                // Among the networks that cost at most as much: what a cost-aware pick is
+                // worth when the budget is its own cost.
+                let within: Vec<f64> = table
+                    .rows
+                    .iter()
+                    .filter(|r| row_cost(r, args.cost_metric) <= cost)
+                    .filter_map(|r| r.test_accuracy)
+                    .collect();
+                let below = within.iter().filter(|&&a| a < place.test_accuracy).count();
+                100.0 * below as f64 / within.len().max(1) as f64
+            });
             let probs = trainer
                 .arch()
                 .probabilities()
@@ -561,12 +596,16 @@ fn main() -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(" ");
             eprintln!(
-                "  -> {arch}: test {:.2} % (percentile {:.1}, mean of {} {:.2} %, percentile {:.1}), {search_seconds:.1} s{}",
+                "  -> {arch}: test {:.2} % (percentile {:.1}, mean of {} {:.2} %, percentile {:.1}), {:?} {cost}{}, {search_seconds:.1} s{}",
                 100.0 * place.test_accuracy,
                 place.percentile,
                 truth.trainings_label(),
                 100.0 * place.mean_accuracy,
                 place.mean_percentile,
+                args.cost_metric,
+                cost_percentile
+                    .map(|p| format!(" (percentile {p:.1} among networks as costly or less)"))
+                    .unwrap_or_default(),
                 tau.map(|t| format!(", Kendall tau {:.3} (mean {:.3})", t.test, t.mean))
                     .unwrap_or_default()
             );
@@ -596,6 +635,8 @@ fn main() -> Result<()> {
                 random_search: truth.random_search((search_seconds / one_training) as usize),
                 tau,
                 final_probabilities: probs,
+                cost,
+                cost_percentile,
                 magnitude,
                 selected,
             });
@@ -625,6 +666,24 @@ const FRESH_SEED: u64 = 0x5A3F_1E00_0000_0000;
 /// Seeds of the trainings that pick among a search's proposals (`--derive`): apart from the
 /// fresh trainings that then measure the pick, so the pick's luck does not count.
 const PICK_SEED: u64 = 0x71C4_0000_0000_0000;
+
+/// A network's `metric` (FLOPs or parameters) as the study's static metrics count it.
+fn network_cost(space: &dyn SearchSpace, choices: &[usize], metric: CostMetric) -> Result<f64> {
+    let values: Vec<f64> = choices.iter().map(|&v| v as f64).collect();
+    let graph = space.decode(&values)?;
+    Ok(match metric {
+        CostMetric::Flops => graph.flops()?,
+        CostMetric::Params => graph.param_count()?,
+    } as f64)
+}
+
+/// A table row's `metric`.
+fn row_cost(row: &nas_table::Row, metric: CostMetric) -> f64 {
+    match metric {
+        CostMetric::Flops => row.flops,
+        CostMetric::Params => row.params,
+    }
+}
 
 /// The architectures SPOS scores: `n` distinct random ones of a complete table, or, for a
 /// sample, `n` of its networks (the only accuracies known), in a seeded random order.
@@ -1183,12 +1242,12 @@ fn write_results(
 ) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let mut csv = String::from(
-        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles,random_search_percentile,random_search_mean_percentile,selected_arch,selected_percentile,selected_mean_percentile\n",
+        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles,random_search_percentile,random_search_mean_percentile,selected_arch,selected_percentile,selected_mean_percentile,cost,cost_percentile\n",
     );
     for r in runs {
         writeln!(
             csv,
-            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{},{:.4},{:.2},{},{},{:.2},{:.2},{}",
+            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{},{:.4},{:.2},{},{},{:.2},{:.2},{},{},{}",
             r.method.name(),
             r.seed,
             r.arch,
@@ -1216,12 +1275,16 @@ fn write_results(
                     s.arch, s.place.percentile, s.place.mean_percentile
                 ))
                 .unwrap_or_else(|| ",,".to_string()),
+            r.cost,
+            r.cost_percentile
+                .map(|p| format!("{p:.2}"))
+                .unwrap_or_default(),
         )?;
     }
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `{}`\n\n{}{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, progressive pruning {}, affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, progressive pruning {}, cost penalty {} ({:?}), affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | random search given that time: percentile, mean percentile | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -1248,6 +1311,8 @@ fn write_results(
                 schedule.prune_epoch()
             )
         },
+        args.cost_penalty,
+        args.cost_metric,
         args.affine,
         if args.all_ops {
             "every operation"

@@ -185,6 +185,10 @@ impl OneShotStrategy {
             }
             None => SupernetTrainer::new(&supernet, &self.cfg, &self.runtime, &data)?,
         };
+        if self.cfg.cost_penalty > 0.0 {
+            let costs = crate::space::option_costs(self.space.as_ref(), self.cfg.cost_metric)?;
+            trainer.set_option_costs(costs)?;
+        }
         if let Some(dir) = self.checkpoint.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;

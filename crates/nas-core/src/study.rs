@@ -52,7 +52,7 @@ pub trait Observer {
 pub fn supernet_line(p: &SupernetProgress<'_>) -> String {
     let e = p.epoch;
     format!(
-        "{}: supernet epoch {}/{}  loss {:.4}  train acc {:.3}{}  derived {}{}",
+        "{}: supernet epoch {}/{}  loss {:.4}  train acc {:.3}{}{}  derived {}{}",
         p.strategy,
         e.epoch,
         p.epochs,
@@ -60,6 +60,9 @@ pub fn supernet_line(p: &SupernetProgress<'_>) -> String {
         e.train_accuracy,
         e.arch_accuracy
             .map(|a| format!("  val acc {a:.3}"))
+            .unwrap_or_default(),
+        e.expected_cost
+            .map(|c| format!("  expected cost {c:.3}"))
             .unwrap_or_default(),
         p.arch,
         if e.decided > 0 {

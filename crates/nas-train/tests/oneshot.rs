@@ -455,3 +455,41 @@ fn a_method_and_a_supernet_must_agree_on_the_auxiliary_skip() {
     .to_string();
     assert!(err.contains("with auxiliary skips"), "{err}");
 }
+
+#[test]
+fn a_cost_penalty_steers_every_method_to_the_cheap_options() {
+    let data = digits();
+    let net = supernet(false);
+    for method in [Method::Darts, Method::Drnas, Method::Gdas] {
+        // Two cost tables, two different cheapest architectures: the penalty decides.
+        for (costs, cheapest) in [
+            (vec![vec![1.0, 1.0, 0.0, 1.0], vec![1.0, 0.0]], vec![2, 1]),
+            (vec![vec![0.0, 1.0, 1.0, 1.0], vec![0.0, 1.0]], vec![0, 0]),
+        ] {
+            let cfg = OneShotConfig {
+                cost_penalty: 5.0,
+                ..config(method, 2)
+            };
+            let mut t = SupernetTrainer::new(&net, &cfg, &runtime(), &data).unwrap();
+            let err = t.train_epoch().unwrap_err().to_string();
+            assert!(err.contains("cost_penalty"), "{err}");
+            assert_eq!(t.epoch(), 0, "refused before training");
+            let err = t.set_option_costs(vec![vec![0.0; 4]]).unwrap_err();
+            assert!(err.to_string().contains("[4, 2]"), "{err}");
+            t.set_option_costs(costs).unwrap();
+            t.train_epoch().unwrap();
+            t.train_epoch().unwrap();
+            assert_eq!(t.derive(), cheapest, "{method:?}");
+            let spent: Vec<f64> = t
+                .history()
+                .iter()
+                .map(|e| e.expected_cost.unwrap())
+                .collect();
+            // Uniform probabilities would expect 3/4 + 1/2.
+            assert!(
+                spent[1] < spent[0] && spent[0] < 1.25,
+                "{method:?}: {spent:?}"
+            );
+        }
+    }
+}

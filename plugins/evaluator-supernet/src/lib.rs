@@ -117,9 +117,9 @@ impl Evaluator for SupernetEvaluator {
         let cfg = parse_config(&ctx.config)?;
         let Some(supernet) = ctx.supernet else {
             return Err(format!(
-                "{NAME}: the study's space has no one-shot supernet yet (only `[space] kind = \
-                 \"cell\"` has one, the `chain` space has none); use the cell space, or \
-                 score candidates with another evaluator (e.g. `train`)"
+                "{NAME}: the study's space has no one-shot supernet yet (`[space] kind = \
+                 \"cell\"` and `\"chain\"` have one); use one of those, or score candidates \
+                 with another evaluator (e.g. `train`)"
             )
             .into());
         };

@@ -54,6 +54,17 @@ fn mixed_batch_norm_params(supernet: &Supernet) -> Vec<String> {
     names
 }
 
+/// What a cost-aware search ([`OneShotConfig::cost_penalty`]) weighs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CostMetric {
+    /// Multiply-accumulates of one forward pass (the study's `flops` metric).
+    #[default]
+    Flops,
+    /// Parameters (the study's `params` metric).
+    Params,
+}
+
 /// The one-shot search's settings (a strategy's or evaluator's TOML table).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -108,6 +119,16 @@ pub struct OneShotConfig {
     pub prune_to: usize,
     /// Epochs before progressive pruning (`None`: half the search).
     pub prune_after: Option<usize>,
+    /// Cost-aware search (ProxylessNAS, Cai et al., ICLR 2019; FBNet, Wu et al., CVPR 2019):
+    /// the architecture step's loss gains `cost_penalty` times the expected cost of the
+    /// architecture under the step's mixing weights, `sum_c sum_o w_co cost_co`, where
+    /// `cost_co` is what option `o` of choice `c` adds to the network's `cost_metric`, as a
+    /// fraction of the costliest network's (the space estimates them:
+    /// [`SupernetTrainer::set_option_costs`]). Its gradient reaches `alpha` through the
+    /// method's own relaxation. 0: off. Methods that learn `alpha` only.
+    pub cost_penalty: f64,
+    /// What `cost_penalty` weighs: `flops` (multiply-accumulates) or `params`.
+    pub cost_metric: CostMetric,
     /// Train the scale and shift of the BatchNorms that end a mixed edge's operations. Off
     /// by default, as in NAS-Bench-201's search networks: with them an operation can grow
     /// its output instead of its architecture weight.
@@ -155,6 +176,8 @@ impl Default for OneShotConfig {
             random_smoothing: 0.0,
             prune_to: 0,
             prune_after: None,
+            cost_penalty: 0.0,
+            cost_metric: CostMetric::Flops,
             affine: false,
             augment: None,
             seed: None,
@@ -217,6 +240,7 @@ impl OneShotConfig {
             ("concentration_l2", self.concentration_l2),
             ("beta_decay", self.beta_decay),
             ("random_smoothing", self.random_smoothing),
+            ("cost_penalty", self.cost_penalty),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(key, format!("is {v}; it must be a number >= 0"));
@@ -259,6 +283,16 @@ impl OneShotConfig {
                      train with; remove it or use {}",
                     self.method.name(),
                     Method::names_where(Method::mixes_every_option)
+                ),
+            );
+        }
+        if self.cost_penalty > 0.0 && !self.method.learns_alpha() {
+            return bad(
+                "cost_penalty",
+                format!(
+                    "steers learned architecture weights, which `{}` has none of; remove it \
+                     (or put a constraint on `flops` / `params` in the study)",
+                    self.method.name()
                 ),
             );
         }
@@ -355,6 +389,10 @@ pub struct OneShotEpoch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub random_smoothing: Option<f64>,
     pub seconds: f64,
+    /// With `cost_penalty`: the expected cost of the architecture after the epoch (its
+    /// probabilities times the options' costs, a fraction of the costliest network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_cost: Option<f64>,
     /// `ArchParams::probabilities` after the epoch: the softmax of `alpha` per choice (DrNAS:
     /// the Dirichlet mean; empty for SPOS).
     pub probabilities: Vec<Vec<f64>>,
@@ -421,6 +459,8 @@ pub struct SupernetTrainer<'d> {
     global_step: u64,
     history: Vec<OneShotEpoch>,
     decisions: Vec<SelectionDecision>,
+    /// Per choice and option, its cost ([`OneShotConfig::cost_penalty`]); set by the caller.
+    option_costs: Option<Vec<Vec<f64>>>,
 }
 
 /// Where a trainer starts.
@@ -603,6 +643,7 @@ impl<'d> SupernetTrainer<'d> {
             global_step,
             history,
             decisions,
+            option_costs: None,
         })
     }
 
@@ -630,6 +671,53 @@ impl<'d> SupernetTrainer<'d> {
 
     pub fn arch(&self) -> &ArchParams {
         &self.arch
+    }
+
+    /// The cost of every option of every choice, as `cost_penalty` weighs it (a fraction of
+    /// the costliest network's; `nas_core::space::option_costs` estimates them for a space).
+    pub fn set_option_costs(&mut self, costs: Vec<Vec<f64>>) -> Result<(), TrainError> {
+        let fits = costs.len() == self.supernet.options.len()
+            && costs
+                .iter()
+                .zip(&self.supernet.options)
+                .all(|(c, &n)| c.len() == n && c.iter().all(|v| v.is_finite()));
+        if !fits {
+            return Err(TrainError::Mismatch(format!(
+                "option costs must be finite numbers, one per option of each choice ({:?})",
+                self.supernet.options
+            )));
+        }
+        self.option_costs = Some(costs);
+        Ok(())
+    }
+
+    /// Adds the cost penalty's gradient to the mixing weights' loss gradients: the expected
+    /// cost `sum_o w_co cost_co` is linear in the weights.
+    fn add_cost_gradient(&self, grads: &mut [Vec<f64>]) {
+        let Some(costs) = self
+            .option_costs
+            .as_ref()
+            .filter(|_| self.cfg.cost_penalty > 0.0)
+        else {
+            return;
+        };
+        for (g, cost) in grads.iter_mut().zip(costs) {
+            for (g, c) in g.iter_mut().zip(cost) {
+                *g += self.cfg.cost_penalty * c;
+            }
+        }
+    }
+
+    /// The expected cost under `probabilities` (with `cost_penalty` set).
+    fn expected_cost(&self, probabilities: &[Vec<f64>]) -> Option<f64> {
+        let costs = self.option_costs.as_ref()?;
+        (self.cfg.cost_penalty > 0.0).then(|| {
+            probabilities
+                .iter()
+                .zip(costs)
+                .flat_map(|(p, c)| p.iter().zip(c).map(|(p, c)| p * c))
+                .sum()
+        })
     }
 
     /// Sets the architecture logits (a derived architecture from hand-set weights, tests).
@@ -781,6 +869,13 @@ impl<'d> SupernetTrainer<'d> {
                 self.total_epochs()
             )));
         }
+        if self.cfg.cost_penalty > 0.0 && self.option_costs.is_none() {
+            return Err(TrainError::Mismatch(
+                "`cost_penalty` needs the cost of every option; set them first \
+                 (SupernetTrainer::set_option_costs)"
+                    .into(),
+            ));
+        }
         if self.decision_due() {
             self.decide_one()?;
         }
@@ -845,7 +940,8 @@ impl<'d> SupernetTrainer<'d> {
                 arch_loss += f64::from(l) * vy.len() as f64;
                 arch_correct += f64::from(c);
                 arch_seen += vy.len();
-                let grads = self.choice_grads(&w);
+                let mut grads = self.choice_grads(&w);
+                self.add_cost_gradient(&mut grads);
                 self.arch.update(&w, &grads, &self.cfg.adam(beta_decay));
             }
             lr = self.lr(self.global_step);
@@ -880,6 +976,7 @@ impl<'d> SupernetTrainer<'d> {
             beta_decay: (self.cfg.beta_decay > 0.0).then_some(beta_decay),
             random_smoothing: (self.cfg.random_smoothing > 0.0).then_some(smoothing),
             seconds: started.elapsed().as_secs_f64(),
+            expected_cost: self.expected_cost(&probabilities),
             probabilities,
             derived,
             decided: self.decisions.len(),
@@ -991,7 +1088,7 @@ mod tests {
     fn invalid_settings_name_their_key() {
         OneShotConfig::default().validate().unwrap();
         type Spoil = fn(&mut OneShotConfig);
-        let cases: [(&str, Spoil); 16] = [
+        let cases: [(&str, Spoil); 18] = [
             ("epochs", |c| c.epochs = 0),
             ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
             ("arch_lr", |c| c.arch_lr = f64::NAN),
@@ -1017,6 +1114,12 @@ mod tests {
             ("prune_to", |c| {
                 c.method = Method::Spos;
                 c.prune_to = 3;
+            }),
+            ("cost_penalty", |c| c.cost_penalty = -1.0),
+            // SPOS learns no architecture weights for a cost to steer.
+            ("cost_penalty", |c| {
+                c.method = Method::Spos;
+                c.cost_penalty = 0.5;
             }),
             // Pruning before `alpha` has learned anything would be a random pick.
             ("prune_after", |c| {
