@@ -16,9 +16,11 @@
 //!
 //! Blocks of a stage share its four choices (one mixed edge per block and choice). With
 //! one-hot weights a path computes the network `decode` builds for that choice vector,
-//! except that a block's hidden width follows the previous stage's widest option rather
-//! than its chosen one (`c_in x e` channels) and that a stage's first block adds its input
-//! where the widest options have equal widths (the network: where the chosen ones do).
+//! except that a block's hidden width (`c_in x e` channels, `e` above 1) follows the
+//! widest option of its input (the previous stage's width for a stage's first block, the
+//! stage's own for the others) rather than the chosen one, and that a stage's first block
+//! adds its input where the widest options have equal widths (the network: where the
+//! chosen ones do).
 //! Weights of narrower options are the leading channels of the widest ones, as in
 //! FBNetV2 and Once-for-All. There is no auxiliary skip (DARTS-): a chain has no
 //! parameter-free operation to collapse onto.
