@@ -13,6 +13,13 @@ fn study(epochs: usize, trials: usize) -> String {
     study_with(epochs, trials, "")
 }
 
+/// `toml` (a study of [`study_with`]) searching [`SMALL_CHAIN`] instead of the cell space.
+fn on_chain(toml: String) -> String {
+    let cell = "kind = \"cell\"\nchannels = 4\ncells_per_stage = 1";
+    assert!(toml.contains(cell), "{toml}");
+    toml.replace(cell, SMALL_CHAIN)
+}
+
 /// A study whose darts strategy table also holds `extra` (TOML lines).
 fn study_with(epochs: usize, trials: usize, extra: &str) -> String {
     format!(
@@ -59,11 +66,16 @@ threads = 1
 
 /// The darts strategy's stored state and the (strategy, arch) of every trial.
 fn stored(dir: &Path) -> (serde_json::Value, Vec<(String, String)>) {
+    stored_of(dir, "darts")
+}
+
+/// Strategy `name`'s stored state and the (strategy, arch) of every trial.
+fn stored_of(dir: &Path, name: &str) -> (serde_json::Value, Vec<(String, String)>) {
     let conn = rusqlite::Connection::open(dir.join("study/study.db")).unwrap();
     let state: String = conn
         .query_row(
-            "SELECT state FROM checkpoints WHERE name = 'darts'",
-            [],
+            "SELECT state FROM checkpoints WHERE name = ?1",
+            [name],
             |r| r.get(0),
         )
         .unwrap();
@@ -244,13 +256,8 @@ fn darts_and_gdas_search_a_chain_space() {
     // GDAS computes the sampled path only (the `If`s around the masks and convolutions).
     for method in ["darts", "gdas"] {
         let tmp = tempfile::tempdir().unwrap();
-        let toml = study(2, 2)
-            .replace("plugin = \"darts\"", &format!("plugin = \"{method}\""))
-            .replace(
-                "kind = \"cell\"\nchannels = 4\ncells_per_stage = 1",
-                SMALL_CHAIN,
-            );
-        assert!(toml.contains("stem_channels"), "{toml}");
+        let toml =
+            on_chain(study(2, 2).replace("plugin = \"darts\"", &format!("plugin = \"{method}\"")));
         std::fs::write(tmp.path().join("s.toml"), toml).unwrap();
         let o = nas(&["search", "s.toml"], tmp.path());
         let err = stderr(&o);
@@ -259,23 +266,10 @@ fn darts_and_gdas_search_a_chain_space() {
             err.contains(&format!("{method}: supernet epoch 2/2")),
             "{err}"
         );
-        let conn = rusqlite::Connection::open(tmp.path().join("study/study.db")).unwrap();
-        let state: String = conn
-            .query_row(
-                "SELECT state FROM checkpoints WHERE name = ?1",
-                [method],
-                |r| r.get(0),
-            )
-            .unwrap();
-        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        let (state, trials) = stored_of(tmp.path(), method);
         let probs = state["history"][1]["probabilities"].as_array().unwrap();
         assert_eq!(probs.len(), 8, "four choices per stage, two stages");
-        let mut stmt = conn.prepare("SELECT arch FROM trials ORDER BY id").unwrap();
-        let archs: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+        let archs: Vec<&String> = trials.iter().map(|(_, arch)| arch).collect();
         assert_eq!(archs.len(), 2, "{archs:?}");
         for arch in &archs {
             let stages: Vec<&str> = arch.split('|').collect();
@@ -289,10 +283,11 @@ fn darts_and_gdas_search_a_chain_space() {
 #[test]
 fn a_cost_penalty_derives_the_cheapest_chain_network() {
     let tmp = tempfile::tempdir().unwrap();
-    let toml = study_with(2, 1, "cost_penalty = 20.0\ncost_metric = \"flops\"").replace(
-        "kind = \"cell\"\nchannels = 4\ncells_per_stage = 1",
-        SMALL_CHAIN,
-    );
+    let toml = on_chain(study_with(
+        2,
+        1,
+        "cost_penalty = 20.0\ncost_metric = \"flops\"",
+    ));
     std::fs::write(tmp.path().join("s.toml"), toml).unwrap();
     let o = nas(&["search", "s.toml"], tmp.path());
     let err = stderr(&o);

@@ -9,7 +9,6 @@ use std::process::{Child, ChildStderr, Command, Output, Stdio};
 /// The `nas` program cargo built for these tests.
 pub const NAS: &str = env!("CARGO_BIN_EXE_nas");
 
-/// Runs `nas ARGS` in `cwd` and waits for it.
 /// A small `chain` space for the 8x8 digits (`[space]` lines): two stages of 2 x 2 x 2 x 2
 /// options each.
 pub const SMALL_CHAIN: &str = r#"kind = "chain"
@@ -21,6 +20,7 @@ expansions = [1, 3]
 width_multipliers = [0.5, 1.0]
 stages = [{ channels = 8, stride = 1 }, { channels = 16, stride = 2 }]"#;
 
+/// Runs `nas ARGS` in `cwd` and waits for it.
 pub fn nas(args: &[&str], cwd: &Path) -> Output {
     Command::new(NAS)
         .args(args)

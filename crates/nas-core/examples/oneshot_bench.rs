@@ -24,7 +24,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nas_core::space::{CellSpaceConfig, SearchSpace, SpaceConfig, build_space, option_costs};
+use nas_core::space::{
+    CellSpaceConfig, SearchSpace, SpaceConfig, build_space, network_cost, option_costs,
+};
 use nas_data::{DataConfig, Part};
 use nas_runtime::SessionSettings;
 use nas_table::Table;
@@ -339,10 +341,11 @@ fn main() -> Result<()> {
         )
         .into());
     }
-    let space = build_space(&SpaceConfig::from_json(&table.space)?)?;
+    let space_cfg = SpaceConfig::from_json(&table.space)?;
+    let space = build_space(&space_cfg)?;
     // The supernet may be wider than the table's networks; choices and strings are the same.
     let search_space = match args.channels {
-        None => build_space(&SpaceConfig::from_json(&table.space)?)?,
+        None => build_space(&space_cfg)?,
         Some(channels) => {
             let cfg: CellSpaceConfig = serde_json::from_value(table.space.clone())
                 .map_err(|e| format!("--channels widens `cell` supernets only: {e}"))?;
@@ -437,6 +440,10 @@ fn main() -> Result<()> {
         space.arch_string(&choices.iter().map(|&v| v as f64).collect::<Vec<_>>())
     };
 
+    // The options' costs depend on the space alone: estimated once for every search.
+    let costs = (args.cost_penalty > 0.0)
+        .then(|| option_costs(search_space.as_ref(), args.cost_metric))
+        .transpose()?;
     let mut runs = Vec::new();
     for &method in &args.methods {
         for &seed in &args.seeds {
@@ -486,8 +493,8 @@ fn main() -> Result<()> {
             };
             let started = Instant::now();
             let mut trainer = SupernetTrainer::new(&supernet, &cfg, &runtime, &data)?;
-            if cfg.cost_penalty > 0.0 {
-                trainer.set_option_costs(option_costs(search_space.as_ref(), cfg.cost_metric)?)?;
+            if let Some(costs) = costs.as_ref().filter(|_| cfg.cost_penalty > 0.0) {
+                trainer.set_option_costs(costs.clone())?;
             }
             let epochs = trainer.total_epochs();
             for _ in 0..epochs {
@@ -666,16 +673,6 @@ const FRESH_SEED: u64 = 0x5A3F_1E00_0000_0000;
 /// Seeds of the trainings that pick among a search's proposals (`--derive`): apart from the
 /// fresh trainings that then measure the pick, so the pick's luck does not count.
 const PICK_SEED: u64 = 0x71C4_0000_0000_0000;
-
-/// A network's `metric` (FLOPs or parameters) as the study's static metrics count it.
-fn network_cost(space: &dyn SearchSpace, choices: &[usize], metric: CostMetric) -> Result<f64> {
-    let values: Vec<f64> = choices.iter().map(|&v| v as f64).collect();
-    let graph = space.decode(&values)?;
-    Ok(match metric {
-        CostMetric::Flops => graph.flops()?,
-        CostMetric::Params => graph.param_count()?,
-    } as f64)
-}
 
 /// A table row's `metric`.
 fn row_cost(row: &nas_table::Row, metric: CostMetric) -> f64 {

@@ -35,19 +35,6 @@ pub fn option_costs(
             _ => Err(SpaceError::NoSupernet { kind: kind() }),
         })
         .collect::<Result<_, _>>()?;
-    let cost = |values: &[usize]| -> Result<f64, SpaceError> {
-        let v: Vec<f64> = values.iter().map(|&v| v as f64).collect();
-        let graph = space.decode(&v)?;
-        let n = match metric {
-            CostMetric::Flops => graph.flops(),
-            CostMetric::Params => graph.param_count(),
-        }
-        .map_err(|source| SpaceError::Graph {
-            kind: "one-shot",
-            source,
-        })?;
-        Ok(n as f64)
-    };
     let bases = bases(&options);
     let mut effects = Vec::with_capacity(options.len());
     for (c, &n) in options.iter().enumerate() {
@@ -56,7 +43,7 @@ pub fn option_costs(
             let mut sum = 0.0;
             for mut v in bases.iter().cloned() {
                 v[c] = o;
-                sum += cost(&v)?;
+                sum += network_cost(space, &v, metric)?;
             }
             row.push(sum / bases.len() as f64);
         }
@@ -75,6 +62,26 @@ pub fn option_costs(
             .for_each(|v| *v /= range);
     }
     Ok(effects)
+}
+
+/// The `metric` of the network of `choices` (an option index per choice), as the study's
+/// static `flops` / `params` metrics count it.
+pub fn network_cost(
+    space: &dyn SearchSpace,
+    choices: &[usize],
+    metric: CostMetric,
+) -> Result<f64, SpaceError> {
+    let values: Vec<f64> = choices.iter().map(|&v| v as f64).collect();
+    let graph = space.decode(&values)?;
+    let n = match metric {
+        CostMetric::Flops => graph.flops(),
+        CostMetric::Params => graph.param_count(),
+    }
+    .map_err(|source| SpaceError::Graph {
+        kind: "one-shot",
+        source,
+    })?;
+    Ok(n as f64)
 }
 
 /// Every network of a space of at most [`BASES`], else [`BASES`] drawn with a fixed seed.

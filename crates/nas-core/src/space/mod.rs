@@ -25,7 +25,7 @@ pub use cell::{
     CellSpace, CellSpaceConfig, NB201_EDGES, NB201_OPS, nb201_arch_string, parse_nb201_arch,
 };
 pub use chain::{Activation, ChainSpace, ChainSpaceConfig, ChainStage};
-pub use costs::option_costs;
+pub use costs::{network_cost, option_costs};
 pub use mlp::{MlpActivation, MlpNorm, MlpSpace, MlpSpaceConfig};
 pub use sequence::{
     Classifier, Pooling, Positional, SequenceBlock, SequenceNorm, SequenceSpace,

@@ -122,10 +122,11 @@ pub struct OneShotConfig {
     /// Cost-aware search (ProxylessNAS, Cai et al., ICLR 2019; FBNet, Wu et al., CVPR 2019):
     /// the architecture step's loss gains `cost_penalty` times the expected cost of the
     /// architecture under the step's mixing weights, `sum_c sum_o w_co cost_co`, where
-    /// `cost_co` is what option `o` of choice `c` adds to the network's `cost_metric`, as a
-    /// fraction of the costliest network's (the space estimates them:
-    /// [`SupernetTrainer::set_option_costs`]). Its gradient reaches `alpha` through the
-    /// method's own relaxation. 0: off. Methods that learn `alpha` only.
+    /// `cost_co` is what option `o` of choice `c` adds to the network's `cost_metric`
+    /// (given by the caller: [`SupernetTrainer::set_option_costs`]; the space's estimate
+    /// scales them so that every choice's costliest option adds up to 1). Its gradient
+    /// reaches `alpha` through the method's own relaxation. 0: off. Methods that learn
+    /// `alpha` only.
     pub cost_penalty: f64,
     /// What `cost_penalty` weighs: `flops` (multiply-accumulates) or `params`.
     pub cost_metric: CostMetric,
@@ -390,7 +391,7 @@ pub struct OneShotEpoch {
     pub random_smoothing: Option<f64>,
     pub seconds: f64,
     /// With `cost_penalty`: the expected cost of the architecture after the epoch (its
-    /// probabilities times the options' costs, a fraction of the costliest network's).
+    /// probabilities times the options' costs, in the costs' scale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_cost: Option<f64>,
     /// `ArchParams::probabilities` after the epoch: the softmax of `alpha` per choice (DrNAS:
@@ -673,8 +674,8 @@ impl<'d> SupernetTrainer<'d> {
         &self.arch
     }
 
-    /// The cost of every option of every choice, as `cost_penalty` weighs it (a fraction of
-    /// the costliest network's; `nas_core::space::option_costs` estimates them for a space).
+    /// The cost of every option of every choice, as `cost_penalty` weighs it
+    /// (`nas_core::space::option_costs` estimates them for a space).
     pub fn set_option_costs(&mut self, costs: Vec<Vec<f64>>) -> Result<(), TrainError> {
         let fits = costs.len() == self.supernet.options.len()
             && costs
@@ -694,11 +695,7 @@ impl<'d> SupernetTrainer<'d> {
     /// Adds the cost penalty's gradient to the mixing weights' loss gradients: the expected
     /// cost `sum_o w_co cost_co` is linear in the weights.
     fn add_cost_gradient(&self, grads: &mut [Vec<f64>]) {
-        let Some(costs) = self
-            .option_costs
-            .as_ref()
-            .filter(|_| self.cfg.cost_penalty > 0.0)
-        else {
+        let Some(costs) = self.penalized_costs() else {
             return;
         };
         for (g, cost) in grads.iter_mut().zip(costs) {
@@ -710,14 +707,21 @@ impl<'d> SupernetTrainer<'d> {
 
     /// The expected cost under `probabilities` (with `cost_penalty` set).
     fn expected_cost(&self, probabilities: &[Vec<f64>]) -> Option<f64> {
-        let costs = self.option_costs.as_ref()?;
-        (self.cfg.cost_penalty > 0.0).then(|| {
+        let costs = self.penalized_costs()?;
+        Some(
             probabilities
                 .iter()
                 .zip(costs)
                 .flat_map(|(p, c)| p.iter().zip(c).map(|(p, c)| p * c))
-                .sum()
-        })
+                .sum(),
+        )
+    }
+
+    /// The options' costs when the search weighs them (`cost_penalty` above 0).
+    fn penalized_costs(&self) -> Option<&[Vec<f64>]> {
+        self.option_costs
+            .as_deref()
+            .filter(|_| self.cfg.cost_penalty > 0.0)
     }
 
     /// Sets the architecture logits (a derived architecture from hand-set weights, tests).
