@@ -65,6 +65,8 @@ struct Args {
     /// Compute every operation of an edge also for GDAS and SPOS (weighed by zero).
     all_ops: bool,
     spos_sample: usize,
+    /// SPOS: epochs of each few-shot sub-supernet (0: one supernet scores every path).
+    few_shot: usize,
     /// How the DARTS-family methods read the architecture.
     selection: Selection,
     selection_epochs: usize,
@@ -89,7 +91,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos|none] \
-     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--random-smoothing X] [--prune-to K] [--prune-after N] [--cost-penalty X] [--cost-metric flops|params] [--affine] [--all-ops] [--spos-sample N] [--selection magnitude|perturbation] \
+     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--random-smoothing X] [--prune-to K] [--prune-after N] [--cost-penalty X] [--cost-metric flops|params] [--affine] [--all-ops] [--spos-sample N] [--few-shot EPOCHS] [--selection magnitude|perturbation] \
      [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--derive K] [--random-search K,N] [--threads N] [--out DIR]";
 
 /// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
@@ -137,6 +139,7 @@ fn parse_args() -> Result<Args> {
         affine: false,
         all_ops: false,
         spos_sample: 300,
+        few_shot: 0,
         selection: Selection::Magnitude,
         selection_epochs: 5,
         selection_metric: SelectionMetric::Accuracy,
@@ -198,6 +201,7 @@ fn parse_args() -> Result<Args> {
             "--affine" => a.affine = true,
             "--all-ops" => a.all_ops = true,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
+            "--few-shot" => a.few_shot = value()?.parse()?,
             "--selection" => a.selection = parse_name(&value()?)?,
             "--selection-epochs" => a.selection_epochs = value()?.parse()?,
             "--selection-metric" => a.selection_metric = parse_name(&value()?)?,
@@ -517,8 +521,8 @@ fn main() -> Result<()> {
                 // Score distinct architectures of known accuracy with the shared weights.
                 let (mut scores, mut truths, mut means, mut scored) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for c in spos_candidates(&table, space.as_ref(), args.spos_sample, seed)? {
-                    let (_, acc) = trainer.score(&c)?;
+                let candidates = spos_candidates(&table, space.as_ref(), args.spos_sample, seed)?;
+                for (c, acc) in score_paths(&mut trainer, candidates, args.few_shot)? {
                     let row = index.by_arch[&arch_of(&c)];
                     scores.push(acc);
                     truths.push(truth.test[row]);
@@ -664,6 +668,44 @@ fn main() -> Result<()> {
         }
     }
     write_results(&args, &runs, &retrained, optimum, one_training, &truth)
+}
+
+/// SPOS: every candidate with its supernet accuracy. With `few_shot` epochs the trained
+/// supernet is split on its widest choice into one sub-supernet per option, each trained
+/// that many epochs more, and a candidate is scored by the one holding its option.
+fn score_paths(
+    trainer: &mut SupernetTrainer<'_>,
+    candidates: Vec<Vec<usize>>,
+    few_shot: usize,
+) -> Result<Vec<(Vec<usize>, f64)>> {
+    let mut scored = Vec::with_capacity(candidates.len());
+    if few_shot == 0 {
+        for c in candidates {
+            let (_, acc) = trainer.score(&c)?;
+            scored.push((c, acc));
+        }
+        return Ok(scored);
+    }
+    let choice = trainer.widest_choice();
+    let options = trainer.supernet().options[choice];
+    for option in 0..options {
+        let mut sub = trainer.split(choice, option, few_shot)?;
+        for _ in 0..few_shot {
+            let e = sub.train_epoch()?;
+            eprint!(
+                "\r  few-shot choice {choice} option {option}: epoch {}/{} loss {:.3}",
+                e.epoch,
+                sub.total_epochs(),
+                e.train_loss
+            );
+        }
+        for c in candidates.iter().filter(|c| c[choice] == option) {
+            let (_, acc) = sub.score(c)?;
+            scored.push((c.clone(), acc));
+        }
+    }
+    eprintln!();
+    Ok(scored)
 }
 
 /// Seeds of a sampled table's fresh trainings: far from the study seed plus trial id that its

@@ -493,3 +493,52 @@ fn a_cost_penalty_steers_every_method_to_the_cheap_options() {
         }
     }
 }
+
+#[test]
+fn a_few_shot_split_starts_from_the_parent_and_trains_its_option_alone() {
+    let data = digits();
+    let net = supernet(false);
+    let cfg = config(Method::Spos, 2);
+    let mut parent = trained(&net, &cfg, &data, 1);
+    let err = parent.split(0, 2, 2).err().unwrap().to_string();
+    assert!(err.contains("1 of 2 epochs"), "{err}");
+    parent.train_epoch().unwrap();
+    for (choice, option, needle) in [(2, 0, "2 choices"), (1, 2, "not an option 2")] {
+        let err = parent.split(choice, option, 2).err().unwrap().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+    let err = parent.split(0, 2, 0).err().unwrap().to_string();
+    assert!(err.contains("at least one epoch"), "{err}");
+    assert_eq!(parent.widest_choice(), 0, "edge A has 4 options, edge B 2");
+
+    let path = [2, 1];
+    let before = parent.score(&path).unwrap();
+    let mut sub = parent.split(0, 2, 2).unwrap();
+    assert_eq!(sub.arch().decided(0), Some(2));
+    assert_eq!(sub.arch().decided(1), None);
+    assert_eq!(
+        sub.score(&path).unwrap(),
+        before,
+        "the parent's weights, copied"
+    );
+    assert_eq!((sub.epoch(), sub.total_epochs()), (2, 4));
+    for _ in 0..2 {
+        sub.train_epoch().unwrap();
+    }
+    assert!(sub.train_epoch().is_err(), "the sub-supernet has 2 epochs");
+    let (sub_loss, _) = sub.score(&path).unwrap();
+    assert!(
+        sub_loss < before.0,
+        "two epochs on the conv option alone: loss {} -> {sub_loss}",
+        before.0
+    );
+    assert_eq!(
+        parent.score(&path).unwrap(),
+        before,
+        "the parent is unchanged"
+    );
+
+    let darts = trained(&net, &config(Method::Darts, 1), &data, 1);
+    let err = darts.split(0, 2, 1).err().unwrap().to_string();
+    assert!(err.contains("for `spos`"), "{err}");
+}

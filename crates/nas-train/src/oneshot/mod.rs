@@ -16,6 +16,7 @@
 pub mod arch;
 mod checkpoint;
 mod dirichlet;
+mod few_shot;
 mod loss_pass;
 mod selection;
 
