@@ -132,88 +132,12 @@ enum Task {
     /// gdas, spos) and seed, train the supernet of the table's space on its data (default:
     /// `nb201-digits`), derive the architecture and look up its test accuracy and percentile in
     /// the table (a sampled table: train it with the table's recipe); writes
-    /// results/bench-oneshot/{runs.csv,summary.md}.
+    /// results/bench-oneshot/{runs.csv,summary.md}. `--help` lists its flags.
+    #[command(disable_help_flag = true)]
     BenchOneshot {
-        /// The ground truth: a table written by `nas tabulate`, complete or a sample
-        /// (`--partial`), e.g. configs/tables/nb201-fashion-sample.json.gz (default:
-        /// configs/tables/nb201-digits.json.gz).
-        #[arg(long)]
-        table: Option<PathBuf>,
-        /// A sampled table: trainings of each derived architecture with the table's recipe.
-        #[arg(long, default_value_t = 3)]
-        trainings: usize,
-        /// Architectures each search proposes (a study's `derive`), each trained once, the
-        /// best by validation accuracy kept; their trainings count in the search's cost.
-        #[arg(long, default_value_t = 1)]
-        derive: usize,
-        /// `K,N`: also simulate N random searches of K trainings on the table and train their
-        /// picks again `--trainings` times.
-        #[arg(long)]
-        random_search: Option<String>,
-        /// Methods, comma-separated (default: all five), or `none`.
-        #[arg(long, default_value = "darts,darts-minus,drnas,gdas,spos")]
-        methods: String,
-        /// Seeds, comma-separated.
-        #[arg(long, default_value = "1,2,3,4,5")]
-        seeds: String,
-        /// Supernet epochs per search.
-        #[arg(long, default_value_t = 50)]
-        epochs: usize,
-        /// Adam learning rate of the architecture logits.
-        #[arg(long, default_value_t = 3e-3)]
-        arch_lr: f64,
-        /// SGD learning rate of the supernet's weights (cosine to 0.001).
-        #[arg(long, default_value_t = 0.025)]
-        weight_lr: f64,
-        /// SPOS: random architectures scored with the supernet's weights.
-        #[arg(long, default_value_t = 300)]
-        spos_sample: usize,
-        /// Epochs that train only the weights before the architecture learns.
-        #[arg(long, default_value_t = 0)]
-        warmup: usize,
-        /// β-DARTS: weight of the Beta-Decay penalty on softmax architecture weights (0: off).
-        #[arg(long, default_value_t = 0.0)]
-        beta_decay: f64,
-        /// SDARTS-RS: noise bound on the weight steps' mixing weights, darts and darts-minus
-        /// only (0: off).
-        #[arg(long, default_value_t = 0.0)]
-        random_smoothing: f64,
-        /// Progressive pruning (DrNAS): options each choice keeps after `prune_after` epochs
-        /// (0: off).
-        #[arg(long, default_value_t = 0)]
-        prune_to: usize,
-        /// Epochs before progressive pruning (default: half the search).
-        #[arg(long)]
-        prune_after: Option<usize>,
-        /// Train the affine parameters of the mixed edges' BatchNorms.
-        #[arg(long)]
-        affine: bool,
-        /// GDAS and SPOS compute every operation (weighed by zero), not only the sampled one.
-        #[arg(long)]
-        all_ops: bool,
-        /// How the DARTS-family methods read the architecture: `magnitude` (argmax of alpha)
-        /// or `perturbation` (DARTS-PT).
-        #[arg(long, default_value = "magnitude")]
-        selection: String,
-        /// Perturbation-based selection: tuning epochs after each decision but the last.
-        #[arg(long, default_value_t = 5)]
-        selection_epochs: usize,
-        /// Perturbation-based selection measures removals by validation `accuracy` or `loss`.
-        #[arg(long, default_value = "accuracy")]
-        selection_metric: String,
-        /// Width of the supernet (default: the table's 4 channels).
-        #[arg(long)]
-        channels: Option<usize>,
-        /// Intra-op threads.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        /// Tables of the same space and recipe built with other seeds, comma-separated, or
-        /// `none` (default: every configs/tables/nb201-digits-seed*.json.gz): derived cells are
-        /// also ranked by their mean test accuracy over all trainings.
-        #[arg(long)]
-        repeats: Option<String>,
-        #[arg(long, default_value = "results/bench-oneshot")]
-        out: PathBuf,
+        /// The benchmark's flags, passed to it as they are (`--help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// On a machine with an NVIDIA GPU: provision the GPU build of ONNX Runtime, then train and
     /// run two benchmark networks on CUDA and on CPU from the same weights and data, check the
@@ -487,90 +411,13 @@ fn main() -> Result<ExitCode> {
                 nchwc: !no_nchwc,
             },
         )?,
-        Task::BenchOneshot {
-            table,
-            trainings,
-            derive,
-            random_search,
-            methods,
-            seeds,
-            epochs,
-            arch_lr,
-            weight_lr,
-            spos_sample,
-            warmup,
-            beta_decay,
-            random_smoothing,
-            prune_to,
-            prune_after,
-            affine,
-            all_ops,
-            selection,
-            selection_epochs,
-            selection_metric,
-            channels,
-            threads,
-            repeats,
-            out,
-        } => {
+        Task::BenchOneshot { args } => {
             let library = provision_cpu(&target)?;
             let exe = build_core_example(&root, &target, "oneshot_bench")?;
-            let mut cmd = Command::new(exe);
-            cmd.current_dir(&root)
+            run(Command::new(exe)
+                .current_dir(&root)
                 .env("ORT_DYLIB_PATH", &library)
-                .args(
-                    table
-                        .into_iter()
-                        .flat_map(|t| [PathBuf::from("--table"), t]),
-                )
-                .args(["--trainings", &trainings.to_string()])
-                .args(["--derive", &derive.to_string()])
-                .args(
-                    random_search
-                        .map(|r| ["--random-search".to_string(), r])
-                        .into_iter()
-                        .flatten(),
-                )
-                .args(["--methods", &methods, "--seeds", &seeds])
-                .args(["--epochs", &epochs.to_string()])
-                .args(["--arch-lr", &arch_lr.to_string()])
-                .args(["--weight-lr", &weight_lr.to_string()])
-                .args(["--spos-sample", &spos_sample.to_string()])
-                .args(["--warmup", &warmup.to_string()])
-                .args(["--beta-decay", &beta_decay.to_string()])
-                .args(["--random-smoothing", &random_smoothing.to_string()])
-                .args(["--prune-to", &prune_to.to_string()])
-                .args(
-                    prune_after
-                        .map(|n| ["--prune-after".to_string(), n.to_string()])
-                        .into_iter()
-                        .flatten(),
-                )
-                .args(["--selection", &selection])
-                .args(["--selection-epochs", &selection_epochs.to_string()])
-                .args(["--selection-metric", &selection_metric])
-                .args(
-                    channels
-                        .map(|c| ["--channels".to_string(), c.to_string()])
-                        .into_iter()
-                        .flatten(),
-                )
-                .args(["--threads", &threads.to_string()])
-                .args(
-                    repeats
-                        .map(|r| ["--repeats".to_string(), r])
-                        .into_iter()
-                        .flatten(),
-                )
-                .arg("--out")
-                .arg(&out);
-            if affine {
-                cmd.arg("--affine");
-            }
-            if all_ops {
-                cmd.arg("--all-ops");
-            }
-            run(&mut cmd)?;
+                .args(&args))?;
         }
         Task::GpuCheck {
             steps,

@@ -90,9 +90,51 @@ struct Args {
     out: PathBuf,
 }
 
-const USAGE: &str = "usage: oneshot_bench [--table FILE] [--repeats FILE,FILE|none] [--methods darts,darts-minus,drnas,gdas,spos|none] \
-     [--seeds 1,2,3,4,5] [--epochs N] [--arch-lr X] [--weight-lr X] [--warmup N] [--beta-decay X] [--random-smoothing X] [--prune-to K] [--prune-after N] [--cost-penalty X] [--cost-metric flops|params] [--affine] [--all-ops] [--spos-sample N] [--few-shot EPOCHS] [--selection magnitude|perturbation] \
-     [--selection-epochs N] [--selection-metric accuracy|loss] [--channels N] [--trainings N] [--derive K] [--random-search K,N] [--threads N] [--out DIR]";
+const USAGE: &str = "usage: oneshot_bench [FLAGS]; --help lists them";
+
+/// Every flag, with its default: `cargo xtask bench-oneshot --help` prints this.
+const HELP: &str = "\
+One-shot search against ground truth: for each method and seed, train the supernet of the
+table's space on the table's data, derive an architecture and rank it in the table (a
+sampled table: train it with the table's recipe). Writes <out>/runs.csv and <out>/summary.md.
+
+The ground truth
+  --table FILE            a table written by `nas tabulate`, complete or a sample (--partial)
+                          [configs/tables/nb201-digits.json.gz]
+  --repeats FILES|none    tables of the same space and recipe built with other seeds,
+                          comma-separated: derived cells are also ranked by their mean test
+                          accuracy over all trainings [every nb201-digits-seed*.json.gz]
+  --trainings N           a sampled table: trainings of each derived architecture [3]
+  --derive K              architectures each search proposes, each trained once, the best by
+                          validation accuracy kept; their trainings count in the cost [1]
+  --random-search K,N     also simulate N random searches of K trainings on the table and
+                          train their picks again --trainings times
+The searches
+  --methods LIST|none     darts, darts-minus, drnas, gdas, spos [all five]
+  --seeds LIST            [1,2,3,4,5]
+  --epochs N              supernet epochs per search [50]
+  --arch-lr X             Adam learning rate of the architecture logits [0.003]
+  --weight-lr X           SGD learning rate of the supernet's weights, cosine to 0.001 [0.025]
+  --warmup N              epochs that train only the weights before alpha learns [0]
+  --beta-decay X          beta-DARTS' Beta-Decay weight (softmax methods; 0: off) [0]
+  --random-smoothing X    SDARTS-RS noise bound (darts, darts-minus; 0: off) [0]
+  --prune-to K            progressive pruning: options kept per choice (0: off) [0]
+  --prune-after N         epochs before the pruning [half the search]
+  --cost-penalty X        cost-aware search: weight of the expected cost (0: off) [0]
+  --cost-metric M         what the penalty weighs: flops or params [flops]
+  --affine                train the affine parameters of the mixed edges' BatchNorms
+  --all-ops               GDAS and SPOS compute every operation, not only the sampled one
+  --selection S           magnitude (argmax of alpha) or perturbation (DARTS-PT) [magnitude]
+  --selection-epochs N    perturbation: tuning epochs after each decision but the last [5]
+  --selection-metric M    perturbation: removals measured by accuracy or loss [accuracy]
+  --spos-sample N         SPOS: architectures scored with the supernet's weights [300]
+  --few-shot N            SPOS: split the trained supernet on its widest choice into one
+                          sub-supernet per option, each trained N epochs more (0: off) [0]
+  --channels N            width of the supernet, cell space only [the table's]
+The run
+  --threads N             ONNX Runtime intra-op threads per search [1]
+  --out DIR               [results/bench-oneshot]
+";
 
 /// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
 fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
@@ -158,6 +200,10 @@ fn parse_args() -> Result<Args> {
                 .ok_or_else(|| format!("{flag} needs a value; {USAGE}"))
         };
         match flag.as_str() {
+            "--help" | "-h" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
             "--table" => a.table = value()?.into(),
             "--repeats" => {
                 let v = value()?;
