@@ -53,9 +53,8 @@ impl<'d> SupernetTrainer<'d> {
         let mut checkpoint = self.checkpoint()?;
         checkpoint.config.epochs += epochs;
         checkpoint.arch.decide(choice, option);
-        let mut sub = SupernetTrainer::resume(checkpoint, &self.runtime, self.data.clone())?;
-        sub.option_costs = self.option_costs.clone();
-        Ok(sub)
+        // SPOS weighs no option costs (it refuses `cost_penalty`): none to carry over.
+        SupernetTrainer::resume(checkpoint, &self.runtime, self.data.clone())
     }
 
     /// The choice a few-shot split divides: the one with the most options (the first of
