@@ -31,7 +31,7 @@ use nas_data::{DataConfig, Part};
 use nas_runtime::SessionSettings;
 use nas_table::Table;
 use nas_train::oneshot::{
-    CostMetric, Method, OneShotConfig, Selection, SelectionMetric, SupernetTrainer,
+    CostMetric, GdasGradient, Method, OneShotConfig, Selection, SelectionMetric, SupernetTrainer,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -64,6 +64,8 @@ struct Args {
     affine: bool,
     /// Compute every operation of an edge also for GDAS and SPOS (weighed by zero).
     all_ops: bool,
+    /// GDAS: the gradient of the unsampled operations' weights.
+    gdas_gradient: GdasGradient,
     spos_sample: usize,
     /// SPOS: epochs of each few-shot sub-supernet (0: one supernet scores every path).
     few_shot: usize,
@@ -124,6 +126,8 @@ The searches
   --cost-metric M         what the penalty weighs: flops or params [flops]
   --affine                train the affine parameters of the mixed edges' BatchNorms
   --all-ops               GDAS and SPOS compute every operation, not only the sampled one
+  --gdas-gradient G       GDAS: auto (straight-through on a chain table, authors on a cell
+                          table), authors or straight-through [auto]
   --selection S           magnitude (argmax of alpha) or perturbation (DARTS-PT) [magnitude]
   --selection-epochs N    perturbation: tuning epochs after each decision but the last [5]
   --selection-metric M    perturbation: removals measured by accuracy or loss [accuracy]
@@ -180,6 +184,7 @@ fn parse_args() -> Result<Args> {
         prune_after: None,
         affine: false,
         all_ops: false,
+        gdas_gradient: GdasGradient::Auto,
         spos_sample: 300,
         few_shot: 0,
         selection: Selection::Magnitude,
@@ -246,6 +251,7 @@ fn parse_args() -> Result<Args> {
             "--cost-metric" => a.cost_metric = parse_name(&value()?)?,
             "--affine" => a.affine = true,
             "--all-ops" => a.all_ops = true,
+            "--gdas-gradient" => a.gdas_gradient = parse_name(&value()?)?,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
             "--few-shot" => a.few_shot = value()?.parse()?,
             "--selection" => a.selection = parse_name(&value()?)?,
@@ -530,6 +536,11 @@ fn main() -> Result<()> {
                 cost_metric: args.cost_metric,
                 affine: args.affine,
                 sampled_path_only: !args.all_ops,
+                gdas_gradient: if method == Method::Gdas {
+                    args.gdas_gradient
+                } else {
+                    GdasGradient::Auto
+                },
                 seed: Some(seed),
                 // SPOS reads no architecture weights: it selects by scoring paths.
                 selection: if method.learns_alpha() {
@@ -1369,7 +1380,7 @@ fn write_results(
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `{}`\n\n{}{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, progressive pruning {}, cost penalty {} ({:?}), affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, progressive pruning {}, cost penalty {} ({:?}), affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, GDAS gradient {:?}, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | random search given that time: percentile, mean percentile | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -1404,6 +1415,7 @@ fn write_results(
         } else {
             "the sampled path only"
         },
+        args.gdas_gradient,
         match args.selection {
             Selection::Magnitude => "by magnitude (argmax of alpha)".to_string(),
             Selection::Perturbation => format!(

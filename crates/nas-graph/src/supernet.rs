@@ -26,6 +26,12 @@ pub struct Supernet {
     pub options: Vec<usize>,
     /// Each mixed edge ends with an auxiliary skip input (DARTS-).
     pub aux_skip: bool,
+    /// A choice's options share their weights (a chain space's widths and expansion ratios
+    /// are nested masks of one tensor, its depths prefixes of one stack), so every option
+    /// trains whichever is sampled; a cell space's operations each have their own.
+    /// GDAS's gradient follows it (`nas_train::oneshot::GdasGradient::Auto`).
+    #[serde(default)]
+    pub options_share_weights: bool,
 }
 
 impl Supernet {

@@ -5,7 +5,8 @@ use nas_data::{DataConfig, SplitDataset};
 use nas_graph::{GraphBuilder, MixedEdge, NodeId, Op, Supernet};
 use nas_runtime::SessionSettings;
 use nas_train::oneshot::{
-    Method, OneShotCheckpoint, OneShotConfig, Selection, SelectionMetric, SupernetTrainer,
+    GdasGradient, Method, OneShotCheckpoint, OneShotConfig, Selection, SelectionMetric,
+    SupernetTrainer,
 };
 
 fn runtime() -> SessionSettings {
@@ -81,6 +82,7 @@ fn supernet(aux_skip: bool) -> Supernet {
         edges,
         options: vec![4, 2],
         aux_skip,
+        options_share_weights: false,
     };
     s.validate().unwrap();
     s
@@ -209,6 +211,94 @@ fn every_method_learns_and_resumes_exactly() {
         // Stop after one epoch, save, load, continue: the same search.
         let path = dir.path().join(format!("{}.ckpt", method.name()));
         assert_resumes_exactly(&straight, &net, &cfg, &data, &path);
+    }
+}
+
+/// Stem, edge A {skip, skip} (two options computing the same output), edge B {skip,
+/// conv1x1}, head.
+fn twin_option_supernet() -> Supernet {
+    let mut b = GraphBuilder::new(&[1, 8, 8]);
+    let stem = b.conv(0, 4, 3, 1, 1);
+    let x = b.batch_norm(stem);
+    let twins = [b.add(Op::Identity, &[x]), b.add(Op::Identity, &[x])];
+    let a = b.add(Op::Mix, &twins);
+    let skip = b.add(Op::Identity, &[a]);
+    let conv = relu_conv_bn(&mut b, a, 1);
+    let m = b.add(Op::Mix, &[skip, conv]);
+    let r = b.add(Op::Relu, &[m]);
+    let p = b.add(Op::GlobalAvgPool, &[r]);
+    let l = b.add(
+        Op::Linear {
+            out_features: 10,
+            bias: true,
+        },
+        &[p],
+    );
+    let s = Supernet {
+        graph: b.finish(l),
+        edges: vec![
+            MixedEdge { node: a, choice: 0 },
+            MixedEdge { node: m, choice: 1 },
+        ],
+        options: vec![2, 2],
+        aux_skip: false,
+        options_share_weights: false,
+    };
+    s.validate().unwrap();
+    s
+}
+
+#[test]
+fn gdas_straight_through_gives_every_option_its_own_output_gradient() {
+    // Two options with the same output have the same straight-through gradient, whichever
+    // was sampled, so the softmax passes alpha none; the authors' gradient gives the
+    // unsampled one the sum of the output gradient instead, and their alpha drift apart.
+    let data = digits();
+    let dir = tempfile::tempdir().unwrap();
+    // (how far the twins' and edge B's weights moved in two epochs)
+    let moved = |gradient: GdasGradient, shared: bool| {
+        let net = Supernet {
+            options_share_weights: shared,
+            ..twin_option_supernet()
+        };
+        // `sampled_path_only` stays on: the straight-through gradient runs every operation.
+        let cfg = OneShotConfig {
+            gdas_gradient: gradient,
+            arch_weight_decay: 0.0,
+            ..config(Method::Gdas, 2)
+        };
+        let t = trained(&net, &cfg, &data, 2);
+        let before = SupernetTrainer::new(&net, &cfg, &runtime(), &data)
+            .unwrap()
+            .arch()
+            .probabilities();
+        let after = t.arch().probabilities();
+        let path = dir.path().join("gdas.ckpt");
+        assert_resumes_exactly(&t, &net, &cfg, &data, &path);
+        let resolved = OneShotCheckpoint::load(&path).unwrap().config.gdas_gradient;
+        let gap = |c: usize| (after[c][0] - before[c][0]).abs();
+        (gap(0), gap(1), resolved)
+    };
+    let straight = GdasGradient::StraightThrough;
+    for (gradient, shared) in [(straight, false), (GdasGradient::Auto, true)] {
+        let (twins, learned, resolved) = moved(gradient, shared);
+        assert!(
+            twins < 1e-6,
+            "{gradient:?}: the twins' weights moved by {twins}"
+        );
+        assert!(
+            learned > 1e-3,
+            "{gradient:?}: edge B did not learn: {learned}"
+        );
+        assert_eq!(resolved, straight, "the checkpoint keeps the gradient used");
+    }
+    for (gradient, shared) in [(GdasGradient::Authors, true), (GdasGradient::Auto, false)] {
+        let (twins, _, resolved) = moved(gradient, shared);
+        assert!(
+            twins > 1e-3,
+            "{gradient:?}: the twins moved by only {twins}"
+        );
+        assert_eq!(resolved, GdasGradient::Authors);
     }
 }
 

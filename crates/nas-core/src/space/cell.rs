@@ -225,6 +225,7 @@ impl SearchSpace for CellSpace {
             edges,
             options: vec![NB201_OPS.len(); NB201_EDGES.len()],
             aux_skip,
+            options_share_weights: false,
         };
         supernet
             .validate()

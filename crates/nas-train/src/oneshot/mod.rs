@@ -66,6 +66,40 @@ pub enum CostMetric {
     Params,
 }
 
+/// GDAS: the gradient of an unsampled operation's weight in the one-hot (the sampled one's is
+/// always the edge's output gradient times its output).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GdasGradient {
+    /// `straight-through` where the supernet's options share their weights
+    /// ([`Supernet::options_share_weights`]: a chain space's), `authors` otherwise (a cell
+    /// space's). Measured on both kinds of ground truth (docs/oneshot.md).
+    #[default]
+    Auto,
+    /// The authors' code adds an unsampled operation to the edge's output as its weight, a
+    /// constant, so its gradient is the sum of the edge's output gradient: all unsampled
+    /// operations get the same, and only the sampled one's differs from it.
+    Authors,
+    /// Straight through the whole mixture, as DARTS's gradient at the one-hot: the edge's
+    /// output gradient times each operation's output, a first-order estimate of what
+    /// switching to it would change. It needs every operation's output, so every operation
+    /// runs (whatever `sampled_path_only` says). It suits options that share weights, which
+    /// are trained whichever is sampled; on a cell space an unsampled operation's output is
+    /// that of weights it barely trained, and the search collapses onto parameter-free ones.
+    StraightThrough,
+}
+
+impl GdasGradient {
+    /// `Auto` made concrete for `supernet`.
+    pub fn resolve(self, supernet: &Supernet) -> GdasGradient {
+        match self {
+            GdasGradient::Auto if supernet.options_share_weights => GdasGradient::StraightThrough,
+            GdasGradient::Auto => GdasGradient::Authors,
+            other => other,
+        }
+    }
+}
+
 /// The one-shot search's settings (a strategy's or evaluator's TOML table).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -140,10 +174,14 @@ pub struct OneShotConfig {
     /// Seed of the initial weights, `alpha` and every draw (`None`: the data's seed).
     pub seed: Option<u64>,
     /// GDAS and SPOS: compute only the sampled operation of each edge (its weight is the only
-    /// one not zero). The others' parameters are still updated with a zero gradient (momentum
+    /// one not zero), where the gradient allows it (GDAS's straight-through gradient reads
+    /// every operation's output). The others' parameters are still updated with a zero gradient (momentum
     /// and weight decay), as in the methods' PyTorch code, so only the compute changes. Off:
     /// every operation runs, weighed by zero (slower; kept for measurements).
     pub sampled_path_only: bool,
+    /// GDAS: what gradient an unsampled operation's architecture weight gets
+    /// ([`GdasGradient`]).
+    pub gdas_gradient: GdasGradient,
     /// How the architecture is read from the trained supernet ([`Selection`]):
     /// `magnitude` (argmax of `alpha`) or `perturbation` (DARTS-PT).
     pub selection: Selection,
@@ -184,6 +222,7 @@ impl Default for OneShotConfig {
             augment: None,
             seed: None,
             sampled_path_only: true,
+            gdas_gradient: GdasGradient::Auto,
             selection: Selection::Magnitude,
             selection_epochs: 5,
             selection_metric: SelectionMetric::Accuracy,
@@ -262,6 +301,16 @@ impl OneShotConfig {
                 format!(
                     "`perturbation` perturbs learned architecture weights, which `{}` has \
                      none of; remove it (SPOS selects by scoring paths)",
+                    self.method.name()
+                ),
+            );
+        }
+        if self.gdas_gradient == GdasGradient::StraightThrough && self.method != Method::Gdas {
+            return bad(
+                "gdas_gradient",
+                format!(
+                    "sets how GDAS's sampled one-hot passes gradients; `{}` samples no \
+                     one-hot; remove it",
                     self.method.name()
                 ),
             );
@@ -515,6 +564,13 @@ impl<'d> SupernetTrainer<'d> {
         start: Start,
     ) -> Result<SupernetTrainer<'d>, TrainError> {
         cfg.validate()?;
+        // Checkpoints keep the gradient the search ran with, not `auto`.
+        let cfg = &OneShotConfig {
+            gdas_gradient: cfg.gdas_gradient.resolve(supernet),
+            ..cfg.clone()
+        };
+        let every_output =
+            cfg.method == Method::Gdas && cfg.gdas_gradient == GdasGradient::StraightThrough;
         supernet
             .validate()
             .map_err(TrainError::graph("the supernet is invalid"))?;
@@ -578,7 +634,7 @@ impl<'d> SupernetTrainer<'d> {
             },
             // One-hot weights (GDAS, SPOS) then run one path per edge; DARTS' softmax
             // weights are never zero, so the `If`s would only cost.
-            conditional_mix: cfg.sampled_path_only && cfg.method.samples_paths(),
+            conditional_mix: cfg.sampled_path_only && cfg.method.samples_paths() && !every_output,
             sample_weights: false,
             entropy_bonus: 0.0,
             nchwc_block: crate::nchwc::block_size(runtime),
@@ -816,11 +872,13 @@ impl<'d> SupernetTrainer<'d> {
             .iter()
             .map(|&n| vec![0.0; n])
             .collect();
-        let gdas = self.cfg.method == Method::Gdas;
+        // Resolved in `build`: never `Auto` here.
+        let authors =
+            self.cfg.method == Method::Gdas && self.cfg.gdas_gradient == GdasGradient::Authors;
         for (g, &c) in self.runner.mix_grads().iter().zip(&self.choice_of_mix) {
             let output_sum = f64::from(*g.last().expect("the output sum ends the gradient"));
             for (k, (o, v)) in out[c].iter_mut().zip(g).enumerate() {
-                *o += if gdas && w.weights[c][k] == 0.0 {
+                *o += if authors && w.weights[c][k] == 0.0 {
                     output_sum
                 } else {
                     f64::from(*v)
@@ -1093,7 +1151,7 @@ mod tests {
     fn invalid_settings_name_their_key() {
         OneShotConfig::default().validate().unwrap();
         type Spoil = fn(&mut OneShotConfig);
-        let cases: [(&str, Spoil); 18] = [
+        let cases: [(&str, Spoil); 19] = [
             ("epochs", |c| c.epochs = 0),
             ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
             ("arch_lr", |c| c.arch_lr = f64::NAN),
@@ -1119,6 +1177,10 @@ mod tests {
             ("prune_to", |c| {
                 c.method = Method::Spos;
                 c.prune_to = 3;
+            }),
+            // Only GDAS samples a one-hot whose gradient it could set.
+            ("gdas_gradient", |c| {
+                c.gdas_gradient = GdasGradient::StraightThrough
             }),
             ("cost_penalty", |c| c.cost_penalty = -1.0),
             // SPOS learns no architecture weights for a cost to steer.
@@ -1157,6 +1219,12 @@ mod tests {
             };
             sdarts.validate().unwrap();
         }
+        let straight_through = OneShotConfig {
+            method: Method::Gdas,
+            gdas_gradient: GdasGradient::StraightThrough,
+            ..OneShotConfig::default()
+        };
+        straight_through.validate().unwrap();
         for (key, spoil) in cases {
             let mut c = OneShotConfig {
                 method: Method::Drnas,

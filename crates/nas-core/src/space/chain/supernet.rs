@@ -71,6 +71,7 @@ pub(super) fn build(space: &ChainSpace, aux_skip: bool) -> Result<Supernet, Spac
             .flat_map(|s| s.options.iter().map(Vec::len))
             .collect(),
         aux_skip: false,
+        options_share_weights: true,
     };
     supernet
         .validate()
