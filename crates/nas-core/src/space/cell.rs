@@ -227,9 +227,10 @@ impl SearchSpace for CellSpace {
             aux_skip,
             options_share_weights: false,
         };
-        supernet
-            .validate()
-            .map_err(|source| SpaceError::Graph { kind: KIND, source })?;
+        supernet.validate().map_err(|source| SpaceError::Graph {
+            kind: KIND.into(),
+            source,
+        })?;
         Ok(supernet)
     }
 

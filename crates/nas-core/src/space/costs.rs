@@ -78,7 +78,7 @@ pub fn network_cost(
         CostMetric::Params => graph.param_count(),
     }
     .map_err(|source| SpaceError::Graph {
-        kind: "one-shot",
+        kind: space.descriptor().kind.clone(),
         source,
     })?;
     Ok(n as f64)

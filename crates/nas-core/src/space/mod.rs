@@ -173,7 +173,7 @@ pub enum SpaceError {
         "the `{kind}` space built an invalid network ({source}); check the space's `input` shape and strides"
     )]
     Graph {
-        kind: &'static str,
+        kind: String,
         #[source]
         source: GraphError,
     },
@@ -531,9 +531,10 @@ fn field_values(
 
 /// Validates a decoded graph so a bad space config surfaces here, not in an evaluator.
 fn checked(kind: &'static str, graph: Graph) -> Result<Graph, SpaceError> {
-    graph
-        .validate()
-        .map_err(|source| SpaceError::Graph { kind, source })?;
+    graph.validate().map_err(|source| SpaceError::Graph {
+        kind: kind.into(),
+        source,
+    })?;
     Ok(graph)
 }
 

@@ -73,9 +73,10 @@ pub(super) fn build(space: &ChainSpace, aux_skip: bool) -> Result<Supernet, Spac
         aux_skip: false,
         options_share_weights: true,
     };
-    supernet
-        .validate()
-        .map_err(|source| SpaceError::Graph { kind: KIND, source })?;
+    supernet.validate().map_err(|source| SpaceError::Graph {
+        kind: KIND.into(),
+        source,
+    })?;
     Ok(supernet)
 }
 

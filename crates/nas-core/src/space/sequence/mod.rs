@@ -391,7 +391,10 @@ impl SearchSpace for SequenceSpace {
         check_values(KIND, &self.descriptor, values)?;
         let graph = self
             .build_graph(&self.chosen(values))
-            .map_err(|source| SpaceError::Graph { kind: KIND, source })?;
+            .map_err(|source| SpaceError::Graph {
+                kind: KIND.into(),
+                source,
+            })?;
         checked(KIND, graph)
     }
 
