@@ -253,7 +253,8 @@ fn regularizers_are_refused_by_methods_they_do_not_fit() {
 
 #[test]
 fn darts_and_gdas_search_a_chain_space() {
-    // GDAS computes the sampled path only (the `If`s around the masks and convolutions).
+    // GDAS takes the straight-through gradient of every option here (`gdas_gradient =
+    // "auto"`): a chain supernet's options share their weights.
     for method in ["darts", "gdas"] {
         let tmp = tempfile::tempdir().unwrap();
         let toml =
@@ -277,6 +278,15 @@ fn darts_and_gdas_search_a_chain_space() {
             assert!(stages.iter().all(|s| s.starts_with('d')), "{arch}");
         }
         assert_ne!(archs[0], archs[1]);
+        let ckpt = tmp.path().join(format!("study/oneshot/0-{method}.ckpt"));
+        let ckpt = nas_train::oneshot::OneShotCheckpoint::load(&ckpt).unwrap();
+        assert!(ckpt.supernet.options_share_weights);
+        if method == "gdas" {
+            assert_eq!(
+                ckpt.config.gdas_gradient,
+                nas_train::oneshot::GdasGradient::StraightThrough
+            );
+        }
     }
 }
 
