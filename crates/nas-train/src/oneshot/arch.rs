@@ -8,7 +8,7 @@
 //!   need not win the softmax to pass gradients (the collapse of DARTS onto skips).
 //! - GDAS (Dong & Yang, CVPR 2019): a one-hot sampled per step by Gumbel-max on
 //!   `(alpha + g) / tau`; gradients reach `alpha` straight through the softmax of the same
-//!   perturbed logits, with the authors' gradient for unsampled operations (see
+//!   perturbed logits, an unsampled operation's as `GdasGradient` says (see
 //!   `SupernetTrainer::choice_grads`); `tau` decays linearly from `tau_max` to `tau_min`.
 //! - DrNAS (Chen et al., ICLR 2021): weights drawn per step from a Dirichlet distribution
 //!   with concentrations `elu(alpha) + 1`; gradients reach `alpha` through the sample

@@ -175,9 +175,10 @@ pub struct OneShotConfig {
     pub seed: Option<u64>,
     /// GDAS and SPOS: compute only the sampled operation of each edge (its weight is the only
     /// one not zero), where the gradient allows it (GDAS's straight-through gradient reads
-    /// every operation's output). The others' parameters are still updated with a zero gradient (momentum
-    /// and weight decay), as in the methods' PyTorch code, so only the compute changes. Off:
-    /// every operation runs, weighed by zero (slower; kept for measurements).
+    /// every operation's output). The others' parameters are still updated with a zero
+    /// gradient (momentum and weight decay), as in the methods' PyTorch code, so only the
+    /// compute changes. Off: every operation runs, weighed by zero (slower; kept for
+    /// measurements).
     pub sampled_path_only: bool,
     /// GDAS: what gradient an unsampled operation's architecture weight gets
     /// ([`GdasGradient`]).
