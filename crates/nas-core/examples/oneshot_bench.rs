@@ -385,7 +385,7 @@ struct Placement {
 }
 
 fn main() -> Result<()> {
-    let args = parse_args()?;
+    let mut args = parse_args()?;
     let table = Table::read(&args.table)?;
     let index = table.index();
     let sampled = table.sample.is_some();
@@ -408,6 +408,8 @@ fn main() -> Result<()> {
             build_space(&CellSpaceConfig { channels, ..cfg }.into())?
         }
     };
+    // `auto` as the trainer resolves it, so that the summary names the gradient used.
+    args.gdas_gradient = args.gdas_gradient.resolve(&search_space.supernet(false)?);
     let data_cfg: DataConfig = serde_json::from_value(table.data.clone())?;
     let data = nas_data::load(&data_cfg, table.seed)?;
     let library = nas_runtime::locate_library(None)?;
