@@ -33,12 +33,30 @@ fn relu_conv_bn(b: &mut GraphBuilder, x: NodeId, k: usize) -> NodeId {
     b.batch_norm(c)
 }
 
+/// Conv 3x3 to 4 channels and BatchNorm on the 8x8 digits.
+fn stem(b: &mut GraphBuilder) -> NodeId {
+    let c = b.conv(0, 4, 3, 1, 1);
+    b.batch_norm(c)
+}
+
+/// ReLU, global average pooling and a linear layer to the 10 classes.
+fn head(b: &mut GraphBuilder, x: NodeId) -> NodeId {
+    let r = b.add(Op::Relu, &[x]);
+    let p = b.add(Op::GlobalAvgPool, &[r]);
+    b.add(
+        Op::Linear {
+            out_features: 10,
+            bias: true,
+        },
+        &[p],
+    )
+}
+
 /// Stem, edge A {none, skip, conv3x3, avg pool}, edge B {skip, conv1x1} used twice (a
 /// repeated cell), head.
 fn supernet(aux_skip: bool) -> Supernet {
     let mut b = GraphBuilder::new(&[1, 8, 8]);
-    let stem = b.conv(0, 4, 3, 1, 1);
-    let x = b.batch_norm(stem);
+    let x = stem(&mut b);
     let mut edges = Vec::new();
     let mut mix = |b: &mut GraphBuilder, mut ins: Vec<NodeId>, input: NodeId, choice: usize| {
         if aux_skip {
@@ -68,15 +86,7 @@ fn supernet(aux_skip: bool) -> Supernet {
         y = mix(&mut b, vec![skip, conv], y, 1);
     }
     let bn = b.batch_norm(y);
-    let r = b.add(Op::Relu, &[bn]);
-    let p = b.add(Op::GlobalAvgPool, &[r]);
-    let l = b.add(
-        Op::Linear {
-            out_features: 10,
-            bias: true,
-        },
-        &[p],
-    );
+    let l = head(&mut b, bn);
     let s = Supernet {
         graph: b.finish(l),
         edges,
@@ -218,22 +228,13 @@ fn every_method_learns_and_resumes_exactly() {
 /// conv1x1}, head.
 fn twin_option_supernet() -> Supernet {
     let mut b = GraphBuilder::new(&[1, 8, 8]);
-    let stem = b.conv(0, 4, 3, 1, 1);
-    let x = b.batch_norm(stem);
+    let x = stem(&mut b);
     let twins = [b.add(Op::Identity, &[x]), b.add(Op::Identity, &[x])];
     let a = b.add(Op::Mix, &twins);
     let skip = b.add(Op::Identity, &[a]);
     let conv = relu_conv_bn(&mut b, a, 1);
     let m = b.add(Op::Mix, &[skip, conv]);
-    let r = b.add(Op::Relu, &[m]);
-    let p = b.add(Op::GlobalAvgPool, &[r]);
-    let l = b.add(
-        Op::Linear {
-            out_features: 10,
-            bias: true,
-        },
-        &[p],
-    );
+    let l = head(&mut b, m);
     let s = Supernet {
         graph: b.finish(l),
         edges: vec![
