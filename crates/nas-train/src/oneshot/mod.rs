@@ -513,6 +513,8 @@ pub struct SupernetTrainer<'d> {
     decisions: Vec<SelectionDecision>,
     /// Per choice and option, its cost ([`OneShotConfig::cost_penalty`]); set by the caller.
     option_costs: Option<Vec<Vec<f64>>>,
+    /// `cfg.gdas_gradient` resolved for this supernet (never `Auto`).
+    gdas_gradient: GdasGradient,
 }
 
 /// Where a trainer starts.
@@ -565,13 +567,11 @@ impl<'d> SupernetTrainer<'d> {
         start: Start,
     ) -> Result<SupernetTrainer<'d>, TrainError> {
         cfg.validate()?;
-        // Checkpoints keep the gradient the search ran with, not `auto`.
-        let cfg = &OneShotConfig {
-            gdas_gradient: cfg.gdas_gradient.resolve(supernet),
-            ..cfg.clone()
-        };
+        // The settings stay as given (a study compares them with its checkpoint's); the
+        // supernet, which the checkpoint keeps too, resolves `auto` the same way on resume.
+        let gdas_gradient = cfg.gdas_gradient.resolve(supernet);
         let every_output =
-            cfg.method == Method::Gdas && cfg.gdas_gradient == GdasGradient::StraightThrough;
+            cfg.method == Method::Gdas && gdas_gradient == GdasGradient::StraightThrough;
         supernet
             .validate()
             .map_err(TrainError::graph("the supernet is invalid"))?;
@@ -703,7 +703,14 @@ impl<'d> SupernetTrainer<'d> {
             history,
             decisions,
             option_costs: None,
+            gdas_gradient,
         })
+    }
+
+    /// The gradient GDAS's unsampled operations get in this search (`auto` resolved for its
+    /// supernet).
+    pub fn gdas_gradient(&self) -> GdasGradient {
+        self.gdas_gradient
     }
 
     /// Epochs completed.
@@ -873,9 +880,8 @@ impl<'d> SupernetTrainer<'d> {
             .iter()
             .map(|&n| vec![0.0; n])
             .collect();
-        // Resolved in `build`: never `Auto` here.
         let authors =
-            self.cfg.method == Method::Gdas && self.cfg.gdas_gradient == GdasGradient::Authors;
+            self.cfg.method == Method::Gdas && self.gdas_gradient == GdasGradient::Authors;
         for (g, &c) in self.runner.mix_grads().iter().zip(&self.choice_of_mix) {
             let output_sum = f64::from(*g.last().expect("the output sum ends the gradient"));
             for (k, (o, v)) in out[c].iter_mut().zip(g).enumerate() {
