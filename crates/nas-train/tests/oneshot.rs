@@ -5,7 +5,7 @@ use nas_data::{DataConfig, SplitDataset};
 use nas_graph::{GraphBuilder, MixedEdge, NodeId, Op, Supernet};
 use nas_runtime::SessionSettings;
 use nas_train::oneshot::{
-    GdasGradient, Method, OneShotCheckpoint, OneShotConfig, Selection, SelectionMetric,
+    ArchParams, GdasGradient, Method, OneShotCheckpoint, OneShotConfig, Selection, SelectionMetric,
     SupernetTrainer,
 };
 
@@ -126,14 +126,15 @@ fn trained<'d>(
 
 /// Trains `cfg` one epoch, saves a checkpoint to `path`, drops the trainer, resumes from the
 /// file and trains the search to its end; asserts it ends as `straight`, trained without a
-/// stop: the same alpha, weights and per-epoch losses and derivations.
-fn assert_resumes_exactly(
+/// stop: the same alpha, weights and per-epoch losses and derivations. Returns the resumed
+/// search.
+fn assert_resumes_exactly<'d>(
     straight: &SupernetTrainer<'_>,
     net: &Supernet,
     cfg: &OneShotConfig,
-    data: &SplitDataset,
+    data: &'d SplitDataset,
     path: &std::path::Path,
-) {
+) -> SupernetTrainer<'d> {
     let killed = trained(net, cfg, data, 1);
     killed.checkpoint().unwrap().save(path).unwrap();
     drop(killed);
@@ -156,6 +157,7 @@ fn assert_resumes_exactly(
             .collect()
     };
     assert_eq!(strip(&a.history), strip(&b.history));
+    resumed
 }
 
 #[test]
@@ -269,16 +271,12 @@ fn gdas_straight_through_gives_every_option_its_own_output_gradient() {
             ..config(Method::Gdas, 2)
         };
         let t = trained(&net, &cfg, &data, 2);
-        let before = SupernetTrainer::new(&net, &cfg, &runtime(), &data)
-            .unwrap()
-            .arch()
-            .probabilities();
+        // The trainer's initial alpha: drawn from its seed alone.
+        let before = ArchParams::new(&net.options, cfg.seed.unwrap(), cfg.method).probabilities();
         let after = t.arch().probabilities();
         let path = dir.path().join("gdas.ckpt");
-        assert_resumes_exactly(&t, &net, &cfg, &data, &path);
-        let resumed =
-            SupernetTrainer::resume(OneShotCheckpoint::load(&path).unwrap(), &runtime(), &data);
-        let resolved = resumed.unwrap().gdas_gradient();
+        let resumed = assert_resumes_exactly(&t, &net, &cfg, &data, &path);
+        let resolved = resumed.gdas_gradient();
         assert_eq!(
             resolved,
             t.gdas_gradient(),
