@@ -67,6 +67,10 @@ struct Args {
     /// GDAS: the gradient of the unsampled operations' weights.
     gdas_gradient: GdasGradient,
     spos_sample: usize,
+    /// SPOS: the sandwich rule (the smallest and largest path trained beside each drawn one).
+    sandwich: bool,
+    /// SPOS: validation images each path is scored on (`None`: the whole split).
+    score_images: Option<usize>,
     /// SPOS: epochs of each few-shot sub-supernet (0: one supernet scores every path).
     few_shot: usize,
     /// How the DARTS-family methods read the architecture.
@@ -132,6 +136,9 @@ The searches
   --selection-epochs N    perturbation: tuning epochs after each decision but the last [5]
   --selection-metric M    perturbation: removals measured by accuracy or loss [accuracy]
   --spos-sample N         SPOS: architectures scored with the supernet's weights [300]
+  --sandwich              SPOS: also train the smallest and the largest path on every batch
+                          (chain tables only)
+  --score-images N        SPOS: score each path on the first N validation images [all]
   --few-shot N            SPOS: split the trained supernet on its widest choice into one
                           sub-supernet per option, each trained N epochs more (0: off) [0]
   --channels N            width of the supernet, cell space only [the table's]
@@ -186,6 +193,8 @@ fn parse_args() -> Result<Args> {
         all_ops: false,
         gdas_gradient: GdasGradient::Auto,
         spos_sample: 300,
+        sandwich: false,
+        score_images: None,
         few_shot: 0,
         selection: Selection::Magnitude,
         selection_epochs: 5,
@@ -253,6 +262,8 @@ fn parse_args() -> Result<Args> {
             "--all-ops" => a.all_ops = true,
             "--gdas-gradient" => a.gdas_gradient = parse_name(&value()?)?,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
+            "--sandwich" => a.sandwich = true,
+            "--score-images" => a.score_images = Some(value()?.parse()?),
             "--few-shot" => a.few_shot = value()?.parse()?,
             "--selection" => a.selection = parse_name(&value()?)?,
             "--selection-epochs" => a.selection_epochs = value()?.parse()?,
@@ -543,6 +554,7 @@ fn main() -> Result<()> {
                 } else {
                     GdasGradient::Auto
                 },
+                sandwich: args.sandwich && method == Method::Spos,
                 seed: Some(seed),
                 // SPOS reads no architecture weights: it selects by scoring paths.
                 selection: if method.learns_alpha() {
@@ -558,6 +570,9 @@ fn main() -> Result<()> {
             let mut trainer = SupernetTrainer::new(&supernet, &cfg, &runtime, &data)?;
             if let Some(costs) = costs.as_ref().filter(|_| cfg.cost_penalty > 0.0) {
                 trainer.set_option_costs(costs.clone())?;
+            }
+            if method == Method::Spos {
+                trainer.set_score_images(args.score_images)?;
             }
             let epochs = trainer.total_epochs();
             for _ in 0..epochs {
@@ -1382,7 +1397,7 @@ fn write_results(
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `{}`\n\n{}{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, progressive pruning {}, cost penalty {} ({:?}), affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, GDAS gradient {:?}, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, progressive pruning {}, cost penalty {} ({:?}), affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, GDAS gradient {:?}, SPOS sandwich rule {}, SPOS scores on {} validation images, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | random search given that time: percentile, mean percentile | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -1418,6 +1433,9 @@ fn write_results(
             "the sampled path only"
         },
         args.gdas_gradient,
+        if args.sandwich { "on" } else { "off" },
+        args.score_images
+            .map_or("all".to_string(), |n| format!("the first {n}")),
         match args.selection {
             Selection::Magnitude => "by magnitude (argmax of alpha)".to_string(),
             Selection::Perturbation => format!(

@@ -28,5 +28,5 @@ pub use inherit::{InheritReport, inherit};
 pub use ir::{Graph, GraphBuilder, MASKED, Node, NodeId, Op, ParamInit, TimePoolKind};
 pub use onnx::{ExportOptions, GraphSignature, OPSET, export_inference, graph_signature};
 pub use shape::NodeCost;
-pub use supernet::{MixedEdge, Supernet};
+pub use supernet::{ExtremePaths, MixedEdge, Supernet};
 pub use weights::{ParamRole, ParamSpec, Weights, parameter_specs};

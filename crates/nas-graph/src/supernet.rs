@@ -32,6 +32,19 @@ pub struct Supernet {
     /// GDAS's gradient follows it (`nas_train::oneshot::GdasGradient::Auto`).
     #[serde(default)]
     pub options_share_weights: bool,
+    /// The smallest and the largest path, where every choice's options are ordered by size
+    /// (a chain's depths, kernels, expansion ratios and widths): the ends of the sandwich
+    /// rule (`nas_train::oneshot::OneShotConfig::sandwich`). `None` where they are not (a
+    /// cell's operations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extreme_paths: Option<ExtremePaths>,
+}
+
+/// A supernet's smallest and largest path: an option index per choice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtremePaths {
+    pub smallest: Vec<usize>,
+    pub largest: Vec<usize>,
 }
 
 impl Supernet {
@@ -79,6 +92,19 @@ impl Supernet {
         }
         if let Some(c) = seen.iter().position(|s| !s) {
             return Err(bad(format!("choice {c} has no mixed edge")));
+        }
+        if let Some(ends) = &self.extreme_paths {
+            for (name, path) in [("smallest", &ends.smallest), ("largest", &ends.largest)] {
+                let fits = path.len() == self.options.len()
+                    && path.iter().zip(&self.options).all(|(&o, &n)| o < n);
+                if !fits {
+                    return Err(bad(format!(
+                        "the {name} path {path:?} does not pick one option per choice \
+                         ({:?} options)",
+                        self.options
+                    )));
+                }
+            }
         }
         Ok(())
     }

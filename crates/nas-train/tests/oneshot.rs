@@ -2,7 +2,7 @@
 //! architecture weights, single-path scores, and exact resume from a checkpoint.
 
 use nas_data::{DataConfig, SplitDataset};
-use nas_graph::{GraphBuilder, MixedEdge, NodeId, Op, Supernet};
+use nas_graph::{ExtremePaths, GraphBuilder, MixedEdge, NodeId, Op, Supernet};
 use nas_runtime::SessionSettings;
 use nas_train::oneshot::{
     ArchParams, GdasGradient, Method, OneShotCheckpoint, OneShotConfig, Selection, SelectionMetric,
@@ -93,6 +93,7 @@ fn supernet(aux_skip: bool) -> Supernet {
         options: vec![4, 2],
         aux_skip,
         options_share_weights: false,
+        extreme_paths: None,
     };
     s.validate().unwrap();
     s
@@ -189,6 +190,86 @@ fn hand_set_architecture_weights_derive_their_argmax_and_paths_score() {
 }
 
 #[test]
+fn paths_score_on_the_first_validation_images_when_asked() {
+    let data = digits();
+    let net = supernet(false);
+    let mut t = trained(&net, &config(Method::Spos, 1), &data, 1);
+    let path = [2, 1];
+    let all = t.score(&path).unwrap();
+    // Whole batches of 32: 64 and 95 images both score the first two.
+    t.set_score_images(Some(64)).unwrap();
+    let two = t.score(&path).unwrap();
+    t.set_score_images(Some(95)).unwrap();
+    assert_eq!(t.score(&path).unwrap(), two);
+    assert_ne!(two, all, "two batches scored like the whole split");
+    assert!(
+        (two.1 * 64.0 - (two.1 * 64.0).round()).abs() < 1e-9,
+        "{two:?}"
+    );
+    t.set_score_images(Some(100_000)).unwrap();
+    assert_eq!(t.score(&path).unwrap(), all);
+    t.set_score_images(None).unwrap();
+    assert_eq!(t.score(&path).unwrap(), all);
+    let err = t.set_score_images(Some(31)).unwrap_err().to_string();
+    assert!(
+        err.contains("score_images") && err.contains("one batch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_sandwich_rule_trains_the_smallest_and_largest_path_and_resumes_exactly() {
+    let data = digits();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = supernet(false);
+    // Edge A: skip is the smallest option, conv 3x3 the largest; edge B: skip, conv 1x1.
+    let ends = ExtremePaths {
+        smallest: vec![1, 0],
+        largest: vec![2, 1],
+    };
+    let net = Supernet {
+        extreme_paths: Some(ends.clone()),
+        ..plain.clone()
+    };
+    let cfg = OneShotConfig {
+        sandwich: true,
+        // Fast enough for two epochs to tell.
+        weight_lr: 0.2,
+        ..config(Method::Spos, 2)
+    };
+    let mut with = trained(&net, &cfg, &data, 2);
+    let mut without = trained(
+        &net,
+        &OneShotConfig {
+            sandwich: false,
+            ..cfg.clone()
+        },
+        &data,
+        2,
+    );
+    // Trained on every batch, not on one in eight: both ends fit the data better.
+    for (name, path) in [("smallest", &ends.smallest), ("largest", &ends.largest)] {
+        let (loss_with, _) = with.score(path).unwrap();
+        let (loss_without, _) = without.score(path).unwrap();
+        assert!(
+            loss_with < loss_without - 0.05,
+            "{name} path's validation loss: {loss_with} with the sandwich rule, \
+             {loss_without} without"
+        );
+    }
+    assert_resumes_exactly(&with, &net, &cfg, &data, &dir.path().join("sandwich.ckpt"));
+    // A supernet whose options have no size order refuses it, naming the key.
+    let err = SupernetTrainer::new(&plain, &cfg, &runtime(), &data)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("sandwich") && err.contains("ordered by size"),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_method_learns_and_resumes_exactly() {
     let data = digits();
     let dir = tempfile::tempdir().unwrap();
@@ -246,6 +327,7 @@ fn twin_option_supernet() -> Supernet {
         options: vec![2, 2],
         aux_skip: false,
         options_share_weights: false,
+        extreme_paths: None,
     };
     s.validate().unwrap();
     s

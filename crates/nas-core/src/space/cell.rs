@@ -226,6 +226,7 @@ impl SearchSpace for CellSpace {
             options: vec![NB201_OPS.len(); NB201_EDGES.len()],
             aux_skip,
             options_share_weights: false,
+            extreme_paths: None,
         };
         supernet.validate().map_err(|source| SpaceError::Graph {
             kind: KIND.into(),

@@ -160,7 +160,7 @@ fn scatter(kept: &[usize], values: &[f64], n: usize) -> Vec<f64> {
     out
 }
 
-fn one_hot(k: usize, n: usize) -> Vec<f64> {
+pub(crate) fn one_hot(k: usize, n: usize) -> Vec<f64> {
     (0..n).map(|i| if i == k { 1.0 } else { 0.0 }).collect()
 }
 

@@ -54,7 +54,9 @@ impl<'d> SupernetTrainer<'d> {
         checkpoint.config.epochs += epochs;
         checkpoint.arch.decide(choice, option);
         // SPOS weighs no option costs (it refuses `cost_penalty`): none to carry over.
-        SupernetTrainer::resume(checkpoint, &self.runtime, self.data.clone())
+        let mut sub = SupernetTrainer::resume(checkpoint, &self.runtime, self.data.clone())?;
+        sub.score_batches = self.score_batches;
+        Ok(sub)
     }
 
     /// The choice a few-shot split divides: the one with the most options (the first of

@@ -38,7 +38,7 @@ use crate::error::TrainError;
 use crate::runner::{StepInputs, StepRunner};
 use crate::step_api::{Optimizer, TrainOptions, TrainingStep, initial_state, training_step};
 use crate::trainer::{check_fit, resolve_augment, start_runner, state_in_step_order};
-use arch::{ArchAdam, Draw, StepWeights, step_rng};
+use arch::{ArchAdam, Draw, StepWeights, one_hot, step_rng};
 
 /// Scale and shift of every BatchNorm whose output is an input of a mixed edge.
 fn mixed_batch_norm_params(supernet: &Supernet) -> Vec<String> {
@@ -183,6 +183,15 @@ pub struct OneShotConfig {
     /// GDAS: what gradient an unsampled operation's architecture weight gets
     /// ([`GdasGradient`]).
     pub gdas_gradient: GdasGradient,
+    /// SPOS: the sandwich rule (Yu & Huang, ICCV 2019; BigNAS, Yu et al., ECCV 2020): every
+    /// training batch also trains the supernet's smallest and largest path, after the
+    /// uniformly drawn one, as three SGD steps. Nested options (a chain's widths, expansion
+    /// ratios, depths) share their leading weights, so the two ends bound every path and
+    /// training them keeps the shared weights fit for the range the scores compare. Needs a
+    /// supernet whose options are ordered by size (`Supernet::extreme_paths`: the chain
+    /// space's, not the cell space's). Three steps per batch: about three times the
+    /// supernet's training time.
+    pub sandwich: bool,
     /// How the architecture is read from the trained supernet ([`Selection`]):
     /// `magnitude` (argmax of `alpha`) or `perturbation` (DARTS-PT).
     pub selection: Selection,
@@ -224,6 +233,7 @@ impl Default for OneShotConfig {
             seed: None,
             sampled_path_only: true,
             gdas_gradient: GdasGradient::Auto,
+            sandwich: false,
             selection: Selection::Magnitude,
             selection_epochs: 5,
             selection_metric: SelectionMetric::Accuracy,
@@ -312,6 +322,16 @@ impl OneShotConfig {
                 format!(
                     "sets how GDAS's sampled one-hot passes gradients; `{}` samples no \
                      one-hot; remove it",
+                    self.method.name()
+                ),
+            );
+        }
+        if self.sandwich && self.method != Method::Spos {
+            return bad(
+                "sandwich",
+                format!(
+                    "trains the smallest and largest path beside SPOS's uniformly drawn one; \
+                     `{}` trains a mixture or a learned sample, not uniform paths; remove it",
                     self.method.name()
                 ),
             );
@@ -515,6 +535,10 @@ pub struct SupernetTrainer<'d> {
     option_costs: Option<Vec<Vec<f64>>>,
     /// `cfg.gdas_gradient` resolved for this supernet (never `Auto`).
     gdas_gradient: GdasGradient,
+    /// Validation batches [`Self::score`] reads (`None`: every full batch); set by the
+    /// caller ([`Self::set_score_images`]). Scoring only: the training and its checkpoint
+    /// do not depend on it.
+    score_batches: Option<usize>,
 }
 
 /// Where a trainer starts.
@@ -585,6 +609,15 @@ impl<'d> SupernetTrainer<'d> {
                     "without"
                 }
             )));
+        }
+        if cfg.sandwich && supernet.extreme_paths.is_none() {
+            return Err(TrainError::Config {
+                key: "sandwich".into(),
+                reason: "needs a supernet whose options are ordered by size (the chain \
+                         space's widths, depths, expansion ratios and kernels); this one's \
+                         are not (a cell's operations have no smallest or largest); remove it"
+                    .into(),
+            });
         }
         let most = supernet.options.iter().copied().max().unwrap_or(0);
         if cfg.prune_to > 0 && cfg.prune_to >= most {
@@ -704,6 +737,7 @@ impl<'d> SupernetTrainer<'d> {
             decisions,
             option_costs: None,
             gdas_gradient,
+            score_batches: None,
         })
     }
 
@@ -754,6 +788,28 @@ impl<'d> SupernetTrainer<'d> {
             )));
         }
         self.option_costs = Some(costs);
+        Ok(())
+    }
+
+    /// Scores paths on the validation split's first `images` only, in whole batches (`None`:
+    /// the whole split). Scoring costs a forward pass over those images per path; when a
+    /// search scores hundreds of paths that is most of its cost, and the ranking at the top
+    /// needs fewer images than the split holds.
+    pub fn set_score_images(&mut self, images: Option<usize>) -> Result<(), TrainError> {
+        self.score_batches = match images {
+            None => None,
+            Some(n) if n < self.batch => {
+                return Err(TrainError::Config {
+                    key: "score_images".into(),
+                    reason: format!(
+                        "is {n}, less than one batch of {} (paths are scored on full \
+                         batches); raise it or lower `batch`",
+                        self.batch
+                    ),
+                });
+            }
+            Some(n) => Some(n / self.batch),
+        };
         Ok(())
     }
 
@@ -852,6 +908,28 @@ impl<'d> SupernetTrainer<'d> {
 
     fn aux_beta(&self, epoch: usize) -> f64 {
         self.cfg.aux_beta * (1.0 - self.progress(epoch))
+    }
+
+    /// The sandwich rule's extra paths for each training batch, as one-hot weights per
+    /// choice: the smallest and the largest (none without `sandwich`).
+    fn sandwich_ends(&self) -> Vec<Vec<Vec<f64>>> {
+        let Some(ends) = self
+            .supernet
+            .extreme_paths
+            .as_ref()
+            .filter(|_| self.cfg.sandwich)
+        else {
+            return Vec::new();
+        };
+        [&ends.smallest, &ends.largest]
+            .into_iter()
+            .map(|path| {
+                path.iter()
+                    .zip(&self.supernet.options)
+                    .map(|(&o, &n)| one_hot(o, n))
+                    .collect()
+            })
+            .collect()
     }
 
     /// The step's mixing weights per mixed edge, from per-choice weights.
@@ -1022,10 +1100,19 @@ impl<'d> SupernetTrainer<'d> {
             }
             let mixes = self.mix_inputs(&w.weights, beta);
             let n = labels.len();
+            let ends = self.sandwich_ends();
+            let again = (!ends.is_empty()).then(|| images.clone());
             let (l, c) = self.run(images, &labels, lr, mixes, true)?;
+            // The epoch's loss is the uniformly drawn paths', as without the sandwich.
             loss_sum += f64::from(l) * n as f64;
             correct += f64::from(c);
             seen += n;
+            if let Some(images) = again {
+                for path in &ends {
+                    let mixes = self.mix_inputs(path, beta);
+                    self.run(images.clone(), &labels, lr, mixes, true)?;
+                }
+            }
             self.global_step += 1;
         }
         self.epoch += 1;
@@ -1058,7 +1145,8 @@ impl<'d> SupernetTrainer<'d> {
     /// Loss and accuracy of one path (`choices`: an option per choice) of the trained
     /// supernet on the validation split, BatchNorm on batch statistics (as NAS-Bench-201's
     /// one-shot evaluation does: running statistics are shared by every path and fit none).
-    /// Full batches only; the state is not changed.
+    /// Full batches only (the first of them with [`Self::set_score_images`]); the state is
+    /// not changed.
     pub fn score(&mut self, choices: &[usize]) -> Result<(f64, f64), TrainError> {
         if choices.len() != self.supernet.options.len()
             || choices
@@ -1074,15 +1162,19 @@ impl<'d> SupernetTrainer<'d> {
         let per_choice: Vec<Vec<f64>> = choices
             .iter()
             .zip(&self.supernet.options)
-            .map(|(&c, &n)| (0..n).map(|i| if i == c { 1.0 } else { 0.0 }).collect())
+            .map(|(&c, &n)| one_hot(c, n))
             .collect();
-        self.evaluate(&per_choice)
+        self.evaluate(&per_choice, self.score_batches)
     }
 
     /// Loss and accuracy of the supernet with the given mixing weights per choice on the
-    /// validation split (full batches, BatchNorm on batch statistics, auxiliary skips off);
-    /// the state is not changed.
-    fn evaluate(&mut self, per_choice: &[Vec<f64>]) -> Result<(f64, f64), TrainError> {
+    /// validation split (full batches, the first `max_batches` of them where given,
+    /// BatchNorm on batch statistics, auxiliary skips off); the state is not changed.
+    fn evaluate(
+        &mut self,
+        per_choice: &[Vec<f64>],
+        max_batches: Option<usize>,
+    ) -> Result<(f64, f64), TrainError> {
         let opts = BatchOptions {
             batch_size: self.batch,
             shuffle: false,
@@ -1104,7 +1196,8 @@ impl<'d> SupernetTrainer<'d> {
             Some(Some(_)) => Some(self.runner.state()?),
             _ => None,
         };
-        for (x, y) in data.batches(Part::Validation, &opts, 0)? {
+        let batches = data.batches(Part::Validation, &opts, 0)?;
+        for (x, y) in batches.take(max_batches.unwrap_or(usize::MAX)) {
             let mixes = self.mix_inputs(per_choice, 0.0);
             let (l, c) = match (&mut self.loss_pass, &state) {
                 (Some(Some(pass)), Some(state)) => {
@@ -1158,7 +1251,7 @@ mod tests {
     fn invalid_settings_name_their_key() {
         OneShotConfig::default().validate().unwrap();
         type Spoil = fn(&mut OneShotConfig);
-        let cases: [(&str, Spoil); 19] = [
+        let cases: [(&str, Spoil); 20] = [
             ("epochs", |c| c.epochs = 0),
             ("warmup_epochs", |c| c.warmup_epochs = c.epochs),
             ("arch_lr", |c| c.arch_lr = f64::NAN),
@@ -1189,6 +1282,8 @@ mod tests {
             ("gdas_gradient", |c| {
                 c.gdas_gradient = GdasGradient::StraightThrough
             }),
+            // The sandwich rule trains SPOS's uniform paths' ends; DARTS draws no paths.
+            ("sandwich", |c| c.sandwich = true),
             ("cost_penalty", |c| c.cost_penalty = -1.0),
             // SPOS learns no architecture weights for a cost to steer.
             ("cost_penalty", |c| {

@@ -97,7 +97,7 @@ impl SupernetTrainer<'_> {
         for k in 0..self.supernet.options[choice] {
             let mut w = expected.clone();
             w[choice][k] = 0.0;
-            let (loss, acc) = self.evaluate(&w)?;
+            let (loss, acc) = self.evaluate(&w, None)?;
             accuracy_without.push(acc);
             loss_without.push(loss);
         }

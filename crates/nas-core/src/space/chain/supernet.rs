@@ -25,7 +25,7 @@
 //! FBNetV2 and Once-for-All. There is no auxiliary skip (DARTS-): a chain has no
 //! parameter-free operation to collapse onto.
 
-use nas_graph::{GraphBuilder, MixedEdge, NodeId, Op, Supernet};
+use nas_graph::{ExtremePaths, GraphBuilder, MixedEdge, NodeId, Op, Supernet};
 
 use super::{ChainSpace, KIND, StageOptions};
 use crate::space::{SpaceError, checked};
@@ -72,12 +72,34 @@ pub(super) fn build(space: &ChainSpace, aux_skip: bool) -> Result<Supernet, Spac
             .collect(),
         aux_skip: false,
         options_share_weights: true,
+        extreme_paths: Some(extreme_paths(space)),
     };
     supernet.validate().map_err(|source| SpaceError::Graph {
         kind: KIND.into(),
         source,
     })?;
     Ok(supernet)
+}
+
+/// Every choice's smallest and largest option: a larger depth, kernel, expansion ratio or
+/// width is a larger network, whatever order the config lists them in.
+fn extreme_paths(space: &ChainSpace) -> ExtremePaths {
+    let options = || space.stages.iter().flat_map(|s| s.options.iter());
+    let position = |values: &Vec<usize>, pick: fn(&usize, &usize) -> bool| {
+        (0..values.len())
+            .reduce(|best, i| {
+                if pick(&values[i], &values[best]) {
+                    i
+                } else {
+                    best
+                }
+            })
+            .unwrap_or(0)
+    };
+    ExtremePaths {
+        smallest: options().map(|v| position(v, |a, b| a < b)).collect(),
+        largest: options().map(|v| position(v, |a, b| a > b)).collect(),
+    }
 }
 
 fn widest(options: &[usize]) -> usize {
@@ -372,5 +394,30 @@ mod tests {
         assert_eq!(net.options.len(), 4 * 5);
         let err = space.supernet(true).unwrap_err().to_string();
         assert!(err.contains("darts-minus"), "{err}");
+    }
+
+    /// The sandwich rule's ends follow the options' sizes, not the order a config lists them.
+    #[test]
+    fn the_extreme_paths_are_the_smallest_and_largest_options() {
+        let space = ChainSpace::new(&ChainSpaceConfig {
+            input: Some(vec![1, 8, 8]),
+            classes: Some(10),
+            stem_channels: 8,
+            stages: vec![
+                stage(1, [&[2, 1, 3], &[5, 3], &[1, 6, 3], &[8, 6]]),
+                stage(2, [&[1, 2], &[3, 5], &[4, 1], &[8, 12]]),
+            ],
+            head_channels: 16,
+            ..ChainSpaceConfig::default()
+        })
+        .unwrap();
+        let mut net = space.supernet(false).unwrap();
+        let ends = net.extreme_paths.clone().unwrap();
+        assert_eq!(ends.smallest, vec![1, 1, 0, 1, 0, 0, 1, 0]);
+        assert_eq!(ends.largest, vec![2, 0, 1, 0, 1, 1, 0, 1]);
+        // A path that misses a choice or names an option past its last is refused.
+        net.extreme_paths.as_mut().unwrap().largest[0] = 3;
+        let err = net.validate().unwrap_err().to_string();
+        assert!(err.contains("largest path"), "{err}");
     }
 }
