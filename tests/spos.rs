@@ -119,7 +119,9 @@ fn evolution_searches_on_supernet_scores_and_final_retrains_the_best() {
 #[test]
 fn spos_scores_chain_networks_with_the_chain_supernet() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("s.toml"), study(SUPERNET, SMALL_CHAIN, "")).unwrap();
+    // The sandwich rule (a chain's options have sizes) and scores on two batches of 64.
+    let supernet = format!("{SUPERNET}sandwich = true\nscore_images = 150\n");
+    std::fs::write(tmp.path().join("s.toml"), study(&supernet, SMALL_CHAIN, "")).unwrap();
     let o = nas(&["search", "s.toml"], tmp.path());
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let o = nas(&["status", "study", "--json"], tmp.path());
@@ -136,6 +138,11 @@ fn spos_scores_chain_networks_with_the_chain_supernet() {
         );
         let acc = t["metrics"]["supernet_accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc), "{t}");
+        let correct = acc * 128.0;
+        assert!(
+            (correct - correct.round()).abs() < 1e-9,
+            "scored on 128 images: {t}"
+        );
         scores.push(acc);
     }
     // Paths through the shared weights score differently: the masks and mixes route them.
@@ -166,6 +173,18 @@ fn what_spos_cannot_do_in_a_study_is_said_plainly() {
     assert!(!o.status.success());
     assert!(err.contains("unknown field `lr`"), "{err}");
 
+    // The cell space's operations have no sizes for the sandwich rule: refused, and nothing
+    // stored (the check runs when the evaluator starts, before any trial).
+    let sandwich = study(&format!("{SUPERNET}sandwich = true\n"), CELL, "");
+    std::fs::write(tmp.path().join("sandwich.toml"), sandwich).unwrap();
+    let o = nas(&["search", "sandwich.toml"], tmp.path());
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("sandwich") && err.contains("ordered by size"),
+        "{err}"
+    );
+
     // [final] retrains with a `train` evaluator's recipe or its own `train` table: with the
     // supernet evaluator alone and neither, the search runs, then the final phase says what
     // it needs.
@@ -179,16 +198,29 @@ fn what_spos_cannot_do_in_a_study_is_said_plainly() {
 }
 
 #[test]
-fn the_shipped_spos_config_is_valid() {
+fn the_shipped_spos_configs_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cfg = nas_core::config::load(&root.join("configs/oneshot-spos.toml")).unwrap();
-    let plugins: Vec<&str> = cfg.evaluators.iter().map(|e| e.plugin.as_str()).collect();
-    assert_eq!(plugins, ["supernet"]);
-    assert_eq!(cfg.objectives[0].metric, "supernet_accuracy");
-    // No train evaluator: `[final] train` is the retraining recipe.
-    let recipe = cfg
-        .final_phase
-        .and_then(|f| f.train)
-        .expect("[final] train");
-    assert_eq!(recipe["epochs"], 30);
+    for (file, kind, sandwich) in [
+        ("configs/oneshot-spos.toml", "cell", false),
+        ("configs/oneshot-spos-chain.toml", "chain", true),
+    ] {
+        let cfg = nas_core::config::load(&root.join(file)).unwrap();
+        let plugins: Vec<&str> = cfg.evaluators.iter().map(|e| e.plugin.as_str()).collect();
+        assert_eq!(plugins, ["supernet"], "{file}");
+        assert_eq!(cfg.objectives[0].metric, "supernet_accuracy", "{file}");
+        assert_eq!(cfg.space.kind(), kind, "{file}");
+        // The sandwich rule needs a space whose options have sizes: the chain's.
+        let table = &cfg.evaluators[0].config;
+        assert_eq!(
+            table["sandwich"].as_bool().unwrap_or(false),
+            sandwich,
+            "{file}"
+        );
+        // No train evaluator: `[final] train` is the retraining recipe.
+        let recipe = cfg
+            .final_phase
+            .and_then(|f| f.train)
+            .expect("[final] train");
+        assert_eq!(recipe["epochs"], 30, "{file}");
+    }
 }

@@ -590,7 +590,10 @@ fn main() -> Result<()> {
                     }
                 );
             }
-            eprintln!();
+            eprintln!(
+                "\n  supernet trained in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             let (choices, tau) = if method == Method::Spos {
                 // Score distinct architectures of known accuracy with the shared weights.
                 let (mut scores, mut truths, mut means, mut scored) =

@@ -10,8 +10,10 @@
 //! plugin = "supernet"
 //! epochs = 30        # every key of nas_train::oneshot::OneShotConfig except `method`
 //! batch = 64         # (always spos here): weight_lr, weight_lr_min, momentum,
-//! weight_lr = 0.025  # weight_decay, augment, seed; the architecture keys are accepted
-//!                    # and unused
+//! weight_lr = 0.025  # weight_decay, augment, seed, sandwich; the architecture keys are
+//!                    # accepted and unused
+//! sandwich = true    # chain spaces: also train the smallest and largest path per batch
+//! score_images = 1000  # score each candidate on the first 1,000 validation images [all]
 //! ```
 //!
 //! The first `evaluate` trains the supernet on the study's `[data]` (training split) and
@@ -27,7 +29,8 @@
 //! space's choice indices, which are the supernet's choices) pick one path, and the
 //! validation split runs through it with the shared weights, BatchNorm on the batch's own
 //! statistics (the running statistics are shared by every path and fit none, so no
-//! recalibration is needed). Metrics: `supernet_accuracy` (fraction 0..1), `supernet_loss`
+//! recalibration is needed); `score_images` limits that to the split's first images (whole
+//! batches), which makes each score cheaper where a search scores many. Metrics: `supernet_accuracy` (fraction 0..1), `supernet_loss`
 //! and `supernet_seconds` (seconds this call spent training the supernet; 0 once it is
 //! trained). The trial's details hold the supernet's epoch history.
 
@@ -51,13 +54,34 @@ const NAME: &str = "supernet evaluator";
 pub const CHECKPOINT_FILE: &str = "spos.ckpt";
 pub const LOCK_FILE: &str = "spos.lock";
 
-/// The evaluator's table as the supernet's settings: every `OneShotConfig` key but
-/// `method`, which is always `spos`.
-pub fn parse_config(table: &Value) -> Result<OneShotConfig, String> {
+/// The evaluator's table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// The supernet's training: every `OneShotConfig` key but `method`, always `spos`.
+    pub training: OneShotConfig,
+    /// `score_images`: validation images a candidate is scored on (`None`: all). Not part
+    /// of the training, so a checkpoint stays usable when it changes.
+    pub score_images: Option<usize>,
+}
+
+/// The evaluator's table as its [`Settings`].
+pub fn parse_config(table: &Value) -> Result<Settings, String> {
     let mut map = match table {
         Value::Null => serde_json::Map::new(),
         Value::Object(m) => m.clone(),
         other => return Err(format!("{NAME}: its table must be a table, not {other}")),
+    };
+    let score_images = match map.remove("score_images") {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n > 0 => Some(n as usize),
+            _ => {
+                return Err(format!(
+                    "{NAME}: `score_images` is {v}; it must be a whole number of validation \
+                     images above 0 (leave it out to score on the whole split)"
+                ));
+            }
+        },
     };
     if map.contains_key("method") {
         return Err(format!(
@@ -73,13 +97,16 @@ pub fn parse_config(table: &Value) -> Result<OneShotConfig, String> {
         let what = e.split(", expected one of").next().unwrap_or(&e);
         format!(
             "{NAME}: {what}; its keys are epochs, batch, weight_lr, weight_lr_min, momentum, \
-             weight_decay, augment and seed (arch_lr, arch_weight_decay, arch_beta1, \
+             weight_decay, augment, seed, sandwich and score_images (arch_lr, arch_weight_decay, arch_beta1, \
              arch_beta2, tau_max, tau_min and aux_beta are accepted and unused by SPOS)"
         )
     })?;
     cfg.validate().map_err(|e| format!("{NAME}: {e}"))?;
     debug_assert_eq!(cfg.method, Method::Spos);
-    Ok(cfg)
+    Ok(Settings {
+        training: cfg,
+        score_images,
+    })
 }
 
 /// The request's choice values as option indices.
@@ -102,6 +129,7 @@ fn path_of(values: &[f64]) -> Result<Vec<usize>, String> {
 
 pub struct SupernetEvaluator {
     cfg: OneShotConfig,
+    score_images: Option<usize>,
     supernet: Supernet,
     runtime: SessionSettings,
     data: Arc<SplitDataset>,
@@ -114,7 +142,10 @@ pub struct SupernetEvaluator {
 
 impl Evaluator for SupernetEvaluator {
     fn new(ctx: EvaluatorContext) -> Result<Self, PluginError> {
-        let cfg = parse_config(&ctx.config)?;
+        let Settings {
+            training: cfg,
+            score_images,
+        } = parse_config(&ctx.config)?;
         let Some(supernet) = ctx.supernet else {
             return Err(format!(
                 "{NAME}: the study's space has no one-shot supernet yet (`[space] kind = \
@@ -123,6 +154,8 @@ impl Evaluator for SupernetEvaluator {
             )
             .into());
         };
+        cfg.check_supernet(&supernet)
+            .map_err(|e| format!("{NAME}: {e}"))?;
         if ctx.data.is_null() {
             return Err(format!(
                 "{NAME}: SPOS trains the supernet on the study's data: add a [data] table, \
@@ -158,10 +191,18 @@ impl Evaluator for SupernetEvaluator {
             )
             .into());
         }
+        if let Some(n) = score_images.filter(|&n| n < batch) {
+            return Err(format!(
+                "{NAME}: `score_images` is {n}, less than one batch of {batch} (candidates are \
+                 scored on full batches); raise it or lower `batch`"
+            )
+            .into());
+        }
         let runtime = ctx.runtime.session_settings()?;
         nas_runtime::init(&runtime.library)?;
         Ok(SupernetEvaluator {
             cfg,
+            score_images,
             supernet,
             runtime,
             data: Arc::new(data),
@@ -261,6 +302,9 @@ impl SupernetEvaluator {
             "waited_seconds": waited,
             "checkpoint_note": note,
         });
+        trainer
+            .set_score_images(self.score_images)
+            .map_err(|e| format!("{NAME}: {e}"))?;
         self.trainer = Some(trainer);
         Ok(seconds)
     }

@@ -4,10 +4,30 @@ use super::*;
 
 #[test]
 fn the_table_is_a_one_shot_config_with_spos() {
-    let cfg = parse_config(&json!({"epochs": 3, "batch": 32})).unwrap();
+    let s = parse_config(&json!({"epochs": 3, "batch": 32, "sandwich": true})).unwrap();
+    let cfg = s.training;
     assert_eq!(cfg.method, Method::Spos);
-    assert_eq!((cfg.epochs, cfg.batch), (3, 32));
-    assert_eq!(parse_config(&Value::Null).unwrap().epochs, 50);
+    assert_eq!((cfg.epochs, cfg.batch, cfg.sandwich), (3, 32, true));
+    assert_eq!(s.score_images, None);
+    assert_eq!(parse_config(&Value::Null).unwrap().training.epochs, 50);
+}
+
+#[test]
+fn score_images_is_a_scoring_setting_not_a_training_one() {
+    let s = parse_config(&json!({"epochs": 3, "score_images": 500})).unwrap();
+    assert_eq!(s.score_images, Some(500));
+    // The training settings (what a checkpoint is compared with) do not hold it.
+    assert_eq!(
+        s.training,
+        parse_config(&json!({"epochs": 3})).unwrap().training
+    );
+    for bad in [json!(0), json!(2.5), json!("all")] {
+        let e = parse_config(&json!({ "score_images": bad })).unwrap_err();
+        assert!(
+            e.contains("`score_images`") && e.contains("whole number"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

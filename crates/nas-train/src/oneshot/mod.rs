@@ -411,6 +411,43 @@ impl OneShotConfig {
         Ok(())
     }
 
+    /// Whether these settings can train `supernet` (before any data is read): the method's
+    /// auxiliary skips, the sandwich rule's size order, progressive pruning's option counts.
+    pub fn check_supernet(&self, supernet: &Supernet) -> Result<(), TrainError> {
+        if supernet.aux_skip != self.method.aux_skip() {
+            return Err(TrainError::Mismatch(format!(
+                "method `{}` needs a supernet {} auxiliary skips",
+                self.method.name(),
+                if self.method.aux_skip() {
+                    "with"
+                } else {
+                    "without"
+                }
+            )));
+        }
+        if self.sandwich && supernet.extreme_paths.is_none() {
+            return Err(TrainError::Config {
+                key: "sandwich".into(),
+                reason: "needs a supernet whose options are ordered by size (the chain \
+                         space's widths, depths, expansion ratios and kernels); this one's \
+                         are not (a cell's operations have no smallest or largest); remove it"
+                    .into(),
+            });
+        }
+        let most = supernet.options.iter().copied().max().unwrap_or(0);
+        if self.prune_to > 0 && self.prune_to >= most {
+            return Err(TrainError::Config {
+                key: "prune_to".into(),
+                reason: format!(
+                    "is {}, which keeps every option of this supernet (at most {most} per \
+                     choice); set it below {most}, or 0 for no pruning",
+                    self.prune_to
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Epochs before progressive pruning: `prune_after`, by default half the search.
     pub fn prune_epoch(&self) -> usize {
         self.prune_after.unwrap_or(self.epochs / 2)
@@ -599,37 +636,7 @@ impl<'d> SupernetTrainer<'d> {
         supernet
             .validate()
             .map_err(TrainError::graph("the supernet is invalid"))?;
-        if supernet.aux_skip != cfg.method.aux_skip() {
-            return Err(TrainError::Mismatch(format!(
-                "method `{}` needs a supernet {} auxiliary skips",
-                cfg.method.name(),
-                if cfg.method.aux_skip() {
-                    "with"
-                } else {
-                    "without"
-                }
-            )));
-        }
-        if cfg.sandwich && supernet.extreme_paths.is_none() {
-            return Err(TrainError::Config {
-                key: "sandwich".into(),
-                reason: "needs a supernet whose options are ordered by size (the chain \
-                         space's widths, depths, expansion ratios and kernels); this one's \
-                         are not (a cell's operations have no smallest or largest); remove it"
-                    .into(),
-            });
-        }
-        let most = supernet.options.iter().copied().max().unwrap_or(0);
-        if cfg.prune_to > 0 && cfg.prune_to >= most {
-            return Err(TrainError::Config {
-                key: "prune_to".into(),
-                reason: format!(
-                    "is {}, which keeps every option of this supernet (at most {most} per \
-                     choice); set it below {most}, or 0 for no pruning",
-                    cfg.prune_to
-                ),
-            });
-        }
+        cfg.check_supernet(supernet)?;
         check_fit(&supernet.graph, &data)?;
         if data.data.task() == nas_data::Task::Regression {
             return Err(TrainError::Mismatch(format!(
