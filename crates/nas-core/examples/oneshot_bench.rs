@@ -71,6 +71,10 @@ struct Args {
     sandwich: bool,
     /// SPOS: validation images each path is scored on (`None`: the whole split).
     score_images: Option<usize>,
+    /// SPOS on a complete table: score only networks costing at most this share of the
+    /// table's costliest (`--cost-metric`), as a study with a cost constraint would, and rank
+    /// the pick among the table's networks within that budget.
+    max_cost_share: Option<f64>,
     /// SPOS: epochs of each few-shot sub-supernet (0: one supernet scores every path).
     few_shot: usize,
     /// How the DARTS-family methods read the architecture.
@@ -139,6 +143,9 @@ The searches
   --sandwich              SPOS: also train the smallest and the largest path on every batch
                           (chain tables only)
   --score-images N        SPOS: score each path on the first N validation images [all]
+  --max-cost-share X      SPOS, complete table: score only networks costing at most X times
+                          the costliest (--cost-metric); the cost percentile then ranks the
+                          pick among the table's networks within that budget [off]
   --few-shot N            SPOS: split the trained supernet on its widest choice into one
                           sub-supernet per option, each trained N epochs more (0: off) [0]
   --channels N            width of the supernet, cell space only [the table's]
@@ -195,6 +202,7 @@ fn parse_args() -> Result<Args> {
         spos_sample: 300,
         sandwich: false,
         score_images: None,
+        max_cost_share: None,
         few_shot: 0,
         selection: Selection::Magnitude,
         selection_epochs: 5,
@@ -264,6 +272,7 @@ fn parse_args() -> Result<Args> {
             "--spos-sample" => a.spos_sample = value()?.parse()?,
             "--sandwich" => a.sandwich = true,
             "--score-images" => a.score_images = Some(value()?.parse()?),
+            "--max-cost-share" => a.max_cost_share = Some(value()?.parse()?),
             "--few-shot" => a.few_shot = value()?.parse()?,
             "--selection" => a.selection = parse_name(&value()?)?,
             "--selection-epochs" => a.selection_epochs = value()?.parse()?,
@@ -515,6 +524,14 @@ fn main() -> Result<()> {
         .transpose()?;
     let mut runs = Vec::new();
     for &method in &args.methods {
+        // A cost budget for SPOS's candidates: a share of the table's costliest network.
+        let budget = args
+            .max_cost_share
+            .filter(|_| method == Method::Spos)
+            .map(|share| {
+                let costliest = table.rows.iter().map(|r| row_cost(r, args.cost_metric));
+                share * costliest.fold(0.0, f64::max)
+            });
         for &seed in &args.seeds {
             let supernet = search_space.supernet(method.aux_skip())?;
             let cfg = OneShotConfig {
@@ -598,7 +615,14 @@ fn main() -> Result<()> {
                 // Score distinct architectures of known accuracy with the shared weights.
                 let (mut scores, mut truths, mut means, mut scored) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                let candidates = spos_candidates(&table, space.as_ref(), args.spos_sample, seed)?;
+                let mut candidates =
+                    spos_candidates(&table, space.as_ref(), args.spos_sample, seed)?;
+                if let Some(limit) = budget {
+                    candidates.retain(|c| {
+                        network_cost(space.as_ref(), c, args.cost_metric)
+                            .is_ok_and(|cost| cost <= limit)
+                    });
+                }
                 for (c, acc) in score_paths(&mut trainer, candidates, args.few_shot)? {
                     let row = index.by_arch[&arch_of(&c)];
                     scores.push(acc);
@@ -665,7 +689,7 @@ fn main() -> Result<()> {
                 let within: Vec<f64> = table
                     .rows
                     .iter()
-                    .filter(|r| row_cost(r, args.cost_metric) <= cost)
+                    .filter(|r| row_cost(r, args.cost_metric) <= budget.unwrap_or(cost))
                     .filter_map(|r| r.test_accuracy)
                     .collect();
                 let below = within.iter().filter(|&&a| a < place.test_accuracy).count();
