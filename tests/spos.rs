@@ -120,7 +120,7 @@ fn evolution_searches_on_supernet_scores_and_final_retrains_the_best() {
 fn spos_scores_chain_networks_with_the_chain_supernet() {
     let tmp = tempfile::tempdir().unwrap();
     // The sandwich rule (a chain's options have sizes) and scores on two batches of 64.
-    let supernet = format!("{SUPERNET}sandwich = true\nscore_images = 150\n");
+    let supernet = format!("{SUPERNET}sandwich = \"largest\"\nscore_images = 150\n");
     std::fs::write(tmp.path().join("s.toml"), study(&supernet, SMALL_CHAIN, "")).unwrap();
     let o = nas(&["search", "s.toml"], tmp.path());
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
@@ -201,8 +201,8 @@ fn what_spos_cannot_do_in_a_study_is_said_plainly() {
 fn the_shipped_spos_configs_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for (file, kind, sandwich) in [
-        ("configs/oneshot-spos.toml", "cell", false),
-        ("configs/oneshot-spos-chain.toml", "chain", true),
+        ("configs/oneshot-spos.toml", "cell", Value::Null),
+        ("configs/oneshot-spos-chain.toml", "chain", "largest".into()),
     ] {
         let cfg = nas_core::config::load(&root.join(file)).unwrap();
         let plugins: Vec<&str> = cfg.evaluators.iter().map(|e| e.plugin.as_str()).collect();
@@ -211,11 +211,7 @@ fn the_shipped_spos_configs_are_valid() {
         assert_eq!(cfg.space.kind(), kind, "{file}");
         // The sandwich rule needs a space whose options have sizes: the chain's.
         let table = &cfg.evaluators[0].config;
-        assert_eq!(
-            table["sandwich"].as_bool().unwrap_or(false),
-            sandwich,
-            "{file}"
-        );
+        assert_eq!(table["sandwich"], sandwich, "{file}");
         // No train evaluator: `[final] train` is the retraining recipe.
         let recipe = cfg
             .final_phase

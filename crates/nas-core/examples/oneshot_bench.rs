@@ -31,7 +31,8 @@ use nas_data::{DataConfig, Part};
 use nas_runtime::SessionSettings;
 use nas_table::Table;
 use nas_train::oneshot::{
-    CostMetric, GdasGradient, Method, OneShotConfig, Selection, SelectionMetric, SupernetTrainer,
+    CostMetric, GdasGradient, Method, OneShotConfig, Sandwich, Selection, SelectionMetric,
+    SupernetTrainer,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -67,8 +68,9 @@ struct Args {
     /// GDAS: the gradient of the unsampled operations' weights.
     gdas_gradient: GdasGradient,
     spos_sample: usize,
-    /// SPOS: the sandwich rule (the smallest and largest path trained beside each drawn one).
-    sandwich: bool,
+    /// SPOS: the sandwich rule (the largest path, and with `both` the smallest, trained
+    /// beside each drawn one).
+    sandwich: Sandwich,
     /// SPOS: validation images each path is scored on (`None`: the whole split).
     score_images: Option<usize>,
     /// SPOS on a complete table: score only networks costing at most this share of the
@@ -140,8 +142,8 @@ The searches
   --selection-epochs N    perturbation: tuning epochs after each decision but the last [5]
   --selection-metric M    perturbation: removals measured by accuracy or loss [accuracy]
   --spos-sample N         SPOS: architectures scored with the supernet's weights [300]
-  --sandwich              SPOS: also train the smallest and the largest path on every batch
-                          (chain tables only)
+  --sandwich ENDS         SPOS: also train these paths on every batch: both (the smallest
+                          and the largest), largest or off; chain tables only [off]
   --score-images N        SPOS: score each path on the first N validation images [all]
   --max-cost-share X      SPOS, complete table: score only networks costing at most X times
                           the costliest (--cost-metric); the cost percentile then ranks the
@@ -200,7 +202,7 @@ fn parse_args() -> Result<Args> {
         all_ops: false,
         gdas_gradient: GdasGradient::Auto,
         spos_sample: 300,
-        sandwich: false,
+        sandwich: Sandwich::Off,
         score_images: None,
         max_cost_share: None,
         few_shot: 0,
@@ -270,7 +272,7 @@ fn parse_args() -> Result<Args> {
             "--all-ops" => a.all_ops = true,
             "--gdas-gradient" => a.gdas_gradient = parse_name(&value()?)?,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
-            "--sandwich" => a.sandwich = true,
+            "--sandwich" => a.sandwich = parse_name(&value()?)?,
             "--score-images" => a.score_images = Some(value()?.parse()?),
             "--max-cost-share" => a.max_cost_share = Some(value()?.parse()?),
             "--few-shot" => a.few_shot = value()?.parse()?,
@@ -571,7 +573,11 @@ fn main() -> Result<()> {
                 } else {
                     GdasGradient::Auto
                 },
-                sandwich: args.sandwich && method == Method::Spos,
+                sandwich: if method == Method::Spos {
+                    args.sandwich
+                } else {
+                    Sandwich::Off
+                },
                 seed: Some(seed),
                 // SPOS reads no architecture weights: it selects by scoring paths.
                 selection: if method.learns_alpha() {
@@ -1424,7 +1430,7 @@ fn write_results(
     std::fs::write(args.out.join("runs.csv"), csv)?;
     let mut md = format!(
         "# One-shot search on `{}`\n\n{}{} epochs per search, seeds {:?}, arch_lr {}, \
-         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, progressive pruning {}, cost penalty {} ({:?}), affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, GDAS gradient {:?}, SPOS sandwich rule {}, SPOS scores on {} validation images, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
+         weight_lr {}, warmup {} epochs, Beta-Decay {}, random smoothing {}, progressive pruning {}, cost penalty {} ({:?}), affine BatchNorm in mixed edges {}, GDAS/SPOS compute {}, GDAS gradient {:?}, SPOS sandwich rule {:?}, SPOS scores on {} validation images, selection {}, {} proposal(s) per search trained once to pick the best by validation accuracy (in the search's cost), supernet width {} channels, {} thread(s). Table optimum (test accuracy): {:.2} %. Training one candidate (the \
          table's recipe, measured in this run): {one_training:.2} s.\n\n\
          | method | test accuracy, mean ± std (%) | percentile, mean (min) | pooled percentile, mean (min) | mean of {}: accuracy (%), percentile mean (min) | test percentile in the other trainings alone, mean (min) | all-skip / all-pool / all-none cells | search seconds (x one training) | random search given that time: percentile, mean percentile | Kendall tau | derived architectures |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -1460,7 +1466,7 @@ fn write_results(
             "the sampled path only"
         },
         args.gdas_gradient,
-        if args.sandwich { "on" } else { "off" },
+        args.sandwich,
         args.score_images
             .map_or("all".to_string(), |n| format!("the first {n}")),
         match args.selection {

@@ -1,15 +1,30 @@
 //! The table and the request's path; training and scoring are covered by tests/plugin.rs.
 
 use super::*;
+use nas_train::oneshot::Sandwich;
 
 #[test]
 fn the_table_is_a_one_shot_config_with_spos() {
     let s = parse_config(&json!({"epochs": 3, "batch": 32, "sandwich": true})).unwrap();
     let cfg = s.training;
     assert_eq!(cfg.method, Method::Spos);
-    assert_eq!((cfg.epochs, cfg.batch, cfg.sandwich), (3, 32, true));
+    assert_eq!(
+        (cfg.epochs, cfg.batch, cfg.sandwich),
+        (3, 32, Sandwich::Both)
+    );
     assert_eq!(s.score_images, None);
     assert_eq!(parse_config(&Value::Null).unwrap().training.epochs, 50);
+}
+
+#[test]
+fn sandwich_reads_a_flag_or_which_ends() {
+    let ends = |v: Value| parse_config(&json!({ "sandwich": v })).map(|s| s.training.sandwich);
+    assert_eq!(ends(json!(true)).unwrap(), Sandwich::Both);
+    assert_eq!(ends(json!(false)).unwrap(), Sandwich::Off);
+    assert_eq!(ends(json!("largest")).unwrap(), Sandwich::Largest);
+    assert_eq!(ends(json!("both")).unwrap(), Sandwich::Both);
+    let e = ends(json!("smallest")).unwrap_err();
+    assert!(e.contains("smallest") && e.contains("\"largest\""), "{e}");
 }
 
 #[test]

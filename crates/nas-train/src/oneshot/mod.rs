@@ -100,6 +100,54 @@ impl GdasGradient {
     }
 }
 
+/// SPOS's sandwich rule (Yu & Huang, ICCV 2019; BigNAS, Yu et al., ECCV 2020): the paths
+/// every training batch trains after the uniformly drawn one, each an SGD step of its own.
+/// Nested options (a chain's widths, expansion ratios, depths) share their leading weights,
+/// so the largest path holds every other path's weights and the smallest path's are in every
+/// path. Needs a supernet whose options are ordered by size (`Supernet::extreme_paths`: the
+/// chain space's, not the cell space's). TOML: `true` / `"both"`, `"largest"`, `false` /
+/// `"off"`.
+///
+/// Measured on the chain ground truth (docs/oneshot.md, "SPOS with the sandwich rule"):
+/// a path trained on every batch scores high, so `both` puts the smallest networks on top
+/// of any search restricted to small networks (a cost constraint); `largest` does not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sandwich {
+    /// Plain SPOS: the drawn path only.
+    #[default]
+    Off,
+    /// The smallest and the largest path (three steps per batch), the published rule.
+    Both,
+    /// The largest path only (two steps per batch).
+    Largest,
+}
+
+impl<'de> Deserialize<'de> for Sandwich {
+    /// `true` and `false` as well as the names, so `sandwich = true` reads as in the papers.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Sandwich;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false, \"both\", \"largest\" or \"off\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Sandwich, E> {
+                Ok(if v { Sandwich::Both } else { Sandwich::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Sandwich, E> {
+                match v {
+                    "off" => Ok(Sandwich::Off),
+                    "both" => Ok(Sandwich::Both),
+                    "largest" => Ok(Sandwich::Largest),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// The one-shot search's settings (a strategy's or evaluator's TOML table).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -183,15 +231,9 @@ pub struct OneShotConfig {
     /// GDAS: what gradient an unsampled operation's architecture weight gets
     /// ([`GdasGradient`]).
     pub gdas_gradient: GdasGradient,
-    /// SPOS: the sandwich rule (Yu & Huang, ICCV 2019; BigNAS, Yu et al., ECCV 2020): every
-    /// training batch also trains the supernet's smallest and largest path, after the
-    /// uniformly drawn one, as three SGD steps. Nested options (a chain's widths, expansion
-    /// ratios, depths) share their leading weights, so the two ends bound every path and
-    /// training them keeps the shared weights fit for the range the scores compare. Needs a
-    /// supernet whose options are ordered by size (`Supernet::extreme_paths`: the chain
-    /// space's, not the cell space's). Three steps per batch: about three times the
-    /// supernet's training time.
-    pub sandwich: bool,
+    /// SPOS: the sandwich rule ([`Sandwich`]): the supernet's largest path, and with `both`
+    /// (`true`) its smallest too, trained on every batch after the uniformly drawn one.
+    pub sandwich: Sandwich,
     /// How the architecture is read from the trained supernet ([`Selection`]):
     /// `magnitude` (argmax of `alpha`) or `perturbation` (DARTS-PT).
     pub selection: Selection,
@@ -233,7 +275,7 @@ impl Default for OneShotConfig {
             seed: None,
             sampled_path_only: true,
             gdas_gradient: GdasGradient::Auto,
-            sandwich: false,
+            sandwich: Sandwich::Off,
             selection: Selection::Magnitude,
             selection_epochs: 5,
             selection_metric: SelectionMetric::Accuracy,
@@ -326,7 +368,7 @@ impl OneShotConfig {
                 ),
             );
         }
-        if self.sandwich && self.method != Method::Spos {
+        if self.sandwich != Sandwich::Off && self.method != Method::Spos {
             return bad(
                 "sandwich",
                 format!(
@@ -425,7 +467,7 @@ impl OneShotConfig {
                 }
             )));
         }
-        if self.sandwich && supernet.extreme_paths.is_none() {
+        if self.sandwich != Sandwich::Off && supernet.extreme_paths.is_none() {
             return Err(TrainError::Config {
                 key: "sandwich".into(),
                 reason: "needs a supernet whose options are ordered by size (the chain \
@@ -918,17 +960,17 @@ impl<'d> SupernetTrainer<'d> {
     }
 
     /// The sandwich rule's extra paths for each training batch, as one-hot weights per
-    /// choice: the smallest and the largest (none without `sandwich`).
+    /// choice: the smallest (with `both`), then the largest; none without `sandwich`.
     fn sandwich_ends(&self) -> Vec<Vec<Vec<f64>>> {
-        let Some(ends) = self
-            .supernet
-            .extreme_paths
-            .as_ref()
-            .filter(|_| self.cfg.sandwich)
-        else {
+        let Some(ends) = self.supernet.extreme_paths.as_ref() else {
             return Vec::new();
         };
-        [&ends.smallest, &ends.largest]
+        let paths = match self.cfg.sandwich {
+            Sandwich::Off => Vec::new(),
+            Sandwich::Largest => vec![&ends.largest],
+            Sandwich::Both => vec![&ends.smallest, &ends.largest],
+        };
+        paths
             .into_iter()
             .map(|path| {
                 path.iter()
@@ -1290,7 +1332,7 @@ mod tests {
                 c.gdas_gradient = GdasGradient::StraightThrough
             }),
             // The sandwich rule trains SPOS's uniform paths' ends; DARTS draws no paths.
-            ("sandwich", |c| c.sandwich = true),
+            ("sandwich", |c| c.sandwich = Sandwich::Both),
             ("cost_penalty", |c| c.cost_penalty = -1.0),
             // SPOS learns no architecture weights for a cost to steer.
             ("cost_penalty", |c| {
