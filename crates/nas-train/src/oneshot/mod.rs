@@ -372,8 +372,9 @@ impl OneShotConfig {
             return bad(
                 "sandwich",
                 format!(
-                    "trains the smallest and largest path beside SPOS's uniformly drawn one; \
-                     `{}` trains a mixture or a learned sample, not uniform paths; remove it",
+                    "trains the supernet's largest (and smallest) path beside SPOS's uniformly \
+                     drawn one; `{}` trains a mixture or a learned sample, not uniform paths; \
+                     remove it",
                     self.method.name()
                 ),
             );
