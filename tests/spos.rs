@@ -185,6 +185,17 @@ fn what_spos_cannot_do_in_a_study_is_said_plainly() {
         "{err}"
     );
 
+    // Fewer scoring images than one batch: refused when the study starts, naming the key.
+    let few = study(&format!("{SUPERNET}score_images = 10\n"), CELL, "");
+    std::fs::write(tmp.path().join("few.toml"), few).unwrap();
+    let o = nas(&["search", "few.toml"], tmp.path());
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("score_images") && err.contains("less than one batch of 64"),
+        "{err}"
+    );
+
     // [final] retrains with a `train` evaluator's recipe or its own `train` table: with the
     // supernet evaluator alone and neither, the search runs, then the final phase says what
     // it needs.

@@ -31,8 +31,8 @@
 //! validation split runs through it with the shared weights, BatchNorm on the batch's own
 //! statistics (the running statistics are shared by every path and fit none, so no
 //! recalibration is needed); `score_images` limits that to the split's first images (whole
-//! batches), which makes each score cheaper where a search scores many. Metrics: `supernet_accuracy` (fraction 0..1), `supernet_loss`
-//! and `supernet_seconds` (seconds this call spent training the supernet; 0 once it is
+//! batches), which makes each score cheaper where a search scores many. Metrics:
+//! `supernet_accuracy` (fraction 0..1), `supernet_loss` and `supernet_seconds` (seconds this call spent training the supernet; 0 once it is
 //! trained). The trial's details hold the supernet's epoch history.
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -98,8 +98,9 @@ pub fn parse_config(table: &Value) -> Result<Settings, String> {
         let what = e.split(", expected one of").next().unwrap_or(&e);
         format!(
             "{NAME}: {what}; its keys are epochs, batch, weight_lr, weight_lr_min, momentum, \
-             weight_decay, augment, seed, sandwich and score_images (arch_lr, arch_weight_decay, arch_beta1, \
-             arch_beta2, tau_max, tau_min and aux_beta are accepted and unused by SPOS)"
+             weight_decay, augment, seed, sandwich and score_images (arch_lr, \
+             arch_weight_decay, arch_beta1, arch_beta2, tau_max, tau_min and aux_beta are \
+             accepted and unused by SPOS)"
         )
     })?;
     cfg.validate().map_err(|e| format!("{NAME}: {e}"))?;
@@ -192,13 +193,8 @@ impl Evaluator for SupernetEvaluator {
             )
             .into());
         }
-        if let Some(n) = score_images.filter(|&n| n < batch) {
-            return Err(format!(
-                "{NAME}: `score_images` is {n}, less than one batch of {batch} (candidates are \
-                 scored on full batches); raise it or lower `batch`"
-            )
-            .into());
-        }
+        nas_train::oneshot::score_batches(score_images, batch)
+            .map_err(|e| format!("{NAME}: {e}"))?;
         let runtime = ctx.runtime.session_settings()?;
         nas_runtime::init(&runtime.library)?;
         Ok(SupernetEvaluator {

@@ -621,6 +621,24 @@ pub struct SupernetTrainer<'d> {
     score_batches: Option<usize>,
 }
 
+/// The whole batches of `batch` that `images` validation images hold, for
+/// [`SupernetTrainer::set_score_images`] (`None`: every batch); an error below one batch.
+/// Callers that know the batch before training (the `supernet` evaluator) check with it
+/// at start-up.
+pub fn score_batches(images: Option<usize>, batch: usize) -> Result<Option<usize>, TrainError> {
+    match images {
+        None => Ok(None),
+        Some(n) if n < batch => Err(TrainError::Config {
+            key: "score_images".into(),
+            reason: format!(
+                "is {n}, less than one batch of {batch} (paths are scored on full batches); \
+                 raise it or lower `batch`"
+            ),
+        }),
+        Some(n) => Ok(Some(n / batch)),
+    }
+}
+
 /// Where a trainer starts.
 enum Start {
     Fresh,
@@ -846,20 +864,7 @@ impl<'d> SupernetTrainer<'d> {
     /// search scores hundreds of paths that is most of its cost, and the ranking at the top
     /// needs fewer images than the split holds.
     pub fn set_score_images(&mut self, images: Option<usize>) -> Result<(), TrainError> {
-        self.score_batches = match images {
-            None => None,
-            Some(n) if n < self.batch => {
-                return Err(TrainError::Config {
-                    key: "score_images".into(),
-                    reason: format!(
-                        "is {n}, less than one batch of {} (paths are scored on full \
-                         batches); raise it or lower `batch`",
-                        self.batch
-                    ),
-                });
-            }
-            Some(n) => Some(n / self.batch),
-        };
+        self.score_batches = score_batches(images, self.batch)?;
         Ok(())
     }
 
@@ -1117,6 +1122,8 @@ impl<'d> SupernetTrainer<'d> {
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0f64, 0usize);
         let (mut arch_loss, mut arch_correct, mut arch_seen) = (0f64, 0f64, 0usize);
         let mut lr = self.lr(self.global_step);
+        // The sandwich rule's paths are fixed for the search: built once per epoch.
+        let ends = self.sandwich_ends();
         for (images, labels) in train {
             if let Some(batches) = val.as_mut() {
                 let (vx, vy) = match batches.next() {
@@ -1150,7 +1157,6 @@ impl<'d> SupernetTrainer<'d> {
             }
             let mixes = self.mix_inputs(&w.weights, beta);
             let n = labels.len();
-            let ends = self.sandwich_ends();
             let again = (!ends.is_empty()).then(|| images.clone());
             let (l, c) = self.run(images, &labels, lr, mixes, true)?;
             // The epoch's loss is the uniformly drawn paths', as without the sandwich.

@@ -82,23 +82,17 @@ pub(super) fn build(space: &ChainSpace, aux_skip: bool) -> Result<Supernet, Spac
 }
 
 /// Every choice's smallest and largest option: a larger depth, kernel, expansion ratio or
-/// width is a larger network, whatever order the config lists them in.
+/// width is a larger network, whatever order the config lists them in (the config refuses
+/// empty and repeated option lists, so each end is one option).
 fn extreme_paths(space: &ChainSpace) -> ExtremePaths {
     let options = || space.stages.iter().flat_map(|s| s.options.iter());
-    let position = |values: &Vec<usize>, pick: fn(&usize, &usize) -> bool| {
-        (0..values.len())
-            .reduce(|best, i| {
-                if pick(&values[i], &values[best]) {
-                    i
-                } else {
-                    best
-                }
-            })
-            .unwrap_or(0)
-    };
     ExtremePaths {
-        smallest: options().map(|v| position(v, |a, b| a < b)).collect(),
-        largest: options().map(|v| position(v, |a, b| a > b)).collect(),
+        smallest: options()
+            .map(|v| (0..v.len()).min_by_key(|&i| v[i]).unwrap_or(0))
+            .collect(),
+        largest: options()
+            .map(|v| (0..v.len()).max_by_key(|&i| v[i]).unwrap_or(0))
+            .collect(),
     }
 }
 
