@@ -65,7 +65,8 @@ lr = 0.1
 #[test]
 fn evolution_searches_on_supernet_scores_and_final_retrains_the_best() {
     let tmp = tempfile::tempdir().unwrap();
-    let evaluators = format!("{SUPERNET}\n{TRAIN}");
+    // The sandwich rule's largest end in the cell space: `nor_conv_3x3` on every edge.
+    let evaluators = format!("{SUPERNET}sandwich = \"largest\"\n{TRAIN}");
     let toml = study(
         &evaluators,
         CELL,
@@ -173,18 +174,6 @@ fn what_spos_cannot_do_in_a_study_is_said_plainly() {
     assert!(!o.status.success());
     assert!(err.contains("unknown field `lr`"), "{err}");
 
-    // The cell space's operations have no sizes for the sandwich rule: refused, and nothing
-    // stored (the check runs when the evaluator starts, before any trial).
-    let sandwich = study(&format!("{SUPERNET}sandwich = true\n"), CELL, "");
-    std::fs::write(tmp.path().join("sandwich.toml"), sandwich).unwrap();
-    let o = nas(&["search", "sandwich.toml"], tmp.path());
-    let err = stderr(&o);
-    assert!(!o.status.success());
-    assert!(
-        err.contains("sandwich") && err.contains("ordered by size"),
-        "{err}"
-    );
-
     // Fewer scoring images than one batch: refused when the study starts, naming the key.
     let few = study(&format!("{SUPERNET}score_images = 10\n"), CELL, "");
     std::fs::write(tmp.path().join("few.toml"), few).unwrap();
@@ -211,18 +200,18 @@ fn what_spos_cannot_do_in_a_study_is_said_plainly() {
 #[test]
 fn the_shipped_spos_configs_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (file, kind, sandwich) in [
-        ("configs/oneshot-spos.toml", "cell", Value::Null),
-        ("configs/oneshot-spos-chain.toml", "chain", "largest".into()),
+    for (file, kind) in [
+        ("configs/oneshot-spos.toml", "cell"),
+        ("configs/oneshot-spos-chain.toml", "chain"),
     ] {
         let cfg = nas_core::config::load(&root.join(file)).unwrap();
         let plugins: Vec<&str> = cfg.evaluators.iter().map(|e| e.plugin.as_str()).collect();
         assert_eq!(plugins, ["supernet"], "{file}");
         assert_eq!(cfg.objectives[0].metric, "supernet_accuracy", "{file}");
         assert_eq!(cfg.space.kind(), kind, "{file}");
-        // The sandwich rule needs a space whose options have sizes: the chain's.
+        // Both train their space's largest network on every batch (docs/oneshot.md).
         let table = &cfg.evaluators[0].config;
-        assert_eq!(table["sandwich"], sandwich, "{file}");
+        assert_eq!(table["sandwich"], "largest", "{file}");
         // No train evaluator: `[final] train` is the retraining recipe.
         let recipe = cfg
             .final_phase

@@ -367,11 +367,14 @@ struct Run {
 }
 
 /// SPOS: Kendall's tau between supernet scores and the table's test accuracies, and between
-/// the scores and the mean test accuracies over the table and its repeats.
+/// the scores and the mean test accuracies over the table and its repeats; and the tau of the
+/// scored networks' parameter counts with the test accuracies, the training-free baseline a
+/// supernet's scores should beat.
 #[derive(Clone, Copy)]
 struct Tau {
     test: f64,
     mean: f64,
+    params: f64,
 }
 
 /// One architecture and where the table puts it.
@@ -619,8 +622,8 @@ fn main() -> Result<()> {
             );
             let (choices, tau) = if method == Method::Spos {
                 // Score distinct architectures of known accuracy with the shared weights.
-                let (mut scores, mut truths, mut means, mut scored) =
-                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let (mut scores, mut truths, mut means, mut params, mut scored) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 let mut candidates =
                     spos_candidates(&table, space.as_ref(), args.spos_sample, seed)?;
                 if let Some(limit) = budget {
@@ -634,11 +637,13 @@ fn main() -> Result<()> {
                     scores.push(acc);
                     truths.push(truth.test[row]);
                     means.push(truth.mean[row]);
+                    params.push(network_cost(space.as_ref(), &c, CostMetric::Params)?);
                     scored.push((acc, c));
                 }
                 let tau = Tau {
                     test: kendall_tau(&scores, &truths),
                     mean: kendall_tau(&scores, &means),
+                    params: kendall_tau(&params, &truths),
                 };
                 // The best scored first (the first of equal scores, as sampled).
                 scored.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -724,8 +729,11 @@ fn main() -> Result<()> {
                 cost_percentile
                     .map(|p| format!(" (percentile {p:.1} among networks as costly or less)"))
                     .unwrap_or_default(),
-                tau.map(|t| format!(", Kendall tau {:.3} (mean {:.3})", t.test, t.mean))
-                    .unwrap_or_default()
+                tau.map(|t| format!(
+                    ", Kendall tau {:.3} (mean {:.3}; parameter count {:.3})",
+                    t.test, t.mean, t.params
+                ))
+                .unwrap_or_default()
             );
             let magnitude = match args
                 .epochs
@@ -1530,7 +1538,8 @@ fn write_results(
         } else {
             let (t, ts) = mean_std(&taus.iter().map(|t| t.test).collect::<Vec<_>>());
             let (m, ms) = mean_std(&taus.iter().map(|t| t.mean).collect::<Vec<_>>());
-            format!("{t:.3} ± {ts:.3} (mean: {m:.3} ± {ms:.3})")
+            let (p, _) = mean_std(&taus.iter().map(|t| t.params).collect::<Vec<_>>());
+            format!("{t:.3} ± {ts:.3} (mean: {m:.3} ± {ms:.3}; parameter count: {p:.3})")
         };
         let archs = arch_cell(rs.iter().map(|r| r.arch.as_str()));
         writeln!(

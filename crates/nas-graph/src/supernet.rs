@@ -32,10 +32,10 @@ pub struct Supernet {
     /// GDAS's gradient follows it (`nas_train::oneshot::GdasGradient::Auto`).
     #[serde(default)]
     pub options_share_weights: bool,
-    /// The smallest and the largest path, where every choice's options are ordered by size
-    /// (a chain's depths, kernels, expansion ratios and widths): the ends of the sandwich
-    /// rule (`nas_train::oneshot::OneShotConfig::sandwich`). `None` where they are not (a
-    /// cell's operations).
+    /// The smallest and the largest path, where the options are ordered by size (a chain's
+    /// depths, kernels, expansion ratios and widths; a cell's largest operation and its
+    /// cheapest one that passes its input on): the ends of the sandwich rule
+    /// (`nas_train::oneshot::OneShotConfig::sandwich`). `None` where a space does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extreme_paths: Option<ExtremePaths>,
 }

@@ -1,7 +1,7 @@
 //! The NAS-Bench-201 cell space, with the exact encoding and network of NB201 (xautodl
 //! `TinyNetwork` with `InferCell`s), so tabular NB201 results can be looked up by arch string.
 
-use nas_graph::{Graph, GraphBuilder, MixedEdge, NodeId, Op, Supernet};
+use nas_graph::{ExtremePaths, Graph, GraphBuilder, MixedEdge, NodeId, Op, Supernet};
 use nas_plugin::{Choice, ChoiceKind, SpaceDescriptor};
 use serde::{Deserialize, Serialize};
 
@@ -226,7 +226,7 @@ impl SearchSpace for CellSpace {
             options: vec![NB201_OPS.len(); NB201_EDGES.len()],
             aux_skip,
             options_share_weights: false,
-            extreme_paths: None,
+            extreme_paths: Some(extreme_paths()),
         };
         supernet.validate().map_err(|source| SpaceError::Graph {
             kind: KIND.into(),
@@ -250,6 +250,20 @@ impl SearchSpace for CellSpace {
 
     fn parse_arch(&self, arch: &str) -> Result<Vec<f64>, SpaceError> {
         Ok(parse_nb201_arch(arch)?.iter().map(|&i| i as f64).collect())
+    }
+}
+
+/// The sandwich rule's ends in the cell space: the largest network puts `nor_conv_3x3` (the
+/// most weights and FLOPs) on every edge, the smallest `skip_connect`, the cheapest operation
+/// that still passes its input on (`none` on every edge would cut the cell off).
+fn extreme_paths() -> ExtremePaths {
+    let everywhere = |name: &str| {
+        let op = NB201_OPS.iter().position(|o| *o == name).unwrap_or(0);
+        vec![op; NB201_EDGES.len()]
+    };
+    ExtremePaths {
+        smallest: everywhere("skip_connect"),
+        largest: everywhere("nor_conv_3x3"),
     }
 }
 
@@ -435,6 +449,49 @@ mod tests {
         let s = nb201_arch_string(&ops);
         assert_eq!(s, EXAMPLE);
         assert_eq!(parse_nb201_arch(&s).unwrap(), ops);
+    }
+
+    /// The sandwich rule's ends: the largest path is the costliest network of the space, the
+    /// smallest the all-skip cell (the cheapest that still reaches the output).
+    #[test]
+    fn the_extreme_paths_are_the_all_conv3x3_and_all_skip_cells() {
+        let space = CellSpace::new(&CellSpaceConfig {
+            input: Some(vec![1, 8, 8]),
+            classes: Some(10),
+            channels: 4,
+            cells_per_stage: 1,
+            ..CellSpaceConfig::default()
+        })
+        .unwrap();
+        let ends = space.supernet(false).unwrap().extreme_paths.unwrap();
+        let arch = |path: &[usize]| {
+            let values: Vec<f64> = path.iter().map(|&o| o as f64).collect();
+            (space.arch_string(&values), space.decode(&values).unwrap())
+        };
+        let (largest, big) = arch(&ends.largest);
+        let (smallest, small) = arch(&ends.smallest);
+        assert_eq!(largest, join_arch(&["nor_conv_3x3"; 6]));
+        assert_eq!(smallest, join_arch(&["skip_connect"; 6]));
+        // No single-op change makes the largest network larger, or the smallest (`none`
+        // aside) smaller.
+        for edge in 0..NB201_EDGES.len() {
+            for (op, name) in NB201_OPS.iter().enumerate() {
+                let mut values = vec![3.0; 6];
+                values[edge] = op as f64;
+                let g = space.decode(&values).unwrap();
+                assert!(g.param_count().unwrap() <= big.param_count().unwrap());
+                assert!(g.flops().unwrap() <= big.flops().unwrap());
+                let mut values = vec![1.0; 6];
+                values[edge] = op as f64;
+                if *name != "none" {
+                    let g = space.decode(&values).unwrap();
+                    assert!(
+                        g.flops().unwrap() >= small.flops().unwrap(),
+                        "{op} on {edge}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -104,9 +104,11 @@ impl GdasGradient {
 /// every training batch trains after the uniformly drawn one, each an SGD step of its own.
 /// Nested options (a chain's widths, expansion ratios, depths) share their leading weights,
 /// so the largest path holds every other path's weights and the smallest path's are in every
-/// path. Needs a supernet whose options are ordered by size (`Supernet::extreme_paths`: the
-/// chain space's, not the cell space's). TOML: `true` / `"both"`, `"largest"`, `false` /
-/// `"off"`.
+/// path. In a cell space each operation has weights of its own; there the largest path
+/// (`nor_conv_3x3` on every edge) trains the convolutions on every batch, which the uniform
+/// draw leaves behind the parameter-free operations. Needs a supernet with a smallest and a
+/// largest path (`Supernet::extreme_paths`: the chain and cell spaces set them). TOML:
+/// `true` / `"both"`, `"largest"`, `false` / `"off"`.
 ///
 /// Measured on the chain ground truth (docs/oneshot.md, "SPOS with the sandwich rule"):
 /// a path trained on every batch scores high, so `both` puts the smallest networks on top
@@ -471,9 +473,9 @@ impl OneShotConfig {
         if self.sandwich != Sandwich::Off && supernet.extreme_paths.is_none() {
             return Err(TrainError::Config {
                 key: "sandwich".into(),
-                reason: "needs a supernet whose options are ordered by size (the chain \
-                         space's widths, depths, expansion ratios and kernels); this one's \
-                         are not (a cell's operations have no smallest or largest); remove it"
+                reason: "needs a supernet whose options are ordered by size, with a \
+                         smallest and a largest path (`Supernet::extreme_paths`, which the \
+                         chain and cell spaces set); this one has none: remove it"
                     .into(),
             });
         }
