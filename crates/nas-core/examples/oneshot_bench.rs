@@ -143,7 +143,7 @@ The searches
   --selection-metric M    perturbation: removals measured by accuracy or loss [accuracy]
   --spos-sample N         SPOS: architectures scored with the supernet's weights [300]
   --sandwich ENDS         SPOS: also train these paths on every batch: both (the smallest
-                          and the largest), largest or off; chain tables only [off]
+                          and the largest), largest or off [off]
   --score-images N        SPOS: score each path on the first N validation images [all]
   --max-cost-share X      SPOS, complete table: score only networks costing at most X times
                           the costliest (--cost-metric); the cost percentile then ranks the

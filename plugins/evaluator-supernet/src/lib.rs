@@ -12,8 +12,8 @@
 //! batch = 64         # (always spos here): weight_lr, weight_lr_min, momentum,
 //! weight_lr = 0.025  # weight_decay, augment, seed, sandwich; the architecture keys are
 //!                    # accepted and unused
-//! sandwich = "largest" # chain spaces: also train the largest path per batch (`true`:
-//!                      # the smallest and the largest)
+//! sandwich = "largest" # also train the largest path per batch (a cell's all-nor_conv_3x3
+//!                      # cell; `true`: the smallest and the largest)
 //! score_images = 1000  # score each candidate on the first 1,000 validation images [all]
 //! ```
 //!
