@@ -414,6 +414,10 @@ fn main() -> Result<ExitCode> {
         Task::BenchOneshot { args } => {
             let library = provision_cpu(&target)?;
             let exe = build_core_example(&root, &target, "oneshot_bench")?;
+            // `--proxies` loads the zero-cost evaluator's plugin from beside the program.
+            if args.iter().any(|a| a == "--proxies") {
+                run(cargo(&root).args(["build", "--release", "-p", "evaluator-zero-cost"]))?;
+            }
             run(Command::new(exe)
                 .current_dir(&root)
                 .env("ORT_DYLIB_PATH", &library)

@@ -38,6 +38,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[path = "oneshot_bench/proxies.rs"]
+mod proxies;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 struct Args {
@@ -79,6 +82,8 @@ struct Args {
     max_cost_share: Option<f64>,
     /// SPOS: epochs of each few-shot sub-supernet (0: one supernet scores every path).
     few_shot: usize,
+    /// Zero-cost proxies scored on the networks SPOS scores, as training-free baselines.
+    proxies: Vec<String>,
     /// How the DARTS-family methods read the architecture.
     selection: Selection,
     selection_epochs: usize,
@@ -150,6 +155,11 @@ The searches
                           pick among the table's networks within that budget [off]
   --few-shot N            SPOS: split the trained supernet on its widest choice into one
                           sub-supernet per option, each trained N epochs more (0: off) [0]
+  --proxies LIST          also score the networks SPOS scores (--spos-sample per seed) with
+                          these zero-cost proxies (the `zero-cost` evaluator's names, e.g.
+                          params,synflow,zc_combined; its plugin is loaded from beside this
+                          program), as training-free baselines: Kendall tau and the
+                          best-scored network's place [none]
   --channels N            width of the supernet, cell space only [the table's]
 The run
   --threads N             ONNX Runtime intra-op threads per search [1]
@@ -206,6 +216,7 @@ fn parse_args() -> Result<Args> {
         score_images: None,
         max_cost_share: None,
         few_shot: 0,
+        proxies: Vec::new(),
         selection: Selection::Magnitude,
         selection_epochs: 5,
         selection_metric: SelectionMetric::Accuracy,
@@ -276,6 +287,13 @@ fn parse_args() -> Result<Args> {
             "--score-images" => a.score_images = Some(value()?.parse()?),
             "--max-cost-share" => a.max_cost_share = Some(value()?.parse()?),
             "--few-shot" => a.few_shot = value()?.parse()?,
+            "--proxies" => {
+                a.proxies = value()?
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            }
             "--selection" => a.selection = parse_name(&value()?)?,
             "--selection-epochs" => a.selection_epochs = value()?.parse()?,
             "--selection-metric" => a.selection_metric = parse_name(&value()?)?,
@@ -768,6 +786,41 @@ fn main() -> Result<()> {
             });
         }
     }
+    // Training-free baselines on SPOS's networks, each proxy's pick placed as SPOS's is.
+    let mut proxy_runs = Vec::new();
+    if !args.proxies.is_empty() {
+        let config = proxies::evaluator_config(&table, &args.proxies, args.threads)?;
+        for &seed in &args.seeds {
+            let archs: Vec<String> =
+                spos_candidates(&table, space.as_ref(), args.spos_sample, seed)?
+                    .iter()
+                    .map(|c| arch_of(c))
+                    .collect();
+            let runs = proxies::score(
+                &config,
+                &args.proxies,
+                seed,
+                &archs,
+                |arch| index.by_arch[arch],
+                |row| (truth.test[row], truth.mean[row]),
+                kendall_tau,
+            )?;
+            for run in runs {
+                let place = truth.place(&measure(&run.arch)?);
+                eprintln!(
+                    "{} seed {seed}: Kendall tau {:.3} (mean {:.3}); best {}: percentile {:.1}, mean percentile {:.1} ({:.1} s for every proxy)",
+                    run.proxy,
+                    run.tau_test,
+                    run.tau_mean,
+                    run.arch,
+                    place.percentile,
+                    place.mean_percentile,
+                    run.seconds
+                );
+                proxy_runs.push((run, place));
+            }
+        }
+    }
     // The picks of simulated random searches, trained again.
     let mut retrained = Vec::new();
     if let Some((k, n)) = args.random_search {
@@ -782,7 +835,79 @@ fn main() -> Result<()> {
             retrained.push((row, Reading { arch, place }));
         }
     }
-    write_results(&args, &runs, &retrained, optimum, one_training, &truth)
+    write_results(&args, &runs, &retrained, optimum, one_training, &truth)?;
+    write_proxy_results(&args, &proxy_runs, one_training, &truth)
+}
+
+/// `<out>/proxies.csv` and a section of `<out>/summary.md`: the training-free baselines.
+fn write_proxy_results(
+    args: &Args,
+    runs: &[(proxies::ProxyRun, Placement)],
+    one_training: f64,
+    truth: &GroundTruth,
+) -> Result<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let mut csv = String::from(
+        "proxy,seed,arch,kendall_tau,kendall_tau_mean,test_accuracy,percentile,mean_test_accuracy,mean_percentile,seconds\n",
+    );
+    for (r, p) in runs {
+        writeln!(
+            csv,
+            "{},{},\"{}\",{:.4},{:.4},{:.4},{:.2},{:.4},{:.2},{:.2}",
+            r.proxy,
+            r.seed,
+            r.arch,
+            r.tau_test,
+            r.tau_mean,
+            p.test_accuracy,
+            p.percentile,
+            p.mean_accuracy,
+            p.mean_percentile,
+            r.seconds
+        )?;
+    }
+    std::fs::write(args.out.join("proxies.csv"), csv)?;
+    let mut md = format!(
+        "\n## Training-free baselines\n\nThe `zero-cost` evaluator's proxies on the networks SPOS scores \
+         ({} per seed, seeds {:?}, one batch of 64 training images), each proxy's best-scored \
+         network placed as SPOS's pick is (mean of {}). Seconds: scoring one seed's networks \
+         with every proxy, and as trainings of one candidate.\n\n\
+         | proxy | Kendall tau, table (mean) | percentile of its pick, mean (min) | mean of {}: percentile, mean (min) | seconds (x one training) |\n\
+         |---|---|---|---|---|\n",
+        args.spos_sample,
+        args.seeds,
+        truth.trainings_label(),
+        truth.trainings_label(),
+    );
+    for proxy in &args.proxies {
+        let rs: Vec<&(proxies::ProxyRun, Placement)> =
+            runs.iter().filter(|(r, _)| &r.proxy == proxy).collect();
+        let col = |f: &dyn Fn(&(proxies::ProxyRun, Placement)) -> f64| -> Vec<f64> {
+            rs.iter().map(|r| f(r)).collect()
+        };
+        let (t, ts) = mean_std(&col(&|(r, _)| r.tau_test));
+        let (m, _) = mean_std(&col(&|(r, _)| r.tau_mean));
+        let pct = col(&|(_, p)| p.percentile);
+        let mean_pct = col(&|(_, p)| p.mean_percentile);
+        let (secs, _) = mean_std(&col(&|(r, _)| r.seconds));
+        writeln!(
+            md,
+            "| {proxy} | {t:.3} ± {ts:.3} ({m:.3}) | {:.1} ({:.1}) | {:.1} ({:.1}) | {secs:.1} ({:.1}x) |",
+            mean_std(&pct).0,
+            min(&pct),
+            mean_std(&mean_pct).0,
+            min(&mean_pct),
+            secs / one_training
+        )?;
+    }
+    let path = args.out.join("summary.md");
+    let mut summary = std::fs::read_to_string(&path)?;
+    summary.push_str(&md);
+    std::fs::write(&path, summary)?;
+    print!("{md}");
+    Ok(())
 }
 
 /// SPOS: every candidate with its supernet accuracy. With `few_shot` epochs the trained
