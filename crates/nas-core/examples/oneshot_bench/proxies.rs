@@ -93,7 +93,8 @@ pub fn score(
                 .map(|s| {
                     s.metrics.get(proxy).copied().ok_or_else(|| {
                         format!(
-                            "the zero-cost evaluator gave no `{proxy}` for {} ({:?}: {})",
+                            "the zero-cost evaluator gave no `{proxy}` for {} ({:?}: {}); \
+                             leave the proxy it names out of --proxies",
                             s.arch,
                             s.state,
                             s.error.as_deref().unwrap_or("no error")
