@@ -655,6 +655,8 @@ fn main() -> Result<()> {
                     scores.push(acc);
                     truths.push(truth.test[row]);
                     means.push(truth.mean[row]);
+                    // The decoded network's count, as the `params` proxy counts it (a
+                    // table row's may differ: it stands for isomorphic cells).
                     params.push(network_cost(space.as_ref(), &c, CostMetric::Params)?);
                     scored.push((acc, c));
                 }
@@ -803,7 +805,6 @@ fn main() -> Result<()> {
                 &archs,
                 |arch| index.by_arch[arch],
                 |row| (truth.test[row], truth.mean[row]),
-                kendall_tau,
             )?;
             for run in runs {
                 let place = truth.place(&measure(&run.arch)?);

@@ -48,9 +48,14 @@ pub fn parse_candidate(space: &dyn SearchSpace, spec: &str) -> anyhow::Result<Ve
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<StudyConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
+    parse_config(path, &text)
+}
+
+/// [`load_config`] for a config's text; `path` is only used in messages.
+pub fn parse_config(path: &std::path::Path, text: &str) -> anyhow::Result<StudyConfig> {
     let Ok(table) = text.parse::<toml::Table>() else {
         // A syntax error: the parser reports it with its line.
-        return Ok(crate::config::parse(path, &text)?);
+        return Ok(crate::config::parse(path, text)?);
     };
     let stand_ins = [
         ("study", "[study]\nname = \"evaluate\"\n"),
@@ -58,7 +63,7 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<StudyConfig> {
         ("strategy", "[[strategy]]\nplugin = \"random\"\n"),
         ("objective", "[objective]\nminimize = \"params\"\n"),
     ];
-    let mut full = text.clone();
+    let mut full = text.to_string();
     for (key, table_text) in stand_ins {
         if !table.contains_key(key) {
             full.push_str("\n# not used by `nas evaluate`\n");
@@ -66,7 +71,7 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<StudyConfig> {
         }
     }
     let mut config = crate::config::parse(path, &full)?;
-    config.source = text;
+    config.source = text.to_string();
     Ok(config)
 }
 

@@ -32,8 +32,9 @@
 //! statistics (the running statistics are shared by every path and fit none, so no
 //! recalibration is needed); `score_images` limits that to the split's first images (whole
 //! batches), which makes each score cheaper where a search scores many. Metrics:
-//! `supernet_accuracy` (fraction 0..1), `supernet_loss` and `supernet_seconds` (seconds this call spent training the supernet; 0 once it is
-//! trained). The trial's details hold the supernet's epoch history.
+//! `supernet_accuracy` (fraction 0..1), `supernet_loss` and `supernet_seconds` (seconds this
+//! call spent training the supernet; 0 once it is trained). The trial's details hold the
+//! supernet's epoch history.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};

@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use nas_table::Table;
 
+use super::{Result, kendall_tau};
+
 /// One proxy on one seed's networks.
 pub struct ProxyRun {
     pub seed: u64,
@@ -22,12 +24,12 @@ pub struct ProxyRun {
 }
 
 /// A `nas evaluate` config for the table's space and data with one `zero-cost` evaluator:
-/// written as TOML and loaded as the command loads a user's file, so its checks apply.
+/// written as TOML and parsed as the command parses a user's file, so its checks apply.
 pub fn evaluator_config(
     table: &Table,
     proxies: &[String],
     threads: usize,
-) -> Result<nas_core::config::StudyConfig, Box<dyn std::error::Error>> {
+) -> Result<nas_core::config::StudyConfig> {
     // JSON nulls (unset options) have no TOML form; the config's defaults stand for them.
     fn without_nulls(v: &serde_json::Value) -> serde_json::Value {
         match v {
@@ -59,13 +61,11 @@ pub fn evaluator_config(
     let mut runtime = toml::Table::new();
     runtime.insert("threads".into(), (threads as i64).into());
     doc.insert("runtime".into(), toml::Value::Table(runtime));
-    let dir = std::env::temp_dir().join(format!("oneshot-bench-proxies-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("zero-cost.toml");
-    std::fs::write(&path, toml::to_string(&doc)?)?;
-    let config = nas_core::evaluate::load_config(&path);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(config?)
+    let name = std::path::Path::new("the zero-cost config of --proxies");
+    Ok(nas_core::evaluate::parse_config(
+        name,
+        &toml::to_string(&doc)?,
+    )?)
 }
 
 /// Scores `archs` (one seed's networks) with every proxy of `config`; `row_of` maps an
@@ -77,8 +77,7 @@ pub fn score(
     archs: &[String],
     row_of: impl Fn(&str) -> usize,
     truth: impl Fn(usize) -> (f64, f64),
-    kendall_tau: impl Fn(&[f64], &[f64]) -> f64,
-) -> Result<Vec<ProxyRun>, Box<dyn std::error::Error>> {
+) -> Result<Vec<ProxyRun>> {
     let started = Instant::now();
     let scored = nas_core::evaluate::evaluate(config, archs)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -101,7 +100,7 @@ pub fn score(
                         )
                     })
                 })
-                .collect::<Result<Vec<f64>, String>>()?;
+                .collect::<std::result::Result<Vec<f64>, String>>()?;
             let best = (0..values.len())
                 .reduce(|b, i| if values[i] > values[b] { i } else { b })
                 .ok_or("no network to score")?;
