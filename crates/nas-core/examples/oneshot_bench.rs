@@ -372,10 +372,12 @@ struct Run {
     random_search: (f64, f64),
     tau: Option<Tau>,
     final_probabilities: String,
-    /// The derived network's `--cost-metric`, and its test percentile among the table's
-    /// networks that cost at most as much (complete tables).
+    /// The derived network's `--cost-metric`, and where it stands among the table's networks
+    /// within the budget (`--max-cost-share`, else its own cost; complete tables).
     cost: f64,
-    cost_percentile: Option<f64>,
+    cost_place: Option<BudgetPlacement>,
+    /// Random search given the same time among the same networks, placed likewise.
+    random_search_within: Option<BudgetPlacement>,
     /// With perturbation-based selection: what magnitude (argmax of alpha at the end of the
     /// search, before any tuning) reads from the same supernet, for comparison.
     magnitude: Option<Reading>,
@@ -408,6 +410,16 @@ struct Reading {
 struct Measured {
     tests: Vec<f64>,
     val: f64,
+}
+
+/// Where a network stands among the table's networks that cost at most a budget: what a
+/// cost-aware pick is worth.
+#[derive(Clone, Copy)]
+struct BudgetPlacement {
+    /// Its (first) test accuracy among their test accuracies, in percent.
+    percentile: f64,
+    /// Its mean test accuracy among their means (complete tables with repeats).
+    mean_percentile: f64,
 }
 
 /// Where the ground truth puts a derived architecture.
@@ -545,16 +557,29 @@ fn main() -> Result<()> {
     let costs = (args.cost_penalty > 0.0)
         .then(|| option_costs(search_space.as_ref(), args.cost_metric))
         .transpose()?;
+    // A cost budget for the networks SPOS and the proxies score: a share of the table's
+    // costliest network.
+    let row_costs: Vec<f64> = table
+        .rows
+        .iter()
+        .map(|r| row_cost(r, args.cost_metric))
+        .collect();
+    let budget_limit = args
+        .max_cost_share
+        .map(|share| share * row_costs.iter().copied().fold(0.0, f64::max));
+    // The networks SPOS and the proxies score for a seed, within the budget.
+    let candidates = |seed: u64| -> Result<Vec<Vec<usize>>> {
+        let mut candidates = spos_candidates(&table, space.as_ref(), args.spos_sample, seed)?;
+        if let Some(limit) = budget_limit {
+            candidates.retain(|c| {
+                network_cost(space.as_ref(), c, args.cost_metric).is_ok_and(|cost| cost <= limit)
+            });
+        }
+        Ok(candidates)
+    };
     let mut runs = Vec::new();
     for &method in &args.methods {
-        // A cost budget for SPOS's candidates: a share of the table's costliest network.
-        let budget = args
-            .max_cost_share
-            .filter(|_| method == Method::Spos)
-            .map(|share| {
-                let costliest = table.rows.iter().map(|r| row_cost(r, args.cost_metric));
-                share * costliest.fold(0.0, f64::max)
-            });
+        let budget = budget_limit.filter(|_| method == Method::Spos);
         for &seed in &args.seeds {
             let supernet = search_space.supernet(method.aux_skip())?;
             let cfg = OneShotConfig {
@@ -642,15 +667,7 @@ fn main() -> Result<()> {
                 // Score distinct architectures of known accuracy with the shared weights.
                 let (mut scores, mut truths, mut means, mut params, mut scored) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                let mut candidates =
-                    spos_candidates(&table, space.as_ref(), args.spos_sample, seed)?;
-                if let Some(limit) = budget {
-                    candidates.retain(|c| {
-                        network_cost(space.as_ref(), c, args.cost_metric)
-                            .is_ok_and(|cost| cost <= limit)
-                    });
-                }
-                for (c, acc) in score_paths(&mut trainer, candidates, args.few_shot)? {
+                for (c, acc) in score_paths(&mut trainer, candidates(seed)?, args.few_shot)? {
                     let row = index.by_arch[&arch_of(&c)];
                     scores.push(acc);
                     truths.push(truth.test[row]);
@@ -712,19 +729,16 @@ fn main() -> Result<()> {
                 (choices[0].clone(), None)
             };
             let arch = arch_of(&choices);
-            let place = truth.place(&measure(&arch)?);
+            let measured = measure(&arch)?;
+            let place = truth.place(&measured);
             let cost = network_cost(space.as_ref(), &choices, args.cost_metric)?;
-            let cost_percentile = (!sampled).then(|| {
-                // Among the networks that cost at most as much: what a cost-aware pick is
-                // worth when the budget is its own cost.
-                let within: Vec<f64> = table
-                    .rows
-                    .iter()
-                    .filter(|r| row_cost(r, args.cost_metric) <= budget.unwrap_or(cost))
-                    .filter_map(|r| r.test_accuracy)
-                    .collect();
-                let below = within.iter().filter(|&&a| a < place.test_accuracy).count();
-                100.0 * below as f64 / within.len().max(1) as f64
+            // Without a budget, a cost-aware pick is worth what it is among the networks that
+            // cost at most as much as itself.
+            let cost_place = (!sampled)
+                .then(|| truth.place_within(&row_costs, budget.unwrap_or(cost), &measured));
+            let random_search_within = (!sampled).then(|| {
+                let trainings = (search_seconds / one_training) as usize;
+                truth.random_search_within(trainings, &row_costs, budget.unwrap_or(cost))
             });
             let probs = trainer
                 .arch()
@@ -746,8 +760,17 @@ fn main() -> Result<()> {
                 100.0 * place.mean_accuracy,
                 place.mean_percentile,
                 args.cost_metric,
-                cost_percentile
-                    .map(|p| format!(" (percentile {p:.1} among networks as costly or less)"))
+                cost_place
+                    .map(|p| format!(
+                        " (percentile {:.1}, mean {:.1}, among networks {})",
+                        p.percentile,
+                        p.mean_percentile,
+                        if budget.is_some() {
+                            "within the budget"
+                        } else {
+                            "as costly or less"
+                        }
+                    ))
                     .unwrap_or_default(),
                 tau.map(|t| format!(
                     ", Kendall tau {:.3} (mean {:.3}; parameter count {:.3})",
@@ -782,7 +805,8 @@ fn main() -> Result<()> {
                 tau,
                 final_probabilities: probs,
                 cost,
-                cost_percentile,
+                cost_place,
+                random_search_within,
                 magnitude,
                 selected,
             });
@@ -793,11 +817,7 @@ fn main() -> Result<()> {
     if !args.proxies.is_empty() {
         let config = proxies::evaluator_config(&table, &args.proxies, args.threads)?;
         for &seed in &args.seeds {
-            let archs: Vec<String> =
-                spos_candidates(&table, space.as_ref(), args.spos_sample, seed)?
-                    .iter()
-                    .map(|c| arch_of(c))
-                    .collect();
+            let archs: Vec<String> = candidates(seed)?.iter().map(|c| arch_of(c)).collect();
             let runs = proxies::score(
                 &config,
                 &args.proxies,
@@ -807,25 +827,34 @@ fn main() -> Result<()> {
                 |row| (truth.test[row], truth.mean[row]),
             )?;
             for run in runs {
-                let place = truth.place(&measure(&run.arch)?);
+                let measured = measure(&run.arch)?;
+                let place = truth.place(&measured);
+                let within =
+                    budget_limit.map(|limit| truth.place_within(&row_costs, limit, &measured));
                 eprintln!(
-                    "{} seed {seed}: Kendall tau {:.3} (mean {:.3}); best {}: percentile {:.1}, mean percentile {:.1} ({:.1} s for every proxy)",
+                    "{} seed {seed}: Kendall tau {:.3} (mean {:.3}); best {}: percentile {:.1}, mean percentile {:.1}{} ({:.1} s for every proxy)",
                     run.proxy,
                     run.tau_test,
                     run.tau_mean,
                     run.arch,
                     place.percentile,
                     place.mean_percentile,
+                    within
+                        .map(|p| format!(
+                            "; within the budget {:.1}, mean {:.1}",
+                            p.percentile, p.mean_percentile
+                        ))
+                        .unwrap_or_default(),
                     run.seconds
                 );
-                proxy_runs.push((run, place));
+                proxy_runs.push((run, place, within));
             }
         }
     }
     // The picks of simulated random searches, trained again.
     let mut retrained = Vec::new();
     if let Some((k, n)) = args.random_search {
-        for row in truth.random_search_picks(k, n) {
+        for row in truth.random_search_picks(k, n, |_| true) {
             let arch = table.rows[row].archs[0].clone();
             let place = truth.place(&measure(&arch)?);
             eprintln!(
@@ -840,10 +869,13 @@ fn main() -> Result<()> {
     write_proxy_results(&args, &proxy_runs, one_training, &truth)
 }
 
+/// A proxy's run, where its pick stands in the table, and within the budget if one is set.
+type ProxyPlacement = (proxies::ProxyRun, Placement, Option<BudgetPlacement>);
+
 /// `<out>/proxies.csv` and a section of `<out>/summary.md`: the training-free baselines.
 fn write_proxy_results(
     args: &Args,
-    runs: &[(proxies::ProxyRun, Placement)],
+    runs: &[ProxyPlacement],
     one_training: f64,
     truth: &GroundTruth,
 ) -> Result<()> {
@@ -851,12 +883,12 @@ fn write_proxy_results(
         return Ok(());
     }
     let mut csv = String::from(
-        "proxy,seed,arch,kendall_tau,kendall_tau_mean,test_accuracy,percentile,mean_test_accuracy,mean_percentile,seconds\n",
+        "proxy,seed,arch,kendall_tau,kendall_tau_mean,test_accuracy,percentile,mean_test_accuracy,mean_percentile,seconds,budget_percentile,budget_mean_percentile\n",
     );
-    for (r, p) in runs {
+    for (r, p, within) in runs {
         writeln!(
             csv,
-            "{},{},\"{}\",{:.4},{:.4},{:.4},{:.2},{:.4},{:.2},{:.2}",
+            "{},{},\"{}\",{:.4},{:.4},{:.4},{:.2},{:.4},{:.2},{:.2},{}",
             r.proxy,
             r.seed,
             r.arch,
@@ -866,7 +898,10 @@ fn write_proxy_results(
             p.percentile,
             p.mean_accuracy,
             p.mean_percentile,
-            r.seconds
+            r.seconds,
+            within
+                .map(|w| format!("{:.2},{:.2}", w.percentile, w.mean_percentile))
+                .unwrap_or_else(|| ",".to_string())
         )?;
     }
     std::fs::write(args.out.join("proxies.csv"), csv)?;
@@ -874,33 +909,44 @@ fn write_proxy_results(
         "\n## Training-free baselines\n\nThe `zero-cost` evaluator's proxies on the networks SPOS scores \
          ({} per seed, seeds {:?}, one batch of 64 training images), each proxy's best-scored \
          network placed as SPOS's pick is (mean of {}). Seconds: scoring one seed's networks \
-         with every proxy, and as trainings of one candidate.\n\n\
-         | proxy | Kendall tau, table (mean) | percentile of its pick, mean (min) | mean of {}: percentile, mean (min) | seconds (x one training) |\n\
-         |---|---|---|---|---|\n",
+         with every proxy, and as trainings of one candidate.{}\n\n\
+         | proxy | Kendall tau, table (mean) | percentile of its pick, mean (min) | mean of {}: percentile, mean (min) | seconds (x one training) |{}\n\
+         |---|---|---|---|---|{}\n",
         args.spos_sample,
         args.seeds,
         truth.trainings_label(),
+        budget_note(args),
         truth.trainings_label(),
+        if args.max_cost_share.is_some() {
+            " within the budget: percentile, mean percentile (min) |"
+        } else {
+            ""
+        },
+        if args.max_cost_share.is_some() {
+            "---|"
+        } else {
+            ""
+        },
     );
     for proxy in &args.proxies {
-        let rs: Vec<&(proxies::ProxyRun, Placement)> =
-            runs.iter().filter(|(r, _)| &r.proxy == proxy).collect();
-        let col = |f: &dyn Fn(&(proxies::ProxyRun, Placement)) -> f64| -> Vec<f64> {
-            rs.iter().map(|r| f(r)).collect()
-        };
-        let (t, ts) = mean_std(&col(&|(r, _)| r.tau_test));
-        let (m, _) = mean_std(&col(&|(r, _)| r.tau_mean));
-        let pct = col(&|(_, p)| p.percentile);
-        let mean_pct = col(&|(_, p)| p.mean_percentile);
-        let (secs, _) = mean_std(&col(&|(r, _)| r.seconds));
+        let rs: Vec<&ProxyPlacement> = runs.iter().filter(|(r, ..)| &r.proxy == proxy).collect();
+        let col =
+            |f: &dyn Fn(&ProxyPlacement) -> f64| -> Vec<f64> { rs.iter().map(|r| f(r)).collect() };
+        let (t, ts) = mean_std(&col(&|(r, ..)| r.tau_test));
+        let (m, _) = mean_std(&col(&|(r, ..)| r.tau_mean));
+        let pct = col(&|(_, p, _)| p.percentile);
+        let mean_pct = col(&|(_, p, _)| p.mean_percentile);
+        let (secs, _) = mean_std(&col(&|(r, ..)| r.seconds));
+        let within: Vec<BudgetPlacement> = rs.iter().filter_map(|(.., w)| *w).collect();
         writeln!(
             md,
-            "| {proxy} | {t:.3} ± {ts:.3} ({m:.3}) | {:.1} ({:.1}) | {:.1} ({:.1}) | {secs:.1} ({:.1}x) |",
+            "| {proxy} | {t:.3} ± {ts:.3} ({m:.3}) | {:.1} ({:.1}) | {:.1} ({:.1}) | {secs:.1} ({:.1}x) |{}",
             mean_std(&pct).0,
             min(&pct),
             mean_std(&mean_pct).0,
             min(&mean_pct),
-            secs / one_training
+            secs / one_training,
+            budget_cell(&within)
         )?;
     }
     let path = args.out.join("summary.md");
@@ -909,6 +955,35 @@ fn write_proxy_results(
     std::fs::write(&path, summary)?;
     print!("{md}");
     Ok(())
+}
+
+/// The summary's sentence on `--max-cost-share`, empty without it.
+fn budget_note(args: &Args) -> String {
+    match args.max_cost_share {
+        None => String::new(),
+        Some(share) => format!(
+            " Only networks costing at most {share} times the table's costliest ({:?}) are \
+             scored; \"within the budget\" ranks a pick among the table's networks that cheap.",
+            args.cost_metric
+        ),
+    }
+}
+
+/// A table cell: mean (min) of the percentiles within the budget, and of the mean-of-all
+/// percentiles; empty when there is no budget.
+fn budget_cell(within: &[BudgetPlacement]) -> String {
+    if within.is_empty() {
+        return String::new();
+    }
+    let pct: Vec<f64> = within.iter().map(|w| w.percentile).collect();
+    let mean: Vec<f64> = within.iter().map(|w| w.mean_percentile).collect();
+    format!(
+        " {:.1} ({:.1}), {:.1} ({:.1}) |",
+        mean_std(&pct).0,
+        min(&pct),
+        mean_std(&mean).0,
+        min(&mean)
+    )
 }
 
 /// SPOS: every candidate with its supernet accuracy. With `few_shot` epochs the trained
@@ -1278,6 +1353,28 @@ impl GroundTruth {
         }
     }
 
+    /// Where `m` stands among the networks whose `costs` (per row) are at most `limit`: its
+    /// first training among their test accuracies, its mean among their means, each row
+    /// counted once per architecture it stands for, as `place` counts.
+    fn place_within(&self, costs: &[f64], limit: f64, m: &Measured) -> BudgetPlacement {
+        let rank = |values: &[f64], x: f64| {
+            let (mut below, mut all) = (0usize, 0usize);
+            for ((&v, &cost), &w) in values.iter().zip(costs).zip(&self.weight) {
+                if cost <= limit {
+                    all += w;
+                    if v < x {
+                        below += w;
+                    }
+                }
+            }
+            100.0 * below as f64 / all.max(1) as f64
+        };
+        BudgetPlacement {
+            percentile: rank(&self.test, m.tests[0]),
+            mean_percentile: rank(&self.mean, mean_of(&m.tests)),
+        }
+    }
+
     /// Share of the architectures with a lower mean test accuracy than `row`'s, in percent.
     fn mean_percentile(&self, row: usize) -> f64 {
         Self::rank_in(&self.mean_sorted, self.mean[row])
@@ -1322,20 +1419,44 @@ impl GroundTruth {
     fn random_search(&self, trainings: usize) -> (f64, f64) {
         const RANDOM_SEARCHES: usize = 2000;
         let (mut test, mut mean) = (0.0, 0.0);
-        for row in self.random_search_picks(trainings, RANDOM_SEARCHES) {
+        for row in self.random_search_picks(trainings, RANDOM_SEARCHES, |_| true) {
             test += self.test_percentile(self.test[row]);
             mean += self.mean_percentile(row);
         }
         (test / RANDOM_SEARCHES as f64, mean / RANDOM_SEARCHES as f64)
     }
 
-    /// The rows `searches` seeded random searches of `trainings` trainings each would pick.
-    fn random_search_picks(&self, trainings: usize, searches: usize) -> Vec<usize> {
+    /// Random search given `trainings` trainings among the networks whose `costs` are at most
+    /// `limit`: its pick's mean place among them, as `place_within` ranks.
+    fn random_search_within(&self, trainings: usize, costs: &[f64], limit: f64) -> BudgetPlacement {
+        const RANDOM_SEARCHES: usize = 2000;
+        let picks = self.random_search_picks(trainings, RANDOM_SEARCHES, |row| costs[row] <= limit);
+        let places: Vec<BudgetPlacement> = picks
+            .iter()
+            .map(|&row| self.place_within(costs, limit, &self.measured(row)))
+            .collect();
+        BudgetPlacement {
+            percentile: mean_of(&places.iter().map(|p| p.percentile).collect::<Vec<_>>()),
+            mean_percentile: mean_of(&places.iter().map(|p| p.mean_percentile).collect::<Vec<_>>()),
+        }
+    }
+
+    /// The rows `searches` seeded random searches of `trainings` trainings each would pick,
+    /// drawing only `eligible` rows.
+    fn random_search_picks(
+        &self,
+        trainings: usize,
+        searches: usize,
+        eligible: impl Fn(usize) -> bool,
+    ) -> Vec<usize> {
         let cumulative: Vec<usize> = self
             .weight
             .iter()
-            .scan(0, |sum, &w| {
-                *sum += w;
+            .enumerate()
+            .scan(0, |sum, (row, &w)| {
+                if eligible(row) {
+                    *sum += w;
+                }
                 Some(*sum)
             })
             .collect();
@@ -1522,7 +1643,7 @@ fn write_results(
 ) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let mut csv = String::from(
-        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles,random_search_percentile,random_search_mean_percentile,selected_arch,selected_percentile,selected_mean_percentile,cost,cost_percentile\n",
+        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles,random_search_percentile,random_search_mean_percentile,selected_arch,selected_percentile,selected_mean_percentile,cost,cost_percentile,cost_mean_percentile,cost_random_search_percentile,cost_random_search_mean_percentile\n",
     );
     for r in runs {
         writeln!(
@@ -1556,9 +1677,11 @@ fn write_results(
                 ))
                 .unwrap_or_else(|| ",,".to_string()),
             r.cost,
-            r.cost_percentile
-                .map(|p| format!("{p:.2}"))
-                .unwrap_or_default(),
+            [r.cost_place, r.random_search_within]
+                .map(|p| p
+                    .map(|p| format!("{:.2},{:.2}", p.percentile, p.mean_percentile))
+                    .unwrap_or_else(|| ",".to_string()))
+                .join(","),
         )?;
     }
     std::fs::write(args.out.join("runs.csv"), csv)?;
@@ -1687,6 +1810,34 @@ fn write_results(
          validation accuracy kept (its test percentile, and its mean percentile), averaged over \
          2,000 simulated searches per run.\n",
     );
+    let costed: Vec<&Run> = runs.iter().filter(|r| r.cost_place.is_some()).collect();
+    if args.max_cost_share.is_some() || args.cost_penalty > 0.0 {
+        writeln!(
+            md,
+            "\n## Within a cost budget\n\nEach pick ranked among the table's networks that cost \
+             at most the budget (`--max-cost-share`, for SPOS) or, without one, at most the pick's \
+             own {:?}.{}\n\n| method | percentile, mean (min) | mean of {}: percentile, mean (min) | random search given that time among the same networks: percentile, mean percentile |\n|---|---|---|---|",
+            args.cost_metric,
+            budget_note(args),
+            truth.trainings_label()
+        )?;
+        for &m in &args.methods {
+            let rs: Vec<&&Run> = costed.iter().filter(|r| r.method == m).collect();
+            let within: Vec<BudgetPlacement> = rs.iter().filter_map(|r| r.cost_place).collect();
+            let random: Vec<BudgetPlacement> =
+                rs.iter().filter_map(|r| r.random_search_within).collect();
+            if !within.is_empty() {
+                writeln!(
+                    md,
+                    "| {} |{} {:.1}, {:.1} |",
+                    m.name(),
+                    budget_cell(&within).replacen(", ", " | ", 1),
+                    mean_of(&random.iter().map(|p| p.percentile).collect::<Vec<_>>()),
+                    mean_of(&random.iter().map(|p| p.mean_percentile).collect::<Vec<_>>())
+                )?;
+            }
+        }
+    }
     readings_markdown(
         &mut md,
         args,
