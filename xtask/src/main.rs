@@ -333,13 +333,15 @@ fn main() -> Result<ExitCode> {
             let library = provision_cpu(&target)?;
             // The end-to-end tests load plugins from the build's target folder: build every
             // library first, so they never load a stale one (`cargo test` alone leaves the
-            // plugin .so files in deps/ only).
+            // plugin .so files in deps/ only). Every target, as `cargo test` builds them:
+            // the tests' dev-dependencies change the features of shared dependencies, so a
+            // build of the libraries alone would be compiled a second time by the tests.
             let release = args
                 .iter()
                 .take_while(|a| *a != "--")
                 .any(|a| a == "--release");
             let mut build = cargo(&root);
-            build.args(["build", "--workspace"]);
+            build.args(["build", "--workspace", "--all-targets"]);
             if release {
                 build.arg("--release");
             }
