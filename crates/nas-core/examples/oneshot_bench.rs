@@ -76,9 +76,9 @@ struct Args {
     sandwich: Sandwich,
     /// SPOS: validation images each path is scored on (`None`: the whole split).
     score_images: Option<usize>,
-    /// SPOS on a complete table: score only networks costing at most this share of the
-    /// table's costliest (`--cost-metric`), as a study with a cost constraint would, and rank
-    /// the pick among the table's networks within that budget.
+    /// SPOS and the proxies on a complete table: score only networks costing at most this
+    /// share of the table's costliest (`--cost-metric`), as a study with a cost constraint
+    /// would, and rank the picks among the table's networks within that budget.
     max_cost_share: Option<f64>,
     /// SPOS: epochs of each few-shot sub-supernet (0: one supernet scores every path).
     few_shot: usize,
@@ -150,9 +150,10 @@ The searches
   --sandwich ENDS         SPOS: also train these paths on every batch: both (the smallest
                           and the largest), largest or off [off]
   --score-images N        SPOS: score each path on the first N validation images [all]
-  --max-cost-share X      SPOS, complete table: score only networks costing at most X times
-                          the costliest (--cost-metric); the cost percentile then ranks the
-                          pick among the table's networks within that budget [off]
+  --max-cost-share X      SPOS and --proxies, complete table: score only networks costing at
+                          most X times the costliest (--cost-metric); picks are then also
+                          ranked among the table's networks within that budget, beside random
+                          search among them given the same time [off]
   --few-shot N            SPOS: split the trained supernet on its widest choice into one
                           sub-supernet per option, each trained N epochs more (0: off) [0]
   --proxies LIST          also score the networks SPOS scores (--spos-sample per seed) with
