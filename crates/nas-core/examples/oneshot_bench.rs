@@ -906,6 +906,14 @@ fn write_proxy_results(
         )?;
     }
     std::fs::write(args.out.join("proxies.csv"), csv)?;
+    let (budget_head, budget_rule) = if args.max_cost_share.is_some() {
+        (
+            " within the budget: percentile, mean percentile (min) |",
+            "---|",
+        )
+    } else {
+        ("", "")
+    };
     let mut md = format!(
         "\n## Training-free baselines\n\nThe `zero-cost` evaluator's proxies on the networks SPOS scores \
          ({} per seed, seeds {:?}, one batch of 64 training images), each proxy's best-scored \
@@ -918,16 +926,8 @@ fn write_proxy_results(
         truth.trainings_label(),
         budget_note(args),
         truth.trainings_label(),
-        if args.max_cost_share.is_some() {
-            " within the budget: percentile, mean percentile (min) |"
-        } else {
-            ""
-        },
-        if args.max_cost_share.is_some() {
-            "---|"
-        } else {
-            ""
-        },
+        budget_head,
+        budget_rule,
     );
     for proxy in &args.proxies {
         let rs: Vec<&ProxyPlacement> = runs.iter().filter(|(r, ..)| &r.proxy == proxy).collect();
@@ -947,7 +947,7 @@ fn write_proxy_results(
             mean_std(&mean_pct).0,
             min(&mean_pct),
             secs / one_training,
-            budget_cell(&within)
+            budget_cell(&within, ", ")
         )?;
     }
     let path = args.out.join("summary.md");
@@ -970,16 +970,16 @@ fn budget_note(args: &Args) -> String {
     }
 }
 
-/// A table cell: mean (min) of the percentiles within the budget, and of the mean-of-all
-/// percentiles; empty when there is no budget.
-fn budget_cell(within: &[BudgetPlacement]) -> String {
+/// Table cells: mean (min) of the percentiles within the budget, then `sep`, then the same of
+/// the mean-of-all percentiles; empty when there is no budget.
+fn budget_cell(within: &[BudgetPlacement], sep: &str) -> String {
     if within.is_empty() {
         return String::new();
     }
     let pct: Vec<f64> = within.iter().map(|w| w.percentile).collect();
     let mean: Vec<f64> = within.iter().map(|w| w.mean_percentile).collect();
     format!(
-        " {:.1} ({:.1}), {:.1} ({:.1}) |",
+        " {:.1} ({:.1}){sep}{:.1} ({:.1}) |",
         mean_std(&pct).0,
         min(&pct),
         mean_std(&mean).0,
@@ -1174,6 +1174,9 @@ struct GroundTruth {
 }
 
 impl GroundTruth {
+    /// Simulated random searches per run (the summary says 2,000).
+    const RANDOM_SEARCHES: usize = 2000;
+
     /// `repeats`: tables of the same space, data and recipe built with other seeds; every
     /// network of `table` must be in each.
     fn new(
@@ -1418,20 +1421,22 @@ impl GroundTruth {
     /// (each row as often as the architectures it stands for), the best by final validation
     /// accuracy kept; its test percentile and mean percentile, averaged over seeded repetitions.
     fn random_search(&self, trainings: usize) -> (f64, f64) {
-        const RANDOM_SEARCHES: usize = 2000;
         let (mut test, mut mean) = (0.0, 0.0);
-        for row in self.random_search_picks(trainings, RANDOM_SEARCHES, |_| true) {
+        for row in self.random_search_picks(trainings, Self::RANDOM_SEARCHES, |_| true) {
             test += self.test_percentile(self.test[row]);
             mean += self.mean_percentile(row);
         }
-        (test / RANDOM_SEARCHES as f64, mean / RANDOM_SEARCHES as f64)
+        (
+            test / Self::RANDOM_SEARCHES as f64,
+            mean / Self::RANDOM_SEARCHES as f64,
+        )
     }
 
     /// Random search given `trainings` trainings among the networks whose `costs` are at most
     /// `limit`: its pick's mean place among them, as `place_within` ranks.
     fn random_search_within(&self, trainings: usize, costs: &[f64], limit: f64) -> BudgetPlacement {
-        const RANDOM_SEARCHES: usize = 2000;
-        let picks = self.random_search_picks(trainings, RANDOM_SEARCHES, |row| costs[row] <= limit);
+        let picks =
+            self.random_search_picks(trainings, Self::RANDOM_SEARCHES, |row| costs[row] <= limit);
         let places: Vec<BudgetPlacement> = picks
             .iter()
             .map(|&row| self.place_within(costs, limit, &self.measured(row)))
@@ -1832,7 +1837,7 @@ fn write_results(
                     md,
                     "| {} |{} {:.1}, {:.1} |",
                     m.name(),
-                    budget_cell(&within).replacen(", ", " | ", 1),
+                    budget_cell(&within, " | "),
                     mean_of(&random.iter().map(|p| p.percentile).collect::<Vec<_>>()),
                     mean_of(&random.iter().map(|p| p.mean_percentile).collect::<Vec<_>>())
                 )?;
