@@ -315,6 +315,48 @@ fn isomorphic_cells_share_one_trained_row() {
     );
 }
 
+/// A repeat of a sampled table: another `[study] seed` with the grid's `seed` fixed to the
+/// first build's trains the same networks again, with other splits and initial weights.
+#[test]
+fn a_fixed_strategy_seed_repeats_a_sample_with_new_trainings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let build = |name: &str, text: String| {
+        let text = text.replace("directory = \"build\"", &format!("directory = \"{name}\""));
+        let cfg = write(dir, &format!("{name}.toml"), &text);
+        let _ = nas(&["tabulate", cfg.to_str().unwrap()], dir);
+        let out = format!("{name}.json");
+        let o = nas(
+            &["tabulate", cfg.to_str().unwrap(), "--partial", "-o", &out],
+            dir,
+        );
+        assert!(o.status.success(), "{}", err(&o));
+        let table = Table::read(&dir.join(out)).unwrap();
+        let accuracies: HashMap<String, f64> = table
+            .rows
+            .iter()
+            .map(|r| (r.hash.clone(), *r.val_accuracy.last().unwrap()))
+            .collect();
+        (table.seed, accuracies)
+    };
+    let first = build("first", cells(4));
+    let repeat = build(
+        "repeat",
+        cells(4)
+            .replace("seed = 2", "seed = 3")
+            .replace("plugin = \"grid\"", "plugin = \"grid\"\nseed = 2"),
+    );
+    let other = build("other", cells(4).replace("seed = 2", "seed = 3"));
+    assert_eq!((first.0, repeat.0, other.0), (2, 3, 3));
+    let hashes = |t: &HashMap<String, f64>| t.keys().cloned().collect::<HashSet<_>>();
+    assert_eq!(hashes(&repeat.1), hashes(&first.1), "the same networks");
+    assert_ne!(hashes(&other.1), hashes(&first.1), "another draw");
+    assert!(
+        first.1.iter().any(|(h, acc)| repeat.1[h] != *acc),
+        "trained again, not copied: {first:?} {repeat:?}"
+    );
+}
+
 #[test]
 fn a_config_that_is_not_a_table_build_is_refused_before_anything_runs() {
     let tmp = tempfile::tempdir().unwrap();

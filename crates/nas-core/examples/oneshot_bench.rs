@@ -91,8 +91,11 @@ struct Args {
     /// Width of the supernet (default: the table's); derived cells are looked up in the
     /// table at its own width.
     channels: Option<usize>,
-    /// Trainings of each derived architecture when the table is a sample.
+    /// Trainings of each derived architecture when the table is a sample without repeats
+    /// (with repeats: one per table).
     trainings: usize,
+    /// Whether `--trainings` was given (a sample with repeats refuses another count).
+    trainings_given: bool,
     /// Architectures each search proposes, as a study's `derive`: the selected one, then
     /// the most likely others (SPOS: the best scored); each is trained once with the table's
     /// recipe (a complete table: its own training) and the best by validation accuracy is
@@ -120,8 +123,11 @@ The ground truth
                           [configs/tables/nb201-digits.json.gz]
   --repeats FILES|none    tables of the same space and recipe built with other seeds,
                           comma-separated: derived cells are also ranked by their mean test
-                          accuracy over all trainings [every nb201-digits-seed*.json.gz]
-  --trainings N           a sampled table: trainings of each derived architecture [3]
+                          accuracy over all trainings; a sample's repeats hold its networks
+                          (its config with another [study] seed and the grid's `seed` fixed)
+                          [every <table>-seed*.json.gz beside the table]
+  --trainings N           a sampled table without repeats: trainings of each derived
+                          architecture (with repeats: one per table, with its seed) [3]
   --derive K              architectures each search proposes, each trained once, the best by
                           validation accuracy kept; their trainings count in the cost [1]
   --random-search K,N     also simulate N random searches of K trainings on the table and
@@ -175,10 +181,20 @@ fn parse_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
 
 const DEFAULT_TABLE: &str = "configs/tables/nb201-digits.json.gz";
 
-/// The default table's repeats: every `nb201-digits-seed*.json.gz` beside it, by name.
-fn default_repeats() -> Vec<PathBuf> {
-    let table = Path::new(DEFAULT_TABLE);
-    let dir = table.parent().expect("a file in a folder");
+/// A table's repeats by default: every `<name>-seed*.json.gz` beside `<name>.json.gz`.
+fn default_repeats(table: &Path) -> Vec<PathBuf> {
+    let Some(stem) = table
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".json.gz"))
+    else {
+        return Vec::new();
+    };
+    let prefix = format!("{stem}-seed");
+    let dir = match table.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -186,7 +202,7 @@ fn default_repeats() -> Vec<PathBuf> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("nb201-digits-seed") && n.ends_with(".json.gz"))
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".json.gz"))
         })
         .collect();
     found.sort();
@@ -223,6 +239,7 @@ fn parse_args() -> Result<Args> {
         selection_metric: SelectionMetric::Accuracy,
         channels: None,
         trainings: 3,
+        trainings_given: false,
         derive: 1,
         random_search: None,
         threads: 1,
@@ -299,21 +316,17 @@ fn parse_args() -> Result<Args> {
             "--selection-epochs" => a.selection_epochs = value()?.parse()?,
             "--selection-metric" => a.selection_metric = parse_name(&value()?)?,
             "--channels" => a.channels = Some(value()?.parse()?),
-            "--trainings" => a.trainings = value()?.parse()?,
+            "--trainings" => {
+                a.trainings = value()?.parse()?;
+                a.trainings_given = true;
+            }
             "--derive" => a.derive = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             "--out" => a.out = value()?.into(),
             other => return Err(format!("unknown argument `{other}`; {USAGE}").into()),
         }
     }
-    // The default repeats belong to the default table.
-    a.repeats = repeats.unwrap_or_else(|| {
-        if a.table == Path::new(DEFAULT_TABLE) {
-            default_repeats()
-        } else {
-            Vec::new()
-        }
-    });
+    a.repeats = repeats.unwrap_or_else(|| default_repeats(&a.table));
     if a.trainings == 0 || a.derive == 0 {
         return Err(format!("--trainings and --derive must be at least 1; {USAGE}").into());
     }
@@ -445,13 +458,20 @@ fn main() -> Result<()> {
     let table = Table::read(&args.table)?;
     let index = table.index();
     let sampled = table.sample.is_some();
+    // A sample's derived architectures are trained once per table when it has repeats, each
+    // time with that table's seed and split, so their mean compares with the rows' means.
     if sampled && !args.repeats.is_empty() {
-        return Err(format!(
-            "{} is a sample of the space; repeats need a complete table (a sampled table's \
-             derived architectures are trained --trainings times instead)",
-            args.table.display()
-        )
-        .into());
+        let per_table = 1 + args.repeats.len();
+        if args.trainings_given && args.trainings != per_table {
+            return Err(format!(
+                "{} is a sample with {} repeat(s): its derived architectures are trained once \
+                 per table ({per_table} times); drop --trainings or pass --repeats none",
+                args.table.display(),
+                args.repeats.len()
+            )
+            .into());
+        }
+        args.trainings = per_table;
     }
     let space_cfg = SpaceConfig::from_json(&table.space)?;
     let space = build_space(&space_cfg)?;
@@ -480,6 +500,15 @@ fn main() -> Result<()> {
         .iter()
         .map(|p| Ok((p.clone(), Table::read(p)?)))
         .collect::<Result<Vec<_>>>()?;
+    // Each repeat's seed and split, for a sample's fresh trainings (training i: table i).
+    let repeat_data = if sampled {
+        repeats
+            .iter()
+            .map(|(_, r)| Ok((r.seed, nas_data::load(&data_cfg, r.seed)?)))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     let truth = GroundTruth::new(
         &table,
         &repeats,
@@ -488,12 +517,15 @@ fn main() -> Result<()> {
         if sampled { args.trainings } else { 0 },
     )?;
     let percentile = |acc: f64| truth.test_percentile(acc);
-    // Trains `graph` once with the table's recipe on the table's split: (val, test) accuracy.
-    let train_once = |graph: &nas_graph::Graph, seed: u64| -> Result<(f64, f64)> {
+    // Trains `graph` once with the table's recipe on `data`'s split: (val, test) accuracy.
+    let train_on = |graph: &nas_graph::Graph,
+                    seed: u64,
+                    data: &nas_data::SplitDataset|
+     -> Result<(f64, f64)> {
         let mut cfg = recipe.clone();
         cfg.seed = Some(seed);
         let weights = nas_graph::Weights::he_init(graph, seed)?;
-        let mut trainer = nas_train::Trainer::new(graph, weights, &cfg, &runtime, &data)?;
+        let mut trainer = nas_train::Trainer::new(graph, weights, &cfg, &runtime, data)?;
         trainer.train_epochs(cfg.epochs)?;
         let accuracy = |part| -> Result<f64> {
             Ok(trainer
@@ -503,6 +535,8 @@ fn main() -> Result<()> {
         };
         Ok((accuracy(Part::Validation)?, accuracy(Part::Test)?))
     };
+    // ... on the table's split.
+    let train_once = |graph: &nas_graph::Graph, seed: u64| train_on(graph, seed, &data);
     // What training one candidate costs, measured here under the same conditions as the
     // searches: the table's recipe on the table's best architecture.
     let one_training: f64 = {
@@ -541,7 +575,14 @@ fn main() -> Result<()> {
             val: 0.0,
         };
         for i in 0..args.trainings {
-            let (val, test) = train_once(&graph, FRESH_SEED ^ table.seed.wrapping_add(i as u64))?;
+            // With repeats, training i is table i's: its seed and split.
+            let (val, test) = match i.checked_sub(1).filter(|_| !repeat_data.is_empty()) {
+                Some(r) => {
+                    let (seed, data) = &repeat_data[r];
+                    train_on(&graph, FRESH_SEED ^ seed, data)?
+                }
+                None => train_once(&graph, FRESH_SEED ^ table.seed.wrapping_add(i as u64))?,
+            };
             if i == 0 {
                 m.val = val;
             }
@@ -1293,13 +1334,29 @@ impl GroundTruth {
                 "The table is a sample: the {rows} networks of the first {draws} architectures \
                  of a uniform random order, so percentiles are estimates (each row weighted by \
                  the architectures it stands for; a percentile near 90 is off by about {:.1} \
-                 points, one standard error). Every derived architecture was trained {} times \
-                 with the table's recipe and split; \"percentile\" ranks its first training, \
-                 \"mean\" the mean of all, \"the other trainings alone\" each later one, all \
-                 among the sample's single trainings. \"The k best\" below count sampled \
+                 points, one standard error). {} \"The k best\" below count sampled \
                  networks.\n\n",
                 100.0 * (0.9 * 0.1 / rows as f64).sqrt(),
-                self.fresh_trainings
+                if self.repeats.is_empty() {
+                    format!(
+                        "Every derived architecture was trained {} times with the table's \
+                         recipe and split; \"percentile\" ranks its first training, \"mean\" \
+                         the mean of all, \"the other trainings alone\" each later one, all \
+                         among the sample's single trainings.",
+                        self.fresh_trainings
+                    )
+                } else {
+                    format!(
+                        "The sample's networks were trained again in {} repeat(s) (other \
+                         seeds and splits), and every derived architecture was trained once \
+                         per table with that table's seed and split: \"percentile\" ranks its \
+                         first training among the table's, \"mean\" its mean among the \
+                         networks' means over the {} trainings, \"the other trainings alone\" \
+                         each later one among that repeat's.",
+                        self.repeats.len(),
+                        self.fresh_trainings
+                    )
+                }
             ),
         }
     }
@@ -1628,7 +1685,7 @@ impl GroundTruth {
         for k in [1, 5, 20, 100, 1563] {
             md.push_str(&format!("| {k} |"));
             for (r, sorted) in self.repeats.iter().zip(&self.repeats_sorted) {
-                let (mean, worst) = Self::oracle(&self.test, &self.weight, k, |row| {
+                let (mean, worst) = Self::oracle(&self.test, &self.oracle_weight, k, |row| {
                     Self::rank_in(sorted, r[row])
                 });
                 md.push_str(&format!(" {mean:.1} ({worst:.1}) |"));

@@ -162,6 +162,11 @@ pub struct StrategySpec {
     pub until: Option<Until>,
     /// Portfolio share (default 1).
     pub weight: Option<f64>,
+    /// `seed`: the study seed this strategy draws its proposals from (default: `[study]
+    /// seed`). Studies that differ only in `[study] seed` but fix it train the same candidates
+    /// with other data splits and initial weights. One-shot strategies keep `seed` in
+    /// `config`, where it already seeds their supernet.
+    pub seed: Option<u64>,
     /// Plugin-specific keys.
     pub config: serde_json::Value,
     /// `file:line:column` of the table, for messages.
@@ -749,11 +754,26 @@ fn strategy_spec(
             }
         },
     };
+    let seed = if crate::oneshot::oneshot_method(&plugin).is_some() {
+        None
+    } else {
+        match rest.remove("seed") {
+            None => None,
+            Some(toml::Value::Integer(s)) if s >= 0 => Some(s as u64),
+            Some(v) => {
+                return Err(loc.at(
+                    at,
+                    format!("`seed` must be a whole number of at least 0, found `{v}`"),
+                ));
+            }
+        }
+    };
     Ok((
         StrategySpec {
             plugin,
             until,
             weight,
+            seed,
             config: to_json(rest),
             location: loc.location(at),
         },

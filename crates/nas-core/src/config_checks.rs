@@ -161,6 +161,43 @@ minimize = "params"
         assert!(err.contains("min = 100 above max = 10"), "{err}");
     }
 
+    /// `seed` on a plugin strategy is the host's; on a one-shot strategy it stays the
+    /// supernet's own key.
+    #[test]
+    fn a_strategy_seed_is_a_whole_number_kept_apart_from_the_plugin_keys() {
+        let with = |strategy: &str| {
+            config("name = \"s\"", "", "kind = \"cell\"").replace(
+                "plugin = \"random\"",
+                &format!("plugin = \"{strategy}\"\nseed = 7"),
+            )
+        };
+        let parsed = crate::config::parse(Path::new("s.toml"), &with("random")).unwrap();
+        let spec = &parsed.strategies[0];
+        assert_eq!(spec.seed, Some(7));
+        assert_eq!(
+            spec.config,
+            serde_json::json!({}),
+            "not passed to the plugin"
+        );
+        let parsed = crate::config::parse(Path::new("s.toml"), &with("darts")).unwrap();
+        let spec = &parsed.strategies[0];
+        assert_eq!(spec.seed, None);
+        assert_eq!(
+            spec.config,
+            serde_json::json!({"seed": 7}),
+            "the supernet's seed"
+        );
+        for bad in ["-1", "\"7\"", "1.5"] {
+            let text = with("random").replace("seed = 7", &format!("seed = {bad}"));
+            let err = error(&text);
+            assert!(err.starts_with("s.toml:11:"), "{bad}: {err}");
+            assert!(
+                err.contains("`seed` must be a whole number"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn a_space_kind_that_is_not_a_string_says_so() {
         let err = error(&config("name = \"s\"", "", "kind = 3"));

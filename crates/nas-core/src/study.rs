@@ -136,10 +136,17 @@ fn identity(config: &StudyConfig) -> serde_json::Value {
     serde_json::json!({
         "seed": config.seed,
         "space": crate::config::space_json(&config.space),
-        "strategy": config.strategies.iter().map(|s| serde_json::json!({
-            "plugin": s.plugin, "until": format!("{:?}", s.until), "weight": s.weight,
-            "config": s.config,
-        })).collect::<Vec<_>>(),
+        "strategy": config.strategies.iter().map(|s| {
+            let mut spec = serde_json::json!({
+                "plugin": s.plugin, "until": format!("{:?}", s.until), "weight": s.weight,
+                "config": s.config,
+            });
+            // Only when set, so that studies stored before the key existed still resume.
+            if let Some(seed) = s.seed {
+                spec["seed"] = seed.into();
+            }
+            spec
+        }).collect::<Vec<_>>(),
         "evaluator": config.evaluators.iter().map(|e| serde_json::json!({
             "plugin": e.plugin, "config": e.config,
         })).collect::<Vec<_>>(),
@@ -217,7 +224,7 @@ fn load_strategies(
         let ctx = StrategyContext {
             space: descriptor.clone(),
             objectives: config.objectives.clone(),
-            seed: derive_seed(config.seed, index as u64),
+            seed: derive_seed(spec.seed.unwrap_or(config.seed), index as u64),
             config: spec.config.clone(),
         };
         let handle = library
