@@ -447,6 +447,50 @@ fn the_shipped_fashion_sample_is_a_weighed_sample_of_its_space() {
     );
 }
 
+/// The Fashion-MNIST sample's repeats: built from their TOMLs with their own study seed, the
+/// sample's recipe and data, and every network of the sample trained again (not copied).
+#[test]
+fn the_shipped_fashion_repeats_train_the_sample_again() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |name: &str| {
+        Table::read(&root.join(format!("configs/tables/{name}.json.gz"))).unwrap()
+    };
+    let sample = read("nb201-fashion-sample");
+    for seed in [1, 2] {
+        let name = format!("nb201-fashion-sample-seed{seed}");
+        let repeat = read(&name);
+        let toml_text =
+            std::fs::read_to_string(root.join(format!("configs/tables/{name}.toml"))).unwrap();
+        assert_eq!(
+            repeat.config.parse::<toml::Table>().unwrap(),
+            toml_text.parse::<toml::Table>().unwrap(),
+            "{name} built from its config"
+        );
+        assert_eq!(repeat.seed, seed);
+        assert_eq!(
+            (&repeat.space, &repeat.data, &repeat.evaluator, repeat.epochs),
+            (&sample.space, &sample.data, &sample.evaluator, sample.epochs),
+            "{name}: the sample's space, data and recipe"
+        );
+        let index = repeat.index();
+        let mut differ = 0;
+        for row in &sample.rows {
+            let again = &repeat.rows[*index
+                .by_hash
+                .get(&row.hash)
+                .unwrap_or_else(|| panic!("{name} lacks {}", row.archs[0]))];
+            assert!(again.error.is_none(), "{name}: {}", row.archs[0]);
+            if again.test_accuracy != row.test_accuracy {
+                differ += 1;
+            }
+        }
+        assert!(
+            differ > sample.rows.len() / 2,
+            "{name}: only {differ} networks differ from the sample's training"
+        );
+    }
+}
+
 /// Reads `configs/tables/<name>.json.gz` and checks it against `<name>.toml` (built with `seed`).
 fn check_shipped_table(root: &Path, name: &str, seed: u64) -> Table {
     let table = Table::read(&root.join(format!("configs/tables/{name}.json.gz"))).unwrap();
