@@ -452,9 +452,8 @@ fn the_shipped_fashion_sample_is_a_weighed_sample_of_its_space() {
 #[test]
 fn the_shipped_fashion_repeats_train_the_sample_again() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let read = |name: &str| {
-        Table::read(&root.join(format!("configs/tables/{name}.json.gz"))).unwrap()
-    };
+    let read =
+        |name: &str| Table::read(&root.join(format!("configs/tables/{name}.json.gz"))).unwrap();
     let sample = read("nb201-fashion-sample");
     for seed in [1, 2] {
         let name = format!("nb201-fashion-sample-seed{seed}");
@@ -468,8 +467,18 @@ fn the_shipped_fashion_repeats_train_the_sample_again() {
         );
         assert_eq!(repeat.seed, seed);
         assert_eq!(
-            (&repeat.space, &repeat.data, &repeat.evaluator, repeat.epochs),
-            (&sample.space, &sample.data, &sample.evaluator, sample.epochs),
+            (
+                &repeat.space,
+                &repeat.data,
+                &repeat.evaluator,
+                repeat.epochs
+            ),
+            (
+                &sample.space,
+                &sample.data,
+                &sample.evaluator,
+                sample.epochs
+            ),
             "{name}: the sample's space, data and recipe"
         );
         let index = repeat.index();

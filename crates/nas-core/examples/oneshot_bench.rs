@@ -1703,7 +1703,10 @@ impl GroundTruth {
         md.push_str(&format!("\n|---|{}\n", "---|".repeat(self.repeats.len())));
         // The last row: the best 10 % (of the architectures, or of a sample's networks).
         let tenth = self.oracle_weight.iter().sum::<usize>().div_ceil(10);
-        for k in [1, 5, 20, 100, tenth] {
+        let mut ks = vec![1, 5, 20, 100, tenth];
+        ks.sort_unstable();
+        ks.dedup();
+        for k in ks {
             md.push_str(&format!("| {k} |"));
             for (r, sorted) in self.repeats.iter().zip(&self.repeats_sorted) {
                 let (mean, worst) = Self::oracle(&self.test, &self.oracle_weight, k, |row| {
