@@ -1181,13 +1181,6 @@ fn readings_markdown(
     Ok(())
 }
 
-/// How noisy the table's accuracies are, and a less noisy measurement to rank by.
-///
-/// Every network of the table was trained once and measured on a few hundred images, so its
-/// test accuracy carries sampling noise of about one percentage point, as large as the spread
-/// of the table's top 10 %. The validation accuracy of the same training is a second,
-/// independent measurement: pooling both (weighted by their image counts) halves the variance,
-/// and how well one predicts the other says what any search can reach on this table.
 /// Where a simulated random search's pick is expected to stand.
 #[derive(Clone, Copy)]
 struct RandomSearchPlace {
@@ -1200,6 +1193,13 @@ struct RandomSearchPlace {
     repeats_percentile: Option<f64>,
 }
 
+/// How noisy the table's accuracies are, and a less noisy measurement to rank by.
+///
+/// Every network of the table was trained once and measured on a few hundred images, so its
+/// test accuracy carries sampling noise of about one percentage point, as large as the spread
+/// of the table's top 10 %. The validation accuracy of the same training is a second,
+/// independent measurement: pooling both (weighted by their image counts) halves the variance,
+/// and how well one predicts the other says what any search can reach on this table.
 struct GroundTruth {
     /// Per row: test and final validation accuracy.
     test: Vec<f64>,
@@ -1498,12 +1498,7 @@ impl GroundTruth {
             percentile: average(&|row| self.test_percentile(self.test[row])),
             mean_percentile: average(&|row| self.mean_percentile(row)),
             repeats_percentile: (!self.repeats.is_empty()).then(|| {
-                average(&|row| {
-                    let places: Vec<f64> = (self.repeats.iter().zip(&self.repeats_sorted))
-                        .map(|(r, sorted)| Self::rank_in(sorted, r[row]))
-                        .collect();
-                    mean_of(&places)
-                })
+                average(&|row| mean_of(&self.place(&self.measured(row)).repeat_percentiles))
             }),
         }
     }
@@ -1882,37 +1877,25 @@ fn write_results(
             format!("{t:.3} ± {ts:.3} (mean: {m:.3} ± {ms:.3}; parameter count: {p:.3})")
         };
         let archs = arch_cell(rs.iter().map(|r| r.arch.as_str()));
+        // Random search given that time: its pick by the table, by the mean, in the repeats alone.
+        let random: Vec<RandomSearchPlace> = rs.iter().map(|r| r.random_search).collect();
+        let mut random_cell = format!(
+            "{:.1}, {:.1}",
+            mean_of(&random.iter().map(|p| p.percentile).collect::<Vec<_>>()),
+            mean_of(&random.iter().map(|p| p.mean_percentile).collect::<Vec<_>>())
+        );
+        let alone: Vec<f64> = random.iter().filter_map(|p| p.repeats_percentile).collect();
+        if !alone.is_empty() {
+            random_cell.push_str(&format!(", {:.1}", mean_of(&alone)));
+        }
         writeln!(
             md,
-            "| {} | {am:.2} ± {asd:.2} | {pm:.1} ({pmin:.1}) | {qm:.1} ({qmin:.1}) | {mean_cell} | {} / {} / {} | {sm:.1} ({:.1}x) | {:.1}, {:.1}{} | {tau} | {} |",
+            "| {} | {am:.2} ± {asd:.2} | {pm:.1} ({pmin:.1}) | {qm:.1} ({qmin:.1}) | {mean_cell} | {} / {} / {} | {sm:.1} ({:.1}x) | {random_cell} | {tau} | {} |",
             m.name(),
             degenerate("skip_connect"),
             degenerate("avg_pool_3x3"),
             degenerate("none"),
             sm / one_training,
-            mean_std(
-                &rs.iter()
-                    .map(|r| r.random_search.percentile)
-                    .collect::<Vec<_>>()
-            )
-            .0,
-            mean_std(
-                &rs.iter()
-                    .map(|r| r.random_search.mean_percentile)
-                    .collect::<Vec<_>>()
-            )
-            .0,
-            {
-                let alone: Vec<f64> = rs
-                    .iter()
-                    .filter_map(|r| r.random_search.repeats_percentile)
-                    .collect();
-                if alone.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {:.1}", mean_std(&alone).0)
-                }
-            },
             archs
         )?;
     }
