@@ -332,6 +332,7 @@ fn a_fixed_strategy_seed_repeats_a_sample_with_new_trainings() {
         );
         assert!(o.status.success(), "{}", err(&o));
         let table = Table::read(&dir.join(out)).unwrap();
+        assert_eq!(table.rows.len(), 4, "{name}: the budget's four networks");
         let accuracies: HashMap<String, f64> = table
             .rows
             .iter()
