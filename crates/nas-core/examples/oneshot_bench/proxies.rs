@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use nas_table::Table;
 
-use super::{Result, kendall_tau};
+use crate::Result;
+use crate::stats::kendall_tau;
 
 /// One proxy on one seed's networks.
 pub struct ProxyRun {
