@@ -71,6 +71,8 @@ pub struct Args {
     pub random_search: Option<(usize, usize)>,
     pub threads: usize,
     pub out: PathBuf,
+    /// `--combine`: earlier runs' output folders, one group per table row (no search runs).
+    pub combine: Vec<Vec<PathBuf>>,
 }
 
 pub const USAGE: &str = "usage: oneshot_bench [FLAGS]; --help lists them";
@@ -134,6 +136,10 @@ The searches
 The run
   --threads N             ONNX Runtime intra-op threads per search [1]
   --out DIR               [results/bench-oneshot]
+  --combine DIRS          no search: read the runs.csv of earlier runs' output folders and
+                          write one table row per comma-separated group (a group's folders
+                          joined by +, their runs pooled: e.g. seeds 1-8 and 9-16 of one
+                          setting) to <out>/combined.md
 ";
 
 /// A method, selection or metric by its TOML name (`darts-minus`, `perturbation`, `loss`).
@@ -207,6 +213,7 @@ pub fn parse_args() -> Result<Args> {
         random_search: None,
         threads: 1,
         out: PathBuf::from("results/bench-oneshot"),
+        combine: Vec::new(),
     };
     let mut repeats = None;
     let mut it = std::env::args().skip(1);
@@ -286,6 +293,13 @@ pub fn parse_args() -> Result<Args> {
             "--derive" => a.derive = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             "--out" => a.out = value()?.into(),
+            "--combine" => {
+                a.combine = value()?
+                    .split(',')
+                    .filter(|g| !g.trim().is_empty())
+                    .map(|g| g.split('+').map(|d| PathBuf::from(d.trim())).collect())
+                    .collect()
+            }
             other => return Err(format!("unknown argument `{other}`; {USAGE}").into()),
         }
     }

@@ -47,6 +47,7 @@ use stats::kendall_tau;
 use truth::{GroundTruth, Measured};
 
 mod args;
+mod combine;
 mod proxies;
 mod report;
 mod spos;
@@ -57,6 +58,9 @@ pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Result<()> {
     let mut args = parse_args()?;
+    if !args.combine.is_empty() {
+        return combine::write(&args.combine, &args.out);
+    }
     let table = Table::read(&args.table)?;
     settle_trainings(&mut args, &table)?;
     let bench = Bench::new(args, table)?;

@@ -235,12 +235,12 @@ pub fn write_results(
 ) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let mut csv = String::from(
-        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles,random_search_percentile,random_search_mean_percentile,selected_arch,selected_percentile,selected_mean_percentile,cost,cost_percentile,cost_mean_percentile,cost_random_search_percentile,cost_random_search_mean_percentile,random_search_repeat_percentile\n",
+        "method,seed,arch,test_accuracy,percentile,pooled_percentile,search_seconds,kendall_tau,probabilities,mean_test_accuracy,mean_percentile,kendall_tau_mean,repeat_percentiles,random_search_percentile,random_search_mean_percentile,selected_arch,selected_percentile,selected_mean_percentile,cost,cost_percentile,cost_mean_percentile,cost_random_search_percentile,cost_random_search_mean_percentile,random_search_repeat_percentile,one_training_seconds\n",
     );
     for r in runs {
         writeln!(
             csv,
-            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{},{:.4},{:.2},{},{},{:.2},{:.2},{},{},{},{}",
+            "{},{},\"{}\",{:.4},{:.2},{:.2},{:.2},{},{},{:.4},{:.2},{},{},{:.2},{:.2},{},{},{},{},{one_training:.3}",
             r.method.name(),
             r.seed,
             r.arch,
@@ -368,15 +368,7 @@ pub fn write_results(
                 format!("{:.1} ({:.1})", mean_std(&repeat_pct).0, min(&repeat_pct))
             }
         );
-        // Cells (NB201 strings) with `op` on every edge; other spaces have none.
-        let degenerate = |op: &str| {
-            rs.iter()
-                .filter(|r| {
-                    let mut edges = r.arch.split('|').filter(|t| t.contains('~')).peekable();
-                    edges.peek().is_some() && edges.all(|t| t.starts_with(op))
-                })
-                .count()
-        };
+        let degenerate = |op: &str| rs.iter().filter(|r| every_edge_is(&r.arch, op)).count();
         let taus: Vec<Tau> = rs.iter().filter_map(|r| r.tau).collect();
         let tau = if taus.is_empty() {
             "-".to_string()
@@ -470,4 +462,11 @@ pub fn write_results(
     std::fs::write(args.out.join("summary.md"), &md)?;
     println!("{md}");
     Ok(())
+}
+
+/// Whether `arch` is a cell (an NB201 string) with `op` on every edge; other spaces' strings
+/// never are.
+pub fn every_edge_is(arch: &str, op: &str) -> bool {
+    let mut edges = arch.split('|').filter(|t| t.contains('~')).peekable();
+    edges.peek().is_some() && edges.all(|t| t.starts_with(op))
 }
