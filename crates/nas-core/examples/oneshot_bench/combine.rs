@@ -108,8 +108,12 @@ fn row(dirs: &[PathBuf]) -> Result<String> {
         .map(|d| d.file_name().unwrap_or(d.as_os_str()).to_string_lossy())
         .collect::<Vec<_>>()
         .join(" + ");
-    let mut methods: Vec<&str> = runs.iter().map(|r| r.method.as_str()).collect();
-    methods.dedup();
+    let mut methods: Vec<&str> = Vec::new();
+    for r in &runs {
+        if !methods.contains(&r.method.as_str()) {
+            methods.push(&r.method);
+        }
+    }
     let seeds: Vec<String> = runs.iter().map(|r| r.seed.to_string()).collect();
     let first: Vec<f64> = runs.iter().map(|r| r.percentile).collect();
     let mean: Vec<f64> = runs.iter().map(|r| r.mean_percentile).collect();
