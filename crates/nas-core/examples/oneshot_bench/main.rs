@@ -443,8 +443,9 @@ impl Bench {
         // cost at most as much as itself.
         let cost_place = (!self.sampled)
             .then(|| truth.place_within(&self.row_costs, budget.unwrap_or(cost), &measured));
+        // Random search given the same time: as many trainings as the search cost.
+        let trainings = (search_seconds / self.one_training) as usize;
         let random_search_within = (!self.sampled).then(|| {
-            let trainings = (search_seconds / self.one_training) as usize;
             truth.random_search_within(trainings, &self.row_costs, budget.unwrap_or(cost))
         });
         let probs = trainer
@@ -508,7 +509,7 @@ impl Bench {
             arch,
             place,
             search_seconds,
-            random_search: truth.random_search((search_seconds / self.one_training) as usize),
+            random_search: truth.random_search(trainings),
             tau,
             final_probabilities: probs,
             cost,
