@@ -42,16 +42,17 @@ fn read_runs(dir: &Path) -> Result<Vec<PastRun>> {
     for (line, record) in reader.records().enumerate() {
         let record = record?;
         let at = |name: &str| columns.get(name).and_then(|&i| record.get(i)).unwrap_or("");
+        let not_a_number = |name: &str, v: &str| {
+            format!(
+                "{}, run {}: `{name}` is `{v}`, not a number",
+                path.display(),
+                line + 1
+            )
+        };
         let number = |name: &str| -> Result<Option<f64>> {
             match at(name) {
                 "" => Ok(None),
-                v => Ok(Some(v.parse().map_err(|_| {
-                    format!(
-                        "{}, run {}: `{name}` is `{v}`, not a number",
-                        path.display(),
-                        line + 1
-                    )
-                })?)),
+                v => Ok(Some(v.parse().map_err(|_| not_a_number(name, v))?)),
             }
         };
         let required = |name: &str| -> Result<f64> {
@@ -61,11 +62,16 @@ fn read_runs(dir: &Path) -> Result<Vec<PastRun>> {
         let alone: Vec<f64> = at("repeat_percentiles")
             .split('/')
             .filter(|p| !p.is_empty())
-            .map(|p| p.parse::<f64>())
+            .map(|p| {
+                p.parse::<f64>()
+                    .map_err(|_| not_a_number("repeat_percentiles", p))
+            })
             .collect::<std::result::Result<_, _>>()?;
         runs.push(PastRun {
             method: at("method").to_string(),
-            seed: at("seed").parse()?,
+            seed: at("seed")
+                .parse()
+                .map_err(|_| not_a_number("seed", at("seed")))?,
             arch: at("arch").to_string(),
             percentile: required("percentile")?,
             mean_percentile: required("mean_percentile")?,
