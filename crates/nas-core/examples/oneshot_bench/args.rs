@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nas_train::oneshot::{CostMetric, GdasGradient, Method, Sandwich, Selection, SelectionMetric};
+use nas_train::oneshot::{Method, OneShotConfig};
 
 use crate::Result;
 
@@ -13,30 +13,11 @@ pub struct Args {
     pub repeats: Vec<PathBuf>,
     pub methods: Vec<Method>,
     pub seeds: Vec<u64>,
-    pub epochs: usize,
-    pub arch_lr: f64,
-    pub weight_lr: f64,
-    pub warmup: usize,
-    /// β-DARTS' Beta-Decay weight (0: off).
-    pub beta_decay: f64,
-    /// SDARTS-RS's noise bound on the weight steps' mixing weights (0: off).
-    pub random_smoothing: f64,
-    /// Progressive pruning: options kept per choice (0: off) and after how many epochs
-    /// (`None`: half the search).
-    pub prune_to: usize,
-    pub prune_after: Option<usize>,
-    /// Cost-aware search: the weight of the expected cost (0: off) and what it counts.
-    pub cost_penalty: f64,
-    pub cost_metric: CostMetric,
-    pub affine: bool,
-    /// Compute every operation of an edge also for GDAS and SPOS (weighed by zero).
-    pub all_ops: bool,
-    /// GDAS: the gradient of the unsampled operations' weights.
-    pub gdas_gradient: GdasGradient,
+    /// The search flags, as a study's `[[strategy]]` would set them; [`crate::Bench`] turns
+    /// this into each method's configuration (leaving out what a method refuses).
+    pub search: OneShotConfig,
+    /// SPOS: architectures scored with the supernet's weights.
     pub spos_sample: usize,
-    /// SPOS: the sandwich rule (the largest path, and with `both` the smallest, trained
-    /// beside each drawn one).
-    pub sandwich: Sandwich,
     /// SPOS: validation images each path is scored on (`None`: the whole split).
     pub score_images: Option<usize>,
     /// SPOS and the proxies on a complete table: score only networks costing at most this
@@ -47,10 +28,6 @@ pub struct Args {
     pub few_shot: usize,
     /// Zero-cost proxies scored on the networks SPOS scores, as training-free baselines.
     pub proxies: Vec<String>,
-    /// How the DARTS-family methods read the architecture.
-    pub selection: Selection,
-    pub selection_epochs: usize,
-    pub selection_metric: SelectionMetric,
     /// Width of the supernet (default: the table's); derived cells are looked up in the
     /// table at its own width.
     pub channels: Option<usize>,
@@ -184,28 +161,15 @@ pub fn parse_args() -> Result<Args> {
         repeats: Vec::new(),
         methods: Method::ALL.to_vec(),
         seeds: (1..=5).collect(),
-        epochs: 50,
-        arch_lr: 3e-3,
-        weight_lr: 0.025,
-        warmup: 0,
-        beta_decay: 0.0,
-        random_smoothing: 0.0,
-        prune_to: 0,
-        cost_penalty: 0.0,
-        cost_metric: CostMetric::Flops,
-        prune_after: None,
-        affine: false,
-        all_ops: false,
-        gdas_gradient: GdasGradient::Auto,
+        search: OneShotConfig {
+            arch_lr: 3e-3,
+            ..OneShotConfig::default()
+        },
         spos_sample: 300,
-        sandwich: Sandwich::Off,
         score_images: None,
         max_cost_share: None,
         few_shot: 0,
         proxies: Vec::new(),
-        selection: Selection::Magnitude,
-        selection_epochs: 5,
-        selection_metric: SelectionMetric::Accuracy,
         channels: None,
         trainings: 3,
         trainings_given: false,
@@ -257,21 +221,21 @@ pub fn parse_args() -> Result<Args> {
                     .map(|s| s.parse())
                     .collect::<std::result::Result<_, _>>()?
             }
-            "--epochs" => a.epochs = value()?.parse()?,
-            "--arch-lr" => a.arch_lr = value()?.parse()?,
-            "--weight-lr" => a.weight_lr = value()?.parse()?,
-            "--warmup" => a.warmup = value()?.parse()?,
-            "--beta-decay" => a.beta_decay = value()?.parse()?,
-            "--random-smoothing" => a.random_smoothing = value()?.parse()?,
-            "--prune-to" => a.prune_to = value()?.parse()?,
-            "--prune-after" => a.prune_after = Some(value()?.parse()?),
-            "--cost-penalty" => a.cost_penalty = value()?.parse()?,
-            "--cost-metric" => a.cost_metric = parse_name(&value()?)?,
-            "--affine" => a.affine = true,
-            "--all-ops" => a.all_ops = true,
-            "--gdas-gradient" => a.gdas_gradient = parse_name(&value()?)?,
+            "--epochs" => a.search.epochs = value()?.parse()?,
+            "--arch-lr" => a.search.arch_lr = value()?.parse()?,
+            "--weight-lr" => a.search.weight_lr = value()?.parse()?,
+            "--warmup" => a.search.warmup_epochs = value()?.parse()?,
+            "--beta-decay" => a.search.beta_decay = value()?.parse()?,
+            "--random-smoothing" => a.search.random_smoothing = value()?.parse()?,
+            "--prune-to" => a.search.prune_to = value()?.parse()?,
+            "--prune-after" => a.search.prune_after = Some(value()?.parse()?),
+            "--cost-penalty" => a.search.cost_penalty = value()?.parse()?,
+            "--cost-metric" => a.search.cost_metric = parse_name(&value()?)?,
+            "--affine" => a.search.affine = true,
+            "--all-ops" => a.search.sampled_path_only = false,
+            "--gdas-gradient" => a.search.gdas_gradient = parse_name(&value()?)?,
             "--spos-sample" => a.spos_sample = value()?.parse()?,
-            "--sandwich" => a.sandwich = parse_name(&value()?)?,
+            "--sandwich" => a.search.sandwich = parse_name(&value()?)?,
             "--score-images" => a.score_images = Some(value()?.parse()?),
             "--max-cost-share" => a.max_cost_share = Some(value()?.parse()?),
             "--few-shot" => a.few_shot = value()?.parse()?,
@@ -282,9 +246,9 @@ pub fn parse_args() -> Result<Args> {
                     .filter(|p| !p.is_empty())
                     .collect()
             }
-            "--selection" => a.selection = parse_name(&value()?)?,
-            "--selection-epochs" => a.selection_epochs = value()?.parse()?,
-            "--selection-metric" => a.selection_metric = parse_name(&value()?)?,
+            "--selection" => a.search.selection = parse_name(&value()?)?,
+            "--selection-epochs" => a.search.selection_epochs = value()?.parse()?,
+            "--selection-metric" => a.search.selection_metric = parse_name(&value()?)?,
             "--channels" => a.channels = Some(value()?.parse()?),
             "--trainings" => {
                 a.trainings = value()?.parse()?;

@@ -149,7 +149,10 @@ impl Bench {
             }
         };
         // `auto` as the trainer resolves it, so that the summary names the gradient used.
-        args.gdas_gradient = args.gdas_gradient.resolve(&search_space.supernet(false)?);
+        args.search.gdas_gradient = args
+            .search
+            .gdas_gradient
+            .resolve(&search_space.supernet(false)?);
         let data_cfg: DataConfig = serde_json::from_value(table.data.clone())?;
         let data = nas_data::load(&data_cfg, table.seed)?;
         let library = nas_runtime::locate_library(None)?;
@@ -178,13 +181,13 @@ impl Bench {
             data.splits.test.len(),
             if sampled { args.trainings } else { 0 },
         )?;
-        let option_costs = (args.cost_penalty > 0.0)
-            .then(|| option_costs(search_space.as_ref(), args.cost_metric))
+        let option_costs = (args.search.cost_penalty > 0.0)
+            .then(|| option_costs(search_space.as_ref(), args.search.cost_metric))
             .transpose()?;
         let row_costs: Vec<f64> = table
             .rows
             .iter()
-            .map(|r| row_cost(r, args.cost_metric))
+            .map(|r| row_cost(r, args.search.cost_metric))
             .collect();
         let budget_limit = args
             .max_cost_share
@@ -310,7 +313,7 @@ impl Bench {
         )?;
         if let Some(limit) = self.budget_limit {
             candidates.retain(|c| {
-                network_cost(self.space.as_ref(), c, self.args.cost_metric)
+                network_cost(self.space.as_ref(), c, self.args.search.cost_metric)
                     .is_ok_and(|cost| cost <= limit)
             });
         }
@@ -319,60 +322,31 @@ impl Bench {
 
     /// The search's settings: the flags, less what `method` refuses or ignores.
     fn config(&self, method: Method, seed: u64) -> OneShotConfig {
-        let args = &self.args;
-        OneShotConfig {
+        let mut cfg = OneShotConfig {
             method,
-            epochs: args.epochs,
-            arch_lr: args.arch_lr,
-            weight_lr: args.weight_lr,
-            warmup_epochs: args.warmup,
-            // Methods without softmax weights refuse it.
-            beta_decay: if method.softmax_weights() {
-                args.beta_decay
-            } else {
-                0.0
-            },
-            random_smoothing: if method.mixes_every_option() {
-                args.random_smoothing
-            } else {
-                0.0
-            },
-            // SPOS learns no architecture weights to prune by.
-            prune_to: if method.learns_alpha() {
-                args.prune_to
-            } else {
-                0
-            },
-            prune_after: args.prune_after,
-            cost_penalty: if method.learns_alpha() {
-                args.cost_penalty
-            } else {
-                0.0
-            },
-            cost_metric: args.cost_metric,
-            affine: args.affine,
-            sampled_path_only: !args.all_ops,
-            gdas_gradient: if method == Method::Gdas {
-                args.gdas_gradient
-            } else {
-                GdasGradient::Auto
-            },
-            sandwich: if method == Method::Spos {
-                args.sandwich
-            } else {
-                Sandwich::Off
-            },
             seed: Some(seed),
-            // SPOS reads no architecture weights: it selects by scoring paths.
-            selection: if method.learns_alpha() {
-                args.selection
-            } else {
-                Selection::Magnitude
-            },
-            selection_epochs: args.selection_epochs,
-            selection_metric: args.selection_metric,
-            ..OneShotConfig::default()
+            ..self.args.search.clone()
+        };
+        // What a method refuses is left out, so one command line can run every method.
+        if !method.softmax_weights() {
+            cfg.beta_decay = 0.0;
         }
+        if !method.mixes_every_option() {
+            cfg.random_smoothing = 0.0;
+        }
+        // SPOS learns no architecture weights to prune by, penalize or read.
+        if !method.learns_alpha() {
+            cfg.prune_to = 0;
+            cfg.cost_penalty = 0.0;
+            cfg.selection = Selection::Magnitude;
+        }
+        if method != Method::Gdas {
+            cfg.gdas_gradient = GdasGradient::Auto;
+        }
+        if method != Method::Spos {
+            cfg.sandwich = Sandwich::Off;
+        }
+        cfg
     }
 
     /// One search: train the supernet, derive the architecture (with `--derive` above 1, the
@@ -438,7 +412,7 @@ impl Bench {
         let arch = self.arch_of(&choices);
         let measured = self.measure(&arch)?;
         let place = truth.place(&measured);
-        let cost = network_cost(self.space.as_ref(), &choices, args.cost_metric)?;
+        let cost = network_cost(self.space.as_ref(), &choices, args.search.cost_metric)?;
         // Without a budget, a cost-aware pick is worth what it is among the networks that
         // cost at most as much as itself.
         let cost_place = (!self.sampled)
@@ -467,7 +441,7 @@ impl Bench {
             truth.trainings_label(),
             100.0 * place.mean_accuracy,
             place.mean_percentile,
-            args.cost_metric,
+            args.search.cost_metric,
             cost_place
                 .map(|p| format!(
                     " (percentile {:.1}, mean {:.1}, among networks {})",
@@ -487,11 +461,14 @@ impl Bench {
             .unwrap_or_default()
         );
         let magnitude = match args
+            .search
             .epochs
             .checked_sub(1)
             .and_then(|last| trainer.history().get(last))
         {
-            Some(e) if args.selection == Selection::Perturbation && !e.derived.is_empty() => {
+            Some(e)
+                if args.search.selection == Selection::Perturbation && !e.derived.is_empty() =>
+            {
                 let arch = self.arch_of(&e.derived);
                 let place = truth.place(&self.measure(&arch)?);
                 eprintln!(

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use nas_train::oneshot::{Method, OneShotConfig, Selection};
+use nas_train::oneshot::{Method, Selection};
 
 use crate::Result;
 use crate::args::Args;
@@ -147,7 +147,7 @@ pub fn budget_note(args: &Args) -> String {
         Some(share) => format!(
             " Only networks costing at most {share} times the table's costliest ({:?}) are \
              scored; \"within the budget\" ranks a pick among the table's networks that cheap.",
-            args.cost_metric
+            args.search.cost_metric
         ),
     }
 }
@@ -289,44 +289,39 @@ pub fn write_results(
          |---|---|---|---|---|---|---|---|---|---|---|\n",
         truth.name,
         truth.sample_note(),
-        args.epochs,
+        args.search.epochs,
         args.seeds,
-        args.arch_lr,
-        args.weight_lr,
-        args.warmup,
-        args.beta_decay,
-        args.random_smoothing,
-        if args.prune_to == 0 {
+        args.search.arch_lr,
+        args.search.weight_lr,
+        args.search.warmup_epochs,
+        args.search.beta_decay,
+        args.search.random_smoothing,
+        if args.search.prune_to == 0 {
             "off".to_string()
         } else {
-            let schedule = OneShotConfig {
-                epochs: args.epochs,
-                prune_after: args.prune_after,
-                ..OneShotConfig::default()
-            };
             format!(
                 "to {} options per choice after {} epochs",
-                args.prune_to,
-                schedule.prune_epoch()
+                args.search.prune_to,
+                args.search.prune_epoch()
             )
         },
-        args.cost_penalty,
-        args.cost_metric,
-        args.affine,
-        if args.all_ops {
-            "every operation"
-        } else {
+        args.search.cost_penalty,
+        args.search.cost_metric,
+        args.search.affine,
+        if args.search.sampled_path_only {
             "the sampled path only"
+        } else {
+            "every operation"
         },
-        args.gdas_gradient,
-        args.sandwich,
+        args.search.gdas_gradient,
+        args.search.sandwich,
         args.score_images
             .map_or("all".to_string(), |n| format!("the first {n}")),
-        match args.selection {
+        match args.search.selection {
             Selection::Magnitude => "by magnitude (argmax of alpha)".to_string(),
             Selection::Perturbation => format!(
                 "by perturbation (DARTS-PT, validation {:?}), {} tuning epochs per decision",
-                args.selection_metric, args.selection_epochs
+                args.search.selection_metric, args.search.selection_epochs
             ),
         },
         args.derive,
@@ -409,13 +404,13 @@ pub fn write_results(
          does not count), averaged over 2,000 simulated searches per run.\n",
     );
     let costed: Vec<&Run> = runs.iter().filter(|r| r.cost_place.is_some()).collect();
-    if args.max_cost_share.is_some() || args.cost_penalty > 0.0 {
+    if args.max_cost_share.is_some() || args.search.cost_penalty > 0.0 {
         writeln!(
             md,
             "\n## Within a cost budget\n\nEach pick ranked among the table's networks that cost \
              at most the budget (`--max-cost-share`, for SPOS) or, without one, at most the pick's \
              own {:?}.{}\n\n| method | percentile, mean (min) | mean of {}: percentile, mean (min) | random search given that time among the same networks: percentile, mean percentile |\n|---|---|---|---|",
-            args.cost_metric,
+            args.search.cost_metric,
             budget_note(args),
             truth.trainings_label()
         )?;
