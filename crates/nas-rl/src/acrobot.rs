@@ -12,10 +12,9 @@
 
 use std::f64::consts::PI;
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::env::{Env, EnvSpec, Step, bad_action, not_running};
+use crate::env::{Env, EnvSpec, Episode, Step};
 
 pub const DT: f64 = 0.2;
 pub const LINK_LENGTH_1: f64 = 1.0;
@@ -40,9 +39,7 @@ pub const INIT_RANGE: f64 = 0.1;
 /// The Acrobot-v1 environment.
 #[derive(Clone, Debug, Default)]
 pub struct Acrobot {
-    state: [f64; 4],
-    steps: usize,
-    running: bool,
+    episode: Episode,
 }
 
 impl Acrobot {
@@ -52,19 +49,17 @@ impl Acrobot {
 
     /// The state `[theta1, theta2, dtheta1, dtheta2]` in float64.
     pub fn state(&self) -> [f64; 4] {
-        self.state
+        self.episode.state
     }
 
     /// Starts an episode at a given state (for tests and hand-made starts).
     pub fn set_state(&mut self, state: [f64; 4]) {
-        self.state = state;
-        self.steps = 0;
-        self.running = true;
+        self.episode.start(state);
     }
 
     /// Steps taken in the running episode.
     pub fn steps(&self) -> usize {
-        self.steps
+        self.episode.steps
     }
 
     /// Whether the tip is above the line: the termination test.
@@ -73,7 +68,7 @@ impl Acrobot {
     }
 
     fn observation(&self) -> Vec<f32> {
-        let [t1, t2, d1, d2] = self.state;
+        let [t1, t2, d1, d2] = self.episode.state;
         [t1.cos(), t1.sin(), t2.cos(), t2.sin(), d1, d2]
             .iter()
             .map(|&v| v as f32)
@@ -143,23 +138,16 @@ impl Env for Acrobot {
     }
 
     fn reset(&mut self, rng: &mut ChaCha8Rng) -> Vec<f32> {
-        let state = std::array::from_fn(|_| rng.random_range(-INIT_RANGE..INIT_RANGE));
-        self.set_state(state);
+        self.episode.start_random(rng, INIT_RANGE);
         self.observation()
     }
 
     fn step(&mut self, action: usize) -> Step {
-        if action >= TORQUES.len() {
-            bad_action("acrobot", action, TORQUES.len());
-        }
-        if !self.running {
-            not_running("acrobot");
-        }
-        self.state = next_state(self.state, TORQUES[action]);
-        self.steps += 1;
-        let terminated = Self::tip_above_line(self.state);
-        let truncated = self.steps >= MAX_STEPS;
-        self.running = !(terminated || truncated);
+        let spec = self.spec();
+        self.episode.check_step(&spec, action);
+        let state = next_state(self.episode.state, TORQUES[action]);
+        let terminated = Self::tip_above_line(state);
+        let truncated = self.episode.advance(&spec, state, terminated);
         Step {
             observation: self.observation(),
             reward: if terminated { 0.0 } else { -1.0 },

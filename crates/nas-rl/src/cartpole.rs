@@ -7,10 +7,9 @@
 //! 1 for every step, including the one that ends the episode. Terminated when `|x| > 2.4` or
 //! `|theta| > 12°`; truncated after 500 steps.
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::env::{Env, EnvSpec, Step, bad_action, not_running};
+use crate::env::{Env, EnvSpec, Episode, Step};
 
 pub const GRAVITY: f64 = 9.8;
 pub const MASS_CART: f64 = 1.0;
@@ -32,9 +31,7 @@ pub const INIT_RANGE: f64 = 0.05;
 /// The CartPole-v1 environment.
 #[derive(Clone, Debug, Default)]
 pub struct CartPole {
-    state: [f64; 4],
-    steps: usize,
-    running: bool,
+    episode: Episode,
 }
 
 impl CartPole {
@@ -44,23 +41,21 @@ impl CartPole {
 
     /// The state `[x, x_dot, theta, theta_dot]` in float64.
     pub fn state(&self) -> [f64; 4] {
-        self.state
+        self.episode.state
     }
 
     /// Starts an episode at a given state (for tests and hand-made starts).
     pub fn set_state(&mut self, state: [f64; 4]) {
-        self.state = state;
-        self.steps = 0;
-        self.running = true;
+        self.episode.start(state);
     }
 
     /// Steps taken in the running episode.
     pub fn steps(&self) -> usize {
-        self.steps
+        self.episode.steps
     }
 
     fn observation(&self) -> Vec<f32> {
-        self.state.iter().map(|&v| v as f32).collect()
+        self.episode.state.iter().map(|&v| v as f32).collect()
     }
 }
 
@@ -95,26 +90,19 @@ impl Env for CartPole {
     }
 
     fn reset(&mut self, rng: &mut ChaCha8Rng) -> Vec<f32> {
-        let state = std::array::from_fn(|_| rng.random_range(-INIT_RANGE..INIT_RANGE));
-        self.set_state(state);
+        self.episode.start_random(rng, INIT_RANGE);
         self.observation()
     }
 
     fn step(&mut self, action: usize) -> Step {
-        if action >= 2 {
-            bad_action("cartpole", action, 2);
-        }
-        if !self.running {
-            not_running("cartpole");
-        }
+        let spec = self.spec();
+        self.episode.check_step(&spec, action);
         let force = if action == 1 { FORCE } else { -FORCE };
-        self.state = euler_step(self.state, force);
-        self.steps += 1;
-        let [x, _, theta, _] = self.state;
+        let state = euler_step(self.episode.state, force);
+        let [x, _, theta, _] = state;
         let terminated = !(-X_THRESHOLD..=X_THRESHOLD).contains(&x)
             || !(-THETA_THRESHOLD..=THETA_THRESHOLD).contains(&theta);
-        let truncated = self.steps >= MAX_STEPS;
-        self.running = !(terminated || truncated);
+        let truncated = self.episode.advance(&spec, state, terminated);
         Step {
             observation: self.observation(),
             reward: 1.0,

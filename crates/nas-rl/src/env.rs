@@ -1,5 +1,6 @@
 //! The environment interface, the error type and lookup by name.
 
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::acrobot::Acrobot;
@@ -112,14 +113,52 @@ pub fn by_name(name: &str) -> Result<Box<dyn Env>, RlError> {
     }
 }
 
-/// The panic of stepping without a running episode, shared by the environments.
-pub(crate) fn not_running(env: &str) -> ! {
-    panic!(
-        "{env}: step called with no episode running; call reset first (also after an episode ends)"
-    )
+/// The running episode of an environment with a four-number float64 state: the state, the
+/// steps taken and whether it is still running. The dynamics are each environment's own;
+/// starting, the checks [`Env::step`] documents and the step limit are the same for all.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Episode {
+    pub state: [f64; 4],
+    pub steps: usize,
+    running: bool,
 }
 
-/// The panic of an out-of-range action, shared by the environments.
-pub(crate) fn bad_action(env: &str, action: usize, actions: usize) -> ! {
-    panic!("{env}: action {action} is out of range; actions are 0..{actions}")
+impl Episode {
+    /// Starts an episode at `state`.
+    pub fn start(&mut self, state: [f64; 4]) {
+        self.state = state;
+        self.steps = 0;
+        self.running = true;
+    }
+
+    /// Starts an episode at a state uniform in `[-range, range)` in every component.
+    pub fn start_random(&mut self, rng: &mut ChaCha8Rng, range: f64) {
+        self.start(std::array::from_fn(|_| rng.random_range(-range..range)));
+    }
+
+    /// Panics, as [`Env::step`] documents, unless `action` may be applied now.
+    pub fn check_step(&self, spec: &EnvSpec, action: usize) {
+        if action >= spec.actions {
+            panic!(
+                "{}: action {action} is out of range; actions are 0..{}",
+                spec.name, spec.actions
+            );
+        }
+        if !self.running {
+            panic!(
+                "{}: step called with no episode running; call reset first (also after an episode ends)",
+                spec.name
+            );
+        }
+    }
+
+    /// Moves to `state` after one step; the episode ends when `terminated` or at
+    /// `spec.max_steps`. Returns whether it was truncated.
+    pub fn advance(&mut self, spec: &EnvSpec, state: [f64; 4], terminated: bool) -> bool {
+        self.state = state;
+        self.steps += 1;
+        let truncated = self.steps >= spec.max_steps;
+        self.running = !(terminated || truncated);
+        truncated
+    }
 }
