@@ -138,7 +138,8 @@ enum Command {
         data_dir: Option<PathBuf>,
     },
     /// Write a study's report: trials.csv, best_so_far.svg, pareto.svg (two objectives) and
-    /// report.md.
+    /// report.md; for a one-shot strategy also its supernet search (supernet_epochs.csv,
+    /// supernet_weights.csv, a chart of the architecture weights and a section of report.md).
     Report {
         study_dir: Option<PathBuf>,
         #[command(flatten)]

@@ -126,6 +126,64 @@ fn darts_trains_a_supernet_and_its_derived_architectures_become_trials() {
     assert!(trials.iter().all(|(s, _)| s == "darts"), "{trials:?}");
     assert_ne!(trials[0].1, trials[1].1, "two different architectures");
     assert!(tmp.path().join("study/oneshot/0-darts.ckpt").is_file());
+    report_shows_the_supernet_search(tmp.path(), &state, &trials);
+}
+
+/// `nas report` of that study: every stored architecture weight by name, an epoch row per
+/// epoch with its derived architecture, the chart, and a report section naming the derived
+/// architectures in the order they became trials.
+fn report_shows_the_supernet_search(
+    dir: &Path,
+    state: &serde_json::Value,
+    trials: &[(String, String)],
+) {
+    let o = nas(&["report", "study"], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = dir.join("study/report");
+    let weights = std::fs::read_to_string(report.join("supernet_weights.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = weights
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(
+        rows.len(),
+        3 * 6 * 5,
+        "3 epochs x 6 edges x 5 operations:\n{weights}"
+    );
+    let history = state["history"].as_array().unwrap();
+    for (i, row) in rows.iter().enumerate() {
+        let (epoch, choice, option) = (i / 30, i / 5 % 6, i % 5);
+        assert_eq!(
+            row[..3],
+            ["darts", "0", &(epoch + 1).to_string()],
+            "{row:?}"
+        );
+        assert!(row[3].starts_with("edge_"), "choices by name: {row:?}");
+        let want = history[epoch]["probabilities"][choice][option]
+            .as_f64()
+            .unwrap();
+        assert_eq!(row[5].parse::<f64>().unwrap(), want, "{row:?}");
+    }
+    assert!(
+        rows.iter().any(|r| r[4] == "nor_conv_3x3"),
+        "operations by name"
+    );
+    let epochs = std::fs::read_to_string(report.join("supernet_epochs.csv")).unwrap();
+    assert_eq!(epochs.lines().count(), 1 + 3, "{epochs}");
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    let section = &md[md
+        .find("## Supernet search: `darts` (strategy 0)")
+        .expect(&md)..];
+    let listed: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("1. `").or_else(|| l.strip_prefix("2. `")))
+        .map(|l| l.trim_end_matches('`'))
+        .collect();
+    let proposed: Vec<&str> = trials.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(listed, proposed, "{section}");
+    let svg = std::fs::read_to_string(report.join("supernet-0-darts.svg")).unwrap();
+    assert!(svg.contains("<svg"), "{svg}");
 }
 
 #[test]

@@ -33,6 +33,7 @@ use nas_train::oneshot::{
 use serde::{Deserialize, Serialize};
 
 use crate::space::SearchSpace;
+use crate::storage::Checkpoint;
 
 /// The built-in one-shot strategies by their `plugin` name.
 pub const ONESHOT_STRATEGIES: [(&str, Method); 4] = [
@@ -73,16 +74,31 @@ fn one() -> usize {
     1
 }
 
-/// What survives in the study's strategy checkpoints.
+/// What survives in the study's strategy checkpoints: the search's record, which `nas
+/// report` reads back with [`supernet_record`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct State {
-    history: Vec<OneShotEpoch>,
+pub struct SupernetRecord {
+    /// Every epoch trained so far, with the architecture weights after it.
+    pub history: Vec<OneShotEpoch>,
     /// Perturbation-based selection's decisions (`selection = "perturbation"`).
     #[serde(default)]
-    decisions: Vec<SelectionDecision>,
+    pub decisions: Vec<SelectionDecision>,
     /// The derived architectures (option indices), most likely first, once trained.
-    derived: Vec<Vec<usize>>,
-    proposed: usize,
+    pub derived: Vec<Vec<usize>>,
+    /// How many of them have been proposed as trials.
+    pub proposed: usize,
+}
+
+/// The record of a one-shot strategy's search in a stored checkpoint; `None` when the
+/// checkpoint is another strategy's.
+pub fn supernet_record(cp: &Checkpoint) -> Option<anyhow::Result<SupernetRecord>> {
+    oneshot_method(&cp.name)?;
+    Some(serde_json::from_value(cp.state.clone()).with_context(|| {
+        format!(
+            "the stored state of strategy {} (`{}`) is no one-shot search record",
+            cp.strategy_index, cp.name
+        )
+    }))
 }
 
 pub struct OneShotStrategy {
@@ -94,7 +110,7 @@ pub struct OneShotStrategy {
     seed: u64,
     runtime: SessionSettings,
     checkpoint: PathBuf,
-    state: State,
+    state: SupernetRecord,
 }
 
 impl OneShotStrategy {
@@ -147,7 +163,7 @@ impl OneShotStrategy {
             seed,
             runtime,
             checkpoint,
-            state: State::default(),
+            state: SupernetRecord::default(),
         })
     }
 
@@ -255,5 +271,31 @@ impl OneShotStrategy {
         self.state = serde_json::from_value(state.clone())
             .with_context(|| format!("strategy `{}`: stored state", self.name))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(name: &str, state: serde_json::Value) -> Checkpoint {
+        Checkpoint {
+            strategy_index: 2,
+            name: name.into(),
+            state,
+        }
+    }
+
+    #[test]
+    fn only_one_shot_checkpoints_hold_a_supernet_record() {
+        let empty = serde_json::to_value(SupernetRecord::default()).unwrap();
+        assert!(supernet_record(&checkpoint("evolution", empty.clone())).is_none());
+        let read = supernet_record(&checkpoint("gdas", empty)).unwrap().unwrap();
+        assert!(read.history.is_empty() && read.derived.is_empty());
+        let bad = supernet_record(&checkpoint("darts", serde_json::json!({"history": 3})))
+            .unwrap()
+            .unwrap_err();
+        let message = format!("{bad:#}");
+        assert!(message.contains("strategy 2 (`darts`)"), "{message}");
     }
 }

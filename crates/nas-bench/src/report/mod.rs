@@ -6,6 +6,7 @@ pub mod curves;
 pub mod plot;
 pub mod stats;
 pub mod study;
+pub mod supernet;
 pub mod table;
 
 pub use bench::write_bench_report;

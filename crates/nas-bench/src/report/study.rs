@@ -10,10 +10,14 @@ use anyhow::Context;
 use nas_plugin::{Direction, Objective, TrialState};
 
 use super::plot::{Chart, Line, Points};
+use super::supernet::{self, SupernetSearch};
 use super::table::{Csv, csv_number, human_number, markdown_table};
 use nas_core::config::StudyConfig;
 use nas_core::final_phase::{FinalReport, stored_report};
 use nas_core::objectives::{self, dominates};
+use nas_core::oneshot::{SupernetRecord, supernet_record};
+use nas_core::space::build_space;
+use nas_core::storage::Checkpoint;
 use nas_core::storage::TrialRecord;
 use nas_core::study_ref::StudyRef;
 
@@ -276,7 +280,39 @@ pub fn write_study_report(
     let trials = storage.trials()?;
     let standings = storage.meta("standings")?;
     let final_report = stored_report(&storage)?;
+    let mut checkpoints = storage.checkpoints()?;
     drop(storage);
+    checkpoints.sort_by_key(|cp| cp.strategy_index);
+    let mut unreadable = Vec::new();
+    let records: Vec<(&Checkpoint, SupernetRecord)> = checkpoints
+        .iter()
+        .filter_map(|cp| match supernet_record(cp)? {
+            Ok(r) => Some((cp, r)),
+            Err(e) => {
+                unreadable.push(format!("{e:#}"));
+                None
+            }
+        })
+        .collect();
+    // Names of choices and options for the one-shot sections; indices where the space
+    // cannot be built here (its data gone, say).
+    let space = if records.is_empty() {
+        None
+    } else {
+        config
+            .resolved_space()
+            .ok()
+            .and_then(|c| build_space(&c).ok())
+    };
+    let searches: Vec<SupernetSearch<'_>> = records
+        .iter()
+        .map(|(cp, record)| SupernetSearch {
+            index: cp.strategy_index,
+            name: &cp.name,
+            record,
+            space: space.as_deref(),
+        })
+        .collect();
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| study_dir.join("report"));
@@ -309,6 +345,25 @@ pub fn write_study_report(
         write("pareto.svg", &chart.to_svg((800, 500))?)?;
         charts.push(("Pareto front", "pareto.svg"));
     }
+    let mut supernet_md = String::new();
+    if !searches.is_empty() {
+        write("supernet_epochs.csv", &supernet::epochs_csv(&searches))?;
+        write("supernet_weights.csv", &supernet::weights_csv(&searches))?;
+    }
+    for s in &searches {
+        let file = match s.chart() {
+            Some(chart) => {
+                let file = format!("{}.svg", s.stem());
+                write(&file, &chart.to_svg((800, 500))?)?;
+                Some(file)
+            }
+            None => None,
+        };
+        supernet::section(&mut supernet_md, s, file.as_deref());
+    }
+    for e in &unreadable {
+        let _ = writeln!(supernet_md, "Not shown: {e}.\n");
+    }
     if config.objectives.len() > 2 {
         charts.push((
             "no Pareto plot: it is drawn for two objectives, this study has more",
@@ -323,8 +378,20 @@ pub fn write_study_report(
         final_report.as_ref(),
         &charts,
     );
+    let md = with_supernet_sections(md, &supernet_md);
     write("report.md", &md)?;
     Ok(StudyReportFiles { dir: out, files })
+}
+
+/// `report.md` with the one-shot searches' sections before its file list.
+fn with_supernet_sections(md: String, sections: &str) -> String {
+    if sections.is_empty() {
+        return md;
+    }
+    match md.find("## Files\n") {
+        Some(at) => format!("{}{sections}{}", &md[..at], &md[at..]),
+        None => md + sections,
+    }
 }
 
 /// `report.md` of a study.
