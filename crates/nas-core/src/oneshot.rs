@@ -290,7 +290,9 @@ mod tests {
     fn only_one_shot_checkpoints_hold_a_supernet_record() {
         let empty = serde_json::to_value(SupernetRecord::default()).unwrap();
         assert!(supernet_record(&checkpoint("evolution", empty.clone())).is_none());
-        let read = supernet_record(&checkpoint("gdas", empty)).unwrap().unwrap();
+        let read = supernet_record(&checkpoint("gdas", empty))
+            .unwrap()
+            .unwrap();
         assert!(read.history.is_empty() && read.derived.is_empty());
         let bad = supernet_record(&checkpoint("darts", serde_json::json!({"history": 3})))
             .unwrap()

@@ -69,17 +69,18 @@ impl SupernetSearch<'_> {
         }
     }
 
-    /// The weight of each choice's finally derived option after every epoch, a line per
-    /// choice: how early and how firmly the search settled on what it derived. `None` when
-    /// no epoch holds weights (SPOS learns none).
+    /// The weight of each choice's finally chosen option (the first proposed architecture;
+    /// before the search ends, the last epoch's derived one) after every epoch, a line per
+    /// choice: how early and how firmly the search settled on what it chose. `None` when no
+    /// epoch holds weights (SPOS learns none).
     pub fn chart(&self) -> Option<Chart> {
         let last = self
             .record
             .history
             .iter()
             .rfind(|e| !e.probabilities.is_empty() && !e.derived.is_empty())?;
-        let lines = last
-            .derived
+        let chosen = self.record.derived.first().unwrap_or(&last.derived);
+        let lines = chosen
             .iter()
             .enumerate()
             .map(|(choice, &option)| Line {
@@ -102,7 +103,7 @@ impl SupernetSearch<'_> {
             .collect();
         Some(Chart {
             title: format!(
-                "{} (strategy {}): weight of each choice's derived option",
+                "{} (strategy {}): weight of each choice's chosen option",
                 self.name, self.index
             ),
             x_label: "supernet epoch".into(),
@@ -372,10 +373,24 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("1. `0,1`\n2. `1,1`"), "{md}");
-        // The chart follows each choice's finally derived option: choice 1's option 1.
+        // The chart follows each choice's option in the first proposal (`[0, 1]`).
         let chart = s.chart().unwrap();
         assert_eq!(chart.lines[1].name, "choice 1: option 1");
         assert_eq!(chart.lines[1].points, vec![(1.0, 0.5), (2.0, 0.8)]);
+        // Before the search has derived anything, the last epoch's derived option.
+        let mut running = record();
+        running.derived.clear();
+        running.history[1].derived = vec![1, 0];
+        let s = SupernetSearch {
+            record: &running,
+            ..s
+        };
+        let chart = s.chart().unwrap();
+        assert_eq!(chart.lines[0].name, "choice 0: option 1");
+        assert_eq!(
+            chart.lines[0].points,
+            vec![(1.0, 0.4), (2.0, 0.30000000000000004)]
+        );
     }
 
     #[test]
