@@ -235,6 +235,16 @@ fn a_killed_supernet_training_resumes_from_its_checkpoint() {
         "{}",
         running.seen.join("\n")
     );
+    // The report of the stopped study shows the epochs its supernet checkpoint holds.
+    let o = nas(&["report", "study"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(tmp.path().join("study/report/report.md")).unwrap();
+    assert!(md.contains("Not finished"), "{md}");
+    let epochs =
+        std::fs::read_to_string(tmp.path().join("study/report/supernet_epochs.csv")).unwrap();
+    let trained = epochs.lines().count() - 1;
+    assert!((2..8).contains(&trained), "{epochs}");
+    assert!(md.contains(&format!("{trained} epochs trained")), "{md}");
     let o = nas(&["search", "s.toml"], tmp.path());
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");

@@ -21,7 +21,7 @@
 //! there. Its saved state (stored with the study's strategy checkpoints) holds the softmax of
 //! the architecture logits after every epoch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use nas_data::DataConfig;
@@ -32,6 +32,7 @@ use nas_train::oneshot::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::config::StrategySpec;
 use crate::space::SearchSpace;
 use crate::storage::Checkpoint;
 
@@ -99,6 +100,76 @@ pub fn supernet_record(cp: &Checkpoint) -> Option<anyhow::Result<SupernetRecord>
             cp.strategy_index, cp.name
         )
     }))
+}
+
+/// Where the one-shot strategy at `index` of a study keeps its supernet checkpoint.
+pub fn checkpoint_path(study_dir: &Path, index: usize, plugin: &str) -> PathBuf {
+    study_dir
+        .join("oneshot")
+        .join(format!("{index}-{plugin}.ckpt"))
+}
+
+/// A one-shot strategy's search as a study holds it.
+pub struct StoredSearch {
+    /// Its position among the study's `[[strategy]]` tables, and its `plugin` name.
+    pub index: usize,
+    pub plugin: String,
+    pub record: anyhow::Result<SupernetRecord>,
+    /// The record is the supernet checkpoint's: the search has not proposed yet (its
+    /// supernet still trains, or the study stopped while it did), so nothing is derived.
+    pub unfinished: bool,
+}
+
+/// Every one-shot strategy of a study that has trained at least one epoch: its record from
+/// the study's stored strategy checkpoints (`stored`), written once it proposes, or before
+/// that from its supernet checkpoint file, which holds the epochs trained so far.
+pub fn stored_searches(
+    strategies: &[StrategySpec],
+    study_dir: &Path,
+    stored: &[Checkpoint],
+) -> Vec<StoredSearch> {
+    let mut out = Vec::new();
+    for (index, spec) in strategies.iter().enumerate() {
+        if oneshot_method(&spec.plugin).is_none() {
+            continue;
+        }
+        let plugin = spec.plugin.clone();
+        let finished = stored
+            .iter()
+            .find(|cp| cp.strategy_index == index && cp.name == spec.plugin)
+            .and_then(supernet_record);
+        if let Some(record) = finished {
+            // A stored state without epochs is the strategy's before its first proposal.
+            if record.as_ref().map_or(true, |r| !r.history.is_empty()) {
+                out.push(StoredSearch {
+                    index,
+                    plugin,
+                    record,
+                    unfinished: false,
+                });
+                continue;
+            }
+        }
+        let path = checkpoint_path(study_dir, index, &spec.plugin);
+        if !path.is_file() {
+            continue;
+        }
+        let record = OneShotCheckpoint::load(&path)
+            .map(|c| SupernetRecord {
+                history: c.history,
+                decisions: c.decisions,
+                derived: Vec::new(),
+                proposed: 0,
+            })
+            .with_context(|| format!("cannot read {}", path.display()));
+        out.push(StoredSearch {
+            index,
+            plugin,
+            record,
+            unfinished: true,
+        });
+    }
+    out
 }
 
 pub struct OneShotStrategy {

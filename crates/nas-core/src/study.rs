@@ -199,9 +199,7 @@ fn load_strategies(
             // Its own instance of the study's space (resolved once by the caller).
             let space = build_space(space_config)
                 .map_err(|e| crate::config_checks::space_error(config, e))?;
-            let checkpoint = dir
-                .join("oneshot")
-                .join(format!("{index}-{}.ckpt", spec.plugin));
+            let checkpoint = crate::oneshot::checkpoint_path(dir, index, &spec.plugin);
             let strategy = OneShotStrategy::new(
                 &spec.plugin,
                 method,

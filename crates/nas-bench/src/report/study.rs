@@ -15,9 +15,8 @@ use super::table::{Csv, csv_number, human_number, markdown_table};
 use nas_core::config::StudyConfig;
 use nas_core::final_phase::{FinalReport, stored_report};
 use nas_core::objectives::{self, dominates};
-use nas_core::oneshot::{SupernetRecord, supernet_record};
+use nas_core::oneshot::{SupernetRecord, stored_searches};
 use nas_core::space::build_space;
-use nas_core::storage::Checkpoint;
 use nas_core::storage::TrialRecord;
 use nas_core::study_ref::StudyRef;
 
@@ -280,20 +279,17 @@ pub fn write_study_report(
     let trials = storage.trials()?;
     let standings = storage.meta("standings")?;
     let final_report = stored_report(&storage)?;
-    let mut checkpoints = storage.checkpoints()?;
+    let checkpoints = storage.checkpoints()?;
     drop(storage);
-    checkpoints.sort_by_key(|cp| cp.strategy_index);
     let mut unreadable = Vec::new();
-    let records: Vec<(&Checkpoint, SupernetRecord)> = checkpoints
-        .iter()
-        .filter_map(|cp| match supernet_record(cp)? {
-            Ok(r) => Some((cp, r)),
-            Err(e) => {
-                unreadable.push(format!("{e:#}"));
-                None
-            }
-        })
-        .collect();
+    // (index, plugin, unfinished, record) of every one-shot search whose record reads.
+    let mut records: Vec<(usize, String, bool, SupernetRecord)> = Vec::new();
+    for s in stored_searches(&config.strategies, &study_dir, &checkpoints) {
+        match s.record {
+            Ok(r) => records.push((s.index, s.plugin, s.unfinished, r)),
+            Err(e) => unreadable.push(format!("{e:#}")),
+        }
+    }
     // Names of choices and options for the one-shot sections; indices where the space
     // cannot be built here (its data gone, say).
     let space = if records.is_empty() {
@@ -306,10 +302,11 @@ pub fn write_study_report(
     };
     let searches: Vec<SupernetSearch<'_>> = records
         .iter()
-        .map(|(cp, record)| SupernetSearch {
-            index: cp.strategy_index,
-            name: &cp.name,
+        .map(|(index, plugin, unfinished, record)| SupernetSearch {
+            index: *index,
+            name: plugin,
             record,
+            unfinished: *unfinished,
             space: space.as_deref(),
         })
         .collect();
