@@ -271,10 +271,19 @@ objectives = [{ minimize = "params" }, { minimize = "flops" }]
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "id,state,strategy,arch,fidelity,flops,params,seconds,error"
+        "id,state,strategy,arch,fidelity,flops,params,seconds,error,parent"
     );
     assert_eq!(lines.len(), 21);
     assert!(lines[1].starts_with("1,complete,random,|"), "{}", lines[1]);
+    // Random proposals have no parent; evolution's children name an earlier trial.
+    for line in &lines[1..] {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (id, parent): (u64, &str) = (fields[0].parse().unwrap(), fields[fields.len() - 1]);
+        match fields[2] {
+            "random" => assert_eq!(parent, "", "{line}"),
+            _ => assert!(parent.parse::<u64>().unwrap() < id, "{line}"),
+        }
+    }
     let md = read(&dir.join("report.md"));
     for text in [
         "# Study `report-e2e`",

@@ -42,7 +42,9 @@ pub fn metric_names<'a>(trials: impl IntoIterator<Item = &'a TrialRecord>) -> Ve
     names
 }
 
-/// `trials.csv`: id, state, strategy, arch, fidelity, one column per metric, seconds, error.
+/// `trials.csv`: id, state, strategy, arch, fidelity, one column per metric, seconds, error,
+/// parent (the trial a proposal was derived from, e.g. mutated; with the `train` evaluator's
+/// `inherit = true`, the one whose weights it started from).
 pub fn trials_csv(trials: &[TrialRecord]) -> String {
     let metrics = metric_names(trials);
     let mut header: Vec<String> = ["id", "state", "strategy", "arch", "fidelity"]
@@ -52,6 +54,8 @@ pub fn trials_csv(trials: &[TrialRecord]) -> String {
     header.extend(metrics.iter().cloned());
     header.push("seconds".into());
     header.push("error".into());
+    // Last, so that columns read by position before it stay where they were.
+    header.push("parent".into());
     let mut csv = Csv::new(&header);
     for t in trials {
         let mut row = vec![
@@ -68,6 +72,7 @@ pub fn trials_csv(trials: &[TrialRecord]) -> String {
         );
         row.push(csv_number(trial_seconds(t)));
         row.push(t.error.clone().unwrap_or_default());
+        row.push(t.parent.map(|p| p.to_string()).unwrap_or_default());
         csv.row(&row);
     }
     csv.into_string()
@@ -445,7 +450,7 @@ pub fn study_markdown(
     let _ = writeln!(md, "## Files\n");
     let _ = writeln!(
         md,
-        "- `trials.csv`: every trial (id, state, strategy, arch, fidelity, one column per metric, seconds, error)"
+        "- `trials.csv`: every trial (id, state, strategy, arch, fidelity, one column per metric, seconds, error, parent)"
     );
     for (title, file) in charts {
         if file.is_empty() {
@@ -699,18 +704,21 @@ mod tests {
     fn csv_has_every_metric_column() {
         let trials = vec![
             trial(1, "random", TrialState::Complete, &[("acc", 0.5)]),
-            trial(2, "evolution", TrialState::Failed, &[("params", 10.0)]),
+            TrialRecord {
+                parent: Some(1),
+                ..trial(2, "evolution", TrialState::Failed, &[("params", 10.0)])
+            },
         ];
         let csv = trials_csv(&trials);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(
             lines[0],
-            "id,state,strategy,arch,fidelity,acc,params,seconds,error"
+            "id,state,strategy,arch,fidelity,acc,params,seconds,error,parent"
         );
-        assert_eq!(lines[1], "1,complete,random,a1,,0.5,,0.5,");
+        assert_eq!(lines[1], "1,complete,random,a1,,0.5,,0.5,,");
         assert_eq!(
             lines[2],
-            "2,failed,evolution,a2,,,10,0.5,\"boom, \"\"bad\"\"\""
+            "2,failed,evolution,a2,,,10,0.5,\"boom, \"\"bad\"\"\",1"
         );
     }
 
