@@ -147,6 +147,7 @@ pub fn status(study: &StudyRef, json: bool, show_config: bool) -> anyhow::Result
     }
     let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{} trials: {}", trials.len(), counts.join(", "));
+    print_unfinished_supernets(&config, &study.files_dir(&config), &storage.checkpoints()?);
     crate::status_cmd::print_for_status(&storage, config.runtime.lease.as_secs_f64())?;
     if let Some(json) = storage.meta("standings")? {
         let standings: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
@@ -175,6 +176,53 @@ pub fn status(study: &StudyRef, json: bool, show_config: bool) -> anyhow::Result
         println!("{}", text_line(t));
     }
     Ok(())
+}
+
+/// A one-shot strategy whose supernet still trains (or stopped during training) has no trial
+/// yet to show: a line for each, from its supernet checkpoint, with the architecture derived
+/// so far where the space can be built without loading the data.
+fn print_unfinished_supernets(
+    config: &config::StudyConfig,
+    dir: &Path,
+    checkpoints: &[nas_core::storage::Checkpoint],
+) {
+    let searches: Vec<_> = nas_core::oneshot::stored_searches(&config.strategies, dir, checkpoints)
+        .into_iter()
+        .filter(|s| s.unfinished)
+        .collect();
+    if searches.is_empty() {
+        return;
+    }
+    let space = (!config.space.needs_data())
+        .then(|| nas_core::space::build_space(&config.space).ok())
+        .flatten();
+    for s in searches {
+        let what = format!("supernet `{}` (strategy {})", s.plugin, s.index);
+        let r = match &s.record {
+            Ok(r) => r,
+            Err(e) => {
+                println!("{what}: {e:#}");
+                continue;
+            }
+        };
+        let Some(last) = r.history.last() else {
+            continue;
+        };
+        let derived = match &space {
+            Some(space) if !last.derived.is_empty() => {
+                let values: Vec<f64> = last.derived.iter().map(|&v| v as f64).collect();
+                format!(", derived so far {}", space.arch_string(&values))
+            }
+            _ => String::new(),
+        };
+        println!(
+            "{what}: {} of {} epochs trained (train loss {:.4}, accuracy {:.4}){derived}",
+            r.history.len(),
+            s.epochs.map_or("?".into(), |e| e.to_string()),
+            last.train_loss,
+            last.train_accuracy,
+        );
+    }
 }
 
 pub fn best(study: &StudyRef, json: bool, top: usize) -> anyhow::Result<()> {

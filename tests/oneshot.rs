@@ -244,7 +244,20 @@ fn a_killed_supernet_training_resumes_from_its_checkpoint() {
         std::fs::read_to_string(tmp.path().join("study/report/supernet_epochs.csv")).unwrap();
     let trained = epochs.lines().count() - 1;
     assert!((2..8).contains(&trained), "{epochs}");
-    assert!(md.contains(&format!("{trained} epochs trained")), "{md}");
+    assert!(
+        md.contains(&format!("{trained} of 8 epochs trained")),
+        "{md}"
+    );
+    // So does `nas status`, where no trial shows the search yet.
+    let o = nas(&["status", "study"], tmp.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains(&format!(
+            "supernet `darts` (strategy 0): {trained} of 8 epochs trained"
+        )),
+        "{out}"
+    );
     let o = nas(&["search", "s.toml"], tmp.path());
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");

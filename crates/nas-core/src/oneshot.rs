@@ -118,6 +118,9 @@ pub struct StoredSearch {
     /// The record is the supernet checkpoint's: the search has not proposed yet (its
     /// supernet still trains, or the study stopped while it did), so nothing is derived.
     pub unfinished: bool,
+    /// Epochs the search trains in all (of which the record holds those trained); `None`
+    /// where the record does not say (an unreadable one).
+    pub epochs: Option<usize>,
 }
 
 /// Every one-shot strategy of a study that has trained at least one epoch: its record from
@@ -141,11 +144,13 @@ pub fn stored_searches(
         if let Some(record) = finished {
             // A stored state without epochs is the strategy's before its first proposal.
             if record.as_ref().map_or(true, |r| !r.history.is_empty()) {
+                let epochs = record.as_ref().ok().map(|r| r.history.len());
                 out.push(StoredSearch {
                     index,
                     plugin,
                     record,
                     unfinished: false,
+                    epochs,
                 });
                 continue;
             }
@@ -154,19 +159,24 @@ pub fn stored_searches(
         if !path.is_file() {
             continue;
         }
-        let record = OneShotCheckpoint::load(&path)
-            .map(|c| SupernetRecord {
-                history: c.history,
-                decisions: c.decisions,
-                derived: Vec::new(),
-                proposed: 0,
-            })
+        let loaded = OneShotCheckpoint::load(&path)
             .with_context(|| format!("cannot read {}", path.display()));
+        let epochs = loaded
+            .as_ref()
+            .ok()
+            .map(|c| c.config.total_epochs(c.supernet.options.len()));
+        let record = loaded.map(|c| SupernetRecord {
+            history: c.history,
+            decisions: c.decisions,
+            derived: Vec::new(),
+            proposed: 0,
+        });
         out.push(StoredSearch {
             index,
             plugin,
             record,
             unfinished: true,
+            epochs,
         });
     }
     out

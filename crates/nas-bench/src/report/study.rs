@@ -287,11 +287,12 @@ pub fn write_study_report(
     let checkpoints = storage.checkpoints()?;
     drop(storage);
     let mut unreadable = Vec::new();
-    // (index, plugin, unfinished, record) of every one-shot search whose record reads.
-    let mut records: Vec<(usize, String, bool, SupernetRecord)> = Vec::new();
+    // (index, plugin, epochs of an unfinished search, record) of every one-shot search whose
+    // record reads.
+    let mut records: Vec<(usize, String, Option<usize>, SupernetRecord)> = Vec::new();
     for s in stored_searches(&config.strategies, &study_dir, &checkpoints) {
         match s.record {
-            Ok(r) => records.push((s.index, s.plugin, s.unfinished, r)),
+            Ok(r) => records.push((s.index, s.plugin, s.epochs.filter(|_| s.unfinished), r)),
             Err(e) => unreadable.push(format!("{e:#}")),
         }
     }

@@ -23,8 +23,9 @@ pub struct SupernetSearch<'a> {
     /// Its `plugin` name (`darts`, ...).
     pub name: &'a str,
     pub record: &'a SupernetRecord,
-    /// The record is the supernet checkpoint's: the search has derived nothing yet.
-    pub unfinished: bool,
+    /// `Some(epochs in all)` when the record is the supernet checkpoint's: the search has
+    /// derived nothing yet.
+    pub unfinished: Option<usize>,
     /// The study's space (with `input` and `classes` resolved), for choice and option names
     /// and architecture strings; `None` prints indices.
     pub space: Option<&'a dyn SearchSpace>,
@@ -207,12 +208,15 @@ pub fn section(md: &mut String, s: &SupernetSearch<'_>, chart_file: Option<&str>
         return;
     };
     let seconds: f64 = h.iter().map(|e| e.seconds).sum();
-    if s.unfinished {
+    if let Some(epochs) = s.unfinished {
         let _ = writeln!(
             md,
-            "Not finished: the supernet still trains, or the study stopped while it did (it \
-             resumes from `oneshot/{}-{}.ckpt`, which these epochs come from).\n",
-            s.index, s.name
+            "Not finished: {} of {epochs} epochs trained; the supernet still trains, or the \
+             study stopped while it did (it resumes from `oneshot/{}-{}.ckpt`, which these \
+             epochs come from).\n",
+            h.len(),
+            s.index,
+            s.name
         );
     }
     let _ = writeln!(
@@ -371,7 +375,7 @@ mod tests {
             index: 1,
             name: "gdas",
             record: &r,
-            unfinished: false,
+            unfinished: None,
             space: None,
         };
         let csv = weights_csv(std::slice::from_ref(&s));
@@ -418,7 +422,7 @@ mod tests {
             index: 0,
             name: "darts",
             record: &r,
-            unfinished: false,
+            unfinished: None,
             space: Some(space.as_ref()),
         };
         // Two choices where the cell space has six: not its architecture.

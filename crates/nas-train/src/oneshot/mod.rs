@@ -493,6 +493,16 @@ impl OneShotConfig {
         Ok(())
     }
 
+    /// Epochs a search of a supernet with `choices` choices trains in all: `epochs`, then
+    /// with perturbation-based selection `selection_epochs` after each decision but the last.
+    pub fn total_epochs(&self, choices: usize) -> usize {
+        let tuning = match self.selection {
+            Selection::Magnitude => 0,
+            Selection::Perturbation => self.selection_epochs * choices.saturating_sub(1),
+        };
+        self.epochs + tuning
+    }
+
     /// Epochs before progressive pruning: `prune_after`, by default half the search.
     pub fn prune_epoch(&self) -> usize {
         self.prune_after.unwrap_or(self.epochs / 2)
@@ -824,7 +834,7 @@ impl<'d> SupernetTrainer<'d> {
 
     /// Epochs in all: the search's, then perturbation-based selection's tuning.
     pub fn total_epochs(&self) -> usize {
-        self.cfg.epochs + self.selection_epochs()
+        self.cfg.total_epochs(self.supernet.options.len())
     }
 
     pub fn history(&self) -> &[OneShotEpoch] {

@@ -59,17 +59,6 @@ pub struct SelectionDecision {
 }
 
 impl SupernetTrainer<'_> {
-    /// Tuning epochs of perturbation-based selection: `selection_epochs` after each decision
-    /// but the last.
-    pub(super) fn selection_epochs(&self) -> usize {
-        match self.cfg.selection {
-            Selection::Magnitude => 0,
-            Selection::Perturbation => {
-                self.cfg.selection_epochs * self.supernet.options.len().saturating_sub(1)
-            }
-        }
-    }
-
     /// Whether a decision is due before the epoch about to run (the tuning phase starts
     /// with one, then one every `selection_epochs` epochs).
     pub(super) fn decision_due(&self) -> bool {
