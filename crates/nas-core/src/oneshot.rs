@@ -142,8 +142,9 @@ pub fn stored_searches(
             .find(|cp| cp.strategy_index == index && cp.name == spec.plugin)
             .and_then(supernet_record);
         if let Some(record) = finished {
-            // A stored state without epochs is the strategy's before its first proposal.
-            if record.as_ref().map_or(true, |r| !r.history.is_empty()) {
+            // A stored state that derived nothing is the strategy's before its search ended
+            // (its epochs, if any, are also in the supernet checkpoint).
+            if record.as_ref().map_or(true, |r| !r.derived.is_empty()) {
                 let epochs = record.as_ref().ok().map(|r| r.history.len());
                 out.push(StoredSearch {
                     index,
