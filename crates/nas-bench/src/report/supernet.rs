@@ -226,6 +226,19 @@ pub fn section(md: &mut String, s: &SupernetSearch<'_>, chart_file: Option<&str>
         h.len(),
         chart_file.map_or(String::new(), |f| format!(", `{f}`"))
     );
+    epochs_table(md, s);
+    final_weights(md, s, last.epoch, &last.probabilities);
+    decisions_table(md, s);
+    proposals(md, s);
+    if let Some(f) = chart_file {
+        let _ = writeln!(md, "![{} architecture weights]({f})\n", s.name);
+    }
+}
+
+/// The epochs (only the first, the last and those that changed the derived architecture
+/// when there are more than [`ALL_EPOCHS_UP_TO`]).
+fn epochs_table(md: &mut String, s: &SupernetSearch<'_>) {
+    let h = &s.record.history;
     let shown: Vec<usize> = if h.len() <= ALL_EPOCHS_UP_TO {
         (0..h.len()).collect()
     } else {
@@ -271,31 +284,38 @@ pub fn section(md: &mut String, s: &SupernetSearch<'_>, chart_file: Option<&str>
         &rows,
     ));
     md.push('\n');
-    if !last.probabilities.is_empty() {
-        let _ = writeln!(
-            md,
-            "Architecture weights after epoch {} (the two largest per choice):\n",
-            last.epoch
-        );
-        let rows: Vec<Vec<String>> = last
-            .probabilities
-            .iter()
-            .enumerate()
-            .map(|(choice, w)| {
-                let mut order: Vec<usize> = (0..w.len()).collect();
-                order.sort_by(|&a, &b| w[b].total_cmp(&w[a]));
-                let top = |k: usize| {
-                    order.get(k).map_or_else(
-                        || "-".into(),
-                        |&o| format!("{} {:.3}", s.option_name(choice, o), w[o]),
-                    )
-                };
-                vec![s.choice_name(choice), top(0), top(1)]
-            })
-            .collect();
-        md.push_str(&markdown_table(&["choice", "largest", "second"], &rows));
-        md.push('\n');
+}
+
+/// The two largest weights of every choice after the last epoch.
+fn final_weights(md: &mut String, s: &SupernetSearch<'_>, epoch: usize, weights: &[Vec<f64>]) {
+    if weights.is_empty() {
+        return;
     }
+    let _ = writeln!(
+        md,
+        "Architecture weights after epoch {epoch} (the two largest per choice):\n"
+    );
+    let rows: Vec<Vec<String>> = weights
+        .iter()
+        .enumerate()
+        .map(|(choice, w)| {
+            let mut order: Vec<usize> = (0..w.len()).collect();
+            order.sort_by(|&a, &b| w[b].total_cmp(&w[a]));
+            let top = |k: usize| {
+                order.get(k).map_or_else(
+                    || "-".into(),
+                    |&o| format!("{} {:.3}", s.option_name(choice, o), w[o]),
+                )
+            };
+            vec![s.choice_name(choice), top(0), top(1)]
+        })
+        .collect();
+    md.push_str(&markdown_table(&["choice", "largest", "second"], &rows));
+    md.push('\n');
+}
+
+/// Perturbation-based selection's decisions, with the accuracy without each option.
+fn decisions_table(md: &mut String, s: &SupernetSearch<'_>) {
     if !s.record.decisions.is_empty() {
         let _ = writeln!(
             md,
@@ -328,6 +348,10 @@ pub fn section(md: &mut String, s: &SupernetSearch<'_>, chart_file: Option<&str>
         ));
         md.push('\n');
     }
+}
+
+/// The derived architectures in the order they become trials.
+fn proposals(md: &mut String, s: &SupernetSearch<'_>) {
     if !s.record.derived.is_empty() {
         let _ = writeln!(
             md,
@@ -338,9 +362,6 @@ pub fn section(md: &mut String, s: &SupernetSearch<'_>, chart_file: Option<&str>
             let _ = writeln!(md, "{}. `{}`", i + 1, s.arch(d));
         }
         md.push('\n');
-    }
-    if let Some(f) = chart_file {
-        let _ = writeln!(md, "![{} architecture weights]({f})\n", s.name);
     }
 }
 
