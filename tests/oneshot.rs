@@ -184,6 +184,17 @@ fn report_shows_the_supernet_search(
     assert_eq!(listed, proposed, "{section}");
     let svg = std::fs::read_to_string(report.join("supernet-0-darts.svg")).unwrap();
     assert!(svg.contains("<svg"), "{svg}");
+    let files = &md[md.find("## Files").expect(&md)..];
+    for f in [
+        "supernet_epochs.csv",
+        "supernet_weights.csv",
+        "supernet-0-darts.svg",
+    ] {
+        assert!(
+            files.contains(&format!("- `{f}`: ")),
+            "{f} not listed:\n{files}"
+        );
+    }
 }
 
 #[test]

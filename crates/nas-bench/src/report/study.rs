@@ -348,16 +348,30 @@ pub fn write_study_report(
         write("pareto.svg", &chart.to_svg((800, 500))?)?;
         charts.push(("Pareto front", "pareto.svg"));
     }
+    // One-shot searches: their own section each, their files listed with the others.
     let mut supernet_md = String::new();
+    let mut supernet_files: Vec<(String, String)> = Vec::new();
     if !searches.is_empty() {
         write("supernet_epochs.csv", &supernet::epochs_csv(&searches))?;
         write("supernet_weights.csv", &supernet::weights_csv(&searches))?;
+        supernet_files.push((
+            "supernet_epochs.csv".into(),
+            "every epoch of every one-shot search (losses, accuracies, schedules, derived architecture)".into(),
+        ));
+        supernet_files.push((
+            "supernet_weights.csv".into(),
+            "every architecture weight after every epoch, by choice and option".into(),
+        ));
     }
     for s in &searches {
         let file = match s.chart() {
             Some(chart) => {
                 let file = format!("{}.svg", s.stem());
                 write(&file, &chart.to_svg((800, 500))?)?;
+                supernet_files.push((
+                    file.clone(),
+                    format!("`{}`'s architecture weights over its epochs", s.name),
+                ));
                 Some(file)
             }
             None => None,
@@ -380,24 +394,14 @@ pub fn write_study_report(
         standings.as_deref(),
         final_report.as_ref(),
         &charts,
+        (&supernet_md, &supernet_files),
     );
-    let md = with_supernet_sections(md, &supernet_md);
     write("report.md", &md)?;
     Ok(StudyReportFiles { dir: out, files })
 }
 
-/// `report.md` with the one-shot searches' sections before its file list.
-fn with_supernet_sections(md: String, sections: &str) -> String {
-    if sections.is_empty() {
-        return md;
-    }
-    match md.find("## Files\n") {
-        Some(at) => format!("{}{sections}{}", &md[..at], &md[at..]),
-        None => md + sections,
-    }
-}
-
-/// `report.md` of a study.
+/// `report.md` of a study; `extra` is sections to add before the file list (the one-shot
+/// searches') and the files they wrote, `(file, what it holds)`.
 pub fn study_markdown(
     study_dir: &Path,
     config: &StudyConfig,
@@ -405,6 +409,7 @@ pub fn study_markdown(
     standings: Option<&str>,
     final_report: Option<&FinalReport>,
     charts: &[(&str, &str)],
+    extra: (&str, &[(String, String)]),
 ) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Study `{}`\n", config.name);
@@ -447,12 +452,17 @@ pub fn study_markdown(
     improvement_section(&mut md, config, trials);
     standings_section(&mut md, config, standings);
     final_section(&mut md, final_report);
+    let (extra_sections, extra_files) = extra;
+    md.push_str(extra_sections);
 
     let _ = writeln!(md, "## Files\n");
     let _ = writeln!(
         md,
         "- `trials.csv`: every trial (id, state, strategy, arch, fidelity, one column per metric, seconds, error, parent)"
     );
+    for (file, what) in extra_files {
+        let _ = writeln!(md, "- `{file}`: {what}");
+    }
     for (title, file) in charts {
         if file.is_empty() {
             let _ = writeln!(md, "- {title}");
