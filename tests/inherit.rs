@@ -122,6 +122,17 @@ fn evolution_children_inherit_their_parents_weights() {
         let id = t["id"].as_u64().unwrap();
         assert_eq!(t["parent"].as_u64(), by_id(id).1, "trial {id}: {t}");
     }
+    // `nas report` counts them.
+    let o = nas(&["report", "study"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(tmp.path().join("study/report/report.md")).unwrap();
+    assert!(
+        md.contains(&format!(
+            "## Weight inheritance\n\n{inherited} of 8 trained trials started from their \
+             parent's weights"
+        )),
+        "{md}"
+    );
     // The kept weights the children started from.
     let kept = std::fs::read_dir(tmp.path().join("study/checkpoints"))
         .unwrap()

@@ -451,6 +451,7 @@ pub fn study_markdown(
     best_section(&mut md, config, trials);
     improvement_section(&mut md, config, trials);
     standings_section(&mut md, config, standings);
+    inheritance_section(&mut md, config, trials);
     final_section(&mut md, final_report);
     let (extra_sections, extra_files) = extra;
     md.push_str(extra_sections);
@@ -598,6 +599,46 @@ fn standings_section(md: &mut String, config: &StudyConfig, standings: Option<&s
         &rows,
     ));
     md.push('\n');
+}
+
+/// With the `train` evaluator's `inherit = true` (trials report `inherited`): how many
+/// trials started from their parent's weights, and the first objective on each side.
+fn inheritance_section(md: &mut String, config: &StudyConfig, trials: &[TrialRecord]) {
+    let trained: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.metrics.contains_key("inherited"))
+        .collect();
+    if trained.is_empty() {
+        return;
+    }
+    let (inherited, scratch): (Vec<&TrialRecord>, Vec<&TrialRecord>) =
+        trained.iter().partition(|t| t.metrics["inherited"] == 1.0);
+    let metric = &config.objectives[0].metric;
+    let mean = |ts: &[&TrialRecord]| -> String {
+        let values: Vec<f64> = ts
+            .iter()
+            .filter_map(|t| t.metrics.get(metric))
+            .copied()
+            .collect();
+        if values.is_empty() {
+            "-".into()
+        } else {
+            format!("{:.4}", values.iter().sum::<f64>() / values.len() as f64)
+        }
+    };
+    let _ = writeln!(md, "## Weight inheritance\n");
+    let _ = writeln!(
+        md,
+        "{} of {} trained trials started from their parent's weights (`inherited = 1`; the \
+         `parent` column of `trials.csv` names the parent), {} from scratch. Mean `{metric}`: \
+         {} inherited, {} from scratch (children of chosen parents, often trained fewer \
+         epochs: not a controlled comparison; docs/inheritance.md has one).\n",
+        inherited.len(),
+        trained.len(),
+        scratch.len(),
+        mean(&inherited),
+        mean(&scratch),
+    );
 }
 
 fn final_section(md: &mut String, report: Option<&FinalReport>) {
