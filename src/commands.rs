@@ -209,16 +209,16 @@ fn print_unfinished_supernets(
             continue;
         };
         let derived = match &space {
-            Some(space) if !last.derived.is_empty() => {
-                let values: Vec<f64> = last.derived.iter().map(|&v| v as f64).collect();
-                format!(", derived so far {}", space.arch_string(&values))
-            }
+            Some(space) if !last.derived.is_empty() => format!(
+                ", derived so far {}",
+                nas_core::oneshot::arch_of(Some(space.as_ref()), &last.derived)
+            ),
             _ => String::new(),
         };
         println!(
             "{what}: {} of {} epochs trained (train loss {:.4}, accuracy {:.4}){derived}",
             r.history.len(),
-            s.epochs.map_or("?".into(), |e| e.to_string()),
+            s.total_epochs.map_or("?".into(), |e| e.to_string()),
             last.train_loss,
             last.train_accuracy,
         );

@@ -102,6 +102,21 @@ pub fn supernet_record(cp: &Checkpoint) -> Option<anyhow::Result<SupernetRecord>
     }))
 }
 
+/// An architecture given as an option index per choice (a one-shot search's form), as
+/// `space` prints it; the indices themselves (`0,3,1`) without a space or where they are no
+/// architecture of it.
+pub fn arch_of(space: Option<&dyn SearchSpace>, choices: &[usize]) -> String {
+    let values: Vec<f64> = choices.iter().map(|&c| c as f64).collect();
+    match space {
+        Some(s) if s.descriptor().check(&values).is_ok() => s.arch_string(&values),
+        _ => choices
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
 /// Where the one-shot strategy at `index` of a study keeps its supernet checkpoint.
 pub fn checkpoint_path(study_dir: &Path, index: usize, plugin: &str) -> PathBuf {
     study_dir
@@ -118,9 +133,9 @@ pub struct StoredSearch {
     /// The record is the supernet checkpoint's: the search has not proposed yet (its
     /// supernet still trains, or the study stopped while it did), so nothing is derived.
     pub unfinished: bool,
-    /// Epochs the search trains in all (of which the record holds those trained); `None`
-    /// where the record does not say (an unreadable one).
-    pub epochs: Option<usize>,
+    /// For an unfinished search whose checkpoint reads: the epochs it trains in all (the
+    /// record holds those trained so far).
+    pub total_epochs: Option<usize>,
 }
 
 /// Every one-shot strategy of a study that has trained at least one epoch: its record from
@@ -145,13 +160,12 @@ pub fn stored_searches(
             // A stored state that derived nothing is the strategy's before its search ended
             // (its epochs, if any, are also in the supernet checkpoint).
             if record.as_ref().map_or(true, |r| !r.derived.is_empty()) {
-                let epochs = record.as_ref().ok().map(|r| r.history.len());
                 out.push(StoredSearch {
                     index,
                     plugin,
                     record,
                     unfinished: false,
-                    epochs,
+                    total_epochs: None,
                 });
                 continue;
             }
@@ -162,7 +176,7 @@ pub fn stored_searches(
         }
         let loaded = OneShotCheckpoint::load(&path)
             .with_context(|| format!("cannot read {}", path.display()));
-        let epochs = loaded
+        let total_epochs = loaded
             .as_ref()
             .ok()
             .map(|c| c.config.total_epochs(c.supernet.options.len()));
@@ -177,7 +191,7 @@ pub fn stored_searches(
             plugin,
             record,
             unfinished: true,
-            epochs,
+            total_epochs,
         });
     }
     out
@@ -250,8 +264,7 @@ impl OneShotStrategy {
     }
 
     fn arch(&self, choices: &[usize]) -> String {
-        let values: Vec<f64> = choices.iter().map(|&v| v as f64).collect();
-        self.space.arch_string(&values)
+        arch_of(Some(self.space.as_ref()), choices)
     }
 
     /// Trains (or resumes) the supernet to its last epoch and derives the architectures.

@@ -15,7 +15,7 @@ use super::table::{Csv, csv_number, human_number, markdown_table};
 use nas_core::config::StudyConfig;
 use nas_core::final_phase::{FinalReport, stored_report};
 use nas_core::objectives::{self, dominates};
-use nas_core::oneshot::{SupernetRecord, stored_searches};
+use nas_core::oneshot::{StoredSearch, SupernetRecord, stored_searches};
 use nas_core::space::build_space;
 use nas_core::storage::TrialRecord;
 use nas_core::study_ref::StudyRef;
@@ -286,16 +286,18 @@ pub fn write_study_report(
     let final_report = stored_report(&storage)?;
     let checkpoints = storage.checkpoints()?;
     drop(storage);
+    let stored = stored_searches(&config.strategies, &study_dir, &checkpoints);
     let mut unreadable = Vec::new();
-    // (index, plugin, epochs of an unfinished search, record) of every one-shot search whose
-    // record reads.
-    let mut records: Vec<(usize, String, Option<usize>, SupernetRecord)> = Vec::new();
-    for s in stored_searches(&config.strategies, &study_dir, &checkpoints) {
-        match s.record {
-            Ok(r) => records.push((s.index, s.plugin, s.epochs.filter(|_| s.unfinished), r)),
-            Err(e) => unreadable.push(format!("{e:#}")),
-        }
-    }
+    let records: Vec<(&StoredSearch, &SupernetRecord)> = stored
+        .iter()
+        .filter_map(|s| match &s.record {
+            Ok(r) => Some((s, r)),
+            Err(e) => {
+                unreadable.push(format!("{e:#}"));
+                None
+            }
+        })
+        .collect();
     // Names of choices and options for the one-shot sections; indices where the space
     // cannot be built here (its data gone, say).
     let space = if records.is_empty() {
@@ -308,11 +310,11 @@ pub fn write_study_report(
     };
     let searches: Vec<SupernetSearch<'_>> = records
         .iter()
-        .map(|(index, plugin, unfinished, record)| SupernetSearch {
-            index: *index,
-            name: plugin,
+        .map(|&(s, record)| SupernetSearch {
+            index: s.index,
+            name: &s.plugin,
             record,
-            unfinished: *unfinished,
+            unfinished: s.total_epochs,
             space: space.as_deref(),
         })
         .collect();

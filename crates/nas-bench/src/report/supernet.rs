@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use nas_core::oneshot::SupernetRecord;
+use nas_core::oneshot::{SupernetRecord, arch_of};
 use nas_core::space::SearchSpace;
 use nas_plugin::ChoiceKind;
 
@@ -61,15 +61,7 @@ impl SupernetSearch<'_> {
 
     /// The architecture as the space prints it (option indices where it cannot).
     pub fn arch(&self, choices: &[usize]) -> String {
-        let values: Vec<f64> = choices.iter().map(|&c| c as f64).collect();
-        match self.space {
-            Some(s) if s.descriptor().check(&values).is_ok() => s.arch_string(&values),
-            _ => choices
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        }
+        arch_of(self.space, choices)
     }
 
     /// The weight of each choice's finally chosen option (the first proposed architecture;
